@@ -1,0 +1,68 @@
+//! The one error type of this crate.
+//!
+//! Every variant carries enough context (file and line, stage and block, the
+//! offending key) for a user to fix the input without reading the code.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpaceError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("invalid search space: {0}")]
+    Config(String),
+
+    #[error("{path}: {message}")]
+    ConfigFile { path: PathBuf, message: String },
+
+    #[error("invalid block key '{key}': {reason}")]
+    Key { key: String, reason: String },
+
+    /// A problem at one place of a latency table file.
+    #[error("{}", table_location(.file, *.line, .column.as_deref(), .message))]
+    Table {
+        file: String,
+        line: u64,
+        column: Option<String>,
+        message: String,
+    },
+
+    /// Every key a lookup needed and the table lacks, so one run shows them all.
+    #[error("the table lacks {} needed entr{}: {}", .keys.len(), if .keys.len() == 1 { "y" } else { "ies" }, .keys.join(", "))]
+    MissingEntries { keys: Vec<String> },
+
+    /// An architecture that does not fit its space; stage and block are 1-based.
+    #[error("{}", arch_location(*.stage, *.block, .message))]
+    Arch {
+        stage: usize,
+        block: Option<usize>,
+        message: String,
+    },
+
+    #[error("invalid architecture JSON: {0}")]
+    ArchJson(String),
+
+    #[error("cannot write table: {0}")]
+    Write(String),
+}
+
+fn table_location(file: &str, line: u64, column: Option<&str>, message: &str) -> String {
+    match column {
+        Some(column) => format!("{file}:{line}: column '{column}': {message}"),
+        None => format!("{file}:{line}: {message}"),
+    }
+}
+
+fn arch_location(stage: usize, block: Option<usize>, message: &str) -> String {
+    match block {
+        Some(block) => format!("architecture stage {stage}, block {block}: {message}"),
+        None => format!("architecture stage {stage}: {message}"),
+    }
+}
+
+pub type Result<T, E = SpaceError> = std::result::Result<T, E>;

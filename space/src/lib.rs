@@ -1,0 +1,32 @@
+//! The shared vocabulary of the profiler and the searcher.
+//!
+//! One source of truth for what a search space is ([`SearchSpaceConfig`]),
+//! what a timed block is and how it is named ([`BlockSpec`]), which blocks a
+//! table needs ([`TablePlan`]), how a table is stored and read
+//! ([`LatencyTable`], [`TableWriter`]), and how a derived network is written
+//! down ([`Architecture`]). Neither program redefines any of these.
+//!
+//! This crate must never depend on libtorch: the profiler links it, and a
+//! process holding libtorch's cuDNN cannot use the system one (gpu-facts,
+//! pitfall 1).
+
+pub mod arch;
+pub mod block;
+pub mod config;
+mod cost;
+pub mod error;
+pub mod plan;
+pub mod table;
+
+pub use arch::{Architecture, BlockArch, Prediction, StageArch};
+pub use block::{BlockKind, BlockShape, BlockSpec};
+pub use config::{
+    Activation, FixedBlockConfig, HeadConfig, LayerShape, OpConfig, SearchSpaceConfig,
+    StageConfig, StemConfig, WidthRange,
+};
+pub use error::{Result, SpaceError};
+pub use plan::{FixedParts, TablePlan};
+pub use table::{
+    meta, ArchLatency, Entry, Estimate, LatencyStats, LatencyTable, Metadata, Source,
+    TableWriter,
+};

@@ -1,0 +1,138 @@
+//! The fingerprint header: ordered `# key: value` lines.
+//!
+//! Kept as an ordered list of strings rather than a struct so that a newer
+//! profiler can add lines an older reader still carries through, and so that
+//! comparing two tables' headers is a plain key-by-key diff.
+
+use std::collections::BTreeMap;
+
+/// Metadata keys the profiler writes (all optional to the reader except
+/// [`meta::FORMAT`] and [`meta::BATCH`]).
+pub mod meta {
+    pub const FORMAT: &str = "format";
+    pub const DEVICE_NAME: &str = "device_name";
+    pub const DEVICE_UUID: &str = "device_uuid";
+    pub const DRIVER: &str = "driver";
+    pub const CUDA: &str = "cuda";
+    pub const CUDNN: &str = "cudnn";
+    pub const ENGINE: &str = "engine";
+    pub const LAUNCH: &str = "launch";
+    pub const L2: &str = "l2";
+    pub const DTYPE: &str = "dtype";
+    pub const LAYOUT: &str = "layout";
+    pub const BATCH: &str = "batch";
+    pub const WIDTH_STEP: &str = "width_step";
+    pub const SPACE: &str = "space";
+    pub const SPACE_DIGEST: &str = "space_digest";
+    pub const CLOCKS: &str = "clocks";
+    pub const PROFILER_VERSION: &str = "profiler_version";
+    pub const COMMAND: &str = "command";
+    pub const STARTED: &str = "started";
+    pub const FINISHED: &str = "finished";
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Metadata {
+    entries: Vec<(String, String)>,
+}
+
+impl Metadata {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets `key`, replacing an earlier value in place. Keys are single
+    /// tokens and values single lines, so a header always parses back.
+    pub fn set(&mut self, key: &str, value: impl ToString) -> &mut Self {
+        assert!(
+            !key.is_empty() && !key.contains([':', '\n', ' ', '#']),
+            "metadata key '{key}' must be a single token"
+        );
+        let value = value.to_string().replace(['\n', '\r'], " ");
+        match self.entries.iter_mut().find(|(k, _)| k == key) {
+            Some(slot) => slot.1 = value,
+            None => self.entries.push((key.to_string(), value)),
+        }
+        self
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.entries
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.entries.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Keys whose values differ between two headers, with both values
+    /// (`None` where one side lacks the key), in a stable order.
+    pub fn differences<'a>(
+        &'a self,
+        other: &'a Metadata,
+    ) -> Vec<(&'a str, Option<&'a str>, Option<&'a str>)> {
+        let mut keys: BTreeMap<&str, ()> = BTreeMap::new();
+        for (k, _) in self.iter().chain(other.iter()) {
+            keys.insert(k, ());
+        }
+        keys.into_keys()
+            .map(|k| (k, self.get(k), other.get(k)))
+            .filter(|(_, a, b)| a != b)
+            .collect()
+    }
+
+    /// Parses one `# key: value` line; `None` for other comments.
+    pub(crate) fn parse_line(line: &str) -> Option<(&str, &str)> {
+        let body = line.strip_prefix('#')?.trim_start();
+        let (key, value) = body.split_once(':')?;
+        let key = key.trim();
+        (!key.is_empty() && !key.contains(' ')).then_some((key, value.trim()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_replaces_and_keeps_order() {
+        let mut m = Metadata::new();
+        m.set("a", 1).set("b", "x\ny").set("a", 2);
+        let all: Vec<_> = m.iter().collect();
+        assert_eq!(all, [("a", "2"), ("b", "x y")]);
+    }
+
+    #[test]
+    fn differences_list_changed_and_missing_keys() {
+        let mut a = Metadata::new();
+        a.set("device_name", "H100").set("batch", 32).set("dtype", "fp32");
+        let mut b = Metadata::new();
+        b.set("device_name", "A100").set("batch", 32).set("layout", "nchw");
+        let d = a.differences(&b);
+        assert_eq!(
+            d,
+            [
+                ("device_name", Some("H100"), Some("A100")),
+                ("dtype", Some("fp32"), None),
+                ("layout", None, Some("nchw")),
+            ]
+        );
+    }
+
+    #[test]
+    fn parses_header_lines_only() {
+        assert_eq!(
+            Metadata::parse_line("# started: 2026-11-27T10:00:00Z"),
+            Some(("started", "2026-11-27T10:00:00Z"))
+        );
+        assert_eq!(Metadata::parse_line("# just a remark"), None);
+        assert_eq!(Metadata::parse_line("key,batch"), None);
+    }
+}
