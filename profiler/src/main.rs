@@ -1,1 +1,189 @@
-fn main() {}
+//! `profiler`: builds, checks and uses latency tables of a search space.
+//!
+//! Every failure prints one clear `error:` message on stderr and exits with
+//! status 2; nothing panics on bad input.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use space::{meta, Architecture, LatencyTable, SearchSpaceConfig};
+
+#[derive(Parser)]
+#[command(
+    name = "profiler",
+    version,
+    about = "Latency tables for latency-constrained NAS on GPUs"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the space and every block a complete table needs.
+    Plan {
+        /// Search space file (.json or .toml); the TF-NAS ImageNet space by default.
+        #[arg(long)]
+        space: Option<PathBuf>,
+        /// Measure every N-th mid width (plus each op's min, initial and max).
+        #[arg(long, default_value_t = 8)]
+        width_step: u32,
+        /// Also print every block key, one per line, on stdout.
+        #[arg(long)]
+        keys: bool,
+    },
+    /// Print a search space as JSON, to edit into a space file of your own.
+    Space {
+        /// Search space file to normalise; the TF-NAS ImageNet space by default.
+        #[arg(long)]
+        space: Option<PathBuf>,
+    },
+    /// Validate a table and report what it covers of a space.
+    Check {
+        #[arg(long)]
+        table: PathBuf,
+        /// Search space file; the TF-NAS ImageNet space by default.
+        #[arg(long)]
+        space: Option<PathBuf>,
+    },
+    /// Predict the latency of an architecture JSON from a table.
+    Predict {
+        #[arg(long)]
+        table: PathBuf,
+        #[arg(long)]
+        arch: PathBuf,
+        /// Print every block's estimate and whether it was interpolated.
+        #[arg(long)]
+        blocks: bool,
+    },
+}
+
+fn load_space(path: Option<&PathBuf>) -> Result<SearchSpaceConfig> {
+    match path {
+        Some(p) => Ok(SearchSpaceConfig::from_path(p)?),
+        None => Ok(SearchSpaceConfig::default()),
+    }
+}
+
+fn plan(space: Option<PathBuf>, width_step: u32, keys: bool) -> Result<()> {
+    let space = load_space(space.as_ref())?;
+    let plan = space.table_plan(width_step)?;
+    eprint!("{}", space.describe());
+    eprintln!("{}", plan.describe());
+    if keys {
+        for block in &plan.blocks {
+            println!("{block}");
+        }
+    }
+    Ok(())
+}
+
+fn check(table: PathBuf, space: Option<PathBuf>) -> Result<()> {
+    let space = load_space(space.as_ref())?;
+    let table = LatencyTable::from_path(&table)?;
+    let md = table.metadata();
+    println!(
+        "{}: {} entries at batch {}, device '{}'",
+        table.origin(),
+        table.len(),
+        table.batch(),
+        md.get(meta::DEVICE_NAME).unwrap_or("unknown")
+    );
+    if let Some(digest) = md.get(meta::SPACE_DIGEST) {
+        if digest != space.digest() {
+            println!(
+                "note: the table was built for space digest {digest}, not {} ({})",
+                space.digest(),
+                space.name
+            );
+        }
+    }
+    let throttled = table.entries().iter().filter(|e| e.stats.throttled).count();
+    if throttled > 0 {
+        println!("{throttled} entries were measured while the GPU throttled");
+    }
+    let step = md
+        .get(meta::WIDTH_STEP)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(8);
+    let plan = space.table_plan(step)?;
+    let missing: Vec<_> = plan
+        .blocks
+        .iter()
+        .filter(|b| table.entry(b).is_none())
+        .collect();
+    println!(
+        "covers {} of the {} entries of the space's plan at width step {step}",
+        plan.len() - missing.len(),
+        plan.len()
+    );
+    for b in missing.iter().take(10) {
+        println!("  missing {b}");
+    }
+    if missing.len() > 10 {
+        println!("  ... and {} more", missing.len() - 10);
+    }
+    Ok(())
+}
+
+fn predict(table: PathBuf, arch: PathBuf, blocks: bool) -> Result<()> {
+    let table = LatencyTable::from_path(&table)?;
+    let arch = Architecture::from_path(&arch)?;
+    let latency = table
+        .predict(&arch)
+        .with_context(|| format!("cannot predict the architecture from {}", table.origin()))?;
+    if blocks {
+        for (spec, e) in &latency.blocks {
+            let how = match e.source {
+                space::Source::Measured => "measured".to_string(),
+                space::Source::Interpolated { lower, upper } => {
+                    format!("interpolated {lower}..{upper}")
+                }
+            };
+            println!("{:>10.4} ms  {spec}  ({how})", e.ms);
+        }
+    }
+    println!(
+        "predicted {:.4} ms at batch {} (base {:.4} ms), {:.1}M MACs, {:.2}M params",
+        latency.total_ms,
+        table.batch(),
+        latency.base_ms,
+        arch.macs()? as f64 / 1e6,
+        arch.params()? as f64 / 1e6
+    );
+    Ok(())
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Plan {
+            space,
+            width_step,
+            keys,
+        } => plan(space, width_step, keys),
+        Command::Space { space } => {
+            println!("{}", load_space(space.as_ref())?.to_json_pretty());
+            Ok(())
+        }
+        Command::Check { table, space } => check(table, space),
+        Command::Predict {
+            table,
+            arch,
+            blocks,
+        } => predict(table, arch, blocks),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

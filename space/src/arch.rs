@@ -252,9 +252,24 @@ impl Architecture {
         let choices: Vec<Vec<(usize, u32)>> = [
             vec![("k3_e6_se", 83), ("k5_e6", 128)],
             vec![("k3_e6_se", 138), ("k3_e6", 297), ("k5_e6_se", 170)],
-            vec![("k5_e6_se", 248), ("k3_e6", 500), ("k3_e6", 424), ("k3_e6", 477)],
-            vec![("k3_e6_se", 504), ("k3_e6", 796), ("k3_e6_se", 723), ("k3_e6_se", 555)],
-            vec![("k3_e6", 813), ("k3_e6", 1370), ("k3_e6_se", 1138), ("k3_e6_se", 1359)],
+            vec![
+                ("k5_e6_se", 248),
+                ("k3_e6", 500),
+                ("k3_e6", 424),
+                ("k3_e6", 477),
+            ],
+            vec![
+                ("k3_e6_se", 504),
+                ("k3_e6", 796),
+                ("k3_e6_se", 723),
+                ("k3_e6_se", 555),
+            ],
+            vec![
+                ("k3_e6", 813),
+                ("k3_e6", 1370),
+                ("k3_e6_se", 1138),
+                ("k3_e6_se", 1359),
+            ],
             vec![("k5_e6_se", 1203)],
         ]
         .iter()
@@ -306,13 +321,25 @@ mod tests {
         });
         assert!(e.contains("stage 2") && e.contains("outside 1..=3"), "{e}");
         let e = broken(|a| a.stages[3].blocks[1].mid_channels = 1000);
-        assert!(e.contains("stage 4, block 2") && e.contains("[448, 896]"), "{e}");
+        assert!(
+            e.contains("stage 4, block 2") && e.contains("[448, 896]"),
+            "{e}"
+        );
         let e = broken(|a| a.stages[0].blocks[0].op = "k7_e6".into());
-        assert!(e.contains("stage 1, block 1") && e.contains("unknown op 'k7_e6'"), "{e}");
+        assert!(
+            e.contains("stage 1, block 1") && e.contains("unknown op 'k7_e6'"),
+            "{e}"
+        );
         let e = broken(|a| a.stages[2].blocks[0].stride = 1);
-        assert!(e.contains("stage 3, block 1") && e.contains("stride"), "{e}");
+        assert!(
+            e.contains("stage 3, block 1") && e.contains("stride"),
+            "{e}"
+        );
         let e = broken(|a| a.stages[4].blocks[3].se_channels = 192);
-        assert!(e.contains("stage 5, block 4") && e.contains("se_channels"), "{e}");
+        assert!(
+            e.contains("stage 5, block 4") && e.contains("se_channels"),
+            "{e}"
+        );
         let e = broken(|a| a.stages[2].blocks.pop().map(|_| ()).unwrap());
         assert!(e.contains("stage 3") && e.contains("4 but 3 blocks"), "{e}");
         let e = broken(|a| {

@@ -110,6 +110,7 @@ impl BlockSpec {
 }
 
 impl fmt::Display for BlockSpec {
+    /// The canonical key.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = &self.shape;
         write!(

@@ -269,7 +269,12 @@ impl SearchSpaceConfig {
         if self.input_resolution == 0 || self.input_channels == 0 || self.num_classes == 0 {
             return bad("input_resolution, input_channels and num_classes must be positive".into());
         }
-        check_conv("stem", self.stem.kernel, self.stem.stride, self.stem.out_channels)?;
+        check_conv(
+            "stem",
+            self.stem.kernel,
+            self.stem.stride,
+            self.stem.out_channels,
+        )?;
         let s = &self.second_stem;
         check_conv("second_stem", s.kernel, s.stride, s.out_channels)?;
         if s.mid_channels == 0 {
@@ -345,9 +350,11 @@ impl SearchSpaceConfig {
     /// Resolution entering the head (after every stage at full depth; depth
     /// never changes it because only first blocks have a stride).
     pub fn head_resolution(&self) -> u32 {
-        self.stages.iter().fold(self.stem_output_resolution(), |r, s| {
-            conv_output_resolution(r, s.stride)
-        })
+        self.stages
+            .iter()
+            .fold(self.stem_output_resolution(), |r, s| {
+                conv_output_resolution(r, s.stride)
+            })
     }
 
     pub fn op_index(&self, name: &str) -> Option<usize> {
@@ -375,10 +382,14 @@ fn check_conv(what: &str, kernel: u32, stride: u32, channels: u32) -> Result<()>
         )));
     }
     if stride == 0 {
-        return Err(SpaceError::Config(format!("{what}: stride must be positive")));
+        return Err(SpaceError::Config(format!(
+            "{what}: stride must be positive"
+        )));
     }
     if channels == 0 {
-        return Err(SpaceError::Config(format!("{what}: channels must be positive")));
+        return Err(SpaceError::Config(format!(
+            "{what}: channels must be positive"
+        )));
     }
     Ok(())
 }
@@ -434,7 +445,11 @@ mod tests {
         assert!(space.validate().unwrap_err().to_string().contains("twice"));
         let mut space = SearchSpaceConfig::default();
         space.stages[3].max_depth = 0;
-        assert!(space.validate().unwrap_err().to_string().contains("stage 4"));
+        assert!(space
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("stage 4"));
     }
 
     #[test]

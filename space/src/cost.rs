@@ -21,7 +21,11 @@ impl BlockSpec {
             BlockKind::Stem => area_out * i * o * k2,
             BlockKind::Head => area_in * i * m + m * o,
             BlockKind::Mbconv | BlockKind::Fixed => {
-                let expand = if self.has_expansion() { area_in * i * m } else { 0 };
+                let expand = if self.has_expansion() {
+                    area_in * i * m
+                } else {
+                    0
+                };
                 expand + area_out * m * k2 + 2 * m * se + area_out * m * o
             }
         }
@@ -42,7 +46,11 @@ impl BlockSpec {
             BlockKind::Stem => i * o * k2 + 2 * o,
             BlockKind::Head => i * m + 2 * m + m * o + o,
             BlockKind::Mbconv | BlockKind::Fixed => {
-                let expand = if self.has_expansion() { i * m + 2 * m } else { 0 };
+                let expand = if self.has_expansion() {
+                    i * m + 2 * m
+                } else {
+                    0
+                };
                 let se_params = if se > 0 { 2 * m * se + se + m } else { 0 };
                 expand + m * k2 + 2 * m + se_params + m * o + 2 * o
             }

@@ -16,17 +16,17 @@ pub mod config;
 mod cost;
 pub mod error;
 pub mod plan;
+mod summary;
 pub mod table;
 
 pub use arch::{Architecture, BlockArch, Prediction, StageArch};
 pub use block::{BlockKind, BlockShape, BlockSpec};
 pub use config::{
-    Activation, FixedBlockConfig, HeadConfig, LayerShape, OpConfig, SearchSpaceConfig,
-    StageConfig, StemConfig, WidthRange,
+    Activation, FixedBlockConfig, HeadConfig, LayerShape, OpConfig, SearchSpaceConfig, StageConfig,
+    StemConfig, WidthRange,
 };
 pub use error::{Result, SpaceError};
 pub use plan::{FixedParts, TablePlan};
 pub use table::{
-    meta, ArchLatency, Entry, Estimate, LatencyStats, LatencyTable, Metadata, Source,
-    TableWriter,
+    meta, ArchLatency, Entry, Estimate, LatencyStats, LatencyTable, Metadata, Source, TableWriter,
 };

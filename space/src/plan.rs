@@ -48,7 +48,10 @@ impl SearchSpaceConfig {
             activation: s.activation,
         }
         .at(s.mid_channels);
-        let last = self.stages.last().map_or(s.out_channels, |st| st.out_channels);
+        let last = self
+            .stages
+            .last()
+            .map_or(s.out_channels, |st| st.out_channels);
         let head = BlockShape {
             kind: BlockKind::Head,
             resolution: self.head_resolution(),
@@ -101,7 +104,9 @@ impl TablePlan {
     /// gives every width.
     pub fn new(space: &SearchSpaceConfig, width_step: u32) -> Result<Self> {
         if width_step == 0 {
-            return Err(SpaceError::Config("the width step must be at least 1".into()));
+            return Err(SpaceError::Config(
+                "the width step must be at least 1".into(),
+            ));
         }
         space.validate()?;
         let fixed = space.fixed_parts();
@@ -169,7 +174,15 @@ mod tests {
         assert_eq!(shapes.len(), 66);
         let layer_shapes: BTreeSet<_> = shapes
             .iter()
-            .map(|s| (s.resolution, s.in_channels, s.out_channels, s.stride, s.activation))
+            .map(|s| {
+                (
+                    s.resolution,
+                    s.in_channels,
+                    s.out_channels,
+                    s.stride,
+                    s.activation,
+                )
+            })
             .collect();
         assert_eq!(layer_shapes.len(), 11);
     }

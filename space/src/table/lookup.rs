@@ -14,7 +14,10 @@ use crate::error::{Result, SpaceError};
 pub enum Source {
     Measured,
     /// Between the measured mid widths `lower` and `upper`.
-    Interpolated { lower: u32, upper: u32 },
+    Interpolated {
+        lower: u32,
+        upper: u32,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]

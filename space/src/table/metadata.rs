@@ -31,8 +31,8 @@ pub mod meta {
     pub const FINISHED: &str = "finished";
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(transparent)]
+/// In JSON (an architecture's prediction), an object in header order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Metadata {
     entries: Vec<(String, String)>,
 }
@@ -97,6 +97,40 @@ impl Metadata {
     }
 }
 
+impl serde::Serialize for Metadata {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.entries.len()))?;
+        for (k, v) in &self.entries {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Metadata {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Metadata;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of header lines")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Metadata, A::Error> {
+                let mut entries = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, String>()? {
+                    entries.push((k, v));
+                }
+                Ok(Metadata { entries })
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,9 +146,13 @@ mod tests {
     #[test]
     fn differences_list_changed_and_missing_keys() {
         let mut a = Metadata::new();
-        a.set("device_name", "H100").set("batch", 32).set("dtype", "fp32");
+        a.set("device_name", "H100")
+            .set("batch", 32)
+            .set("dtype", "fp32");
         let mut b = Metadata::new();
-        b.set("device_name", "A100").set("batch", 32).set("layout", "nchw");
+        b.set("device_name", "A100")
+            .set("batch", 32)
+            .set("layout", "nchw");
         let d = a.differences(&b);
         assert_eq!(
             d,
@@ -124,6 +162,15 @@ mod tests {
                 ("layout", None, Some("nchw")),
             ]
         );
+    }
+
+    #[test]
+    fn json_is_an_ordered_object() {
+        let mut m = Metadata::new();
+        m.set("z", "last-first").set("a", "second");
+        let json = serde_json::to_string(&m).unwrap();
+        assert_eq!(json, r#"{"z":"last-first","a":"second"}"#);
+        assert_eq!(serde_json::from_str::<Metadata>(&json).unwrap(), m);
     }
 
     #[test]

@@ -49,7 +49,10 @@ impl LatencyTable {
                     return Err(fail(
                         n as u64 + 1,
                         None,
-                        format!("header line '{k}' repeats with another value ('{}' then '{v}')", metadata.get(k).unwrap_or_default()),
+                        format!(
+                            "header line '{k}' repeats with another value ('{}' then '{v}')",
+                            metadata.get(k).unwrap_or_default()
+                        ),
                     ));
                 }
                 metadata.set(k, v);
@@ -58,35 +61,76 @@ impl LatencyTable {
         match metadata.get(meta::FORMAT) {
             Some(FORMAT) => {}
             Some(other) => {
-                return Err(fail(1, None, format!("unsupported table format '{other}' (this build reads '{FORMAT}')")))
+                return Err(fail(
+                    1,
+                    None,
+                    format!("unsupported table format '{other}' (this build reads '{FORMAT}')"),
+                ))
             }
             None => {
-                return Err(fail(1, None, format!("not a latency table: no '# {}: {FORMAT}' header line", meta::FORMAT)))
+                return Err(fail(
+                    1,
+                    None,
+                    format!(
+                        "not a latency table: no '# {}: {FORMAT}' header line",
+                        meta::FORMAT
+                    ),
+                ))
             }
         }
         let header_batch = match metadata.get(meta::BATCH) {
             Some(b) => Some(b.parse::<u32>().ok().filter(|&b| b > 0).ok_or_else(|| {
-                fail(header_line(text, meta::BATCH), None, format!("header batch '{b}' is not a positive integer"))
+                fail(
+                    header_line(text, meta::BATCH),
+                    None,
+                    format!("header batch '{b}' is not a positive integer"),
+                )
             })?),
             None => None,
         };
 
+        // Comment lines become empty lines, which the CSV reader skips but
+        // still counts, so its positions stay the file's line numbers. (Its
+        // own comment support misses a last comment line with no newline.)
+        let body: Vec<&str> = text
+            .lines()
+            .map(|l| {
+                if l.trim_start().starts_with('#') {
+                    ""
+                } else {
+                    l
+                }
+            })
+            .collect();
+        let body = body.join("\n");
+        let header_line_no = body
+            .lines()
+            .position(|l| !l.trim().is_empty())
+            .map_or(1, |n| n as u64 + 1);
         let mut reader = csv::ReaderBuilder::new()
-            .comment(Some(b'#'))
             .flexible(true)
             .trim(csv::Trim::All)
-            .from_reader(text.as_bytes());
+            .from_reader(body.as_bytes());
         let header = reader
             .headers()
-            .map_err(|e| fail(1, None, format!("cannot read the column header: {e}")))?
+            .map_err(|e| {
+                fail(
+                    header_line_no,
+                    None,
+                    format!("cannot read the column header: {e}"),
+                )
+            })?
             .clone();
-        let header_line_no = header.position().map_or(1, |p| p.line());
         let found: Vec<&str> = header.iter().collect();
         if found != COLUMNS {
             return Err(fail(
                 header_line_no,
                 None,
-                format!("column header must be '{}', found '{}'", COLUMNS.join(","), found.join(",")),
+                format!(
+                    "column header must be '{}', found '{}'",
+                    COLUMNS.join(","),
+                    found.join(",")
+                ),
             ));
         }
 
@@ -111,16 +155,24 @@ impl LatencyTable {
                 return Err(fail(
                     line,
                     missing,
-                    format!("row has {} of {} fields (truncated or malformed)", record.len(), COLUMNS.len()),
+                    format!(
+                        "row has {} of {} fields (truncated or malformed)",
+                        record.len(),
+                        COLUMNS.len()
+                    ),
                 ));
             }
             let field = |i: usize| &record[i];
-            let spec: BlockSpec = field(0).parse().map_err(|e: SpaceError| fail(line, Some("key"), e.to_string()))?;
-            let batch: u32 = field(1)
+            let spec: BlockSpec = field(0)
                 .parse()
-                .ok()
-                .filter(|&b| b > 0)
-                .ok_or_else(|| fail(line, Some("batch"), format!("'{}' is not a positive batch size", field(1))))?;
+                .map_err(|e: SpaceError| fail(line, Some("key"), e.to_string()))?;
+            let batch: u32 = field(1).parse().ok().filter(|&b| b > 0).ok_or_else(|| {
+                fail(
+                    line,
+                    Some("batch"),
+                    format!("'{}' is not a positive batch size", field(1)),
+                )
+            })?;
             if table.entries.is_empty() && header_batch.is_none() {
                 table.batch = batch;
                 first_batch_line = line;
@@ -134,21 +186,48 @@ impl LatencyTable {
             }
             let number = |i: usize| -> Result<f64> {
                 let col = COLUMNS[i];
-                field(i).parse::<f64>().map_err(|_| fail(line, Some(col), format!("'{}' is not a number", field(i))))
+                field(i)
+                    .parse::<f64>()
+                    .map_err(|_| fail(line, Some(col), format!("'{}' is not a number", field(i))))
             };
-            let (median_ms, p10_ms, p90_ms, ci_low_ms, ci_high_ms) = (number(2)?, number(3)?, number(4)?, number(5)?, number(6)?);
-            let samples: u64 = field(7)
-                .parse()
-                .map_err(|_| fail(line, Some("samples"), format!("'{}' is not a sample count", field(7))))?;
+            let (median_ms, p10_ms, p90_ms, ci_low_ms, ci_high_ms) =
+                (number(2)?, number(3)?, number(4)?, number(5)?, number(6)?);
+            let samples: u64 = field(7).parse().map_err(|_| {
+                fail(
+                    line,
+                    Some("samples"),
+                    format!("'{}' is not a sample count", field(7)),
+                )
+            })?;
             let throttled = match field(8) {
                 "0" | "false" => false,
                 "1" | "true" => true,
-                other => return Err(fail(line, Some("throttled"), format!("'{other}' is not 0 or 1"))),
+                other => {
+                    return Err(fail(
+                        line,
+                        Some("throttled"),
+                        format!("'{other}' is not 0 or 1"),
+                    ))
+                }
             };
-            let stats = LatencyStats { median_ms, p10_ms, p90_ms, ci_low_ms, ci_high_ms, samples, throttled };
-            stats.check().map_err(|(col, msg)| fail(line, Some(col), msg))?;
+            let stats = LatencyStats {
+                median_ms,
+                p10_ms,
+                p90_ms,
+                ci_low_ms,
+                ci_high_ms,
+                samples,
+                throttled,
+            };
+            stats
+                .check()
+                .map_err(|(col, msg)| fail(line, Some(col), msg))?;
             if let Some(&earlier) = table.by_spec.get(&spec) {
-                return Err(fail(line, Some("key"), format!("'{spec}' already appears on line {}", table.lines[earlier])));
+                return Err(fail(
+                    line,
+                    Some("key"),
+                    format!("'{spec}' already appears on line {}", table.lines[earlier]),
+                ));
             }
             table.push(Entry { spec, batch, stats }, line);
         }

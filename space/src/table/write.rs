@@ -28,7 +28,9 @@ impl<W: Write> TableWriter<W> {
     /// Continues a table whose header is already written (resuming a run).
     pub fn append(out: W) -> Self {
         TableWriter {
-            out: csv::WriterBuilder::new().has_headers(false).from_writer(out),
+            out: csv::WriterBuilder::new()
+                .has_headers(false)
+                .from_writer(out),
         }
     }
 

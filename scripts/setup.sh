@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what the project needs into the project itself, once:
+# .venv with PyPI's torch==2.11.0 (the libtorch tch 0.24.0 links) and the
+# stable link .venv/libtorch that .cargo/config.toml points tch at.
+# Safe to rerun: a venv with the right torch is reused.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+TORCH_VERSION=2.11.0
+
+have_torch() {
+  [ -x .venv/bin/python ] &&
+    .venv/bin/python -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null
+}
+
+if ! have_torch; then
+  command -v python3 >/dev/null || { echo "setup: python3 is needed to install torch==$TORCH_VERSION" >&2; exit 1; }
+  command -v cargo >/dev/null || { echo "setup: cargo (Rust) is needed" >&2; exit 1; }
+  echo "setup: installing torch==$TORCH_VERSION into $root/.venv (about 4.6 GB, a few minutes the first time)" >&2
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check "torch==$TORCH_VERSION" numpy pandas
+  have_torch || { echo "setup: torch==$TORCH_VERSION did not install into .venv" >&2; exit 1; }
+fi
+torch_dir="$(.venv/bin/python -c 'import torch, os; print(os.path.dirname(torch.__file__))' 2>/dev/null)"
+ln -sfn "$torch_dir" .venv/libtorch

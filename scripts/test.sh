@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The test command: installs what is missing (scripts/setup.sh), then runs
+# every test of the workspace. Tests that need a GPU skip with a reason here;
+# scripts/gpu-check.sh runs them on the GPU machine.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+bash scripts/setup.sh
+cargo test --workspace

@@ -1,0 +1,312 @@
+//! The table format end to end: writing, reading, refusing bad files, and
+//! predicting a network's latency. Fixtures are synthetic and live under the
+//! workspace's `tests/fixtures/`, never `tables/`.
+
+use std::path::PathBuf;
+
+use space::{
+    meta, Architecture, BlockSpec, Entry, LatencyStats, LatencyTable, Metadata, Source, SpaceError,
+    TableWriter,
+};
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures")
+        .join(name)
+}
+
+fn fixture_text() -> String {
+    std::fs::read_to_string(fixture("tfnas_a_synthetic.csv")).unwrap()
+}
+
+fn stats(median_ms: f64) -> LatencyStats {
+    LatencyStats {
+        median_ms,
+        p10_ms: median_ms * 0.99,
+        p90_ms: median_ms * 1.02,
+        ci_low_ms: median_ms * 0.995,
+        ci_high_ms: median_ms * 1.004,
+        samples: 57,
+        throttled: false,
+    }
+}
+
+#[test]
+fn round_trip_keeps_rows_and_metadata() {
+    let plan = space::SearchSpaceConfig::default().table_plan(64).unwrap();
+    let mut head = Metadata::new();
+    head.set(meta::FORMAT, space::table::FORMAT)
+        .set(meta::DEVICE_NAME, "test device")
+        .set(meta::BATCH, 8)
+        .set(meta::COMMAND, "profiler --batch 8 --width-step 64");
+    let mut writer = TableWriter::new(Vec::new(), &head).unwrap();
+    let entries: Vec<Entry> = plan
+        .blocks
+        .iter()
+        .enumerate()
+        .map(|(i, &spec)| Entry {
+            spec,
+            batch: 8,
+            stats: LatencyStats {
+                throttled: i % 7 == 0,
+                ..stats(0.01 + i as f64 / 3.0)
+            },
+        })
+        .collect();
+    for e in &entries {
+        writer.write(e).unwrap();
+    }
+    let mut tail = Metadata::new();
+    tail.set(meta::FINISHED, "2026-11-27T12:00:00Z");
+    let bytes = writer.finish(&tail).unwrap();
+    let text = String::from_utf8(bytes).unwrap();
+
+    let table = LatencyTable::parse(&text, "memory").unwrap();
+    assert_eq!(table.entries(), entries.as_slice());
+    assert_eq!(table.batch(), 8);
+    assert_eq!(table.metadata().get(meta::DEVICE_NAME), Some("test device"));
+    assert_eq!(
+        table.metadata().get(meta::FINISHED),
+        Some("2026-11-27T12:00:00Z")
+    );
+    // Line numbers count the comment lines too: 4 header lines, the column
+    // header on line 5, the first row on line 6.
+    assert_eq!(table.line_of(&entries[0].spec), Some(6));
+    assert_eq!(table.line_of(&entries[3].spec), Some(9));
+}
+
+#[test]
+fn writer_refuses_rows_the_reader_would_refuse() {
+    let mut head = Metadata::new();
+    head.set(meta::FORMAT, space::table::FORMAT)
+        .set(meta::BATCH, 32);
+    let mut writer = TableWriter::new(Vec::new(), &head).unwrap();
+    let spec: BlockSpec = "stem_r224_i3_o32_s2_k3_m0_se0_relu".parse().unwrap();
+    let err = writer
+        .write(&Entry {
+            spec,
+            batch: 32,
+            stats: stats(f64::NAN),
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("not a finite"), "{err}");
+}
+
+/// Replaces the fixture's line `line` (1-based) and parses the result.
+fn with_line(line: usize, replacement: &str) -> SpaceError {
+    let mut lines: Vec<String> = fixture_text().lines().map(str::to_string).collect();
+    lines[line - 1] = replacement.to_string();
+    LatencyTable::parse(&lines.join("\n"), "bad.csv").unwrap_err()
+}
+
+#[track_caller]
+fn assert_names(err: &SpaceError, line: u64, column: Option<&str>, words: &str) {
+    match err {
+        SpaceError::Table {
+            file,
+            line: l,
+            column: c,
+            message,
+        } => {
+            assert_eq!(file, "bad.csv");
+            assert_eq!(*l, line, "{err}");
+            assert_eq!(c.as_deref(), column, "{err}");
+            assert!(message.contains(words), "{err}");
+        }
+        other => panic!("expected a table error, got {other}"),
+    }
+    let text = err.to_string();
+    assert!(text.starts_with(&format!("bad.csv:{line}:")), "{text}");
+}
+
+#[test]
+fn bad_rows_are_refused_with_file_line_and_column() {
+    // Line 8 is the stem row, line 9 the second stem.
+    let truncated = with_line(9, "fixed_r112_i32_o16_s1_k3_m32_se8_relu,32,0.2,0.198");
+    assert_names(&truncated, 9, Some("p90_ms"), "4 of 9 fields");
+    let nan = with_line(
+        9,
+        "fixed_r112_i32_o16_s1_k3_m32_se8_relu,32,NaN,0.198,0.202,0.199,0.201,100,0",
+    );
+    assert_names(&nan, 9, Some("median_ms"), "not a finite");
+    let negative = with_line(
+        8,
+        "stem_r224_i3_o32_s2_k3_m0_se0_relu,32,-0.1,-0.2,0.1,-0.15,0,100,0",
+    );
+    assert_names(&negative, 8, Some("median_ms"), "negative");
+    let unknown = with_line(
+        8,
+        "conv_r224_i3_o32_s2_k3_m0_se0_relu,32,0.1,0.098,0.102,0.099,0.101,100,0",
+    );
+    assert_names(&unknown, 8, Some("key"), "unknown block kind");
+    let not_number = with_line(
+        8,
+        "stem_r224_i3_o32_s2_k3_m0_se0_relu,32,0.1,fast,0.102,0.099,0.101,100,0",
+    );
+    assert_names(&not_number, 8, Some("p10_ms"), "not a number");
+    let unordered = with_line(
+        8,
+        "stem_r224_i3_o32_s2_k3_m0_se0_relu,32,0.1,0.2,0.102,0.099,0.101,100,0",
+    );
+    assert_names(&unordered, 8, Some("median_ms"), "p10 <= median");
+    let no_samples = with_line(
+        8,
+        "stem_r224_i3_o32_s2_k3_m0_se0_relu,32,0.1,0.098,0.102,0.099,0.101,0,0",
+    );
+    assert_names(&no_samples, 8, Some("samples"), "at least one");
+    let throttle = with_line(
+        8,
+        "stem_r224_i3_o32_s2_k3_m0_se0_relu,32,0.1,0.098,0.102,0.099,0.101,5,yes",
+    );
+    assert_names(&throttle, 8, Some("throttled"), "0 or 1");
+    let dup = with_line(
+        9,
+        "stem_r224_i3_o32_s2_k3_m0_se0_relu,32,0.1,0.098,0.102,0.099,0.101,100,0",
+    );
+    assert_names(&dup, 9, Some("key"), "already appears on line 8");
+}
+
+#[test]
+fn batch_sizes_must_agree_with_each_other_and_the_header() {
+    let contradicts = with_line(
+        9,
+        "fixed_r112_i32_o16_s1_k3_m32_se8_relu,64,0.2,0.198,0.202,0.199,0.201,100,0",
+    );
+    assert_names(
+        &contradicts,
+        9,
+        Some("batch"),
+        "contradicts the header's batch 32",
+    );
+    // Without a header batch, rows still may not mix batch sizes.
+    let text = fixture_text().replace("# batch: 32\n", "").replacen(
+        "fixed_r112_i32_o16_s1_k3_m32_se8_relu,32,",
+        "fixed_r112_i32_o16_s1_k3_m32_se8_relu,16,",
+        1,
+    );
+    let mixed = LatencyTable::parse(&text, "bad.csv").unwrap_err();
+    assert_names(&mixed, 8, Some("batch"), "differs from batch 32 on line 7");
+}
+
+#[test]
+fn bad_headers_are_refused() {
+    let no_format = LatencyTable::parse(
+        &fixture_text().replace("# format: tfnas-latency-table/1\n", ""),
+        "bad.csv",
+    )
+    .unwrap_err();
+    assert_names(&no_format, 1, None, "not a latency table");
+    let columns = with_line(7, "key,batch,median_ms,p10_ms,p90_ms,samples,throttled");
+    assert_names(&columns, 7, None, "column header must be");
+    let batch = with_line(4, "# batch: many");
+    assert_names(&batch, 4, None, "not a positive integer");
+    let repeated =
+        LatencyTable::parse(&format!("{}# batch: 64\n", fixture_text()), "bad.csv").unwrap_err();
+    assert!(repeated.to_string().contains("repeats"), "{repeated}");
+}
+
+#[test]
+fn unreadable_file_names_the_path() {
+    let err = LatencyTable::from_path(&fixture("no_such_table.csv")).unwrap_err();
+    assert!(err.to_string().contains("no_such_table.csv"), "{err}");
+}
+
+#[test]
+fn interpolates_between_measured_widths_only() {
+    let table = LatencyTable::from_path(&fixture("tfnas_a_synthetic.csv")).unwrap();
+    let at = |mid| {
+        let spec: BlockSpec = format!("mbconv_r14_i80_o80_s1_k3_m{mid}_se0_swish")
+            .parse()
+            .unwrap();
+        table.estimate(&spec)
+    };
+    let measured = at(480).unwrap();
+    assert_eq!(measured.ms, 0.660);
+    assert!(measured.is_measured());
+    let between = at(477).unwrap();
+    assert!((between.ms - (0.640 + 5.0 / 8.0 * 0.020)).abs() < 1e-12);
+    assert_eq!(
+        between.source,
+        Source::Interpolated {
+            lower: 472,
+            upper: 480
+        }
+    );
+    // Below the lowest and above the highest measured width: unknown.
+    assert!(at(400).is_none());
+    assert!(at(512).is_none());
+    let err = table
+        .block_ms(&"mbconv_r14_i80_o80_s1_k3_m512_se0_swish".parse().unwrap())
+        .unwrap_err();
+    assert!(err
+        .to_string()
+        .contains("mbconv_r14_i80_o80_s1_k3_m512_se0_swish"));
+}
+
+#[test]
+fn tfnas_a_prediction_equals_the_hand_sum() {
+    let table = LatencyTable::from_path(&fixture("tfnas_a_synthetic.csv")).unwrap();
+    let arch = Architecture::tfnas_a();
+    let got = table.predict(&arch).unwrap();
+    // Stem, second stem and head are measured exactly.
+    let base = 0.100 + 0.200 + 0.300;
+    // Block by block, interpolating between the fixture's measured widths.
+    let stage1 = (0.300 + 3.0 / 8.0 * 0.040) + 0.250;
+    let stage2 =
+        (0.400 + 2.0 / 8.0 * 0.080) + (0.500 + 1.0 / 8.0 * 0.080) + (0.300 + 2.0 / 8.0 * 0.040);
+    let stage3 = 0.450 + (0.700 + 4.0 / 8.0 * 0.020) + 0.600 + (0.640 + 5.0 / 8.0 * 0.020);
+    let stage4 = 0.800
+        + (0.900 + 4.0 / 8.0 * 0.040)
+        + (1.000 + 3.0 / 8.0 * 0.040)
+        + (0.700 + 3.0 / 8.0 * 0.040);
+    let stage5 = (0.500 + 5.0 / 8.0 * 0.020)
+        + (0.600 + 2.0 / 8.0 * 0.040)
+        + (0.700 + 2.0 / 8.0 * 0.040)
+        + (0.800 + 7.0 / 8.0 * 0.008);
+    let stage6 = 0.900 + 3.0 / 8.0 * 0.016;
+    let hand = base + stage1 + stage2 + stage3 + stage4 + stage5 + stage6;
+    assert!(
+        (got.total_ms - hand).abs() < 1e-9,
+        "{} vs {hand}",
+        got.total_ms
+    );
+    assert!((got.base_ms - base).abs() < 1e-12);
+    assert_eq!(got.blocks.len(), 2 + 18 + 1);
+    let measured = got.blocks.iter().filter(|(_, e)| e.is_measured()).count();
+    assert_eq!(measured, 3 + 4); // stems, head, and four exact widths
+
+    let with = arch.clone().with_prediction(&table).unwrap();
+    let p = with.prediction.as_ref().unwrap();
+    assert_eq!(p.batch, 32);
+    assert!((p.latency_ms - hand).abs() < 1e-9);
+    assert!(p
+        .fingerprint
+        .get(meta::DEVICE_NAME)
+        .unwrap()
+        .contains("SYNTHETIC"));
+    // The prediction survives the JSON round trip.
+    assert_eq!(
+        Architecture::from_json(&with.to_json_pretty()).unwrap(),
+        with
+    );
+}
+
+#[test]
+fn missing_entries_are_all_named() {
+    let text = fixture_text()
+        .lines()
+        .filter(|l| !l.starts_with("head_") && !l.contains("_m1368_") && !l.contains("_m1376_"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let table = LatencyTable::parse(&text, "partial.csv").unwrap();
+    match table.predict(&Architecture::tfnas_a()).unwrap_err() {
+        SpaceError::MissingEntries { keys } => assert_eq!(
+            keys,
+            [
+                "mbconv_r7_i192_o192_s1_k3_m1370_se0_swish",
+                "head_r7_i320_o1000_s1_k1_m1280_se0_swish"
+            ]
+        ),
+        other => panic!("expected missing entries, got {other}"),
+    }
+}
