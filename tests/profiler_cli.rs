@@ -209,3 +209,229 @@ fn pandas_reads_the_table() {
         format!("{} {}", parsed.len(), (sum * 1e6).round() / 1e6)
     );
 }
+
+// ---- Building a table and measuring on the GPU (issue 3): the paths a
+// machine without CUDA takes. With a driver present they would time for
+// real, so they skip there (the GPU check runs them under scripts/).
+
+fn has_cuda_driver() -> bool {
+    profiler::cuda::device::driver_present()
+}
+
+#[test]
+fn without_a_driver_the_table_build_fails_cleanly_with_status_2() {
+    if has_cuda_driver() {
+        eprintln!("skipped: a CUDA driver is present; this test covers machines without one");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out_file = dir.path().join("t.csv");
+    for args in [
+        vec!["--device", "0"],
+        vec![],
+        vec!["--device", "3", "--out", out_file.to_str().unwrap()],
+    ] {
+        let out = profiler(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = text(&out.stderr);
+        assert!(err.starts_with("error: no CUDA driver"), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(
+            out.stdout.is_empty(),
+            "no partial table: {}",
+            text(&out.stdout)
+        );
+    }
+    assert!(!out_file.exists(), "no file without a device");
+}
+
+#[test]
+fn without_a_driver_measure_fails_cleanly_with_status_2() {
+    if has_cuda_driver() {
+        eprintln!("skipped: a CUDA driver is present; this test covers machines without one");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let arch = dir.path().join("a.json");
+    std::fs::write(&arch, space::Architecture::tfnas_a().to_json_pretty()).unwrap();
+    for args in [
+        vec!["measure", "--arch", arch.to_str().unwrap(), "--device", "0"],
+        vec!["measure", "--arch", arch.to_str().unwrap(), "--per-block"],
+        vec!["verify", "--device", "0", "--network"],
+    ] {
+        let out = profiler(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = text(&out.stderr);
+        assert!(err.starts_with("error: no CUDA driver"), "{err}");
+        assert!(out.stdout.is_empty());
+    }
+}
+
+#[test]
+fn a_bad_device_index_is_named() {
+    if !has_cuda_driver() {
+        eprintln!("skipped: no CUDA driver on this machine");
+        return;
+    }
+    let out = profiler(&["--device", "999"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("no CUDA device 999"), "{err}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn settings_are_checked_before_the_gpu_is_touched() {
+    // These fail the same way with or without a GPU.
+    let out = profiler(&["--dtype", "fp16"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("dtype fp16 is not supported"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = profiler(&["--launch", "fast"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("unknown launch mode 'fast'"));
+    let out = profiler(&["--width-step", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("width step"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Subcommands still parse, and build flags do not mix with them.
+    let out = profiler(&["plan", "--width-step", "64"]);
+    assert!(out.status.success());
+    let out = profiler(&["--batch", "8", "plan"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// `tests/fixtures/tfnas_a.json` is what scripts/gpu-check.sh hands to
+/// `profiler measure` on the GPU machine (no Rust there to write it); it must
+/// stay the library's TF-NAS-A. `UPDATE_FIXTURES=1` rewrites it.
+#[test]
+fn the_tfnas_a_fixture_is_the_library_architecture() {
+    let path = fixture("tfnas_a.json");
+    let want = space::Architecture::tfnas_a().to_json_pretty() + "\n";
+    if std::env::var_os("UPDATE_FIXTURES").is_some() {
+        std::fs::write(&path, &want).unwrap();
+    }
+    let got = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(got, want, "run with UPDATE_FIXTURES=1 to refresh");
+}
+
+/// The CPU reference that `profiler verify` holds the GPU to must itself
+/// compute what PyTorch computes: the same input and folded weights through
+/// `torch.nn.functional`, block by block. Runs where setup installed torch.
+#[test]
+fn the_cpu_reference_matches_pytorch() {
+    use profiler::cuda::layers::{
+        block_input_len, block_layers, random_params, reference_layer, Layer, Rng,
+    };
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    let probe = Command::new(&python).args(["-c", "import torch"]).output();
+    if !probe.map(|o| o.status.success()).unwrap_or(false) {
+        eprintln!("skipped: no torch in .venv (run scripts/setup.sh)");
+        return;
+    }
+    let batch = 2;
+    let mut cases = Vec::new();
+    for key in [
+        "stem_r16_i3_o8_s2_k3_m0_se0_relu",
+        "fixed_r8_i8_o4_s1_k3_m8_se2_relu",
+        "mbconv_r8_i8_o8_s1_k3_m24_se8_swish",
+        "mbconv_r9_i8_o16_s2_k5_m32_se0_hswish",
+        "head_r4_i8_o10_s1_k1_m16_se0_swish",
+    ] {
+        let spec: space::BlockSpec = key.parse().unwrap();
+        let mut rng = Rng::new(3);
+        let input = rng.fill(batch * block_input_len(&spec), -1.0, 1.0);
+        let mut x = input.clone();
+        let mut layers = Vec::new();
+        for layer in block_layers(&spec) {
+            let p = random_params(&layer, &mut rng);
+            x = reference_layer(&layer, &p, batch, &x, &input);
+            let act = |a: Option<space::Activation>| a.map_or("none".into(), |a| a.to_string());
+            layers.push(match layer {
+                Layer::Conv {
+                    cin,
+                    cout,
+                    kernel,
+                    stride,
+                    groups,
+                    act: a,
+                    residual,
+                    ..
+                } => serde_json::json!({
+                    "kind": "conv", "cin": cin, "cout": cout, "k": kernel, "s": stride,
+                    "groups": groups, "act": act(a), "residual": residual, "w": p.w, "b": p.b,
+                }),
+                Layer::Se {
+                    channels,
+                    se,
+                    act: a,
+                    ..
+                } => serde_json::json!({
+                    "kind": "se", "c": channels, "se": se, "act": act(Some(a)),
+                    "w1": p.w, "b1": p.b, "w2": p.w2, "b2": p.b2,
+                }),
+                Layer::Pool { .. } => serde_json::json!({"kind": "pool"}),
+                Layer::Fc { cin, cout } => serde_json::json!({
+                    "kind": "fc", "cin": cin, "cout": cout, "w": p.w, "b": p.b,
+                }),
+            });
+        }
+        let s = spec.shape;
+        cases.push(serde_json::json!({
+            "key": key, "shape": [batch, s.in_channels, s.resolution, s.resolution],
+            "input": input, "layers": layers, "output": x,
+        }));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cases.json");
+    std::fs::write(&path, serde_json::to_string(&cases).unwrap()).unwrap();
+    let script = r#"
+import json, sys, torch
+import torch.nn.functional as F
+acts = {"none": lambda x: x, "relu": F.relu, "swish": F.silu, "hswish": F.hardswish}
+worst = 0.0
+for case in json.load(open(sys.argv[1])):
+    x = torch.tensor(case["input"], dtype=torch.float64).reshape(case["shape"])
+    block_in = x
+    for l in case["layers"]:
+        t = lambda v: torch.tensor(v, dtype=torch.float64)
+        if l["kind"] == "conv":
+            w = t(l["w"]).reshape(l["cout"], l["cin"] // l["groups"], l["k"], l["k"])
+            x = acts[l["act"]](F.conv2d(x, w, t(l["b"]), l["s"], l["k"] // 2, groups=l["groups"]))
+            if l["residual"]:
+                x = x + block_in
+        elif l["kind"] == "se":
+            c, se = l["c"], l["se"]
+            p = x.mean(dim=(2, 3))
+            h = acts[l["act"]](p @ t(l["w1"]).reshape(se, c).T + t(l["b1"]))
+            g = torch.sigmoid(h @ t(l["w2"]).reshape(c, se).T + t(l["b2"]))
+            x = x * g[:, :, None, None]
+        elif l["kind"] == "pool":
+            x = x.mean(dim=(2, 3))
+        else:
+            x = x @ t(l["w"]).reshape(l["cout"], l["cin"]).T + t(l["b"])
+    want = t(case["output"])
+    err = (x.flatten() - want).abs().max().item() / max(1e-12, x.abs().max().item())
+    print(case["key"], tuple(x.shape), f"{err:.2e}")
+    worst = max(worst, err)
+print("worst", worst)
+sys.exit(0 if worst < 1e-5 else 1)
+"#;
+    let out = Command::new(&python)
+        .args(["-c", script, path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    eprint!("{}", text(&out.stdout));
+}

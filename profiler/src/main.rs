@@ -10,19 +10,36 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use space::{meta, Architecture, LatencyTable, SearchSpaceConfig};
 
+mod compare;
+mod plot;
+mod rank;
+// Used by `profiler validate` (issue 4), which needs the GPU engine.
+#[cfg_attr(not(test), allow(dead_code))]
+mod validation;
+
 #[derive(Parser)]
 #[command(
     name = "profiler",
     version,
     about = "Latency tables for latency-constrained NAS on GPUs"
 )]
+#[command(args_conflicts_with_subcommands = true)]
 struct Cli {
+    /// With no subcommand, build the latency table of the space on the GPU
+    /// (CSV on stdout, or `--out FILE`, resumed when it exists).
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    #[command(flatten)]
+    build: profiler::gpu_commands::BuildArgs,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Time a whole network from an architecture JSON end to end on the GPU.
+    Measure(profiler::gpu_commands::MeasureArgs),
+    /// Check the GPU engine's output for each block kind against a CPU
+    /// reference implementation.
+    Verify(profiler::gpu_commands::VerifyArgs),
     /// Print the space and every block a complete table needs.
     Plan {
         /// Search space file (.json or .toml); the TF-NAS ImageNet space by default.
@@ -58,6 +75,26 @@ enum Command {
         /// Print every block's estimate and whether it was interpolated.
         #[arg(long)]
         blocks: bool,
+    },
+    /// Compare two tables (another GPU, driver, batch...): ratios B/A per
+    /// stage, rank agreement, and reference networks under both.
+    Compare {
+        /// The reference table.
+        a: PathBuf,
+        /// The table compared with it (ratios are B/A).
+        b: PathBuf,
+        /// Print the report as JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Also draw a log-log scatter of A against B (.svg).
+        #[arg(long)]
+        plot: Option<PathBuf>,
+        /// How many keys and entries each listing shows.
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+        /// Search space file for stages and layers; the TF-NAS ImageNet space by default.
+        #[arg(long)]
+        space: Option<PathBuf>,
     },
 }
 
@@ -158,7 +195,12 @@ fn predict(table: PathBuf, arch: PathBuf, blocks: bool) -> Result<()> {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    match cli.command {
+    let Some(command) = cli.command else {
+        return Ok(profiler::gpu_commands::build(&cli.build)?);
+    };
+    match command {
+        Command::Measure(args) => Ok(profiler::gpu_commands::measure(&args)?),
+        Command::Verify(args) => Ok(profiler::gpu_commands::verify(&args)?),
         Command::Plan {
             space,
             width_step,
@@ -174,6 +216,14 @@ fn run(cli: Cli) -> Result<()> {
             arch,
             blocks,
         } => predict(table, arch, blocks),
+        Command::Compare {
+            a,
+            b,
+            json,
+            plot,
+            top,
+            space,
+        } => compare::command(&a, &b, json, plot.as_deref(), top, space.as_deref()),
     }
 }
 

@@ -1,0 +1,264 @@
+//! A small safe layer over cuDNN's raw forward convolution, owning its
+//! handle and descriptors. cudarc's safe cuDNN types borrow device slices at
+//! every launch, which does not fit kernels captured once into a graph and
+//! replayed; here launches take raw device pointers the engine keeps alive.
+//!
+//! Drops ignore errors instead of panicking: a panicking drop after a cuDNN
+//! error hid the original error on the GPU machine (gpu-facts pitfall 5).
+
+use std::ffi::c_void;
+
+use cudarc::cudnn::{result, sys, CudnnError};
+use cudarc::driver::sys::CUdeviceptr;
+
+/// The status name of a cuDNN error.
+pub fn cudnn_msg(e: &CudnnError) -> String {
+    format!("{:?}", e.0)
+}
+
+pub struct Handle(sys::cudnnHandle_t);
+
+impl Handle {
+    /// A handle whose work goes to `stream`.
+    pub fn new(stream: cudarc::driver::sys::CUstream) -> Result<Self, CudnnError> {
+        let h = Handle(result::create_handle()?);
+        // Safety: the handle was just created; the stream outlives it (the
+        // engine drops the handle before its stream).
+        unsafe { result::set_stream(h.0, stream as sys::cudaStream_t) }?;
+        Ok(h)
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        // Safety: created by `create_handle` and destroyed only here.
+        let _ = unsafe { result::destroy_handle(self.0) };
+    }
+}
+
+struct TensorDesc(sys::cudnnTensorDescriptor_t);
+
+impl Drop for TensorDesc {
+    fn drop(&mut self) {
+        // Safety: created by `create_tensor_descriptor`, destroyed only here.
+        let _ = unsafe { result::destroy_tensor_descriptor(self.0) };
+    }
+}
+
+struct FilterDesc(sys::cudnnFilterDescriptor_t);
+
+impl Drop for FilterDesc {
+    fn drop(&mut self) {
+        // Safety: created by `create_filter_descriptor`, destroyed only here.
+        let _ = unsafe { result::destroy_filter_descriptor(self.0) };
+    }
+}
+
+struct ConvDesc(sys::cudnnConvolutionDescriptor_t);
+
+impl Drop for ConvDesc {
+    fn drop(&mut self) {
+        // Safety: created by `create_convolution_descriptor`, destroyed only here.
+        let _ = unsafe { result::destroy_convolution_descriptor(self.0) };
+    }
+}
+
+/// Every forward algorithm, the candidates timed per shape.
+pub const ALGORITHMS: [sys::cudnnConvolutionFwdAlgo_t; 8] = [
+    sys::cudnnConvolutionFwdAlgo_t::CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM,
+    sys::cudnnConvolutionFwdAlgo_t::CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM,
+    sys::cudnnConvolutionFwdAlgo_t::CUDNN_CONVOLUTION_FWD_ALGO_GEMM,
+    sys::cudnnConvolutionFwdAlgo_t::CUDNN_CONVOLUTION_FWD_ALGO_DIRECT,
+    sys::cudnnConvolutionFwdAlgo_t::CUDNN_CONVOLUTION_FWD_ALGO_FFT,
+    sys::cudnnConvolutionFwdAlgo_t::CUDNN_CONVOLUTION_FWD_ALGO_FFT_TILING,
+    sys::cudnnConvolutionFwdAlgo_t::CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD,
+    sys::cudnnConvolutionFwdAlgo_t::CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED,
+];
+
+/// The shape of one fp32 NCHW convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConvShape {
+    pub batch: i32,
+    pub cin: i32,
+    pub cout: i32,
+    pub res_in: i32,
+    pub res_out: i32,
+    pub kernel: i32,
+    pub stride: i32,
+    pub groups: i32,
+}
+
+/// The device buffers of one convolution launch.
+#[derive(Clone, Copy, Debug)]
+pub struct ConvIo {
+    pub x: CUdeviceptr,
+    pub w: CUdeviceptr,
+    pub y: CUdeviceptr,
+    pub workspace: CUdeviceptr,
+    pub workspace_bytes: usize,
+}
+
+/// The descriptors of one convolution; bias-free (the engine adds the
+/// folded bias with its activation kernel).
+pub struct Conv {
+    x: TensorDesc,
+    w: FilterDesc,
+    conv: ConvDesc,
+    y: TensorDesc,
+    pub shape: ConvShape,
+}
+
+impl Conv {
+    pub fn new(s: ConvShape) -> Result<Self, CudnnError> {
+        let f32t = sys::cudnnDataType_t::CUDNN_DATA_FLOAT;
+        let nchw = sys::cudnnTensorFormat_t::CUDNN_TENSOR_NCHW;
+        let x = TensorDesc(result::create_tensor_descriptor()?);
+        let y = TensorDesc(result::create_tensor_descriptor()?);
+        let w = FilterDesc(result::create_filter_descriptor()?);
+        let conv = ConvDesc(result::create_convolution_descriptor()?);
+        let pad = s.kernel / 2;
+        // Safety: each descriptor was just created and is set once.
+        unsafe {
+            result::set_tensor4d_descriptor(x.0, nchw, f32t, [s.batch, s.cin, s.res_in, s.res_in])?;
+            result::set_tensor4d_descriptor(
+                y.0,
+                nchw,
+                f32t,
+                [s.batch, s.cout, s.res_out, s.res_out],
+            )?;
+            result::set_filter4d_descriptor(
+                w.0,
+                f32t,
+                nchw,
+                [s.cout, s.cin / s.groups, s.kernel, s.kernel],
+            )?;
+            result::set_convolution2d_descriptor(
+                conv.0,
+                pad,
+                pad,
+                s.stride,
+                s.stride,
+                1,
+                1,
+                sys::cudnnConvolutionMode_t::CUDNN_CROSS_CORRELATION,
+                f32t,
+            )?;
+            if s.groups > 1 {
+                result::set_convolution_group_count(conv.0, s.groups)?;
+            }
+        }
+        Ok(Conv {
+            x,
+            w,
+            conv,
+            y,
+            shape: s,
+        })
+    }
+
+    /// The output dimensions cuDNN computes for this convolution, which
+    /// must equal the ones the engine allocated.
+    pub fn output_dims(&self) -> Result<[i32; 4], CudnnError> {
+        let mut d = [0i32; 4];
+        let [n, c, h, w] = &mut d;
+        // Safety: the descriptors are alive; the four pointers are valid.
+        unsafe {
+            sys::cudnnGetConvolution2dForwardOutputDim(self.conv.0, self.x.0, self.w.0, n, c, h, w)
+        }
+        .result()?;
+        Ok(d)
+    }
+
+    /// Workspace bytes `algo` needs, or the error saying it does not apply.
+    pub fn workspace_size(
+        &self,
+        handle: &Handle,
+        algo: sys::cudnnConvolutionFwdAlgo_t,
+    ) -> Result<usize, CudnnError> {
+        // Safety: all descriptors are alive and describe one convolution.
+        unsafe {
+            result::get_convolution_forward_workspace_size(
+                handle.0,
+                self.x.0,
+                self.w.0,
+                self.conv.0,
+                self.y.0,
+                algo,
+            )
+        }
+    }
+
+    /// Enqueues `y = conv(x, w)` on the handle's stream.
+    ///
+    /// # Safety
+    /// `io.x`, `io.w` and `io.y` must be live device allocations of this
+    /// shape's sizes, and `io.workspace` one of at least
+    /// `io.workspace_bytes`.
+    pub unsafe fn launch(
+        &self,
+        handle: &Handle,
+        algo: sys::cudnnConvolutionFwdAlgo_t,
+        io: &ConvIo,
+    ) -> Result<(), CudnnError> {
+        let ConvIo {
+            x,
+            w,
+            y,
+            workspace,
+            workspace_bytes,
+        } = *io;
+        let (alpha, beta) = (1.0f32, 0.0f32);
+        result::convolution_forward(
+            handle.0,
+            (&alpha) as *const f32 as *const c_void,
+            self.x.0,
+            x as *const c_void,
+            self.w.0,
+            w as *const c_void,
+            self.conv.0,
+            algo,
+            workspace as *mut c_void,
+            workspace_bytes,
+            (&beta) as *const f32 as *const c_void,
+            self.y.0,
+            y as *mut c_void,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Descriptors need no GPU: where cuDNN loads, every conv shape the
+    /// engine uses (plain, strided, depthwise) must be accepted. Skips
+    /// where cuDNN is absent.
+    #[test]
+    fn descriptors_accept_the_engines_shapes() {
+        // Safety: only tries to dlopen libcudnn.
+        if !unsafe { sys::is_culib_present() } {
+            eprintln!("skipped: libcudnn cannot be loaded on this machine");
+            return;
+        }
+        let shapes = [
+            (3, 32, 224, 112, 3, 2, 1),
+            (40, 240, 28, 28, 1, 1, 1),
+            (240, 240, 28, 14, 5, 2, 240),
+            (32, 32, 112, 112, 3, 1, 32),
+        ];
+        for (cin, cout, res_in, res_out, kernel, stride, groups) in shapes {
+            let shape = ConvShape {
+                batch: 32,
+                cin,
+                cout,
+                res_in,
+                res_out,
+                kernel,
+                stride,
+                groups,
+            };
+            let conv = Conv::new(shape).unwrap_or_else(|e| panic!("{shape:?}: {}", cudnn_msg(&e)));
+            assert_eq!(conv.output_dims().unwrap(), [32, cout, res_out, res_out]);
+        }
+    }
+}

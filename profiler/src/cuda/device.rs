@@ -1,0 +1,203 @@
+//! Opening a CUDA device without ever panicking, and describing it for the
+//! fingerprint.
+//!
+//! cudarc loads the CUDA libraries at first use and panics when one is
+//! missing (gpu-facts: `CudaContext::new` panics on a machine without a
+//! driver), so every library is probed with `is_culib_present` first, and
+//! the remaining calls run under [`guard`], which turns a panic into an
+//! error as a last resort.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use cudarc::driver::{sys, CudaContext, DriverError};
+
+use crate::engine::EngineInfo;
+use crate::error::{ProfilerError, Result};
+
+/// Runs `f`, turning a panic inside cudarc into [`ProfilerError::Cuda`].
+pub fn guard<T>(block: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(ProfilerError::Cuda {
+                block: block.to_string(),
+                msg: format!("the CUDA library panicked: {msg}"),
+            })
+        }
+    }
+}
+
+/// A driver error as text: its name and description.
+pub fn driver_msg(e: &DriverError) -> String {
+    let name = e
+        .error_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| format!("{:?}", e.0));
+    let text = e
+        .error_string()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    format!("{name}: {text}")
+}
+
+/// The error for a failed driver call in `block`, out-of-memory told apart.
+pub fn driver_error(block: &str, e: DriverError) -> ProfilerError {
+    if e.0 == sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY {
+        ProfilerError::OutOfMemory {
+            block: block.to_string(),
+        }
+    } else {
+        ProfilerError::Cuda {
+            block: block.to_string(),
+            msg: driver_msg(&e),
+        }
+    }
+}
+
+/// `GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`, as NVML and nvidia-smi print it.
+pub fn format_uuid(bytes: &[u8; 16]) -> String {
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "GPU-{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+/// `13000` → `13.0`, as CUDA encodes versions.
+pub fn cuda_version(v: i32) -> String {
+    format!("{}.{}", v / 1000, v % 1000 / 10)
+}
+
+/// `91400` → `9.14.0`, as cuDNN 9 encodes versions.
+pub fn cudnn_version(v: usize) -> String {
+    format!("{}.{}.{}", v / 10000, v % 10000 / 100, v % 100)
+}
+
+/// Whether the CUDA driver library can be loaded at all.
+pub fn driver_present() -> bool {
+    // Safety: only tries to dlopen libcuda by its usual names.
+    unsafe { sys::is_culib_present() }
+}
+
+/// Opens device `index`: checks the driver, the device count and the index
+/// before creating the context, so each failure gets its own message.
+pub fn open(index: usize) -> Result<Arc<CudaContext>> {
+    const WHERE: &str = "device setup";
+    if !driver_present() {
+        return Err(ProfilerError::NoDriver {
+            reason: "libcuda.so cannot be loaded".into(),
+        });
+    }
+    let count = guard(WHERE, || {
+        CudaContext::device_count().map_err(|e| match e.0 {
+            sys::CUresult::CUDA_ERROR_NO_DEVICE => ProfilerError::NoDevice,
+            sys::CUresult::CUDA_ERROR_SYSTEM_DRIVER_MISMATCH
+            | sys::CUresult::CUDA_ERROR_NOT_INITIALIZED => ProfilerError::NoDriver {
+                reason: driver_msg(&e),
+            },
+            _ => driver_error(WHERE, e),
+        })
+    })?;
+    let count = usize::try_from(count).unwrap_or(0);
+    if count == 0 {
+        return Err(ProfilerError::NoDevice);
+    }
+    if index >= count {
+        return Err(ProfilerError::BadDeviceIndex { index, count });
+    }
+    guard(WHERE, || {
+        CudaContext::new(index).map_err(|e| driver_error(WHERE, e))
+    })
+}
+
+/// Describes the device and the libraries this process loaded.
+pub fn describe(ctx: &Arc<CudaContext>, engine: &str) -> Result<EngineInfo> {
+    const WHERE: &str = "device setup";
+    guard(WHERE, || {
+        let device_name = ctx.name().map_err(|e| driver_error(WHERE, e))?;
+        let uuid = ctx.uuid().map_err(|e| driver_error(WHERE, e))?;
+        let bytes: [u8; 16] = uuid.bytes.map(|b| b as u8);
+        let mut driver_api = 0i32;
+        // Safety: writes one int through a valid pointer.
+        unsafe { sys::cuDriverGetVersion(&mut driver_api) }
+            .result()
+            .map_err(|e| driver_error(WHERE, e))?;
+        let nvml_driver = nvml_wrapper::Nvml::init()
+            .and_then(|n| n.sys_driver_version())
+            .ok();
+        let driver = match nvml_driver {
+            Some(v) => format!("{v} (CUDA {})", cuda_version(driver_api)),
+            None => format!("CUDA {} (NVML unavailable)", cuda_version(driver_api)),
+        };
+        // Safety: only tries to dlopen libnvrtc.
+        let cuda = if unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+            let (mut major, mut minor) = (0, 0);
+            // Safety: writes two ints through valid pointers.
+            unsafe { cudarc::nvrtc::sys::nvrtcVersion(&mut major, &mut minor) };
+            format!("{major}.{minor} (nvrtc)")
+        } else {
+            "nvrtc not found".into()
+        };
+        // Safety: only tries to dlopen libcudnn.
+        let cudnn = if unsafe { cudarc::cudnn::sys::is_culib_present() } {
+            cudnn_version(cudarc::cudnn::result::get_version())
+        } else {
+            "not found".into()
+        };
+        Ok(EngineInfo {
+            device_name,
+            device_uuid: format_uuid(&bytes),
+            driver,
+            cuda,
+            cudnn,
+            engine: engine.to_string(),
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_and_uuids_print_like_the_nvidia_tools() {
+        assert_eq!(cuda_version(13000), "13.0");
+        assert_eq!(cuda_version(12080), "12.8");
+        assert_eq!(cudnn_version(91400), "9.14.0");
+        let bytes: [u8; 16] = core::array::from_fn(|i| (i * 17) as u8);
+        assert_eq!(
+            format_uuid(&bytes),
+            "GPU-00112233-4455-6677-8899-aabbccddeeff"
+        );
+    }
+
+    #[test]
+    fn a_panic_becomes_an_error_naming_the_block() {
+        let err = guard::<()>("mbconv_x", || panic!("Missing symbol cuInit")).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("mbconv_x") && msg.contains("Missing symbol cuInit"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn without_a_driver_opening_fails_cleanly() {
+        if driver_present() {
+            eprintln!("skipped: a CUDA driver is present on this machine");
+            return;
+        }
+        let err = open(0).unwrap_err();
+        assert!(matches!(err, ProfilerError::NoDriver { .. }), "{err}");
+    }
+}

@@ -1,0 +1,939 @@
+//! [`CudaEngine`]: runs blocks and networks on one CUDA device and times
+//! them with CUDA events, replaying a captured CUDA graph by default.
+//!
+//! Per layer: convolutions through cuDNN with the algorithm chosen by timing
+//! every candidate once per shape (like `cudnn.benchmark`, not cudarc's
+//! heuristic `pick_algorithm`); the depthwise convolution by whichever is
+//! faster, measured, of the NVRTC kernel (bias and activation fused) and
+//! cuDNN's grouped convolution; bias, activation, SE, pooling, the FC layer
+//! and the residual add by NVRTC kernels.
+//!
+//! Every launch takes raw device pointers of buffers the prepared workload
+//! owns, with cudarc's event tracking off (gpu-facts pitfall 2), so that the
+//! same launches can be captured into a graph and replayed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cudarc::driver::sys::{self, CUdeviceptr};
+use cudarc::driver::{
+    CudaContext, CudaEvent, CudaFunction, CudaGraph, CudaSlice, CudaStream, DevicePtr,
+    LaunchConfig, PushKernelArg,
+};
+use cudarc::nvrtc::{compile_ptx_with_opts, CompileError, CompileOptions};
+
+use super::cudnn::{cudnn_msg, Conv, ConvIo, ConvShape, Handle, ALGORITHMS};
+use super::device::{self, driver_error, guard};
+use super::kernels::{self, grid_for, grid_for_warps, THREADS};
+use super::layers::{act_code, block_input_len, block_layers, random_params, Layer, Rng};
+use crate::engine::{Dtype, Engine, EngineConfig, EngineInfo, Launch, Layout, Workload, L2};
+use crate::error::{ProfilerError, Result};
+
+/// The engine's name and version in table headers; bump the version when a
+/// change to the engine changes what it measures.
+pub const ENGINE_NAME: &str = "cudarc-engine/1";
+
+/// How long the GPU spins before each timed graph replay, longer than the
+/// CPU needs to enqueue the start event, the graph and the end event.
+const SPIN_NS: i64 = 20_000;
+
+/// The largest cuDNN workspace a candidate algorithm may ask for; FFT
+/// algorithms can want gigabytes, which would make the table depend on free
+/// memory.
+const WORKSPACE_LIMIT: usize = 512 << 20;
+
+/// How one convolution runs, chosen per shape by timing.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum ConvImpl {
+    Cudnn(cudarc::cudnn::sys::cudnnConvolutionFwdAlgo_t),
+    /// The NVRTC depthwise kernel with bias and activation fused.
+    Depthwise,
+}
+
+/// One launch on the stream, with everything it needs.
+enum Step {
+    Cudnn {
+        conv: Conv,
+        algo: cudarc::cudnn::sys::cudnnConvolutionFwdAlgo_t,
+        io: ConvIo,
+    },
+    BiasAct {
+        y: CUdeviceptr,
+        b: CUdeviceptr,
+        channels: i32,
+        hw: i32,
+        total: i64,
+        act: i32,
+    },
+    BiasResidual {
+        y: CUdeviceptr,
+        b: CUdeviceptr,
+        res: CUdeviceptr,
+        channels: i32,
+        hw: i32,
+        total: i64,
+        has_res: i32,
+    },
+    DwConv {
+        x: CUdeviceptr,
+        w: CUdeviceptr,
+        b: CUdeviceptr,
+        y: CUdeviceptr,
+        channels: i32,
+        h: i32,
+        oh: i32,
+        k: i32,
+        stride: i32,
+        total: i64,
+        act: i32,
+    },
+    Pool {
+        x: CUdeviceptr,
+        out: CUdeviceptr,
+        nc: i32,
+        hw: i32,
+    },
+    SeFc {
+        pooled: CUdeviceptr,
+        w1: CUdeviceptr,
+        b1: CUdeviceptr,
+        w2: CUdeviceptr,
+        b2: CUdeviceptr,
+        gate: CUdeviceptr,
+        batch: u32,
+        channels: i32,
+        se: i32,
+        act: i32,
+    },
+    Scale {
+        y: CUdeviceptr,
+        gate: CUdeviceptr,
+        hw: i32,
+        total: i64,
+    },
+    Fc {
+        x: CUdeviceptr,
+        w: CUdeviceptr,
+        b: CUdeviceptr,
+        y: CUdeviceptr,
+        batch: i32,
+        cin: i32,
+        cout: i32,
+    },
+}
+
+/// A prepared workload: its launches, the buffers they point into, and
+/// its captured graph. Field order is drop order: the graph goes before
+/// the buffers it uses.
+struct Prepared {
+    graph: Option<CudaGraph>,
+    steps: Vec<Step>,
+    /// Owns every allocation the steps point to.
+    _buffers: Vec<CudaSlice<f32>>,
+    _workspaces: Vec<CudaSlice<u8>>,
+    /// The final output, for numerics checks.
+    output: (CUdeviceptr, usize),
+    name: String,
+}
+
+/// Times workloads on one device. Field order is drop order: everything on
+/// the stream goes before the stream, and the stream before the context.
+pub struct CudaEngine {
+    prepared: Option<Prepared>,
+    choices: HashMap<ConvShape, ConvImpl>,
+    cudnn: Handle,
+    functions: HashMap<&'static str, CudaFunction>,
+    start: CudaEvent,
+    end: CudaEvent,
+    /// Written before each timed run when the L2 must be cold: twice the
+    /// L2's size, so that nothing of the workload stays cached.
+    flush: Option<CudaSlice<u8>>,
+    stream: Arc<CudaStream>,
+    /// Held so that the context outlives everything above.
+    _ctx: Arc<CudaContext>,
+    info: EngineInfo,
+    config: EngineConfig,
+}
+
+const SETUP: &str = "engine setup";
+
+fn unsupported(what: String) -> ProfilerError {
+    ProfilerError::Unsupported {
+        engine: ENGINE_NAME.into(),
+        what,
+    }
+}
+
+impl CudaEngine {
+    /// Opens CUDA device `index` for `config`: context, stream, events,
+    /// cuDNN handle, and the NVRTC kernels compiled for this GPU.
+    pub fn open(index: usize, config: EngineConfig) -> Result<Self> {
+        if config.dtype != Dtype::Fp32 {
+            return Err(unsupported(format!("dtype {}", config.dtype)));
+        }
+        if config.layout != Layout::Nchw {
+            return Err(unsupported(format!("layout {}", config.layout)));
+        }
+        let ctx = device::open(index)?;
+        let info = device::describe(&ctx, ENGINE_NAME)?;
+        guard(SETUP, || Self::build(ctx, info, config))
+    }
+
+    fn build(ctx: Arc<CudaContext>, info: EngineInfo, config: EngineConfig) -> Result<Self> {
+        let drv = |e| driver_error(SETUP, e);
+        // Safety: nothing was allocated on this context yet; from here on
+        // the engine orders all its work on its one stream itself.
+        unsafe { ctx.disable_event_tracking() };
+        let stream = ctx.new_stream().map_err(drv)?;
+        let timing = Some(sys::CUevent_flags::CU_EVENT_DEFAULT);
+        let start = ctx.new_event(timing).map_err(drv)?;
+        let end = ctx.new_event(timing).map_err(drv)?;
+
+        // Safety: only tries to dlopen libcudnn.
+        if !unsafe { cudarc::cudnn::sys::is_culib_present() } {
+            return Err(ProfilerError::Cudnn {
+                block: SETUP.into(),
+                msg: "libcudnn cannot be loaded".into(),
+            });
+        }
+        let cudnn = Handle::new(stream.cu_stream()).map_err(|e| ProfilerError::Cudnn {
+            block: SETUP.into(),
+            msg: cudnn_msg(&e),
+        })?;
+
+        // Safety: only tries to dlopen libnvrtc.
+        if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+            return Err(ProfilerError::KernelCompile {
+                block: "the engine's kernels".into(),
+                log: "libnvrtc cannot be loaded".into(),
+            });
+        }
+        let (major, minor) = ctx.compute_capability().map_err(drv)?;
+        let opts = CompileOptions {
+            options: vec![format!("--gpu-architecture=compute_{major}{minor}")],
+            name: Some("profiler_kernels.cu".into()),
+            ..CompileOptions::default()
+        };
+        let ptx = compile_ptx_with_opts(kernels::SOURCE, opts).map_err(|e| {
+            let log = match &e {
+                CompileError::CompileError { log, .. } => log.to_string_lossy().into_owned(),
+                other => format!("{other:?}"),
+            };
+            ProfilerError::KernelCompile {
+                block: "the engine's kernels".into(),
+                log,
+            }
+        })?;
+        let module = ctx.load_module(ptx).map_err(drv)?;
+        let mut functions = HashMap::new();
+        for name in kernels::NAMES {
+            functions.insert(name, module.load_function(name).map_err(drv)?);
+        }
+
+        let flush = match config.l2 {
+            L2::Warm => None,
+            L2::Cold => {
+                let l2 = ctx
+                    .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE)
+                    .map_err(drv)?;
+                let bytes = 2 * usize::try_from(l2).unwrap_or(0).max(1 << 20);
+                Some(stream.alloc_zeros::<u8>(bytes).map_err(drv)?)
+            }
+        };
+        Ok(CudaEngine {
+            prepared: None,
+            choices: HashMap::new(),
+            cudnn,
+            functions,
+            start,
+            end,
+            flush,
+            stream,
+            _ctx: ctx,
+            info,
+            config,
+        })
+    }
+
+    fn ptr<T>(&self, slice: &CudaSlice<T>) -> CUdeviceptr {
+        // Event tracking is off, so the returned guard does nothing.
+        let (p, _guard) = slice.device_ptr(&self.stream);
+        p
+    }
+
+    fn upload(&self, block: &str, host: &[f32]) -> Result<CudaSlice<f32>> {
+        self.stream
+            .clone_htod(host)
+            .map_err(|e| driver_error(block, e))
+    }
+
+    fn zeros(&self, block: &str, n: usize) -> Result<CudaSlice<f32>> {
+        self.stream
+            .alloc_zeros::<f32>(n.max(1))
+            .map_err(|e| driver_error(block, e))
+    }
+
+    fn function(&self, name: &'static str) -> &CudaFunction {
+        &self.functions[name]
+    }
+
+    /// Enqueues one step.
+    fn launch(&self, step: &Step, block: &str) -> Result<()> {
+        let drv = |e| driver_error(block, e);
+        let elementwise = |total: i64| LaunchConfig {
+            grid_dim: (grid_for(total as usize), 1, 1),
+            block_dim: (THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // Safety (all launches below): every pointer is a live allocation
+        // of the prepared workload with the sizes the arguments describe,
+        // and the argument types match the kernel signatures in kernels.rs.
+        match step {
+            // Safety: this arm's pointers are live buffers of the prepared
+            // workload, its arguments match the kernel (see above).
+            Step::Cudnn { conv, algo, io } => unsafe { conv.launch(&self.cudnn, *algo, io) }
+                .map_err(|e| ProfilerError::Cudnn {
+                    block: block.into(),
+                    msg: cudnn_msg(&e),
+                }),
+            // Safety: this arm's pointers are live buffers of the prepared
+            // workload, its arguments match the kernel (see above).
+            Step::BiasAct {
+                y,
+                b,
+                channels,
+                hw,
+                total,
+                act,
+            } => unsafe {
+                self.stream
+                    .launch_builder(self.function("bias_act"))
+                    .arg(y)
+                    .arg(b)
+                    .arg(channels)
+                    .arg(hw)
+                    .arg(total)
+                    .arg(act)
+                    .launch(elementwise(*total))
+            }
+            .map(drop)
+            .map_err(drv),
+            // Safety: this arm's pointers are live buffers of the prepared
+            // workload, its arguments match the kernel (see above).
+            Step::BiasResidual {
+                y,
+                b,
+                res,
+                channels,
+                hw,
+                total,
+                has_res,
+            } => unsafe {
+                self.stream
+                    .launch_builder(self.function("bias_residual"))
+                    .arg(y)
+                    .arg(b)
+                    .arg(res)
+                    .arg(channels)
+                    .arg(hw)
+                    .arg(total)
+                    .arg(has_res)
+                    .launch(elementwise(*total))
+            }
+            .map(drop)
+            .map_err(drv),
+            // Safety: this arm's pointers are live buffers of the prepared
+            // workload, its arguments match the kernel (see above).
+            Step::DwConv {
+                x,
+                w,
+                b,
+                y,
+                channels,
+                h,
+                oh,
+                k,
+                stride,
+                total,
+                act,
+            } => unsafe {
+                self.stream
+                    .launch_builder(self.function("dwconv"))
+                    .arg(x)
+                    .arg(w)
+                    .arg(b)
+                    .arg(y)
+                    .arg(channels)
+                    .arg(h)
+                    .arg(oh)
+                    .arg(k)
+                    .arg(stride)
+                    .arg(total)
+                    .arg(act)
+                    .launch(elementwise(*total))
+            }
+            .map(drop)
+            .map_err(drv),
+            // Safety: this arm's pointers are live buffers of the prepared
+            // workload, its arguments match the kernel (see above).
+            Step::Pool { x, out, nc, hw } => unsafe {
+                self.stream
+                    .launch_builder(self.function("global_pool"))
+                    .arg(x)
+                    .arg(out)
+                    .arg(nc)
+                    .arg(hw)
+                    .launch(LaunchConfig {
+                        grid_dim: (grid_for_warps(*nc as usize), 1, 1),
+                        block_dim: (THREADS, 1, 1),
+                        shared_mem_bytes: 0,
+                    })
+            }
+            .map(drop)
+            .map_err(drv),
+            // Safety: this arm's pointers are live buffers of the prepared
+            // workload, its arguments match the kernel (see above).
+            Step::SeFc {
+                pooled,
+                w1,
+                b1,
+                w2,
+                b2,
+                gate,
+                batch,
+                channels,
+                se,
+                act,
+            } => unsafe {
+                self.stream
+                    .launch_builder(self.function("se_fc"))
+                    .arg(pooled)
+                    .arg(w1)
+                    .arg(b1)
+                    .arg(w2)
+                    .arg(b2)
+                    .arg(gate)
+                    .arg(channels)
+                    .arg(se)
+                    .arg(act)
+                    .launch(LaunchConfig {
+                        grid_dim: (*batch, 1, 1),
+                        block_dim: (THREADS, 1, 1),
+                        shared_mem_bytes: (*se as u32) * 4,
+                    })
+            }
+            .map(drop)
+            .map_err(drv),
+            // Safety: this arm's pointers are live buffers of the prepared
+            // workload, its arguments match the kernel (see above).
+            Step::Scale { y, gate, hw, total } => unsafe {
+                self.stream
+                    .launch_builder(self.function("channel_scale"))
+                    .arg(y)
+                    .arg(gate)
+                    .arg(hw)
+                    .arg(total)
+                    .launch(elementwise(*total))
+            }
+            .map(drop)
+            .map_err(drv),
+            // Safety: this arm's pointers are live buffers of the prepared
+            // workload, its arguments match the kernel (see above).
+            Step::Fc {
+                x,
+                w,
+                b,
+                y,
+                batch,
+                cin,
+                cout,
+            } => unsafe {
+                self.stream
+                    .launch_builder(self.function("fc"))
+                    .arg(x)
+                    .arg(w)
+                    .arg(b)
+                    .arg(y)
+                    .arg(batch)
+                    .arg(cin)
+                    .arg(cout)
+                    .launch(LaunchConfig {
+                        grid_dim: (grid_for_warps((*batch * *cout) as usize), 1, 1),
+                        block_dim: (THREADS, 1, 1),
+                        shared_mem_bytes: 0,
+                    })
+            }
+            .map(drop)
+            .map_err(drv),
+        }
+    }
+
+    fn launch_all(&self, steps: &[Step], block: &str) -> Result<()> {
+        steps.iter().try_for_each(|s| self.launch(s, block))
+    }
+
+    /// Mean time of `steps` over a few eager runs after one warm-up run;
+    /// `None` when a run fails (an algorithm that does not apply).
+    fn time_candidate(&self, steps: &[Step], block: &str) -> Option<f64> {
+        const RUNS: u32 = 5;
+        self.launch_all(steps, block).ok()?;
+        self.stream.synchronize().ok()?;
+        self.start.record(&self.stream).ok()?;
+        for _ in 0..RUNS {
+            self.launch_all(steps, block).ok()?;
+        }
+        self.end.record(&self.stream).ok()?;
+        self.end.synchronize().ok()?;
+        let ms = self.start.elapsed_ms(&self.end).ok()?;
+        Some(f64::from(ms) / f64::from(RUNS))
+    }
+
+    /// The steps of one convolution with its bias, activation and residual,
+    /// run by `how`.
+    #[allow(clippy::too_many_arguments)]
+    fn conv_steps(
+        &self,
+        how: ConvImpl,
+        layer: &Layer,
+        x: CUdeviceptr,
+        w: CUdeviceptr,
+        b: CUdeviceptr,
+        y: CUdeviceptr,
+        residual: CUdeviceptr,
+        workspaces: &mut Vec<CudaSlice<u8>>,
+        block: &str,
+    ) -> Result<Vec<Step>> {
+        let Layer::Conv {
+            cin,
+            cout,
+            kernel,
+            stride,
+            res_in,
+            res_out,
+            act,
+            residual: has_res,
+            ..
+        } = *layer
+        else {
+            unreachable!("conv_steps is called for convolutions only")
+        };
+        let batch = self.config.batch as i64;
+        let hw = (res_out * res_out) as i32;
+        let total = batch * i64::from(cout) * i64::from(hw);
+        let shape = conv_shape(self.config.batch, layer);
+        let mut steps = Vec::new();
+        match how {
+            ConvImpl::Depthwise => steps.push(Step::DwConv {
+                x,
+                w,
+                b,
+                y,
+                channels: cin as i32,
+                h: res_in as i32,
+                oh: res_out as i32,
+                k: kernel as i32,
+                stride: stride as i32,
+                total,
+                act: act_code(act),
+            }),
+            ConvImpl::Cudnn(algo) => {
+                let cudnn_err = |e: cudarc::cudnn::CudnnError| ProfilerError::Cudnn {
+                    block: block.into(),
+                    msg: cudnn_msg(&e),
+                };
+                let conv = Conv::new(shape).map_err(cudnn_err)?;
+                let dims = conv.output_dims().map_err(cudnn_err)?;
+                if dims != [shape.batch, shape.cout, shape.res_out, shape.res_out] {
+                    return Err(ProfilerError::Cudnn {
+                        block: block.into(),
+                        msg: format!("cuDNN computes output {dims:?} for {shape:?}"),
+                    });
+                }
+                let ws_bytes = conv.workspace_size(&self.cudnn, algo).map_err(cudnn_err)?;
+                if ws_bytes > WORKSPACE_LIMIT {
+                    return Err(ProfilerError::Cudnn {
+                        block: block.into(),
+                        msg: format!("{algo:?} needs a {ws_bytes}-byte workspace"),
+                    });
+                }
+                let ws = if ws_bytes > 0 {
+                    let buf = self
+                        .stream
+                        .alloc_zeros::<u8>(ws_bytes)
+                        .map_err(|e| driver_error(block, e))?;
+                    let p = self.ptr(&buf);
+                    workspaces.push(buf);
+                    p
+                } else {
+                    0
+                };
+                steps.push(Step::Cudnn {
+                    conv,
+                    algo,
+                    io: ConvIo {
+                        x,
+                        w,
+                        y,
+                        workspace: ws,
+                        workspace_bytes: ws_bytes,
+                    },
+                });
+                if has_res || act.is_none() {
+                    steps.push(Step::BiasResidual {
+                        y,
+                        b,
+                        res: if has_res { residual } else { y },
+                        channels: cout as i32,
+                        hw,
+                        total,
+                        has_res: i32::from(has_res),
+                    });
+                } else {
+                    steps.push(Step::BiasAct {
+                        y,
+                        b,
+                        channels: cout as i32,
+                        hw,
+                        total,
+                        act: act_code(act),
+                    });
+                }
+            }
+        }
+        Ok(steps)
+    }
+
+    /// Chooses how to run a convolution of this shape by timing every
+    /// candidate once (cached per shape for the engine's lifetime).
+    #[allow(clippy::too_many_arguments)]
+    fn choose(
+        &mut self,
+        layer: &Layer,
+        x: CUdeviceptr,
+        w: CUdeviceptr,
+        b: CUdeviceptr,
+        y: CUdeviceptr,
+        residual: CUdeviceptr,
+        block: &str,
+    ) -> Result<ConvImpl> {
+        let shape = conv_shape(self.config.batch, layer);
+        if let Some(&how) = self.choices.get(&shape) {
+            return Ok(how);
+        }
+        let mut candidates: Vec<ConvImpl> =
+            ALGORITHMS.iter().map(|&a| ConvImpl::Cudnn(a)).collect();
+        if layer.is_depthwise() {
+            candidates.push(ConvImpl::Depthwise);
+        }
+        let mut best: Option<(f64, ConvImpl)> = None;
+        let mut last_error = None;
+        for how in candidates {
+            let mut ws = Vec::new();
+            match self.conv_steps(how, layer, x, w, b, y, residual, &mut ws, block) {
+                Ok(steps) => {
+                    if let Some(ms) = self.time_candidate(&steps, block) {
+                        if best.is_none_or(|(b, _)| ms < b) {
+                            best = Some((ms, how));
+                        }
+                    }
+                }
+                // A candidate that does not apply or does not fit is
+                // skipped; only when none runs is it an error.
+                Err(e) => last_error = Some(e),
+            }
+            // A failed candidate may leave an error on the stream: clear
+            // it by synchronizing, and stop if the context is broken.
+            self.stream
+                .synchronize()
+                .map_err(|e| driver_error(block, e))?;
+        }
+        let (_, how) = best.ok_or_else(|| {
+            last_error.unwrap_or_else(|| ProfilerError::Cudnn {
+                block: block.into(),
+                msg: "no convolution algorithm ran for this shape".into(),
+            })
+        })?;
+        self.choices.insert(shape, how);
+        Ok(how)
+    }
+
+    fn build_steps(&mut self, workload: &Workload) -> Result<Prepared> {
+        let name = workload.to_string();
+        let block = name.as_str();
+        let specs: Vec<space::BlockSpec> = match workload {
+            Workload::Block(spec) => vec![*spec],
+            Workload::Network { blocks, .. } => blocks.clone(),
+        };
+        let batch = self.config.batch as usize;
+        let mut rng = Rng::new(self.config.seed);
+        let mut buffers: Vec<CudaSlice<f32>> = Vec::new();
+        let mut workspaces: Vec<CudaSlice<u8>> = Vec::new();
+        let mut steps = Vec::new();
+
+        let first = specs
+            .first()
+            .ok_or_else(|| unsupported("an empty network".into()))?;
+        let input = self.upload(block, &rng.fill(batch * block_input_len(first), -1.0, 1.0))?;
+        let mut current = self.ptr(&input);
+        let mut current_len = batch * block_input_len(first);
+        buffers.push(input);
+
+        for spec in &specs {
+            if batch * block_input_len(spec) != current_len {
+                return Err(unsupported(format!(
+                    "{spec} after a block with {current_len} outputs"
+                )));
+            }
+            let block_input = current;
+            for layer in block_layers(spec) {
+                let p = random_params(&layer, &mut rng);
+                // Every layer but SE (in place) writes a buffer of its own.
+                let y = match layer {
+                    Layer::Se { .. } => current,
+                    _ => {
+                        let out = self.zeros(block, batch * layer.output_len())?;
+                        let y = self.ptr(&out);
+                        buffers.push(out);
+                        y
+                    }
+                };
+                match layer {
+                    Layer::Conv { .. } => {
+                        let w = self.upload(block, &p.w)?;
+                        let b = self.upload(block, &p.b)?;
+                        let (wp, bp) = (self.ptr(&w), self.ptr(&b));
+                        buffers.extend([w, b]);
+                        let how = self.choose(&layer, current, wp, bp, y, block_input, block)?;
+                        steps.extend(self.conv_steps(
+                            how,
+                            &layer,
+                            current,
+                            wp,
+                            bp,
+                            y,
+                            block_input,
+                            &mut workspaces,
+                            block,
+                        )?);
+                        current = y;
+                    }
+                    Layer::Se {
+                        channels,
+                        se,
+                        res,
+                        act,
+                    } => {
+                        let pooled = self.zeros(block, batch * channels as usize)?;
+                        let gate = self.zeros(block, batch * channels as usize)?;
+                        let params = [&p.w, &p.b, &p.w2, &p.b2]
+                            .into_iter()
+                            .map(|v| self.upload(block, v))
+                            .collect::<Result<Vec<_>>>()?;
+                        let ptrs: Vec<CUdeviceptr> = params.iter().map(|s| self.ptr(s)).collect();
+                        let (pooled_p, gate_p) = (self.ptr(&pooled), self.ptr(&gate));
+                        buffers.extend([pooled, gate]);
+                        buffers.extend(params);
+                        let hw = (res * res) as i32;
+                        let nc = (batch as u32 * channels) as i32;
+                        steps.push(Step::Pool {
+                            x: current,
+                            out: pooled_p,
+                            nc,
+                            hw,
+                        });
+                        steps.push(Step::SeFc {
+                            pooled: pooled_p,
+                            w1: ptrs[0],
+                            b1: ptrs[1],
+                            w2: ptrs[2],
+                            b2: ptrs[3],
+                            gate: gate_p,
+                            batch: batch as u32,
+                            channels: channels as i32,
+                            se: se as i32,
+                            act: act_code(Some(act)),
+                        });
+                        steps.push(Step::Scale {
+                            y,
+                            gate: gate_p,
+                            hw,
+                            total: i64::from(nc) * i64::from(hw),
+                        });
+                    }
+                    Layer::Pool { channels, res } => {
+                        steps.push(Step::Pool {
+                            x: current,
+                            out: y,
+                            nc: (batch as u32 * channels) as i32,
+                            hw: (res * res) as i32,
+                        });
+                        current = y;
+                    }
+                    Layer::Fc { cin, cout } => {
+                        let w = self.upload(block, &p.w)?;
+                        let b = self.upload(block, &p.b)?;
+                        steps.push(Step::Fc {
+                            x: current,
+                            w: self.ptr(&w),
+                            b: self.ptr(&b),
+                            y,
+                            batch: batch as i32,
+                            cin: cin as i32,
+                            cout: cout as i32,
+                        });
+                        buffers.extend([w, b]);
+                        current = y;
+                    }
+                }
+                current_len = match layer {
+                    Layer::Se { .. } => current_len,
+                    _ => batch * layer.output_len(),
+                };
+            }
+        }
+        Ok(Prepared {
+            graph: None,
+            steps,
+            _buffers: buffers,
+            _workspaces: workspaces,
+            output: (current, current_len),
+            name,
+        })
+    }
+
+    /// Runs the prepared workload once (its graph, when captured) and copies
+    /// its output to the host,
+    /// for the numerics checks against [`super::layers::reference_layer`].
+    pub fn run_and_read_output(&mut self) -> Result<Vec<f32>> {
+        let prepared = self
+            .prepared
+            .as_ref()
+            .ok_or_else(|| unsupported("reading an output before prepare".into()))?;
+        let block = prepared.name.clone();
+        match &prepared.graph {
+            Some(graph) => graph.launch().map_err(|e| driver_error(&block, e))?,
+            None => self.launch_all(&prepared.steps, &block)?,
+        }
+        let (ptr, len) = prepared.output;
+        let mut host = vec![0.0f32; len];
+        // Safety: `ptr` is a live allocation of `len` floats of the prepared
+        // workload; the stream is synchronized before and after the copy.
+        unsafe {
+            self.stream
+                .synchronize()
+                .map_err(|e| driver_error(&block, e))?;
+            cudarc::driver::result::memcpy_dtoh_sync(&mut host, ptr)
+                .map_err(|e| driver_error(&block, e))?;
+        }
+        Ok(host)
+    }
+}
+
+fn conv_shape(batch: u32, layer: &Layer) -> ConvShape {
+    match *layer {
+        Layer::Conv {
+            cin,
+            cout,
+            kernel,
+            stride,
+            groups,
+            res_in,
+            res_out,
+            ..
+        } => ConvShape {
+            batch: batch as i32,
+            cin: cin as i32,
+            cout: cout as i32,
+            res_in: res_in as i32,
+            res_out: res_out as i32,
+            kernel: kernel as i32,
+            stride: stride as i32,
+            groups: groups as i32,
+        },
+        _ => unreachable!("conv_shape is called for convolutions only"),
+    }
+}
+
+impl Engine for CudaEngine {
+    fn info(&self) -> &EngineInfo {
+        &self.info
+    }
+
+    fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    fn prepare(&mut self, workload: &Workload) -> Result<()> {
+        let block = workload.to_string();
+        // Free the previous workload first (after its work is done).
+        self.stream
+            .synchronize()
+            .map_err(|e| driver_error(&block, e))?;
+        self.prepared = None;
+        let mut prepared = guard(&block, || self.build_steps(workload))?;
+        // One eager run: first-use costs and errors surface here, not in
+        // the capture.
+        self.launch_all(&prepared.steps, &block)?;
+        self.stream
+            .synchronize()
+            .map_err(|e| driver_error(&block, e))?;
+        if self.config.launch == Launch::Graph {
+            self.stream
+                .begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
+                .map_err(|e| driver_error(&block, e))?;
+            let launched = self.launch_all(&prepared.steps, &block);
+            let captured = self
+                .stream
+                .end_capture(sys::CUgraphInstantiate_flags(0))
+                .map_err(|e| driver_error(&block, e));
+            launched?;
+            let graph = captured?.ok_or_else(|| ProfilerError::Cuda {
+                block: block.clone(),
+                msg: "stream capture produced no graph".into(),
+            })?;
+            graph.upload().map_err(|e| driver_error(&block, e))?;
+            prepared.graph = Some(graph);
+        }
+        self.prepared = Some(prepared);
+        Ok(())
+    }
+
+    fn run_timed(&mut self) -> Result<f64> {
+        let prepared = self
+            .prepared
+            .as_ref()
+            .ok_or_else(|| unsupported("timing before prepare".into()))?;
+        let block = prepared.name.as_str();
+        let drv = |e| driver_error(block, e);
+        if let Some(flush) = self.flush.as_mut() {
+            self.stream.memset_zeros(flush).map_err(drv)?;
+        }
+        if prepared.graph.is_some() {
+            // Eager runs keep the CPU's launch cost in the time: that is
+            // what they are for. Graph runs should not include the CPU's
+            // latency in submitting the graph.
+            let ns = SPIN_NS;
+            // Safety: `spin` takes one i64 and touches no memory.
+            unsafe {
+                self.stream
+                    .launch_builder(self.function("spin"))
+                    .arg(&ns)
+                    .launch(LaunchConfig {
+                        grid_dim: (1, 1, 1),
+                        block_dim: (1, 1, 1),
+                        shared_mem_bytes: 0,
+                    })
+            }
+            .map_err(drv)?;
+        }
+        self.start.record(&self.stream).map_err(drv)?;
+        match &prepared.graph {
+            Some(graph) => graph.launch().map_err(drv)?,
+            None => self.launch_all(&prepared.steps, block)?,
+        }
+        self.end.record(&self.stream).map_err(drv)?;
+        self.end.synchronize().map_err(drv)?;
+        let ms = self.start.elapsed_ms(&self.end).map_err(drv)?;
+        Ok(f64::from(ms))
+    }
+}

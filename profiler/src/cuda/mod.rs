@@ -1,0 +1,16 @@
+//! The CUDA engine, through cudarc only: raw cuDNN calls and NVRTC kernel
+//! source at the bottom ([`cudnn`], [`kernels`]), device opening and
+//! describing ([`device`]), the host-side layer description with BN folding
+//! and a CPU reference ([`layers`]), and the [`Engine`](crate::engine::Engine)
+//! on top ([`CudaEngine`]).
+//!
+//! It compiles without CUDA (cudarc loads every library at run time) and
+//! reports a missing driver, device or library as an error, never a panic.
+
+pub mod cudnn;
+pub mod device;
+mod engine;
+pub mod kernels;
+pub mod layers;
+
+pub use engine::{CudaEngine, ENGINE_NAME};

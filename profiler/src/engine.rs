@@ -1,0 +1,152 @@
+//! What the table builder needs from an inference engine, as a trait, so that
+//! the driver (warm-up, adaptive sampling, throttle handling, resume) is
+//! tested on any machine with a deterministic engine, and the CUDA engine is
+//! one implementation among them.
+
+use std::fmt;
+use std::str::FromStr;
+
+use space::BlockSpec;
+
+use crate::error::Result;
+
+/// Element type of weights and activations. fp32 first; the parameter exists
+/// so that fp16 follows without changing the interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dtype {
+    Fp32,
+    Fp16,
+}
+
+/// Memory layout of activations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    Nchw,
+    Nhwc,
+}
+
+/// How a timed run is launched: replaying a captured CUDA graph keeps CPU
+/// launch overhead out of the table (gpu-facts: eager per-block sums were
+/// off by +32% on the H100).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Launch {
+    Graph,
+    Eager,
+}
+
+/// Whether the L2 cache is flushed before each timed run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum L2 {
+    Warm,
+    Cold,
+}
+
+macro_rules! named_enum {
+    ($t:ident, $what:literal, $($v:ident => $s:literal),+) => {
+        impl $t {
+            pub fn as_str(self) -> &'static str {
+                match self { $($t::$v => $s),+ }
+            }
+        }
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+        impl FromStr for $t {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s {
+                    $($s => Ok($t::$v),)+
+                    _ => Err(format!(concat!("unknown ", $what, " '{}' (expected {})"), s,
+                        [$($s),+].join(" or "))),
+                }
+            }
+        }
+    };
+}
+
+named_enum!(Dtype, "dtype", Fp32 => "fp32", Fp16 => "fp16");
+named_enum!(Layout, "layout", Nchw => "nchw", Nhwc => "nhwc");
+named_enum!(Launch, "launch mode", Graph => "graph", Eager => "eager");
+named_enum!(L2, "L2 policy", Warm => "warm", Cold => "cold");
+
+/// The settings an engine runs every block under; all of them are part of a
+/// table's fingerprint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EngineConfig {
+    pub batch: u32,
+    pub dtype: Dtype,
+    pub layout: Layout,
+    pub launch: Launch,
+    pub l2: L2,
+    /// Seed of the random weights and inputs.
+    pub seed: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            batch: 32,
+            dtype: Dtype::Fp32,
+            layout: Layout::Nchw,
+            launch: Launch::Graph,
+            l2: L2::Warm,
+            seed: 0,
+        }
+    }
+}
+
+/// What an engine runs on, for the table's fingerprint header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EngineInfo {
+    pub device_name: String,
+    /// `GPU-xxxxxxxx-...`, as `nvidia-smi -L` prints it.
+    pub device_uuid: String,
+    pub driver: String,
+    pub cuda: String,
+    pub cudnn: String,
+    /// Name and version of the engine implementation.
+    pub engine: String,
+}
+
+/// What one prepared workload is: a table entry, or a whole network timed
+/// end to end (`profiler measure`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Workload {
+    Block(BlockSpec),
+    /// The blocks of a network in order, and a name for messages.
+    Network {
+        name: String,
+        blocks: Vec<BlockSpec>,
+    },
+}
+
+impl fmt::Display for Workload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Workload::Block(spec) => write!(f, "{spec}"),
+            Workload::Network { name, blocks } => {
+                write!(f, "network {name} ({} blocks)", blocks.len())
+            }
+        }
+    }
+}
+
+/// An inference engine that times one prepared workload at a time.
+pub trait Engine {
+    /// The device and libraries, for the fingerprint.
+    fn info(&self) -> &EngineInfo;
+
+    /// The settings it was opened with.
+    fn config(&self) -> &EngineConfig;
+
+    /// Builds everything a timed run of `workload` needs (buffers, weights,
+    /// algorithm choices, a captured graph), replacing what an earlier call
+    /// prepared. Errors name the block.
+    fn prepare(&mut self, workload: &Workload) -> Result<()>;
+
+    /// Runs the prepared workload once and returns its time in milliseconds
+    /// between two events on the device (L2 flushed before, when cold).
+    fn run_timed(&mut self) -> Result<f64>;
+}

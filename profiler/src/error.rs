@@ -1,0 +1,67 @@
+//! The profiler library's one error type. Every variant reads as a complete
+//! sentence for the user and names the block where there is one, because the
+//! binary prints it as `error: ...` and exits with status 2.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProfilerError {
+    #[error("no CUDA driver: {reason} (this machine cannot time anything; run the profiler on a machine with an NVIDIA GPU and driver)")]
+    NoDriver { reason: String },
+
+    #[error("no CUDA device: the driver reports none")]
+    NoDevice,
+
+    #[error("no CUDA device {index}: this machine has {count} (valid: 0..={max})", max = count.saturating_sub(1))]
+    BadDeviceIndex { index: usize, count: usize },
+
+    #[error("out of GPU memory while preparing {block}")]
+    OutOfMemory { block: String },
+
+    #[error("a kernel for {block} failed to compile:\n{log}")]
+    KernelCompile { block: String, log: String },
+
+    #[error("CUDA failed in {block}: {msg}")]
+    Cuda { block: String, msg: String },
+
+    #[error("cuDNN failed in {block}: {msg}")]
+    Cudnn { block: String, msg: String },
+
+    #[error("{block}: a timed run returned {value} ms, not a positive finite latency")]
+    BadSample { block: String, value: f64 },
+
+    #[error("{what} is not supported by the {engine} engine yet")]
+    Unsupported { engine: String, what: String },
+
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    #[error("{path}: refusing to append: the file was built with other settings ({diffs}); use another --out file or the same settings")]
+    SettingsDiffer { path: String, diffs: String },
+
+    #[error("{path}: cannot resume: {reason}")]
+    CannotResume { path: String, reason: String },
+
+    #[error(transparent)]
+    Space(#[from] space::SpaceError),
+
+    #[error("{0}")]
+    Invalid(String),
+
+    #[error("writing the table: {0}")]
+    Output(String),
+}
+
+pub type Result<T, E = ProfilerError> = std::result::Result<T, E>;
+
+impl ProfilerError {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        ProfilerError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! Reading the GPU's clocks, temperature and throttle reasons around each
+//! entry, read only: the profiler never sets clocks or power limits
+//! (gpu-facts, "Running there"). Behind a trait so that tests can fake a
+//! throttling GPU.
+
+use std::fmt;
+
+use nvml_wrapper::bitmasks::device::ThrottleReasons;
+use nvml_wrapper::enum_wrappers::device::{Clock, TemperatureSensor};
+use nvml_wrapper::Nvml;
+
+/// One reading; `None` where the value could not be read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GpuState {
+    pub sm_clock_mhz: Option<u32>,
+    pub temperature_c: Option<u32>,
+    /// Throttle reasons that slow the GPU down (idle and application-clock
+    /// settings are not slowdowns and are left out), by NVML name.
+    pub throttle: Vec<String>,
+}
+
+impl GpuState {
+    pub fn throttled(&self) -> bool {
+        !self.throttle.is_empty()
+    }
+}
+
+impl fmt::Display for GpuState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.sm_clock_mhz {
+            Some(c) => write!(f, "SM {c} MHz")?,
+            None => write!(f, "SM clock unknown")?,
+        }
+        if let Some(t) = self.temperature_c {
+            write!(f, ", {t} C")?;
+        }
+        if self.throttled() {
+            write!(f, ", throttled: {}", self.throttle.join("+"))?;
+        }
+        Ok(())
+    }
+}
+
+/// A source of GPU readings.
+pub trait Monitor {
+    fn read(&mut self) -> GpuState;
+    /// How the monitor reads, for the log (and why it cannot, if so).
+    fn describe(&self) -> String;
+}
+
+/// No readings at all; used where NVML is missing, so the table says
+/// "clocks unknown" instead of pretending nothing throttled.
+pub struct Unmonitored {
+    pub why: String,
+}
+
+impl Monitor for Unmonitored {
+    fn read(&mut self) -> GpuState {
+        GpuState::default()
+    }
+    fn describe(&self) -> String {
+        format!("no clock monitoring: {}", self.why)
+    }
+}
+
+/// NVML, finding the device by UUID: NVML numbers GPUs in PCI order and
+/// CUDA fastest first, so an index could name another GPU.
+pub struct NvmlMonitor {
+    nvml: Nvml,
+    uuid: String,
+}
+
+impl NvmlMonitor {
+    /// Opens NVML for the device with `uuid`; `Unmonitored` with the reason
+    /// when the library or the device is not there.
+    pub fn open(uuid: &str) -> Box<dyn Monitor> {
+        let nvml = match Nvml::init() {
+            Ok(n) => n,
+            Err(e) => {
+                return Box::new(Unmonitored {
+                    why: format!("NVML unavailable ({e})"),
+                })
+            }
+        };
+        if let Err(e) = nvml.device_by_uuid(uuid) {
+            return Box::new(Unmonitored {
+                why: format!("NVML does not know device {uuid} ({e})"),
+            });
+        }
+        Box::new(NvmlMonitor {
+            nvml,
+            uuid: uuid.to_string(),
+        })
+    }
+}
+
+/// The throttle reasons that mean the GPU runs slower than it could.
+const SLOWDOWNS: [(ThrottleReasons, &str); 5] = [
+    (ThrottleReasons::SW_POWER_CAP, "sw_power_cap"),
+    (ThrottleReasons::HW_SLOWDOWN, "hw_slowdown"),
+    (ThrottleReasons::SW_THERMAL_SLOWDOWN, "sw_thermal"),
+    (ThrottleReasons::HW_THERMAL_SLOWDOWN, "hw_thermal"),
+    (ThrottleReasons::HW_POWER_BRAKE_SLOWDOWN, "hw_power_brake"),
+];
+
+impl Monitor for NvmlMonitor {
+    fn read(&mut self) -> GpuState {
+        let Ok(device) = self.nvml.device_by_uuid(self.uuid.as_str()) else {
+            return GpuState::default();
+        };
+        let throttle = device
+            .current_throttle_reasons()
+            .map(|r| {
+                SLOWDOWNS
+                    .iter()
+                    .filter(|(bit, _)| r.contains(*bit))
+                    .map(|(_, name)| name.to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        GpuState {
+            sm_clock_mhz: device.clock_info(Clock::SM).ok(),
+            temperature_c: device.temperature(TemperatureSensor::Gpu).ok(),
+            throttle,
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("NVML on {}", self.uuid)
+    }
+}
+
+/// The range of readings seen over a run, for the `clocks` header line.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClockRange {
+    pub sm_mhz: Option<(u32, u32)>,
+    pub temp_c: Option<(u32, u32)>,
+    pub throttled_entries: u64,
+}
+
+fn widen(range: &mut Option<(u32, u32)>, v: Option<u32>) {
+    if let Some(v) = v {
+        *range = Some(match *range {
+            Some((lo, hi)) => (lo.min(v), hi.max(v)),
+            None => (v, v),
+        });
+    }
+}
+
+impl ClockRange {
+    pub fn see(&mut self, s: &GpuState) {
+        widen(&mut self.sm_mhz, s.sm_clock_mhz);
+        widen(&mut self.temp_c, s.temperature_c);
+    }
+
+    /// Merges the range an earlier (resumed) run recorded.
+    pub fn merge(&mut self, other: &ClockRange) {
+        for (mine, theirs) in [
+            (&mut self.sm_mhz, other.sm_mhz),
+            (&mut self.temp_c, other.temp_c),
+        ] {
+            if let Some((lo, hi)) = theirs {
+                widen(mine, Some(lo));
+                widen(mine, Some(hi));
+            }
+        }
+        self.throttled_entries += other.throttled_entries;
+    }
+
+    /// Parses what [`fmt::Display`] writes; `None` for anything else.
+    pub fn parse(s: &str) -> Option<ClockRange> {
+        let mut r = ClockRange::default();
+        for part in s.split(", ") {
+            let (key, value) = part.split_once(' ')?;
+            let range = |v: &str| -> Option<Option<(u32, u32)>> {
+                if v == "unknown" {
+                    return Some(None);
+                }
+                let (lo, hi) = v.split_once("..")?;
+                Some(Some((lo.parse().ok()?, hi.parse().ok()?)))
+            };
+            match key {
+                "sm_mhz" => r.sm_mhz = range(value)?,
+                "temp_c" => r.temp_c = range(value)?,
+                "throttled_entries" => r.throttled_entries = value.parse().ok()?,
+                _ => return None,
+            }
+        }
+        Some(r)
+    }
+}
+
+impl fmt::Display for ClockRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let range = |r: Option<(u32, u32)>| match r {
+            Some((lo, hi)) => format!("{lo}..{hi}"),
+            None => "unknown".into(),
+        };
+        write!(
+            f,
+            "sm_mhz {}, temp_c {}, throttled_entries {}",
+            range(self.sm_mhz),
+            range(self.temp_c),
+            self.throttled_entries
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_range_round_trips_and_merges() {
+        let mut r = ClockRange::default();
+        assert_eq!(
+            r.to_string(),
+            "sm_mhz unknown, temp_c unknown, throttled_entries 0"
+        );
+        r.see(&GpuState {
+            sm_clock_mhz: Some(1980),
+            temperature_c: Some(40),
+            throttle: vec![],
+        });
+        r.see(&GpuState {
+            sm_clock_mhz: Some(1755),
+            temperature_c: None,
+            throttle: vec![],
+        });
+        r.throttled_entries = 2;
+        let text = r.to_string();
+        assert_eq!(
+            text,
+            "sm_mhz 1755..1980, temp_c 40..40, throttled_entries 2"
+        );
+        assert_eq!(ClockRange::parse(&text), Some(r.clone()));
+        let mut other =
+            ClockRange::parse("sm_mhz 1900..1990, temp_c unknown, throttled_entries 1").unwrap();
+        other.merge(&r);
+        assert_eq!(
+            other.to_string(),
+            "sm_mhz 1755..1990, temp_c 40..40, throttled_entries 3"
+        );
+        assert_eq!(ClockRange::parse("sm 5"), None);
+    }
+
+    #[test]
+    fn state_display_names_throttle_reasons() {
+        let s = GpuState {
+            sm_clock_mhz: Some(1410),
+            temperature_c: Some(83),
+            throttle: vec!["sw_thermal".into(), "hw_slowdown".into()],
+        };
+        assert!(s.throttled());
+        assert_eq!(
+            s.to_string(),
+            "SM 1410 MHz, 83 C, throttled: sw_thermal+hw_slowdown"
+        );
+    }
+}

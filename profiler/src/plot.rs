@@ -1,0 +1,145 @@
+//! The `compare --plot` figure: a log-log scatter of A's medians (x) against
+//! B's (y), one colour per stage, with the y = x line, so that a stage that
+//! moves differently from the rest stands out at a glance.
+//!
+//! SVG only: plotters' bitmap backend needs a font library to draw text, and
+//! the profiler keeps its build free of system libraries beyond the GPU's.
+
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Result};
+use plotters::prelude::*;
+
+use crate::compare::Point;
+
+/// Refuses, before any work, an output the plot cannot be written as.
+pub fn check_plot_path(path: &Path) -> Result<()> {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some(e) if e.eq_ignore_ascii_case("svg") => Ok(()),
+        Some(e) if e.eq_ignore_ascii_case("png") => bail!(
+            "--plot {}: PNG output is not built in (it would need system font libraries); \
+             write .svg and convert it if you need a bitmap",
+            path.display()
+        ),
+        _ => bail!("--plot {}: the plot file must end in .svg", path.display()),
+    }
+}
+
+/// A colour per group, in the order groups first appear.
+const PALETTE: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+/// An axis label with at most 4 significant digits and no float noise
+/// (`0.30000000000000004` → `0.3`).
+fn tick(v: f64) -> String {
+    let digits = (3 - v.abs().log10().floor() as i32).clamp(0, 12) as usize;
+    let s = format!("{v:.digits$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
+/// Draws `points` (all values positive) into an SVG file at `path`, `a_ms`
+/// on x and `b_ms` on y. Generic over what A and B are, so that `validate`'s
+/// predicted-against-measured plot can reuse it.
+pub fn scatter_svg(
+    path: &Path,
+    points: &[Point],
+    caption: &str,
+    x_desc: &str,
+    y_desc: &str,
+) -> Result<()> {
+    check_plot_path(path)?;
+    if points.is_empty() {
+        bail!("no common entry with positive medians to plot");
+    }
+    let (lo, hi) = points
+        .iter()
+        .flat_map(|p| [p.a_ms, p.b_ms])
+        .fold((f64::INFINITY, 0.0f64), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
+    // A margin of a fifth of a decade on each side; a single value still
+    // gets a visible range.
+    let (lo, hi) = (lo / 1.6, hi * 1.6);
+    let draw = |e: &dyn std::fmt::Display| anyhow!("cannot draw {}: {e}", path.display());
+
+    let root = SVGBackend::new(path, (900, 800)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| draw(&e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(caption, ("sans-serif", 22))
+        .margin(15)
+        .x_label_area_size(50)
+        .y_label_area_size(70)
+        .build_cartesian_2d((lo..hi).log_scale(), (lo..hi).log_scale())
+        .map_err(|e| draw(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .x_label_formatter(&|v| tick(*v))
+        .y_label_formatter(&|v| tick(*v))
+        .draw()
+        .map_err(|e| draw(&e))?;
+    chart
+        .draw_series(LineSeries::new([(lo, lo), (hi, hi)], BLACK.stroke_width(1)))
+        .map_err(|e| draw(&e))?
+        .label("y = x")
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLACK));
+
+    let mut groups: Vec<&str> = Vec::new();
+    for p in points {
+        if !groups.contains(&p.group.as_str()) {
+            groups.push(&p.group);
+        }
+    }
+    for (i, group) in groups.iter().enumerate() {
+        let colour = PALETTE[i % PALETTE.len()];
+        chart
+            .draw_series(
+                points
+                    .iter()
+                    .filter(|p| p.group == *group)
+                    .map(|p| Circle::new((p.a_ms, p.b_ms), 3, colour.mix(0.7).filled())),
+            )
+            .map_err(|e| draw(&e))?
+            .label(*group)
+            .legend(move |(x, y)| Circle::new((x + 10, y), 4, colour.filled()));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.85))
+        .draw()
+        .map_err(|e| draw(&e))?;
+    root.present().map_err(|e| draw(&e))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_drop_float_noise() {
+        assert_eq!(tick(0.30000000000000004), "0.3");
+        assert_eq!(tick(0.6000000000000001), "0.6");
+        assert_eq!(tick(2.0), "2");
+        assert_eq!(tick(12.5), "12.5");
+        assert_eq!(tick(0.0125), "0.0125");
+        assert_eq!(tick(1500.0), "1500");
+    }
+}

@@ -1,0 +1,375 @@
+//! Timing statistics of one table entry and the adaptive stopping rule.
+//!
+//! Latency samples are skewed (a run can only be slowed down, never sped up,
+//! by interference), so the table records the median and percentiles rather
+//! than a mean, and the 95% confidence interval of the median from order
+//! statistics, which assumes nothing about the shape of the distribution:
+//! the number of samples below the true median is Binomial(n, 1/2), so
+//! `[x_(j), x_(n+1-j)]` covers it with probability `1 - 2·P(B ≤ j-1)`.
+
+use std::time::{Duration, Instant};
+
+use statrs::distribution::{Binomial, DiscreteCDF};
+
+/// Confidence level of the interval around the median.
+pub const CONFIDENCE: f64 = 0.95;
+
+/// Summary statistics of a set of samples, in the samples' unit (ms).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Summary {
+    pub median: f64,
+    pub p10: f64,
+    pub p90: f64,
+    pub ci_low: f64,
+    pub ci_high: f64,
+    pub samples: u64,
+    /// Whether `[ci_low, ci_high]` reaches the requested confidence. Below
+    /// six samples no pair of order statistics does, and the interval is
+    /// the full range `[min, max]` instead.
+    pub ci_exact: bool,
+}
+
+impl Summary {
+    /// Half the width of the confidence interval relative to the median.
+    pub fn relative_half_width(&self) -> f64 {
+        if self.median > 0.0 {
+            (self.ci_high - self.ci_low) / 2.0 / self.median
+        } else {
+            f64::INFINITY
+        }
+    }
+}
+
+/// 0-based indices `(lo, hi)` into the sorted samples of the distribution-
+/// free confidence interval of the median at level `confidence`, or `None`
+/// when `n` samples are too few for any interval to reach it.
+///
+/// `lo` is the largest `j-1` with `P(B ≤ j-1) ≤ (1-confidence)/2` for
+/// `B ~ Binomial(n, 1/2)`, and `hi = n-1-lo` by symmetry.
+pub fn median_ci_indices(n: usize, confidence: f64) -> Option<(usize, usize)> {
+    if n == 0 {
+        return None;
+    }
+    let tail = (1.0 - confidence) / 2.0;
+    let binomial = Binomial::new(0.5, n as u64).expect("p = 0.5 and n > 0 are valid");
+    // Largest k with cdf(k) <= tail, searched over 0..n/2 (cdf increases).
+    if binomial.cdf(0) > tail {
+        return None;
+    }
+    let (mut ok, mut bad) = (0u64, n as u64 / 2 + 1);
+    while bad - ok > 1 {
+        let mid = (ok + bad) / 2;
+        if binomial.cdf(mid) <= tail {
+            ok = mid;
+        } else {
+            bad = mid;
+        }
+    }
+    // The interval is [x_(k+1), x_(n-k)] 1-based, i.e. k..n-1-k 0-based.
+    let lo = ok as usize;
+    Some((lo, n - 1 - lo))
+}
+
+/// Linear-interpolated percentile of sorted samples (NumPy's default).
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    let pos = q * (sorted.len() - 1) as f64;
+    let i = pos.floor() as usize;
+    let frac = pos - i as f64;
+    match sorted.get(i + 1) {
+        Some(&next) => sorted[i] + frac * (next - sorted[i]),
+        None => sorted[i],
+    }
+}
+
+/// Summarizes samples; `None` when there are none or one is not finite.
+pub fn summarize(samples: &[f64]) -> Option<Summary> {
+    if samples.is_empty() || samples.iter().any(|x| !x.is_finite()) {
+        return None;
+    }
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    let median = percentile(&sorted, 0.5);
+    let (ci_low, ci_high, ci_exact) = match median_ci_indices(n, CONFIDENCE) {
+        Some((lo, hi)) => (sorted[lo], sorted[hi], true),
+        None => (sorted[0], sorted[n - 1], false),
+    };
+    Some(Summary {
+        median,
+        p10: percentile(&sorted, 0.1),
+        p90: percentile(&sorted, 0.9),
+        ci_low,
+        ci_high,
+        samples: n as u64,
+        ci_exact,
+    })
+}
+
+/// When to stop timing one entry.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StopRule {
+    /// Stop once the CI half-width is within this fraction of the median.
+    pub rel_half_width: f64,
+    /// Never stop with fewer samples (the CI needs at least 6).
+    pub min_samples: u64,
+    /// A hard bound on samples, whatever the time.
+    pub max_samples: u64,
+    /// Stop sampling after this long, converged or not (warm-up excluded).
+    pub cap: Duration,
+}
+
+impl Default for StopRule {
+    fn default() -> Self {
+        StopRule {
+            rel_half_width: 0.005,
+            min_samples: 10,
+            max_samples: 100_000,
+            cap: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Why sampling stopped; recorded in the log, not in the table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    Converged,
+    TimeCap,
+    MaxSamples,
+}
+
+/// A source of elapsed time, so that tests can run the time cap without
+/// waiting.
+pub trait Clock {
+    fn elapsed(&self) -> Duration;
+}
+
+/// Wall-clock time since creation.
+pub struct WallClock(Instant);
+
+impl WallClock {
+    pub fn start() -> Self {
+        WallClock(Instant::now())
+    }
+}
+
+impl Clock for WallClock {
+    fn elapsed(&self) -> Duration {
+        self.0.elapsed()
+    }
+}
+
+/// Calls `sample` until `rule` says stop. Convergence is checked at the
+/// minimum count and then after every 10% more samples, so that sorting
+/// stays a small part of the cost however long the run.
+pub fn sample_until<E>(
+    rule: &StopRule,
+    clock: &dyn Clock,
+    mut sample: impl FnMut() -> Result<f64, E>,
+) -> Result<(Summary, StopReason), E> {
+    let min = rule.min_samples.max(1);
+    let mut samples: Vec<f64> = Vec::new();
+    let mut next_check = min;
+    loop {
+        samples.push(sample()?);
+        let n = samples.len() as u64;
+        let reason = if n >= rule.max_samples {
+            Some(StopReason::MaxSamples)
+        } else if n >= min && clock.elapsed() >= rule.cap {
+            Some(StopReason::TimeCap)
+        } else if n >= next_check {
+            next_check = n + (n / 10).max(1);
+            summarize(&samples)
+                .filter(|s| s.ci_exact && s.relative_half_width() <= rule.rel_half_width)
+                .map(|_| StopReason::Converged)
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            // Finite samples only reach here: a non-finite one makes
+            // `summarize` fail, which the caller checks per sample.
+            let summary = summarize(&samples).expect("at least one finite sample");
+            return Ok((summary, reason));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    #[test]
+    fn ci_indices_match_the_binomial_tables() {
+        // n = 10: P(B ≤ 1) = 11/1024 ≈ 0.0107 ≤ 0.025 < P(B ≤ 2) = 56/1024,
+        // so the interval is [x_(2), x_(9)] 1-based, coverage 97.9%.
+        assert_eq!(median_ci_indices(10, 0.95), Some((1, 8)));
+        // n = 100: P(B ≤ 39) ≈ 0.0176 ≤ 0.025 < P(B ≤ 40) ≈ 0.0284, so
+        // [x_(40), x_(61)] 1-based, the textbook interval.
+        assert_eq!(median_ci_indices(100, 0.95), Some((39, 60)));
+        // n = 6: P(B ≤ 0) = 1/64 ≈ 0.0156, the smallest n with an interval.
+        assert_eq!(median_ci_indices(6, 0.95), Some((0, 5)));
+        assert_eq!(median_ci_indices(5, 0.95), None);
+        assert_eq!(median_ci_indices(0, 0.95), None);
+    }
+
+    #[test]
+    fn summary_of_known_samples() {
+        // 1..=10 shuffled: median 5.5, p10 = 1 + 0.9·1 = 1.9, p90 = 9.1,
+        // CI [x_(2), x_(9)] = [2, 9].
+        let xs = [7.0, 3.0, 10.0, 1.0, 5.0, 9.0, 2.0, 8.0, 6.0, 4.0];
+        let s = summarize(&xs).unwrap();
+        assert_eq!(s.median, 5.5);
+        assert!((s.p10 - 1.9).abs() < 1e-12, "{}", s.p10);
+        assert!((s.p90 - 9.1).abs() < 1e-12, "{}", s.p90);
+        assert_eq!((s.ci_low, s.ci_high), (2.0, 9.0));
+        assert_eq!(s.samples, 10);
+        assert!(s.ci_exact);
+
+        // 1..=100: median 50.5, CI [40, 61].
+        let xs: Vec<f64> = (1..=100).rev().map(f64::from).collect();
+        let s = summarize(&xs).unwrap();
+        assert_eq!(s.median, 50.5);
+        assert_eq!((s.ci_low, s.ci_high), (40.0, 61.0));
+        assert!((s.relative_half_width() - 10.5 / 50.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn too_few_samples_give_the_range_and_bad_samples_nothing() {
+        let s = summarize(&[2.0, 1.0, 3.0]).unwrap();
+        assert_eq!((s.median, s.ci_low, s.ci_high), (2.0, 1.0, 3.0));
+        assert!(!s.ci_exact);
+        assert!(summarize(&[]).is_none());
+        assert!(summarize(&[1.0, f64::NAN]).is_none());
+    }
+
+    /// A clock that advances by `step` at every reading.
+    struct Ticking {
+        now: Cell<Duration>,
+        step: Duration,
+    }
+
+    impl Clock for Ticking {
+        fn elapsed(&self) -> Duration {
+            let t = self.now.get() + self.step;
+            self.now.set(t);
+            t
+        }
+    }
+
+    fn ticking(step_us: u64) -> Ticking {
+        Ticking {
+            now: Cell::new(Duration::ZERO),
+            step: Duration::from_micros(step_us),
+        }
+    }
+
+    #[test]
+    fn a_tight_sequence_stops_early_converged() {
+        // ±0.1% around 1 ms: converged at the first check.
+        let mut i = 0u32;
+        let rule = StopRule::default();
+        let (s, why) = sample_until::<()>(&rule, &ticking(1), || {
+            i += 1;
+            Ok(1.0 + 0.001 * f64::from(i % 3) - 0.001)
+        })
+        .unwrap();
+        assert_eq!(why, StopReason::Converged);
+        assert_eq!(s.samples, rule.min_samples);
+        assert!(s.relative_half_width() <= 0.005);
+    }
+
+    /// A clock that each sample advances by the time it "took".
+    struct SampleTime(Cell<Duration>);
+
+    impl Clock for SampleTime {
+        fn elapsed(&self) -> Duration {
+            self.0.get()
+        }
+    }
+
+    #[test]
+    fn a_noisy_sequence_runs_into_the_time_cap() {
+        // Alternating 1 ms and 2 ms: the CI always spans both values, so it
+        // never converges; each sample takes 1 ms of a 100 ms cap.
+        let clock = SampleTime(Cell::new(Duration::ZERO));
+        let mut i = 0u32;
+        let rule = StopRule {
+            cap: Duration::from_millis(100),
+            ..StopRule::default()
+        };
+        let (s, why) = sample_until::<()>(&rule, &clock, || {
+            i += 1;
+            clock.0.set(clock.0.get() + Duration::from_millis(1));
+            Ok(if i % 2 == 0 { 1.0 } else { 2.0 })
+        })
+        .unwrap();
+        assert_eq!(why, StopReason::TimeCap);
+        assert_eq!(s.samples, 100);
+        assert_eq!((s.ci_low, s.ci_high), (1.0, 2.0));
+        assert_eq!(s.median, 1.5);
+    }
+
+    #[test]
+    fn the_time_cap_never_cuts_below_the_minimum_count() {
+        let clock = SampleTime(Cell::new(Duration::from_secs(1)));
+        let rule = StopRule {
+            cap: Duration::from_millis(1),
+            ..StopRule::default()
+        };
+        let mut i = 0u32;
+        let (s, why) = sample_until::<()>(&rule, &clock, || {
+            i += 1;
+            Ok(f64::from(i))
+        })
+        .unwrap();
+        assert_eq!((why, s.samples), (StopReason::TimeCap, rule.min_samples));
+    }
+
+    #[test]
+    fn moderate_noise_converges_after_more_samples() {
+        // A deterministic spread of ±5% (21 levels visited in turn): the
+        // CI of the median narrows as n grows and meets 0.5% well before
+        // the sample bound.
+        let mut i = 0u32;
+        let rule = StopRule {
+            cap: Duration::from_secs(3600),
+            ..StopRule::default()
+        };
+        let (s, why) = sample_until::<()>(&rule, &ticking(1), || {
+            i += 1;
+            Ok(1.0 + 0.005 * (f64::from((i * 8) % 21) - 10.0))
+        })
+        .unwrap();
+        assert_eq!(why, StopReason::Converged);
+        assert!(s.samples > rule.min_samples, "{}", s.samples);
+        assert!(s.relative_half_width() <= 0.005);
+        assert!((s.median - 1.0).abs() < 0.006);
+    }
+
+    #[test]
+    fn the_sample_bound_and_errors_stop_sampling() {
+        let rule = StopRule {
+            max_samples: 7,
+            cap: Duration::from_secs(3600),
+            ..StopRule::default()
+        };
+        let mut i = 0u32;
+        let (s, why) = sample_until::<()>(&rule, &ticking(1), || {
+            i += 1;
+            Ok(f64::from(i))
+        })
+        .unwrap();
+        assert_eq!((why, s.samples), (StopReason::MaxSamples, 7));
+
+        let mut calls = 0;
+        let err = sample_until(&StopRule::default(), &ticking(1), || {
+            calls += 1;
+            if calls == 3 {
+                Err("device lost")
+            } else {
+                Ok(1.0)
+            }
+        });
+        assert_eq!(err.unwrap_err(), "device lost");
+    }
+}

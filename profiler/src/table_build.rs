@@ -1,0 +1,378 @@
+//! Building a latency table: every block of the space's plan, timed by an
+//! [`Engine`], written row by row (each flushed) under a fingerprint header.
+//!
+//! With an output file the build resumes: a rerun with the same settings
+//! keeps what is there and times only the rest, so a run killed at any
+//! moment loses at most the entry in flight; a rerun with other settings
+//! refuses to append, because a table that mixes two setups is silently
+//! wrong.
+
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use indicatif::ProgressBar;
+use space::TableWriter;
+use space::{meta, BlockSpec, Entry, LatencyStats, LatencyTable, Metadata, SearchSpaceConfig};
+
+use crate::engine::{Engine, EngineConfig, EngineInfo, Workload};
+use crate::error::{ProfilerError, Result};
+use crate::monitor::{ClockRange, Monitor};
+use crate::timestamp::now_rfc3339;
+use crate::timing::{time_workload, TimingRule};
+
+/// Header line with the timing rule (informative; not compared on resume).
+pub const TIMING_KEY: &str = "timing";
+
+/// The header keys that must match for a run to append to an existing table:
+/// everything that changes what a latency means. Timestamps, the command
+/// line, the timing rule and the clocks seen may differ.
+pub const RESUME_KEYS: [&str; 14] = [
+    meta::FORMAT,
+    meta::DEVICE_NAME,
+    meta::DEVICE_UUID,
+    meta::DRIVER,
+    meta::CUDA,
+    meta::CUDNN,
+    meta::ENGINE,
+    meta::LAUNCH,
+    meta::L2,
+    meta::DTYPE,
+    meta::LAYOUT,
+    meta::BATCH,
+    meta::WIDTH_STEP,
+    meta::SPACE_DIGEST,
+];
+
+/// What to build.
+#[derive(Clone, Debug)]
+pub struct BuildSettings {
+    pub space: SearchSpaceConfig,
+    pub width_step: u32,
+    pub timing: TimingRule,
+    /// The command line, for the header.
+    pub command: String,
+    /// Time at most this many entries in this run; the table then stays
+    /// unfinished, for a later run to resume.
+    pub limit: Option<usize>,
+}
+
+/// The fingerprint header of a new table.
+pub fn fingerprint(
+    info: &EngineInfo,
+    config: &EngineConfig,
+    settings: &BuildSettings,
+    started: &str,
+) -> Metadata {
+    let mut m = Metadata::new();
+    m.set(meta::FORMAT, space::table::FORMAT)
+        .set(meta::DEVICE_NAME, &info.device_name)
+        .set(meta::DEVICE_UUID, &info.device_uuid)
+        .set(meta::DRIVER, &info.driver)
+        .set(meta::CUDA, &info.cuda)
+        .set(meta::CUDNN, &info.cudnn)
+        .set(meta::ENGINE, &info.engine)
+        .set(meta::LAUNCH, config.launch)
+        .set(meta::L2, config.l2)
+        .set(meta::DTYPE, config.dtype)
+        .set(meta::LAYOUT, config.layout)
+        .set(meta::BATCH, config.batch)
+        .set(meta::WIDTH_STEP, settings.width_step)
+        .set(meta::SPACE, &settings.space.name)
+        .set(meta::SPACE_DIGEST, settings.space.digest())
+        .set(TIMING_KEY, settings.timing.describe())
+        .set(meta::PROFILER_VERSION, env!("CARGO_PKG_VERSION"))
+        .set(meta::COMMAND, &settings.command)
+        .set(meta::STARTED, started);
+    m
+}
+
+/// What a build did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BuildReport {
+    pub planned: usize,
+    /// Entries already in the output file.
+    pub skipped: usize,
+    pub measured: usize,
+    /// Entries timed twice because the GPU throttled during the first try.
+    pub remeasured: usize,
+    /// Entries written with the throttled flag (throttled on both tries).
+    pub throttled: usize,
+    pub seconds: f64,
+    pub clocks: ClockRange,
+    /// Whether every planned entry is now in the table (`finished` written).
+    pub complete: bool,
+}
+
+/// Where the rows go.
+pub enum Output<'a> {
+    /// A stream (stdout): a complete table every time, no resume.
+    Stream(&'a mut dyn Write),
+    /// A file, resumed when it exists.
+    File(&'a Path),
+}
+
+/// The key of a `# key: value` line (the reader's own parser is private).
+fn header_key(line: &str) -> Option<&str> {
+    let body = line.strip_prefix('#')?.trim_start();
+    let (key, _) = body.split_once(':')?;
+    let key = key.trim();
+    (!key.is_empty() && !key.contains(' ')).then_some(key)
+}
+
+fn header_value(line: &str) -> &str {
+    line.split_once(':').map_or("", |(_, v)| v.trim())
+}
+
+/// An existing output file, made ready to append to.
+struct Resumed {
+    done: HashSet<BlockSpec>,
+    clocks: ClockRange,
+    /// What was cut or dropped, for the log.
+    notes: Vec<String>,
+}
+
+/// Reads `path` for a resume. `Ok(None)` when there is nothing to keep (no
+/// file, an empty one, or one killed before its column header was written).
+/// Otherwise the file is rewritten without a truncated last line and
+/// without the trailing `clocks`/`finished` lines of an earlier run, and its
+/// settings are compared with `header`.
+fn prepare_resume(path: &Path, header: &Metadata) -> Result<Option<Resumed>> {
+    let origin = path.display().to_string();
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(ProfilerError::io(path, e)),
+    };
+    let mut notes = Vec::new();
+    // A kill mid-write leaves a last line without its newline: cut it.
+    let complete = match text.rfind('\n') {
+        Some(i) => &text[..=i],
+        None => "",
+    };
+    if complete.len() < text.len() {
+        notes.push(format!(
+            "dropped a truncated last line ('{}')",
+            text[complete.len()..].trim_end()
+        ));
+    }
+    let mut clocks = ClockRange::default();
+    let mut kept = String::with_capacity(complete.len());
+    for line in complete.lines() {
+        match header_key(line) {
+            Some(meta::FINISHED) => continue,
+            Some(meta::CLOCKS) => {
+                if let Some(c) = ClockRange::parse(header_value(line)) {
+                    clocks.merge(&c);
+                }
+                continue;
+            }
+            _ => {}
+        }
+        kept.push_str(line);
+        kept.push('\n');
+    }
+    let has_columns = kept
+        .lines()
+        .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
+    if !has_columns {
+        // Nothing measured yet: only a (partial) header or nothing at all.
+        let ours = kept.trim().is_empty()
+            || kept.lines().any(|l| {
+                header_key(l) == Some(meta::FORMAT) && header_value(l) == space::table::FORMAT
+            });
+        return if ours {
+            Ok(None)
+        } else {
+            Err(ProfilerError::CannotResume {
+                path: origin,
+                reason: "it is not a latency table; refusing to overwrite it".into(),
+            })
+        };
+    }
+    let table = LatencyTable::parse(&kept, &origin).map_err(|e| ProfilerError::CannotResume {
+        path: origin.clone(),
+        reason: e.to_string(),
+    })?;
+    let diffs: Vec<String> = RESUME_KEYS
+        .iter()
+        .filter_map(|&k| {
+            let (old, new) = (table.metadata().get(k), header.get(k));
+            (old != new).then(|| {
+                format!(
+                    "{k}: file has '{}', this run '{}'",
+                    old.unwrap_or("(none)"),
+                    new.unwrap_or("(none)")
+                )
+            })
+        })
+        .collect();
+    if !diffs.is_empty() {
+        return Err(ProfilerError::SettingsDiffer {
+            path: origin,
+            diffs: diffs.join("; "),
+        });
+    }
+    if kept != text {
+        // Replace atomically, so a kill now leaves either file whole.
+        let tmp = path.with_extension("resume-tmp");
+        std::fs::write(&tmp, &kept).map_err(|e| ProfilerError::io(&tmp, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| ProfilerError::io(path, e))?;
+    }
+    Ok(Some(Resumed {
+        done: table.entries().iter().map(|e| e.spec).collect(),
+        clocks,
+        notes,
+    }))
+}
+
+/// Logs a line on stderr without tearing the progress bar.
+fn log(bar: &ProgressBar, msg: &str) {
+    bar.suspend(|| eprintln!("{msg}"));
+}
+
+/// Builds the table of `settings.space` with `engine` into `output`.
+pub fn build_table(
+    engine: &mut dyn Engine,
+    monitor: &mut dyn Monitor,
+    settings: &BuildSettings,
+    output: Output<'_>,
+    bar: &ProgressBar,
+) -> Result<BuildReport> {
+    let plan = settings.space.table_plan(settings.width_step)?;
+    let header = fingerprint(engine.info(), engine.config(), settings, &now_rfc3339());
+    let batch = engine.config().batch;
+
+    let mut report = BuildReport {
+        planned: plan.len(),
+        ..BuildReport::default()
+    };
+    let mut done = HashSet::new();
+    let file_path: Option<PathBuf>;
+    let mut writer: TableWriter<Box<dyn Write + '_>> = match output {
+        Output::Stream(w) => {
+            file_path = None;
+            TableWriter::new(Box::new(w) as Box<dyn Write + '_>, &header)?
+        }
+        Output::File(path) => {
+            file_path = Some(path.to_path_buf());
+            match prepare_resume(path, &header)? {
+                Some(resumed) => {
+                    for note in &resumed.notes {
+                        log(bar, &format!("{}: {note}", path.display()));
+                    }
+                    done = resumed.done;
+                    report.clocks = resumed.clocks;
+                    let mut file = OpenOptions::new()
+                        .append(true)
+                        .open(path)
+                        .map_err(|e| ProfilerError::io(path, e))?;
+                    writeln!(file, "# resumed {}", now_rfc3339())
+                        .map_err(|e| ProfilerError::io(path, e))?;
+                    TableWriter::append(Box::new(file) as Box<dyn Write>)
+                }
+                None => {
+                    let file = File::create(path).map_err(|e| ProfilerError::io(path, e))?;
+                    TableWriter::new(Box::new(file) as Box<dyn Write>, &header)?
+                }
+            }
+        }
+    };
+    let io_error = |e: space::SpaceError| match &file_path {
+        Some(p) => ProfilerError::io(p, std::io::Error::other(e.to_string())),
+        None => ProfilerError::Output(e.to_string()),
+    };
+
+    let mut todo: Vec<BlockSpec> = plan
+        .blocks
+        .iter()
+        .filter(|b| !done.contains(*b))
+        .copied()
+        .collect();
+    report.skipped = plan.len() - todo.len();
+    if let Some(limit) = settings.limit {
+        todo.truncate(limit);
+    }
+    report.complete = report.skipped + todo.len() == plan.len();
+    if report.skipped > 0 {
+        log(
+            bar,
+            &format!(
+                "resuming: {} of {} entries already measured, {} to go",
+                report.skipped,
+                plan.len(),
+                todo.len()
+            ),
+        );
+    }
+    bar.set_length(plan.len() as u64);
+    bar.set_position(report.skipped as u64);
+    let plain_log = !std::io::stderr().is_terminal();
+    let start = Instant::now();
+    for spec in todo {
+        bar.set_message(spec.key());
+        let timed = time_workload(engine, monitor, &Workload::Block(spec), &settings.timing)?;
+        report.clocks.see(&timed.before);
+        report.clocks.see(&timed.after);
+        if timed.remeasured {
+            report.remeasured += 1;
+        }
+        if timed.throttled {
+            report.throttled += 1;
+            report.clocks.throttled_entries += 1;
+            log(bar, &format!("{spec}: throttled ({})", timed.after));
+        }
+        let s = &timed.summary;
+        let entry = Entry {
+            spec,
+            batch,
+            stats: LatencyStats {
+                median_ms: s.median,
+                p10_ms: s.p10,
+                p90_ms: s.p90,
+                ci_low_ms: s.ci_low,
+                ci_high_ms: s.ci_high,
+                samples: s.samples,
+                throttled: timed.throttled,
+            },
+        };
+        writer.write(&entry).map_err(io_error)?;
+        report.measured += 1;
+        bar.inc(1);
+        if plain_log && report.measured % 100 == 0 {
+            log(
+                bar,
+                &format!(
+                    "{}/{} entries, {:.1} entries/s",
+                    report.skipped + report.measured,
+                    plan.len(),
+                    report.measured as f64 / start.elapsed().as_secs_f64()
+                ),
+            );
+        }
+    }
+    report.seconds = start.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    if !report.complete {
+        log(
+            bar,
+            &format!(
+                "stopped at the limit: {} of {} entries in the table, run again to go on",
+                report.skipped + report.measured,
+                plan.len()
+            ),
+        );
+        return Ok(report);
+    }
+    let mut trailing = Metadata::new();
+    trailing
+        .set(meta::CLOCKS, &report.clocks)
+        .set(meta::FINISHED, now_rfc3339());
+    writer.finish(&trailing).map_err(io_error)?;
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests;

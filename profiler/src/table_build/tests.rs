@@ -1,0 +1,424 @@
+//! The table builder against the fake engine: output, fingerprint, resume
+//! after a kill, refusing other settings, throttling and bad samples.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use super::*;
+use crate::engine::{EngineConfig, L2};
+use crate::error::ProfilerError;
+use crate::fake_engine::{hot, FakeEngine, FakeMonitor};
+use crate::stats::StopRule;
+
+/// One stage (16 → 24, two layers) and two ops: a plan of a few dozen
+/// entries, quick to "time".
+fn settings() -> BuildSettings {
+    let mut space = SearchSpaceConfig {
+        name: "tiny".into(),
+        ..SearchSpaceConfig::default()
+    };
+    space.stages.truncate(1);
+    space.ops.truncate(2);
+    BuildSettings {
+        space,
+        width_step: 8,
+        timing: TimingRule {
+            warmup: Duration::ZERO,
+            stop: StopRule {
+                cap: Duration::from_secs(60),
+                ..StopRule::default()
+            },
+        },
+        command: "profiler --device 0 --out t.csv".into(),
+        limit: None,
+    }
+}
+
+fn plan_len() -> usize {
+    let s = settings();
+    s.space.table_plan(s.width_step).unwrap().len()
+}
+
+fn build_file(
+    engine: &mut FakeEngine,
+    monitor: &mut FakeMonitor,
+    path: &Path,
+) -> Result<BuildReport> {
+    build_table(
+        engine,
+        monitor,
+        &settings(),
+        Output::File(path),
+        &ProgressBar::hidden(),
+    )
+}
+
+fn keys(table: &LatencyTable) -> Vec<String> {
+    table.entries().iter().map(|e| e.spec.key()).collect()
+}
+
+#[test]
+fn writes_every_planned_entry_with_the_fingerprint() {
+    let mut engine = FakeEngine::new(EngineConfig::default());
+    let mut out = Vec::new();
+    let report = build_table(
+        &mut engine,
+        &mut FakeMonitor::default(),
+        &settings(),
+        Output::Stream(&mut out),
+        &ProgressBar::hidden(),
+    )
+    .unwrap();
+    let n = plan_len();
+    assert!(n > 10, "{n}");
+    assert_eq!((report.planned, report.measured, report.skipped), (n, n, 0));
+
+    let text = String::from_utf8(out).unwrap();
+    let table = LatencyTable::parse(&text, "stdout").unwrap();
+    let plan = settings().space.table_plan(8).unwrap();
+    let want: Vec<String> = plan.blocks.iter().map(|b| b.key()).collect();
+    assert_eq!(keys(&table), want, "rows in plan order");
+    for e in table.entries() {
+        let truth = FakeEngine::latency(&e.spec);
+        assert!((e.stats.median_ms - truth).abs() <= truth * 0.0005);
+        assert!(e.stats.ci_low_ms <= e.stats.median_ms && e.stats.median_ms <= e.stats.ci_high_ms);
+        assert_eq!(e.stats.samples, 10);
+        assert!(!e.stats.throttled);
+    }
+
+    let md = table.metadata();
+    let space = settings().space;
+    let expect = [
+        (meta::FORMAT, space::table::FORMAT.to_string()),
+        (meta::DEVICE_NAME, "Fake GPU 80GB".into()),
+        (
+            meta::DEVICE_UUID,
+            "GPU-00000000-1111-2222-3333-444444444444".into(),
+        ),
+        (meta::DRIVER, "580.0".into()),
+        (meta::CUDA, "13.0".into()),
+        (meta::CUDNN, "9.14.0".into()),
+        (meta::ENGINE, "fake/1".into()),
+        (meta::LAUNCH, "graph".into()),
+        (meta::L2, "warm".into()),
+        (meta::DTYPE, "fp32".into()),
+        (meta::LAYOUT, "nchw".into()),
+        (meta::BATCH, "32".into()),
+        (meta::WIDTH_STEP, "8".into()),
+        (meta::SPACE, "tiny".into()),
+        (meta::SPACE_DIGEST, space.digest()),
+        (meta::PROFILER_VERSION, env!("CARGO_PKG_VERSION").into()),
+        (meta::COMMAND, "profiler --device 0 --out t.csv".into()),
+        (
+            meta::CLOCKS,
+            "sm_mhz 1980..1980, temp_c 45..45, throttled_entries 0".into(),
+        ),
+    ];
+    for (k, v) in expect {
+        assert_eq!(md.get(k), Some(v.as_str()), "header {k}");
+    }
+    for k in [meta::STARTED, meta::FINISHED] {
+        let t = md.get(k).unwrap();
+        assert!(
+            t.len() == 20 && t.ends_with('Z') && t.as_bytes()[10] == b'T',
+            "{k}: {t}"
+        );
+    }
+    assert!(md.get(TIMING_KEY).unwrap().contains("0.5%"));
+    // The header comes first, `finished` last.
+    assert!(text.starts_with("# format: "));
+    assert!(text
+        .trim_end()
+        .lines()
+        .last()
+        .unwrap()
+        .starts_with("# finished: "));
+}
+
+#[test]
+fn resumes_after_a_kill_without_duplicates_or_losses() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.csv");
+    let n = plan_len();
+
+    // The first run dies while preparing its 6th entry.
+    let mut engine = FakeEngine::new(EngineConfig::default());
+    engine.fail_after = Some(5);
+    let err = build_file(&mut engine, &mut FakeMonitor::default(), &path).unwrap_err();
+    assert!(matches!(err, ProfilerError::Cuda { .. }), "{err}");
+    let partial = LatencyTable::from_path(&path).unwrap();
+    assert_eq!(partial.len(), 5);
+    assert!(partial.metadata().get(meta::FINISHED).is_none());
+
+    // The rerun times only the rest.
+    let mut engine = FakeEngine::new(EngineConfig::default());
+    let report = build_file(&mut engine, &mut FakeMonitor::default(), &path).unwrap();
+    assert_eq!((report.skipped, report.measured), (5, n - 5));
+    assert_eq!(engine.prepared.len(), n - 5);
+    let done: BTreeSet<_> = partial.entries().iter().map(|e| e.spec).collect();
+    assert!(engine.prepared.iter().all(|s| !done.contains(s)));
+
+    // Same rows as one uninterrupted run (the reader refuses duplicates).
+    let resumed = LatencyTable::from_path(&path).unwrap();
+    let mut whole = Vec::new();
+    build_table(
+        &mut FakeEngine::new(EngineConfig::default()),
+        &mut FakeMonitor::default(),
+        &settings(),
+        Output::Stream(&mut whole),
+        &ProgressBar::hidden(),
+    )
+    .unwrap();
+    let whole = LatencyTable::parse(std::str::from_utf8(&whole).unwrap(), "whole").unwrap();
+    let set = |t: &LatencyTable| keys(t).into_iter().collect::<BTreeSet<_>>();
+    assert_eq!(set(&resumed), set(&whole));
+    assert_eq!(resumed.len(), n);
+    assert!(resumed.metadata().get(meta::FINISHED).is_some());
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(text.matches("# started:").count(), 1);
+    assert_eq!(text.matches("# resumed ").count(), 1);
+}
+
+#[test]
+fn resumes_after_a_kill_mid_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.csv");
+    let n = plan_len();
+    build_file(
+        &mut FakeEngine::new(EngineConfig::default()),
+        &mut FakeMonitor::default(),
+        &path,
+    )
+    .unwrap();
+    // Keep the header and 7 rows, then half of the 8th row.
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let columns = lines.iter().position(|l| l.starts_with("key,")).unwrap();
+    let mut cut: String = lines[..=columns + 7]
+        .iter()
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let eighth = lines[columns + 8];
+    cut.push_str(&eighth[..eighth.len() / 2]);
+    std::fs::write(&path, &cut).unwrap();
+    // The reader alone refuses such a file.
+    assert!(LatencyTable::from_path(&path).is_err());
+
+    let mut engine = FakeEngine::new(EngineConfig::default());
+    let report = build_file(&mut engine, &mut FakeMonitor::default(), &path).unwrap();
+    assert_eq!((report.skipped, report.measured), (7, n - 7));
+    assert_eq!(engine.prepared[0].key(), eighth.split(',').next().unwrap());
+    let table = LatencyTable::from_path(&path).unwrap();
+    assert_eq!(table.len(), n);
+}
+
+#[test]
+fn a_finished_table_reruns_to_nothing_and_stays_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.csv");
+    build_file(
+        &mut FakeEngine::new(EngineConfig::default()),
+        &mut FakeMonitor::default(),
+        &path,
+    )
+    .unwrap();
+    let mut engine = FakeEngine::new(EngineConfig::default());
+    let report = build_file(&mut engine, &mut FakeMonitor::default(), &path).unwrap();
+    assert_eq!((report.measured, report.skipped), (0, plan_len()));
+    assert!(engine.prepared.is_empty());
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(text.matches("# finished:").count(), 1);
+    assert_eq!(text.matches("# clocks:").count(), 1);
+    LatencyTable::parse(&text, "t").unwrap();
+}
+
+#[test]
+fn refuses_to_append_under_other_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.csv");
+    let mut engine = FakeEngine::new(EngineConfig::default());
+    engine.fail_after = Some(3);
+    build_file(&mut engine, &mut FakeMonitor::default(), &path).unwrap_err();
+    let before = std::fs::read_to_string(&path).unwrap();
+
+    let mut other = FakeEngine::new(EngineConfig {
+        batch: 16,
+        l2: L2::Cold,
+        ..EngineConfig::default()
+    });
+    other.info.device_uuid = "GPU-ffffffff-1111-2222-3333-444444444444".into();
+    let err = build_file(&mut other, &mut FakeMonitor::default(), &path).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, ProfilerError::SettingsDiffer { .. }), "{msg}");
+    for part in [
+        "batch: file has '32', this run '16'",
+        "l2: file has 'warm', this run 'cold'",
+        "device_uuid",
+        "refusing to append",
+    ] {
+        assert!(msg.contains(part), "{msg}");
+    }
+    assert!(!msg.contains("dtype"), "{msg}");
+    assert!(other.prepared.is_empty());
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), before);
+
+    // A different width step changes the plan: refused too.
+    let mut s = settings();
+    s.width_step = 16;
+    let err = build_table(
+        &mut FakeEngine::new(EngineConfig::default()),
+        &mut FakeMonitor::default(),
+        &s,
+        Output::File(&path),
+        &ProgressBar::hidden(),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("width_step: file has '8', this run '16'"),
+        "{err}"
+    );
+}
+
+#[test]
+fn refuses_to_overwrite_a_file_that_is_not_a_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.csv");
+    std::fs::write(&path, "my,precious\ndata,1\n").unwrap();
+    let err = build_file(
+        &mut FakeEngine::new(EngineConfig::default()),
+        &mut FakeMonitor::default(),
+        &path,
+    )
+    .unwrap_err();
+    assert!(matches!(err, ProfilerError::CannotResume { .. }), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "my,precious\ndata,1\n"
+    );
+
+    let comments = dir.path().join("comments.csv");
+    std::fs::write(&comments, "# my notes: keep\n").unwrap();
+    let err = build_file(
+        &mut FakeEngine::new(EngineConfig::default()),
+        &mut FakeMonitor::default(),
+        &comments,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("not a latency table"), "{err}");
+}
+
+#[test]
+fn a_header_cut_short_starts_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.csv");
+    std::fs::write(
+        &path,
+        format!("# format: {}\n# device_na", space::table::FORMAT),
+    )
+    .unwrap();
+    let report = build_file(
+        &mut FakeEngine::new(EngineConfig::default()),
+        &mut FakeMonitor::default(),
+        &path,
+    )
+    .unwrap();
+    assert_eq!(report.measured, plan_len());
+    assert_eq!(LatencyTable::from_path(&path).unwrap().len(), plan_len());
+}
+
+#[test]
+fn throttled_entries_are_remeasured_once_and_flagged_if_still_hot() {
+    // Entry 1: hot after its first try, calm on the second: kept unflagged.
+    // Entry 2: hot on both tries: flagged.
+    let script = [
+        crate::fake_engine::calm(),
+        hot(),
+        crate::fake_engine::calm(),
+        crate::fake_engine::calm(),
+        hot(),
+        hot(),
+        hot(),
+        crate::fake_engine::calm(),
+    ]
+    .into();
+    let mut monitor = FakeMonitor {
+        script,
+        ..FakeMonitor::default()
+    };
+    let mut engine = FakeEngine::new(EngineConfig::default());
+    let mut out = Vec::new();
+    let report = build_table(
+        &mut engine,
+        &mut monitor,
+        &settings(),
+        Output::Stream(&mut out),
+        &ProgressBar::hidden(),
+    )
+    .unwrap();
+    assert_eq!((report.remeasured, report.throttled), (2, 1));
+    // Two reads per try: 2 + 2 entries with two tries, the rest one.
+    assert_eq!(monitor.reads, 2 * (plan_len() + 2));
+    let table = LatencyTable::parse(std::str::from_utf8(&out).unwrap(), "t").unwrap();
+    let flags: Vec<bool> = table.entries().iter().map(|e| e.stats.throttled).collect();
+    assert!(!flags[0] && flags[1] && flags[2..].iter().all(|f| !f));
+    assert_eq!(
+        table.metadata().get(meta::CLOCKS),
+        Some("sm_mhz 1410..1980, temp_c 45..87, throttled_entries 1")
+    );
+}
+
+#[test]
+fn a_bad_sample_stops_the_build_before_any_row_of_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.csv");
+    let third = settings().space.table_plan(8).unwrap().blocks[2];
+    for bad in [f64::NAN, -1.0, 0.0, f64::INFINITY] {
+        let mut engine = FakeEngine::new(EngineConfig::default());
+        engine.bad_sample = Some((third, bad));
+        let _ = std::fs::remove_file(&path);
+        let err = build_file(&mut engine, &mut FakeMonitor::default(), &path).unwrap_err();
+        assert!(matches!(err, ProfilerError::BadSample { .. }), "{err}");
+        assert!(err.to_string().contains(&third.key()), "{err}");
+        let table = LatencyTable::from_path(&path).unwrap();
+        assert_eq!(table.len(), 2);
+        assert!(table.entry(&third).is_none());
+    }
+}
+
+#[test]
+fn a_limited_run_leaves_the_table_unfinished_for_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.csv");
+    let n = plan_len();
+    let limited = BuildSettings {
+        limit: Some(4),
+        ..settings()
+    };
+    for round in 1..=2 {
+        let report = build_table(
+            &mut FakeEngine::new(EngineConfig::default()),
+            &mut FakeMonitor::default(),
+            &limited,
+            Output::File(&path),
+            &ProgressBar::hidden(),
+        )
+        .unwrap();
+        assert_eq!((report.measured, report.complete), (4, false));
+        let table = LatencyTable::from_path(&path).unwrap();
+        assert_eq!(table.len(), 4 * round);
+        assert!(table.metadata().get(meta::FINISHED).is_none());
+    }
+    let report = build_file(
+        &mut FakeEngine::new(EngineConfig::default()),
+        &mut FakeMonitor::default(),
+        &path,
+    )
+    .unwrap();
+    assert_eq!((report.measured, report.complete), (n - 8, true));
+    assert!(LatencyTable::from_path(&path)
+        .unwrap()
+        .metadata()
+        .get(meta::FINISHED)
+        .is_some());
+}

@@ -1,0 +1,116 @@
+//! Timing one workload the way the table and `measure` both do: prepare,
+//! warm up by time, sample adaptively, read the GPU's state before and after,
+//! and re-measure once if it throttled meanwhile.
+
+use std::time::{Duration, Instant};
+
+use crate::engine::{Engine, Workload};
+use crate::error::{ProfilerError, Result};
+use crate::monitor::{GpuState, Monitor};
+use crate::stats::{sample_until, StopReason, StopRule, Summary, WallClock};
+
+/// How long to warm up and when to stop sampling.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TimingRule {
+    /// Untimed runs until this much time has passed (at least one run), so
+    /// that clocks ramp up and caches and allocators settle (like trtexec's
+    /// `--warmUp`, by time rather than a count).
+    pub warmup: Duration,
+    pub stop: StopRule,
+}
+
+impl Default for TimingRule {
+    fn default() -> Self {
+        TimingRule {
+            warmup: Duration::from_millis(50),
+            stop: StopRule::default(),
+        }
+    }
+}
+
+impl TimingRule {
+    /// A one-line description for the table header.
+    pub fn describe(&self) -> String {
+        format!(
+            "warmup {} ms, stop at 95% CI of median within {}% or {} ms, min {} max {} samples",
+            self.warmup.as_millis(),
+            self.stop.rel_half_width * 100.0,
+            self.stop.cap.as_millis(),
+            self.stop.min_samples,
+            self.stop.max_samples
+        )
+    }
+}
+
+/// The result of timing one workload.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Timed {
+    pub summary: Summary,
+    pub reason: StopReason,
+    pub before: GpuState,
+    pub after: GpuState,
+    /// Whether the GPU reported a slowdown before or after the final
+    /// measurement.
+    pub throttled: bool,
+    /// Whether a first measurement was thrown away because it throttled.
+    pub remeasured: bool,
+}
+
+/// One sample, refused unless it is a positive finite latency, so that no
+/// NaN ever reaches the statistics or the table.
+fn checked(engine: &mut dyn Engine, workload: &Workload) -> Result<f64> {
+    let ms = engine.run_timed()?;
+    if ms.is_finite() && ms > 0.0 {
+        Ok(ms)
+    } else {
+        Err(ProfilerError::BadSample {
+            block: workload.to_string(),
+            value: ms,
+        })
+    }
+}
+
+fn measure_once(
+    engine: &mut dyn Engine,
+    monitor: &mut dyn Monitor,
+    workload: &Workload,
+    rule: &TimingRule,
+) -> Result<Timed> {
+    let warm = Instant::now();
+    loop {
+        checked(engine, workload)?;
+        if warm.elapsed() >= rule.warmup {
+            break;
+        }
+    }
+    let before = monitor.read();
+    let clock = WallClock::start();
+    let (summary, reason) = sample_until(&rule.stop, &clock, || checked(engine, workload))?;
+    let after = monitor.read();
+    Ok(Timed {
+        summary,
+        reason,
+        throttled: before.throttled() || after.throttled(),
+        before,
+        after,
+        remeasured: false,
+    })
+}
+
+/// Prepares and times `workload`; if the GPU throttled, times it once more
+/// and keeps the second measurement, flagged if it throttled again.
+pub fn time_workload(
+    engine: &mut dyn Engine,
+    monitor: &mut dyn Monitor,
+    workload: &Workload,
+    rule: &TimingRule,
+) -> Result<Timed> {
+    engine.prepare(workload)?;
+    let first = measure_once(engine, monitor, workload, rule)?;
+    if !first.throttled {
+        return Ok(first);
+    }
+    let mut second = measure_once(engine, monitor, workload, rule)?;
+    second.remeasured = true;
+    Ok(second)
+}
