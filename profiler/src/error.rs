@@ -42,6 +42,20 @@ pub enum ProfilerError {
     #[error("{path}: refusing to append: the file was built with other settings ({diffs}); use another --out file or the same settings")]
     SettingsDiffer { path: String, diffs: String },
 
+    /// `validate` times with the table's own settings; a flag that says
+    /// otherwise would measure something the table never predicted.
+    #[error("{table}: the flags disagree with the table's header ({diffs}); a validation runs the table's own settings: drop these flags, or validate a table built with them")]
+    FlagsDisagreeWithTable { table: String, diffs: String },
+
+    #[error(
+        "{table}: the header does not say {keys}; pass {flags} to state how the table was measured"
+    )]
+    TableLacksSettings {
+        table: String,
+        keys: String,
+        flags: String,
+    },
+
     #[error("{path}: cannot resume: {reason}")]
     CannotResume { path: String, reason: String },
 

@@ -40,6 +40,14 @@ pub struct EngineArgs {
     pub dtype: Dtype,
     #[arg(long, default_value = "nchw")]
     pub layout: Layout,
+    #[command(flatten)]
+    pub timing: TimingArgs,
+}
+
+/// When to stop timing one workload; shared with `validate`, whose engine
+/// settings come from the table instead of these defaults.
+#[derive(Args, Clone, Debug)]
+pub struct TimingArgs {
     /// Untimed warm-up per entry, in milliseconds.
     #[arg(long, default_value_t = 20)]
     pub warmup_ms: u64,
@@ -52,6 +60,25 @@ pub struct EngineArgs {
     /// Fewest timed runs per entry.
     #[arg(long, default_value_t = 10)]
     pub min_samples: u64,
+}
+
+impl TimingArgs {
+    pub fn timing(&self) -> Result<TimingRule> {
+        if !(self.ci_percent > 0.0 && self.ci_percent.is_finite()) {
+            return Err(ProfilerError::Invalid(
+                "--ci-percent must be a positive number".into(),
+            ));
+        }
+        Ok(TimingRule {
+            warmup: Duration::from_millis(self.warmup_ms),
+            stop: StopRule {
+                rel_half_width: self.ci_percent / 100.0,
+                min_samples: self.min_samples.max(1),
+                cap: Duration::from_millis(self.cap_ms),
+                ..StopRule::default()
+            },
+        })
+    }
 }
 
 impl EngineArgs {
@@ -70,24 +97,12 @@ impl EngineArgs {
     }
 
     pub fn timing(&self) -> Result<TimingRule> {
-        if !(self.ci_percent > 0.0 && self.ci_percent.is_finite()) {
-            return Err(ProfilerError::Invalid(
-                "--ci-percent must be a positive number".into(),
-            ));
-        }
-        Ok(TimingRule {
-            warmup: Duration::from_millis(self.warmup_ms),
-            stop: StopRule {
-                rel_half_width: self.ci_percent / 100.0,
-                min_samples: self.min_samples.max(1),
-                cap: Duration::from_millis(self.cap_ms),
-                ..StopRule::default()
-            },
-        })
+        self.timing.timing()
     }
 
-    /// Opens the engine and a monitor for its device.
-    fn open(&self) -> Result<(CudaEngine, Box<dyn Monitor>)> {
+    /// Opens the engine and a monitor for its device (what `measure` and
+    /// `validate` time with).
+    pub fn open(&self) -> Result<(CudaEngine, Box<dyn Monitor>)> {
         let engine = CudaEngine::open(self.device, self.engine_config()?)?;
         let monitor = NvmlMonitor::open(&engine.info().device_uuid);
         eprintln!(

@@ -11,6 +11,7 @@ pub mod error;
 pub mod gpu_commands;
 pub mod monitor;
 pub mod numerics;
+pub mod resume;
 pub mod stats;
 pub mod table_build;
 pub mod timestamp;

@@ -11,10 +11,10 @@ use clap::{Parser, Subcommand};
 use space::{meta, Architecture, LatencyTable, SearchSpaceConfig};
 
 mod compare;
+mod fit;
 mod plot;
 mod rank;
-// Used by `profiler validate` (issue 4), which needs the GPU engine.
-#[cfg_attr(not(test), allow(dead_code))]
+mod validate;
 mod validation;
 
 #[derive(Parser)]
@@ -76,6 +76,13 @@ enum Command {
         #[arg(long)]
         blocks: bool,
     },
+    /// Sample networks of the table's space, time each end to end on the GPU
+    /// with the table's settings, and report how well the table predicts
+    /// them (MAPE, ±k% shares, Kendall tau); `--out` rows resume.
+    Validate(Box<validate::ValidateArgs>),
+    /// Fit a per-network correction (a·predicted + b) to `validate --out`
+    /// rows, report it out of sample, and write it into a copy of the table.
+    Fit(fit::FitArgs),
     /// Compare two tables (another GPU, driver, batch...): ratios B/A per
     /// stage, rank agreement, and reference networks under both.
     Compare {
@@ -201,6 +208,8 @@ fn run(cli: Cli) -> Result<()> {
     match command {
         Command::Measure(args) => Ok(profiler::gpu_commands::measure(&args)?),
         Command::Verify(args) => Ok(profiler::gpu_commands::verify(&args)?),
+        Command::Validate(args) => validate::command(&args),
+        Command::Fit(args) => fit::command(&args),
         Command::Plan {
             space,
             width_step,

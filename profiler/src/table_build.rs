@@ -20,6 +20,7 @@ use space::{meta, BlockSpec, Entry, LatencyStats, LatencyTable, Metadata, Search
 use crate::engine::{Engine, EngineConfig, EngineInfo, Workload};
 use crate::error::{ProfilerError, Result};
 use crate::monitor::{ClockRange, Monitor};
+use crate::resume::{cut_truncated_line, header_key, header_value, replace_file, settings_diffs};
 use crate::timestamp::now_rfc3339;
 use crate::timing::{time_workload, TimingRule};
 
@@ -114,18 +115,6 @@ pub enum Output<'a> {
     File(&'a Path),
 }
 
-/// The key of a `# key: value` line (the reader's own parser is private).
-fn header_key(line: &str) -> Option<&str> {
-    let body = line.strip_prefix('#')?.trim_start();
-    let (key, _) = body.split_once(':')?;
-    let key = key.trim();
-    (!key.is_empty() && !key.contains(' ')).then_some(key)
-}
-
-fn header_value(line: &str) -> &str {
-    line.split_once(':').map_or("", |(_, v)| v.trim())
-}
-
 /// An existing output file, made ready to append to.
 struct Resumed {
     done: HashSet<BlockSpec>,
@@ -148,14 +137,11 @@ fn prepare_resume(path: &Path, header: &Metadata) -> Result<Option<Resumed>> {
     };
     let mut notes = Vec::new();
     // A kill mid-write leaves a last line without its newline: cut it.
-    let complete = match text.rfind('\n') {
-        Some(i) => &text[..=i],
-        None => "",
-    };
-    if complete.len() < text.len() {
+    let (complete, cut) = cut_truncated_line(&text);
+    if let Some(cut) = cut {
         notes.push(format!(
             "dropped a truncated last line ('{}')",
-            text[complete.len()..].trim_end()
+            cut.trim_end()
         ));
     }
     let mut clocks = ClockRange::default();
@@ -196,19 +182,7 @@ fn prepare_resume(path: &Path, header: &Metadata) -> Result<Option<Resumed>> {
         path: origin.clone(),
         reason: e.to_string(),
     })?;
-    let diffs: Vec<String> = RESUME_KEYS
-        .iter()
-        .filter_map(|&k| {
-            let (old, new) = (table.metadata().get(k), header.get(k));
-            (old != new).then(|| {
-                format!(
-                    "{k}: file has '{}', this run '{}'",
-                    old.unwrap_or("(none)"),
-                    new.unwrap_or("(none)")
-                )
-            })
-        })
-        .collect();
+    let diffs = settings_diffs(&RESUME_KEYS, table.metadata(), header);
     if !diffs.is_empty() {
         return Err(ProfilerError::SettingsDiffer {
             path: origin,
@@ -216,10 +190,7 @@ fn prepare_resume(path: &Path, header: &Metadata) -> Result<Option<Resumed>> {
         });
     }
     if kept != text {
-        // Replace atomically, so a kill now leaves either file whole.
-        let tmp = path.with_extension("resume-tmp");
-        std::fs::write(&tmp, &kept).map_err(|e| ProfilerError::io(&tmp, e))?;
-        std::fs::rename(&tmp, path).map_err(|e| ProfilerError::io(path, e))?;
+        replace_file(path, &kept)?;
     }
     Ok(Some(Resumed {
         done: table.entries().iter().map(|e| e.spec).collect(),

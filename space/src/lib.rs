@@ -16,6 +16,7 @@ pub mod config;
 mod cost;
 pub mod error;
 pub mod plan;
+mod sample;
 mod summary;
 pub mod table;
 
@@ -28,5 +29,6 @@ pub use config::{
 pub use error::{Result, SpaceError};
 pub use plan::{FixedParts, TablePlan};
 pub use table::{
-    meta, ArchLatency, Entry, Estimate, LatencyStats, LatencyTable, Metadata, Source, TableWriter,
+    meta, ArchLatency, Correction, Entry, Estimate, LatencyStats, LatencyTable, Metadata, Source,
+    TableWriter,
 };

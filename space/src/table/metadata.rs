@@ -29,6 +29,9 @@ pub mod meta {
     pub const COMMAND: &str = "command";
     pub const STARTED: &str = "started";
     pub const FINISHED: &str = "finished";
+    /// `linear a=<f64> b=<f64>`: measured ≈ a · (sum of blocks) + b for a
+    /// whole network, fitted by `profiler fit` ([`crate::table::Correction`]).
+    pub const CORRECTION: &str = "correction";
 }
 
 /// In JSON (an architecture's prediction), an object in header order.

@@ -11,11 +11,13 @@
 //!
 //! pandas reads it with `pd.read_csv(path, comment='#')`.
 
+mod correction;
 mod lookup;
 mod metadata;
 mod read;
 mod write;
 
+pub use correction::Correction;
 pub use lookup::{ArchLatency, Estimate, Source};
 pub use metadata::{meta, Metadata};
 pub use read::LatencyTable;

@@ -89,6 +89,16 @@ impl LatencyTable {
             None => None,
         };
 
+        if let Some(c) = metadata.get(meta::CORRECTION) {
+            if let Err(e) = c.parse::<super::Correction>() {
+                return Err(fail(
+                    header_line(text, meta::CORRECTION),
+                    None,
+                    format!("header correction: {e}"),
+                ));
+            }
+        }
+
         // Comment lines become empty lines, which the CSV reader skips but
         // still counts, so its positions stay the file's line numbers. (Its
         // own comment support misses a last comment line with no newline.)

@@ -1,0 +1,339 @@
+//! `profiler fit --validation rows.csv --table T.csv [--out T2.csv]`: a
+//! per-network correction of the table's sum of blocks, estimated from a
+//! validation run and checked out of sample.
+//!
+//! The rows are split by index parity: even indices fit, odd ones test.
+//! The networks were sampled independently, so parity is as good as a
+//! random split, and it needs no seed. The error before and after is
+//! reported on the test half only, so a correction that merely memorises
+//! the fitted networks shows no gain. The correction is written as the
+//! `correction` header line of a copy of the table ([`space::Correction`]),
+//! which the searcher applies with `LatencyTable::corrected_total`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, ensure, Context, Result};
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+use space::{meta, Correction, LatencyTable};
+
+use crate::validate::{read_rows, sha256_16, Row};
+use crate::validation::{validation_stats, Pair, ValidationStats};
+
+/// Header line naming where a correction came from (informative).
+pub const CORRECTION_SOURCE_KEY: &str = "correction_source";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Model {
+    /// measured ≈ a · predicted + b, by least squares.
+    Linear,
+    /// measured ≈ predicted + b: only a constant offset (a = 1).
+    Offset,
+}
+
+/// `profiler fit`.
+#[derive(Args, Clone, Debug)]
+pub struct FitArgs {
+    /// The rows written by `profiler validate --out`.
+    #[arg(long)]
+    pub validation: PathBuf,
+    /// The table those rows validated.
+    #[arg(long)]
+    pub table: PathBuf,
+    /// Write a copy of the table with the correction in its header.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "linear")]
+    pub model: Model,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct FitReport {
+    pub a: f64,
+    pub b: f64,
+    pub fitted_on: usize,
+    pub tested_on: usize,
+    /// On the held-out half: the table's sums as they are ...
+    pub before: ValidationStats,
+    /// ... and corrected.
+    pub after: ValidationStats,
+}
+
+impl FitReport {
+    pub fn correction(&self) -> Correction {
+        Correction {
+            a: self.a,
+            b: self.b,
+        }
+    }
+}
+
+/// Fits `model` on the even-indexed rows and scores it on the odd ones.
+pub fn fit(rows: &[Row], model: Model) -> Result<FitReport> {
+    let (train, test): (Vec<&Row>, Vec<&Row>) = rows.iter().partition(|r| r.index % 2 == 0);
+    ensure!(
+        train.len() >= 2 && !test.is_empty(),
+        "a fit needs at least 3 networks (2 to fit, 1 to test), the file has {}",
+        rows.len()
+    );
+    let n = train.len() as f64;
+    let mean_p = train.iter().map(|r| r.predicted_ms).sum::<f64>() / n;
+    let mean_m = train.iter().map(|r| r.measured_ms).sum::<f64>() / n;
+    let (a, b) = match model {
+        Model::Offset => (1.0, mean_m - mean_p),
+        Model::Linear => {
+            let sxx: f64 = train
+                .iter()
+                .map(|r| (r.predicted_ms - mean_p).powi(2))
+                .sum();
+            let sxy: f64 = train
+                .iter()
+                .map(|r| (r.predicted_ms - mean_p) * (r.measured_ms - mean_m))
+                .sum();
+            ensure!(
+                sxx > 1e-12 * mean_p.powi(2).max(1e-300),
+                "the fitted networks all have the same prediction; a slope cannot be fitted (use --model offset)"
+            );
+            let a = sxy / sxx;
+            ensure!(
+                a > 0.0 && a.is_finite(),
+                "the fitted slope {a} is not positive: the predictions do not follow the measurements; no correction can fix that"
+            );
+            (a, mean_m - a * mean_p)
+        }
+    };
+    let pairs = |f: &dyn Fn(f64) -> f64| -> Vec<Pair> {
+        test.iter()
+            .map(|r| Pair::new(f(r.predicted_ms), r.measured_ms))
+            .collect()
+    };
+    let corrected = pairs(&|p| (a * p + b).max(0.0));
+    Ok(FitReport {
+        a,
+        b,
+        fitted_on: train.len(),
+        tested_on: test.len(),
+        before: validation_stats(&pairs(&|p| p))?,
+        after: validation_stats(&corrected)?,
+    })
+}
+
+/// `text` (a table) with `lines` set in its header: an existing line of
+/// the same key is replaced in place, a new one goes before the columns.
+pub fn set_header_lines(text: &str, lines: &[(&str, String)]) -> String {
+    let mut out = String::with_capacity(text.len() + 200);
+    let mut pending: Vec<&(&str, String)> = lines.iter().collect();
+    let mut in_header = true;
+    for line in text.lines() {
+        let key = profiler::resume::header_key(line);
+        if let Some(pos) = pending.iter().position(|(k, _)| Some(*k) == key) {
+            let (k, v) = pending.remove(pos);
+            out.push_str(&format!("# {k}: {v}\n"));
+            continue;
+        }
+        if lines.iter().any(|(k, _)| Some(*k) == key) {
+            continue; // a repeat of a key already replaced
+        }
+        if in_header && !line.trim().is_empty() && !line.trim_start().starts_with('#') {
+            in_header = false;
+            for (k, v) in pending.drain(..) {
+                out.push_str(&format!("# {k}: {v}\n"));
+            }
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+fn pct(s: &ValidationStats, within: f64) -> f64 {
+    s.bands
+        .iter()
+        .find(|b| b.within_pct == within)
+        .map_or(f64::NAN, |b| b.share * 100.0)
+}
+
+pub fn render_text(r: &FitReport) -> String {
+    let row = |name: &str, s: &ValidationStats| {
+        format!(
+            "  {name:<7} MAPE {:>7.3}%  median |error| {:>7.3}%  mean signed {:>+8.3}%  within ±3% {:>5.1}%  RMSE {:.4} ms\n",
+            s.mape_pct,
+            s.median_ape_pct,
+            s.mean_signed_error_pct,
+            pct(s, 3.0),
+            s.rmse_ms
+        )
+    };
+    format!(
+        "correction: measured ≈ {:.6} · predicted {:+.6} ms (fitted on {} networks, tested on the other {})\n{}{}",
+        r.a,
+        r.b,
+        r.fitted_on,
+        r.tested_on,
+        row("before", &r.before),
+        row("after", &r.after)
+    )
+}
+
+/// `profiler fit`.
+pub fn command(args: &FitArgs) -> Result<()> {
+    let bytes = std::fs::read(&args.table)
+        .with_context(|| format!("cannot read {}", args.table.display()))?;
+    let table = LatencyTable::from_path(&args.table)?;
+    let rows = read_rows(&args.validation)?;
+    let sha = sha256_16(&bytes);
+    match rows.header.get("table_sha256") {
+        Some(s) if s == sha => {}
+        Some(s) => bail!(
+            "{} validated another table (sha256 {s}), not {} ({sha}): fit on the rows of this table",
+            args.validation.display(),
+            table.origin()
+        ),
+        None => bail!(
+            "{}: no table_sha256 header line; cannot tell which table these rows validated",
+            args.validation.display()
+        ),
+    }
+    if let Some(out) = &args.out {
+        if same_file(out, &args.table) {
+            bail!(
+                "--out {}: write the corrected table to another file, keeping the measured one",
+                out.display()
+            );
+        }
+    }
+    let report = fit(&rows.rows, args.model)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", render_text(&report));
+    }
+    if report.after.mape_pct >= report.before.mape_pct {
+        eprintln!(
+            "warning: the correction does not lower the held-out MAPE ({:.3}% → {:.3}%)",
+            report.before.mape_pct, report.after.mape_pct
+        );
+    }
+    if let Some(out) = &args.out {
+        let text = std::fs::read_to_string(&args.table)
+            .with_context(|| format!("cannot read {}", args.table.display()))?;
+        let source = format!(
+            "{} ({} rows, fitted on even indices; held-out MAPE {:.3}% -> {:.3}%)",
+            args.validation.display(),
+            rows.rows.len(),
+            report.before.mape_pct,
+            report.after.mape_pct
+        );
+        let new = set_header_lines(
+            &text,
+            &[
+                (meta::CORRECTION, report.correction().to_string()),
+                (CORRECTION_SOURCE_KEY, source),
+            ],
+        );
+        // Read it back before claiming success.
+        LatencyTable::parse(&new, &out.display().to_string())?;
+        std::fs::write(out, new).with_context(|| format!("cannot write {}", out.display()))?;
+        eprintln!("wrote {}", out.display());
+    }
+    Ok(())
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(index: u64, predicted_ms: f64, measured_ms: f64) -> Row {
+        Row {
+            index,
+            seed: 1,
+            predicted_ms,
+            measured_ms,
+            measured_p10_ms: measured_ms,
+            measured_p90_ms: measured_ms,
+            samples: 10,
+            throttled: false,
+            arch: String::new(),
+        }
+    }
+
+    #[test]
+    fn an_exact_linear_relation_is_recovered_and_removes_the_error() {
+        // measured = 0.9 · predicted + 0.4
+        let rows: Vec<Row> = (0..10)
+            .map(|i| {
+                let p = 3.0 + f64::from(i as u32) * 0.37;
+                row(i, p, 0.9 * p + 0.4)
+            })
+            .collect();
+        let r = fit(&rows, Model::Linear).unwrap();
+        assert!(
+            (r.a - 0.9).abs() < 1e-12 && (r.b - 0.4).abs() < 1e-12,
+            "{r:?}"
+        );
+        assert_eq!((r.fitted_on, r.tested_on), (5, 5));
+        assert!(r.before.mape_pct > 1.0);
+        assert!(r.after.mape_pct < 1e-9, "{}", r.after.mape_pct);
+        // An offset alone cannot remove a slope.
+        let o = fit(&rows, Model::Offset).unwrap();
+        assert_eq!(o.a, 1.0);
+        assert!(o.after.mape_pct > 1e-3 && o.after.mape_pct < o.before.mape_pct);
+    }
+
+    #[test]
+    fn the_offset_is_the_mean_difference_on_the_fitted_half_only() {
+        // Even rows: measured = predicted + 0.5; odd rows + 0.7.
+        let rows: Vec<Row> = (0..8)
+            .map(|i| {
+                let p = 4.0 + i as f64;
+                row(i, p, p + if i % 2 == 0 { 0.5 } else { 0.7 })
+            })
+            .collect();
+        let r = fit(&rows, Model::Offset).unwrap();
+        assert!((r.b - 0.5).abs() < 1e-12, "fitted on even rows only");
+        // Held out: before, each error is −0.7/m; after, −0.2/m.
+        let want_before: f64 = [1.0, 3.0, 5.0, 7.0]
+            .iter()
+            .map(|i| 0.7 / (4.7 + i) * 100.0)
+            .sum::<f64>()
+            / 4.0;
+        assert!((r.before.mape_pct - want_before).abs() < 1e-9);
+        assert!((r.after.mape_pct - want_before * 0.2 / 0.7).abs() < 1e-9);
+    }
+
+    #[test]
+    fn hopeless_fits_are_refused() {
+        assert!(fit(&[row(0, 1.0, 1.0), row(1, 1.0, 1.0)], Model::Linear).is_err());
+        let same: Vec<Row> = (0..6).map(|i| row(i, 2.0, 2.0 + i as f64)).collect();
+        let e = fit(&same, Model::Linear).unwrap_err().to_string();
+        assert!(e.contains("--model offset"), "{e}");
+        let reversed: Vec<Row> = (0..6)
+            .map(|i| row(i, 1.0 + i as f64, 10.0 - i as f64))
+            .collect();
+        let e = fit(&reversed, Model::Linear).unwrap_err().to_string();
+        assert!(e.contains("not positive"), "{e}");
+    }
+
+    #[test]
+    fn header_lines_are_added_once_and_replaced_in_place() {
+        let table =
+            "# format: tfnas-latency-table/1\n# batch: 32\nkey,batch\nx,32\n# finished: t\n";
+        let once = set_header_lines(table, &[("correction", "linear a=1 b=0".into())]);
+        assert_eq!(
+            once,
+            "# format: tfnas-latency-table/1\n# batch: 32\n# correction: linear a=1 b=0\nkey,batch\nx,32\n# finished: t\n"
+        );
+        let twice = set_header_lines(&once, &[("correction", "linear a=2 b=1".into())]);
+        assert_eq!(twice, once.replace("a=1 b=0", "a=2 b=1"));
+    }
+}

@@ -1,0 +1,91 @@
+//! What a resumable output file needs, shared by the table build and
+//! `profiler validate`: both write a `# key: value` header and then one
+//! flushed CSV row per finished item, so a kill leaves at most a truncated
+//! last line; a rerun cuts that line, checks that the settings in the file's
+//! header match its own, and appends.
+
+use std::path::Path;
+
+use space::Metadata;
+
+use crate::error::{ProfilerError, Result};
+
+/// The key of a `# key: value` header line; `None` for rows and remarks.
+pub fn header_key(line: &str) -> Option<&str> {
+    let body = line.strip_prefix('#')?.trim_start();
+    let (key, _) = body.split_once(':')?;
+    let key = key.trim();
+    (!key.is_empty() && !key.contains(' ')).then_some(key)
+}
+
+/// The value of a `# key: value` line (empty when there is none).
+pub fn header_value(line: &str) -> &str {
+    line.split_once(':').map_or("", |(_, v)| v.trim())
+}
+
+/// Splits `text` into its complete lines and the truncated last line a kill
+/// mid-write leaves (a line without its newline), if there is one.
+pub fn cut_truncated_line(text: &str) -> (&str, Option<&str>) {
+    let complete = match text.rfind('\n') {
+        Some(i) => &text[..=i],
+        None => "",
+    };
+    let rest = &text[complete.len()..];
+    (complete, (!rest.is_empty()).then_some(rest))
+}
+
+/// One `key: file has 'x', this run 'y'` per key of `keys` whose values
+/// differ between the file's header and this run's.
+pub fn settings_diffs(keys: &[&str], file: &Metadata, run: &Metadata) -> Vec<String> {
+    keys.iter()
+        .filter_map(|&k| {
+            let (old, new) = (file.get(k), run.get(k));
+            (old != new).then(|| {
+                format!(
+                    "{k}: file has '{}', this run '{}'",
+                    old.unwrap_or("(none)"),
+                    new.unwrap_or("(none)")
+                )
+            })
+        })
+        .collect()
+}
+
+/// Replaces `path` with `text` atomically (write aside, then rename), so
+/// that a kill during a resume leaves either file whole.
+pub fn replace_file(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("resume-tmp");
+    std::fs::write(&tmp, text).map_err(|e| ProfilerError::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| ProfilerError::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_lines_and_truncation() {
+        assert_eq!(header_key("# batch: 32"), Some("batch"));
+        assert_eq!(header_value("# batch: 32"), "32");
+        assert_eq!(header_key("# resumed 2026-11-27T10:00:00Z"), None);
+        assert_eq!(header_key("key,batch"), None);
+        assert_eq!(cut_truncated_line("a\nb\n"), ("a\nb\n", None));
+        assert_eq!(cut_truncated_line("a\nb,1"), ("a\n", Some("b,1")));
+        assert_eq!(cut_truncated_line("b,1"), ("", Some("b,1")));
+    }
+
+    #[test]
+    fn differences_name_the_key_and_both_values() {
+        let mut file = Metadata::new();
+        file.set("batch", 32).set("launch", "graph");
+        let mut run = Metadata::new();
+        run.set("batch", 8).set("launch", "graph").set("l2", "cold");
+        assert_eq!(
+            settings_diffs(&["batch", "launch", "l2"], &file, &run),
+            [
+                "batch: file has '32', this run '8'",
+                "l2: file has '(none)', this run 'cold'"
+            ]
+        );
+    }
+}

@@ -1,0 +1,605 @@
+//! `profiler validate --table T.csv`: how far is the table's sum of blocks
+//! from whole networks measured end to end?
+//!
+//! Networks are sampled uniformly from the table's space with a seed
+//! ([`space::Architecture::sample_nth`]), predicted with the table, and timed
+//! whole in the engine under the table's own batch, launch mode, L2 policy,
+//! dtype and layout, read from its header: a flag that disagrees is refused,
+//! because it would measure something the table never predicted. Every
+//! network is predicted before the GPU is touched; if the table cannot
+//! predict one (a partial table), the run stops there and names every
+//! missing key rather than resampling, since resampling would quietly
+//! validate only the part of the space the table covers.
+//!
+//! The per-network rows go to `--out` and resume like the table build; the
+//! statistics are [`crate::validation::validation_stats`].
+
+mod rows;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use profiler::engine::{Dtype, Engine, EngineConfig, EngineInfo, Launch, Layout, Workload, L2};
+use profiler::gpu_commands::{command_line, EngineArgs, TimingArgs};
+use profiler::monitor::Monitor;
+use profiler::timing::{time_workload, TimingRule};
+use profiler::ProfilerError;
+use sha2::{Digest, Sha256};
+use space::{meta, Architecture, BlockSpec, LatencyTable, Metadata, SearchSpaceConfig};
+
+pub use rows::{read as read_rows, Row};
+
+use crate::validation::{validation_stats, Pair, ValidationStats};
+
+/// `profiler validate`.
+#[derive(Args, Clone, Debug)]
+pub struct ValidateArgs {
+    /// The latency table to validate.
+    #[arg(long)]
+    pub table: PathBuf,
+    /// CUDA device index.
+    #[arg(long, default_value_t = 0)]
+    pub device: usize,
+    /// How many networks to sample and measure.
+    #[arg(long, default_value_t = 100)]
+    pub samples: usize,
+    /// Seed of the network sampler; network i of a seed is always the same.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Write the per-network rows as CSV to FILE, resuming it when it exists
+    /// and was written with the same table, device, settings and seed.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Also draw predicted against measured latency (.svg).
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Print the statistics as JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Search space file the table was built for; the TF-NAS ImageNet space
+    /// by default.
+    #[arg(long)]
+    pub space: Option<PathBuf>,
+    /// Batch size; the table's own (refused if different).
+    #[arg(long)]
+    pub batch: Option<u32>,
+    /// Launch mode, for a table whose header does not say (refused if
+    /// different from the header).
+    #[arg(long)]
+    pub launch: Option<Launch>,
+    /// L2 policy, for a table whose header does not say.
+    #[arg(long)]
+    pub l2: Option<L2>,
+    /// Element type, for a table whose header does not say.
+    #[arg(long)]
+    pub dtype: Option<Dtype>,
+    /// Memory layout, for a table whose header does not say.
+    #[arg(long)]
+    pub layout: Option<Layout>,
+    #[command(flatten)]
+    pub timing: TimingArgs,
+}
+
+/// The settings a validation must time with, from the table's header and
+/// the flags: a flag may fill in a setting the header lacks, never change
+/// one it states.
+pub fn resolve_settings(table: &LatencyTable, args: &ValidateArgs) -> Result<EngineConfig> {
+    fn pick<T: std::str::FromStr<Err = String> + ToString + Copy>(
+        table: &LatencyTable,
+        key: &'static str,
+        flag: Option<T>,
+        diffs: &mut Vec<String>,
+        missing: &mut Vec<&'static str>,
+    ) -> Result<Option<T>> {
+        let header = match table.metadata().get(key) {
+            Some(v) => Some(
+                v.parse::<T>()
+                    .map_err(|e| anyhow::anyhow!("{}: header '{key}': {e}", table.origin()))?,
+            ),
+            None => None,
+        };
+        match (header, flag) {
+            (Some(h), Some(f)) if h.to_string() != f.to_string() => {
+                diffs.push(format!(
+                    "{key}: table '{}', flag '{}'",
+                    h.to_string(),
+                    f.to_string()
+                ));
+                Ok(None)
+            }
+            (Some(v), _) | (None, Some(v)) => Ok(Some(v)),
+            (None, None) => {
+                missing.push(key);
+                Ok(None)
+            }
+        }
+    }
+    if table.batch() == 0 {
+        bail!(
+            "{}: the table has no rows and no batch line; there is nothing to validate",
+            table.origin()
+        );
+    }
+    let (mut diffs, mut missing) = (Vec::new(), Vec::new());
+    if let Some(b) = args.batch {
+        if b != table.batch() {
+            diffs.push(format!("batch: table '{}', flag '{b}'", table.batch()));
+        }
+    }
+    let launch = pick(table, meta::LAUNCH, args.launch, &mut diffs, &mut missing)?;
+    let l2 = pick(table, meta::L2, args.l2, &mut diffs, &mut missing)?;
+    let dtype = pick(table, meta::DTYPE, args.dtype, &mut diffs, &mut missing)?;
+    let layout = pick(table, meta::LAYOUT, args.layout, &mut diffs, &mut missing)?;
+    if !diffs.is_empty() {
+        return Err(ProfilerError::FlagsDisagreeWithTable {
+            table: table.origin().to_string(),
+            diffs: diffs.join("; "),
+        }
+        .into());
+    }
+    match (launch, l2, dtype, layout) {
+        (Some(launch), Some(l2), Some(dtype), Some(layout)) => Ok(EngineConfig {
+            batch: table.batch(),
+            dtype,
+            layout,
+            launch,
+            l2,
+            seed: 0,
+        }),
+        _ => Err(ProfilerError::TableLacksSettings {
+            table: table.origin().to_string(),
+            keys: missing.join(", "),
+            flags: missing
+                .iter()
+                .map(|k| format!("--{k}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+        }
+        .into()),
+    }
+}
+
+/// One sampled network, predicted.
+#[derive(Clone, Debug)]
+pub struct Network {
+    pub index: u64,
+    pub code: String,
+    pub blocks: Vec<BlockSpec>,
+    pub predicted_ms: f64,
+}
+
+/// Everything a validation run needs except the engine: the table's
+/// identity, the settings, and the sampled networks with their predictions.
+#[derive(Clone, Debug)]
+pub struct Job {
+    pub table_origin: String,
+    /// The table's header, summarised into the rows file.
+    pub table_header: Metadata,
+    pub table_entries: usize,
+    pub table_sha256: String,
+    pub space: SearchSpaceConfig,
+    pub config: EngineConfig,
+    pub seed: u64,
+    pub timing: TimingRule,
+    pub command: String,
+    pub networks: Vec<Network>,
+    /// The table's `correction` line. Rows always hold the plain sum of
+    /// blocks (what `fit` fits); the report adds the corrected statistics.
+    pub correction: Option<space::Correction>,
+}
+
+/// More networks than anyone times on a GPU; the cap keeps a typo from
+/// sampling and predicting for minutes before failing.
+pub const MAX_SAMPLES: usize = 100_000;
+
+/// First 16 hex digits of the SHA-256 of `bytes`.
+pub fn sha256_16(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl Job {
+    /// Samples `samples` networks of `space` with `seed` and predicts each
+    /// with `table`; refuses a table of another space and one that cannot
+    /// predict every sampled network (naming the missing keys).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        table: &LatencyTable,
+        table_sha256: String,
+        space: SearchSpaceConfig,
+        config: EngineConfig,
+        seed: u64,
+        samples: usize,
+        timing: TimingRule,
+        command: String,
+    ) -> Result<Job> {
+        if !(1..=MAX_SAMPLES).contains(&samples) {
+            bail!("--samples must be between 1 and {MAX_SAMPLES}, got {samples}");
+        }
+        if let Some(digest) = table.metadata().get(meta::SPACE_DIGEST) {
+            if digest != space.digest() {
+                bail!(
+                    "{}: the table was built for space digest {digest}, but the space '{}' has digest {}; pass the table's space with --space",
+                    table.origin(),
+                    space.name,
+                    space.digest()
+                );
+            }
+        }
+        let mut networks = Vec::with_capacity(samples);
+        let mut missing: Vec<String> = Vec::new();
+        let mut unpredictable = 0;
+        for index in 0..samples as u64 {
+            let arch = Architecture::sample_nth(&space, seed, index)?;
+            let blocks = arch.block_specs()?;
+            match table.predict_blocks(&blocks) {
+                Ok(p) => networks.push(Network {
+                    index,
+                    code: arch.code(),
+                    blocks,
+                    predicted_ms: p.total_ms,
+                }),
+                Err(space::SpaceError::MissingEntries { keys }) => {
+                    unpredictable += 1;
+                    for k in keys {
+                        if !missing.contains(&k) {
+                            missing.push(k);
+                        }
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if !missing.is_empty() {
+            const SHOWN: usize = 20;
+            bail!(
+                "{}: the table cannot predict {unpredictable} of the {samples} sampled networks; it lacks {} entr{}: {}{} (build the whole table first; nothing was measured)",
+                table.origin(),
+                missing.len(),
+                if missing.len() == 1 { "y" } else { "ies" },
+                missing[..missing.len().min(SHOWN)].join(", "),
+                if missing.len() > SHOWN { ", ..." } else { "" }
+            );
+        }
+        Ok(Job {
+            table_origin: table.origin().to_string(),
+            table_header: table.metadata().clone(),
+            table_entries: table.len(),
+            table_sha256,
+            space,
+            config,
+            seed,
+            timing,
+            command,
+            networks,
+            correction: table.correction(),
+        })
+    }
+
+    /// The rows file's header: the table's identity and fingerprint summary,
+    /// the measuring device and the settings.
+    pub fn header(&self, info: &EngineInfo, started: &str) -> Metadata {
+        use rows::keys;
+        let t = |k: &str| self.table_header.get(k).unwrap_or("(unknown)").to_string();
+        let c = &self.config;
+        let mut m = Metadata::new();
+        m.set(meta::FORMAT, rows::FORMAT)
+            .set(keys::TABLE, &self.table_origin)
+            .set(keys::TABLE_SHA256, &self.table_sha256)
+            .set(keys::TABLE_DEVICE_NAME, t(meta::DEVICE_NAME))
+            .set(keys::TABLE_DEVICE_UUID, t(meta::DEVICE_UUID))
+            .set(keys::TABLE_ENGINE, t(meta::ENGINE))
+            .set(keys::TABLE_STARTED, t(meta::STARTED))
+            .set(keys::TABLE_FINISHED, t(meta::FINISHED))
+            .set(keys::TABLE_ENTRIES, self.table_entries)
+            .set(meta::DEVICE_NAME, &info.device_name)
+            .set(meta::DEVICE_UUID, &info.device_uuid)
+            .set(meta::DRIVER, &info.driver)
+            .set(meta::CUDA, &info.cuda)
+            .set(meta::CUDNN, &info.cudnn)
+            .set(meta::ENGINE, &info.engine)
+            .set(meta::LAUNCH, c.launch)
+            .set(meta::L2, c.l2)
+            .set(meta::DTYPE, c.dtype)
+            .set(meta::LAYOUT, c.layout)
+            .set(meta::BATCH, c.batch)
+            .set(meta::SPACE, &self.space.name)
+            .set(meta::SPACE_DIGEST, self.space.digest())
+            .set(keys::SEED, self.seed)
+            .set(keys::TIMING, self.timing.describe())
+            .set(meta::PROFILER_VERSION, env!("CARGO_PKG_VERSION"))
+            .set(meta::COMMAND, &self.command)
+            .set(meta::STARTED, started);
+        m
+    }
+}
+
+/// What the engine runs with, against what the job needs; refuses any
+/// difference, naming the keys.
+fn check_engine(job: &Job, engine: &dyn Engine) -> Result<()> {
+    let (want, got) = (&job.config, engine.config());
+    let pairs = [
+        (meta::BATCH, want.batch.to_string(), got.batch.to_string()),
+        (
+            meta::LAUNCH,
+            want.launch.to_string(),
+            got.launch.to_string(),
+        ),
+        (meta::L2, want.l2.to_string(), got.l2.to_string()),
+        (meta::DTYPE, want.dtype.to_string(), got.dtype.to_string()),
+        (
+            meta::LAYOUT,
+            want.layout.to_string(),
+            got.layout.to_string(),
+        ),
+    ];
+    let diffs: Vec<String> = pairs
+        .iter()
+        .filter(|(_, w, g)| w != g)
+        .map(|(k, w, g)| format!("{k}: table '{w}', engine '{g}'"))
+        .collect();
+    if !diffs.is_empty() {
+        return Err(ProfilerError::FlagsDisagreeWithTable {
+            table: job.table_origin.clone(),
+            diffs: diffs.join("; "),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// Measures every network of `job` not already in `out` and returns all
+/// `job.networks.len()` rows in index order. Generic over the engine so the
+/// whole flow (settings check, resume, rows) runs in tests without a GPU.
+pub fn run_validation(
+    engine: &mut dyn Engine,
+    monitor: &mut dyn Monitor,
+    job: &Job,
+    out: Option<&Path>,
+    log: &mut dyn FnMut(&str),
+) -> Result<Vec<Row>> {
+    check_engine(job, engine)?;
+    let table_device = job.table_header.get(meta::DEVICE_UUID);
+    if table_device.is_some_and(|u| u != engine.info().device_uuid) {
+        log(&format!(
+            "note: the table was measured on {} ({}), this run measures on {} ({}); the errors include the difference between the devices",
+            job.table_header.get(meta::DEVICE_NAME).unwrap_or("?"),
+            table_device.unwrap_or("?"),
+            engine.info().device_name,
+            engine.info().device_uuid
+        ));
+    }
+    let header = job.header(engine.info(), &profiler::timestamp::now_rfc3339());
+    let expected = |row: &Row| -> Result<()> {
+        let want = Architecture::sample_nth(&job.space, job.seed, row.index)?.code();
+        anyhow::ensure!(
+            row.seed == job.seed && row.arch == want,
+            "row {} holds network '{}' of seed {}, but seed {} samples '{want}' there",
+            row.index,
+            row.arch,
+            row.seed,
+            job.seed
+        );
+        Ok(())
+    };
+    let (mut writer, mut rows) = match out {
+        Some(path) => {
+            let (w, r) = rows::RowsWriter::open(path, &header, expected, log)?;
+            (Some(w), r)
+        }
+        None => (None, Vec::new()),
+    };
+    if !rows.is_empty() {
+        log(&format!(
+            "resuming: {} of {} networks already measured",
+            rows.len().min(job.networks.len()),
+            job.networks.len()
+        ));
+    }
+    for net in job.networks.iter().skip(rows.len()) {
+        let workload = Workload::Network {
+            name: format!("sample {} of seed {}", net.index, job.seed),
+            blocks: net.blocks.clone(),
+        };
+        let timed = time_workload(engine, monitor, &workload, &job.timing)?;
+        let s = &timed.summary;
+        let row = Row {
+            index: net.index,
+            seed: job.seed,
+            predicted_ms: net.predicted_ms,
+            measured_ms: s.median,
+            measured_p10_ms: s.p10,
+            measured_p90_ms: s.p90,
+            samples: s.samples,
+            throttled: timed.throttled,
+            arch: net.code.clone(),
+        };
+        if let Some(w) = writer.as_mut() {
+            w.write(&row)?;
+        }
+        log(&format!(
+            "{}/{}: predicted {:.4} ms, measured {:.4} ms ({:+.2}%){}",
+            net.index + 1,
+            job.networks.len(),
+            row.predicted_ms,
+            row.measured_ms,
+            row.error_pct(),
+            if row.throttled { ", THROTTLED" } else { "" }
+        ));
+        rows.push(row);
+    }
+    if let Some(w) = writer {
+        let mut trailing = Metadata::new();
+        trailing.set(meta::FINISHED, profiler::timestamp::now_rfc3339());
+        w.finish(&trailing)?;
+    }
+    if rows.len() > job.networks.len() {
+        log(&format!(
+            "the file holds {} networks; reporting the first {}",
+            rows.len(),
+            job.networks.len()
+        ));
+        rows.truncate(job.networks.len());
+    }
+    Ok(rows)
+}
+
+/// The statistics of `rows`.
+pub fn stats(rows: &[Row]) -> Result<ValidationStats> {
+    let pairs: Vec<Pair> = rows
+        .iter()
+        .map(|r| Pair::new(r.predicted_ms, r.measured_ms))
+        .collect();
+    validation_stats(&pairs)
+}
+
+/// The readable report.
+pub fn render_text(job: &Job, device: &str, rows: &[Row], s: &ValidationStats) -> String {
+    use std::fmt::Write as _;
+    let c = &job.config;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "validated {} networks of space '{}' (seed {}) against {} on {device}, batch {}, launch {}, l2 {}, {} {}",
+        s.count, job.space.name, job.seed, job.table_origin, c.batch, c.launch, c.l2, c.dtype, c.layout
+    );
+    let _ = writeln!(
+        out,
+        "MAPE {:.3}%, median |error| {:.3}%, RMSE {:.4} ms, mean signed error {:+.3}% ({:+.4} ms), Kendall tau {}",
+        s.mape_pct,
+        s.median_ape_pct,
+        s.rmse_ms,
+        s.mean_signed_error_pct,
+        s.mean_signed_error_ms,
+        s.kendall_tau.map_or("n/a".into(), |t| format!("{t:.4}"))
+    );
+    let bands: Vec<String> = s
+        .bands
+        .iter()
+        .map(|b| format!("±{}%: {:.1}%", b.within_pct, b.share * 100.0))
+        .collect();
+    let _ = writeln!(out, "within {}", bands.join(", "));
+    let w = &s.worst;
+    let _ = writeln!(
+        out,
+        "worst: network {} predicted {:.4} ms, measured {:.4} ms ({:+.2}%): {}",
+        rows[w.index].index, w.predicted_ms, w.measured_ms, w.error_pct, rows[w.index].arch
+    );
+    if let Some(c) = job.correction {
+        let pairs: Vec<Pair> = rows
+            .iter()
+            .map(|r| Pair::new(c.apply(r.predicted_ms).max(0.0), r.measured_ms))
+            .collect();
+        if let Ok(cs) = validation_stats(&pairs) {
+            let within3 = cs.bands.iter().find(|b| b.within_pct == 3.0);
+            let _ = writeln!(
+                out,
+                "with the table's correction ({c}): MAPE {:.3}%, median |error| {:.3}%, mean signed error {:+.3}%, within ±3%: {:.1}%",
+                cs.mape_pct,
+                cs.median_ape_pct,
+                cs.mean_signed_error_pct,
+                within3.map_or(f64::NAN, |b| b.share * 100.0)
+            );
+        }
+    }
+    let throttled = rows.iter().filter(|r| r.throttled).count();
+    if throttled > 0 {
+        let _ = writeln!(
+            out,
+            "{throttled} networks were measured while the GPU throttled"
+        );
+    }
+    out
+}
+
+/// Draws predicted (y) against measured (x) latency.
+pub fn plot(path: &Path, rows: &[Row]) -> Result<()> {
+    let points: Vec<crate::compare::Point> = rows
+        .iter()
+        .map(|r| crate::compare::Point {
+            group: if r.throttled { "throttled" } else { "network" }.into(),
+            a_ms: r.measured_ms,
+            b_ms: r.predicted_ms,
+        })
+        .collect();
+    crate::plot::scatter_svg(
+        path,
+        &points,
+        "Sampled networks: table prediction against end-to-end time, ms",
+        "measured end to end (ms)",
+        "predicted by the table (ms)",
+    )
+}
+
+/// `profiler validate`: everything that needs no GPU is checked before the
+/// engine is opened.
+pub fn command(args: &ValidateArgs) -> Result<()> {
+    if !(1..=MAX_SAMPLES).contains(&args.samples) {
+        bail!(
+            "--samples must be between 1 and {MAX_SAMPLES}, got {}",
+            args.samples
+        );
+    }
+    if let Some(p) = &args.plot {
+        crate::plot::check_plot_path(p)?;
+    }
+    let space = match &args.space {
+        Some(p) => SearchSpaceConfig::from_path(p)?,
+        None => SearchSpaceConfig::default(),
+    };
+    // One read for both the hash and the table, so the rows name exactly
+    // the table they were predicted with.
+    let text = std::fs::read_to_string(&args.table)
+        .with_context(|| format!("cannot read {}", args.table.display()))?;
+    let table = LatencyTable::parse(&text, &args.table.display().to_string())?;
+    let config = resolve_settings(&table, args)?;
+    let timing = args.timing.timing()?;
+    let job = Job::new(
+        &table,
+        sha256_16(text.as_bytes()),
+        space,
+        config,
+        args.seed,
+        args.samples,
+        timing,
+        command_line(),
+    )?;
+    let engine_args = EngineArgs {
+        device: args.device,
+        batch: config.batch,
+        launch: config.launch,
+        l2: config.l2,
+        dtype: config.dtype,
+        layout: config.layout,
+        timing: args.timing.clone(),
+    };
+    let (mut engine, mut monitor) = engine_args.open()?;
+    let mut log = |m: &str| eprintln!("{m}");
+    let rows = run_validation(
+        &mut engine,
+        monitor.as_mut(),
+        &job,
+        args.out.as_deref(),
+        &mut log,
+    )?;
+    let s = stats(&rows)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+    } else {
+        print!(
+            "{}",
+            render_text(&job, &engine.info().device_name, &rows, &s)
+        );
+    }
+    if let Some(p) = &args.plot {
+        plot(p, &rows)?;
+        eprintln!("wrote {}", p.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,530 @@
+//! `validate` end to end on CPU: a fake engine whose whole-network time is
+//! the table's own sum times a known factor, with a known ±2% noise, so the
+//! statistics have values computed here by hand.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use profiler::engine::{Engine, EngineConfig, EngineInfo, Launch, Workload, L2};
+use profiler::gpu_commands::TimingArgs;
+use profiler::monitor::Unmonitored;
+use profiler::stats::StopRule;
+use profiler::timing::TimingRule;
+use space::{meta, Entry, LatencyStats, LatencyTable, Metadata, SearchSpaceConfig, TableWriter};
+
+use super::*;
+
+/// The synthetic latency of a block, as a table would hold it.
+fn block_ms(spec: &BlockSpec) -> f64 {
+    0.01 + 1e-5 * f64::from(spec.mid_channels + spec.shape.in_channels + spec.shape.resolution)
+}
+
+fn table_header(space: &SearchSpaceConfig) -> Metadata {
+    let mut m = Metadata::new();
+    m.set(meta::FORMAT, space::table::FORMAT)
+        .set(meta::DEVICE_NAME, "Fake GPU 80GB")
+        .set(meta::DEVICE_UUID, "GPU-fake-0")
+        .set(meta::ENGINE, "fake/1")
+        .set(meta::LAUNCH, "graph")
+        .set(meta::L2, "warm")
+        .set(meta::DTYPE, "fp32")
+        .set(meta::LAYOUT, "nchw")
+        .set(meta::BATCH, 32)
+        .set(meta::WIDTH_STEP, 8)
+        .set(meta::SPACE, &space.name)
+        .set(meta::SPACE_DIGEST, space.digest());
+    m
+}
+
+/// Writes the whole table of `space` (every planned entry but those `skip`
+/// rejects) under `header` and reads it back.
+fn write_table(
+    dir: &Path,
+    name: &str,
+    space: &SearchSpaceConfig,
+    header: &Metadata,
+    keep: impl Fn(&BlockSpec) -> bool,
+) -> (PathBuf, LatencyTable) {
+    let plan = space.table_plan(8).unwrap();
+    let mut w = TableWriter::new(Vec::new(), header).unwrap();
+    for spec in plan.blocks.iter().filter(|b| keep(b)) {
+        let ms = block_ms(spec);
+        w.write(&Entry {
+            spec: *spec,
+            batch: 32,
+            stats: LatencyStats {
+                median_ms: ms,
+                p10_ms: ms,
+                p90_ms: ms,
+                ci_low_ms: ms,
+                ci_high_ms: ms,
+                samples: 10,
+                throttled: false,
+            },
+        })
+        .unwrap();
+    }
+    let bytes = w.finish(&Metadata::new()).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    let table = LatencyTable::from_path(&path).unwrap();
+    (path, table)
+}
+
+const FACTOR: f64 = 1.25;
+
+/// ±2% by the parity of the predicted time's 0.1 µs digit: fixed per
+/// network, so a resumed run measures what an uninterrupted one does.
+fn noise(predicted_ms: f64) -> f64 {
+    if ((predicted_ms * 1e4).round() as u64) % 2 == 0 {
+        0.02
+    } else {
+        -0.02
+    }
+}
+
+/// Times a network as `FACTOR × (table sum) × (1 + noise)`.
+struct NetEngine<'a> {
+    info: EngineInfo,
+    config: EngineConfig,
+    table: &'a LatencyTable,
+    current: f64,
+    prepared: usize,
+    /// Fail `prepare` once this many networks were prepared (a kill).
+    fail_after: Option<usize>,
+}
+
+impl<'a> NetEngine<'a> {
+    fn new(table: &'a LatencyTable) -> Self {
+        NetEngine {
+            info: EngineInfo {
+                device_name: "Fake GPU 80GB".into(),
+                device_uuid: "GPU-fake-0".into(),
+                driver: "580.0".into(),
+                cuda: "13.0".into(),
+                cudnn: "9.14.0".into(),
+                engine: "fake/1".into(),
+            },
+            config: EngineConfig::default(),
+            table,
+            current: 0.0,
+            prepared: 0,
+            fail_after: None,
+        }
+    }
+}
+
+impl Engine for NetEngine<'_> {
+    fn info(&self) -> &EngineInfo {
+        &self.info
+    }
+    fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+    fn prepare(&mut self, workload: &Workload) -> profiler::Result<()> {
+        let Workload::Network { blocks, .. } = workload else {
+            panic!("validate times whole networks only");
+        };
+        if self.fail_after == Some(self.prepared) {
+            return Err(ProfilerError::Cuda {
+                block: workload.to_string(),
+                msg: "simulated kill".into(),
+            });
+        }
+        let sum = self.table.predict_blocks(blocks).unwrap().total_ms;
+        self.current = FACTOR * sum * (1.0 + noise(sum));
+        self.prepared += 1;
+        Ok(())
+    }
+    fn run_timed(&mut self) -> profiler::Result<f64> {
+        Ok(self.current)
+    }
+}
+
+fn quick_timing() -> TimingRule {
+    TimingRule {
+        warmup: Duration::ZERO,
+        stop: StopRule {
+            min_samples: 3,
+            cap: Duration::from_millis(20),
+            ..StopRule::default()
+        },
+    }
+}
+
+fn job(table: &LatencyTable, path: &Path, seed: u64, samples: usize) -> Job {
+    Job::new(
+        table,
+        sha256_16(&std::fs::read(path).unwrap()),
+        SearchSpaceConfig::default(),
+        EngineConfig::default(),
+        seed,
+        samples,
+        quick_timing(),
+        "profiler validate (test)".into(),
+    )
+    .unwrap()
+}
+
+fn run(engine: &mut NetEngine, job: &Job, out: Option<&Path>) -> Result<Vec<Row>> {
+    let mut monitor = Unmonitored { why: "test".into() };
+    run_validation(engine, &mut monitor, job, out, &mut |_| {})
+}
+
+fn setup() -> (tempfile::TempDir, PathBuf, LatencyTable) {
+    let dir = tempfile::tempdir().unwrap();
+    let space = SearchSpaceConfig::default();
+    let (path, table) = write_table(dir.path(), "t.csv", &space, &table_header(&space), |_| true);
+    (dir, path, table)
+}
+
+#[test]
+fn a_known_factor_and_noise_give_the_expected_errors() {
+    let (_dir, path, table) = setup();
+    let job = job(&table, &path, 1, 40);
+    let mut engine = NetEngine::new(&table);
+    let rows = run(&mut engine, &job, None).unwrap();
+    assert_eq!(rows.len(), 40);
+    // Measured = 1.25 × predicted × 1.02 or × 0.98, so each error is
+    // 1/1.275 − 1 = −21.5686% or 1/1.225 − 1 = −18.3673%.
+    let (hi, lo) = (1.0 / 1.275 - 1.0, 1.0 / 1.225 - 1.0);
+    let n_hi = job
+        .networks
+        .iter()
+        .filter(|n| noise(n.predicted_ms) > 0.0)
+        .count() as f64;
+    assert!(n_hi > 5.0 && n_hi < 35.0, "the noise takes both signs");
+    let want_signed = (n_hi * hi + (40.0 - n_hi) * lo) / 40.0 * 100.0;
+    let s = stats(&rows).unwrap();
+    assert_eq!(s.count, 40);
+    assert!((s.mean_signed_error_pct - want_signed).abs() < 1e-9);
+    assert!(
+        (s.mape_pct + want_signed).abs() < 1e-9,
+        "all errors negative"
+    );
+    assert!((s.worst.error_pct - hi * 100.0).abs() < 1e-9);
+    assert!(s.bands.iter().all(|b| b.share == 0.0), "all beyond ±10%");
+    for (row, net) in rows.iter().zip(&job.networks) {
+        assert_eq!(row.predicted_ms, net.predicted_ms);
+        let want = FACTOR * net.predicted_ms * (1.0 + noise(net.predicted_ms));
+        assert!((row.measured_ms - want).abs() < 1e-12);
+        assert_eq!(row.arch, net.code);
+    }
+    // The predictions are the table's own for the sampled architectures.
+    let arch = Architecture::sample_nth(&SearchSpaceConfig::default(), 1, 3).unwrap();
+    assert_eq!(rows[3].predicted_ms, table.predict(&arch).unwrap().total_ms);
+    // Without noise and at factor 1 the table would be exact; here the
+    // ranking still mostly survives a ±2% noise.
+    assert!(s.kendall_tau.unwrap() > 0.8, "{:?}", s.kendall_tau);
+}
+
+#[test]
+fn a_killed_run_resumes_to_the_same_rows() {
+    let (dir, path, table) = setup();
+    let job = job(&table, &path, 1, 12);
+    let whole = dir.path().join("whole.csv");
+    let full = run(&mut NetEngine::new(&table), &job, Some(&whole)).unwrap();
+
+    let out = dir.path().join("rows.csv");
+    let mut killed = NetEngine::new(&table);
+    killed.fail_after = Some(7);
+    let err = run(&mut killed, &job, Some(&out)).unwrap_err();
+    assert!(err.to_string().contains("simulated kill"), "{err}");
+    // A kill mid-write: half of row 7, without its newline.
+    let mut text = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(rows::read(&out).unwrap().rows.len(), 7);
+    text.push_str("7,1,0.51");
+    std::fs::write(&out, &text).unwrap();
+
+    let mut logs = Vec::new();
+    let mut resumed = NetEngine::new(&table);
+    let mut monitor = Unmonitored { why: "test".into() };
+    let rows = run_validation(&mut resumed, &mut monitor, &job, Some(&out), &mut |m| {
+        logs.push(m.to_string())
+    })
+    .unwrap();
+    assert_eq!(resumed.prepared, 5, "only networks 7..12 are timed again");
+    assert_eq!(rows, full);
+    assert_eq!(rows::read(&out).unwrap().rows, full);
+    assert!(logs.iter().any(|l| l.contains("truncated")), "{logs:?}");
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(text.matches("# finished:").count(), 1);
+
+    // A finished file reruns without timing anything, and a larger
+    // --samples extends it.
+    let mut again = NetEngine::new(&table);
+    assert_eq!(run(&mut again, &job, Some(&out)).unwrap(), full);
+    assert_eq!(again.prepared, 0);
+    let more = super::tests::job(&table, &path, 1, 15);
+    let mut extend = NetEngine::new(&table);
+    let rows = run(&mut extend, &more, Some(&out)).unwrap();
+    assert_eq!(extend.prepared, 3);
+    assert_eq!(&rows[..12], &full[..]);
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(text.matches("# finished:").count(), 1, "{text}");
+    assert!(text.contains("# table_sha256: "));
+    assert!(text.contains("# table_device_name: Fake GPU 80GB"));
+}
+
+#[test]
+fn a_rerun_with_other_settings_is_refused() {
+    let (dir, path, table) = setup();
+    let out = dir.path().join("rows.csv");
+    run(
+        &mut NetEngine::new(&table),
+        &job(&table, &path, 1, 4),
+        Some(&out),
+    )
+    .unwrap();
+    let before = std::fs::read_to_string(&out).unwrap();
+
+    let err = run(
+        &mut NetEngine::new(&table),
+        &job(&table, &path, 2, 4),
+        Some(&out),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("seed: file has '1', this run '2'"), "{err}");
+
+    let mut other_gpu = NetEngine::new(&table);
+    other_gpu.info.device_uuid = "GPU-fake-1".into();
+    let err = run(&mut other_gpu, &job(&table, &path, 1, 4), Some(&out))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("device_uuid"), "{err}");
+
+    // Another table (one more header line) is another table_sha256.
+    let space = SearchSpaceConfig::default();
+    let mut header = table_header(&space);
+    header.set(meta::STARTED, "2026-11-27T10:00:00Z");
+    let (path2, table2) = write_table(dir.path(), "t2.csv", &space, &header, |_| true);
+    let err = run(
+        &mut NetEngine::new(&table2),
+        &job(&table2, &path2, 1, 4),
+        Some(&out),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("table_sha256"), "{err}");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), before, "untouched");
+
+    // A file that is not a rows file is never overwritten.
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, "my notes\n").unwrap();
+    let err = run(
+        &mut NetEngine::new(&table),
+        &job(&table, &path, 1, 4),
+        Some(&notes),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("refusing to overwrite"), "{err}");
+}
+
+#[test]
+fn an_engine_with_other_settings_is_refused() {
+    let (_dir, path, table) = setup();
+    let mut engine = NetEngine::new(&table);
+    engine.config.launch = Launch::Eager;
+    engine.config.l2 = L2::Cold;
+    let err = run(&mut engine, &job(&table, &path, 1, 3), None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("launch: table 'graph', engine 'eager'") && err.contains("l2"),
+        "{err}"
+    );
+    assert_eq!(engine.prepared, 0);
+}
+
+fn args(table: &Path) -> ValidateArgs {
+    ValidateArgs {
+        table: table.to_path_buf(),
+        device: 0,
+        samples: 10,
+        seed: 1,
+        out: None,
+        plot: None,
+        json: false,
+        space: None,
+        batch: None,
+        launch: None,
+        l2: None,
+        dtype: None,
+        layout: None,
+        timing: TimingArgs {
+            warmup_ms: 0,
+            cap_ms: 10,
+            ci_percent: 0.5,
+            min_samples: 3,
+        },
+    }
+}
+
+#[test]
+fn settings_come_from_the_header_and_flags_may_only_fill_gaps() {
+    let (dir, path, table) = setup();
+    let mut a = args(&path);
+    assert_eq!(
+        resolve_settings(&table, &a).unwrap(),
+        EngineConfig::default()
+    );
+    a.launch = Some(Launch::Eager);
+    a.batch = Some(8);
+    let err = resolve_settings(&table, &a).unwrap_err().to_string();
+    assert!(
+        err.contains("launch: table 'graph', flag 'eager'")
+            && err.contains("batch: table '32', flag '8'"),
+        "{err}"
+    );
+
+    // A header without l2 and layout needs the flags.
+    let space = SearchSpaceConfig::default();
+    let mut header = Metadata::new();
+    for (k, v) in table_header(&space).iter() {
+        if k != meta::L2 && k != meta::LAYOUT {
+            header.set(k, v);
+        }
+    }
+    let (bare_path, bare) = write_table(dir.path(), "bare.csv", &space, &header, |_| true);
+    let mut a = args(&bare_path);
+    let err = resolve_settings(&bare, &a).unwrap_err().to_string();
+    assert!(err.contains("does not say l2, layout") && err.contains("--l2 --layout"));
+    a.l2 = Some(L2::Cold);
+    a.layout = Some(profiler::engine::Layout::Nchw);
+    let c = resolve_settings(&bare, &a).unwrap();
+    assert_eq!(c.l2, L2::Cold);
+}
+
+#[test]
+fn a_partial_table_stops_before_measuring_and_names_the_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let space = SearchSpaceConfig::default();
+    // Without the head, no network can be predicted.
+    let (path, table) = write_table(dir.path(), "p.csv", &space, &table_header(&space), |b| {
+        b.shape.kind != space::BlockKind::Head
+    });
+    let err = Job::new(
+        &table,
+        sha256_16(&std::fs::read(&path).unwrap()),
+        space.clone(),
+        EngineConfig::default(),
+        1,
+        5,
+        quick_timing(),
+        String::new(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("cannot predict 5 of the 5")
+            && err.contains("lacks 1 entry: head_")
+            && err.contains("nothing was measured"),
+        "{err}"
+    );
+
+    // A table of another space is refused for its digest.
+    let mut other = space.clone();
+    other.name = "other".into();
+    let err = Job::new(
+        &table,
+        String::new(),
+        other,
+        EngineConfig::default(),
+        1,
+        5,
+        quick_timing(),
+        String::new(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("space digest") && err.contains("--space"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_plot_and_the_text_report() {
+    let (dir, path, table) = setup();
+    let job = job(&table, &path, 1, 8);
+    let rows = run(&mut NetEngine::new(&table), &job, None).unwrap();
+    let svg = dir.path().join("v.svg");
+    plot(&svg, &rows).unwrap();
+    let text = std::fs::read_to_string(&svg).unwrap();
+    let doc = roxmltree::Document::parse(&text).unwrap();
+    let circles = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("circle"))
+        .count();
+    assert!(circles >= 8, "one point per network: {circles}");
+    let s = stats(&rows).unwrap();
+    let report = render_text(&job, "Fake GPU", &rows, &s);
+    assert!(report.contains("validated 8 networks"), "{report}");
+    assert!(report.contains("MAPE") && report.contains("within ±1%: 0.0%"));
+    assert!(report.contains(&format!("worst: network {}", rows[s.worst.index].index)));
+    assert!(!report.contains("correction"), "{report}");
+
+    // A table whose header corrects by the known factor: the rows keep the
+    // plain sums, the report adds the corrected errors (only the ±2% noise).
+    let space = SearchSpaceConfig::default();
+    let mut header = table_header(&space);
+    header.set(meta::CORRECTION, "linear a=1.25 b=0");
+    let (path2, table2) = write_table(dir.path(), "c.csv", &space, &header, |_| true);
+    let job2 = super::tests::job(&table2, &path2, 1, 8);
+    let rows2 = run(&mut NetEngine::new(&table2), &job2, None).unwrap();
+    assert_eq!(rows2, rows, "same sums, same measurements");
+    let report = render_text(&job2, "Fake GPU", &rows2, &stats(&rows2).unwrap());
+    let line = report
+        .lines()
+        .find(|l| l.starts_with("with the table's correction (linear a=1.25 b=0)"))
+        .unwrap_or_else(|| panic!("{report}"));
+    // Corrected errors are 1/1.02 − 1 = −1.96% or 1/0.98 − 1 = +2.04%.
+    assert!(line.contains("within ±3%: 100.0%"), "{line}");
+}
+
+#[test]
+fn fit_reads_the_rows_and_writes_a_corrected_table() {
+    let (dir, path, table) = setup();
+    let out = dir.path().join("rows.csv");
+    run(
+        &mut NetEngine::new(&table),
+        &job(&table, &path, 1, 30),
+        Some(&out),
+    )
+    .unwrap();
+    let corrected = dir.path().join("corrected.csv");
+    crate::fit::command(&crate::fit::FitArgs {
+        validation: out.clone(),
+        table: path.clone(),
+        out: Some(corrected.clone()),
+        model: crate::fit::Model::Linear,
+        json: false,
+    })
+    .unwrap();
+    let t2 = LatencyTable::from_path(&corrected).unwrap();
+    let c = t2.correction().expect("a correction line");
+    // measured = 1.25 · predicted · (1 ± 2%). The predictions span a
+    // narrow range, so the noise moves slope and intercept against each
+    // other; the corrected value in the middle of the range is what the
+    // fit pins down, to within the noise.
+    let rows = rows::read(&out).unwrap().rows;
+    let mean = rows.iter().map(|r| r.predicted_ms).sum::<f64>() / rows.len() as f64;
+    let at_mean = c.apply(mean) / (FACTOR * mean);
+    assert!((at_mean - 1.0).abs() < 0.02, "{c:?}: {at_mean}");
+    assert!(c.a > 1.0 && c.a < 1.6, "{c:?}");
+    assert_eq!(t2.len(), table.len(), "every entry kept");
+    assert!(t2.corrected_total(10.0) > 12.0);
+    // The rows name the original table, not the corrected copy.
+    let err = crate::fit::command(&crate::fit::FitArgs {
+        validation: out,
+        table: corrected,
+        out: None,
+        model: crate::fit::Model::Offset,
+        json: false,
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("validated another table"), "{err}");
+}

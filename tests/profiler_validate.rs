@@ -1,0 +1,308 @@
+//! `profiler validate` through the binary: what fails before the GPU is
+//! touched (bad arguments, tables, settings) and the clean exit without a
+//! CUDA driver. The measuring itself is tested with a fake engine in
+//! `profiler/src/validate/tests.rs` and on the GPU by scripts/gpu-check.sh.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use space::{meta, Entry, LatencyStats, Metadata, SearchSpaceConfig, TableWriter};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures")
+        .join(name)
+}
+
+fn profiler(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_profiler"))
+        .args(args)
+        .output()
+        .expect("profiler runs")
+}
+
+fn fails_with(out: &Output, words: &[&str]) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    for w in words {
+        assert!(err.contains(w), "'{w}' not in: {err}");
+    }
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// A complete synthetic table of the default space with every setting in
+/// its header.
+fn full_table(dir: &Path) -> PathBuf {
+    let space = SearchSpaceConfig::default();
+    let mut m = Metadata::new();
+    m.set(meta::FORMAT, space::table::FORMAT)
+        .set(meta::DEVICE_NAME, "SYNTHETIC")
+        .set(meta::LAUNCH, "graph")
+        .set(meta::L2, "warm")
+        .set(meta::DTYPE, "fp32")
+        .set(meta::LAYOUT, "nchw")
+        .set(meta::BATCH, 32)
+        .set(meta::SPACE_DIGEST, space.digest());
+    let mut w = TableWriter::new(Vec::new(), &m).unwrap();
+    for spec in space.table_plan(8).unwrap().blocks {
+        let ms = 0.01 + 1e-5 * f64::from(spec.mid_channels);
+        w.write(&Entry {
+            spec,
+            batch: 32,
+            stats: LatencyStats {
+                median_ms: ms,
+                p10_ms: ms,
+                p90_ms: ms,
+                ci_low_ms: ms,
+                ci_high_ms: ms,
+                samples: 10,
+                throttled: false,
+            },
+        })
+        .unwrap();
+    }
+    let path = dir.join("full.csv");
+    std::fs::write(&path, w.finish(&Metadata::new()).unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn bad_arguments_and_tables_exit_2_before_the_gpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = full_table(dir.path());
+    let full = full.to_str().unwrap();
+    fails_with(
+        &profiler(&["validate", "--table", full, "--samples", "0"]),
+        &["--samples must be between 1 and 100000, got 0"],
+    );
+    fails_with(
+        &profiler(&["validate", "--table", full, "--samples", "1000000"]),
+        &["--samples must be between 1 and 100000"],
+    );
+    for seed in ["--seed=-1", "--seed=abc", "--seed=1.5"] {
+        let out = profiler(&["validate", "--table", full, seed]);
+        assert_eq!(out.status.code(), Some(2), "{seed}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("invalid value") && err.contains("--seed"),
+            "{err}"
+        );
+    }
+    fails_with(
+        &profiler(&["validate", "--table", "/nonexistent/t.csv"]),
+        &["/nonexistent/t.csv"],
+    );
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "# format: tfnas-latency-table/1\nkey,batch\n").unwrap();
+    fails_with(
+        &profiler(&["validate", "--table", bad.to_str().unwrap()]),
+        &["bad.csv"],
+    );
+    fails_with(
+        &profiler(&["validate", "--table", full, "--plot", "x.png"]),
+        &["PNG"],
+    );
+}
+
+#[test]
+fn settings_that_differ_from_the_table_are_refused_naming_the_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = full_table(dir.path());
+    fails_with(
+        &profiler(&[
+            "validate",
+            "--table",
+            full.to_str().unwrap(),
+            "--launch",
+            "eager",
+            "--batch",
+            "1",
+        ]),
+        &[
+            "launch: table 'graph', flag 'eager'",
+            "batch: table '32', flag '1'",
+        ],
+    );
+    // The TF-NAS-A fixture says neither launch mode nor L2 policy.
+    let fixture = fixture("tfnas_a_synthetic.csv");
+    let fixture = fixture.to_str().unwrap();
+    fails_with(
+        &profiler(&["validate", "--table", fixture]),
+        &["does not say launch, l2", "--launch --l2"],
+    );
+    // With them given, it still cannot predict sampled networks: it only
+    // holds TF-NAS-A's blocks.
+    fails_with(
+        &profiler(&[
+            "validate", "--table", fixture, "--launch", "graph", "--l2", "warm",
+        ]),
+        &["cannot predict", "lacks", "nothing was measured"],
+    );
+}
+
+#[test]
+fn without_a_driver_validate_fails_cleanly_with_status_2() {
+    if profiler::cuda::device::driver_present() {
+        eprintln!("skipped: a CUDA driver is present; this test covers machines without one");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let full = full_table(dir.path());
+    let out_file = dir.path().join("rows.csv");
+    fails_with(
+        &profiler(&[
+            "validate",
+            "--table",
+            full.to_str().unwrap(),
+            "--samples",
+            "5",
+            "--out",
+            out_file.to_str().unwrap(),
+        ]),
+        &["no CUDA driver"],
+    );
+    assert!(!out_file.exists(), "no rows file without a device");
+}
+
+/// A rows file as `validate --out` writes it, for `fit` (no GPU needed).
+fn rows_file(dir: &Path, table: &Path, rows: &[(f64, f64)]) -> PathBuf {
+    use sha2::{Digest, Sha256};
+    let sha: String = Sha256::digest(std::fs::read(table).unwrap())[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let mut text = format!(
+        "# format: tfnas-validation/1\n# table_sha256: {sha}\n\
+         index,seed,predicted_ms,measured_ms,error_pct,measured_p10_ms,measured_p90_ms,samples,throttled,arch\n"
+    );
+    for (i, (p, m)) in rows.iter().enumerate() {
+        text.push_str(&format!("{i},1,{p},{m},0,{m},{m},10,0,a:1\n"));
+    }
+    let path = dir.join("rows.csv");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn fit_writes_the_correction_into_a_copy_of_the_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = full_table(dir.path());
+    // measured = 1.1 · predicted + 0.2, exactly.
+    let pairs: Vec<(f64, f64)> = (0..10)
+        .map(|i| {
+            let p = 4.0 + f64::from(i) * 0.25;
+            (p, 1.1 * p + 0.2)
+        })
+        .collect();
+    let rows = rows_file(dir.path(), &table, &pairs);
+    let out = dir.path().join("corrected.csv");
+    let run = profiler(&[
+        "fit",
+        "--validation",
+        rows.to_str().unwrap(),
+        "--table",
+        table.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        stdout.contains("measured ≈ 1.100000 · predicted +0.200000 ms"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("tested on the other 5"), "{stdout}");
+    let corrected = space::LatencyTable::from_path(&out).unwrap();
+    let c = corrected.correction().unwrap();
+    assert!((c.a - 1.1).abs() < 1e-9 && (c.b - 0.2).abs() < 1e-9);
+    assert!((corrected.corrected_total(10.0) - 11.2).abs() < 1e-9);
+
+    // Not over the measured table, and not with another table's rows.
+    fails_with(
+        &profiler(&[
+            "fit",
+            "--validation",
+            rows.to_str().unwrap(),
+            "--table",
+            table.to_str().unwrap(),
+            "--out",
+            table.to_str().unwrap(),
+        ]),
+        &["another file"],
+    );
+    fails_with(
+        &profiler(&[
+            "fit",
+            "--validation",
+            rows.to_str().unwrap(),
+            "--table",
+            out.to_str().unwrap(),
+        ]),
+        &["validated another table"],
+    );
+    fails_with(
+        &profiler(&[
+            "fit",
+            "--validation",
+            table.to_str().unwrap(),
+            "--table",
+            table.to_str().unwrap(),
+        ]),
+        &["not a validation rows file"],
+    );
+}
+
+/// `tests/fixtures/space_two_ops.json` is the default space with only k3_e3
+/// and k5_e6: scripts/gpu-check.sh builds its whole table at width step 64
+/// (137 entries, about half a minute) and validates on it, a quick end-to-end
+/// check that fits the GPU check's budget. Its size is pinned here so the
+/// script's timeouts stay right.
+#[test]
+fn the_two_op_space_fixture_is_small_and_validates_against_its_table() {
+    let path = fixture("space_two_ops.json");
+    let space = SearchSpaceConfig::from_path(&path).unwrap();
+    let names: Vec<&str> = space.ops.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(names, ["k3_e3", "k5_e6"]);
+    let default = SearchSpaceConfig::default();
+    assert_eq!(space.stages, default.stages);
+    assert_eq!(space.table_plan(64).unwrap().len(), 137);
+    // A table of that space is refused with the default space, and the
+    // message says to pass --space.
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = Metadata::new();
+    m.set(meta::FORMAT, space::table::FORMAT)
+        .set(meta::LAUNCH, "graph")
+        .set(meta::L2, "warm")
+        .set(meta::DTYPE, "fp32")
+        .set(meta::LAYOUT, "nchw")
+        .set(meta::BATCH, 32)
+        .set(meta::SPACE_DIGEST, space.digest());
+    let table = dir.path().join("two.csv");
+    let w = TableWriter::new(Vec::new(), &m).unwrap();
+    std::fs::write(&table, w.finish(&Metadata::new()).unwrap()).unwrap();
+    fails_with(
+        &profiler(&["validate", "--table", table.to_str().unwrap()]),
+        &["space digest", "--space"],
+    );
+    // With --space it gets as far as the missing entries (the table is empty).
+    fails_with(
+        &profiler(&[
+            "validate",
+            "--table",
+            table.to_str().unwrap(),
+            "--space",
+            path.to_str().unwrap(),
+        ]),
+        &["cannot predict", "nothing was measured"],
+    );
+}
