@@ -10,7 +10,8 @@ PyTorch runs each block and the whole network in eval mode, fp32, NCHW,
 cudnn.benchmark=True (TF32 convolutions allowed, PyTorch's default), eager
 and replaying a CUDA graph, median of CUDA-event-timed runs.
 
-Usage: python3 benches/pytorch_reference.py PROFILER_LOG [--batch 32] [--runs 200]
+Usage: python3 benches/pytorch_reference.py PROFILER_LOG [--keys FILE] [--batch 32] [--runs 200]
+       python3 benches/pytorch_reference.py PROFILER_LOG --keys FILE --dry-run   # CPU: checks the blocks chain
 """
 
 import argparse
@@ -107,53 +108,132 @@ def time_module(mod, x, runs, graph):
         return statistics.median(times)
 
 
+def keys_from(path, pattern):
+    """Block keys in `path`, in order: group 1 of each line that `pattern` matches."""
+    keys = []
+    try:
+        with open(path) as f:
+            for line in f:
+                m = pattern.match(line)
+                if m:
+                    keys.append(m.group(1))
+    except OSError as e:
+        print(f"note: cannot read {path}: {e}", file=sys.stderr)
+    return keys
+
+
+def engine_numbers(path):
+    """The engine's per-block medians and end-to-end median from `profiler measure --per-block`."""
+    blocks, e2e = {}, None
+    try:
+        with open(path) as f:
+            for line in f:
+                m = re.match(r"^block (\S+) ([0-9.]+) ms", line)
+                if m:
+                    blocks[m.group(1)] = float(m.group(2))
+                m = re.match(r"^network .*: median ([0-9.]+) ms", line)
+                if m and e2e is None:
+                    e2e = float(m.group(1))
+    except OSError as e:
+        print(f"note: cannot read {path}: {e}", file=sys.stderr)
+    return blocks, e2e
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("profiler_log")
+    ap.add_argument("profiler_log", help="stdout of `profiler measure --arch A.json --per-block`")
+    ap.add_argument("--keys", help="the network's block keys in order, as `profiler predict --blocks` prints them; "
+                    "with it PyTorch is timed whatever the engine did")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--runs", type=int, default=200)
+    ap.add_argument("--dry-run", action="store_true",
+                    help="no GPU: build every block and the network and run them once on the CPU at batch 1")
     args = ap.parse_args()
 
-    keys, engine_block, engine_e2e = [], {}, None
-    for line in open(args.profiler_log):
-        m = re.match(r"^block (\S+) ([0-9.]+) ms", line)
-        if m:
-            keys.append(m.group(1))
-            engine_block[m.group(1)] = float(m.group(2))
-        m = re.match(r"^network .*: median ([0-9.]+) ms", line)
-        if m and engine_e2e is None:
-            engine_e2e = float(m.group(1))
-    if not keys or engine_e2e is None:
-        raise SystemExit(f"{args.profiler_log}: no 'network ...' and 'block ...' lines (run profiler measure --per-block)")
+    # The network's blocks: from --keys when given (complete even when the
+    # profiler's run stopped half-way), else from the profiler's log.
+    keys = keys_from(args.keys, re.compile(r"^\s*[0-9.]+ ms\s+(\S+)\s")) if args.keys else []
+    logged = keys_from(args.profiler_log, re.compile(r"^block (\S+) [0-9.]+ ms"))
+    engine_block, engine_e2e = engine_numbers(args.profiler_log)
+    if not keys:
+        keys = logged
+    elif logged and logged != keys:
+        print(f"note: {args.profiler_log} has {len(logged)} block lines, {args.keys} {len(keys)} blocks; "
+              f"using {args.keys}")
+    if not keys:
+        raise SystemExit(f"{args.profiler_log}: no 'block KEY MS ms' lines (run profiler measure --per-block), "
+                         "and no usable --keys file")
 
+    if args.dry_run:
+        mods = []
+        x = None
+        with torch.no_grad():
+            for key in keys:
+                mod, (c, r) = block(key)
+                mod = mod.eval()
+                if x is None:
+                    x = torch.randn(1, c, r, r)
+                if x.shape[1:] != (c, r, r):
+                    raise SystemExit(f"{key}: input {tuple(x.shape)} does not fit ({c}, {r}, {r})")
+                x = mod(x)
+                mods.append(mod)
+            print(f"dry run: {len(keys)} blocks chain to output {tuple(x.shape)}; engine e2e {engine_e2e}, "
+                  f"{len(engine_block)} engine block medians")
+        return 0
+
+    if not torch.cuda.is_available():
+        raise SystemExit("torch sees no CUDA device (use --dry-run to check the script on a CPU)")
     torch.backends.cudnn.benchmark = True
+    # PyTorch's defaults, stated: TF32 in cuDNN convolutions (the engine's
+    # cuDNN math allows it too), full fp32 in matmuls (the Linear layer).
+    torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cuda.matmul.allow_tf32 = False
     dev = torch.device("cuda")
-    print(f"torch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}, {torch.cuda.get_device_name()}, batch {args.batch}")
+    print(f"torch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}, {torch.cuda.get_device_name()}, "
+          f"batch {args.batch}, fp32, cudnn.benchmark, TF32 convs allowed")
     mods = []
     sums = {False: 0.0, True: 0.0}
     done = {}
+    failed = 0
     for key in keys:
         mod, (c, r) = block(key)
         mod = mod.to(dev).eval()
         mods.append(mod)
         if key not in done:
-            x = torch.randn(args.batch, c, r, r, device=dev)
-            done[key] = (time_module(mod, x, args.runs, False), time_module(mod, x, args.runs, True))
+            try:
+                x = torch.randn(args.batch, c, r, r, device=dev)
+                done[key] = (time_module(mod, x, args.runs, False), time_module(mod, x, args.runs, True))
+            except Exception as e:  # report and go on: one run should say everything
+                print(f"block {key}: FAILED in PyTorch: {type(e).__name__}: {e}")
+                done[key] = None
+        if done[key] is None:
+            failed += 1
+            continue
         eager, graph = done[key]
         sums[False] += eager
         sums[True] += graph
-        print(f"block {key}: torch eager {eager:.4f} ms, graph {graph:.4f} ms, engine {engine_block[key]:.4f} ms (engine/graph {engine_block[key] / graph:.3f})")
+        mine = engine_block.get(key)
+        vs = f"engine {mine:.4f} ms (engine/graph {mine / graph:.3f})" if mine else "engine n/a"
+        print(f"block {key}: torch eager {eager:.4f} ms, graph {graph:.4f} ms, {vs}")
 
     net = nn.Sequential(*mods).eval()
     c, r = block(keys[0])[1]
     x = torch.randn(args.batch, c, r, r, device=dev)
     e2e = {g: time_module(net, x, args.runs, g) for g in (False, True)}
-    engine_sum = sum(engine_block[k] for k in keys)
-    print(f"network: torch eager {e2e[False]:.4f} ms, torch graph {e2e[True]:.4f} ms, engine {engine_e2e:.4f} ms")
-    print(f"target 1: engine / torch graph end to end = {engine_e2e / e2e[True]:.3f} (want <= 1)")
-    print(f"target 2: engine table sum / engine end to end = {engine_sum / engine_e2e:.4f} (want within 0.98..1.02)")
-    for g, name in ((False, "eager"), (True, "graph")):
-        print(f"torch {name}: sum of blocks / end to end = {sums[g] / e2e[g]:.4f}")
+    engine = f"{engine_e2e:.4f} ms" if engine_e2e else "n/a"
+    print(f"network: torch eager {e2e[False]:.4f} ms, torch graph {e2e[True]:.4f} ms, engine {engine}")
+    if engine_e2e:
+        print(f"target 1: engine / torch graph end to end = {engine_e2e / e2e[True]:.3f} "
+              f"({engine_e2e:.4f} / {e2e[True]:.4f} ms; want <= 1)")
+    else:
+        print(f"target 1: no engine end-to-end time in {args.profiler_log}; torch graph {e2e[True]:.4f} ms")
+    if engine_e2e and all(k in engine_block for k in keys):
+        engine_sum = sum(engine_block[k] for k in keys)
+        print(f"target 2: engine table sum / engine end to end = {engine_sum / engine_e2e:.4f} (want within 0.98..1.02)")
+    if failed == 0:
+        for g, name in ((False, "eager"), (True, "graph")):
+            print(f"torch {name}: sum of blocks / end to end = {sums[g] / e2e[g]:.4f}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

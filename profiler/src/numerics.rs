@@ -91,13 +91,28 @@ pub fn check(engine: &mut CudaEngine, workload: &Workload, batch: usize) -> Resu
     Ok(compare(&workload.to_string(), &got, &want))
 }
 
-/// The sample blocks at the engine's batch size.
+/// The sample blocks at the engine's batch size. A block that fails to run
+/// is a failed comparison (infinite error, the error in its name), not the
+/// end of the check: one run on the GPU reports every block.
 pub fn check_blocks(engine: &mut CudaEngine) -> Result<Vec<Comparison>> {
     let batch = engine.config().batch as usize;
-    sample_blocks()
+    Ok(sample_blocks()
         .into_iter()
-        .map(|spec| check(engine, &Workload::Block(spec), batch))
-        .collect()
+        .map(|spec| {
+            let workload = Workload::Block(spec);
+            check(engine, &workload, batch).unwrap_or_else(|e| failed(&workload, &e))
+        })
+        .collect())
+}
+
+/// The comparison standing for a workload that did not run.
+pub fn failed(workload: &Workload, e: &crate::error::ProfilerError) -> Comparison {
+    Comparison {
+        name: format!("{workload} (error: {e})"),
+        max_abs_err: f64::INFINITY,
+        max_abs_ref: 0.0,
+        len: 0,
+    }
 }
 
 /// TF-NAS-A end to end (run the engine at batch 1: the CPU reference of the
@@ -108,7 +123,10 @@ pub fn check_tfnas_a(engine: &mut CudaEngine) -> Result<Comparison> {
         name: "tfnas-a".into(),
         blocks,
     };
-    check(engine, &workload, engine.config().batch as usize)
+    let batch = engine.config().batch as usize;
+    // An engine error is a failed comparison, so the caller still prints
+    // the blocks checked before it.
+    Ok(check(engine, &workload, batch).unwrap_or_else(|e| failed(&workload, &e)))
 }
 
 #[cfg(test)]
@@ -124,12 +142,66 @@ mod tests {
         assert!(!compare("x", &[1.0, 2.5], &[1.0, 2.0]).ok());
         assert!(!compare("x", &[1.0, f32::NAN], &[1.0, 2.0]).ok());
         assert!(!compare("x", &[1.0], &[1.0, 2.0]).ok());
+        let spec = sample_blocks()[0];
+        let err = crate::error::ProfilerError::OutOfMemory {
+            block: spec.to_string(),
+        };
+        let f = failed(&Workload::Block(spec), &err);
+        assert!(!f.ok() && f.name.contains("error") && f.name.contains(&spec.to_string()));
         assert_eq!(sample_blocks().len(), 7);
     }
 
-    /// The GPU check proper; skips where there is no CUDA.
+    /// The GPU check proper, under both launch modes; skips where there is
+    /// no CUDA. Checks every block before failing, printing each result, so
+    /// that one run on the GPU shows everything that is off.
     #[test]
     fn gpu_blocks_match_the_cpu_reference() {
+        if !crate::cuda::device::driver_present() {
+            eprintln!("skipped: no CUDA driver on this machine");
+            return;
+        }
+        let mut failures = Vec::new();
+        for launch in [crate::engine::Launch::Graph, crate::engine::Launch::Eager] {
+            let config = EngineConfig {
+                batch: 2,
+                launch,
+                ..EngineConfig::default()
+            };
+            let mut engine = match CudaEngine::open(0, config) {
+                Ok(e) => e,
+                Err(e) => panic!("device 0 does not open: {e}"),
+            };
+            for spec in sample_blocks() {
+                let workload = Workload::Block(spec);
+                match check(&mut engine, &workload, 2) {
+                    Ok(c) => {
+                        eprintln!(
+                            "{launch}: {} {}: max abs error {:.3e}, relative {:.3e}",
+                            if c.ok() { "ok  " } else { "FAIL" },
+                            c.name,
+                            c.max_abs_err,
+                            c.relative()
+                        );
+                        if !c.ok() {
+                            failures.push(format!("{launch}: {c:?}"));
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("{launch}: ERROR {spec}: {e}");
+                        failures.push(format!("{launch}: {spec}: {e}"));
+                    }
+                }
+            }
+        }
+        assert!(failures.is_empty(), "{failures:#?}");
+    }
+
+    /// Every way of running a convolution, preferred in turn wherever it
+    /// applies, against the CPU: the table times whichever wins at batch 32,
+    /// which the check above (batch 2) may never have picked. Skips where
+    /// there is no CUDA.
+    #[test]
+    fn gpu_every_convolution_candidate_matches_the_cpu_reference() {
         if !crate::cuda::device::driver_present() {
             eprintln!("skipped: no CUDA driver on this machine");
             return;
@@ -138,9 +210,27 @@ mod tests {
             batch: 2,
             ..EngineConfig::default()
         };
-        let mut engine = CudaEngine::open(0, config).expect("device 0 opens");
-        for c in check_blocks(&mut engine).unwrap() {
-            assert!(c.ok(), "{c:?}");
+        let mut engine = match CudaEngine::open(0, config) {
+            Ok(e) => e,
+            Err(e) => panic!("device 0 does not open: {e}"),
+        };
+        let mut failures = Vec::new();
+        for how in CudaEngine::all_conv_impls() {
+            engine.prefer(Some(how));
+            for spec in sample_blocks() {
+                let workload = Workload::Block(spec);
+                let c = check(&mut engine, &workload, 2).unwrap_or_else(|e| failed(&workload, &e));
+                eprintln!(
+                    "prefer {how:?}: {} {}: relative error {:.3e}",
+                    if c.ok() { "ok  " } else { "FAIL" },
+                    c.name,
+                    c.relative()
+                );
+                if !c.ok() {
+                    failures.push(format!("prefer {how:?}: {c:?}"));
+                }
+            }
         }
+        assert!(failures.is_empty(), "{failures:#?}");
     }
 }

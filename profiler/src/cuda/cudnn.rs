@@ -63,6 +63,17 @@ impl Drop for ConvDesc {
     }
 }
 
+/// The math every convolution runs with: `CUDNN_DEFAULT_MATH`, which on
+/// Ampere and newer lets cuDNN run fp32 convolutions on TF32 tensor cores.
+/// It is what PyTorch sets for fp32 when `torch.backends.cudnn.allow_tf32`
+/// is true (its default), so the engine and the PyTorch reference compute
+/// alike. Set explicitly (not left to the library) and named in the table's
+/// fingerprint through [`MATH_NAME`].
+pub const MATH: sys::cudnnMathType_t = sys::cudnnMathType_t::CUDNN_DEFAULT_MATH;
+
+/// How [`MATH`] is described in the engine's name.
+pub const MATH_NAME: &str = "cudnn-default-math-tf32";
+
 /// Every forward algorithm, the candidates timed per shape.
 pub const ALGORITHMS: [sys::cudnnConvolutionFwdAlgo_t; 8] = [
     sys::cudnnConvolutionFwdAlgo_t::CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM,
@@ -146,6 +157,7 @@ impl Conv {
             if s.groups > 1 {
                 result::set_convolution_group_count(conv.0, s.groups)?;
             }
+            result::set_convolution_math_type(conv.0, MATH)?;
         }
         Ok(Conv {
             x,
@@ -259,6 +271,14 @@ mod tests {
             };
             let conv = Conv::new(shape).unwrap_or_else(|e| panic!("{shape:?}: {}", cudnn_msg(&e)));
             assert_eq!(conv.output_dims().unwrap(), [32, cout, res_out, res_out]);
+            // The math type the fingerprint names is the one set.
+            let mut math = sys::cudnnMathType_t::CUDNN_FMA_MATH;
+            // Safety: the descriptor is alive; one enum written.
+            unsafe { sys::cudnnGetConvolutionMathType(conv.conv.0, &mut math) }
+                .result()
+                .unwrap();
+            assert_eq!(math, MATH);
+            assert!(crate::cuda::ENGINE_NAME.contains(MATH_NAME));
         }
     }
 }

@@ -30,13 +30,17 @@ __device__ __forceinline__ float activate(float x, int act) {
 // Keeps the GPU busy for `ns` nanoseconds, so that the CPU has enqueued the
 // start event, the graph launch and the end event before the GPU reaches
 // them: the time between the events is then the GPU's alone, without the
-// CPU's submission latency.
-extern "C" __global__ void spin(long long ns) {
+// CPU's submission latency. %globaltimer ticks every 32 ns to 1 us depending
+// on the GPU, either fine for the engine's 50 us. `max_cycles` of clock64
+// bound the loop in case the timer does not advance at all (a hang would
+// cost the whole GPU check).
+extern "C" __global__ void spin(long long ns, long long max_cycles) {
     long long start, now;
+    long long c0 = clock64();
     asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(start));
     do {
         asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now));
-    } while (now - start < ns);
+    } while (now - start < ns && clock64() - c0 < max_cycles);
 }
 
 // y[n,c,hw] = act(y + b[c]), in place.
@@ -63,12 +67,18 @@ extern "C" __global__ void bias_residual(float* __restrict__ y, const float* __r
 }
 
 // Depthwise k x k convolution, "same" padding k/2, stride s, with bias and
-// activation: one thread per output element, weights [c][k][k].
-extern "C" __global__ void dwconv(const float* __restrict__ x, const float* __restrict__ w,
-                                  const float* __restrict__ b, float* __restrict__ y,
-                                  int channels, int h, int oh, int k, int stride,
-                                  long long total, int act) {
-    int pad = k / 2;
+// activation: one thread per output element, weights [c][k][k]. K > 0 is a
+// compile-time kernel size (loops unrolled, the common 3, 5 and 7); K == 0
+// reads it from `k`. 64-bit offsets: batch 32 x 1536 channels x 112^2
+// elements pass 2^31.
+template <int K>
+__device__ __forceinline__ void dwconv_body(const float* __restrict__ x,
+                                            const float* __restrict__ w,
+                                            const float* __restrict__ b, float* __restrict__ y,
+                                            int channels, int h, int oh, int k_rt, int stride,
+                                            long long total, int act) {
+    const int k = K > 0 ? K : k_rt;  // a constant where K > 0: loops unroll
+    const int pad = k / 2;
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
          i += (long long)gridDim.x * blockDim.x) {
         int ox = (int)(i % oh);
@@ -76,12 +86,14 @@ extern "C" __global__ void dwconv(const float* __restrict__ x, const float* __re
         long long nc = i / ((long long)oh * oh);
         int c = (int)(nc % channels);
         const float* xp = x + nc * (long long)h * h;
-        const float* wp = w + c * k * k;
-        float acc = b[c];
+        const float* wp = w + (long long)c * k * k;
+        float acc = __ldg(b + c);
         int iy0 = oy * stride - pad, ix0 = ox * stride - pad;
+#pragma unroll
         for (int ky = 0; ky < k; ++ky) {
             int iy = iy0 + ky;
             if (iy < 0 || iy >= h) continue;
+#pragma unroll
             for (int kx = 0; kx < k; ++kx) {
                 int ix = ix0 + kx;
                 if (ix < 0 || ix >= h) continue;
@@ -89,6 +101,18 @@ extern "C" __global__ void dwconv(const float* __restrict__ x, const float* __re
             }
         }
         y[i] = activate(acc, act);
+    }
+}
+
+extern "C" __global__ void dwconv(const float* __restrict__ x, const float* __restrict__ w,
+                                  const float* __restrict__ b, float* __restrict__ y,
+                                  int channels, int h, int oh, int k, int stride,
+                                  long long total, int act) {
+    switch (k) {
+    case 3: dwconv_body<3>(x, w, b, y, channels, h, oh, k, stride, total, act); break;
+    case 5: dwconv_body<5>(x, w, b, y, channels, h, oh, k, stride, total, act); break;
+    case 7: dwconv_body<7>(x, w, b, y, channels, h, oh, k, stride, total, act); break;
+    default: dwconv_body<0>(x, w, b, y, channels, h, oh, k, stride, total, act); break;
     }
 }
 
@@ -106,24 +130,32 @@ extern "C" __global__ void global_pool(const float* __restrict__ x, float* __res
 }
 
 // The two SE layers for one image per block: hidden = act(w1 pooled + b1),
-// gate = sigmoid(w2 hidden + b2). Shared memory holds `se` floats.
+// gate = sigmoid(w2 hidden + b2). Each warp computes whole dot products with
+// its lanes reading consecutive weights (coalesced), then reduces them with
+// shuffles; blockDim.x must be a multiple of 32. Shared memory holds `se`
+// floats.
 extern "C" __global__ void se_fc(const float* __restrict__ pooled, const float* __restrict__ w1,
                                  const float* __restrict__ b1, const float* __restrict__ w2,
                                  const float* __restrict__ b2, float* __restrict__ gate,
                                  int channels, int se, int act) {
     extern __shared__ float hidden[];
-    int n = blockIdx.x;
+    const int n = blockIdx.x;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
     const float* p = pooled + (long long)n * channels;
-    for (int j = threadIdx.x; j < se; j += blockDim.x) {
-        float s = b1[j];
-        for (int c = 0; c < channels; ++c) s = fmaf(w1[j * channels + c], p[c], s);
-        hidden[j] = activate(s, act);
+    for (int j = warp; j < se; j += warps) {
+        const float* wr = w1 + (long long)j * channels;
+        float s = 0.0f;
+        for (int c = lane; c < channels; c += 32) s = fmaf(wr[c], p[c], s);
+        for (int off = 16; off > 0; off /= 2) s += __shfl_down_sync(0xffffffff, s, off);
+        if (lane == 0) hidden[j] = activate(s + b1[j], act);
     }
     __syncthreads();
-    for (int c = threadIdx.x; c < channels; c += blockDim.x) {
-        float s = b2[c];
-        for (int j = 0; j < se; ++j) s = fmaf(w2[c * se + j], hidden[j], s);
-        gate[(long long)n * channels + c] = 1.0f / (1.0f + __expf(-s));
+    for (int c = warp; c < channels; c += warps) {
+        const float* wr = w2 + (long long)c * se;
+        float s = 0.0f;
+        for (int j = lane; j < se; j += 32) s = fmaf(wr[j], hidden[j], s);
+        for (int off = 16; off > 0; off /= 2) s += __shfl_down_sync(0xffffffff, s, off);
+        if (lane == 0) gate[(long long)n * channels + c] = 1.0f / (1.0f + __expf(-(s + b2[c])));
     }
 }
 
@@ -207,5 +239,100 @@ mod tests {
                 "{name} missing from PTX"
             );
         }
+        // Each kernel's parameters, in bytes, as engine.rs passes them
+        // (pointers and i64 are 8, i32 4): a mismatch would launch with
+        // garbage arguments, and nothing checks that at run time.
+        for (name, want) in SIGNATURES {
+            assert_eq!(param_sizes(&text, name), want, "{name}");
+        }
     }
+
+    /// The kernels' index math, bounds, activations and reductions, checked
+    /// on the CPU: `kernel_emulation.cpp` runs `SOURCE` as C++ with one
+    /// thread per CUDA thread and compares every kernel with a plain loop.
+    /// Needs g++ with C++20 `<barrier>`; skips without it.
+    #[test]
+    fn the_kernels_match_the_cpu_in_an_emulation() {
+        use std::process::Command;
+        let dir = tempfile::tempdir().unwrap();
+        let probe = dir.path().join("probe.cpp");
+        std::fs::write(&probe, "#include <barrier>\nint main() { return 0; }\n").unwrap();
+        let probe_ok = Command::new("g++")
+            .args(["-std=c++20", "-fsyntax-only"])
+            .arg(&probe)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !probe_ok {
+            eprintln!("skipped: no g++ with C++20 <barrier> on this machine");
+            return;
+        }
+        // Everything but `spin`, whose PTX timer has no CPU form.
+        let start = SOURCE.find("extern \"C\" __global__ void spin(").unwrap();
+        let end = start + SOURCE[start..].find("\n}\n").unwrap() + 3;
+        let kernels = format!("{}{}", &SOURCE[..start], &SOURCE[end..]);
+        let harness = include_str!("kernel_emulation.cpp");
+        assert!(harness.contains("// @KERNELS@"));
+        let src = dir.path().join("emulation.cpp");
+        std::fs::write(&src, harness.replace("// @KERNELS@", &kernels)).unwrap();
+        let exe = dir.path().join("emulation");
+        let build = |sanitize: bool| {
+            let mut cmd = Command::new("g++");
+            cmd.args(["-std=c++20", "-O1", "-pthread", "-o"])
+                .arg(&exe)
+                .arg(&src);
+            if sanitize {
+                // Out-of-bounds accesses and undefined behaviour fail the run.
+                cmd.args(["-fsanitize=address,undefined", "-fno-sanitize-recover=all"]);
+            }
+            cmd.output().unwrap()
+        };
+        // With the sanitizers where their runtimes are installed.
+        let mut built = build(true);
+        if !built.status.success() {
+            built = build(false);
+        }
+        assert!(
+            built.status.success(),
+            "the emulation does not compile:\n{}",
+            String::from_utf8_lossy(&built.stderr)
+        );
+        let ran = Command::new(&exe).output().unwrap();
+        let out = String::from_utf8_lossy(&ran.stdout);
+        assert!(
+            ran.status.success(),
+            "{out}\n{}",
+            String::from_utf8_lossy(&ran.stderr)
+        );
+        assert!(out.contains("ok: 0 mismatches"), "{out}");
+    }
+
+    /// The byte sizes of the `.param`s of PTX entry `name`.
+    fn param_sizes(ptx: &str, name: &str) -> Vec<usize> {
+        let start = ptx
+            .find(&format!(".entry {name}("))
+            .unwrap_or_else(|| panic!("{name} not in PTX"));
+        let rest = &ptx[start..];
+        let params = &rest[..rest.find(')').expect("parameter list ends")];
+        params
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix(".param ."))
+            .map(|l| match &l[..3] {
+                "u64" | "s64" | "b64" | "f64" => 8,
+                "u32" | "s32" | "b32" | "f32" => 4,
+                other => panic!("{name}: parameter type {other}"),
+            })
+            .collect()
+    }
+
+    /// What engine.rs's `launch` passes to each kernel, in bytes.
+    const SIGNATURES: [(&str, &[usize]); 8] = [
+        ("spin", &[8, 8]),
+        ("bias_act", &[8, 8, 4, 4, 8, 4]),
+        ("bias_residual", &[8, 8, 8, 4, 4, 8, 4]),
+        ("dwconv", &[8, 8, 8, 8, 4, 4, 4, 4, 4, 8, 4]),
+        ("global_pool", &[8, 8, 4, 4]),
+        ("se_fc", &[8, 8, 8, 8, 8, 8, 4, 4, 4]),
+        ("channel_scale", &[8, 8, 4, 8]),
+        ("fc", &[8, 8, 8, 8, 4, 4, 4]),
+    ];
 }

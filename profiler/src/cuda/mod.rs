@@ -13,4 +13,4 @@ mod engine;
 pub mod kernels;
 pub mod layers;
 
-pub use engine::{CudaEngine, ENGINE_NAME};
+pub use engine::{ConvImpl, CudaEngine, ENGINE_NAME};
