@@ -1,30 +1,297 @@
-//! End-to-end tests of the `searcher` binary.
+//! End-to-end tests of the `searcher` binary: a tiny search on the toy
+//! fixture space and table, resuming it, and every input error refused
+//! before training with a non-zero exit.
 
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fixture(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn searcher(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_searcher"))
+        .args(args)
+        .output()
+        .expect("searcher runs")
+}
+
+fn text(out: &[u8]) -> String {
+    String::from_utf8_lossy(out).into_owned()
+}
+
+/// A short search on the two-stage toy space: seconds on a CPU.
+fn tiny_args(out: &Path) -> Vec<String> {
+    [
+        "--space",
+        &fixture("searcher_tiny_space.json"),
+        "--table",
+        &fixture("searcher_tiny_synthetic.csv"),
+        "--target-ms",
+        "3.0",
+        "--epochs",
+        "3",
+        "--warmup-epochs",
+        "1",
+        "--embedded-images",
+        "200",
+        "--resolution",
+        "16",
+        "--batch-size",
+        "16",
+        "--lambda",
+        "1",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--out",
+        &out.display().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
 
 #[test]
-fn reports_the_toolchain_and_the_space() {
-    let out = Command::new(env!("CARGO_BIN_EXE_searcher"))
-        .output()
-        .expect("searcher runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+fn a_tiny_search_writes_an_architecture_under_the_target_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path: PathBuf = dir.path().join("arch.json");
+    let args = tiny_args(&out_path);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = searcher(&args);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("libtorch 2.11.0"), "{stdout}");
     assert!(stdout.contains("CUDA available: "), "{stdout}");
-    assert!(stdout.contains("2805 entries"), "{stdout}");
+    assert!(
+        stderr.contains("epoch 1/3") && stderr.contains("epoch 3/3"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("held-out acc") && stderr.contains("T 5.000"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("predicted latency"), "{stdout}");
+    assert!(stdout.contains("multiply-adds"), "{stdout}");
+    let arch = space::Architecture::from_path(&out_path).unwrap();
+    let prediction = arch.prediction.clone().unwrap();
+    assert!(prediction.latency_ms <= 3.0, "{prediction:?}");
+    assert!(prediction
+        .fingerprint
+        .get("device_name")
+        .unwrap()
+        .contains("SYNTHETIC"));
+    assert!(dir.path().join("arch.ckpt").exists());
+
+    // Resuming a finished search runs no epoch and derives the same network.
+    let mut resume: Vec<&str> = args.clone();
+    resume.push("--resume");
+    let again = searcher(&resume);
+    let (stdout2, stderr2) = (text(&again.stdout), text(&again.stderr));
+    assert!(again.status.success(), "{stdout2}\n{stderr2}");
+    assert!(
+        stdout2.contains("resumed from") && stdout2.contains("after epoch 3/3"),
+        "{stdout2}"
+    );
+    assert!(!stderr2.contains("epoch 1/3"), "{stderr2}");
+    assert_eq!(space::Architecture::from_path(&out_path).unwrap(), arch);
 }
 
 #[test]
 fn unreadable_space_exits_2() {
-    let out = Command::new(env!("CARGO_BIN_EXE_searcher"))
-        .args(["--space", "/nonexistent/space.toml"])
-        .output()
-        .expect("searcher runs");
+    let out = searcher(&["--space", "/nonexistent/space.toml"]);
     assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = text(&out.stderr);
     assert!(err.contains("/nonexistent/space.toml"), "{err}");
+}
+
+fn refused(args: &[&str]) -> String {
+    let out = searcher(args);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        !err.contains("epoch 1/"),
+        "refused only after training started: {err}"
+    );
+    err
+}
+
+#[test]
+fn a_table_lacking_entries_is_refused_naming_them() {
+    // The TF-NAS-A fixture prices one network, not the whole space.
+    let err = refused(&[
+        "--table",
+        &fixture("tfnas_a_synthetic.csv"),
+        "--device",
+        "cpu",
+    ]);
+    assert!(
+        err.contains("lacks") && err.contains("entries the search needs"),
+        "{err}"
+    );
+    assert!(
+        err.contains("mbconv_r112_i16_o24_s2_k3_m32_se0_relu"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_target_outside_the_table_says_both_bounds() {
+    let tiny = [
+        "--space",
+        &fixture("searcher_tiny_space.json"),
+        "--table",
+        &fixture("searcher_tiny_synthetic.csv"),
+        "--device",
+        "cpu",
+    ];
+    for target in ["100", "1.0"] {
+        let mut args = tiny.to_vec();
+        args.extend(["--target-ms", target]);
+        let err = refused(&args);
+        assert!(
+            err.contains("2.3000 ms") && err.contains("10.6000 ms"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn a_table_of_another_batch_is_refused() {
+    let err = refused(&[
+        "--space",
+        &fixture("searcher_tiny_space.json"),
+        "--table",
+        &fixture("searcher_tiny_synthetic.csv"),
+        "--target-ms",
+        "3",
+        "--latency-batch",
+        "1",
+    ]);
+    assert!(
+        err.contains("batch 32") && err.contains("asks for 1"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_unreadable_dataset_is_refused_before_training() {
+    let err = refused(&[
+        "--space",
+        &fixture("searcher_tiny_space.json"),
+        "--table",
+        &fixture("searcher_tiny_synthetic.csv"),
+        "--target-ms",
+        "3",
+        "--data",
+        "/nonexistent/images",
+    ]);
+    assert!(err.contains("/nonexistent/images"), "{err}");
+}
+
+#[test]
+fn resume_without_a_checkpoint_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("arch.json");
+    let mut args = tiny_args(&out_path);
+    args.push("--resume".into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let err = refused(&args);
+    assert!(
+        err.contains("no checkpoint") && err.contains("arch.ckpt"),
+        "{err}"
+    );
+}
+
+#[test]
+fn searches_on_an_image_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images");
+    for class in ["circles", "squares"] {
+        std::fs::create_dir_all(images.join(class)).unwrap();
+        for i in 0..10 {
+            let img = tch::Tensor::randint(255, [3, 12, 12], (tch::Kind::Uint8, tch::Device::Cpu));
+            tch::vision::image::save(&img, images.join(format!("{class}/{i}.png"))).unwrap();
+        }
+    }
+    let out_path = dir.path().join("arch.json");
+    let mut args = tiny_args(&out_path);
+    let mut set = |flag: &str, value: &str| {
+        let at = args.iter().position(|a| a == flag).expect("a tiny flag");
+        args[at + 1] = value.to_string();
+    };
+    set("--batch-size", "4");
+    set("--epochs", "2");
+    args.extend(["--data".to_string(), images.display().to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = searcher(&args);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("20 files, 2 classes") && stdout.contains("16 for weights, 4 held out"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("epoch 2/2"), "{stderr}");
+    assert!(out_path.exists());
+}
+
+#[test]
+fn a_killed_search_resumes_to_the_uninterrupted_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let with_epochs = |out: &Path| {
+        let mut args = tiny_args(out);
+        let at = args.iter().position(|a| a == "--epochs").unwrap();
+        args[at + 1] = "5".into();
+        args
+    };
+    let straight = dir.path().join("straight.json");
+    let args = with_epochs(&straight);
+    let out = Command::new(env!("CARGO_BIN_EXE_searcher"))
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    // Kill a second run as soon as its first checkpoint lands.
+    let killed = dir.path().join("killed.json");
+    let args = with_epochs(&killed);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_searcher"))
+        .args(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let checkpoint = dir.path().join("killed.ckpt");
+    let start = std::time::Instant::now();
+    while !checkpoint.exists() && start.elapsed().as_secs() < 120 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(checkpoint.exists());
+
+    let mut resume = args.clone();
+    resume.push("--resume".into());
+    let out = Command::new(env!("CARGO_BIN_EXE_searcher"))
+        .args(&resume)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let resumed = text(&out.stdout);
+    eprintln!(
+        "{}",
+        resumed
+            .lines()
+            .find(|l| l.contains("resumed"))
+            .unwrap_or("")
+    );
+    assert!(resumed.contains("resumed from"));
+    let a = space::Architecture::from_path(&straight).unwrap();
+    let b = space::Architecture::from_path(&killed).unwrap();
+    assert_eq!(a, b);
 }

@@ -1,0 +1,53 @@
+//! The one error type of the searcher library.
+//!
+//! Everything that can stop a search before or during training says what is
+//! wrong in words a user can act on: which keys a table lacks, which numbers
+//! a target must lie between, which file could not be read.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    #[error(transparent)]
+    Space(#[from] space::SpaceError),
+
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Every key the search needs and the table lacks, so one run shows all.
+    #[error("the table {table} lacks {} entr{} the search needs: {}", .keys.len(), if .keys.len() == 1 { "y" } else { "ies" }, .keys.join(", "))]
+    MissingEntries { table: String, keys: Vec<String> },
+
+    #[error("target {target_ms} ms is outside what the table {table} allows: the smallest network costs {min_ms:.4} ms and the largest {max_ms:.4} ms")]
+    TargetOutOfRange {
+        table: String,
+        target_ms: f64,
+        min_ms: f64,
+        max_ms: f64,
+    },
+
+    #[error("the table {table} was measured at batch {table_batch}, but --latency-batch asks for {asked}")]
+    BatchMismatch {
+        table: String,
+        table_batch: u32,
+        asked: u32,
+    },
+
+    #[error("dataset: {0}")]
+    Data(String),
+
+    #[error("checkpoint {path}: {message}")]
+    Checkpoint { path: PathBuf, message: String },
+
+    #[error("invalid search settings: {0}")]
+    Config(String),
+}
+
+pub type Result<T, E = SearchError> = std::result::Result<T, E>;

@@ -1,0 +1,21 @@
+//! The TF-NAS search (tfnas-method.md §1–§5) in tch: a supernet over a
+//! `space::SearchSpaceConfig`, bi-sampled weight steps, architecture steps
+//! against the table's differentiable latency, and elasticity scaling of the
+//! widths, ending in a `space::Architecture` that meets a latency target.
+//!
+//! The binary (`main.rs`) is a thin command line over this library, so that
+//! tests and benchmarks drive the same code.
+
+pub mod data;
+pub mod elastic;
+pub mod error;
+pub mod latency;
+pub mod optim;
+pub mod proxy;
+pub mod search;
+pub mod supernet;
+
+#[cfg(test)]
+mod fixture;
+
+pub use error::{Result, SearchError};

@@ -1,0 +1,866 @@
+//! The search loop (tfnas-method.md §2–§5): warm-up epochs on single
+//! Gumbel-max paths, then bi-sampled weight steps, an architecture step on
+//! the held-out split every other step, temperature decay and elasticity
+//! scaling after every epoch past warm-up.
+//!
+//! Every random draw of an epoch (order, flips, paths, Gumbel noise) comes
+//! from one ChaCha stream derived from `(seed, epoch)`, and the checkpoint
+//! written after each epoch holds everything else (weights, α, β, masks,
+//! both optimizers' state), so a resumed search repeats the uninterrupted
+//! one exactly on the CPU.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use space::SearchSpaceConfig;
+use tch::{Device, Kind, Tensor};
+
+use crate::data::{Dataset, Split};
+use crate::elastic::{self, ElasticBlock, Outcome};
+use crate::error::{Result, SearchError};
+use crate::latency::{Choices, LatencyModel};
+use crate::optim::{clip_grad_norm, Adam, Sgd};
+use crate::supernet::{Ops, Supernet};
+
+/// Every hyper-parameter of the search; `Default` is the method's
+/// (tfnas-method.md §5), with the official example's 15 ms target.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    pub target_ms: f64,
+    pub epochs: usize,
+    pub warmup_epochs: usize,
+    pub batch_size: usize,
+    pub weight_lr: f64,
+    pub weight_momentum: f64,
+    pub weight_decay: f64,
+    pub weight_clip: f64,
+    pub arch_lr: f64,
+    pub arch_beta1: f64,
+    pub arch_beta2: f64,
+    pub arch_weight_decay: f64,
+    pub arch_clip: f64,
+    pub temperature: f64,
+    pub temperature_decay: f64,
+    pub lambda: f64,
+    pub seed: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            target_ms: 15.0,
+            epochs: 90,
+            warmup_epochs: 10,
+            batch_size: 32,
+            weight_lr: 0.025,
+            weight_momentum: 0.9,
+            weight_decay: 1e-5,
+            weight_clip: 5.0,
+            arch_lr: 0.01,
+            arch_beta1: 0.5,
+            arch_beta2: 0.999,
+            arch_weight_decay: 5e-4,
+            arch_clip: 5.0,
+            temperature: 5.0,
+            temperature_decay: 0.96,
+            lambda: 0.1,
+            seed: 2,
+        }
+    }
+}
+
+impl Settings {
+    fn check(&self) -> Result<()> {
+        let bad = |m: String| Err(SearchError::Config(m));
+        if !(self.target_ms.is_finite() && self.target_ms > 0.0) {
+            return bad(format!(
+                "the target must be a positive number of ms, got {}",
+                self.target_ms
+            ));
+        }
+        if self.epochs == 0 || self.warmup_epochs > self.epochs {
+            return bad(format!(
+                "need 0 <= warm-up epochs <= epochs and epochs >= 1, got {} and {}",
+                self.warmup_epochs, self.epochs
+            ));
+        }
+        if self.batch_size < 2 {
+            return bad("batch norm on batch statistics needs a batch of at least 2".into());
+        }
+        if !(self.temperature > 0.0 && self.temperature_decay > 0.0) {
+            return bad("temperature and its decay must be positive".into());
+        }
+        Ok(())
+    }
+
+    /// T at `epoch`: T0 until warm-up ends, then × decay per epoch.
+    pub fn temperature_at(&self, epoch: usize) -> f64 {
+        self.temperature
+            * self
+                .temperature_decay
+                .powi(epoch.saturating_sub(self.warmup_epochs) as i32)
+    }
+
+    /// The weights' learning rate at `epoch`: cosine over all epochs, set
+    /// once per epoch (the official schedule).
+    pub fn lr_at(&self, epoch: usize) -> f64 {
+        let t = std::f64::consts::PI * epoch as f64 / self.epochs as f64;
+        self.weight_lr * (1.0 + t.cos()) / 2.0
+    }
+}
+
+/// One epoch's report: the per-epoch line and the checkpoint's history.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochLog {
+    pub epoch: usize,
+    pub warmup: bool,
+    pub lr: f64,
+    pub temperature: f64,
+    /// Mean weight-step loss (CE of path A, plus CE of path B after warm-up).
+    pub weight_loss: f64,
+    /// Mean cross-entropy of path A alone, comparable across all epochs.
+    pub path_a_loss: f64,
+    pub train_acc: f64,
+    /// Mean arch-step cross-entropy and latency loss (none in warm-up).
+    pub arch_ce: Option<f64>,
+    pub latency_loss: Option<f64>,
+    /// Held-out accuracy: of the arch steps' soft mixture, or in warm-up of
+    /// a sampled path.
+    pub held_out_acc: f64,
+    /// LAT with α and β as they end the epoch (no Gumbel noise).
+    pub expected_ms: f64,
+    /// Table latency of the argmax network after elasticity scaling.
+    pub argmax_ms: f64,
+    pub elastic: Option<(f64, f64)>,
+    pub seconds: f64,
+}
+
+impl EpochLog {
+    pub fn line(&self, epochs: usize, target_ms: f64) -> String {
+        let arch = match (self.arch_ce, self.latency_loss) {
+            (Some(ce), Some(lat)) => format!("arch CE {ce:.4} lat-loss {lat:.4}"),
+            _ => "warm-up (weights only)".to_string(),
+        };
+        let elastic = match self.elastic {
+            // Only when even the narrowest widths of these ops and depths
+            // are too slow (tfnas-method.md §3, quirks).
+            Some((before, after)) if after > target_ms => {
+                format!(", elastic {before:.3}->{after:.3} (over target at minimum widths)")
+            }
+            Some((before, after)) => format!(", elastic {before:.3}->{after:.3}"),
+            None => String::new(),
+        };
+        format!(
+            "epoch {}/{epochs}: w-loss {:.4} (path A {:.4}), {arch}, train acc {:.1}%, held-out acc {:.1}%, LAT {:.3} ms, argmax {:.3} ms (target {target_ms}){elastic}, T {:.3}, lr {:.5}, {:.1}s",
+            self.epoch + 1,
+            self.weight_loss,
+            self.path_a_loss,
+            100.0 * self.train_acc,
+            100.0 * self.held_out_acc,
+            self.expected_ms,
+            self.argmax_ms,
+            self.temperature,
+            self.lr,
+            self.seconds
+        )
+    }
+}
+
+/// Per layer, a Gumbel-max sample from softmax(α): path A.
+pub fn gumbel_max_path(alphas: &[Vec<Vec<f64>>], rng: &mut ChaCha8Rng) -> Vec<Vec<usize>> {
+    alphas
+        .iter()
+        .map(|stage| {
+            stage
+                .iter()
+                .map(|a| {
+                    let mut best = (0, f64::MIN);
+                    for (k, &v) in a.iter().enumerate() {
+                        let score = v + gumbel(rng);
+                        if score > best.1 {
+                            best = (k, score);
+                        }
+                    }
+                    best.0
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Per layer, an op drawn uniformly from the ops path A did not take:
+/// path B, never equal to A in any layer.
+pub fn other_path(first: &[Vec<usize>], num_ops: usize, rng: &mut ChaCha8Rng) -> Vec<Vec<usize>> {
+    first
+        .iter()
+        .map(|stage| {
+            stage
+                .iter()
+                .map(|&a| {
+                    let r = rng.gen_range(0..num_ops - 1);
+                    if r >= a {
+                        r + 1
+                    } else {
+                        r
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn gumbel(rng: &mut ChaCha8Rng) -> f64 {
+    let u: f64 = rng.gen_range(f64::MIN_POSITIVE..1.0);
+    -(-u.ln()).ln()
+}
+
+/// What one weight step measured.
+pub struct WeightStep {
+    pub loss: f64,
+    pub path_a_loss: f64,
+    /// Correct predictions of path A.
+    pub correct: usize,
+}
+
+/// What one architecture step measured.
+pub struct ArchStep {
+    pub ce: f64,
+    pub latency_loss: f64,
+    /// Correct predictions of the soft mixture.
+    pub correct: usize,
+}
+
+fn count_correct(logits: &Tensor, labels: &Tensor) -> usize {
+    logits
+        .argmax(1, false)
+        .eq_tensor(labels)
+        .sum(Kind::Int64)
+        .int64_value(&[]) as usize
+}
+
+/// A search in progress: the supernet, its latency model, both optimizers
+/// and the history so far.
+pub struct Search {
+    pub settings: Settings,
+    pub net: Supernet,
+    pub model: LatencyModel,
+    sgd: Sgd,
+    adam: Adam,
+    /// The next epoch to run (0-based); equal to `settings.epochs` when done.
+    pub next_epoch: usize,
+    pub history: Vec<EpochLog>,
+    /// What a checkpoint must match to be resumed by this search.
+    identity: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CheckpointMeta {
+    format: String,
+    identity: String,
+    next_epoch: usize,
+    adam_steps: i64,
+    history: Vec<EpochLog>,
+}
+
+const CHECKPOINT_FORMAT: &str = "tfnas-rs-search-checkpoint/1";
+
+impl Search {
+    /// A fresh search. `identity` names everything outside `settings` a
+    /// resumed run must share (space, table, data); the settings are added.
+    pub fn new(
+        settings: Settings,
+        space: &SearchSpaceConfig,
+        model: LatencyModel,
+        num_classes: usize,
+        device: Device,
+        identity: &str,
+    ) -> Result<Self> {
+        settings.check()?;
+        if space.ops.len() < 2 {
+            return Err(SearchError::Config(
+                "bi-sampling needs at least 2 candidate ops".into(),
+            ));
+        }
+        tch::manual_seed(settings.seed as i64);
+        let net = Supernet::new(space, num_classes as i64, device)?;
+        let weights = net.weight_tensors();
+        let sgd = Sgd::new(&weights, settings.weight_momentum, settings.weight_decay);
+        let adam = Adam::new(
+            &net.arch_tensors(),
+            settings.arch_lr,
+            (settings.arch_beta1, settings.arch_beta2),
+            settings.arch_weight_decay,
+        );
+        let identity = format!(
+            "{identity}; space {}; settings {}",
+            space.digest(),
+            serde_json::to_string(&settings).expect("settings serialize")
+        );
+        Ok(Search {
+            settings,
+            net,
+            model,
+            sgd,
+            adam,
+            next_epoch: 0,
+            history: Vec::new(),
+            identity,
+        })
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.next_epoch >= self.settings.epochs
+    }
+
+    /// The argmax network at its current widths.
+    pub fn derive(&self) -> Choices {
+        self.net.derive()
+    }
+
+    fn alpha_values(&self) -> Vec<Vec<Vec<f64>>> {
+        self.net
+            .alphas
+            .iter()
+            .map(|s| {
+                s.iter()
+                    .map(|a| {
+                        Vec::<f64>::try_from(a.to_device(Device::Cpu).to_kind(Kind::Double))
+                            .expect("α is a vector")
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// LAT with plain softmax(α) weights, for reports.
+    pub fn expected_ms(&self) -> f64 {
+        tch::no_grad(|| {
+            let w: Vec<Vec<Tensor>> = self
+                .net
+                .alphas
+                .iter()
+                .map(|s| s.iter().map(|a| a.softmax(0, Kind::Float)).collect())
+                .collect();
+            self.model
+                .expected(&w, &self.net.betas, &self.net.widths)
+                .double_value(&[])
+        })
+    }
+
+    /// Runs the next epoch. `progress(done, total)` is called after every
+    /// weight step.
+    pub fn run_epoch(
+        &mut self,
+        data: &dyn Dataset,
+        split: &Split,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<EpochLog> {
+        let epoch = self.next_epoch;
+        let s = self.settings.clone();
+        let bs = s.batch_size;
+        if split.train.len() < bs {
+            return Err(SearchError::Data(format!(
+                "the training split has {} images, fewer than one batch of {bs}",
+                split.train.len()
+            )));
+        }
+        if split.held_out.len() < 2 {
+            return Err(SearchError::Data(format!(
+                "the held-out split has {} images; the architecture steps need at least 2",
+                split.held_out.len()
+            )));
+        }
+        let start = Instant::now();
+        let warmup = epoch < s.warmup_epochs;
+        let temperature = s.temperature_at(epoch);
+        let lr = s.lr_at(epoch);
+        let mut rng = ChaCha8Rng::seed_from_u64(s.seed);
+        rng.set_stream(epoch as u64 + 1);
+        let mut train = split.train.clone();
+        train.shuffle(&mut rng);
+        let mut held_out = split.held_out.clone();
+        held_out.shuffle(&mut rng);
+        let held_bs = bs.min(held_out.len());
+        let mut held_pos = 0;
+        let mut next_held = || {
+            if held_pos + held_bs > held_out.len() {
+                held_pos = 0;
+            }
+            let idx = held_out[held_pos..held_pos + held_bs].to_vec();
+            held_pos += held_bs;
+            idx
+        };
+        let device = self.net.device;
+        let steps = train.len() / bs;
+        let (mut w_loss, mut a_loss, mut correct) = (0.0, 0.0, 0usize);
+        let (mut arch_ce, mut lat_loss, mut held_correct, mut held_seen, mut arch_steps) =
+            (0.0, 0.0, 0usize, 0usize, 0usize);
+        for step in 0..steps {
+            let idx = &train[step * bs..(step + 1) * bs];
+            let flips: Vec<bool> = idx.iter().map(|_| rng.gen()).collect();
+            let (x, y) = data.batch(idx, &flips)?;
+            let (x, y) = (x.to_device(device), y.to_device(device));
+            let w = self.weight_step(&x, &y, warmup, lr, &mut rng);
+            w_loss += w.loss;
+            a_loss += w.path_a_loss;
+            correct += w.correct;
+            // Architecture step on held-out data every other step.
+            if !warmup && step % 2 == 0 {
+                let hidx = next_held();
+                let (hx, hy) = data.batch(&hidx, &vec![false; hidx.len()])?;
+                let (hx, hy) = (hx.to_device(device), hy.to_device(device));
+                let a = self.arch_step(&hx, &hy, temperature, &mut rng);
+                arch_ce += a.ce;
+                lat_loss += a.latency_loss;
+                held_correct += a.correct;
+                held_seen += hidx.len();
+                arch_steps += 1;
+            }
+            progress(step + 1, steps);
+        }
+        if warmup {
+            // No arch steps: measure held-out accuracy on sampled paths.
+            tch::no_grad(|| -> Result<()> {
+                for chunk in held_out.chunks(held_bs) {
+                    if chunk.len() < 2 {
+                        continue;
+                    }
+                    let (hx, hy) = data.batch(chunk, &vec![false; chunk.len()])?;
+                    let (hx, hy) = (hx.to_device(device), hy.to_device(device));
+                    let path = gumbel_max_path(&self.alpha_values(), &mut rng);
+                    let logits = self.net.forward(&hx, &Ops::Path(&path));
+                    held_correct += count_correct(&logits, &hy);
+                    held_seen += chunk.len();
+                }
+                Ok(())
+            })?;
+        }
+        let elastic = (!warmup)
+            .then(|| self.scale_widths())
+            .map(|o| (o.before_ms, o.after_ms));
+        let n = steps as f64;
+        let per_arch = |v: f64| (arch_steps > 0).then(|| v / arch_steps as f64);
+        let log = EpochLog {
+            epoch,
+            warmup,
+            lr,
+            temperature,
+            weight_loss: w_loss / n,
+            path_a_loss: a_loss / n,
+            train_acc: correct as f64 / (n * bs as f64),
+            arch_ce: per_arch(arch_ce),
+            latency_loss: per_arch(lat_loss),
+            held_out_acc: held_correct as f64 / held_seen.max(1) as f64,
+            expected_ms: self.expected_ms(),
+            argmax_ms: self.model.discrete_ms(&self.derive()),
+            elastic,
+            seconds: start.elapsed().as_secs_f64(),
+        };
+        self.history.push(log.clone());
+        self.next_epoch += 1;
+        Ok(log)
+    }
+
+    /// One weight step on a batch already on the device: path A by
+    /// Gumbel-max from α and, after warm-up, path B among the other ops of
+    /// every layer, CE(A) + CE(B) on the same batch, clipped SGD.
+    pub fn weight_step(
+        &mut self,
+        x: &Tensor,
+        y: &Tensor,
+        warmup: bool,
+        lr: f64,
+        rng: &mut ChaCha8Rng,
+    ) -> WeightStep {
+        let weights = self.net.weight_tensors();
+        let n_ops = self.net.space.ops.len();
+        let path_a = gumbel_max_path(&self.alpha_values(), rng);
+        let logits = self.net.forward(x, &Ops::Path(&path_a));
+        let ce_a = logits.cross_entropy_for_logits(y);
+        let path_a_loss = ce_a.double_value(&[]);
+        let correct = count_correct(&logits, y);
+        let loss = if warmup {
+            ce_a
+        } else {
+            let path_b = other_path(&path_a, n_ops, rng);
+            ce_a + self
+                .net
+                .forward(x, &Ops::Path(&path_b))
+                .cross_entropy_for_logits(y)
+        };
+        let mut grads = Tensor::run_backward(&[&loss], &weights, false, false);
+        clip_grad_norm(&mut grads, self.settings.weight_clip);
+        self.sgd.step(&weights, &grads, lr);
+        WeightStep {
+            loss: loss.double_value(&[]),
+            path_a_loss,
+            correct,
+        }
+    }
+
+    /// One architecture step on a held-out batch already on the device:
+    /// every op mixed by a soft Gumbel-softmax sample at `temperature`,
+    /// loss CE + λ·|LAT/target − 1|, clipped Adam on α and β, then both
+    /// re-projected with log-softmax.
+    pub fn arch_step(
+        &mut self,
+        x: &Tensor,
+        y: &Tensor,
+        temperature: f64,
+        rng: &mut ChaCha8Rng,
+    ) -> ArchStep {
+        let arch = self.net.arch_tensors();
+        let n_ops = self.net.space.ops.len();
+        let device = self.net.device;
+        let soft: Vec<Vec<Tensor>> = self
+            .net
+            .alphas
+            .iter()
+            .map(|stage| {
+                stage
+                    .iter()
+                    .map(|a| {
+                        let g: Vec<f32> = (0..n_ops).map(|_| gumbel(rng) as f32).collect();
+                        let g = Tensor::from_slice(&g).to_device(device);
+                        ((a.log_softmax(0, Kind::Float) + g) / temperature).softmax(0, Kind::Float)
+                    })
+                    .collect()
+            })
+            .collect();
+        let logits = self.net.forward(x, &Ops::Mixed(&soft));
+        let ce = logits.cross_entropy_for_logits(y);
+        let lat = self
+            .model
+            .expected(&soft, &self.net.betas, &self.net.widths);
+        let l_lat = (lat / self.settings.target_ms - 1.0).abs() * self.settings.lambda;
+        let step = ArchStep {
+            ce: ce.double_value(&[]),
+            latency_loss: l_lat.double_value(&[]),
+            correct: count_correct(&logits, y),
+        };
+        let loss = ce + l_lat;
+        let mut grads = Tensor::run_backward(&[&loss], &arch, false, false);
+        for (g, p) in grads.iter_mut().zip(&arch) {
+            if !g.defined() {
+                *g = p.zeros_like();
+            }
+        }
+        clip_grad_norm(&mut grads, self.settings.arch_clip);
+        self.adam.step(&arch, &grads);
+        tch::no_grad(|| {
+            for p in &arch {
+                let mut p = p.shallow_clone();
+                p.copy_(&p.log_softmax(0, Kind::Float));
+            }
+        });
+        step
+    }
+
+    /// Elasticity scaling of the argmax network's widths to the target.
+    pub fn scale_widths(&mut self) -> Outcome {
+        let choices = self.derive();
+        let mut blocks = Vec::new();
+        for (s, stage) in choices.iter().enumerate() {
+            for (b, &(op, mid)) in stage.iter().enumerate() {
+                let curve = self.model.curve(s, b, op);
+                blocks.push(ElasticBlock {
+                    stage: s,
+                    mid,
+                    min: curve.range.min,
+                    max: curve.range.max,
+                    ms: curve.all().to_vec(),
+                });
+            }
+        }
+        let outcome = elastic::scale(
+            self.model.base_ms,
+            &mut blocks,
+            choices.len(),
+            self.settings.target_ms,
+        );
+        let mut n = 0;
+        for (s, stage) in choices.iter().enumerate() {
+            for (b, &(op, _)) in stage.iter().enumerate() {
+                self.net.set_width(s, b, op, blocks[n].mid);
+                n += 1;
+            }
+        }
+        outcome
+    }
+
+    /// Writes everything a resume needs to `path`, atomically (a temporary
+    /// file renamed over the old checkpoint).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let meta = CheckpointMeta {
+            format: CHECKPOINT_FORMAT.into(),
+            identity: self.identity.clone(),
+            next_epoch: self.next_epoch,
+            adam_steps: self.adam.steps,
+            history: self.history.clone(),
+        };
+        let meta = serde_json::to_vec(&meta).expect("checkpoint meta serializes");
+        let mut named: Vec<(String, Tensor)> = vec![("meta".into(), Tensor::from_slice(&meta))];
+        for (i, ((name, w), buf)) in self.net.weights().iter().zip(&self.sgd.buffers).enumerate() {
+            named.push((format!("w.{i}.{name}"), w.shallow_clone()));
+            named.push((format!("sgd.{i}"), buf.shallow_clone()));
+        }
+        for (i, ((a, m), v)) in self
+            .net
+            .arch_tensors()
+            .iter()
+            .zip(&self.adam.m)
+            .zip(&self.adam.v)
+            .enumerate()
+        {
+            named.push((format!("arch.{i}"), a.shallow_clone()));
+            named.push((format!("adam_m.{i}"), m.shallow_clone()));
+            named.push((format!("adam_v.{i}"), v.shallow_clone()));
+        }
+        named.extend(self.net.named_masks());
+        let cpu: Vec<(String, Tensor)> = named
+            .into_iter()
+            .map(|(n, t)| (n, t.detach().to_device(Device::Cpu).contiguous()))
+            .collect();
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        let fail = |message: String| SearchError::Checkpoint {
+            path: path.to_path_buf(),
+            message,
+        };
+        Tensor::write_safetensors(&cpu, &tmp).map_err(|e| fail(e.to_string()))?;
+        // On disk before the rename, so a crash never leaves a truncated
+        // checkpoint under the real name.
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| fail(format!("cannot sync {}: {e}", tmp.display())))?;
+        std::fs::rename(&tmp, path)
+            .map_err(|e| fail(format!("cannot move {} into place: {e}", tmp.display())))
+    }
+
+    /// Restores a checkpoint written by a search with the same identity.
+    pub fn load(&mut self, path: &Path) -> Result<()> {
+        let fail = |message: String| SearchError::Checkpoint {
+            path: path.to_path_buf(),
+            message,
+        };
+        let named = Tensor::read_safetensors(path).map_err(|e| fail(e.to_string()))?;
+        let map: std::collections::HashMap<String, Tensor> = named.into_iter().collect();
+        let get = |name: &str| {
+            map.get(name)
+                .ok_or_else(|| fail(format!("lacks tensor '{name}'")))
+        };
+        let meta_bytes = Vec::<u8>::try_from(get("meta")?).map_err(|e| fail(e.to_string()))?;
+        let meta: CheckpointMeta = serde_json::from_slice(&meta_bytes)
+            .map_err(|e| fail(format!("unreadable metadata: {e}")))?;
+        if meta.format != CHECKPOINT_FORMAT {
+            return Err(fail(format!(
+                "format '{}', expected '{CHECKPOINT_FORMAT}'",
+                meta.format
+            )));
+        }
+        if meta.identity != self.identity {
+            return Err(fail(format!(
+                "was written by a search with other settings, space, table or data:\n  checkpoint: {}\n  this run:   {}",
+                meta.identity, self.identity
+            )));
+        }
+        let device = self.net.device;
+        tch::no_grad(|| -> Result<()> {
+            for (i, ((name, w), buf)) in self
+                .net
+                .weights()
+                .iter()
+                .zip(&mut self.sgd.buffers)
+                .enumerate()
+            {
+                let mut w = w.shallow_clone();
+                w.copy_(&get(&format!("w.{i}.{name}"))?.to_device(device));
+                buf.copy_(&get(&format!("sgd.{i}"))?.to_device(device));
+            }
+            for (i, ((a, m), v)) in self
+                .net
+                .arch_tensors()
+                .iter()
+                .zip(&mut self.adam.m)
+                .zip(&mut self.adam.v)
+                .enumerate()
+            {
+                let mut a = a.shallow_clone();
+                a.copy_(&get(&format!("arch.{i}"))?.to_device(device));
+                m.copy_(&get(&format!("adam_m.{i}"))?.to_device(device));
+                v.copy_(&get(&format!("adam_v.{i}"))?.to_device(device));
+            }
+            Ok(())
+        })?;
+        let names: Vec<String> = self.net.named_masks().into_iter().map(|(n, _)| n).collect();
+        for name in names {
+            let mask = get(&name)?.shallow_clone();
+            let idx: Vec<usize> = name
+                .split('.')
+                .skip(1)
+                .map(|p| p.parse().expect("our own mask name"))
+                .collect();
+            self.net.load_mask(idx[0], idx[1], idx[2], &mask);
+        }
+        self.adam.steps = meta.adam_steps;
+        self.next_epoch = meta.next_epoch;
+        self.history = meta.history;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{split_per_class, Patterns};
+    use crate::fixture;
+
+    fn tiny(settings: Settings) -> Search {
+        // Tests run in parallel on few cores; libtorch's own thread pool on
+        // top of that oversubscribes them badly.
+        tch::set_num_threads(1);
+        let space = fixture::tiny_space();
+        let model = LatencyModel::new(&space, &fixture::tiny_table()).unwrap();
+        Search::new(settings, &space, model, 10, Device::Cpu, "tiny").unwrap()
+    }
+
+    fn tiny_settings(epochs: usize, warmup: usize) -> Settings {
+        Settings {
+            target_ms: 3.0,
+            epochs,
+            warmup_epochs: warmup,
+            batch_size: 16,
+            weight_lr: 0.1,
+            seed: 5,
+            ..Settings::default()
+        }
+    }
+
+    fn tiny_data(count: usize) -> (Patterns, Split) {
+        let data = Patterns::new(count, 16, 0.3, 11).unwrap();
+        let split = split_per_class(&data, 0.8, 11);
+        (data, split)
+    }
+
+    #[test]
+    fn the_second_path_never_repeats_the_first() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        for n_ops in [2usize, 3, 8] {
+            let alphas: Vec<Vec<Vec<f64>>> = (0..3)
+                .map(|_| {
+                    (0..4)
+                        .map(|_| (0..n_ops).map(|_| rng.gen_range(-3.0..0.0)).collect())
+                        .collect()
+                })
+                .collect();
+            let mut seen_b = vec![0usize; n_ops];
+            for _ in 0..500 {
+                let a = gumbel_max_path(&alphas, &mut rng);
+                let b = other_path(&a, n_ops, &mut rng);
+                for (sa, sb) in a.iter().zip(&b) {
+                    for (&x, &y) in sa.iter().zip(sb) {
+                        assert_ne!(x, y);
+                        assert!(y < n_ops);
+                        seen_b[y] += 1;
+                    }
+                }
+            }
+            // Every op is drawn as the second path.
+            assert!(seen_b.iter().all(|&c| c > 0), "{seen_b:?}");
+        }
+    }
+
+    #[test]
+    fn temperature_and_lr_follow_the_method() {
+        let s = Settings::default();
+        assert_eq!(s.temperature_at(0), 5.0);
+        assert_eq!(s.temperature_at(10), 5.0);
+        assert!((s.temperature_at(89) - 5.0 * 0.96f64.powi(79)).abs() < 1e-12);
+        assert!((s.lr_at(10) - 0.02425).abs() < 1e-5);
+        assert!((s.lr_at(89) - 8e-6).abs() < 1e-6);
+    }
+
+    #[test]
+    fn resume_repeats_the_uninterrupted_search() {
+        let (data, split) = tiny_data(200);
+        let mut straight = tiny(tiny_settings(3, 1));
+        for _ in 0..3 {
+            straight.run_epoch(&data, &split, &mut |_, _| {}).unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("search.ckpt");
+        let mut first = tiny(tiny_settings(3, 1));
+        for _ in 0..2 {
+            first.run_epoch(&data, &split, &mut |_, _| {}).unwrap();
+        }
+        first.save(&path).unwrap();
+        drop(first);
+        let mut resumed = tiny(tiny_settings(3, 1));
+        resumed.load(&path).unwrap();
+        assert_eq!(resumed.next_epoch, 2);
+        assert_eq!(resumed.history.len(), 2);
+        resumed.run_epoch(&data, &split, &mut |_, _| {}).unwrap();
+        assert!(resumed.is_done());
+        let strip = |h: &[EpochLog]| {
+            h.iter()
+                .map(|l| EpochLog {
+                    seconds: 0.0,
+                    ..l.clone()
+                })
+                .map(|l| format!("{l:?}"))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(strip(&resumed.history), strip(&straight.history));
+        assert_eq!(resumed.derive(), straight.derive());
+        assert_eq!(resumed.net.widths, straight.net.widths);
+        for (a, b) in resumed
+            .net
+            .arch_tensors()
+            .iter()
+            .zip(straight.net.arch_tensors())
+        {
+            assert!(a.equal(&b));
+        }
+        for ((_, a), (_, b)) in resumed.net.weights().iter().zip(straight.net.weights()) {
+            assert!(a.equal(b));
+        }
+        // A checkpoint of other settings is refused, saying why.
+        let mut other = tiny(Settings {
+            seed: 6,
+            ..tiny_settings(3, 1)
+        });
+        let err = other.load(&path).unwrap_err().to_string();
+        assert!(err.contains("other settings"), "{err}");
+    }
+
+    #[test]
+    fn a_tiny_search_learns_and_lands_just_under_the_target() {
+        let (data, split) = tiny_data(400);
+        let mut search = tiny(Settings {
+            lambda: 1.0,
+            ..tiny_settings(6, 2)
+        });
+        while !search.is_done() {
+            let log = search.run_epoch(&data, &split, &mut |_, _| {}).unwrap();
+            eprintln!("{}", log.line(6, 3.0));
+        }
+        let h = &search.history;
+        assert!(
+            h.last().unwrap().path_a_loss < 0.8 * h[0].path_a_loss,
+            "{h:?}"
+        );
+        let choices = search.derive();
+        let lat = search.model.discrete_ms(&choices);
+        assert!((0.99 * 3.0..=3.0).contains(&lat), "{lat} for {choices:?}");
+        let arch = space::Architecture::from_choices(&search.net.space, &choices)
+            .unwrap()
+            .with_prediction(&fixture::tiny_table())
+            .unwrap();
+        assert!((arch.prediction.unwrap().latency_ms - lat).abs() < 1e-9);
+    }
+}
