@@ -11,7 +11,7 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use searcher::data::{Dataset, Patterns};
+use searcher::data::{Augment, Dataset, Patterns};
 use searcher::latency::LatencyModel;
 use searcher::proxy::proxy_table;
 use searcher::search::{Search, Settings};
@@ -49,7 +49,7 @@ fn steps(c: &mut Criterion) {
         Search::new(settings, &space, model, 10, device, "bench").expect("search builds");
     let data = Patterns::new(batch.max(20), resolution, 0.3, 1).expect("embedded data");
     let idx: Vec<usize> = (0..batch).collect();
-    let (x, y) = data.batch(&idx, &[]).expect("a batch");
+    let (x, y) = data.batch(&idx, Augment::HeldOut).expect("a batch");
     let (x, y) = (x.to_device(device), y.to_device(device));
     let what = format!("default space, {batch}x3x{resolution}x{resolution}, {device:?}");
     let mut rng = ChaCha8Rng::seed_from_u64(0);

@@ -233,7 +233,7 @@ fn searches_on_an_image_folder() {
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(
-        stdout.contains("20 files, 2 classes") && stdout.contains("16 for weights, 4 held out"),
+        stdout.contains("20 images, 2 classes") && stdout.contains("16 for weights, 4 held out"),
         "{stdout}"
     );
     assert!(stderr.contains("epoch 2/2"), "{stderr}");

@@ -3,18 +3,17 @@
 //!
 //! - [`Patterns`]: the embedded default, a deterministic, procedurally
 //!   generated image-classification set that needs no download.
-//! - [`ImageFiles`]: real images, from a folder with one subfolder per class
-//!   or from the official split lists (`wnid/file.JPEG label`).
+//! - [`crate::images::ImageSet`]: real images (image folders, the official
+//!   split lists, CIFAR-10), decoded and augmented in parallel ahead of the
+//!   search.
 //!
 //! The search input resolution is the data's; latency always refers to the
 //! table's deployment resolution.
 
-use std::path::{Path, PathBuf};
-
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use crate::error::{Result, SearchError};
 
@@ -29,10 +28,33 @@ pub trait Dataset {
     fn resolution(&self) -> u32;
     fn label(&self, index: usize) -> usize;
     /// Images `[n, 3, r, r]` (float, normalised) and labels `[n]` (int64) on
-    /// the CPU; `flip[i]` mirrors image `i` horizontally.
-    fn batch(&self, indices: &[usize], flip: &[bool]) -> Result<(Tensor, Tensor)>;
+    /// the CPU, transformed as `augment` says. A set may skip unreadable
+    /// images, so `n` can be below `indices.len()`.
+    fn batch(&self, indices: &[usize], augment: Augment) -> Result<(Tensor, Tensor)>;
+    /// A hint that `batches` will be asked for next, in this order, with
+    /// `augment`: a set that decodes images starts on them in the
+    /// background. Asking for anything else is still answered, only slower.
+    fn prefetch(&self, _batches: &[Vec<usize>], _augment: Augment) {}
     /// One line for logs and for the checkpoint's settings.
     fn describe(&self) -> String;
+}
+
+/// How a batch's images are transformed. Training randomness (crops,
+/// flips, colour jitter) follows from the data set's seed, the epoch and the
+/// image index alone, so it does not depend on batch order or threads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Augment {
+    Train { epoch: u64 },
+    HeldOut,
+}
+
+/// A well-mixed 64-bit value of `(seed, epoch, index)` (splitmix64), the
+/// root of every per-image random choice.
+pub fn image_stream(seed: u64, epoch: u64, index: u64) -> u64 {
+    let mut z = seed ^ epoch.rotate_left(21) ^ index.rotate_left(42) ^ 0x9E37_79B9_7F4A_7C15;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// Which indices train the weights and which drive the architecture steps.
@@ -87,6 +109,7 @@ pub const PATTERN_CLASSES: [&str; 10] = [
 pub struct Patterns {
     resolution: u32,
     noise: f32,
+    seed: u64,
     images: Vec<f32>,
     labels: Vec<usize>,
 }
@@ -112,6 +135,7 @@ impl Patterns {
         Ok(Patterns {
             resolution,
             noise,
+            seed,
             images,
             labels,
         })
@@ -205,13 +229,19 @@ impl Dataset for Patterns {
     fn label(&self, index: usize) -> usize {
         self.labels[index]
     }
-    fn batch(&self, indices: &[usize], flip: &[bool]) -> Result<(Tensor, Tensor)> {
+    /// Training flips each image with probability 1/2 (every pattern class
+    /// is flip-invariant); held-out images are as generated.
+    fn batch(&self, indices: &[usize], augment: Augment) -> Result<(Tensor, Tensor)> {
         let n = self.resolution as usize;
         let pixels = 3 * n * n;
         let mut data = Vec::with_capacity(indices.len() * pixels);
-        for (j, &i) in indices.iter().enumerate() {
+        for &i in indices {
             let image = &self.images[i * pixels..(i + 1) * pixels];
-            if flip.get(j).copied().unwrap_or(false) {
+            let flip = match augment {
+                Augment::Train { epoch } => image_stream(self.seed, epoch, i as u64) & 1 == 1,
+                Augment::HeldOut => false,
+            };
+            if flip {
                 for row in image.chunks_exact(n) {
                     data.extend(row.iter().rev());
                 }
@@ -238,203 +268,6 @@ impl Dataset for Patterns {
     }
 }
 
-/// Real images on disk, decoded (libtorch's stb_image) and resized to a
-/// square resolution per batch, normalised with the ImageNet mean and std.
-pub struct ImageFiles {
-    origin: String,
-    resolution: u32,
-    files: Vec<PathBuf>,
-    labels: Vec<usize>,
-    classes: Vec<String>,
-}
-
-const IMAGE_EXTENSIONS: [&str; 6] = ["jpg", "jpeg", "png", "bmp", "gif", "tga"];
-
-impl ImageFiles {
-    /// A folder with one subfolder per class (sorted names are labels
-    /// 0..n). Decodes one image per class now, so an unreadable set fails
-    /// before training.
-    pub fn from_folder(dir: &Path, resolution: u32) -> Result<Self> {
-        let io = |path: &Path, source| SearchError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let mut classes: Vec<String> = std::fs::read_dir(dir)
-            .map_err(|e| io(dir, e))?
-            .filter_map(|e| e.ok())
-            .filter(|e| e.path().is_dir())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        classes.sort();
-        if classes.len() < 2 {
-            return Err(SearchError::Data(format!(
-                "{}: need one subfolder per class and at least 2 classes, found {}",
-                dir.display(),
-                classes.len()
-            )));
-        }
-        let (mut files, mut labels) = (Vec::new(), Vec::new());
-        for (label, class) in classes.iter().enumerate() {
-            let class_dir = dir.join(class);
-            let mut members: Vec<PathBuf> = std::fs::read_dir(&class_dir)
-                .map_err(|e| io(&class_dir, e))?
-                .filter_map(|e| e.ok())
-                .map(|e| e.path())
-                .filter(|p| {
-                    p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
-                        IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())
-                    })
-                })
-                .collect();
-            members.sort();
-            if members.is_empty() {
-                return Err(SearchError::Data(format!(
-                    "{}: class folder holds no images ({})",
-                    class_dir.display(),
-                    IMAGE_EXTENSIONS.join(", ")
-                )));
-            }
-            labels.extend(std::iter::repeat_n(label, members.len()));
-            files.extend(members);
-        }
-        Self::checked(
-            dir.display().to_string(),
-            resolution,
-            files,
-            labels,
-            classes,
-        )
-    }
-
-    /// The official split lists (`wnid/file.JPEG label` per line, paths
-    /// relative to `root`): the train list's images, then the held-out
-    /// list's, with the split that says which are which.
-    pub fn from_lists(
-        root: &Path,
-        train: &Path,
-        held_out: &Path,
-        resolution: u32,
-    ) -> Result<(Self, Split)> {
-        let read = |list: &Path| -> Result<Vec<(PathBuf, usize)>> {
-            let text = std::fs::read_to_string(list).map_err(|source| SearchError::Io {
-                path: list.to_path_buf(),
-                source,
-            })?;
-            text.lines()
-                .enumerate()
-                .filter(|(_, l)| !l.trim().is_empty())
-                .map(|(n, l)| {
-                    let mut parts = l.split_whitespace();
-                    match (
-                        parts.next(),
-                        parts.next().and_then(|p| p.parse::<usize>().ok()),
-                        parts.next(),
-                    ) {
-                        (Some(file), Some(label), None) => Ok((root.join(file), label)),
-                        _ => Err(SearchError::Data(format!(
-                            "{}:{}: expected 'relative/path label', found '{l}'",
-                            list.display(),
-                            n + 1
-                        ))),
-                    }
-                })
-                .collect()
-        };
-        let a = read(train)?;
-        let b = read(held_out)?;
-        let split = Split {
-            train: (0..a.len()).collect(),
-            held_out: (a.len()..a.len() + b.len()).collect(),
-        };
-        let (files, labels): (Vec<PathBuf>, Vec<usize>) = a.into_iter().chain(b).unzip();
-        let n = labels.iter().max().map_or(0, |m| m + 1);
-        let classes = (0..n).map(|i| i.to_string()).collect();
-        let origin = format!("{} + {}", train.display(), held_out.display());
-        Ok((
-            Self::checked(origin, resolution, files, labels, classes)?,
-            split,
-        ))
-    }
-
-    fn checked(
-        origin: String,
-        resolution: u32,
-        files: Vec<PathBuf>,
-        labels: Vec<usize>,
-        classes: Vec<String>,
-    ) -> Result<Self> {
-        let set = ImageFiles {
-            origin,
-            resolution,
-            files,
-            labels,
-            classes,
-        };
-        // One image of every class must decode now.
-        let mut seen = vec![false; set.classes.len()];
-        for i in 0..set.files.len() {
-            if !seen[set.labels[i]] {
-                seen[set.labels[i]] = true;
-                let _decoded = set.load(i)?;
-            }
-        }
-        Ok(set)
-    }
-
-    fn load(&self, index: usize) -> Result<Tensor> {
-        let path = &self.files[index];
-        let image = tch::vision::image::load(path)
-            .map_err(|e| SearchError::Data(format!("cannot decode {}: {e}", path.display())))?;
-        let r = i64::from(self.resolution);
-        let image = tch::vision::image::resize(&image, r, r)
-            .map_err(|e| SearchError::Data(format!("cannot resize {}: {e}", path.display())))?;
-        let mean = Tensor::from_slice(&[0.485f32, 0.456, 0.406]).view([3, 1, 1]);
-        let std = Tensor::from_slice(&[0.229f32, 0.224, 0.225]).view([3, 1, 1]);
-        Ok((image.to_kind(Kind::Float) / 255.0 - mean) / std)
-    }
-}
-
-impl Dataset for ImageFiles {
-    fn len(&self) -> usize {
-        self.files.len()
-    }
-    fn num_classes(&self) -> usize {
-        self.classes.len()
-    }
-    fn resolution(&self) -> u32 {
-        self.resolution
-    }
-    fn label(&self, index: usize) -> usize {
-        self.labels[index]
-    }
-    fn batch(&self, indices: &[usize], flip: &[bool]) -> Result<(Tensor, Tensor)> {
-        let images = indices
-            .iter()
-            .enumerate()
-            .map(|(j, &i)| {
-                let img = self.load(i)?;
-                Ok(if flip.get(j).copied().unwrap_or(false) {
-                    img.flip([2])
-                } else {
-                    img
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let labels: Vec<i64> = indices.iter().map(|&i| self.labels[i] as i64).collect();
-        Ok((Tensor::stack(&images, 0), Tensor::from_slice(&labels)))
-    }
-    fn describe(&self) -> String {
-        format!(
-            "images from {}: {} files, {} classes, resized to {}x{}",
-            self.origin,
-            self.len(),
-            self.num_classes(),
-            self.resolution,
-            self.resolution
-        )
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -449,16 +282,27 @@ mod tests {
         for class in 0..10 {
             assert_eq!((0..100).filter(|&i| a.label(i) == class).count(), 10);
         }
-        let (x, y) = a.batch(&[0, 1, 2], &[false, true, false]).unwrap();
+        let (x, y) = a.batch(&[0, 1, 2], Augment::HeldOut).unwrap();
         assert_eq!(x.size(), [3, 3, 16, 16]);
         assert_eq!(Vec::<i64>::try_from(&y).unwrap(), [0, 1, 2]);
-        // A flip mirrors the columns.
-        let (plain, _) = a.batch(&[1], &[false]).unwrap();
-        let diff = (plain.flip([3]) - x.get(1).unsqueeze(0))
-            .abs()
-            .max()
-            .double_value(&[]);
-        assert_eq!(diff, 0.0);
+        // Training flips about half the images, each a mirror of its columns,
+        // the same way for the same epoch and differently for another.
+        let all: Vec<usize> = (0..100).collect();
+        let (plain, _) = a.batch(&all, Augment::HeldOut).unwrap();
+        let (e0, _) = a.batch(&all, Augment::Train { epoch: 0 }).unwrap();
+        let (e0_again, _) = a.batch(&all, Augment::Train { epoch: 0 }).unwrap();
+        let (e1, _) = a.batch(&all, Augment::Train { epoch: 1 }).unwrap();
+        assert!(e0.equal(&e0_again));
+        assert!(!e0.equal(&e1));
+        let mut flipped = 0;
+        for i in 0..100 {
+            let (p, t) = (plain.get(i), e0.get(i));
+            if !p.equal(&t) {
+                assert!(p.flip([2]).equal(&t), "image {i} is not a mirror");
+                flipped += 1;
+            }
+        }
+        assert!((30..=70).contains(&flipped), "{flipped} of 100 flipped");
     }
 
     #[test]
@@ -477,83 +321,5 @@ mod tests {
         }
         assert!(split.train.iter().all(|i| !split.held_out.contains(i)));
         assert_eq!(split, split_per_class(&data, 0.8, 3));
-    }
-
-    #[test]
-    fn an_unreadable_folder_is_a_clear_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let err = ImageFiles::from_folder(&dir.path().join("nope"), 32)
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(err.contains("nope"), "{err}");
-        std::fs::create_dir(dir.path().join("cat")).unwrap();
-        std::fs::create_dir(dir.path().join("dog")).unwrap();
-        std::fs::write(dir.path().join("cat/a.jpg"), b"not a jpeg").unwrap();
-        let err = ImageFiles::from_folder(dir.path(), 32)
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(err.contains("dog") && err.contains("no images"), "{err}");
-        std::fs::write(dir.path().join("dog/b.png"), b"nor a png").unwrap();
-        let err = ImageFiles::from_folder(dir.path(), 32)
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(
-            err.contains("cannot decode") && err.contains("a.jpg"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn official_split_lists_load_and_refuse_malformed_lines() {
-        let dir = tempfile::tempdir().unwrap();
-        for wnid in ["n01", "n02"] {
-            std::fs::create_dir(dir.path().join(wnid)).unwrap();
-            for i in 0..3 {
-                let img = Tensor::randint(255, [3, 9, 9], (Kind::Uint8, tch::Device::Cpu));
-                tch::vision::image::save(&img, dir.path().join(format!("{wnid}/{i}.png"))).unwrap();
-            }
-        }
-        let train = dir.path().join("train.txt");
-        let val = dir.path().join("val.txt");
-        std::fs::write(
-            &train,
-            "n01/0.png 0\nn01/1.png 0\nn02/0.png 1\nn02/1.png 1\n",
-        )
-        .unwrap();
-        std::fs::write(&val, "n01/2.png 0\nn02/2.png 1\n").unwrap();
-        let (set, split) = ImageFiles::from_lists(dir.path(), &train, &val, 8).unwrap();
-        assert_eq!((set.len(), set.num_classes()), (6, 2));
-        assert_eq!(split.train, [0, 1, 2, 3]);
-        assert_eq!(split.held_out, [4, 5]);
-        assert_eq!(set.label(5), 1);
-        std::fs::write(&val, "n01/2.png 0\nn02/2.png\n").unwrap();
-        let err = ImageFiles::from_lists(dir.path(), &train, &val, 8)
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(err.contains("val.txt:2"), "{err}");
-    }
-
-    #[test]
-    fn a_real_image_folder_loads_and_splits() {
-        let dir = tempfile::tempdir().unwrap();
-        for class in ["a", "b"] {
-            std::fs::create_dir(dir.path().join(class)).unwrap();
-            for i in 0..5 {
-                let img = Tensor::randint(255, [3, 10, 12], (Kind::Uint8, tch::Device::Cpu));
-                tch::vision::image::save(&img, dir.path().join(format!("{class}/{i}.png")))
-                    .unwrap();
-            }
-        }
-        let set = ImageFiles::from_folder(dir.path(), 8).unwrap();
-        assert_eq!((set.len(), set.num_classes()), (10, 2));
-        let split = split_per_class(&set, 0.8, 1);
-        assert_eq!((split.train.len(), split.held_out.len()), (8, 2));
-        let (x, y) = set.batch(&split.held_out, &[true, false]).unwrap();
-        assert_eq!(x.size(), [2, 3, 8, 8]);
-        assert_eq!(Vec::<i64>::try_from(&y).unwrap(), [0, 1]);
     }
 }

@@ -43,6 +43,19 @@ pub enum SearchError {
     #[error("dataset: {0}")]
     Data(String),
 
+    #[error("{path}: {message}")]
+    Dataset { path: PathBuf, message: String },
+
+    #[error("{path}: cannot decode image: {message}")]
+    Decode { path: PathBuf, message: String },
+
+    #[error("{path}:{line}: {message}")]
+    SplitList {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+
     #[error("checkpoint {path}: {message}")]
     Checkpoint { path: PathBuf, message: String },
 

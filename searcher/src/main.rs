@@ -11,7 +11,8 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use searcher::data::{split_per_class, Dataset, ImageFiles, Patterns, Split};
+use searcher::data::{split_per_class, Dataset, Patterns, Split};
+use searcher::images::{ImageSet, LoaderOptions};
 use searcher::latency::LatencyModel;
 use searcher::proxy;
 use searcher::search::{Search, Settings};
@@ -57,11 +58,23 @@ struct Cli {
     #[arg(long)]
     latency_batch: Option<u32>,
 
-    /// Image folder (one subfolder per class, split 80/20 per class), or
-    /// the root the --train-list and --val-list paths are relative to.
-    /// Without it, the embedded pattern set.
+    /// Image folder (one subfolder per class, JPEG or PNG, split 80/20 per
+    /// class), a CIFAR-10 binary folder (data_batch_1.bin ..), or the root
+    /// the --train-list and --val-list paths are relative to. Without it,
+    /// the embedded pattern set.
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Threads decoding images (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    loader_threads: usize,
+    /// Training batches decoded ahead of the search (memory: this many
+    /// batches plus the one in use).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..1024))]
+    prefetch: u64,
+    /// Stop at the first unreadable image instead of skipping it with a
+    /// warning.
+    #[arg(long)]
+    strict: bool,
     /// Official-format split list (`wnid/file.JPEG label`) for weight steps.
     #[arg(long, requires_all = ["data", "val_list"])]
     train_list: Option<PathBuf>,
@@ -172,13 +185,19 @@ fn write_atomically(path: &Path, text: &str) -> Result<()> {
 }
 
 fn load_data(cli: &Cli) -> Result<(Box<dyn Dataset>, Split)> {
+    let options = LoaderOptions {
+        threads: cli.loader_threads,
+        prefetch: cli.prefetch as usize,
+        strict: cli.strict,
+    };
     Ok(match (&cli.data, &cli.train_list, &cli.val_list) {
         (Some(root), Some(train), Some(val)) => {
-            let (set, split) = ImageFiles::from_lists(root, train, val, cli.resolution)?;
+            let (set, split) =
+                ImageSet::lists(root, train, val, cli.resolution, cli.seed, options)?;
             (Box::new(set), split)
         }
         (Some(dir), _, _) => {
-            let set = ImageFiles::from_folder(dir, cli.resolution)?;
+            let set = ImageSet::open(dir, cli.resolution, cli.seed, options)?;
             let split = split_per_class(&set, 0.8, cli.seed);
             (Box::new(set), split)
         }

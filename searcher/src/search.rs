@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use space::SearchSpaceConfig;
 use tch::{Device, Kind, Tensor};
 
-use crate::data::{Dataset, Split};
+use crate::data::{Augment, Dataset, Split};
 use crate::elastic::{self, ElasticBlock, Outcome};
 use crate::error::{Result, SearchError};
 use crate::latency::{Choices, LatencyModel};
@@ -396,13 +396,21 @@ impl Search {
         };
         let device = self.net.device;
         let steps = train.len() / bs;
-        let (mut w_loss, mut a_loss, mut correct) = (0.0, 0.0, 0usize);
+        let (mut w_loss, mut a_loss, mut correct, mut train_seen) = (0.0, 0.0, 0usize, 0usize);
         let (mut arch_ce, mut lat_loss, mut held_correct, mut held_seen, mut arch_steps) =
             (0.0, 0.0, 0usize, 0usize, 0usize);
-        for step in 0..steps {
-            let idx = &train[step * bs..(step + 1) * bs];
-            let flips: Vec<bool> = idx.iter().map(|_| rng.gen()).collect();
-            let (x, y) = data.batch(idx, &flips)?;
+        let augment = Augment::Train {
+            epoch: epoch as u64,
+        };
+        let planned: Vec<Vec<usize>> = train[..steps * bs]
+            .chunks_exact(bs)
+            .map(<[usize]>::to_vec)
+            .collect();
+        data.prefetch(&planned, augment);
+        for (step, idx) in planned.iter().enumerate() {
+            let (x, y) = data.batch(idx, augment)?;
+            // A set may have skipped unreadable images.
+            train_seen += y.size()[0] as usize;
             let (x, y) = (x.to_device(device), y.to_device(device));
             let w = self.weight_step(&x, &y, warmup, lr, &mut rng);
             w_loss += w.loss;
@@ -411,13 +419,13 @@ impl Search {
             // Architecture step on held-out data every other step.
             if !warmup && step % 2 == 0 {
                 let hidx = next_held();
-                let (hx, hy) = data.batch(&hidx, &vec![false; hidx.len()])?;
+                let (hx, hy) = data.batch(&hidx, Augment::HeldOut)?;
                 let (hx, hy) = (hx.to_device(device), hy.to_device(device));
                 let a = self.arch_step(&hx, &hy, temperature, &mut rng);
                 arch_ce += a.ce;
                 lat_loss += a.latency_loss;
                 held_correct += a.correct;
-                held_seen += hidx.len();
+                held_seen += hy.size()[0] as usize;
                 arch_steps += 1;
             }
             progress(step + 1, steps);
@@ -429,12 +437,12 @@ impl Search {
                     if chunk.len() < 2 {
                         continue;
                     }
-                    let (hx, hy) = data.batch(chunk, &vec![false; chunk.len()])?;
+                    let (hx, hy) = data.batch(chunk, Augment::HeldOut)?;
                     let (hx, hy) = (hx.to_device(device), hy.to_device(device));
                     let path = gumbel_max_path(&self.alpha_values(), &mut rng);
                     let logits = self.net.forward(&hx, &Ops::Path(&path));
                     held_correct += count_correct(&logits, &hy);
-                    held_seen += chunk.len();
+                    held_seen += hy.size()[0] as usize;
                 }
                 Ok(())
             })?;
@@ -451,7 +459,7 @@ impl Search {
             temperature,
             weight_loss: w_loss / n,
             path_a_loss: a_loss / n,
-            train_acc: correct as f64 / (n * bs as f64),
+            train_acc: correct as f64 / train_seen.max(1) as f64,
             arch_ce: per_arch(arch_ce),
             latency_loss: per_arch(lat_loss),
             held_out_acc: held_correct as f64 / held_seen.max(1) as f64,
