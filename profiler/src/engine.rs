@@ -150,3 +150,26 @@ pub trait Engine {
     /// between two events on the device (L2 flushed before, when cold).
     fn run_timed(&mut self) -> Result<f64>;
 }
+
+/// Sets the header lines that say what measured a file's numbers: device,
+/// driver and libraries, engine, and the settings that change what a
+/// latency means. Tables and validation rows share them, so a resume check
+/// and `compare` read the same keys everywhere.
+pub fn set_measurement_lines<'m>(
+    m: &'m mut space::Metadata,
+    info: &EngineInfo,
+    config: &EngineConfig,
+) -> &'m mut space::Metadata {
+    use space::meta;
+    m.set(meta::DEVICE_NAME, &info.device_name)
+        .set(meta::DEVICE_UUID, &info.device_uuid)
+        .set(meta::DRIVER, &info.driver)
+        .set(meta::CUDA, &info.cuda)
+        .set(meta::CUDNN, &info.cudnn)
+        .set(meta::ENGINE, &info.engine)
+        .set(meta::LAUNCH, config.launch)
+        .set(meta::L2, config.l2)
+        .set(meta::DTYPE, config.dtype)
+        .set(meta::LAYOUT, config.layout)
+        .set(meta::BATCH, config.batch)
+}

@@ -68,18 +68,8 @@ pub fn fingerprint(
     started: &str,
 ) -> Metadata {
     let mut m = Metadata::new();
-    m.set(meta::FORMAT, space::table::FORMAT)
-        .set(meta::DEVICE_NAME, &info.device_name)
-        .set(meta::DEVICE_UUID, &info.device_uuid)
-        .set(meta::DRIVER, &info.driver)
-        .set(meta::CUDA, &info.cuda)
-        .set(meta::CUDNN, &info.cudnn)
-        .set(meta::ENGINE, &info.engine)
-        .set(meta::LAUNCH, config.launch)
-        .set(meta::L2, config.l2)
-        .set(meta::DTYPE, config.dtype)
-        .set(meta::LAYOUT, config.layout)
-        .set(meta::BATCH, config.batch)
+    m.set(meta::FORMAT, space::table::FORMAT);
+    crate::engine::set_measurement_lines(&mut m, info, config)
         .set(meta::WIDTH_STEP, settings.width_step)
         .set(meta::SPACE, &settings.space.name)
         .set(meta::SPACE_DIGEST, settings.space.digest())
