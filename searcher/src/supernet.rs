@@ -56,8 +56,10 @@ fn conv(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, stride: i64, groups: i64)
     x.conv2d(w, bias, [stride, stride], [k / 2, k / 2], [1, 1], groups)
 }
 
-/// The named trainable tensors, created with PyTorch's default init
-/// (uniform in ±1/√fan_in, as the official code leaves convs at default).
+/// The named trainable tensors: weights with PyTorch's default init
+/// (uniform in ±1/√fan_in, as the official code leaves convs at default),
+/// biases at zero (the official `_initialization` zeroes every conv and
+/// linear bias).
 struct Registry {
     device: Device,
     named: Vec<(String, Tensor)>,
@@ -69,6 +71,12 @@ impl Registry {
         let t = Tensor::empty(shape, (Kind::Float, self.device))
             .uniform_(-bound, bound)
             .set_requires_grad(true);
+        self.named.push((name, t.shallow_clone()));
+        t
+    }
+
+    fn bias(&mut self, name: String, len: i64) -> Tensor {
+        let t = Tensor::zeros([len], (Kind::Float, self.device)).set_requires_grad(true);
         self.named.push((name, t.shallow_clone()));
         t
     }
@@ -112,9 +120,9 @@ impl MbConv {
         let se = (se > 0).then(|| {
             [
                 reg.param(format!("{name}.se_reduce.w"), &[s, m, 1, 1], m),
-                reg.param(format!("{name}.se_reduce.b"), &[s], m),
+                reg.bias(format!("{name}.se_reduce.b"), s),
                 reg.param(format!("{name}.se_expand.w"), &[m, s, 1, 1], s),
-                reg.param(format!("{name}.se_expand.b"), &[m], s),
+                reg.bias(format!("{name}.se_expand.b"), m),
             ]
         });
         let pw = reg.param(format!("{name}.pw"), &[o, m, 1, 1], m);
@@ -272,7 +280,7 @@ impl Supernet {
         let feat = c(space.head.feature_channels);
         let head = reg.param("head".into(), &[feat, c(last), 1, 1], c(last));
         let fc_w = reg.param("fc.w".into(), &[num_classes, feat], feat);
-        let fc_b = reg.param("fc.b".into(), &[num_classes], feat);
+        let fc_b = reg.bias("fc.b".into(), num_classes);
         let n_ops = space.ops.len() as i64;
         let alphas = space
             .layers()
