@@ -19,6 +19,11 @@
 # on the path breaks the system one); python3 is the machine's torch venv.
 # FULL=1 also builds the full default table into $OUT/table.csv (about 10
 # minutes more: give it a call of its own, e.g. with GPU_CHECK_ONLY=full-table).
+# VALIDATE=1 also runs issue 4's whole-network checks (about 5 minutes more;
+# give it a call of its own, e.g. VALIDATE=1 GPU_CHECK_ONLY="table-two-ops
+# validate validate-resume validate-refuse fit"): the whole table of a
+# two-op space at width step 64, 20 sampled networks validated against it,
+# a resume, a refused other seed, and a fitted correction.
 # GPU_CHECK_ONLY="step names" runs only those steps (a focused rerun).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -174,10 +179,20 @@ run() {
     step measure-cold 60 "$p" measure --arch "$arch" --device 0 --l2 cold --cap-ms 500
     step verify-eager 60 "$p" verify --device 0 --launch eager
     step bad-device 20 "expect=2:no CUDA device 7" "$p" verify --device 7
+    if [ "${VALIDATE:-0}" = 1 ]; then
+        budget=$((SECONDS - t_start + 340))
+        local two=tests/fixtures/space_two_ops.json
+        step table-two-ops 90 "$p" --device 0 --space "$two" --width-step 64 --out "$OUT/two-ops.csv"
+        step validate 150 "$p" validate --table "$OUT/two-ops.csv" --space "$two" --device 0 --samples 20 --seed 1 --out "$OUT/validate.csv" --plot "$OUT/validate.svg"
+        step validate-resume 40 "$p" validate --table "$OUT/two-ops.csv" --space "$two" --device 0 --samples 22 --seed 1 --out "$OUT/validate.csv"
+        step validate-refuse 30 "expect=2:seed: file has '1', this run '2'" "$p" validate --table "$OUT/two-ops.csv" --space "$two" --device 0 --samples 20 --seed 2 --out "$OUT/validate.csv"
+        step fit 20 "$p" fit --validation "$OUT/validate.csv" --table "$OUT/two-ops.csv" --out "$OUT/two-ops-corrected.csv"
+    fi
     if [ "${FULL:-0}" = 1 ]; then
         budget=$((SECONDS - t_start + 1000))
         step full-table 900 "$p" --device 0 --out "$OUT/table.csv"
         step full-check 30 "$p" check --table "$OUT/table.csv"
+        step full-validate 150 "$p" validate --table "$OUT/table.csv" --device 0 --samples 20 --seed 1 --out "$OUT/validate-full.csv" --plot "$OUT/validate-full.svg"
     fi
     timeout 20 nvidia-smi --query-gpu=clocks.sm,temperature.gpu,power.draw,clocks_event_reasons.active --format=csv >"$OUT/nvidia-smi-after.csv" 2>&1
 
@@ -198,6 +213,12 @@ run() {
 # Prints the four target lines from the logs in $1; never fails.
 targets() {
     local out=$1
+    # Issue 4's goal, where VALIDATE=1 or FULL=1 ran (median |error| <= 1%,
+    # >= 95% within +-3%).
+    local f
+    for f in validate validate-full; do
+        [ -f "$out/$f.log" ] && grep -h -A2 "^validated " "$out/$f.log" | sed "s/^/$f: /"
+    done
     # 1. engine / PyTorch graph, end to end.
     grep -h "^target 1" "$out/pytorch.log" 2>/dev/null || echo "target 1: no result (see pytorch.log and measure-graph.log)"
     # 2. The engine's sum of per-block medians against its end to end.
