@@ -1,25 +1,12 @@
 //! End-to-end tests of the `profiler` binary on synthetic fixtures: what a
 //! user sees for good and bad input, and the exit status.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+#[path = "support/mod.rs"]
+mod support;
+use support::*;
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures")
-        .join(name)
-}
-
-fn profiler(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_profiler"))
-        .args(args)
-        .output()
-        .expect("profiler runs")
-}
-
-fn text(out: &[u8]) -> String {
-    String::from_utf8_lossy(out).into_owned()
-}
+use std::path::Path;
+use std::process::Command;
 
 #[test]
 fn plan_prints_the_space_and_counts() {
@@ -79,17 +66,6 @@ fn predicts_tfnas_a_from_a_table() {
     assert!(stdout.contains("456.7M MACs"), "{stdout}");
 }
 
-#[track_caller]
-fn fails_with(out: Output, words: &[&str]) {
-    assert_eq!(out.status.code(), Some(2), "exit status");
-    let err = text(&out.stderr);
-    assert!(err.starts_with("error: "), "{err}");
-    for w in words {
-        assert!(err.contains(w), "'{w}' not in: {err}");
-    }
-    assert!(!err.contains("panicked"), "{err}");
-}
-
 #[test]
 fn bad_tables_exit_2_naming_file_and_line() {
     let good = std::fs::read_to_string(fixture("tfnas_a_synthetic.csv")).unwrap();
@@ -122,11 +98,11 @@ fn bad_tables_exit_2_naming_file_and_line() {
         std::fs::write(&path, good.replacen(from, to, 1)).unwrap();
         let out = profiler(&["check", "--table", path.to_str().unwrap()]);
         let name = format!("bad{i}.csv:");
-        fails_with(out, &[&name, words]);
+        fails_with(&out, &[&name, words]);
     }
     let missing = dir.path().join("absent.csv");
     fails_with(
-        profiler(&["check", "--table", missing.to_str().unwrap()]),
+        &profiler(&["check", "--table", missing.to_str().unwrap()]),
         &["absent.csv"],
     );
 }
@@ -164,7 +140,7 @@ fn bad_architectures_exit_2_naming_stage_and_block() {
             "--arch",
             path.to_str().unwrap(),
         ]);
-        fails_with(out, &words);
+        fails_with(&out, &words);
     }
     // A valid architecture the table does not cover names the missing keys.
     let mut uncovered = good;
@@ -178,7 +154,7 @@ fn bad_architectures_exit_2_naming_stage_and_block() {
         "--arch",
         path.to_str().unwrap(),
     ]);
-    fails_with(out, &["mbconv_r56_i24_o24_s1_k5_m96_se0_relu"]);
+    fails_with(&out, &["mbconv_r56_i24_o24_s1_k5_m96_se0_relu"]);
 }
 
 /// pandas, the tool users reach for first, must read a table as documented:

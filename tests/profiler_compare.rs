@@ -2,22 +2,15 @@
 //! space crate's own writer into a temporary directory (never under tables/).
 //! Every latency here is made up; the device names say so.
 
+#[path = "support/mod.rs"]
+mod support;
+use support::*;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 use space::{meta, BlockSpec, Entry, LatencyStats, Metadata, SearchSpaceConfig, TableWriter};
-
-fn profiler(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_profiler"))
-        .args(args)
-        .output()
-        .expect("profiler runs")
-}
-
-fn text(out: &[u8]) -> String {
-    String::from_utf8_lossy(out).into_owned()
-}
 
 fn stats(median: f64) -> LatencyStats {
     LatencyStats {

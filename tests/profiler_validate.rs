@@ -3,38 +3,13 @@
 //! CUDA driver. The measuring itself is tested with a fake engine in
 //! `profiler/src/validate/tests.rs` and on the GPU by scripts/gpu-check.sh.
 
+#[path = "support/mod.rs"]
+mod support;
+use support::*;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use space::{meta, Entry, LatencyStats, Metadata, SearchSpaceConfig, TableWriter};
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures")
-        .join(name)
-}
-
-fn profiler(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_profiler"))
-        .args(args)
-        .output()
-        .expect("profiler runs")
-}
-
-fn fails_with(out: &Output, words: &[&str]) {
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.starts_with("error: "), "{err}");
-    assert!(!err.contains("panicked"), "{err}");
-    for w in words {
-        assert!(err.contains(w), "'{w}' not in: {err}");
-    }
-    assert!(
-        out.stdout.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-}
 
 /// A complete synthetic table of the default space with every setting in
 /// its header.
