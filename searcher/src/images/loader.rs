@@ -22,6 +22,7 @@ use super::augment::{self, Crop, Jitter};
 use super::cifar::CifarSet;
 use super::decode::{self, Rgb8};
 use super::files::Sample;
+use crate::data::image_stream;
 use crate::error::{Result, SearchError};
 
 /// Where the images come from.
@@ -119,14 +120,6 @@ pub struct Loader {
     producer: Option<JoinHandle<()>>,
 }
 
-fn mix(seed: u64, epoch: u64, index: u64) -> u64 {
-    // splitmix64 over the three, so neighbouring indices get unrelated streams.
-    let mut z = seed ^ epoch.rotate_left(21) ^ index.rotate_left(42) ^ 0x9E37_79B9_7F4A_7C15;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 /// One image through the configured transforms into `out`.
 pub fn transform(
     images: &Images,
@@ -135,7 +128,7 @@ pub fn transform(
     cfg: &LoaderConfig,
     out: &mut [f32],
 ) -> Result<()> {
-    let mut rng = ChaCha8Rng::seed_from_u64(mix(cfg.seed, epoch, index as u64));
+    let mut rng = ChaCha8Rng::seed_from_u64(image_stream(cfg.seed, epoch, index as u64));
     let mut resizer = Resizer::new();
     let r = cfg.resolution;
     if cfg.train {
