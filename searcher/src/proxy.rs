@@ -49,15 +49,7 @@ pub fn proxy_table(space: &SearchSpaceConfig, batch: u32) -> Result<LatencyTable
         writer.write(&Entry {
             spec: *spec,
             batch,
-            stats: LatencyStats {
-                median_ms: ms,
-                p10_ms: ms,
-                p90_ms: ms,
-                ci_low_ms: ms,
-                ci_high_ms: ms,
-                samples: 1,
-                throttled: false,
-            },
+            stats: LatencyStats::exact(ms, 1),
         })?;
     }
     let bytes = writer.finish(&Metadata::new())?;

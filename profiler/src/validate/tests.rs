@@ -52,15 +52,7 @@ fn write_table(
         w.write(&Entry {
             spec: *spec,
             batch: 32,
-            stats: LatencyStats {
-                median_ms: ms,
-                p10_ms: ms,
-                p90_ms: ms,
-                ci_low_ms: ms,
-                ci_high_ms: ms,
-                samples: 10,
-                throttled: false,
-            },
+            stats: LatencyStats::exact(ms, 10),
         })
         .unwrap();
     }

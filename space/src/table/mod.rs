@@ -64,6 +64,20 @@ pub struct Entry {
 }
 
 impl LatencyStats {
+    /// A latency known without spread (computed rather than sampled, as in
+    /// a proxy table): every statistic is `ms`.
+    pub fn exact(ms: f64, samples: u64) -> Self {
+        LatencyStats {
+            median_ms: ms,
+            p10_ms: ms,
+            p90_ms: ms,
+            ci_low_ms: ms,
+            ci_high_ms: ms,
+            samples,
+            throttled: false,
+        }
+    }
+
     /// What makes a row trustworthy, in the words the reader reports.
     pub fn check(&self) -> Result<(), (&'static str, String)> {
         let named = [
