@@ -140,7 +140,7 @@ run() {
         timeout 20 nvidia-smi --query-gpu=name,uuid,driver_version,clocks.sm,clocks.max.sm,clocks.applications.graphics,temperature.gpu,power.draw,clocks_event_reasons.active,mig.mode.current --format=csv 2>&1 ||
             timeout 20 nvidia-smi 2>&1
         echo "--- libraries the loader finds (the profiler runs with no LD_LIBRARY_PATH)"
-        { /sbin/ldconfig -p 2>/dev/null || ldconfig -p 2>/dev/null; } | grep -E "libcuda\.so|libcudnn\.so|libcudnn_cnn|libnvrtc\.so|libnvidia-ml" | head -20
+        { /sbin/ldconfig -p 2>/dev/null || ldconfig -p 2>/dev/null; } | grep -E "libcuda\.so|libcudnn\.so|libcudnn_cnn|libnvrtc\.so|libcublas|libnvidia-ml" | head -20
         echo "--- ldd profiler"
         ldd "$p" 2>&1 | head -20
         command -v python3 && timeout 60 python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())' 2>&1

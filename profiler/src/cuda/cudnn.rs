@@ -54,6 +54,15 @@ impl Drop for FilterDesc {
     }
 }
 
+struct ActivationDesc(sys::cudnnActivationDescriptor_t);
+
+impl Drop for ActivationDesc {
+    fn drop(&mut self) {
+        // Safety: created by `create_activation_descriptor`, destroyed only here.
+        let _ = unsafe { sys::cudnnDestroyActivationDescriptor(self.0) };
+    }
+}
+
 struct ConvDesc(sys::cudnnConvolutionDescriptor_t);
 
 impl Drop for ConvDesc {
@@ -99,23 +108,46 @@ pub struct ConvShape {
     pub groups: i32,
 }
 
-/// The device buffers of one convolution launch.
+/// The device buffers of one convolution launch. `bias` and `z` are read
+/// by a fused convolution only ([`Conv::fused`]); `z` is the residual, or
+/// `y` when there is none (then scaled by zero).
 #[derive(Clone, Copy, Debug)]
 pub struct ConvIo {
     pub x: CUdeviceptr,
     pub w: CUdeviceptr,
     pub y: CUdeviceptr,
+    pub bias: CUdeviceptr,
+    pub z: CUdeviceptr,
+    pub has_z: bool,
     pub workspace: CUdeviceptr,
     pub workspace_bytes: usize,
 }
 
-/// The descriptors of one convolution; bias-free (the engine adds the
-/// folded bias with its activation kernel).
+/// What `cudnnConvolutionBiasActivationForward` can apply after the
+/// convolution: ReLU (with any algorithm that applies), or nothing (cuDNN
+/// allows identity with `IMPLICIT_PRECOMP_GEMM` only). Swish and hard swish
+/// it cannot fuse, so those stay with the engine's own kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FusedAct {
+    Identity,
+    Relu,
+}
+
+/// The descriptors of the bias and activation a fused convolution adds.
+struct Fusion {
+    bias: TensorDesc,
+    act: ActivationDesc,
+}
+
+/// The descriptors of one convolution: bias-free (the engine then adds the
+/// folded bias with its activation kernel), or fused with its bias,
+/// activation and residual into one cuDNN call.
 pub struct Conv {
     x: TensorDesc,
     w: FilterDesc,
     conv: ConvDesc,
     y: TensorDesc,
+    fusion: Option<Fusion>,
     pub shape: ConvShape,
 }
 
@@ -164,8 +196,41 @@ impl Conv {
             w,
             conv,
             y,
+            fusion: None,
             shape: s,
         })
+    }
+
+    /// The same convolution computing `y = act(conv(x) + bias + z)` in one
+    /// call, as `cudnnConvolutionBiasActivationForward` does: one pass over
+    /// the output instead of a second kernel reading and writing it again.
+    pub fn fused(s: ConvShape, act: FusedAct) -> Result<Self, CudnnError> {
+        let mut conv = Conv::new(s)?;
+        let bias = TensorDesc(result::create_tensor_descriptor()?);
+        let desc = ActivationDesc(result::create_activation_descriptor()?);
+        let mode = match act {
+            FusedAct::Identity => sys::cudnnActivationMode_t::CUDNN_ACTIVATION_IDENTITY,
+            FusedAct::Relu => sys::cudnnActivationMode_t::CUDNN_ACTIVATION_RELU,
+        };
+        // Safety: both descriptors were just created and are set once.
+        unsafe {
+            result::set_tensor4d_descriptor(
+                bias.0,
+                sys::cudnnTensorFormat_t::CUDNN_TENSOR_NCHW,
+                sys::cudnnDataType_t::CUDNN_DATA_FLOAT,
+                [1, s.cout, 1, 1],
+            )?;
+            // The coefficient is the clipping ceiling of clipped ReLU and
+            // unused by plain ReLU and identity.
+            result::set_activation_descriptor(
+                desc.0,
+                mode,
+                sys::cudnnNanPropagation_t::CUDNN_PROPAGATE_NAN,
+                0.0,
+            )?;
+        }
+        conv.fusion = Some(Fusion { bias, act: desc });
+        Ok(conv)
     }
 
     /// The output dimensions cuDNN computes for this convolution, which
@@ -200,12 +265,14 @@ impl Conv {
         }
     }
 
-    /// Enqueues `y = conv(x, w)` on the handle's stream.
+    /// Enqueues `y = conv(x, w)` on the handle's stream, or for a fused
+    /// convolution `y = act(conv(x, w) + bias + z)`.
     ///
     /// # Safety
     /// `io.x`, `io.w` and `io.y` must be live device allocations of this
     /// shape's sizes, and `io.workspace` one of at least
-    /// `io.workspace_bytes`.
+    /// `io.workspace_bytes`; for a fused convolution also `io.bias` (`cout`
+    /// floats) and `io.z` (the output's size).
     pub unsafe fn launch(
         &self,
         handle: &Handle,
@@ -216,10 +283,36 @@ impl Conv {
             x,
             w,
             y,
+            bias,
+            z,
+            has_z,
             workspace,
             workspace_bytes,
         } = *io;
         let (alpha, beta) = (1.0f32, 0.0f32);
+        if let Some(f) = &self.fusion {
+            let alpha2 = if has_z { 1.0f32 } else { 0.0f32 };
+            return result::convolution_bias_activation_forward(
+                handle.0,
+                (&alpha) as *const f32 as *const c_void,
+                self.x.0,
+                x as *const c_void,
+                self.w.0,
+                w as *const c_void,
+                self.conv.0,
+                algo,
+                workspace as *mut c_void,
+                workspace_bytes,
+                (&alpha2) as *const f32 as *const c_void,
+                self.y.0,
+                z as *const c_void,
+                f.bias.0,
+                bias as *const c_void,
+                f.act.0,
+                self.y.0,
+                y as *mut c_void,
+            );
+        }
         result::convolution_forward(
             handle.0,
             (&alpha) as *const f32 as *const c_void,
@@ -279,6 +372,13 @@ mod tests {
                 .unwrap();
             assert_eq!(math, MATH);
             assert!(crate::cuda::ENGINE_NAME.contains(MATH_NAME));
+            // The fused form's bias and activation descriptors.
+            for act in [FusedAct::Identity, FusedAct::Relu] {
+                let fused = Conv::fused(shape, act)
+                    .unwrap_or_else(|e| panic!("{shape:?} {act:?}: {}", cudnn_msg(&e)));
+                assert!(fused.fusion.is_some());
+                assert_eq!(fused.output_dims().unwrap(), [32, cout, res_out, res_out]);
+            }
         }
     }
 }

@@ -5,11 +5,13 @@
 //! every candidate once per shape (like `cudnn.benchmark`, not cudarc's
 //! heuristic `pick_algorithm`), each candidate run the way the table runs it
 //! (captured and replayed as a graph under `--launch graph`, so one that
-//! cannot be captured is never chosen); the depthwise convolution by
-//! whichever is faster, measured, of the NVRTC kernel (bias and activation
-//! fused) and cuDNN's grouped convolution; bias, activation, SE, pooling, the
-//! FC layer and the residual add by NVRTC kernels. `PROFILER_LOG_CHOICES=1`
-//! prints every choice with its candidates' times on stderr.
+//! cannot be captured is never chosen). The candidates: each cuDNN algorithm
+//! followed by the engine's bias/activation/residual kernel; the same fused
+//! into one cuDNN call where cuDNN can fuse the activation (ReLU, or none
+//! with the residual); cuBLAS for 1x1 convolutions; and for the depthwise
+//! convolution the NVRTC kernel (bias and activation fused). SE, pooling and
+//! the FC layer are NVRTC kernels. `PROFILER_LOG_CHOICES=1` prints every
+//! choice with its candidates' times on stderr.
 //!
 //! Every launch takes raw device pointers of buffers the prepared workload
 //! owns, with cudarc's event tracking off (gpu-facts pitfall 2), so that the
@@ -25,7 +27,8 @@ use cudarc::driver::{
 };
 use cudarc::nvrtc::{compile_ptx_with_opts, CompileError, CompileOptions};
 
-use super::cudnn::{cudnn_msg, Conv, ConvIo, ConvShape, Handle, ALGORITHMS};
+use super::cublas::{cublas_msg, Blas, PointwiseShape};
+use super::cudnn::{cudnn_msg, Conv, ConvIo, ConvShape, FusedAct, Handle, ALGORITHMS};
 use super::device::{self, driver_error, guard};
 use super::kernels::{self, grid_for, grid_for_warps, THREADS};
 use super::layers::{act_code, block_input_len, block_layers, random_params, Layer, Rng};
@@ -35,7 +38,12 @@ use crate::error::{ProfilerError, Result};
 /// The engine's name and version in table headers; bump the version when a
 /// change to the engine changes what it measures. `tf32`: cuDNN's convolutions
 /// may use TF32 tensor cores ([`super::cudnn::MATH`], as PyTorch by default).
-pub const ENGINE_NAME: &str = "cudarc-engine/2 (cudnn-default-math-tf32)";
+pub const ENGINE_NAME: &str = "cudarc-engine/3 (cudnn-default-math-tf32)";
+
+/// Appended to [`ENGINE_NAME`] in the fingerprint when cuBLAS could not be
+/// loaded: such an engine has one candidate fewer for 1x1 convolutions, so
+/// its tables must not be mixed with those of a complete one.
+pub const WITHOUT_CUBLAS: &str = " without cublas";
 
 /// How long the GPU spins before each timed graph replay at first, longer
 /// than the CPU needs to enqueue the start event, the graph and the end
@@ -67,9 +75,27 @@ const WORKSPACE_LIMIT: usize = 512 << 20;
 /// How one convolution runs, chosen per shape by timing.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum ConvImpl {
+    /// The cuDNN algorithm, then the engine's bias/activation (or
+    /// bias/residual) kernel.
     Cudnn(cudarc::cudnn::sys::cudnnConvolutionFwdAlgo_t),
+    /// The cuDNN algorithm with bias, activation and residual in the same
+    /// call (`cudnnConvolutionBiasActivationForward`): ReLU or no
+    /// activation only, and no activation with `IMPLICIT_PRECOMP_GEMM` only.
+    CudnnFused(cudarc::cudnn::sys::cudnnConvolutionFwdAlgo_t),
+    /// A 1x1 stride-1 convolution as cuBLAS's batched product, then the
+    /// engine's bias kernel.
+    Gemm,
     /// The NVRTC depthwise kernel with bias and activation fused.
     Depthwise,
+}
+
+/// What a choice is cached under: the convolution's shape, and what follows
+/// it (which decides whether the fused candidates apply).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct ChoiceKey {
+    shape: ConvShape,
+    act: i32,
+    residual: bool,
 }
 
 /// One launch on the stream, with everything it needs.
@@ -78,6 +104,12 @@ enum Step {
         conv: Conv,
         algo: cudarc::cudnn::sys::cudnnConvolutionFwdAlgo_t,
         io: ConvIo,
+    },
+    Gemm {
+        shape: PointwiseShape,
+        x: CUdeviceptr,
+        w: CUdeviceptr,
+        y: CUdeviceptr,
     },
     BiasAct {
         y: CUdeviceptr,
@@ -162,7 +194,7 @@ struct Prepared {
 /// the stream goes before the stream, and the stream before the context.
 pub struct CudaEngine {
     prepared: Option<Prepared>,
-    choices: HashMap<ConvShape, ConvImpl>,
+    choices: HashMap<ChoiceKey, ConvImpl>,
     /// Tests only: run this wherever it applies instead of the fastest, so
     /// that every candidate's numbers get checked, not only the winners'.
     prefer: Option<ConvImpl>,
@@ -170,6 +202,10 @@ pub struct CudaEngine {
     /// go to stderr.
     log_choices: bool,
     cudnn: Handle,
+    /// `None` where cuBLAS cannot be loaded (the engine's name says so).
+    /// Before its workspace, which it uses until dropped.
+    blas: Option<Blas>,
+    _blas_workspace: Option<CudaSlice<u8>>,
     functions: HashMap<&'static str, CudaFunction>,
     start: CudaEvent,
     end: CudaEvent,
@@ -212,7 +248,7 @@ impl CudaEngine {
         guard(SETUP, || Self::build(ctx, info, config))
     }
 
-    fn build(ctx: Arc<CudaContext>, info: EngineInfo, config: EngineConfig) -> Result<Self> {
+    fn build(ctx: Arc<CudaContext>, mut info: EngineInfo, config: EngineConfig) -> Result<Self> {
         let drv = |e| driver_error(SETUP, e);
         // Safety: nothing was allocated on this context yet; from here on
         // the engine orders all its work on its one stream itself.
@@ -233,6 +269,11 @@ impl CudaEngine {
             block: SETUP.into(),
             msg: cudnn_msg(&e),
         })?;
+
+        let (blas, blas_workspace) = Self::open_blas(&stream)?;
+        if blas.is_none() {
+            info.engine.push_str(WITHOUT_CUBLAS);
+        }
 
         // Safety: only tries to dlopen libnvrtc.
         if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
@@ -279,6 +320,8 @@ impl CudaEngine {
             prefer: None,
             log_choices: std::env::var_os("PROFILER_LOG_CHOICES").is_some(),
             cudnn,
+            blas,
+            _blas_workspace: blas_workspace,
             functions,
             start,
             end,
@@ -291,6 +334,37 @@ impl CudaEngine {
             late_runs: 0,
             runs: 0,
         })
+    }
+
+    /// cuBLAS with its workspace on `stream`, or `None` with a warning on
+    /// stderr where the library cannot be loaded or initialised: the engine
+    /// then times the other candidates only and its name says so.
+    #[allow(clippy::type_complexity)]
+    fn open_blas(stream: &Arc<CudaStream>) -> Result<(Option<Blas>, Option<CudaSlice<u8>>)> {
+        // Safety: only tries to dlopen libcublas.
+        if !unsafe { cudarc::cublas::sys::is_culib_present() } {
+            eprintln!(
+                "warning: libcublas cannot be loaded; 1x1 convolutions are timed with cuDNN only"
+            );
+            return Ok((None, None));
+        }
+        let workspace = stream
+            .alloc_zeros::<u8>(super::cublas::WORKSPACE_BYTES)
+            .map_err(|e| driver_error(SETUP, e))?;
+        // Event tracking is off, so the guard does nothing.
+        let wp = workspace.device_ptr(stream).0;
+        // Safety: the engine keeps the stream and the workspace alive
+        // longer than the handle (field order).
+        match unsafe { Blas::new(stream.cu_stream(), wp) } {
+            Ok(blas) => Ok((Some(blas), Some(workspace))),
+            Err(e) => {
+                eprintln!(
+                    "warning: cuBLAS does not initialise ({}); 1x1 convolutions are timed with cuDNN only",
+                    cublas_msg(&e)
+                );
+                Ok((None, None))
+            }
+        }
     }
 
     fn ptr<T>(&self, slice: &CudaSlice<T>) -> CUdeviceptr {
@@ -334,6 +408,17 @@ impl CudaEngine {
                     block: block.into(),
                     msg: cudnn_msg(&e),
                 }),
+            // Safety: this arm's pointers are live buffers of the prepared
+            // workload of the sizes `shape` describes (see above).
+            Step::Gemm { shape, x, w, y } => match &self.blas {
+                Some(blas) => {
+                    unsafe { blas.pointwise(*shape, *x, *w, *y) }.map_err(|e| ProfilerError::Cuda {
+                        block: block.into(),
+                        msg: format!("cuBLAS: {}", cublas_msg(&e)),
+                    })
+                }
+                None => Err(unsupported("cuBLAS, which is not loaded".into())),
+            },
             // Safety: this arm's pointers are live buffers of the prepared
             // workload, its arguments match the kernel (see above).
             Step::BiasAct {
@@ -625,14 +710,37 @@ impl CudaEngine {
                 "a convolution with both an activation and a residual add in {block}"
             )));
         }
-        let mut steps = Vec::new();
-        match how {
+        // The engine's own kernel for the bias and the activation or the
+        // residual, after a convolution that writes `conv(x)` alone.
+        let bias_step = || {
+            if has_res || act.is_none() {
+                Step::BiasResidual {
+                    y,
+                    b,
+                    res: if has_res { residual } else { y },
+                    channels: cout as i32,
+                    hw,
+                    total,
+                    has_res: i32::from(has_res),
+                }
+            } else {
+                Step::BiasAct {
+                    y,
+                    b,
+                    channels: cout as i32,
+                    hw,
+                    total,
+                    act: act_code(act),
+                }
+            }
+        };
+        let steps = match how {
             ConvImpl::Depthwise if has_res => {
                 return Err(unsupported(format!(
                     "a residual add after the depthwise kernel in {block}"
                 )))
             }
-            ConvImpl::Depthwise => steps.push(Step::DwConv {
+            ConvImpl::Depthwise => vec![Step::DwConv {
                 x,
                 w,
                 b,
@@ -644,13 +752,49 @@ impl CudaEngine {
                 stride: stride as i32,
                 total,
                 act: act_code(act),
-            }),
-            ConvImpl::Cudnn(algo) => {
+            }],
+            ConvImpl::Gemm => {
+                if kernel != 1 || stride != 1 || shape.groups != 1 || res_in != res_out {
+                    return Err(unsupported(format!(
+                        "cuBLAS for a convolution other than 1x1 stride 1 in {block}"
+                    )));
+                }
+                if self.blas.is_none() {
+                    return Err(unsupported("cuBLAS, which is not loaded".into()));
+                }
+                let shape = PointwiseShape {
+                    batch: shape.batch,
+                    cin: shape.cin,
+                    cout: shape.cout,
+                    hw,
+                };
+                vec![Step::Gemm { shape, x, w, y }, bias_step()]
+            }
+            ConvImpl::Cudnn(algo) | ConvImpl::CudnnFused(algo) => {
                 let cudnn_err = |e: cudarc::cudnn::CudnnError| ProfilerError::Cudnn {
                     block: block.into(),
                     msg: cudnn_msg(&e),
                 };
-                let conv = Conv::new(shape).map_err(cudnn_err)?;
+                let fused = match (how, act) {
+                    (ConvImpl::Cudnn(_), _) => None,
+                    (_, None) if algo == PRECOMP => Some(FusedAct::Identity),
+                    (_, None) => {
+                        return Err(unsupported(format!(
+                            "cuDNN's fused identity with {algo:?} (only IMPLICIT_PRECOMP_GEMM) in {block}"
+                        )))
+                    }
+                    (_, Some(space::Activation::Relu)) => Some(FusedAct::Relu),
+                    (_, Some(other)) => {
+                        return Err(unsupported(format!(
+                            "cuDNN fusing {other:?} (only ReLU) in {block}"
+                        )))
+                    }
+                };
+                let conv = match fused {
+                    Some(f) => Conv::fused(shape, f),
+                    None => Conv::new(shape),
+                }
+                .map_err(cudnn_err)?;
                 let dims = conv.output_dims().map_err(cudnn_err)?;
                 if dims != [shape.batch, shape.cout, shape.res_out, shape.res_out] {
                     return Err(ProfilerError::Cudnn {
@@ -676,39 +820,23 @@ impl CudaEngine {
                 } else {
                     0
                 };
-                steps.push(Step::Cudnn {
-                    conv,
-                    algo,
-                    io: ConvIo {
-                        x,
-                        w,
-                        y,
-                        workspace: ws,
-                        workspace_bytes: ws_bytes,
-                    },
-                });
-                if has_res || act.is_none() {
-                    steps.push(Step::BiasResidual {
-                        y,
-                        b,
-                        res: if has_res { residual } else { y },
-                        channels: cout as i32,
-                        hw,
-                        total,
-                        has_res: i32::from(has_res),
-                    });
-                } else {
-                    steps.push(Step::BiasAct {
-                        y,
-                        b,
-                        channels: cout as i32,
-                        hw,
-                        total,
-                        act: act_code(act),
-                    });
+                let io = ConvIo {
+                    x,
+                    w,
+                    y,
+                    bias: b,
+                    z: if has_res { residual } else { y },
+                    has_z: has_res,
+                    workspace: ws,
+                    workspace_bytes: ws_bytes,
+                };
+                let mut steps = vec![Step::Cudnn { conv, algo, io }];
+                if fused.is_none() {
+                    steps.push(bias_step());
                 }
+                steps
             }
-        }
+        };
         Ok(steps)
     }
 
@@ -726,10 +854,26 @@ impl CudaEngine {
         block: &str,
     ) -> Result<ConvImpl> {
         let shape = conv_shape(self.config.batch, layer);
-        if let Some(&how) = self.choices.get(&shape) {
+        let Layer::Conv {
+            act,
+            residual: has_res,
+            ..
+        } = *layer
+        else {
+            unreachable!("choose is called for convolutions only")
+        };
+        let key = ChoiceKey {
+            shape,
+            act: act_code(act),
+            residual: has_res,
+        };
+        if let Some(&how) = self.choices.get(&key) {
             return Ok(how);
         }
         let mut candidates = candidates(layer);
+        if self.blas.is_none() {
+            candidates.retain(|c| *c != ConvImpl::Gemm);
+        }
         if let Some(p) = self.prefer.filter(|p| candidates.contains(p)) {
             // Tests: the preferred one alone, the others only if it fails.
             candidates.retain(|c| *c != p);
@@ -785,7 +929,7 @@ impl CudaEngine {
                 log.join("; ")
             );
         }
-        self.choices.insert(shape, how);
+        self.choices.insert(key, how);
         Ok(how)
     }
 
@@ -798,8 +942,10 @@ impl CudaEngine {
 
     /// Every way a convolution can run, for [`Self::prefer`].
     pub fn all_conv_impls() -> Vec<ConvImpl> {
-        std::iter::once(ConvImpl::Depthwise)
+        [ConvImpl::Depthwise, ConvImpl::Gemm]
+            .into_iter()
             .chain(ALGORITHMS.iter().map(|&a| ConvImpl::Cudnn(a)))
+            .chain(ALGORITHMS.iter().map(|&a| ConvImpl::CudnnFused(a)))
             .collect()
     }
 
@@ -989,16 +1135,29 @@ impl CudaEngine {
     }
 }
 
-/// The ways to run a convolution that are timed for it, the likely fastest
-/// first (so that [`CudaEngine::time_candidate`] can cut hopeless ones
-/// short): the NVRTC kernel and the GEMM-like cuDNN algorithms for a
-/// depthwise convolution, where FFT and Winograd took 37 to 100 times as long
-/// on the H100 (gpu-facts pitfall 4) and would dominate the time to build a
-/// table; no FFT or Winograd for a 1x1 convolution, where they cannot win
-/// (Winograd does not apply at all); every algorithm otherwise (the stem).
+/// The one algorithm with which cuDNN fuses a bias without activation.
+const PRECOMP: cudarc::cudnn::sys::cudnnConvolutionFwdAlgo_t =
+    cudarc::cudnn::sys::cudnnConvolutionFwdAlgo_t::CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM;
+
+/// The ways to run a convolution that are timed for it: for a depthwise
+/// convolution the NVRTC kernel first (the likely fastest, so that
+/// [`CudaEngine::time_candidate`] can cut hopeless ones short), then the
+/// GEMM-like cuDNN algorithms, where FFT and Winograd took 37 to 100 times
+/// as long on the H100 (gpu-facts pitfall 4) and would dominate the time to
+/// build a table; for a 1x1 convolution the GEMM-like algorithms (FFT and
+/// Winograd cannot win; Winograd does not apply at all), each also fused
+/// where cuDNN can fuse what follows (ReLU with any, no activation with
+/// `IMPLICIT_PRECOMP_GEMM` only), and cuBLAS where the stride is 1; every
+/// algorithm, plain and fused where it can, otherwise (the stem).
 fn candidates(layer: &Layer) -> Vec<ConvImpl> {
     use cudarc::cudnn::sys::cudnnConvolutionFwdAlgo_t as A;
-    let Layer::Conv { kernel, .. } = *layer else {
+    let Layer::Conv {
+        kernel,
+        stride,
+        act,
+        ..
+    } = *layer
+    else {
         return Vec::new();
     };
     let spectral = |a: &A| {
@@ -1010,17 +1169,30 @@ fn candidates(layer: &Layer) -> Vec<ConvImpl> {
                 | A::CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED
         )
     };
+    let depthwise = layer.is_depthwise();
+    let prune = depthwise || kernel == 1;
+    let algos: Vec<A> = ALGORITHMS
+        .iter()
+        .copied()
+        .filter(|a| !(prune && spectral(a)))
+        .collect();
     let mut out = Vec::new();
-    if layer.is_depthwise() {
+    if depthwise {
         out.push(ConvImpl::Depthwise);
     }
-    let prune = layer.is_depthwise() || kernel == 1;
-    out.extend(
-        ALGORITHMS
-            .iter()
-            .filter(|a| !(prune && spectral(a)))
-            .map(|&a| ConvImpl::Cudnn(a)),
-    );
+    out.extend(algos.iter().map(|&a| ConvImpl::Cudnn(a)));
+    if !depthwise {
+        match act {
+            None => out.push(ConvImpl::CudnnFused(PRECOMP)),
+            Some(space::Activation::Relu) => {
+                out.extend(algos.iter().map(|&a| ConvImpl::CudnnFused(a)))
+            }
+            Some(_) => {}
+        }
+        if kernel == 1 && stride == 1 {
+            out.push(ConvImpl::Gemm);
+        }
+    }
     out
 }
 
@@ -1193,18 +1365,46 @@ mod tests {
         assert!(c.contains(&ConvImpl::Cudnn(
             A::CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM
         )));
-        for one in [expand, project] {
-            let c = candidates(one);
-            assert_eq!(c.len(), 4, "{c:?}");
-            assert!(!c.contains(&ConvImpl::Depthwise));
-        }
+        assert!(!c.contains(&ConvImpl::Gemm));
+
+        // Swish expansion: cuDNN cannot fuse swish; four algorithms and
+        // cuBLAS.
+        let c = candidates(expand);
+        assert_eq!(c.len(), 5, "{c:?}");
+        assert_eq!(c.last(), Some(&ConvImpl::Gemm));
+        assert!(!c.iter().any(|i| matches!(i, ConvImpl::CudnnFused(_))));
+        // Linear projection: fused with the one algorithm that fuses
+        // identity.
+        let c = candidates(project);
+        assert_eq!(c.len(), 6, "{c:?}");
+        assert!(c.contains(&ConvImpl::CudnnFused(PRECOMP)));
+        assert!(c.contains(&ConvImpl::Gemm));
+        assert!(!c.contains(&ConvImpl::Depthwise));
+
+        // ReLU expansion: every GEMM-like algorithm plain and fused.
+        let relu = conv_layers("mbconv_r56_i24_o24_s1_k3_m72_se0_relu");
+        let c = candidates(&relu[0]);
+        assert_eq!(c.len(), 9, "{c:?}");
+        assert!(c.contains(&ConvImpl::CudnnFused(A::CUDNN_CONVOLUTION_FWD_ALGO_GEMM)));
+
+        // The stem (3x3, stride 2, ReLU): everything plain and fused, no
+        // cuBLAS (not a 1x1).
         let stem = conv_layers("stem_r224_i3_o32_s2_k3_m0_se0_relu");
-        assert_eq!(candidates(&stem[0]).len(), ALGORITHMS.len());
+        assert_eq!(candidates(&stem[0]).len(), 2 * ALGORITHMS.len());
+        // The head's 1x1 (swish): cuBLAS applies.
+        let head = block_layers(&"head_r7_i320_o1000_s1_k1_m1280_se0_swish".parse().unwrap());
+        assert!(candidates(&head[0]).contains(&ConvImpl::Gemm));
         assert!(candidates(&Layer::Pool {
             channels: 8,
             res: 7
         })
         .is_empty());
+        // Every candidate is one that `prefer` can ask for (so the GPU
+        // numerics check covers it).
+        let all = CudaEngine::all_conv_impls();
+        for layer in mb.iter().chain(&relu).chain(&stem) {
+            assert!(candidates(layer).iter().all(|c| all.contains(c)));
+        }
     }
 
     #[test]

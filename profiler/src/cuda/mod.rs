@@ -7,10 +7,11 @@
 //! It compiles without CUDA (cudarc loads every library at run time) and
 //! reports a missing driver, device or library as an error, never a panic.
 
+pub mod cublas;
 pub mod cudnn;
 pub mod device;
 mod engine;
 pub mod kernels;
 pub mod layers;
 
-pub use engine::{ConvImpl, CudaEngine, ENGINE_NAME};
+pub use engine::{ConvImpl, CudaEngine, ENGINE_NAME, WITHOUT_CUBLAS};
