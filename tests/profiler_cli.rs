@@ -23,6 +23,33 @@ fn plan_prints_the_space_and_counts() {
     );
 }
 
+/// `profiler plan --keys | head -1`: the reader goes away after one line;
+/// the profiler ends as Unix tools do (SIGPIPE), not with a panic.
+#[cfg(unix)]
+#[test]
+fn a_closed_stdout_ends_the_profiler_quietly() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_profiler"))
+        .args(["plan", "--width-step", "1", "--keys"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("stem_"), "{first}");
+    // The reader (and with it the pipe's read end) is dropped here, while
+    // about a megabyte of keys is still to be written.
+    let out = child.wait_with_output().unwrap();
+    let err = text(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.signal(), Some(13), "{:?}: {err}", out.status);
+}
+
 #[test]
 fn a_space_without_se_is_a_config_file() {
     let mut space = space::SearchSpaceConfig {
