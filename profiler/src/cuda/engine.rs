@@ -9,8 +9,11 @@
 //! followed by the engine's bias/activation/residual kernel; the same fused
 //! into one cuDNN call where cuDNN can fuse the activation (ReLU, or none
 //! with the residual); cuBLAS for 1x1 convolutions; and for the depthwise
-//! convolution the NVRTC kernel (bias and activation fused). SE, pooling and
-//! the FC layer are NVRTC kernels. `PROFILER_LOG_CHOICES=1` prints every
+//! convolution two NVRTC kernels (bias and activation fused), one of which
+//! also takes over the expansion's bias and activation and SE's pool (see
+//! [`Fuse`]: every candidate is timed with that work, done its own way). SE,
+//! pooling and the FC layer are NVRTC kernels. Nothing is fused across
+//! blocks, so that a network's steps are its blocks' steps. `PROFILER_LOG_CHOICES=1` prints every
 //! choice with its candidates' times on stderr.
 //!
 //! Every launch takes raw device pointers of buffers the prepared workload
@@ -85,8 +88,32 @@ pub enum ConvImpl {
     /// A 1x1 stride-1 convolution as cuBLAS's batched product, then the
     /// engine's bias kernel.
     Gemm,
-    /// The NVRTC depthwise kernel with bias and activation fused.
+    /// The NVRTC depthwise kernel with bias and activation fused: one
+    /// thread per output, reading its window through the cache.
     Depthwise,
+    /// The NVRTC depthwise kernel that stages whole planes in shared
+    /// memory, with the expansion's bias and activation applied on load and
+    /// SE's global pool computed on the way (`dwconv_plane` in kernels.rs).
+    DepthwisePlane,
+}
+
+/// Work from the layers around a convolution that its candidates take on,
+/// so that each is timed with it and the one that fuses it competes fairly
+/// with those that run it as a kernel of its own.
+#[derive(Clone, Copy, Debug, Default)]
+struct Fuse {
+    /// The previous layer's bias and activation, not yet applied to this
+    /// convolution's input (in place).
+    prologue: Option<Prologue>,
+    /// Where the global average pool of this convolution's output goes (the
+    /// SE layer after it).
+    pool_into: Option<CUdeviceptr>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Prologue {
+    bias: CUdeviceptr,
+    act: i32,
 }
 
 /// What a choice is cached under: the convolution's shape, and what follows
@@ -96,6 +123,9 @@ struct ChoiceKey {
     shape: ConvShape,
     act: i32,
     residual: bool,
+    /// The prologue's activation code, -1 for none.
+    prologue: i32,
+    pooled: bool,
 }
 
 /// One launch on the stream, with everything it needs.
@@ -140,6 +170,26 @@ enum Step {
         stride: i32,
         total: i64,
         act: i32,
+    },
+    DwPlane {
+        x: CUdeviceptr,
+        w: CUdeviceptr,
+        b: CUdeviceptr,
+        y: CUdeviceptr,
+        /// 0: no prologue.
+        pre_b: CUdeviceptr,
+        pre_act: i32,
+        /// 0: no pool.
+        pooled: CUdeviceptr,
+        channels: i32,
+        h: i32,
+        oh: i32,
+        k: i32,
+        stride: i32,
+        act: i32,
+        planes: u32,
+        threads: u32,
+        shared_bytes: u32,
     },
     Pool {
         x: CUdeviceptr,
@@ -207,6 +257,9 @@ pub struct CudaEngine {
     blas: Option<Blas>,
     _blas_workspace: Option<CudaSlice<u8>>,
     functions: HashMap<&'static str, CudaFunction>,
+    /// The most dynamic shared memory `dwconv_plane` may use (the GPU's
+    /// opt-in limit, set on the function at setup).
+    plane_shared_limit: usize,
     start: CudaEvent,
     end: CudaEvent,
     /// Written before each timed run when the L2 must be cold: twice the
@@ -303,6 +356,20 @@ impl CudaEngine {
         for name in kernels::NAMES {
             functions.insert(name, module.load_function(name).map_err(drv)?);
         }
+        // `dwconv_plane` stages a whole plane: 54 KB for 112x112 with k5,
+        // beyond the 48 KiB any launch may use without asking.
+        let optin = ctx
+            .attribute(
+                sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
+            )
+            .map_err(drv)?;
+        functions["dwconv_plane"]
+            .set_attribute(
+                sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                optin,
+            )
+            .map_err(drv)?;
+        let plane_shared_limit = usize::try_from(optin).unwrap_or(0);
 
         let flush = match config.l2 {
             L2::Warm => None,
@@ -323,6 +390,7 @@ impl CudaEngine {
             blas,
             _blas_workspace: blas_workspace,
             functions,
+            plane_shared_limit,
             start,
             end,
             flush,
@@ -494,6 +562,51 @@ impl CudaEngine {
                     .arg(total)
                     .arg(act)
                     .launch(elementwise(*total))
+            }
+            .map(drop)
+            .map_err(drv),
+            // Safety: this arm's pointers are live buffers of the prepared
+            // workload (`pre_b` and `pooled` may be null, which the kernel
+            // checks), its arguments match the kernel (see above), and
+            // `shared_bytes` is within the limit set on the function.
+            Step::DwPlane {
+                x,
+                w,
+                b,
+                y,
+                pre_b,
+                pre_act,
+                pooled,
+                channels,
+                h,
+                oh,
+                k,
+                stride,
+                act,
+                planes,
+                threads,
+                shared_bytes,
+            } => unsafe {
+                self.stream
+                    .launch_builder(self.function("dwconv_plane"))
+                    .arg(x)
+                    .arg(w)
+                    .arg(b)
+                    .arg(y)
+                    .arg(pre_b)
+                    .arg(pre_act)
+                    .arg(pooled)
+                    .arg(channels)
+                    .arg(h)
+                    .arg(oh)
+                    .arg(k)
+                    .arg(stride)
+                    .arg(act)
+                    .launch(LaunchConfig {
+                        grid_dim: (*planes, 1, 1),
+                        block_dim: (*threads, 1, 1),
+                        shared_mem_bytes: *shared_bytes,
+                    })
             }
             .map(drop)
             .map_err(drv),
@@ -671,12 +784,13 @@ impl CudaEngine {
     }
 
     /// The steps of one convolution with its bias, activation and residual,
-    /// run by `how`.
+    /// and what `fuse` adds, run by `how`.
     #[allow(clippy::too_many_arguments)]
     fn conv_steps(
         &self,
         how: ConvImpl,
         layer: &Layer,
+        fuse: Fuse,
         x: CUdeviceptr,
         w: CUdeviceptr,
         b: CUdeviceptr,
@@ -734,11 +848,44 @@ impl CudaEngine {
                 }
             }
         };
-        let steps = match how {
-            ConvImpl::Depthwise if has_res => {
+        let mut steps = match how {
+            ConvImpl::Depthwise | ConvImpl::DepthwisePlane if has_res => {
                 return Err(unsupported(format!(
                     "a residual add after the depthwise kernel in {block}"
                 )))
+            }
+            ConvImpl::DepthwisePlane => {
+                if !layer.is_depthwise() {
+                    return Err(unsupported(format!(
+                        "the depthwise kernel for a dense convolution in {block}"
+                    )));
+                }
+                let shared = kernels::plane_shared_bytes(res_in, kernel);
+                if shared > self.plane_shared_limit {
+                    return Err(unsupported(format!(
+                        "a {res_in}x{res_in} plane with kernel {kernel} in shared memory ({shared} bytes; this GPU allows {}) in {block}",
+                        self.plane_shared_limit
+                    )));
+                }
+                // The kernel does the prologue and the pool itself.
+                return Ok(vec![Step::DwPlane {
+                    x,
+                    w,
+                    b,
+                    y,
+                    pre_b: fuse.prologue.map_or(0, |p| p.bias),
+                    pre_act: fuse.prologue.map_or(0, |p| p.act),
+                    pooled: fuse.pool_into.unwrap_or(0),
+                    channels: cin as i32,
+                    h: res_in as i32,
+                    oh: res_out as i32,
+                    k: kernel as i32,
+                    stride: stride as i32,
+                    act: act_code(act),
+                    planes: (batch * i64::from(cin)) as u32,
+                    threads: kernels::plane_threads((res_out * res_out) as usize),
+                    shared_bytes: shared as u32,
+                }]);
             }
             ConvImpl::Depthwise => vec![Step::DwConv {
                 x,
@@ -837,6 +984,30 @@ impl CudaEngine {
                 steps
             }
         };
+        // Everything but the plane kernel runs the prologue and the pool as
+        // kernels of their own.
+        if let Some(p) = fuse.prologue {
+            let hw_in = (res_in * res_in) as i32;
+            steps.insert(
+                0,
+                Step::BiasAct {
+                    y: x,
+                    b: p.bias,
+                    channels: cin as i32,
+                    hw: hw_in,
+                    total: batch * i64::from(cin) * i64::from(hw_in),
+                    act: p.act,
+                },
+            );
+        }
+        if let Some(pooled) = fuse.pool_into {
+            steps.push(Step::Pool {
+                x: y,
+                out: pooled,
+                nc: (batch * i64::from(cout)) as i32,
+                hw,
+            });
+        }
         Ok(steps)
     }
 
@@ -846,6 +1017,7 @@ impl CudaEngine {
     fn choose(
         &mut self,
         layer: &Layer,
+        fuse: Fuse,
         x: CUdeviceptr,
         w: CUdeviceptr,
         b: CUdeviceptr,
@@ -866,6 +1038,8 @@ impl CudaEngine {
             shape,
             act: act_code(act),
             residual: has_res,
+            prologue: fuse.prologue.map_or(-1, |p| p.act),
+            pooled: fuse.pool_into.is_some(),
         };
         if let Some(&how) = self.choices.get(&key) {
             return Ok(how);
@@ -887,7 +1061,7 @@ impl CudaEngine {
                 break;
             }
             let mut ws = Vec::new();
-            match self.conv_steps(how, layer, x, w, b, y, residual, &mut ws, block) {
+            match self.conv_steps(how, layer, fuse, x, w, b, y, residual, &mut ws, block) {
                 Ok(steps) => match self.time_candidate(&steps, block, best.map(|(b, _)| b)) {
                     Ok(ms) => {
                         log.push(format!("{how:?} {ms:.4} ms"));
@@ -942,11 +1116,15 @@ impl CudaEngine {
 
     /// Every way a convolution can run, for [`Self::prefer`].
     pub fn all_conv_impls() -> Vec<ConvImpl> {
-        [ConvImpl::Depthwise, ConvImpl::Gemm]
-            .into_iter()
-            .chain(ALGORITHMS.iter().map(|&a| ConvImpl::Cudnn(a)))
-            .chain(ALGORITHMS.iter().map(|&a| ConvImpl::CudnnFused(a)))
-            .collect()
+        [
+            ConvImpl::Depthwise,
+            ConvImpl::DepthwisePlane,
+            ConvImpl::Gemm,
+        ]
+        .into_iter()
+        .chain(ALGORITHMS.iter().map(|&a| ConvImpl::Cudnn(a)))
+        .chain(ALGORITHMS.iter().map(|&a| ConvImpl::CudnnFused(a)))
+        .collect()
     }
 
     fn build_steps(&mut self, workload: &Workload) -> Result<Prepared> {
@@ -977,7 +1155,16 @@ impl CudaEngine {
                 )));
             }
             let block_input = current;
-            for layer in block_layers(spec) {
+            let layers = block_layers(spec);
+            // Handed from one layer to the next inside the block (never
+            // across blocks: each block's steps stay its own, so that a
+            // network costs what its table entries sum to): the expansion's
+            // bias and activation for the depthwise convolution to apply,
+            // and the pool the depthwise convolution computed for SE.
+            let mut prologue: Option<Prologue> = None;
+            let mut pooled_by_conv: Option<CUdeviceptr> = None;
+            for (i, &layer) in layers.iter().enumerate() {
+                let next = layers.get(i + 1);
                 let p = random_params(&layer, &mut rng);
                 // Every layer but SE (in place) writes a buffer of its own.
                 let y = match layer {
@@ -990,15 +1177,31 @@ impl CudaEngine {
                     }
                 };
                 match layer {
-                    Layer::Conv { .. } => {
+                    Layer::Conv { cout, .. } => {
                         let w = self.upload(block, &p.w)?;
                         let b = self.upload(block, &p.b)?;
                         let (wp, bp) = (self.ptr(&w), self.ptr(&b));
                         buffers.extend([w, b]);
-                        let how = self.choose(&layer, current, wp, bp, y, block_input, block)?;
-                        steps.extend(self.conv_steps(
+                        let pool_into =
+                            if layer.is_depthwise() && matches!(next, Some(Layer::Se { .. })) {
+                                let pooled = self.zeros(block, batch * cout as usize)?;
+                                let pp = self.ptr(&pooled);
+                                buffers.push(pooled);
+                                pooled_by_conv = Some(pp);
+                                Some(pp)
+                            } else {
+                                None
+                            };
+                        let fuse = Fuse {
+                            prologue: prologue.take(),
+                            pool_into,
+                        };
+                        let how =
+                            self.choose(&layer, fuse, current, wp, bp, y, block_input, block)?;
+                        let mut conv = self.conv_steps(
                             how,
                             &layer,
+                            fuse,
                             current,
                             wp,
                             bp,
@@ -1006,7 +1209,19 @@ impl CudaEngine {
                             block_input,
                             &mut workspaces,
                             block,
-                        )?);
+                        )?;
+                        // The bias and activation kernel that ends this
+                        // convolution goes to the depthwise one after it,
+                        // whose candidates each run it their own way.
+                        if next.is_some_and(Layer::is_depthwise) {
+                            if let Some(&Step::BiasAct { y: by, b, act, .. }) = conv.last() {
+                                if by == y {
+                                    prologue = Some(Prologue { bias: b, act });
+                                    conv.pop();
+                                }
+                            }
+                        }
+                        steps.extend(conv);
                         current = y;
                     }
                     Layer::Se {
@@ -1015,24 +1230,32 @@ impl CudaEngine {
                         res,
                         act,
                     } => {
-                        let pooled = self.zeros(block, batch * channels as usize)?;
                         let gate = self.zeros(block, batch * channels as usize)?;
                         let params = [&p.w, &p.b, &p.w2, &p.b2]
                             .into_iter()
                             .map(|v| self.upload(block, v))
                             .collect::<Result<Vec<_>>>()?;
                         let ptrs: Vec<CUdeviceptr> = params.iter().map(|s| self.ptr(s)).collect();
-                        let (pooled_p, gate_p) = (self.ptr(&pooled), self.ptr(&gate));
-                        buffers.extend([pooled, gate]);
+                        let gate_p = self.ptr(&gate);
+                        buffers.push(gate);
                         buffers.extend(params);
                         let hw = (res * res) as i32;
                         let nc = (batch as u32 * channels) as i32;
-                        steps.push(Step::Pool {
-                            x: current,
-                            out: pooled_p,
-                            nc,
-                            hw,
-                        });
+                        let pooled_p = match pooled_by_conv.take() {
+                            Some(pp) => pp,
+                            None => {
+                                let pooled = self.zeros(block, batch * channels as usize)?;
+                                let pp = self.ptr(&pooled);
+                                buffers.push(pooled);
+                                steps.push(Step::Pool {
+                                    x: current,
+                                    out: pp,
+                                    nc,
+                                    hw,
+                                });
+                                pp
+                            }
+                        };
                         steps.push(Step::SeFc {
                             pooled: pooled_p,
                             w1: ptrs[0],
@@ -1178,7 +1401,7 @@ fn candidates(layer: &Layer) -> Vec<ConvImpl> {
         .collect();
     let mut out = Vec::new();
     if depthwise {
-        out.push(ConvImpl::Depthwise);
+        out.extend([ConvImpl::Depthwise, ConvImpl::DepthwisePlane]);
     }
     out.extend(algos.iter().map(|&a| ConvImpl::Cudnn(a)));
     if !depthwise {
@@ -1359,8 +1582,8 @@ mod tests {
         let mb = conv_layers("mbconv_r28_i40_o80_s2_k5_m240_se80_swish");
         let (expand, dw, project) = (&mb[0], &mb[1], &mb[2]);
         let c = candidates(dw);
-        assert_eq!(c[0], ConvImpl::Depthwise);
-        assert_eq!(c.len(), 5, "{c:?}");
+        assert_eq!(c[..2], [ConvImpl::Depthwise, ConvImpl::DepthwisePlane]);
+        assert_eq!(c.len(), 6, "{c:?}");
         assert!(!c.contains(&ConvImpl::Cudnn(A::CUDNN_CONVOLUTION_FWD_ALGO_FFT_TILING)));
         assert!(c.contains(&ConvImpl::Cudnn(
             A::CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM
@@ -1380,6 +1603,7 @@ mod tests {
         assert!(c.contains(&ConvImpl::CudnnFused(PRECOMP)));
         assert!(c.contains(&ConvImpl::Gemm));
         assert!(!c.contains(&ConvImpl::Depthwise));
+        assert!(!c.contains(&ConvImpl::DepthwisePlane));
 
         // ReLU expansion: every GEMM-like algorithm plain and fused.
         let relu = conv_layers("mbconv_r56_i24_o24_s1_k3_m72_se0_relu");

@@ -27,8 +27,11 @@ static Dim3 blockIdx, blockDim, gridDim;
 static thread_local Dim3 threadIdx;
 static float __ldg(const float* p) { return *p; }
 
-// Dynamic shared memory (`extern __shared__ float hidden[];` refers to it).
+// Dynamic shared memory (`extern __shared__ float hidden[];` and
+// `extern __shared__ float smem[];` refer to these). Poisoned with NaN before
+// each launch, so a kernel that reads what it did not write fails.
 float hidden[1 << 14];
+float smem[1 << 16];
 static std::unique_ptr<std::barrier<>> block_barrier;
 static std::vector<std::unique_ptr<std::barrier<>>> warp_barriers;
 static float lanes[1024];
@@ -51,6 +54,7 @@ static void launch(long long blocks, long long threads, F f) {
     gridDim = {blocks, 1, 1};
     blockDim = {threads, 1, 1};
     for (long long b = 0; b < blocks; b++) {
+        for (auto& v : smem) v = NAN;
         blockIdx = {b, 0, 0};
         block_barrier = std::make_unique<std::barrier<>>(threads);
         warp_barriers.clear();
@@ -114,6 +118,50 @@ int main() {
                             long long i = ((n * C + ch) * oh + oy) * oh + ox;
                             expect("dwconv", i, y[i], act_ref(acc, act));
                         }
+        }
+    }
+    // dwconv_plane: {k, stride, h, channels, batch, threads}: fewer outputs
+    // than threads (idle threads), more (looping), k 1 and 9 generic; each
+    // with and without the prologue and the pool.
+    int pl[][6] = {{3, 1, 7, 3, 2, 64}, {5, 2, 14, 2, 2, 32}, {7, 1, 9, 2, 1, 96},
+                   {3, 2, 8, 3, 2, 32}, {1, 1, 5, 2, 1, 32}, {9, 1, 11, 2, 1, 64}};
+    for (auto& c : pl) {
+        int k = c[0], s = c[1], h = c[2], C = c[3], N = c[4], T = c[5];
+        int oh = (h + 2 * (k / 2) - k) / s + 1;
+        std::vector<float> x(N * C * h * h), w(C * k * k), b(C), pb(C), y((size_t)N * C * oh * oh),
+            pooled(N * C);
+        for (auto* v : {&x, &w, &b, &pb})
+            for (auto& q : *v) q = rnd();
+        for (int variant = 0; variant < 4; variant++) {
+            bool pre = variant & 1, pool = variant & 2;
+            int act = variant % 4, pre_act = (variant + 1) % 4;
+            for (auto& q : pooled) q = NAN;
+            launch(N * C, T, [&] {
+                dwconv_plane(x.data(), w.data(), b.data(), y.data(), pre ? pb.data() : nullptr, pre_act,
+                             pool ? pooled.data() : nullptr, C, h, oh, k, s, act);
+            });
+            for (int n = 0; n < N; n++)
+                for (int ch = 0; ch < C; ch++) {
+                    float sum = 0;
+                    for (int oy = 0; oy < oh; oy++)
+                        for (int ox = 0; ox < oh; ox++) {
+                            float acc = b[ch];
+                            for (int ky = 0; ky < k; ky++)
+                                for (int kx = 0; kx < k; kx++) {
+                                    int iy = oy * s + ky - k / 2, ix = ox * s + kx - k / 2;
+                                    if (iy < 0 || ix < 0 || iy >= h || ix >= h) continue;
+                                    float in = x[((n * C + ch) * h + iy) * h + ix];
+                                    if (pre) in = act_ref(in + pb[ch], pre_act);
+                                    acc += in * w[(ch * k + ky) * k + kx];
+                                }
+                            long long i = ((n * C + ch) * oh + oy) * oh + ox;
+                            float want = act_ref(acc, act);
+                            expect("dwconv_plane", i, y[i], want);
+                            sum += want;
+                        }
+                    if (pool) expect("dwconv_plane pool", n * C + ch, pooled[n * C + ch], sum / (oh * oh));
+                    else if (!std::isnan(pooled[n * C + ch])) expect("dwconv_plane no pool", n * C + ch, pooled[n * C + ch], NAN);
+                }
         }
     }
     // bias_act, bias_residual, channel_scale.

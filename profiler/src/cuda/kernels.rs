@@ -1,16 +1,17 @@
 //! The engine's own CUDA kernels, compiled once per process with NVRTC:
-//! the depthwise convolution (cuDNN's is slow on H100, gpu-facts pitfall 4)
+//! two depthwise convolutions (cuDNN's is slow on H100, gpu-facts pitfall 4)
 //! with bias and activation fused, and the small element-wise and SE
 //! kernels around the cuDNN convolutions. fp32 NCHW.
 //!
 //! `act` codes: 0 none, 1 ReLU, 2 swish, 3 hard swish (`layers::act_code`).
 
 /// Kernel names, as `load_function` needs them.
-pub const NAMES: [&str; 8] = [
+pub const NAMES: [&str; 9] = [
     "spin",
     "bias_act",
     "bias_residual",
     "dwconv",
+    "dwconv_plane",
     "global_pool",
     "se_fc",
     "channel_scale",
@@ -116,6 +117,89 @@ extern "C" __global__ void dwconv(const float* __restrict__ x, const float* __re
     }
 }
 
+// Depthwise k x k convolution of whole planes through shared memory: one
+// block per (n, c) plane reads it from global memory once, zero-padded, into
+// shared memory, then computes every output of the plane from there. Since
+// each input is read once, two more things fit in at little cost:
+// - `pre_b` (or null): the previous layer's bias and activation `pre_act`
+//   applied on load, so that the expansion convolution before it needs no
+//   pass of its own over its (the block's largest) output; the padding stays
+//   zero, as it is after that activation.
+// - `pooled` (or null): the plane's mean after bias and activation, the SE
+//   layer's global pool, without reading the output again.
+// blockDim.x must be a multiple of 32; dynamic shared memory holds
+// (h + 2*(k/2))^2 + 32 floats.
+template <int K>
+__device__ __forceinline__ void dwconv_plane_body(
+    const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ b,
+    float* __restrict__ y, const float* __restrict__ pre_b, int pre_act,
+    float* __restrict__ pooled, int channels, int h, int oh, int k_rt, int stride, int act) {
+    extern __shared__ float smem[];
+    const int k = K > 0 ? K : k_rt;
+    const int pad = k / 2;
+    const int hp = h + 2 * pad;
+    const long long nc = blockIdx.x;
+    const int c = (int)(nc % channels);
+    const float* xp = x + nc * (long long)h * h;
+    const float pb = pre_b ? __ldg(pre_b + c) : 0.0f;
+    for (int i = threadIdx.x; i < hp * hp; i += blockDim.x) {
+        int py = i / hp, px = i - py * hp;
+        int iy = py - pad, ix = px - pad;
+        float v = 0.0f;
+        if (iy >= 0 && iy < h && ix >= 0 && ix < h) {
+            v = __ldg(xp + iy * h + ix);
+            if (pre_b) v = activate(v + pb, pre_act);
+        }
+        smem[i] = v;
+    }
+    __syncthreads();
+    const float* wp = w + (long long)c * k * k;
+    const float bias = __ldg(b + c);
+    float* yp = y + nc * (long long)oh * oh;
+    float sum = 0.0f;
+    for (int o = threadIdx.x; o < oh * oh; o += blockDim.x) {
+        int oy = o / oh, ox = o - oy * oh;
+        const float* sp = smem + oy * stride * hp + ox * stride;
+        float acc = bias;
+#pragma unroll
+        for (int ky = 0; ky < k; ++ky) {
+#pragma unroll
+            for (int kx = 0; kx < k; ++kx) {
+                acc = fmaf(sp[ky * hp + kx], __ldg(wp + ky * k + kx), acc);
+            }
+        }
+        float v = activate(acc, act);
+        yp[o] = v;
+        sum += v;
+    }
+    if (pooled) {
+        // The same branch for the whole block: every lane of every warp
+        // takes part in the shuffles and the barrier.
+        for (int off = 16; off > 0; off /= 2) sum += __shfl_down_sync(0xffffffff, sum, off);
+        float* warp_sums = smem + hp * hp;
+        if (threadIdx.x % 32 == 0) warp_sums[threadIdx.x / 32] = sum;
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            float s = 0.0f;
+            for (int i = 0; i < (int)(blockDim.x / 32); ++i) s += warp_sums[i];
+            pooled[nc] = s / (float)(oh * oh);
+        }
+    }
+}
+
+extern "C" __global__ void dwconv_plane(const float* __restrict__ x, const float* __restrict__ w,
+                                        const float* __restrict__ b, float* __restrict__ y,
+                                        const float* __restrict__ pre_b, int pre_act,
+                                        float* __restrict__ pooled, int channels, int h, int oh,
+                                        int k, int stride, int act) {
+    switch (k) {
+    case 3: dwconv_plane_body<3>(x, w, b, y, pre_b, pre_act, pooled, channels, h, oh, k, stride, act); break;
+    case 5: dwconv_plane_body<5>(x, w, b, y, pre_b, pre_act, pooled, channels, h, oh, k, stride, act); break;
+    case 7: dwconv_plane_body<7>(x, w, b, y, pre_b, pre_act, pooled, channels, h, oh, k, stride, act); break;
+    default: dwconv_plane_body<0>(x, w, b, y, pre_b, pre_act, pooled, channels, h, oh, k, stride, act); break;
+    }
+}
+
 // out[nc] = mean of x[nc, 0..hw): one warp per (n, c).
 extern "C" __global__ void global_pool(const float* __restrict__ x, float* __restrict__ out,
                                        int nc, int hw) {
@@ -195,6 +279,20 @@ pub fn grid_for(total: usize) -> u32 {
     (total.div_ceil(THREADS as usize)).clamp(1, 65_535) as u32
 }
 
+/// Threads per block of `dwconv_plane` for `outputs` outputs per plane:
+/// whole warps, at most 256, so that small planes (7x7) leave few threads
+/// idle and large ones loop.
+pub fn plane_threads(outputs: usize) -> u32 {
+    (outputs.div_ceil(32) * 32).clamp(32, 256) as u32
+}
+
+/// Dynamic shared memory of `dwconv_plane` for an `h`×`h` input and a
+/// `k`×`k` kernel: the zero-padded plane and 32 warp sums.
+pub fn plane_shared_bytes(h: u32, k: u32) -> usize {
+    let hp = (h + 2 * (k / 2)) as usize;
+    (hp * hp + 32) * std::mem::size_of::<f32>()
+}
+
 /// Blocks for one warp per item.
 pub fn grid_for_warps(items: usize) -> u32 {
     (items * 32).div_ceil(THREADS as usize).max(1) as u32
@@ -215,6 +313,15 @@ mod tests {
         assert_eq!(grid_for(usize::MAX / 2), 65_535);
         assert_eq!(grid_for_warps(8), 1);
         assert_eq!(grid_for_warps(9), 2);
+        assert_eq!(plane_threads(49), 64);
+        assert_eq!(plane_threads(196), 224);
+        assert_eq!(plane_threads(112 * 112), 256);
+        assert_eq!(plane_threads(1), 32);
+        // 7x7 input, k5: an 11x11 padded plane and the warp sums.
+        assert_eq!(plane_shared_bytes(7, 5), (121 + 32) * 4);
+        // The largest TF-NAS plane, 112x112 with k5, needs the opt-in
+        // shared memory beyond 48 KiB.
+        assert!(plane_shared_bytes(112, 5) > 48 << 10);
     }
 
     /// NVRTC needs no GPU: where the library loads, the source must compile
@@ -325,11 +432,12 @@ mod tests {
     }
 
     /// What engine.rs's `launch` passes to each kernel, in bytes.
-    const SIGNATURES: [(&str, &[usize]); 8] = [
+    const SIGNATURES: [(&str, &[usize]); 9] = [
         ("spin", &[8, 8]),
         ("bias_act", &[8, 8, 4, 4, 8, 4]),
         ("bias_residual", &[8, 8, 8, 4, 4, 8, 4]),
         ("dwconv", &[8, 8, 8, 8, 4, 4, 4, 4, 4, 8, 4]),
+        ("dwconv_plane", &[8, 8, 8, 8, 8, 4, 8, 4, 4, 4, 4, 4, 4]),
         ("global_pool", &[8, 8, 4, 4]),
         ("se_fc", &[8, 8, 8, 8, 8, 8, 4, 4, 4]),
         ("channel_scale", &[8, 8, 4, 8]),
