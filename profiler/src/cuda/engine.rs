@@ -363,13 +363,21 @@ impl CudaEngine {
                 sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
             )
             .map_err(drv)?;
-        functions["dwconv_plane"]
-            .set_attribute(
-                sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                optin,
-            )
-            .map_err(drv)?;
-        let plane_shared_limit = usize::try_from(optin).unwrap_or(0);
+        // Where the driver refuses, the kernel keeps the 48 KiB every launch
+        // may use, and larger planes are left to the other candidates.
+        let plane_shared_limit = match functions["dwconv_plane"].set_attribute(
+            sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+            optin,
+        ) {
+            Ok(()) => usize::try_from(optin).unwrap_or(0),
+            Err(e) => {
+                eprintln!(
+                    "warning: dwconv_plane cannot use {optin} bytes of shared memory ({}); planes are limited to 48 KiB",
+                    device::driver_msg(&e)
+                );
+                48 << 10
+            }
+        };
 
         let flush = match config.l2 {
             L2::Warm => None,
