@@ -75,6 +75,10 @@ const CAPTURE_MODE: sys::CUstreamCaptureMode =
 /// memory.
 const WORKSPACE_LIMIT: usize = 512 << 20;
 
+/// The byte the numerics check fills an output with before the run that
+/// must overwrite it: every float then reads 1.2e30, far outside any output.
+const POISON_BYTE: u8 = 0x71;
+
 /// How one convolution runs, chosen per shape by timing.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum ConvImpl {
@@ -1334,15 +1338,18 @@ impl CudaEngine {
             .ok_or_else(|| unsupported("reading an output before prepare".into()))?;
         let block = prepared.name.clone();
         let (ptr, len) = prepared.output;
-        // The output is poisoned first (all bits set: NaN), so that a graph
-        // that does not write it fails the comparison instead of passing on
-        // what the eager run in `prepare` left there.
+        // The output is poisoned first, so that a graph that does not write
+        // it fails the comparison instead of passing on what the eager run in
+        // `prepare` left there. The poison is a huge finite float (bytes 0x71:
+        // 1.2e30), not NaN: a fused cuDNN convolution without a residual is
+        // given its own output as `z` scaled by zero, and 0 × NaN would be
+        // a NaN the engine never produces when timing.
         // Safety: `ptr` is a live allocation of `len` floats of the prepared
         // workload; the memset is ordered on the stream before the run.
         unsafe {
             cudarc::driver::result::memset_d8_async(
                 ptr,
-                0xFF,
+                POISON_BYTE,
                 len * std::mem::size_of::<f32>(),
                 self.stream.cu_stream(),
             )
@@ -1637,6 +1644,16 @@ mod tests {
         for layer in mb.iter().chain(&relu).chain(&stem) {
             assert!(candidates(layer).iter().all(|c| all.contains(c)));
         }
+    }
+
+    #[test]
+    fn the_poison_is_finite_and_far_from_any_output() {
+        let v = f32::from_bits(u32::from_ne_bytes([POISON_BYTE; 4]));
+        assert!(v.is_finite() && v > 1e29, "{v}");
+        assert_eq!(0.0 * v, 0.0);
+        // A comparison against it fails by far.
+        let c = crate::numerics::compare("x", &[v], &[1.0]);
+        assert!(!c.ok());
     }
 
     #[test]
