@@ -17,8 +17,10 @@
 #
 # The profiler runs with no LD_LIBRARY_PATH (gpu-facts pitfall 1: pip's cuDNN
 # on the path breaks the system one); python3 is the machine's torch venv.
-# FULL=1 also builds the full default table into $OUT/table.csv (about 10
-# minutes more: give it a call of its own, e.g. with GPU_CHECK_ONLY=full-table).
+# FULL=1 also builds the full default table into $OUT/table.csv (give it a
+# call of its own: FULL=1 GPU_CHECK_BUDGET=560 GPU_CHECK_ONLY="full-table
+# full-check full-validate"); a build the budget cuts short comes back
+# partial, and TABLE_FROM=that-file in the next call resumes it.
 # VALIDATE=1 also runs issue 4's whole-network checks (about 5 minutes more;
 # give it a call of its own, e.g. VALIDATE=1 GPU_CHECK_ONLY="table-two-ops
 # validate validate-resume validate-refuse fit"): the whole table of a
@@ -189,7 +191,14 @@ run() {
         step fit 20 "$p" fit --validation "$OUT/validate.csv" --table "$OUT/two-ops.csv" --out "$OUT/two-ops-corrected.csv"
     fi
     if [ "${FULL:-0}" = 1 ]; then
-        budget=$((SECONDS - t_start + 1000))
+        # Within the budget (no extension: a device call stops at 600 s, and
+        # the summary must be written before that). The table is written
+        # under $OUT as it grows, so a cut build still comes back; carry it
+        # into the next call as TABLE_FROM=path and the build resumes it.
+        if [ -n "${TABLE_FROM:-}" ] && [ -f "$TABLE_FROM" ] && [ ! -f "$OUT/table.csv" ]; then
+            cp "$TABLE_FROM" "$OUT/table.csv"
+            echo "== full-table resumes $TABLE_FROM ($(grep -vc '^#' "$OUT/table.csv") lines)"
+        fi
         step full-table 900 "$p" --device 0 --out "$OUT/table.csv"
         step full-check 30 "$p" check --table "$OUT/table.csv"
         step full-validate 150 "$p" validate --table "$OUT/table.csv" --device 0 --samples 20 --seed 1 --out "$OUT/validate-full.csv" --plot "$OUT/validate-full.svg"
@@ -252,7 +261,7 @@ except Exception as e:  # a missing or broken table: say which
     print(f"target 3: no result ({type(e).__name__}: {e})")
 
 rates = []
-for name in ("subset-1", "subset-2", "repeat-a", "repeat-b"):
+for name in ("subset-1", "subset-2", "repeat-a", "repeat-b", "full-table"):
     try:
         with open(os.path.join(out, name + ".log")) as f:
             for line in f:

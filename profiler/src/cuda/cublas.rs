@@ -7,14 +7,25 @@
 //! which would hide the error that led to it: gpu-facts pitfall 5).
 
 use std::ffi::c_void;
+use std::sync::Arc;
 
 use cudarc::cublas::result::CublasError;
 use cudarc::cublas::{result, sys};
-use cudarc::driver::sys::{CUdeviceptr, CUstream};
+use cudarc::driver::sys::CUdeviceptr;
+use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DriverError};
 
 /// The status name of a cuBLAS error.
 pub fn cublas_msg(e: &CublasError) -> String {
     format!("{:?}", e.0)
+}
+
+impl std::fmt::Display for BlasError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BlasError::Cublas(e) => f.write_str(&cublas_msg(e)),
+            BlasError::Driver(e) => write!(f, "{e:?}"),
+        }
+    }
 }
 
 /// The compute type of every product: fp32 in and out, TF32 tensor cores
@@ -29,22 +40,43 @@ pub const COMPUTE: sys::cublasComputeType_t =
 /// being captured.
 pub const WORKSPACE_BYTES: usize = 32 << 20;
 
-pub struct Blas(sys::cublasHandle_t);
+/// A cuBLAS handle on one stream with the workspace it owns. The handle is
+/// destroyed in `drop` before the fields (the workspace) are freed, also
+/// when the engine's setup fails half-way.
+pub struct Blas {
+    handle: sys::cublasHandle_t,
+    _workspace: CudaSlice<u8>,
+}
+
+/// Why cuBLAS could not be set up.
+#[derive(Debug)]
+pub enum BlasError {
+    Cublas(CublasError),
+    Driver(DriverError),
+}
 
 impl Blas {
-    /// A handle whose work goes to `stream`, using `workspace`
-    /// ([`WORKSPACE_BYTES`]) for its scratch memory.
-    ///
-    /// # Safety
-    /// `stream` and the `WORKSPACE_BYTES` bytes at `workspace` must outlive
-    /// the handle.
-    pub unsafe fn new(stream: CUstream, workspace: CUdeviceptr) -> Result<Self, CublasError> {
-        let b = Blas(result::create_handle()?);
-        // Safety: the handle was just created; the caller keeps the stream
-        // and the workspace alive for its lifetime.
+    /// A handle whose work goes to `stream`, with a [`WORKSPACE_BYTES`]
+    /// workspace of its own. The stream must outlive the handle (the engine
+    /// drops it last).
+    pub fn new(stream: &Arc<CudaStream>) -> Result<Self, BlasError> {
+        let workspace = stream
+            .alloc_zeros::<u8>(WORKSPACE_BYTES)
+            .map_err(BlasError::Driver)?;
+        // The engine runs with event tracking off: the guard does nothing.
+        let wp = workspace.device_ptr(stream).0;
+        let b = Blas {
+            handle: result::create_handle().map_err(BlasError::Cublas)?,
+            _workspace: workspace,
+        };
+        // Safety: the handle was just created; the workspace lives as long
+        // as it, and the caller keeps the stream alive longer.
         unsafe {
-            result::set_stream(b.0, stream as sys::cudaStream_t)?;
-            sys::cublasSetWorkspace_v2(b.0, workspace as *mut c_void, WORKSPACE_BYTES).result()?;
+            result::set_stream(b.handle, stream.cu_stream() as sys::cudaStream_t)
+                .map_err(BlasError::Cublas)?;
+            sys::cublasSetWorkspace_v2(b.handle, wp as *mut c_void, WORKSPACE_BYTES)
+                .result()
+                .map_err(BlasError::Cublas)?;
         }
         Ok(b)
     }
@@ -77,7 +109,7 @@ impl Blas {
         let f32t = sys::cudaDataType::CUDA_R_32F;
         let no = sys::cublasOperation_t::CUBLAS_OP_N;
         result::gemm_strided_batched_ex(
-            self.0,
+            self.handle,
             no,
             no,
             hw,
@@ -106,8 +138,9 @@ impl Blas {
 
 impl Drop for Blas {
     fn drop(&mut self) {
-        // Safety: created by `create_handle` and destroyed only here.
-        let _ = unsafe { result::destroy_handle(self.0) };
+        // Safety: created by `create_handle` and destroyed only here, before
+        // the workspace it uses is freed.
+        let _ = unsafe { result::destroy_handle(self.handle) };
     }
 }
 

@@ -257,9 +257,7 @@ pub struct CudaEngine {
     log_choices: bool,
     cudnn: Handle,
     /// `None` where cuBLAS cannot be loaded (the engine's name says so).
-    /// Before its workspace, which it uses until dropped.
     blas: Option<Blas>,
-    _blas_workspace: Option<CudaSlice<u8>>,
     functions: HashMap<&'static str, CudaFunction>,
     /// The most dynamic shared memory `dwconv_plane` may use (the GPU's
     /// opt-in limit, set on the function at setup).
@@ -327,7 +325,7 @@ impl CudaEngine {
             msg: cudnn_msg(&e),
         })?;
 
-        let (blas, blas_workspace) = Self::open_blas(&stream)?;
+        let blas = Self::open_blas(&stream);
         if blas.is_none() {
             info.engine.push_str(WITHOUT_CUBLAS);
         }
@@ -400,7 +398,6 @@ impl CudaEngine {
             log_choices: std::env::var_os("PROFILER_LOG_CHOICES").is_some(),
             cudnn,
             blas,
-            _blas_workspace: blas_workspace,
             functions,
             plane_shared_limit,
             start,
@@ -419,32 +416,21 @@ impl CudaEngine {
     /// cuBLAS with its workspace on `stream`, or `None` with a warning on
     /// stderr where the library cannot be loaded or initialised: the engine
     /// then times the other candidates only and its name says so.
-    #[allow(clippy::type_complexity)]
-    fn open_blas(stream: &Arc<CudaStream>) -> Result<(Option<Blas>, Option<CudaSlice<u8>>)> {
+    fn open_blas(stream: &Arc<CudaStream>) -> Option<Blas> {
         // Safety: only tries to dlopen libcublas.
         if !unsafe { cudarc::cublas::sys::is_culib_present() } {
             eprintln!(
                 "warning: libcublas cannot be loaded; 1x1 convolutions are timed with cuDNN only"
             );
-            return Ok((None, None));
+            return None;
         }
-        let workspace = stream
-            .alloc_zeros::<u8>(super::cublas::WORKSPACE_BYTES)
-            .map_err(|e| driver_error(SETUP, e))?;
-        // Event tracking is off, so the guard does nothing.
-        let wp = workspace.device_ptr(stream).0;
-        // Safety: the engine keeps the stream and the workspace alive
-        // longer than the handle (field order).
-        match unsafe { Blas::new(stream.cu_stream(), wp) } {
-            Ok(blas) => Ok((Some(blas), Some(workspace))),
-            Err(e) => {
+        Blas::new(stream)
+            .inspect_err(|e| {
                 eprintln!(
-                    "warning: cuBLAS does not initialise ({}); 1x1 convolutions are timed with cuDNN only",
-                    cublas_msg(&e)
-                );
-                Ok((None, None))
-            }
-        }
+                    "warning: cuBLAS does not initialise ({e}); 1x1 convolutions are timed with cuDNN only"
+                )
+            })
+            .ok()
     }
 
     fn ptr<T>(&self, slice: &CudaSlice<T>) -> CUdeviceptr {
@@ -1224,7 +1210,15 @@ impl CudaEngine {
                         )?;
                         // The bias and activation kernel that ends this
                         // convolution goes to the depthwise one after it,
-                        // whose candidates each run it their own way.
+                        // whose candidates each run it their own way. The
+                        // choice is greedy: this convolution's candidates
+                        // were timed with that kernel, so a fused cuDNN
+                        // candidate (ReLU) wins when it beats a plain one
+                        // plus the kernel, even where the plane kernel would
+                        // have applied it for almost nothing. Both ways avoid
+                        // the separate pass; only the difference between the
+                        // plain and the fused convolution is left on the
+                        // table, for the ReLU stage only.
                         if next.is_some_and(Layer::is_depthwise) {
                             if let Some(&Step::BiasAct { y: by, b, act, .. }) = conv.last() {
                                 if by == y {
