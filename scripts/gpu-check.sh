@@ -4,8 +4,9 @@
 #   scripts/gpu-check.sh build   # here, with cargo: release binaries into target/gpu-check/
 #   scripts/gpu-check.sh run     # on the GPU machine (no Rust there), from the repo root
 #
-# `build` writes target/gpu-check/{profiler,profiler-unit-tests,BUILD_INFO}
-# (about 6 MB); carry that folder to the GPU machine. `run` writes every log
+# `build` writes target/gpu-check/{profiler,profiler-unit-tests,searcher,
+# search_step,BUILD_INFO} (about 19 MB; the searcher needs the libtorch that
+# scripts/setup.sh installs); carry that folder to the GPU machine. `run` writes every log
 # under $OUT (./gpu-check-out when unset) and ends with $OUT/summary.txt,
 # also printed last: one line per step (PASS, FAIL, TIMEOUT, SKIP) and the
 # issue's four target ratios.
@@ -26,6 +27,13 @@
 # validate validate-resume validate-refuse fit"): the whole table of a
 # two-op space at width step 64, 20 sampled networks validated against it,
 # a resume, a refused other seed, and a fitted correction.
+# SEARCHER=1 also runs issue 5's GPU checks (a call of its own, about 6
+# minutes: SEARCHER=1 GPU_CHECK_BUDGET=560 GPU_CHECK_ONLY="searcher-demo
+# search-step search-step-torch search-table measure-derived"): the main
+# job's short search on cuda:0; one weight and one arch step at batch 32 of
+# 224x224 against benches/pytorch_search_step.py; and with TABLE=a complete
+# GPU table, a search against it and the derived network measured end to
+# end against SEARCH_TARGET_MS (default 4).
 # GPU_CHECK_ONLY="step names" runs only those steps (a focused rerun).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -48,16 +56,33 @@ for line in sys.stdin:
         echo "build: could not find the profiler's unit-test binary" >&2
         exit 1
     fi
+    # The searcher (tch, libtorch from .venv: scripts/setup.sh) and its
+    # step benchmark, for SEARCHER=1.
+    cargo build --release -p searcher
+    local bench
+    bench=$(cargo bench -p searcher --bench search_step --no-run --message-format=json 2>/dev/null |
+        python3 -c 'import sys, json
+for line in sys.stdin:
+    m = json.loads(line)
+    if (m.get("reason") == "compiler-artifact" and m.get("executable")
+            and m["target"]["kind"] == ["bench"] and m["target"]["name"] == "search_step"):
+        print(m["executable"])')
+    if [ -z "$bench" ] || [ ! -x "$bench" ]; then
+        echo "build: could not find the search_step bench binary" >&2
+        exit 1
+    fi
     rm -rf "$bin"
     mkdir -p "$bin"
     # Debug info stripped: the carried folder must stay small (64 MiB at most).
     strip --strip-debug -o "$bin/profiler" target/release/profiler
     strip --strip-debug -o "$bin/profiler-unit-tests" "$exe"
+    strip --strip-debug -o "$bin/searcher" target/release/searcher
+    strip --strip-debug -o "$bin/search_step" "$bench"
     {
         echo "built $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname)"
         echo "git $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- profiler space 2>/dev/null || echo ' (with uncommitted changes)')"
         echo "unit tests from $exe"
-        sha256sum "$bin/profiler" "$bin/profiler-unit-tests"
+        sha256sum "$bin/profiler" "$bin/profiler-unit-tests" "$bin/searcher" "$bin/search_step"
     } >"$bin/BUILD_INFO"
     cat "$bin/BUILD_INFO"
     du -sh "$bin"
@@ -181,6 +206,32 @@ run() {
     step measure-cold 60 "$p" measure --arch "$arch" --device 0 --l2 cold --cap-ms 500
     step verify-eager 60 "$p" verify --device 0 --launch eager
     step bad-device 20 "expect=2:no CUDA device 7" "$p" verify --device 7
+    if [ "${SEARCHER:-0}" = 1 ]; then
+        # Issue 5's GPU checks. The tch binaries need the machine's libtorch
+        # on LD_LIBRARY_PATH (the profiler must not have it: pitfall 1).
+        local tlib
+        tlib=$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))' 2>/dev/null)
+        # The main job's short search, on the GPU.
+        step searcher-demo 180 env LD_LIBRARY_PATH="$tlib" "$bin/searcher" --device cuda:0 \
+            --epochs 11 --warmup-epochs 9 --embedded-images 1000 --resolution 48 --target-ms 5 \
+            --out "$OUT/arch-demo.json" --checkpoint /tmp/gpu-check-demo.ckpt
+        # One weight and one arch step at the method's batch 32 of 224x224,
+        # against PyTorch on the same GPU.
+        step search-step 150 env LD_LIBRARY_PATH="$tlib" SEARCH_STEP_DEVICE=cuda:0 \
+            SEARCH_STEP_BATCH=32 SEARCH_STEP_RESOLUTION=224 "$bin/search_step" --bench
+        step search-step-torch 120 python3 benches/pytorch_search_step.py --device cuda \
+            --batch 32 --resolution 224
+        # With a complete GPU table (TABLE=path): search against it, then
+        # measure the derived network end to end (the goal: within 2% of
+        # the target, SEARCH_TARGET_MS, 4 ms by default).
+        if [ -n "${TABLE:-}" ] && [ -f "$TABLE" ]; then
+            step search-table 200 env LD_LIBRARY_PATH="$tlib" "$bin/searcher" --device cuda:0 \
+                --table "$TABLE" --target-ms "${SEARCH_TARGET_MS:-4}" --epochs 11 --warmup-epochs 9 \
+                --embedded-images 1000 --resolution 48 --out "$OUT/arch-table.json" \
+                --checkpoint /tmp/gpu-check-table.ckpt
+            step measure-derived 60 "$p" measure --arch "$OUT/arch-table.json" --device 0
+        fi
+    fi
     if [ "${VALIDATE:-0}" = 1 ]; then
         budget=$((SECONDS - t_start + 340))
         local two=tests/fixtures/space_two_ops.json
@@ -228,6 +279,43 @@ targets() {
     for f in validate validate-full; do
         [ -f "$out/$f.log" ] && grep -h -A2 "^validated " "$out/$f.log" | sed "s/^/$f: /"
     done
+    # Issue 5, where SEARCHER=1 ran.
+    if [ -f "$out/search-step.log" ] || [ -f "$out/measure-derived.log" ]; then
+        SEARCH_TARGET_MS=${SEARCH_TARGET_MS:-4} python3 - "$out" <<'EOF' 2>&1
+import os, re, sys
+out = sys.argv[1]
+def read(name):
+    try:
+        return open(os.path.join(out, name)).read()
+    except OSError:
+        return ""
+def criterion_ms(text, what):
+    # The middle of criterion's "time: [low estimate high]".
+    m = re.search(re.escape(what) + r".*?\n\s*time:\s*\[\S+ \S+ (\S+) (\w+)", text, re.S)
+    if not m:
+        return None
+    scale = {"s": 1000.0, "ms": 1.0, "µs": 1e-3, "us": 1e-3, "ns": 1e-6}
+    return float(m.group(1)) * scale.get(m.group(2), float("nan"))
+rust, torch = read("search-step.log"), read("search-step-torch.log")
+tw = re.search(r"weight step ([0-9.]+) ms, arch step ([0-9.]+) ms", torch)
+if rust or torch:
+    for name, i in (("weight step", 1), ("arch step", 2)):
+        r = criterion_ms(rust, name)
+        t = float(tw.group(i)) if tw else None
+        if r is None or t is None:
+            print(f"searcher {name}: no result (tch {r}, PyTorch {t}; see search-step*.log)")
+        else:
+            print(f"searcher {name} at batch 32 of 224x224: tch {r:.1f} ms, PyTorch {t:.1f} ms, ratio {r / t:.2f} (want <= 1)")
+derived = read("measure-derived.log")
+m = re.search(r": median ([0-9.]+) ms", derived)
+target = float(os.environ["SEARCH_TARGET_MS"])
+if m:
+    ms = float(m.group(1))
+    print(f"derived network: measured {ms:.4f} ms against the {target} ms target, {100 * (ms / target - 1):+.2f}% (want within +-2%)")
+elif derived or read("search-table.log"):
+    print("derived network: no result (see search-table.log and measure-derived.log)")
+EOF
+    fi
     # 1. engine / PyTorch graph, end to end.
     grep -h "^target 1" "$out/pytorch.log" 2>/dev/null || echo "target 1: no result (see pytorch.log and measure-graph.log)"
     # 2. The engine's sum of per-block medians against its end to end.
