@@ -112,6 +112,48 @@ struct Fuse {
     /// Where the global average pool of this convolution's output goes (the
     /// SE layer after it).
     pool_into: Option<CUdeviceptr>,
+    /// This convolution leaves its bias and activation to the next layer
+    /// (its prologue): candidates that would run them as a kernel of their
+    /// own skip it.
+    hand_off: bool,
+}
+
+/// Which of a layer's candidates a choice is made among.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Among {
+    All,
+    /// All but the fused cuDNN ones (those that can hand their bias off).
+    Plain,
+    /// The fused cuDNN ones only.
+    Fused,
+}
+
+impl Among {
+    fn admits(self, how: &ConvImpl) -> bool {
+        let fused = matches!(how, ConvImpl::CudnnFused(_));
+        match self {
+            Among::All => true,
+            Among::Plain => !fused,
+            Among::Fused => fused,
+        }
+    }
+}
+
+/// An expansion convolution whose steps wait for the depthwise one after
+/// it: which of the two plans runs (the expansion fused with its ReLU, or
+/// plain with its bias and activation handed to the depthwise convolution)
+/// is decided on the pair's time.
+struct Pending {
+    layer: Layer,
+    x: CUdeviceptr,
+    w: CUdeviceptr,
+    b: CUdeviceptr,
+    y: CUdeviceptr,
+    act: i32,
+    /// The fastest plain candidate without its bias step, and its time.
+    plain: (ConvImpl, f64),
+    /// The fastest fused candidate, where one runs.
+    fused: Option<(ConvImpl, f64)>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -130,6 +172,8 @@ struct ChoiceKey {
     /// The prologue's activation code, -1 for none.
     prologue: i32,
     pooled: bool,
+    hand_off: bool,
+    among: Among,
 }
 
 /// One launch on the stream, with everything it needs.
@@ -248,7 +292,8 @@ struct Prepared {
 /// the stream goes before the stream, and the stream before the context.
 pub struct CudaEngine {
     prepared: Option<Prepared>,
-    choices: HashMap<ChoiceKey, ConvImpl>,
+    /// Each choice and the time its winner took.
+    choices: HashMap<ChoiceKey, (ConvImpl, f64)>,
     /// Tests only: run this wherever it applies instead of the fastest, so
     /// that every candidate's numbers get checked, not only the winners'.
     prefer: Option<ConvImpl>,
@@ -913,7 +958,11 @@ impl CudaEngine {
                     cout: shape.cout,
                     hw,
                 };
-                vec![Step::Gemm { shape, x, w, y }, bias_step()]
+                let mut steps = vec![Step::Gemm { shape, x, w, y }];
+                if !fuse.hand_off {
+                    steps.push(bias_step());
+                }
+                steps
             }
             ConvImpl::Cudnn(algo) | ConvImpl::CudnnFused(algo) => {
                 let cudnn_err = |e: cudarc::cudnn::CudnnError| ProfilerError::Cudnn {
@@ -976,7 +1025,7 @@ impl CudaEngine {
                     workspace_bytes: ws_bytes,
                 };
                 let mut steps = vec![Step::Cudnn { conv, algo, io }];
-                if fused.is_none() {
+                if fused.is_none() && !fuse.hand_off {
                     steps.push(bias_step());
                 }
                 steps
@@ -1016,13 +1065,14 @@ impl CudaEngine {
         &mut self,
         layer: &Layer,
         fuse: Fuse,
+        among: Among,
         x: CUdeviceptr,
         w: CUdeviceptr,
         b: CUdeviceptr,
         y: CUdeviceptr,
         residual: CUdeviceptr,
         block: &str,
-    ) -> Result<ConvImpl> {
+    ) -> Result<(ConvImpl, f64)> {
         let shape = conv_shape(self.config.batch, layer);
         let Layer::Conv {
             act,
@@ -1038,14 +1088,14 @@ impl CudaEngine {
             residual: has_res,
             prologue: fuse.prologue.map_or(-1, |p| p.act),
             pooled: fuse.pool_into.is_some(),
+            hand_off: fuse.hand_off,
+            among,
         };
-        if let Some(&how) = self.choices.get(&key) {
-            return Ok(how);
+        if let Some(&chosen) = self.choices.get(&key) {
+            return Ok(chosen);
         }
         let mut candidates = candidates(layer);
-        if self.blas.is_none() {
-            candidates.retain(|c| *c != ConvImpl::Gemm);
-        }
+        candidates.retain(|c| among.admits(c) && (self.blas.is_some() || *c != ConvImpl::Gemm));
         if let Some(p) = self.prefer.filter(|p| candidates.contains(p)) {
             // Tests: the preferred one alone, the others only if it fails.
             candidates.retain(|c| *c != p);
@@ -1089,7 +1139,7 @@ impl CudaEngine {
                 .synchronize()
                 .map_err(|e| driver_error(block, e))?;
         }
-        let (_, how) = best.ok_or_else(|| {
+        let (ms, how) = best.ok_or_else(|| {
             last_error.unwrap_or_else(|| ProfilerError::Cudnn {
                 block: block.into(),
                 msg: "no convolution algorithm ran for this shape".into(),
@@ -1097,12 +1147,17 @@ impl CudaEngine {
         })?;
         if self.log_choices {
             eprintln!(
-                "choice for {shape:?} in {block}: {how:?}; candidates: {}",
+                "choice for {shape:?} (act {}, residual {}, prologue {}, pooled {}, hand-off {}, among {among:?}) in {block}: {how:?}; candidates: {}",
+                key.act,
+                key.residual,
+                key.prologue,
+                key.pooled,
+                key.hand_off,
                 log.join("; ")
             );
         }
-        self.choices.insert(key, how);
-        Ok(how)
+        self.choices.insert(key, (how, ms));
+        Ok((how, ms))
     }
 
     /// Tests only: prefer `how` wherever it applies (`None`: the fastest),
@@ -1156,10 +1211,10 @@ impl CudaEngine {
             let layers = block_layers(spec);
             // Handed from one layer to the next inside the block (never
             // across blocks: each block's steps stay its own, so that a
-            // network costs what its table entries sum to): the expansion's
-            // bias and activation for the depthwise convolution to apply,
-            // and the pool the depthwise convolution computed for SE.
-            let mut prologue: Option<Prologue> = None;
+            // network costs what its table entries sum to): the expansion
+            // waiting for the depthwise convolution's choice, and the pool
+            // the depthwise convolution computed for SE.
+            let mut pending: Option<Pending> = None;
             let mut pooled_by_conv: Option<CUdeviceptr> = None;
             for (i, &layer) in layers.iter().enumerate() {
                 let next = layers.get(i + 1);
@@ -1175,11 +1230,71 @@ impl CudaEngine {
                     }
                 };
                 match layer {
-                    Layer::Conv { cout, .. } => {
+                    Layer::Conv {
+                        cout,
+                        act,
+                        residual: has_res,
+                        ..
+                    } => {
                         let w = self.upload(block, &p.w)?;
                         let b = self.upload(block, &p.b)?;
                         let (wp, bp) = (self.ptr(&w), self.ptr(&b));
                         buffers.extend([w, b]);
+                        // An expansion before a depthwise convolution: its
+                        // steps wait for that one's choice (see `Pending`).
+                        if next.is_some_and(Layer::is_depthwise)
+                            && !layer.is_depthwise()
+                            && act.is_some()
+                            && !has_res
+                        {
+                            let plain = Fuse {
+                                hand_off: true,
+                                ..Fuse::default()
+                            };
+                            let plain = self.choose(
+                                &layer,
+                                plain,
+                                Among::Plain,
+                                current,
+                                wp,
+                                bp,
+                                y,
+                                block_input,
+                                block,
+                            )?;
+                            let fused = if candidates(&layer).iter().any(|c| Among::Fused.admits(c))
+                            {
+                                // Fused candidates that all fail leave the
+                                // plain plan, not an error.
+                                self.choose(
+                                    &layer,
+                                    Fuse::default(),
+                                    Among::Fused,
+                                    current,
+                                    wp,
+                                    bp,
+                                    y,
+                                    block_input,
+                                    block,
+                                )
+                                .ok()
+                            } else {
+                                None
+                            };
+                            pending = Some(Pending {
+                                layer,
+                                x: current,
+                                w: wp,
+                                b: bp,
+                                y,
+                                act: act_code(act),
+                                plain,
+                                fused,
+                            });
+                            current = y;
+                            current_len = batch * layer.output_len();
+                            continue;
+                        }
                         let pool_into =
                             if layer.is_depthwise() && matches!(next, Some(Layer::Se { .. })) {
                                 let pooled = self.zeros(block, batch * cout as usize)?;
@@ -1190,13 +1305,108 @@ impl CudaEngine {
                             } else {
                                 None
                             };
-                        let fuse = Fuse {
-                            prologue: prologue.take(),
+                        let alone = Fuse {
                             pool_into,
+                            ..Fuse::default()
                         };
-                        let how =
-                            self.choose(&layer, fuse, current, wp, bp, y, block_input, block)?;
-                        let mut conv = self.conv_steps(
+                        let (expansion, fuse) = match pending.take() {
+                            None => (None, alone),
+                            Some(pend) => {
+                                let with_prologue = Fuse {
+                                    prologue: Some(Prologue {
+                                        bias: pend.b,
+                                        act: pend.act,
+                                    }),
+                                    ..alone
+                                };
+                                let handed = self.choose(
+                                    &layer,
+                                    with_prologue,
+                                    Among::All,
+                                    current,
+                                    wp,
+                                    bp,
+                                    y,
+                                    block_input,
+                                    block,
+                                )?;
+                                let plan_p = pend.plain.1 + handed.1;
+                                let fused_plan = match pend.fused {
+                                    Some(f) => {
+                                        let kept = self.choose(
+                                            &layer,
+                                            alone,
+                                            Among::All,
+                                            current,
+                                            wp,
+                                            bp,
+                                            y,
+                                            block_input,
+                                            block,
+                                        )?;
+                                        Some((f, f.1 + kept.1))
+                                    }
+                                    None => None,
+                                };
+                                match fused_plan {
+                                    Some((f, plan_f))
+                                        if takes_fused_plan(self.prefer, plan_f, plan_p) =>
+                                    {
+                                        if self.log_choices {
+                                            eprintln!(
+                                                "plan for {block}: fused expansion {:?} ({plan_f:.4} ms) over plain {:?} with the depthwise prologue ({plan_p:.4} ms)",
+                                                f.0, pend.plain.0
+                                            );
+                                        }
+                                        (Some((pend, f.0, Fuse::default())), alone)
+                                    }
+                                    _ => {
+                                        if self.log_choices {
+                                            let other =
+                                                fused_plan.map_or(String::new(), |(f, t)| {
+                                                    format!(" over fused {:?} ({t:.4} ms)", f.0)
+                                                });
+                                            eprintln!(
+                                                "plan for {block}: plain expansion {:?} with the depthwise prologue ({plan_p:.4} ms){other}",
+                                                pend.plain.0
+                                            );
+                                        }
+                                        let how = pend.plain.0;
+                                        let hand_off = Fuse {
+                                            hand_off: true,
+                                            ..Fuse::default()
+                                        };
+                                        (Some((pend, how, hand_off)), with_prologue)
+                                    }
+                                }
+                            }
+                        };
+                        if let Some((pend, how, efuse)) = expansion {
+                            steps.extend(self.conv_steps(
+                                how,
+                                &pend.layer,
+                                efuse,
+                                pend.x,
+                                pend.w,
+                                pend.b,
+                                pend.y,
+                                block_input,
+                                &mut workspaces,
+                                block,
+                            )?);
+                        }
+                        let (how, _) = self.choose(
+                            &layer,
+                            fuse,
+                            Among::All,
+                            current,
+                            wp,
+                            bp,
+                            y,
+                            block_input,
+                            block,
+                        )?;
+                        steps.extend(self.conv_steps(
                             how,
                             &layer,
                             fuse,
@@ -1207,27 +1417,7 @@ impl CudaEngine {
                             block_input,
                             &mut workspaces,
                             block,
-                        )?;
-                        // The bias and activation kernel that ends this
-                        // convolution goes to the depthwise one after it,
-                        // whose candidates each run it their own way. The
-                        // choice is greedy: this convolution's candidates
-                        // were timed with that kernel, so a fused cuDNN
-                        // candidate (ReLU) wins when it beats a plain one
-                        // plus the kernel, even where the plane kernel would
-                        // have applied it for almost nothing. Both ways avoid
-                        // the separate pass; only the difference between the
-                        // plain and the fused convolution is left on the
-                        // table, for the ReLU stage only.
-                        if next.is_some_and(Layer::is_depthwise) {
-                            if let Some(&Step::BiasAct { y: by, b, act, .. }) = conv.last() {
-                                if by == y {
-                                    prologue = Some(Prologue { bias: b, act });
-                                    conv.pop();
-                                }
-                            }
-                        }
-                        steps.extend(conv);
+                        )?);
                         current = y;
                     }
                     Layer::Se {
@@ -1311,6 +1501,11 @@ impl CudaEngine {
                     _ => batch * layer.output_len(),
                 };
             }
+            if pending.is_some() {
+                return Err(unsupported(format!(
+                    "{spec}: an expansion with no depthwise convolution after it"
+                )));
+            }
         }
         Ok(Prepared {
             graph: None,
@@ -1364,6 +1559,20 @@ impl CudaEngine {
                 .map_err(|e| driver_error(&block, e))?;
         }
         Ok(host)
+    }
+}
+
+/// Whether an expansion runs fused with its ReLU (`plan_f`: its time plus
+/// the depthwise convolution's) rather than plain, handing its bias and
+/// activation to the depthwise convolution (`plan_p`). Like any later
+/// candidate, the fused plan must be 1% faster. Tests that prefer a way of
+/// running get the plan where it runs: a fused convolution the fused plan,
+/// anything else the plain one.
+fn takes_fused_plan(prefer: Option<ConvImpl>, plan_f: f64, plan_p: f64) -> bool {
+    match prefer {
+        Some(ConvImpl::CudnnFused(_)) => true,
+        Some(_) => false,
+        None => plan_f < 0.99 * plan_p,
     }
 }
 
@@ -1638,6 +1847,38 @@ mod tests {
         for layer in mb.iter().chain(&relu).chain(&stem) {
             assert!(candidates(layer).iter().all(|c| all.contains(c)));
         }
+    }
+
+    #[test]
+    fn the_plain_and_fused_subsets_split_the_candidates() {
+        use cudarc::cudnn::sys::cudnnConvolutionFwdAlgo_t as A;
+        let relu = conv_layers("mbconv_r56_i24_o24_s1_k3_m72_se0_relu");
+        let all = candidates(&relu[0]);
+        let plain: Vec<_> = all.iter().filter(|c| Among::Plain.admits(c)).collect();
+        let fused: Vec<_> = all.iter().filter(|c| Among::Fused.admits(c)).collect();
+        assert_eq!(plain.len() + fused.len(), all.len());
+        assert!(plain.contains(&&ConvImpl::Gemm));
+        assert!(fused.contains(&&ConvImpl::CudnnFused(
+            A::CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM
+        )));
+        assert!(all.iter().all(|c| Among::All.admits(c)));
+        // A swish expansion has no fused candidate: the plain plan only.
+        let swish = conv_layers("mbconv_r28_i40_o80_s2_k5_m240_se80_swish");
+        assert!(!candidates(&swish[0]).iter().any(|c| Among::Fused.admits(c)));
+    }
+
+    #[test]
+    fn the_fused_plan_wins_by_one_percent_or_by_preference() {
+        assert!(takes_fused_plan(None, 0.98, 1.0));
+        assert!(!takes_fused_plan(None, 0.995, 1.0));
+        assert!(!takes_fused_plan(None, 1.2, 1.0));
+        assert!(takes_fused_plan(
+            Some(ConvImpl::CudnnFused(PRECOMP)),
+            5.0,
+            1.0
+        ));
+        assert!(!takes_fused_plan(Some(ConvImpl::DepthwisePlane), 0.1, 1.0));
+        assert!(!takes_fused_plan(Some(ConvImpl::Gemm), 0.1, 1.0));
     }
 
     #[test]
