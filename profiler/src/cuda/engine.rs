@@ -139,16 +139,24 @@ impl Among {
     }
 }
 
+/// The device buffers of one convolution: input, weights, bias, output, and
+/// the block's input for a residual add.
+#[derive(Clone, Copy, Debug)]
+struct ConvBufs {
+    x: CUdeviceptr,
+    w: CUdeviceptr,
+    b: CUdeviceptr,
+    y: CUdeviceptr,
+    residual: CUdeviceptr,
+}
+
 /// An expansion convolution whose steps wait for the depthwise one after
 /// it: which of the two plans runs (the expansion fused with its ReLU, or
 /// plain with its bias and activation handed to the depthwise convolution)
 /// is decided on the pair's time.
 struct Pending {
     layer: Layer,
-    x: CUdeviceptr,
-    w: CUdeviceptr,
-    b: CUdeviceptr,
-    y: CUdeviceptr,
+    bufs: ConvBufs,
     act: i32,
     /// The fastest plain candidate without its bias step, and its time.
     plain: (ConvImpl, f64),
@@ -828,20 +836,22 @@ impl CudaEngine {
 
     /// The steps of one convolution with its bias, activation and residual,
     /// and what `fuse` adds, run by `how`.
-    #[allow(clippy::too_many_arguments)]
     fn conv_steps(
         &self,
         how: ConvImpl,
         layer: &Layer,
         fuse: Fuse,
-        x: CUdeviceptr,
-        w: CUdeviceptr,
-        b: CUdeviceptr,
-        y: CUdeviceptr,
-        residual: CUdeviceptr,
+        bufs: ConvBufs,
         workspaces: &mut Vec<CudaSlice<u8>>,
         block: &str,
     ) -> Result<Vec<Step>> {
+        let ConvBufs {
+            x,
+            w,
+            b,
+            y,
+            residual,
+        } = bufs;
         let Layer::Conv {
             cin,
             cout,
@@ -1060,17 +1070,12 @@ impl CudaEngine {
 
     /// Chooses how to run a convolution of this shape by timing every
     /// candidate once (cached per shape for the engine's lifetime).
-    #[allow(clippy::too_many_arguments)]
     fn choose(
         &mut self,
         layer: &Layer,
         fuse: Fuse,
         among: Among,
-        x: CUdeviceptr,
-        w: CUdeviceptr,
-        b: CUdeviceptr,
-        y: CUdeviceptr,
-        residual: CUdeviceptr,
+        bufs: ConvBufs,
         block: &str,
     ) -> Result<(ConvImpl, f64)> {
         let shape = conv_shape(self.config.batch, layer);
@@ -1109,7 +1114,7 @@ impl CudaEngine {
                 break;
             }
             let mut ws = Vec::new();
-            match self.conv_steps(how, layer, fuse, x, w, b, y, residual, &mut ws, block) {
+            match self.conv_steps(how, layer, fuse, bufs, &mut ws, block) {
                 Ok(steps) => match self.time_candidate(&steps, block, best.map(|(b, _)| b)) {
                     Ok(ms) => {
                         log.push(format!("{how:?} {ms:.4} ms"));
@@ -1238,7 +1243,13 @@ impl CudaEngine {
                     } => {
                         let w = self.upload(block, &p.w)?;
                         let b = self.upload(block, &p.b)?;
-                        let (wp, bp) = (self.ptr(&w), self.ptr(&b));
+                        let bufs = ConvBufs {
+                            x: current,
+                            w: self.ptr(&w),
+                            b: self.ptr(&b),
+                            y,
+                            residual: block_input,
+                        };
                         buffers.extend([w, b]);
                         // An expansion before a depthwise convolution: its
                         // steps wait for that one's choice (see `Pending`).
@@ -1251,42 +1262,19 @@ impl CudaEngine {
                                 hand_off: true,
                                 ..Fuse::default()
                             };
-                            let plain = self.choose(
-                                &layer,
-                                plain,
-                                Among::Plain,
-                                current,
-                                wp,
-                                bp,
-                                y,
-                                block_input,
-                                block,
-                            )?;
+                            let plain = self.choose(&layer, plain, Among::Plain, bufs, block)?;
                             let fused = if candidates(&layer).iter().any(|c| Among::Fused.admits(c))
                             {
                                 // Fused candidates that all fail leave the
                                 // plain plan, not an error.
-                                self.choose(
-                                    &layer,
-                                    Fuse::default(),
-                                    Among::Fused,
-                                    current,
-                                    wp,
-                                    bp,
-                                    y,
-                                    block_input,
-                                    block,
-                                )
-                                .ok()
+                                self.choose(&layer, Fuse::default(), Among::Fused, bufs, block)
+                                    .ok()
                             } else {
                                 None
                             };
                             pending = Some(Pending {
                                 layer,
-                                x: current,
-                                w: wp,
-                                b: bp,
-                                y,
+                                bufs,
                                 act: act_code(act),
                                 plain,
                                 fused,
@@ -1314,36 +1302,18 @@ impl CudaEngine {
                             Some(pend) => {
                                 let with_prologue = Fuse {
                                     prologue: Some(Prologue {
-                                        bias: pend.b,
+                                        bias: pend.bufs.b,
                                         act: pend.act,
                                     }),
                                     ..alone
                                 };
-                                let handed = self.choose(
-                                    &layer,
-                                    with_prologue,
-                                    Among::All,
-                                    current,
-                                    wp,
-                                    bp,
-                                    y,
-                                    block_input,
-                                    block,
-                                )?;
+                                let handed =
+                                    self.choose(&layer, with_prologue, Among::All, bufs, block)?;
                                 let plan_p = pend.plain.1 + handed.1;
                                 let fused_plan = match pend.fused {
                                     Some(f) => {
-                                        let kept = self.choose(
-                                            &layer,
-                                            alone,
-                                            Among::All,
-                                            current,
-                                            wp,
-                                            bp,
-                                            y,
-                                            block_input,
-                                            block,
-                                        )?;
+                                        let kept =
+                                            self.choose(&layer, alone, Among::All, bufs, block)?;
                                         Some((f, f.1 + kept.1))
                                     }
                                     None => None,
@@ -1386,35 +1356,17 @@ impl CudaEngine {
                                 how,
                                 &pend.layer,
                                 efuse,
-                                pend.x,
-                                pend.w,
-                                pend.b,
-                                pend.y,
-                                block_input,
+                                pend.bufs,
                                 &mut workspaces,
                                 block,
                             )?);
                         }
-                        let (how, _) = self.choose(
-                            &layer,
-                            fuse,
-                            Among::All,
-                            current,
-                            wp,
-                            bp,
-                            y,
-                            block_input,
-                            block,
-                        )?;
+                        let (how, _) = self.choose(&layer, fuse, Among::All, bufs, block)?;
                         steps.extend(self.conv_steps(
                             how,
                             &layer,
                             fuse,
-                            current,
-                            wp,
-                            bp,
-                            y,
-                            block_input,
+                            bufs,
                             &mut workspaces,
                             block,
                         )?);
