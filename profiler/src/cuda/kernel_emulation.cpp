@@ -80,6 +80,24 @@ static float act_ref(float x, int a) {
 }
 
 static float rnd() { return rand() / (float)RAND_MAX - 0.5f; }
+
+// One output of a depthwise k x k convolution ("same" padding, stride s) of
+// plane (n, ch) of x (N x C x h x h), before its activation; `pb` (or null)
+// is a bias and `pre_act` an activation applied to each input first.
+static float dw_ref(const std::vector<float>& x, const std::vector<float>& w, const std::vector<float>& b,
+                    const float* pb, int pre_act, int C, int h, int k, int s, int n, int ch, int oy,
+                    int ox) {
+    float acc = b[ch];
+    for (int ky = 0; ky < k; ky++)
+        for (int kx = 0; kx < k; kx++) {
+            int iy = oy * s + ky - k / 2, ix = ox * s + kx - k / 2;
+            if (iy < 0 || ix < 0 || iy >= h || ix >= h) continue;
+            float in = x[((n * C + ch) * h + iy) * h + ix];
+            if (pb) in = act_ref(in + pb[ch], pre_act);
+            acc += in * w[(ch * k + ky) * k + kx];
+        }
+    return acc;
+}
 static int bad = 0;
 static void expect(const char* what, long long i, float got, float want) {
     if (!(fabsf(got - want) <= 1e-5f * (1.0f + fabsf(want)))) {
@@ -108,13 +126,7 @@ int main() {
                 for (int ch = 0; ch < C; ch++)
                     for (int oy = 0; oy < oh; oy++)
                         for (int ox = 0; ox < oh; ox++) {
-                            float acc = b[ch];
-                            for (int ky = 0; ky < k; ky++)
-                                for (int kx = 0; kx < k; kx++) {
-                                    int iy = oy * s + ky - k / 2, ix = ox * s + kx - k / 2;
-                                    if (iy < 0 || ix < 0 || iy >= h || ix >= h) continue;
-                                    acc += x[((n * C + ch) * h + iy) * h + ix] * w[(ch * k + ky) * k + kx];
-                                }
+                            float acc = dw_ref(x, w, b, nullptr, 0, C, h, k, s, n, ch, oy, ox);
                             long long i = ((n * C + ch) * oh + oy) * oh + ox;
                             expect("dwconv", i, y[i], act_ref(acc, act));
                         }
@@ -145,15 +157,8 @@ int main() {
                     float sum = 0;
                     for (int oy = 0; oy < oh; oy++)
                         for (int ox = 0; ox < oh; ox++) {
-                            float acc = b[ch];
-                            for (int ky = 0; ky < k; ky++)
-                                for (int kx = 0; kx < k; kx++) {
-                                    int iy = oy * s + ky - k / 2, ix = ox * s + kx - k / 2;
-                                    if (iy < 0 || ix < 0 || iy >= h || ix >= h) continue;
-                                    float in = x[((n * C + ch) * h + iy) * h + ix];
-                                    if (pre) in = act_ref(in + pb[ch], pre_act);
-                                    acc += in * w[(ch * k + ky) * k + kx];
-                                }
+                            float acc = dw_ref(x, w, b, pre ? pb.data() : nullptr, pre_act, C, h, k, s,
+                                               n, ch, oy, ox);
                             long long i = ((n * C + ch) * oh + oy) * oh + ox;
                             float want = act_ref(acc, act);
                             expect("dwconv_plane", i, y[i], want);
