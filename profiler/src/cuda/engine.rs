@@ -158,9 +158,11 @@ struct Pending {
     layer: Layer,
     bufs: ConvBufs,
     act: i32,
-    /// The fastest plain candidate without its bias step, and its time.
-    plain: (ConvImpl, f64),
-    /// The fastest fused candidate, where one runs.
+    /// The fastest plain candidate without its bias step, and its time,
+    /// where one runs.
+    plain: Option<(ConvImpl, f64)>,
+    /// The fastest fused candidate, where one runs (at least one of the
+    /// two does).
     fused: Option<(ConvImpl, f64)>,
 }
 
@@ -302,6 +304,8 @@ pub struct CudaEngine {
     prepared: Option<Prepared>,
     /// Each choice and the time its winner took.
     choices: HashMap<ChoiceKey, (ConvImpl, f64)>,
+    /// The keys for which no candidate ran.
+    unchosen: std::collections::HashSet<ChoiceKey>,
     /// Tests only: run this wherever it applies instead of the fastest, so
     /// that every candidate's numbers get checked, not only the winners'.
     prefer: Option<ConvImpl>,
@@ -447,6 +451,7 @@ impl CudaEngine {
         Ok(CudaEngine {
             prepared: None,
             choices: HashMap::new(),
+            unchosen: Default::default(),
             prefer: None,
             log_choices: std::env::var_os("PROFILER_LOG_CHOICES").is_some(),
             cudnn,
@@ -870,6 +875,15 @@ impl CudaEngine {
         let hw = (res_out * res_out) as i32;
         let total = batch * i64::from(cout) * i64::from(hw);
         let shape = conv_shape(self.config.batch, layer);
+        if fuse.hand_off
+            && (has_res || act.is_none() || !matches!(how, ConvImpl::Gemm | ConvImpl::Cudnn(_)))
+        {
+            // Only a plain convolution followed by its own bias and
+            // activation kernel can leave them to the next layer.
+            return Err(unsupported(format!(
+                "{how:?} handing its bias and activation to the next layer in {block}"
+            )));
+        }
         if has_res && act.is_some() {
             // The residual kernel adds no activation; no TF-NAS layer has
             // both (the projection that takes the residual is linear).
@@ -1069,7 +1083,8 @@ impl CudaEngine {
     }
 
     /// Chooses how to run a convolution of this shape by timing every
-    /// candidate once (cached per shape for the engine's lifetime).
+    /// candidate once (cached per shape for the engine's lifetime); an error
+    /// when none runs.
     fn choose(
         &mut self,
         layer: &Layer,
@@ -1078,6 +1093,33 @@ impl CudaEngine {
         bufs: ConvBufs,
         block: &str,
     ) -> Result<(ConvImpl, f64)> {
+        self.try_choose(layer, fuse, among, bufs, block)?
+    }
+
+    /// [`Self::choose`] for a subset that may have no candidate that runs
+    /// (the fused ones: cuDNN may refuse them all): `None` then, remembered
+    /// like a choice. Errors that leave the stream unusable are still errors.
+    fn choose_if_any(
+        &mut self,
+        layer: &Layer,
+        fuse: Fuse,
+        among: Among,
+        bufs: ConvBufs,
+        block: &str,
+    ) -> Result<Option<(ConvImpl, f64)>> {
+        Ok(self.try_choose(layer, fuse, among, bufs, block)?.ok())
+    }
+
+    /// The outer error: the stream is broken. The inner one: no candidate
+    /// of the subset ran (the last one's error), also remembered per key.
+    fn try_choose(
+        &mut self,
+        layer: &Layer,
+        fuse: Fuse,
+        among: Among,
+        bufs: ConvBufs,
+        block: &str,
+    ) -> Result<Result<(ConvImpl, f64)>> {
         let shape = conv_shape(self.config.batch, layer);
         let Layer::Conv {
             act,
@@ -1097,7 +1139,12 @@ impl CudaEngine {
             among,
         };
         if let Some(&chosen) = self.choices.get(&key) {
-            return Ok(chosen);
+            return Ok(Ok(chosen));
+        }
+        if self.unchosen.contains(&key) {
+            return Ok(Err(unsupported(format!(
+                "{shape:?}: no candidate among {among:?} ran for this shape (an earlier block's error said why) in {block}"
+            ))));
         }
         let mut candidates = candidates(layer);
         candidates.retain(|c| among.admits(c) && (self.blas.is_some() || *c != ConvImpl::Gemm));
@@ -1144,12 +1191,19 @@ impl CudaEngine {
                 .synchronize()
                 .map_err(|e| driver_error(block, e))?;
         }
-        let (ms, how) = best.ok_or_else(|| {
-            last_error.unwrap_or_else(|| ProfilerError::Cudnn {
+        let Some((ms, how)) = best else {
+            if self.log_choices {
+                eprintln!(
+                    "no choice for {shape:?} among {among:?} in {block}; candidates: {}",
+                    log.join("; ")
+                );
+            }
+            self.unchosen.insert(key);
+            return Ok(Err(last_error.unwrap_or_else(|| ProfilerError::Cudnn {
                 block: block.into(),
                 msg: "no convolution algorithm ran for this shape".into(),
-            })
-        })?;
+            })));
+        };
         if self.log_choices {
             eprintln!(
                 "choice for {shape:?} (act {}, residual {}, prologue {}, pooled {}, hand-off {}, among {among:?}) in {block}: {how:?}; candidates: {}",
@@ -1162,7 +1216,80 @@ impl CudaEngine {
             );
         }
         self.choices.insert(key, (how, ms));
-        Ok((how, ms))
+        Ok(Ok((how, ms)))
+    }
+
+    /// How a pending expansion and the depthwise convolution `dw` after it
+    /// run: the expansion's implementation and [`Fuse`], and the depthwise
+    /// convolution's [`Fuse`] (`alone`: its own, without a prologue). Plan
+    /// P: the plain expansion hands its bias and activation to the depthwise
+    /// convolution; plan F: the expansion runs fused with its ReLU. The pair
+    /// that is faster in all runs, each time measured with the depthwise
+    /// convolution chosen for that plan.
+    fn plan_pair(
+        &mut self,
+        pend: &Pending,
+        dw: &Layer,
+        alone: Fuse,
+        bufs: ConvBufs,
+        block: &str,
+    ) -> Result<(ConvImpl, Fuse, Fuse)> {
+        let with_prologue = Fuse {
+            prologue: Some(Prologue {
+                bias: pend.bufs.b,
+                act: pend.act,
+            }),
+            ..alone
+        };
+        let hand_off = Fuse {
+            hand_off: true,
+            ..Fuse::default()
+        };
+        let plan_p = match pend.plain {
+            Some((how, ms)) => {
+                let (_, dw_ms) = self.choose(dw, with_prologue, Among::All, bufs, block)?;
+                Some((how, ms + dw_ms))
+            }
+            None => None,
+        };
+        // A depthwise convolution that does not run without the prologue
+        // only rules plan F out, where plan P runs.
+        let plan_f = match pend.fused {
+            Some((how, ms)) => match self.try_choose(dw, alone, Among::All, bufs, block)? {
+                Ok((_, dw_ms)) => Some((how, ms + dw_ms)),
+                Err(e) if plan_p.is_none() => return Err(e),
+                Err(_) => None,
+            },
+            None => None,
+        };
+        let fused = match (plan_p, plan_f) {
+            (Some((_, p)), Some((_, f))) => takes_fused_plan(self.prefer, f, p),
+            (None, Some(_)) => true,
+            (Some(_), None) => false,
+            (None, None) => {
+                return Err(unsupported(format!(
+                    "an expansion with neither a plain nor a fused way to run in {block}"
+                )))
+            }
+        };
+        if self.log_choices {
+            let show = |plan: Option<(ConvImpl, f64)>| {
+                plan.map_or("none".to_string(), |(how, ms)| {
+                    format!("{how:?} {ms:.4} ms")
+                })
+            };
+            eprintln!(
+                "plan for {block}: {} (plain with the depthwise prologue: {}; fused: {})",
+                if fused { "fused" } else { "plain" },
+                show(plan_p),
+                show(plan_f)
+            );
+        }
+        Ok(match (fused, plan_p, plan_f) {
+            (true, _, Some((how, _))) => (how, Fuse::default(), alone),
+            (false, Some((how, _)), _) => (how, hand_off, with_prologue),
+            _ => unreachable!("the plan taken exists"),
+        })
     }
 
     /// Tests only: prefer `how` wherever it applies (`None`: the fastest),
@@ -1170,6 +1297,7 @@ impl CudaEngine {
     pub fn prefer(&mut self, how: Option<ConvImpl>) {
         self.prefer = how;
         self.choices.clear();
+        self.unchosen.clear();
     }
 
     /// Every way a convolution can run, for [`Self::prefer`].
@@ -1258,19 +1386,29 @@ impl CudaEngine {
                             && act.is_some()
                             && !has_res
                         {
-                            let plain = Fuse {
+                            let hand_off = Fuse {
                                 hand_off: true,
                                 ..Fuse::default()
                             };
-                            let plain = self.choose(&layer, plain, Among::Plain, bufs, block)?;
+                            let plain =
+                                self.try_choose(&layer, hand_off, Among::Plain, bufs, block)?;
                             let fused = if candidates(&layer).iter().any(|c| Among::Fused.admits(c))
                             {
-                                // Fused candidates that all fail leave the
-                                // plain plan, not an error.
-                                self.choose(&layer, Fuse::default(), Among::Fused, bufs, block)
-                                    .ok()
+                                self.choose_if_any(
+                                    &layer,
+                                    Fuse::default(),
+                                    Among::Fused,
+                                    bufs,
+                                    block,
+                                )?
                             } else {
                                 None
+                            };
+                            // Either plan may be missing, not both.
+                            let plain = match (plain, fused) {
+                                (Ok(p), _) => Some(p),
+                                (Err(_), Some(_)) => None,
+                                (Err(e), None) => return Err(e),
                             };
                             pending = Some(Pending {
                                 layer,
@@ -1300,55 +1438,9 @@ impl CudaEngine {
                         let (expansion, fuse) = match pending.take() {
                             None => (None, alone),
                             Some(pend) => {
-                                let with_prologue = Fuse {
-                                    prologue: Some(Prologue {
-                                        bias: pend.bufs.b,
-                                        act: pend.act,
-                                    }),
-                                    ..alone
-                                };
-                                let handed =
-                                    self.choose(&layer, with_prologue, Among::All, bufs, block)?;
-                                let plan_p = pend.plain.1 + handed.1;
-                                let fused_plan = match pend.fused {
-                                    Some(f) => {
-                                        let kept =
-                                            self.choose(&layer, alone, Among::All, bufs, block)?;
-                                        Some((f, f.1 + kept.1))
-                                    }
-                                    None => None,
-                                };
-                                match fused_plan {
-                                    Some((f, plan_f))
-                                        if takes_fused_plan(self.prefer, plan_f, plan_p) =>
-                                    {
-                                        if self.log_choices {
-                                            eprintln!(
-                                                "plan for {block}: fused expansion {:?} ({plan_f:.4} ms) over plain {:?} with the depthwise prologue ({plan_p:.4} ms)",
-                                                f.0, pend.plain.0
-                                            );
-                                        }
-                                        (Some((pend, f.0, Fuse::default())), alone)
-                                    }
-                                    _ => {
-                                        if self.log_choices {
-                                            let other =
-                                                fused_plan.map_or(String::new(), |(f, t)| {
-                                                    format!(" over fused {:?} ({t:.4} ms)", f.0)
-                                                });
-                                            eprintln!(
-                                                "plan for {block}: plain expansion {:?} with the depthwise prologue ({plan_p:.4} ms){other}",
-                                                pend.plain.0
-                                            );
-                                        }
-                                        let how = pend.plain.0;
-                                        let hand_off = Fuse {
-                                            hand_off: true,
-                                            ..Fuse::default()
-                                        };
-                                        (Some((pend, how, hand_off)), with_prologue)
-                                    }
-                                }
+                                let (how, efuse, fuse) =
+                                    self.plan_pair(&pend, &layer, alone, bufs, block)?;
+                                (Some((pend, how, efuse)), fuse)
                             }
                         };
                         if let Some((pend, how, efuse)) = expansion {
