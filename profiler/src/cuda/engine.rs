@@ -57,6 +57,9 @@ pub const WITHOUT_CUBLAS: &str = " without cublas";
 const SPIN_NS: i64 = 50_000;
 const SPIN_NS_MAX: i64 = 1_000_000;
 
+/// How long the GPU spins once when the engine opens (see `build`).
+const SETTLE_NS: i64 = 300_000_000;
+
 /// The spin's bound in SM clock cycles per nanosecond, in case
 /// `%globaltimer` does not advance: eight cycles per nanosecond waits four
 /// times as long at the H100's 1980 MHz, and is never reached while the
@@ -437,6 +440,29 @@ impl CudaEngine {
                 48 << 10
             }
         };
+
+        // Settle: keep every SM busy for a moment before anything is timed,
+        // so that the clocks leave their idle state (345 MHz on the H100)
+        // here rather than during the first entry's short warm-up. Four
+        // one-thread blocks per SM all fit at once, so this takes SETTLE_NS.
+        let sms = ctx
+            .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+            .map_err(drv)?;
+        let (ns, max_cycles) = (SETTLE_NS, SETTLE_NS * SPIN_CYCLES_PER_NS);
+        // Safety: `spin` takes two i64 and touches no memory.
+        unsafe {
+            stream
+                .launch_builder(&functions["spin"])
+                .arg(&ns)
+                .arg(&max_cycles)
+                .launch(LaunchConfig {
+                    grid_dim: (4 * u32::try_from(sms).unwrap_or(1).max(1), 1, 1),
+                    block_dim: (1, 1, 1),
+                    shared_mem_bytes: 0,
+                })
+        }
+        .map_err(drv)?;
+        stream.synchronize().map_err(drv)?;
 
         let flush = match config.l2 {
             L2::Warm => None,
