@@ -60,6 +60,11 @@ impl Blas {
     /// workspace of its own. The stream must outlive the handle (the engine
     /// drops it last).
     pub fn new(stream: &Arc<CudaStream>) -> Result<Self, BlasError> {
+        // cublasCreate works on the calling thread's current context.
+        stream
+            .context()
+            .bind_to_thread()
+            .map_err(BlasError::Driver)?;
         let workspace = stream
             .alloc_zeros::<u8>(WORKSPACE_BYTES)
             .map_err(BlasError::Driver)?;
