@@ -93,6 +93,8 @@ pub(super) struct Pending {
     pub(super) fused: Option<(ConvImpl, f64)>,
 }
 
+/// A bias and activation left by the previous layer for this one to apply
+/// to its input.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Prologue {
     pub(super) bias: CUdeviceptr,
