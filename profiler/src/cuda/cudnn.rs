@@ -36,41 +36,42 @@ impl Drop for Handle {
     }
 }
 
-struct TensorDesc(sys::cudnnTensorDescriptor_t);
+/// An owning wrapper of a cuDNN descriptor, destroyed (errors ignored, as
+/// for the handle) when dropped.
+macro_rules! descriptor {
+    ($name:ident, $raw:ty, $destroy:path) => {
+        struct $name($raw);
 
-impl Drop for TensorDesc {
-    fn drop(&mut self) {
-        // Safety: created by `create_tensor_descriptor`, destroyed only here.
-        let _ = unsafe { result::destroy_tensor_descriptor(self.0) };
-    }
+        impl Drop for $name {
+            fn drop(&mut self) {
+                // Safety: created by the matching `create_*` call and
+                // destroyed only here.
+                let _ = unsafe { $destroy(self.0) };
+            }
+        }
+    };
 }
 
-struct FilterDesc(sys::cudnnFilterDescriptor_t);
-
-impl Drop for FilterDesc {
-    fn drop(&mut self) {
-        // Safety: created by `create_filter_descriptor`, destroyed only here.
-        let _ = unsafe { result::destroy_filter_descriptor(self.0) };
-    }
-}
-
-struct ActivationDesc(sys::cudnnActivationDescriptor_t);
-
-impl Drop for ActivationDesc {
-    fn drop(&mut self) {
-        // Safety: created by `create_activation_descriptor`, destroyed only here.
-        let _ = unsafe { sys::cudnnDestroyActivationDescriptor(self.0) };
-    }
-}
-
-struct ConvDesc(sys::cudnnConvolutionDescriptor_t);
-
-impl Drop for ConvDesc {
-    fn drop(&mut self) {
-        // Safety: created by `create_convolution_descriptor`, destroyed only here.
-        let _ = unsafe { result::destroy_convolution_descriptor(self.0) };
-    }
-}
+descriptor!(
+    TensorDesc,
+    sys::cudnnTensorDescriptor_t,
+    result::destroy_tensor_descriptor
+);
+descriptor!(
+    FilterDesc,
+    sys::cudnnFilterDescriptor_t,
+    result::destroy_filter_descriptor
+);
+descriptor!(
+    ActivationDesc,
+    sys::cudnnActivationDescriptor_t,
+    sys::cudnnDestroyActivationDescriptor
+);
+descriptor!(
+    ConvDesc,
+    sys::cudnnConvolutionDescriptor_t,
+    result::destroy_convolution_descriptor
+);
 
 /// The math every convolution runs with: `CUDNN_DEFAULT_MATH`, which on
 /// Ampere and newer lets cuDNN run fp32 convolutions on TF32 tensor cores.
