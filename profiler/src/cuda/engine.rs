@@ -59,7 +59,7 @@ pub const ENGINE_NAME: &str = "cudarc-engine/3 (cudnn-default-math-tf32)";
 /// Appended to [`ENGINE_NAME`] in the fingerprint when cuBLAS could not be
 /// loaded: such an engine has one candidate fewer for 1x1 convolutions, so
 /// its tables must not be mixed with those of a complete one.
-pub const WITHOUT_CUBLAS: &str = " without cublas";
+const WITHOUT_CUBLAS: &str = " without cublas";
 
 /// How long the GPU spins before each timed graph replay at first, longer
 /// than the CPU needs to enqueue the start event, the graph and the end

@@ -14,4 +14,4 @@ mod engine;
 pub mod kernels;
 pub mod layers;
 
-pub use engine::{ConvImpl, CudaEngine, ENGINE_NAME, WITHOUT_CUBLAS};
+pub use engine::{ConvImpl, CudaEngine, ENGINE_NAME};
