@@ -67,7 +67,8 @@ impl OpCurve {
 /// Every latency the search needs, read out of one table.
 #[derive(Clone, Debug)]
 pub struct LatencyModel {
-    /// Stem + second stem + head (TF-NAS's `base`).
+    /// Stem + second stem + head and the table's boundary, which every
+    /// network pays once (TF-NAS's `base`; see `LatencyTable::boundary_ms`).
     pub base_ms: f64,
     /// `[stage][block][op]`.
     pub curves: Vec<Vec<Vec<OpCurve>>>,
@@ -86,7 +87,7 @@ impl LatencyModel {
                 missing.push(key);
             }
         };
-        let mut base_ms = 0.0;
+        let mut base_ms = table.boundary_ms();
         for spec in space.fixed_parts().all() {
             match table.estimate(&spec) {
                 Some(e) => base_ms += e.ms,
@@ -316,6 +317,27 @@ mod tests {
         assert!(err.contains("lacks 7 entries"), "{err}");
         assert!(err.contains("mbconv_r8_i8_o16_s2_k5_m32_se0_relu"), "{err}");
         assert!(err.contains("mbconv_r8_i8_o16_s2_k5_m64_se0_relu"), "{err}");
+    }
+
+    #[test]
+    fn a_table_boundary_is_paid_once_as_the_table_predicts() {
+        let space = fixture::tiny_space();
+        let text = fixture::TINY_TABLE.replacen("# batch", "# boundary_ms: 0.05\n# batch", 1);
+        let table = LatencyTable::parse(&text, "boundary.csv").unwrap();
+        let model = LatencyModel::new(&space, &table).unwrap();
+        // Three fixed parts at their medians less the boundary, plus it once.
+        assert!((model.base_ms - (0.6 - 3.0 * 0.05 + 0.05)).abs() < 1e-12);
+        for choices in [
+            vec![vec![(1, 48)], vec![(0, 48)]],
+            vec![vec![(0, 24), (1, 96)], vec![(1, 96)]],
+        ] {
+            let arch = space::Architecture::from_choices(&space, &choices).unwrap();
+            let predicted = table.predict(&arch).unwrap().total_ms;
+            assert!(
+                (model.discrete_ms(&choices) - predicted).abs() < 1e-12,
+                "{choices:?}"
+            );
+        }
     }
 
     #[test]

@@ -310,3 +310,42 @@ fn missing_entries_are_all_named() {
         other => panic!("expected missing entries, got {other}"),
     }
 }
+
+/// The fixture with a `boundary_ms` header line.
+fn with_boundary(value: &str) -> Result<LatencyTable, SpaceError> {
+    let text = fixture_text().replacen("# batch", &format!("# boundary_ms: {value}\n# batch"), 1);
+    LatencyTable::parse(&text, "boundary.csv")
+}
+
+#[test]
+fn a_boundary_comes_off_every_block_and_back_once_per_network() {
+    let plain = LatencyTable::from_path(&fixture("tfnas_a_synthetic.csv")).unwrap();
+    let table = with_boundary("0.004").unwrap();
+    assert_eq!(plain.boundary_ms(), 0.0);
+    assert_eq!(table.boundary_ms(), 0.004);
+    let arch = Architecture::tfnas_a();
+    let (p, b) = (plain.predict(&arch).unwrap(), table.predict(&arch).unwrap());
+    // 21 blocks timed alone carry 21 starts and ends; the network one.
+    let n = p.blocks.len() as f64;
+    assert_eq!(n, 21.0);
+    assert!((b.total_ms - (p.total_ms - (n - 1.0) * 0.004)).abs() < 1e-9);
+    assert!((b.base_ms - (p.base_ms - 2.0 * 0.004)).abs() < 1e-12);
+    for ((spec, e), (_, f)) in p.blocks.iter().zip(&b.blocks) {
+        assert!((e.ms - f.ms - 0.004).abs() < 1e-12, "{spec}");
+    }
+    // The rows keep what was measured.
+    assert_eq!(table.entries(), plain.entries());
+}
+
+#[test]
+fn a_bad_boundary_is_refused_with_its_line() {
+    for bad in ["-0.001", "fast", "NaN", "inf"] {
+        let e = with_boundary(bad).unwrap_err().to_string();
+        assert!(e.contains("boundary_ms") && e.contains(bad), "{e}");
+    }
+    // The fixture's smallest median is 0.1 ms (the stem): a boundary that
+    // large would price it at nothing.
+    let e = with_boundary("0.1").unwrap_err().to_string();
+    assert!(e.contains("median_ms") && e.contains("not above"), "{e}");
+    assert!(with_boundary("0.0999").is_ok());
+}

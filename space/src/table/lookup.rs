@@ -35,7 +35,8 @@ impl Estimate {
 /// A table's prediction for a whole network.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ArchLatency {
-    /// Stem + second stem + head: TF-NAS's `base`.
+    /// Stem + second stem + head, and the table's boundary (paid once by
+    /// every network): TF-NAS's `base`.
     pub base_ms: f64,
     pub total_ms: f64,
     /// Every block in network order with its estimate.
@@ -43,8 +44,9 @@ pub struct ArchLatency {
 }
 
 impl LatencyTable {
-    /// The latency of `spec`, measured or interpolated; `None` where the
-    /// table cannot say.
+    /// What `spec` adds to a network's latency, measured or interpolated:
+    /// its median less the table's [`boundary_ms`](Self::boundary_ms).
+    /// `None` where the table cannot say.
     pub fn estimate(&self, spec: &BlockSpec) -> Option<Estimate> {
         let points = self.curves.get(&spec.shape)?;
         let mid = spec.mid_channels;
@@ -78,7 +80,8 @@ impl LatencyTable {
             })
     }
 
-    /// The measured `(mid, median_ms)` points of the curve `spec` lies on.
+    /// The measured `(mid, ms)` points of the curve `spec` lies on, priced
+    /// as [`estimate`](Self::estimate) prices them.
     pub fn curve(&self, spec: &BlockSpec) -> &[(u32, f64)] {
         self.curves.get(&spec.shape).map_or(&[], Vec::as_slice)
     }
@@ -91,11 +94,12 @@ impl LatencyTable {
         self.predict_blocks(&specs)
     }
 
-    /// Sum over `specs`, with the stem, second stem and head counted as base.
+    /// Sum over `specs` plus the boundary once, with the stem, second stem,
+    /// head and boundary counted as base.
     pub fn predict_blocks(&self, specs: &[BlockSpec]) -> Result<ArchLatency> {
         let mut missing = Vec::new();
         let mut blocks = Vec::with_capacity(specs.len());
-        let (mut base_ms, mut total_ms) = (0.0, 0.0);
+        let (mut base_ms, mut total_ms) = (self.boundary_ms(), self.boundary_ms());
         for spec in specs {
             match self.estimate(spec) {
                 Some(e) => {

@@ -32,6 +32,13 @@ pub mod meta {
     /// `linear a=<f64> b=<f64>`: measured ≈ a · (sum of blocks) + b for a
     /// whole network, fitted by `profiler fit` ([`crate::table::Correction`]).
     pub const CORRECTION: &str = "correction";
+    /// Milliseconds that timing a block alone adds over the same block
+    /// inside a network, once per block: the run's start and end, less one
+    /// gap between kernels. Measured by the profiler before the first entry
+    /// ([`crate::LatencyTable::boundary_ms`] says how it is applied).
+    pub const BOUNDARY_MS: &str = "boundary_ms";
+    /// How [`BOUNDARY_MS`] was measured (informative).
+    pub const BOUNDARY: &str = "boundary";
 }
 
 /// In JSON (an architecture's prediction), an object in header order.

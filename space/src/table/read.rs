@@ -20,7 +20,10 @@ pub struct LatencyTable {
     /// 1-based source line of each entry.
     lines: Vec<u64>,
     by_spec: HashMap<BlockSpec, usize>,
-    /// Per shape, the measured `(mid, median_ms)` points sorted by mid.
+    /// The header's `boundary_ms`, 0 without one.
+    boundary_ms: f64,
+    /// Per shape, the `(mid, median_ms - boundary_ms)` points sorted by mid:
+    /// what each block adds to a network.
     pub(super) curves: HashMap<BlockShape, Vec<(u32, f64)>>,
 }
 
@@ -99,6 +102,24 @@ impl LatencyTable {
             }
         }
 
+        let boundary_ms = match metadata.get(meta::BOUNDARY_MS) {
+            Some(v) => v
+                .parse::<f64>()
+                .ok()
+                .filter(|b| b.is_finite() && *b >= 0.0)
+                .ok_or_else(|| {
+                    fail(
+                        header_line(text, meta::BOUNDARY_MS),
+                        None,
+                        format!(
+                            "header {} '{v}' is not a non-negative number of milliseconds",
+                            meta::BOUNDARY_MS
+                        ),
+                    )
+                })?,
+            None => 0.0,
+        };
+
         // Comment lines become empty lines, which the CSV reader skips but
         // still counts, so its positions stay the file's line numbers. (Its
         // own comment support misses a last comment line with no newline.)
@@ -151,6 +172,7 @@ impl LatencyTable {
             entries: Vec::new(),
             lines: Vec::new(),
             by_spec: HashMap::new(),
+            boundary_ms,
             curves: HashMap::new(),
         };
         let mut first_batch_line = 0;
@@ -232,6 +254,16 @@ impl LatencyTable {
             stats
                 .check()
                 .map_err(|(col, msg)| fail(line, Some(col), msg))?;
+            if boundary_ms > 0.0 && median_ms <= boundary_ms {
+                return Err(fail(
+                    line,
+                    Some("median_ms"),
+                    format!(
+                        "{median_ms} ms is not above the header's {} {boundary_ms} ms (what an empty run costs)",
+                        meta::BOUNDARY_MS
+                    ),
+                ));
+            }
             if let Some(&earlier) = table.by_spec.get(&spec) {
                 return Err(fail(
                     line,
@@ -249,10 +281,10 @@ impl LatencyTable {
 
     fn push(&mut self, entry: Entry, line: u64) {
         self.by_spec.insert(entry.spec, self.entries.len());
-        self.curves
-            .entry(entry.spec.shape)
-            .or_default()
-            .push((entry.spec.mid_channels, entry.stats.median_ms));
+        self.curves.entry(entry.spec.shape).or_default().push((
+            entry.spec.mid_channels,
+            entry.stats.median_ms - self.boundary_ms,
+        ));
         self.entries.push(entry);
         self.lines.push(line);
     }
@@ -264,6 +296,16 @@ impl LatencyTable {
 
     pub fn metadata(&self) -> &Metadata {
         &self.metadata
+    }
+
+    /// What timing a block alone adds over the same block inside a network
+    /// (header `boundary_ms`; 0 in a table without one). Each entry keeps its
+    /// measured median; [`estimate`](Self::estimate) prices a block at its
+    /// median less this, and [`predict`](Self::predict) adds it back once
+    /// per network, because a network timed end to end has one start and
+    /// one end where the sum of its blocks has one per block.
+    pub fn boundary_ms(&self) -> f64 {
+        self.boundary_ms
     }
 
     /// The batch size every entry was measured at; 0 for a table with no
