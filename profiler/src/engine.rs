@@ -110,8 +110,8 @@ pub struct EngineInfo {
     pub engine: String,
 }
 
-/// What one prepared workload is: a table entry, or a whole network timed
-/// end to end (`profiler measure`).
+/// What one prepared workload is: a table entry, a whole network timed
+/// end to end (`profiler measure`), or the probe of a table's boundary.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Workload {
     Block(BlockSpec),
@@ -120,6 +120,22 @@ pub enum Workload {
         name: String,
         blocks: Vec<BlockSpec>,
     },
+    /// `kernels` empty kernels one after the other, launched as a block's
+    /// kernels are (see [`crate::boundary`]).
+    Empty {
+        kernels: u32,
+    },
+}
+
+impl Workload {
+    /// The blocks it runs, in order (none for [`Workload::Empty`]).
+    pub fn blocks(&self) -> &[BlockSpec] {
+        match self {
+            Workload::Block(spec) => std::slice::from_ref(spec),
+            Workload::Network { blocks, .. } => blocks,
+            Workload::Empty { .. } => &[],
+        }
+    }
 }
 
 impl fmt::Display for Workload {
@@ -129,6 +145,7 @@ impl fmt::Display for Workload {
             Workload::Network { name, blocks } => {
                 write!(f, "network {name} ({} blocks)", blocks.len())
             }
+            Workload::Empty { kernels } => write!(f, "{kernels} empty kernels"),
         }
     }
 }

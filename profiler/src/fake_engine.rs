@@ -12,15 +12,24 @@ use crate::monitor::{GpuState, Monitor};
 pub struct FakeEngine {
     pub info: EngineInfo,
     pub config: EngineConfig,
-    /// Every workload prepared, in order.
+    /// Every block prepared alone, in order.
     pub prepared: Vec<BlockSpec>,
+    /// How many boundary probes (`Workload::Empty`) were prepared.
+    pub empties: usize,
     /// Fail `prepare` with a CUDA error once this many blocks were prepared.
     pub fail_after: Option<usize>,
     /// Return this instead of a latency for this block.
     pub bad_sample: Option<(BlockSpec, f64)>,
-    current: Option<BlockSpec>,
+    current: Option<Workload>,
     runs: u64,
 }
+
+/// The fake's model of a timed run, in ms: the run's start and end, one gap
+/// between consecutive blocks or kernels, and an empty kernel. A run of
+/// blocks costs `START_END + Σ work + (n - 1)·GAP`, like a graph on a GPU.
+pub const START_END: f64 = 0.004;
+pub const GAP: f64 = 0.0005;
+pub const EMPTY_KERNEL: f64 = 0.001;
 
 impl FakeEngine {
     pub fn new(config: EngineConfig) -> Self {
@@ -35,6 +44,7 @@ impl FakeEngine {
             },
             config,
             prepared: Vec::new(),
+            empties: 0,
             fail_after: None,
             bad_sample: None,
             current: None,
@@ -42,9 +52,22 @@ impl FakeEngine {
         }
     }
 
-    /// The noise-free latency of a block: grows with its work.
+    /// The noise-free latency of a block timed alone: grows with its work.
     pub fn latency(spec: &BlockSpec) -> f64 {
         0.01 + 1e-5 * f64::from(spec.mid_channels + spec.shape.in_channels + spec.shape.resolution)
+    }
+
+    /// The noise-free latency of any workload under the run model.
+    pub fn run_latency(workload: &Workload) -> f64 {
+        let (work, parts) = match workload {
+            Workload::Empty { kernels } => (f64::from(*kernels) * EMPTY_KERNEL, *kernels),
+            _ => {
+                let blocks = workload.blocks();
+                let work = blocks.iter().map(|b| Self::latency(b) - START_END).sum();
+                (work, blocks.len() as u32)
+            }
+        };
+        START_END + work + f64::from(parts.saturating_sub(1)) * GAP
     }
 }
 
@@ -56,33 +79,32 @@ impl Engine for FakeEngine {
         &self.config
     }
     fn prepare(&mut self, workload: &Workload) -> Result<()> {
-        let Workload::Block(spec) = workload else {
-            return Err(ProfilerError::Unsupported {
-                engine: "fake".into(),
-                what: "a network".into(),
-            });
-        };
-        if self.fail_after == Some(self.prepared.len()) {
-            return Err(ProfilerError::Cuda {
-                block: spec.key(),
-                msg: "simulated kill".into(),
-            });
+        if let Workload::Block(spec) = workload {
+            if self.fail_after == Some(self.prepared.len()) {
+                return Err(ProfilerError::Cuda {
+                    block: spec.key(),
+                    msg: "simulated kill".into(),
+                });
+            }
+            self.prepared.push(*spec);
         }
-        self.prepared.push(*spec);
-        self.current = Some(*spec);
+        if let Workload::Empty { .. } = workload {
+            self.empties += 1;
+        }
+        self.current = Some(workload.clone());
         Ok(())
     }
     fn run_timed(&mut self) -> Result<f64> {
-        let spec = self.current.expect("prepared");
-        if let Some((bad, v)) = self.bad_sample {
-            if bad == spec {
+        let workload = self.current.as_ref().expect("prepared");
+        if let (Some((bad, v)), Workload::Block(spec)) = (self.bad_sample, workload) {
+            if bad == *spec {
                 return Ok(v);
             }
         }
         self.runs += 1;
         // ±0.05% jitter: converges at the minimum sample count.
         let jitter = [0.0, 0.0005, -0.0005][(self.runs % 3) as usize];
-        Ok(Self::latency(&spec) * (1.0 + jitter))
+        Ok(Self::run_latency(workload) * (1.0 + jitter))
     }
 }
 

@@ -11,6 +11,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use space::{Architecture, SearchSpaceConfig};
 
+use crate::boundary::Boundary;
 use crate::cuda::CudaEngine;
 use crate::engine::{Dtype, Engine, EngineConfig, Layout, Workload, L2};
 use crate::error::{ProfilerError, Result};
@@ -287,6 +288,18 @@ pub fn measure(args: &MeasureArgs) -> Result<()> {
         println!(
             "sum of per-block medians {sum:.4} ms, {:+.2}% against end to end {:.4} ms",
             (sum / s.median - 1.0) * 100.0,
+            s.median
+        );
+        // What a table built now would predict (see `crate::boundary`).
+        let boundary = Boundary::measure(&mut engine, monitor.as_mut(), &rule)?;
+        let extra = blocks.len().saturating_sub(1);
+        let predicted = sum - extra as f64 * boundary.ms;
+        println!(
+            "table prediction {predicted:.4} ms (the sum less {extra} boundaries of {:.4} ms, 95% CI {:.4}..{:.4}), {:+.2}% against end to end {:.4} ms",
+            boundary.ms,
+            boundary.ci_low,
+            boundary.ci_high,
+            (predicted / s.median - 1.0) * 100.0,
             s.median
         );
     }

@@ -5,6 +5,7 @@
 //! This crate uses cudarc only and must never link libtorch (gpu-facts,
 //! pitfall 1: two cuDNNs in one process fail).
 
+pub mod boundary;
 pub mod cuda;
 pub mod engine;
 pub mod error;

@@ -81,13 +81,9 @@ pub fn compare(name: &str, got: &[f32], want: &[f32]) -> Comparison {
 
 /// Runs `workload` on the engine once and compares it with the CPU.
 pub fn check(engine: &mut CudaEngine, workload: &Workload, batch: usize) -> Result<Comparison> {
-    let specs = match workload {
-        Workload::Block(spec) => vec![*spec],
-        Workload::Network { blocks, .. } => blocks.clone(),
-    };
     engine.prepare(workload)?;
     let got = engine.run_and_read_output()?;
-    let want = reference_forward(&specs, batch, engine.config().seed);
+    let want = reference_forward(workload.blocks(), batch, engine.config().seed);
     Ok(compare(&workload.to_string(), &got, &want))
 }
 

@@ -17,6 +17,7 @@ use indicatif::ProgressBar;
 use space::TableWriter;
 use space::{meta, BlockSpec, Entry, LatencyStats, LatencyTable, Metadata, SearchSpaceConfig};
 
+use crate::boundary::Boundary;
 use crate::engine::{Engine, EngineConfig, EngineInfo, Workload};
 use crate::error::{ProfilerError, Result};
 use crate::monitor::{ClockRange, Monitor};
@@ -203,42 +204,56 @@ pub fn build_table(
     bar: &ProgressBar,
 ) -> Result<BuildReport> {
     let plan = settings.space.table_plan(settings.width_step)?;
-    let header = fingerprint(engine.info(), engine.config(), settings, &now_rfc3339());
+    let mut header = fingerprint(engine.info(), engine.config(), settings, &now_rfc3339());
     let batch = engine.config().batch;
 
     let mut report = BuildReport {
         planned: plan.len(),
         ..BuildReport::default()
     };
+    let resumed = match &output {
+        Output::File(path) => prepare_resume(path, &header)?,
+        Output::Stream(_) => None,
+    };
+    if resumed.is_none() {
+        // A new table: its boundary is measured once, before any entry,
+        // and a resume keeps the one in the file's header.
+        let boundary = Boundary::measure(engine, monitor, &settings.timing)?;
+        log(
+            bar,
+            &format!(
+                "boundary of a timed run: {:.4} ms (95% CI {:.4}..{:.4}), from runs of 1 and {} empty kernels",
+                boundary.ms, boundary.ci_low, boundary.ci_high, boundary.kernels
+            ),
+        );
+        boundary.set_header(&mut header);
+    }
     let mut done = HashSet::new();
     let file_path: Option<PathBuf>;
-    let mut writer: TableWriter<Box<dyn Write + '_>> = match output {
-        Output::Stream(w) => {
+    let mut writer: TableWriter<Box<dyn Write + '_>> = match (output, resumed) {
+        (Output::Stream(w), _) => {
             file_path = None;
             TableWriter::new(Box::new(w) as Box<dyn Write + '_>, &header)?
         }
-        Output::File(path) => {
+        (Output::File(path), Some(resumed)) => {
             file_path = Some(path.to_path_buf());
-            match prepare_resume(path, &header)? {
-                Some(resumed) => {
-                    for note in &resumed.notes {
-                        log(bar, &format!("{}: {note}", path.display()));
-                    }
-                    done = resumed.done;
-                    report.clocks = resumed.clocks;
-                    let mut file = OpenOptions::new()
-                        .append(true)
-                        .open(path)
-                        .map_err(|e| ProfilerError::io(path, e))?;
-                    writeln!(file, "# resumed {}", now_rfc3339())
-                        .map_err(|e| ProfilerError::io(path, e))?;
-                    TableWriter::append(Box::new(file) as Box<dyn Write>)
-                }
-                None => {
-                    let file = File::create(path).map_err(|e| ProfilerError::io(path, e))?;
-                    TableWriter::new(Box::new(file) as Box<dyn Write>, &header)?
-                }
+            for note in &resumed.notes {
+                log(bar, &format!("{}: {note}", path.display()));
             }
+            done = resumed.done;
+            report.clocks = resumed.clocks;
+            let mut file = OpenOptions::new()
+                .append(true)
+                .open(path)
+                .map_err(|e| ProfilerError::io(path, e))?;
+            writeln!(file, "# resumed {}", now_rfc3339())
+                .map_err(|e| ProfilerError::io(path, e))?;
+            TableWriter::append(Box::new(file) as Box<dyn Write>)
+        }
+        (Output::File(path), None) => {
+            file_path = Some(path.to_path_buf());
+            let file = File::create(path).map_err(|e| ProfilerError::io(path, e))?;
+            TableWriter::new(Box::new(file) as Box<dyn Write>, &header)?
         }
     };
     let io_error = |e: space::SpaceError| match &file_path {

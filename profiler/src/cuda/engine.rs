@@ -350,10 +350,17 @@ impl CudaEngine {
     fn build_steps(&mut self, workload: &Workload) -> Result<Prepared> {
         let name = workload.to_string();
         let block = name.as_str();
-        let specs: Vec<space::BlockSpec> = match workload {
-            Workload::Block(spec) => vec![*spec],
-            Workload::Network { blocks, .. } => blocks.clone(),
-        };
+        if let Workload::Empty { kernels } = *workload {
+            return Ok(Prepared {
+                graph: None,
+                steps: (0..kernels).map(|_| Step::Empty).collect(),
+                _buffers: Vec::new(),
+                _workspaces: Vec::new(),
+                output: (0, 0),
+                name,
+            });
+        }
+        let specs = workload.blocks();
         let batch = self.config.batch as usize;
         let mut rng = Rng::new(self.config.seed);
         let mut buffers: Vec<CudaSlice<f32>> = Vec::new();
@@ -368,7 +375,7 @@ impl CudaEngine {
         let mut current_len = batch * block_input_len(first);
         buffers.push(input);
 
-        for spec in &specs {
+        for spec in specs {
             if batch * block_input_len(spec) != current_len {
                 return Err(unsupported(format!(
                     "{spec} after a block with {current_len} outputs"
@@ -605,6 +612,11 @@ impl CudaEngine {
             .ok_or_else(|| unsupported("reading an output before prepare".into()))?;
         let block = prepared.name.clone();
         let (ptr, len) = prepared.output;
+        if len == 0 {
+            return Err(unsupported(format!(
+                "reading the output of {block}, which has none"
+            )));
+        }
         // The output is poisoned first, so that a graph that does not write
         // it fails the comparison instead of passing on what the eager run in
         // `prepare` left there. The poison is a huge finite float (bytes 0x71:

@@ -125,6 +125,12 @@ fn writes_every_planned_entry_with_the_fingerprint() {
         );
     }
     assert!(md.get(TIMING_KEY).unwrap().contains("0.5%"));
+    // The fake's run starts and ends in 4 us and has 0.5 us between
+    // kernels: a 3.5 us boundary, within the jitter.
+    assert_eq!(engine.empties, 2);
+    let boundary = table.boundary_ms();
+    assert!((boundary - 0.0035).abs() < 0.0035 * 0.01, "{boundary}");
+    assert!(md.get(meta::BOUNDARY).unwrap().contains("n = 16"));
     // The header comes first, `finished` last.
     assert!(text.starts_with("# format: "));
     assert!(text
@@ -177,6 +183,44 @@ fn resumes_after_a_kill_without_duplicates_or_losses() {
     let text = std::fs::read_to_string(&path).unwrap();
     assert_eq!(text.matches("# started:").count(), 1);
     assert_eq!(text.matches("# resumed ").count(), 1);
+    // The boundary was measured once, by the first run; the rerun keeps it.
+    assert_eq!(engine.empties, 0);
+    assert_eq!(text.matches("# boundary_ms:").count(), 1);
+    assert_eq!(resumed.boundary_ms(), partial.boundary_ms());
+}
+
+#[test]
+fn the_table_predicts_a_run_of_blocks_as_the_engine_times_it() {
+    let mut out = Vec::new();
+    build_table(
+        &mut FakeEngine::new(EngineConfig::default()),
+        &mut FakeMonitor::default(),
+        &settings(),
+        Output::Stream(&mut out),
+        &ProgressBar::hidden(),
+    )
+    .unwrap();
+    let table = LatencyTable::parse(std::str::from_utf8(&out).unwrap(), "t").unwrap();
+    let plan = settings().space.table_plan(8).unwrap();
+    for n in [1, 2, 7, 20] {
+        let blocks: Vec<BlockSpec> = plan.blocks.iter().copied().take(n).collect();
+        let truth = FakeEngine::run_latency(&Workload::Network {
+            name: "run".into(),
+            blocks: blocks.clone(),
+        });
+        let predicted = table.predict_blocks(&blocks).unwrap().total_ms;
+        assert!(
+            (predicted - truth).abs() < truth * 0.001,
+            "{n} blocks: {predicted} vs {truth}"
+        );
+        // The plain sum of medians is off by one boundary per extra block.
+        let sum: f64 = blocks
+            .iter()
+            .map(|b| table.entry(b).unwrap().stats.median_ms)
+            .sum();
+        let excess = (n - 1) as f64 * 0.0035;
+        assert!((sum - truth - excess).abs() < truth * 0.001, "{n} blocks");
+    }
 }
 
 #[test]
@@ -330,8 +374,13 @@ fn a_header_cut_short_starts_over() {
 #[test]
 fn throttled_entries_are_remeasured_once_and_flagged_if_still_hot() {
     // Entry 1: hot after its first try, calm on the second: kept unflagged.
-    // Entry 2: hot on both tries: flagged.
+    // Entry 2: hot on both tries: flagged. (The two boundary probes read
+    // first, four times.)
     let script = [
+        crate::fake_engine::calm(),
+        crate::fake_engine::calm(),
+        crate::fake_engine::calm(),
+        crate::fake_engine::calm(),
         crate::fake_engine::calm(),
         hot(),
         crate::fake_engine::calm(),
@@ -357,8 +406,9 @@ fn throttled_entries_are_remeasured_once_and_flagged_if_still_hot() {
     )
     .unwrap();
     assert_eq!((report.remeasured, report.throttled), (2, 1));
-    // Two reads per try: 2 + 2 entries with two tries, the rest one.
-    assert_eq!(monitor.reads, 2 * (plan_len() + 2));
+    // Two reads per try: 2 + 2 entries with two tries, the rest one, and
+    // the two probes.
+    assert_eq!(monitor.reads, 2 * (plan_len() + 2) + 4);
     let table = LatencyTable::parse(std::str::from_utf8(&out).unwrap(), "t").unwrap();
     let flags: Vec<bool> = table.entries().iter().map(|e| e.stats.throttled).collect();
     assert!(!flags[0] && flags[1] && flags[2..].iter().all(|f| !f));

@@ -187,9 +187,14 @@ pub struct Job {
     pub timing: TimingRule,
     pub command: String,
     pub networks: Vec<Network>,
-    /// The table's `correction` line. Rows always hold the plain sum of
-    /// blocks (what `fit` fits); the report adds the corrected statistics.
+    /// The table's `correction` line. Rows always hold the table's
+    /// prediction without it (what `fit` fits); the report adds the
+    /// corrected statistics.
     pub correction: Option<space::Correction>,
+    /// The table's boundary (`space::LatencyTable::boundary_ms`), already
+    /// in the rows' predictions; the report also says how they fare
+    /// without it.
+    pub boundary_ms: f64,
 }
 
 /// More networks than anyone times on a GPU; the cap keeps a typo from
@@ -279,6 +284,7 @@ impl Job {
             command,
             networks,
             correction: table.correction(),
+            boundary_ms: table.boundary_ms(),
         })
     }
 
@@ -481,22 +487,44 @@ pub fn render_text(job: &Job, device: &str, rows: &[Row], s: &ValidationStats) -
         "worst: network {} predicted {:.4} ms, measured {:.4} ms ({:+.2}%): {}",
         rows[w.index].index, w.predicted_ms, w.measured_ms, w.error_pct, rows[w.index].arch
     );
-    if let Some(c) = job.correction {
+    // The same rows under other predictions: the table's correction on top
+    // of its own, and the plain sum of medians (no boundary taken off).
+    let mut other = |what: String, predict: &dyn Fn(&Row) -> f64| {
         let pairs: Vec<Pair> = rows
             .iter()
-            .map(|r| Pair::new(c.apply(r.predicted_ms).max(0.0), r.measured_ms))
+            .map(|r| Pair::new(predict(r).max(0.0), r.measured_ms))
             .collect();
         if let Ok(cs) = validation_stats(&pairs) {
             let within3 = cs.bands.iter().find(|b| b.within_pct == 3.0);
             let _ = writeln!(
                 out,
-                "with the table's correction ({c}): MAPE {:.3}%, median |error| {:.3}%, mean signed error {:+.3}%, within ±3%: {:.1}%",
+                "{what}: MAPE {:.3}%, median |error| {:.3}%, mean signed error {:+.3}%, within ±3%: {:.1}%",
                 cs.mape_pct,
                 cs.median_ape_pct,
                 cs.mean_signed_error_pct,
                 within3.map_or(f64::NAN, |b| b.share * 100.0)
             );
         }
+    };
+    if let Some(c) = job.correction {
+        other(format!("with the table's correction ({c})"), &|r: &Row| {
+            c.apply(r.predicted_ms)
+        });
+    }
+    if job.boundary_ms > 0.0 {
+        let blocks = |r: &Row| {
+            job.networks
+                .iter()
+                .find(|n| n.index == r.index)
+                .map_or(0, |n| n.blocks.len())
+        };
+        other(
+            format!(
+                "as plain sums of medians (without the table's boundary of {:.4} ms per block but one)",
+                job.boundary_ms
+            ),
+            &|r: &Row| r.predicted_ms + blocks(r).saturating_sub(1) as f64 * job.boundary_ms,
+        );
     }
     let throttled = rows.iter().filter(|r| r.throttled).count();
     if throttled > 0 {

@@ -474,6 +474,39 @@ fn the_plot_and_the_text_report() {
         .unwrap_or_else(|| panic!("{report}"));
     // Corrected errors are 1/1.02 − 1 = −1.96% or 1/0.98 − 1 = +2.04%.
     assert!(line.contains("within ±3%: 100.0%"), "{line}");
+    assert!(!report.contains("plain sums"), "no boundary, no such line");
+
+    // A table with a boundary: the rows hold its prediction, and the
+    // report says how the plain sums of medians would have fared. With
+    // every network measured exactly as predicted, a plain sum is high by
+    // its blocks but one times the boundary.
+    let mut header = table_header(&space);
+    header.set(meta::BOUNDARY_MS, "0.002");
+    let (path3, table3) = write_table(dir.path(), "b.csv", &space, &header, |_| true);
+    let job3 = super::tests::job(&table3, &path3, 1, 8);
+    let mut rows3 = run(&mut NetEngine::new(&table3), &job3, None).unwrap();
+    for r in &mut rows3 {
+        r.measured_ms = r.predicted_ms;
+    }
+    let report = render_text(&job3, "Fake GPU", &rows3, &stats(&rows3).unwrap());
+    assert!(report.contains("median |error| 0.000%"), "{report}");
+    let line = report
+        .lines()
+        .find(|l| {
+            l.starts_with("as plain sums of medians (without the table's boundary of 0.0020 ms")
+        })
+        .unwrap_or_else(|| panic!("{report}"));
+    let signed = job3
+        .networks
+        .iter()
+        .map(|n| (n.blocks.len() - 1) as f64 * 0.002 / n.predicted_ms * 100.0)
+        .sum::<f64>()
+        / 8.0;
+    assert!(signed > 0.1, "{signed}");
+    assert!(
+        line.contains(&format!("mean signed error {signed:+.3}%")),
+        "{line} vs {signed}"
+    );
 }
 
 #[test]

@@ -8,6 +8,9 @@ use super::*;
 
 /// One launch on the stream, with everything it needs.
 pub(super) enum Step {
+    /// The `spin` kernel with nothing to wait for: an empty kernel, for
+    /// [`crate::engine::Workload::Empty`].
+    Empty,
     Cudnn {
         conv: Conv,
         algo: cudarc::cudnn::sys::cudnnConvolutionFwdAlgo_t,
@@ -117,6 +120,20 @@ impl CudaEngine {
         // of the prepared workload with the sizes the arguments describe,
         // and the argument types match the kernel signatures in kernels.rs.
         match step {
+            // Safety: `spin` takes two i64 and touches no memory.
+            Step::Empty => unsafe {
+                self.stream
+                    .launch_builder(self.function("spin"))
+                    .arg(&0i64)
+                    .arg(&0i64)
+                    .launch(LaunchConfig {
+                        grid_dim: (1, 1, 1),
+                        block_dim: (1, 1, 1),
+                        shared_mem_bytes: 0,
+                    })
+            }
+            .map(drop)
+            .map_err(drv),
             // Safety: this arm's pointers are live buffers of the prepared
             // workload, its arguments match the kernel (see above).
             Step::Cudnn { conv, algo, io } => unsafe { conv.launch(&self.cudnn, *algo, io) }
