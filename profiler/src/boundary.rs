@@ -149,6 +149,41 @@ mod tests {
         assert!(Boundary::from_runs(summary(0.001, 0.0), summary(0.001, 0.0), 1).is_err());
     }
 
+    /// On the GPU: the probe runs in the CUDA engine, a run of 16 empty
+    /// kernels takes longer than one, and the boundary lies between 0 and a
+    /// whole run of one. Skips where there is no CUDA.
+    #[test]
+    fn gpu_the_boundary_is_measured_and_smaller_than_a_run() {
+        if !crate::cuda::device::driver_present() {
+            eprintln!("skipped: no CUDA driver on this machine");
+            return;
+        }
+        for launch in [crate::engine::Launch::Graph, crate::engine::Launch::Eager] {
+            let config = crate::engine::EngineConfig {
+                launch,
+                ..Default::default()
+            };
+            let mut engine = match crate::cuda::CudaEngine::open(0, config) {
+                Ok(e) => e,
+                Err(e) => panic!("device 0 does not open: {e}"),
+            };
+            let b = Boundary::measure(
+                &mut engine,
+                &mut crate::monitor::Unmonitored {
+                    why: "not needed".into(),
+                },
+                &TimingRule::default(),
+            )
+            .unwrap();
+            eprintln!(
+                "{launch}: boundary {:.6} ms (95% CI {:.6}..{:.6}), T1 {:.6} ms, T16 {:.6} ms",
+                b.ms, b.ci_low, b.ci_high, b.one.median, b.many.median
+            );
+            assert!(b.many.median > b.one.median, "{b:?}");
+            assert!(b.ms < b.one.median, "{b:?}");
+        }
+    }
+
     #[test]
     fn the_header_holds_a_value_the_reader_accepts() {
         let b = Boundary::from_runs(summary(0.005, 0.0001), summary(0.0275, 0.0002), 16).unwrap();
