@@ -149,6 +149,13 @@ fn check(table: PathBuf, space: Option<PathBuf>) -> Result<()> {
     if throttled > 0 {
         println!("{throttled} entries were measured while the GPU throttled");
     }
+    match md.get(meta::BOUNDARY_MS) {
+        Some(_) => println!(
+            "boundary {:.4} ms: taken off every block, added once per network",
+            table.boundary_ms()
+        ),
+        None => println!("no boundary line: blocks are priced at their medians"),
+    }
     let step = md
         .get(meta::WIDTH_STEP)
         .and_then(|s| s.parse().ok())

@@ -149,13 +149,16 @@ pub fn compare(
         .map(|e| &e.spec)
         .filter(|s| !in_a.contains(s))
         .collect();
+    // Each entry as its table prices it (its median less the table's
+    // boundary): what it adds to a network, which is what a search sees.
     let common: Vec<(BlockSpec, f64, f64, bool)> = a
         .entries()
         .iter()
         .filter_map(|ea| {
             let eb = b.entry(&ea.spec)?;
             let throttled = ea.stats.throttled || eb.stats.throttled;
-            Some((ea.spec, ea.stats.median_ms, eb.stats.median_ms, throttled))
+            let (pa, pb) = (a.estimate(&ea.spec)?, b.estimate(&ea.spec)?);
+            Some((ea.spec, pa.ms, pb.ms, throttled))
         })
         .collect();
     if common.is_empty() {
@@ -329,6 +332,16 @@ fn warnings(
                 vb.unwrap_or_default()
             ));
         }
+    }
+    // Two measured boundaries differ as devices do; one table without any
+    // (older, or hand-made) prices its blocks another way.
+    if (a.boundary_ms() > 0.0) != (b.boundary_ms() > 0.0) {
+        w.push(format!(
+            "only one table takes a boundary off each block (A {:.4} ms, B {:.4} ms): \
+             entries are compared as priced, medians less boundary",
+            a.boundary_ms(),
+            b.boundary_ms()
+        ));
     }
     if !only_a.is_empty() || !only_b.is_empty() {
         w.push(format!(

@@ -16,10 +16,23 @@ fn stats(median: f64) -> LatencyStats {
 
 /// A table through the real writer and reader, as a file would be.
 fn table(device: &str, batch: u32, rows: &[(BlockSpec, f64)]) -> LatencyTable {
+    table_with(device, batch, rows, &[])
+}
+
+/// The same with more header lines.
+fn table_with(
+    device: &str,
+    batch: u32,
+    rows: &[(BlockSpec, f64)],
+    header: &[(&str, &str)],
+) -> LatencyTable {
     let mut md = Metadata::new();
     md.set(meta::FORMAT, space::table::FORMAT)
         .set(meta::DEVICE_NAME, device)
         .set(meta::BATCH, batch);
+    for (k, v) in header {
+        md.set(k, v);
+    }
     let mut w = TableWriter::new(Vec::new(), &md).unwrap();
     for &(spec, m) in rows {
         w.write(&Entry {
@@ -330,4 +343,37 @@ fn quantiles_interpolate_like_numpy() {
     let s = ratio_summary(&[0.5, 2.0]).unwrap();
     assert!((s.geometric_mean - 1.0).abs() < 1e-12);
     assert!(ratio_summary(&[]).is_none());
+}
+
+#[test]
+fn entries_are_compared_as_priced_less_their_boundary() {
+    let rows = synthetic_rows();
+    let a = table("SYNTHETIC A", 32, &rows);
+    let b = table_with("SYNTHETIC A", 32, &rows, &[(meta::BOUNDARY_MS, "0.005")]);
+    // The same table with a boundary against itself: nothing to say.
+    let r = run(&b, &b);
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    assert_eq!(r.ratio.median, 1.0);
+    // Against the plain one: each ratio is (m - 0.005) / m, and a warning.
+    let r = run(&a, &b);
+    let ratios: Vec<f64> = rows.iter().map(|&(_, m)| (m - 0.005) / m).collect();
+    let min = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = ratios.iter().copied().fold(0.0, f64::max);
+    assert!(
+        (r.ratio.min - min).abs() < 1e-12,
+        "{} vs {min}",
+        r.ratio.min
+    );
+    assert!(
+        (r.ratio.max - max).abs() < 1e-12,
+        "{} vs {max}",
+        r.ratio.max
+    );
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.contains("only one table takes a boundary")),
+        "{:?}",
+        r.warnings
+    );
 }
