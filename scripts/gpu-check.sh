@@ -278,6 +278,7 @@ targets() {
     local f
     for f in validate validate-full; do
         [ -f "$out/$f.log" ] && grep -h -A2 "^validated " "$out/$f.log" | sed "s/^/$f: /"
+        [ -f "$out/$f.log" ] && grep -h "^as plain sums\|^with the table's correction" "$out/$f.log" | sed "s/^/$f: /"
     done
     # Issue 5, where SEARCHER=1 ran.
     if [ -f "$out/search-step.log" ] || [ -f "$out/measure-derived.log" ]; then
