@@ -62,6 +62,14 @@ pub enum ProfilerError {
     #[error(transparent)]
     Space(#[from] space::SpaceError),
 
+    #[error("{block}: its median {median} ms is not above the boundary of {table}, {boundary} ms, which is what a run of no work costs: the boundary was mismeasured; the row was not written (delete the `# boundary_ms` line of {table} to go on pricing blocks at their medians, or start a new table)")]
+    BelowBoundary {
+        block: String,
+        median: f64,
+        boundary: f64,
+        table: String,
+    },
+
     #[error("{0}")]
     Invalid(String),
 

@@ -196,6 +196,12 @@ fn predict(table: PathBuf, arch: PathBuf, blocks: bool) -> Result<()> {
             };
             println!("{:>10.4} ms  {spec}  ({how})", e.ms);
         }
+        if table.boundary_ms() > 0.0 {
+            println!(
+                "{:>10.4} ms  the table's boundary, once per network (each block above is its median less it)",
+                table.boundary_ms()
+            );
+        }
     }
     println!(
         "predicted {:.4} ms at batch {} (base {:.4} ms), {:.1}M MACs, {:.2}M params",

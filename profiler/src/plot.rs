@@ -1,5 +1,5 @@
-//! The `compare --plot` figure: a log-log scatter of A's medians (x) against
-//! B's (y), one colour per stage, with the y = x line, so that a stage that
+//! The `compare --plot` figure: a log-log scatter of A's prices (median less
+//! boundary, x) against B's (y), one colour per stage, with the y = x line, so that a stage that
 //! moves differently from the rest stands out at a glance.
 //!
 //! SVG only: plotters' bitmap backend needs a font library to draw text, and

@@ -110,6 +110,8 @@ pub enum Output<'a> {
 struct Resumed {
     done: HashSet<BlockSpec>,
     clocks: ClockRange,
+    /// The file's `boundary_ms`, if it has the line.
+    boundary_ms: Option<f64>,
     /// What was cut or dropped, for the log.
     notes: Vec<String>,
 }
@@ -186,6 +188,10 @@ fn prepare_resume(path: &Path, header: &Metadata) -> Result<Option<Resumed>> {
     Ok(Some(Resumed {
         done: table.entries().iter().map(|e| e.spec).collect(),
         clocks,
+        boundary_ms: table
+            .metadata()
+            .get(meta::BOUNDARY_MS)
+            .map(|_| table.boundary_ms()),
         notes,
     }))
 }
@@ -215,18 +221,43 @@ pub fn build_table(
         Output::File(path) => prepare_resume(path, &header)?,
         Output::Stream(_) => None,
     };
-    if resumed.is_none() {
-        // A new table: its boundary is measured once, before any entry,
-        // and a resume keeps the one in the file's header.
-        let boundary = Boundary::measure(engine, monitor, &settings.timing)?;
+    // A new table's boundary is measured once, before any entry; a resume
+    // keeps the one in the file's header.
+    let mut probe_states = Vec::new();
+    let boundary_ms = match &resumed {
+        Some(r) => r.boundary_ms.unwrap_or(0.0),
+        None => {
+            let boundary = Boundary::measure(engine, monitor, &settings.timing)?;
+            log(
+                bar,
+                &format!(
+                    "boundary of a timed run: {:.4} ms (95% CI {:.4}..{:.4}), {:.4} ms per empty kernel{}",
+                    boundary.ms,
+                    boundary.ci_low,
+                    boundary.ci_high,
+                    boundary.per_kernel_ms,
+                    if boundary.throttled { "; the GPU throttled meanwhile" } else { "" }
+                ),
+            );
+            boundary.set_header(&mut header);
+            probe_states = boundary.states;
+            boundary.ms
+        }
+    };
+    if let (
+        Output::File(path),
+        Some(Resumed {
+            boundary_ms: None, ..
+        }),
+    ) = (&output, &resumed)
+    {
         log(
             bar,
             &format!(
-                "boundary of a timed run: {:.4} ms (95% CI {:.4}..{:.4}), from runs of 1 and {} empty kernels",
-                boundary.ms, boundary.ci_low, boundary.ci_high, boundary.kernels
+                "{}: no boundary line (a table begun before the profiler measured one): its blocks stay priced at their medians",
+                path.display()
             ),
         );
-        boundary.set_header(&mut header);
     }
     let mut done = HashSet::new();
     let file_path: Option<PathBuf>;
@@ -256,6 +287,9 @@ pub fn build_table(
             TableWriter::new(Box::new(file) as Box<dyn Write>, &header)?
         }
     };
+    for state in &probe_states {
+        report.clocks.see(state);
+    }
     let io_error = |e: space::SpaceError| match &file_path {
         Some(p) => ProfilerError::io(p, std::io::Error::other(e.to_string())),
         None => ProfilerError::Output(e.to_string()),
@@ -301,6 +335,18 @@ pub fn build_table(
             log(bar, &format!("{spec}: throttled ({})", timed.after));
         }
         let s = &timed.summary;
+        if boundary_ms > 0.0 && s.median <= boundary_ms {
+            // Cannot be: a block does more than an empty run. The boundary
+            // is wrong, and the reader would refuse the row.
+            return Err(ProfilerError::BelowBoundary {
+                block: spec.key(),
+                median: s.median,
+                boundary: boundary_ms,
+                table: file_path
+                    .as_ref()
+                    .map_or("the table".into(), |p| p.display().to_string()),
+            });
+        }
         let entry = Entry {
             spec,
             batch,

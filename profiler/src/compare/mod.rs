@@ -333,9 +333,11 @@ fn warnings(
             ));
         }
     }
-    // Two measured boundaries differ as devices do; one table without any
-    // (older, or hand-made) prices its blocks another way.
-    if (a.boundary_ms() > 0.0) != (b.boundary_ms() > 0.0) {
+    // Two measured boundaries differ as devices do (a measured 0 included);
+    // a table without the line (older, or hand-made) prices its blocks
+    // another way.
+    let has = |t: &LatencyTable| t.metadata().get(meta::BOUNDARY_MS).is_some();
+    if has(a) != has(b) {
         w.push(format!(
             "only one table takes a boundary off each block (A {:.4} ms, B {:.4} ms): \
              entries are compared as priced, medians less boundary",

@@ -75,7 +75,7 @@ pub fn render_text(r: &Report) -> String {
         );
     }
 
-    out.push_str("\nRatio B/A of median latency:\n");
+    out.push_str("\nRatio B/A of latency as priced (median less the table's boundary):\n");
     let _ = writeln!(
         out,
         "  {:<8} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",

@@ -351,6 +351,9 @@ impl CudaEngine {
         let name = workload.to_string();
         let block = name.as_str();
         if let Workload::Empty { kernels } = *workload {
+            if kernels == 0 {
+                return Err(unsupported("a run of no kernels".into()));
+            }
             return Ok(Prepared {
                 graph: None,
                 steps: (0..kernels).map(|_| Step::Empty).collect(),

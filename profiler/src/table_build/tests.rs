@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::*;
+use crate::boundary;
 use crate::engine::{EngineConfig, L2};
 use crate::error::ProfilerError;
 use crate::fake_engine::{hot, FakeEngine, FakeMonitor};
@@ -127,10 +128,10 @@ fn writes_every_planned_entry_with_the_fingerprint() {
     assert!(md.get(TIMING_KEY).unwrap().contains("0.5%"));
     // The fake's run starts and ends in 4 us and has 0.5 us between
     // kernels: a 3.5 us boundary, within the jitter.
-    assert_eq!(engine.empties, 2);
+    assert_eq!(engine.empties, boundary::KERNELS.len());
     let boundary = table.boundary_ms();
     assert!((boundary - 0.0035).abs() < 0.0035 * 0.01, "{boundary}");
-    assert!(md.get(meta::BOUNDARY).unwrap().contains("n = 16"));
+    assert!(md.get(meta::BOUNDARY).unwrap().contains("least-squares"));
     // The header comes first, `finished` last.
     assert!(text.starts_with("# format: "));
     assert!(text
@@ -374,23 +375,21 @@ fn a_header_cut_short_starts_over() {
 #[test]
 fn throttled_entries_are_remeasured_once_and_flagged_if_still_hot() {
     // Entry 1: hot after its first try, calm on the second: kept unflagged.
-    // Entry 2: hot on both tries: flagged. (The two boundary probes read
-    // first, four times.)
-    let script = [
-        crate::fake_engine::calm(),
-        crate::fake_engine::calm(),
-        crate::fake_engine::calm(),
-        crate::fake_engine::calm(),
-        crate::fake_engine::calm(),
-        hot(),
-        crate::fake_engine::calm(),
-        crate::fake_engine::calm(),
-        hot(),
-        hot(),
-        hot(),
-        crate::fake_engine::calm(),
-    ]
-    .into();
+    // Entry 2: hot on both tries: flagged. (The boundary probes read first,
+    // twice each.)
+    let probes = 2 * boundary::KERNELS.len();
+    let script = std::iter::repeat_n(crate::fake_engine::calm(), probes)
+        .chain([
+            crate::fake_engine::calm(),
+            hot(),
+            crate::fake_engine::calm(),
+            crate::fake_engine::calm(),
+            hot(),
+            hot(),
+            hot(),
+            crate::fake_engine::calm(),
+        ])
+        .collect();
     let mut monitor = FakeMonitor {
         script,
         ..FakeMonitor::default()
@@ -408,7 +407,7 @@ fn throttled_entries_are_remeasured_once_and_flagged_if_still_hot() {
     assert_eq!((report.remeasured, report.throttled), (2, 1));
     // Two reads per try: 2 + 2 entries with two tries, the rest one, and
     // the two probes.
-    assert_eq!(monitor.reads, 2 * (plan_len() + 2) + 4);
+    assert_eq!(monitor.reads, 2 * (plan_len() + 2) + probes);
     let table = LatencyTable::parse(std::str::from_utf8(&out).unwrap(), "t").unwrap();
     let flags: Vec<bool> = table.entries().iter().map(|e| e.stats.throttled).collect();
     assert!(!flags[0] && flags[1] && flags[2..].iter().all(|f| !f));
@@ -471,4 +470,48 @@ fn a_limited_run_leaves_the_table_unfinished_for_the_next() {
         .metadata()
         .get(meta::FINISHED)
         .is_some());
+}
+
+#[test]
+fn an_entry_below_the_boundary_stops_the_build_before_its_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.csv");
+    let third = settings().space.table_plan(8).unwrap().blocks[2];
+    let mut engine = FakeEngine::new(EngineConfig::default());
+    // 1 us: positive and finite, but under the fake's 3.5 us boundary.
+    engine.bad_sample = Some((third, 0.001));
+    let err = build_file(&mut engine, &mut FakeMonitor::default(), &path).unwrap_err();
+    assert!(matches!(err, ProfilerError::BelowBoundary { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains(&third.key()) && msg.contains("t.csv"), "{msg}");
+    let table = LatencyTable::from_path(&path).unwrap();
+    assert_eq!(table.len(), 2);
+}
+
+#[test]
+fn a_table_begun_without_a_boundary_is_resumed_without_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.csv");
+    let mut engine = FakeEngine::new(EngineConfig::default());
+    engine.fail_after = Some(4);
+    build_file(&mut engine, &mut FakeMonitor::default(), &path).unwrap_err();
+    // As an older profiler wrote it: no boundary lines.
+    let text = std::fs::read_to_string(&path).unwrap();
+    let old: String = text
+        .lines()
+        .filter(|l| !l.starts_with("# boundary"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&path, old).unwrap();
+
+    let mut engine = FakeEngine::new(EngineConfig::default());
+    let report = build_file(&mut engine, &mut FakeMonitor::default(), &path).unwrap();
+    assert_eq!((report.skipped, report.measured), (4, plan_len() - 4));
+    assert_eq!(
+        engine.empties, 0,
+        "no probe for a table that has no boundary"
+    );
+    let table = LatencyTable::from_path(&path).unwrap();
+    assert!(table.metadata().get(meta::BOUNDARY_MS).is_none());
+    assert_eq!(table.boundary_ms(), 0.0);
 }

@@ -512,10 +512,11 @@ pub fn render_text(job: &Job, device: &str, rows: &[Row], s: &ValidationStats) -
         });
     }
     if job.boundary_ms > 0.0 {
+        // Network i of the job is sample i (`Job::new`).
         let blocks = |r: &Row| {
-            job.networks
-                .iter()
-                .find(|n| n.index == r.index)
+            usize::try_from(r.index)
+                .ok()
+                .and_then(|i| job.networks.get(i))
                 .map_or(0, |n| n.blocks.len())
         };
         other(
