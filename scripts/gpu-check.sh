@@ -26,7 +26,9 @@
 # give it a call of its own, e.g. VALIDATE=1 GPU_CHECK_ONLY="table-two-ops
 # validate validate-resume validate-refuse fit"): the whole table of a
 # two-op space at width step 64, 20 sampled networks validated against it,
-# a resume, a refused other seed, and a fitted correction.
+# a resume, a refused other seed, and a fitted correction; before them
+# (add "interp-early interp-late" to GPU_CHECK_ONLY), 40 consecutive widths
+# of two curves, to measure the error of interpolating at width step 8.
 # SEARCHER=1 also runs issue 5's GPU checks (a call of its own, about 6
 # minutes: SEARCHER=1 GPU_CHECK_BUDGET=560 GPU_CHECK_ONLY="searcher-demo
 # search-step search-step-torch search-table measure-derived"): the main
@@ -233,8 +235,14 @@ run() {
         fi
     fi
     if [ "${VALIDATE:-0}" = 1 ]; then
-        budget=$((SECONDS - t_start + 340))
+        budget=$((SECONDS - t_start + 380))
         local two=tests/fixtures/space_two_ops.json
+        # How far linear interpolation between widths 8 apart is from
+        # widths measured one by one (alignment can make latency a sawtooth
+        # in the width): 40 consecutive widths of the space's first curve
+        # (112x112) and of a stage-5-like layer at 14x14 -> 7x7.
+        step interp-early 45 "$p" --device 0 --width-step 1 --limit 42 --out "$OUT/interp-early.csv"
+        step interp-late 45 "$p" --device 0 --space tests/fixtures/space_late_stage.json --width-step 1 --limit 42 --out "$OUT/interp-late.csv"
         step table-two-ops 90 "$p" --device 0 --space "$two" --width-step 64 --out "$OUT/two-ops.csv"
         step validate 150 "$p" validate --table "$OUT/two-ops.csv" --space "$two" --device 0 --samples 20 --seed 1 --out "$OUT/validate.csv" --plot "$OUT/validate.svg"
         step validate-resume 40 "$p" validate --table "$OUT/two-ops.csv" --space "$two" --device 0 --samples 22 --seed 1 --out "$OUT/validate.csv"
@@ -280,6 +288,41 @@ targets() {
         [ -f "$out/$f.log" ] && grep -h -A2 "^validated " "$out/$f.log" | sed "s/^/$f: /"
         [ -f "$out/$f.log" ] && grep -h "^as plain sums\|^with the table's correction" "$out/$f.log" | sed "s/^/$f: /"
     done
+    # Interpolation at width step 8 against widths measured one by one,
+    # where VALIDATE=1 ran.
+    python3 - "$out" <<'EOF' 2>&1 || echo "interpolation: python3 failed"
+import csv, os, re, statistics, sys
+out = sys.argv[1]
+for name in ("interp-early", "interp-late"):
+    path = os.path.join(out, name + ".csv")
+    if not os.path.exists(path):
+        continue
+    curves = {}
+    with open(path) as f:
+        for r in csv.DictReader(l for l in f if not l.startswith("#")):
+            m = re.search(r"_m([0-9]+)_", r["key"])
+            curves.setdefault(re.sub(r"_m[0-9]+_", "_m*_", r["key"]), {})[int(m.group(1))] = float(r["median_ms"])
+    for curve, points in curves.items():
+        anchors = sorted(w for w in points if w % 8 == 0)
+        errs = []
+        for w, ms in sorted(points.items()):
+            lo = [a for a in anchors if a < w]
+            hi = [a for a in anchors if a > w]
+            if w % 8 == 0 or not lo or not hi:
+                continue
+            a0, a1 = lo[-1], hi[0]
+            guess = points[a0] + (w - a0) / (a1 - a0) * (points[a1] - points[a0])
+            errs.append((w, 100 * (guess / ms - 1)))
+        if len(errs) < 5:
+            continue
+        worst = max(errs, key=lambda e: abs(e[1]))
+        by4 = [abs(e) for w, e in errs if w % 4 == 0]
+        rest = [abs(e) for w, e in errs if w % 4 != 0]
+        med = lambda xs: statistics.median(xs) if xs else float("nan")
+        print(f"{name}: {curve} widths {min(points)}..{max(points)}: step-8 interpolation against each width measured: "
+              f"median |err| {med([abs(e) for _, e in errs]):.2f}%, worst {worst[1]:+.2f}% at m{worst[0]}; "
+              f"at widths 4 mod 8 {med(by4):.2f}%, not a multiple of 4 {med(rest):.2f}%")
+EOF
     # Issue 5, where SEARCHER=1 ran.
     if [ -f "$out/search-step.log" ] || [ -f "$out/measure-derived.log" ]; then
         SEARCH_TARGET_MS=${SEARCH_TARGET_MS:-4} python3 - "$out" <<'EOF' 2>&1
