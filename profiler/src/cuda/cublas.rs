@@ -86,13 +86,8 @@ impl Blas {
         Ok(b)
     }
 
-    /// Enqueues `y[n] = w · x[n]` for each of `batch` images of a 1x1
-    /// convolution on NCHW tensors: `w` is `cout × cin`, `x[n]` is
-    /// `cin × hw` and `y[n]` is `cout × hw`, all row-major. cuBLAS is
-    /// column-major, so it computes the transposed product
-    /// `y[n]ᵀ (hw × cout) = x[n]ᵀ (hw × cin) · wᵀ (cin × cout)`, whose
-    /// column-major operands are exactly the row-major buffers: no copy,
-    /// and the weights shared by every image (stride 0).
+    /// Enqueues the 1x1 convolution `y[n] = w · x[n]` for each of `batch`
+    /// images on NCHW tensors, with the arguments [`gemm_args`] maps it to.
     ///
     /// # Safety
     /// `x`, `w` and `y` must be live device allocations of
@@ -104,40 +99,124 @@ impl Blas {
         w: CUdeviceptr,
         y: CUdeviceptr,
     ) -> Result<(), CublasError> {
-        let PointwiseShape {
-            batch,
-            cin,
-            cout,
-            hw,
-        } = shape;
+        let g = gemm_args(shape);
+        let ptr = |o: Operand| match o {
+            Operand::X => x,
+            Operand::W => w,
+        } as *const c_void;
+        let op = |t: bool| {
+            if t {
+                sys::cublasOperation_t::CUBLAS_OP_T
+            } else {
+                sys::cublasOperation_t::CUBLAS_OP_N
+            }
+        };
         let (alpha, beta) = (1.0f32, 0.0f32);
         let f32t = sys::cudaDataType::CUDA_R_32F;
-        let no = sys::cublasOperation_t::CUBLAS_OP_N;
         result::gemm_strided_batched_ex(
             self.handle,
-            no,
-            no,
-            hw,
-            cout,
-            cin,
+            op(g.trans_a),
+            sys::cublasOperation_t::CUBLAS_OP_N,
+            g.m,
+            g.n,
+            g.k,
             (&alpha) as *const f32 as *const c_void,
-            x as *const c_void,
+            ptr(g.a),
             f32t,
-            hw,
-            i64::from(cin) * i64::from(hw),
-            w as *const c_void,
+            g.lda,
+            g.stride_a,
+            ptr(g.b),
             f32t,
-            cin,
-            0,
+            g.ldb,
+            g.stride_b,
             (&beta) as *const f32 as *const c_void,
             y as *mut c_void,
             f32t,
-            hw,
-            i64::from(cout) * i64::from(hw),
-            batch,
+            g.ldc,
+            g.stride_c,
+            g.count,
             COMPUTE,
             sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
         )
+    }
+}
+
+/// Which buffer a GEMM operand is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operand {
+    X,
+    W,
+}
+
+/// A strided batched GEMM in cuBLAS's column-major terms:
+/// `C = op(A) · B` per batch, `op` transposing A when `trans_a`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GemmArgs {
+    pub trans_a: bool,
+    pub m: i32,
+    pub n: i32,
+    pub k: i32,
+    pub a: Operand,
+    pub lda: i32,
+    pub stride_a: i64,
+    pub b: Operand,
+    pub ldb: i32,
+    pub stride_b: i64,
+    pub ldc: i32,
+    pub stride_c: i64,
+    pub count: i32,
+}
+
+/// How a 1x1 convolution on row-major NCHW buffers (`w` is `cout × cin`,
+/// `x[n]` is `cin × hw`, `y[n]` is `cout × hw`) becomes one cuBLAS call,
+/// with no copy: the column-major view of a row-major matrix is its
+/// transpose.
+/// - On a map (`hw > 1`): per image, `y[n]ᵀ (hw × cout) = x[n]ᵀ (hw × cin)
+///   · wᵀ (cin × cout)`, batched over images with the weights shared
+///   (stride 0).
+/// - On a 1x1 map (a fully connected layer): one product over the whole
+///   batch, `yᵀ (cout × batch) = w (cout × cin) · xᵀ (cin × batch)`, where
+///   `w` is the transpose of its column-major view; batching over images
+///   would make `batch` products of one row each.
+pub fn gemm_args(shape: PointwiseShape) -> GemmArgs {
+    let PointwiseShape {
+        batch,
+        cin,
+        cout,
+        hw,
+    } = shape;
+    if hw == 1 {
+        GemmArgs {
+            trans_a: true,
+            m: cout,
+            n: batch,
+            k: cin,
+            a: Operand::W,
+            lda: cin,
+            stride_a: 0,
+            b: Operand::X,
+            ldb: cin,
+            stride_b: 0,
+            ldc: cout,
+            stride_c: 0,
+            count: 1,
+        }
+    } else {
+        GemmArgs {
+            trans_a: false,
+            m: hw,
+            n: cout,
+            k: cin,
+            a: Operand::X,
+            lda: hw,
+            stride_a: i64::from(cin) * i64::from(hw),
+            b: Operand::W,
+            ldb: cin,
+            stride_b: 0,
+            ldc: hw,
+            stride_c: i64::from(cout) * i64::from(hw),
+            count: batch,
+        }
     }
 }
 
@@ -160,46 +239,71 @@ pub struct PointwiseShape {
 
 #[cfg(test)]
 mod tests {
-    /// The argument mapping of [`super::Blas::pointwise`], checked on the
-    /// CPU: a plain column-major strided-batched GEMM with the arguments it
-    /// passes computes the row-major NCHW 1x1 convolution.
+    use super::*;
+
+    /// cuBLAS's definition of a strided batched GEMM, column-major:
+    /// `C[i + j·ldc] = Σ_l op(A)[i, l] · B[l + j·ldb]`, with
+    /// `op(A)[i, l] = A[i + l·lda]`, or `A[l + i·lda]` transposed.
+    fn reference_gemm(g: &GemmArgs, x: &[f32], w: &[f32], c_len: usize) -> Vec<f32> {
+        let buf = |o: Operand| if o == Operand::X { x } else { w };
+        let (a, b) = (buf(g.a), buf(g.b));
+        let mut c = vec![f32::NAN; c_len];
+        for batch in 0..g.count as usize {
+            let (oa, ob) = (batch * g.stride_a as usize, batch * g.stride_b as usize);
+            let oc = batch * g.stride_c as usize;
+            for i in 0..g.m as usize {
+                for j in 0..g.n as usize {
+                    c[oc + i + j * g.ldc as usize] = (0..g.k as usize)
+                        .map(|l| {
+                            let ai = if g.trans_a {
+                                l + i * g.lda as usize
+                            } else {
+                                i + l * g.lda as usize
+                            };
+                            a[oa + ai] * b[ob + l + j * g.ldb as usize]
+                        })
+                        .sum();
+                }
+            }
+        }
+        c
+    }
+
+    /// The argument mapping of [`Blas::pointwise`], checked on the CPU: a
+    /// plain column-major GEMM with [`gemm_args`]' arguments computes the
+    /// row-major NCHW 1x1 convolution, on a map and on a 1x1 map (a fully
+    /// connected layer), writing every output.
     #[test]
     fn the_transposed_product_is_the_pointwise_convolution() {
-        let (batch, cin, cout, hw) = (2usize, 3usize, 4usize, 5usize);
-        let x: Vec<f32> = (0..batch * cin * hw)
-            .map(|i| (i % 7) as f32 - 3.0)
-            .collect();
-        let w: Vec<f32> = (0..cout * cin)
-            .map(|i| (i % 5) as f32 * 0.5 - 1.0)
-            .collect();
-        // The convolution, row-major NCHW.
-        let mut want = vec![0.0f32; batch * cout * hw];
-        for n in 0..batch {
-            for o in 0..cout {
-                for p in 0..hw {
-                    want[(n * cout + o) * hw + p] = (0..cin)
-                        .map(|c| w[o * cin + c] * x[(n * cin + c) * hw + p])
-                        .sum();
+        for (batch, cin, cout, hw) in [(2usize, 3usize, 4usize, 5usize), (3, 5, 4, 1), (1, 2, 3, 1)]
+        {
+            let x: Vec<f32> = (0..batch * cin * hw)
+                .map(|i| (i % 7) as f32 - 3.0)
+                .collect();
+            let w: Vec<f32> = (0..cout * cin)
+                .map(|i| (i % 5) as f32 * 0.5 - 1.0)
+                .collect();
+            // The convolution, row-major NCHW.
+            let mut want = vec![0.0f32; batch * cout * hw];
+            for n in 0..batch {
+                for o in 0..cout {
+                    for p in 0..hw {
+                        want[(n * cout + o) * hw + p] = (0..cin)
+                            .map(|c| w[o * cin + c] * x[(n * cin + c) * hw + p])
+                            .sum();
+                    }
                 }
             }
+            let shape = PointwiseShape {
+                batch: batch as i32,
+                cin: cin as i32,
+                cout: cout as i32,
+                hw: hw as i32,
+            };
+            let g = gemm_args(shape);
+            assert_eq!(g.count, if hw == 1 { 1 } else { batch as i32 }, "{g:?}");
+            let got = reference_gemm(&g, &x, &w, want.len());
+            assert_eq!(got, want, "{shape:?}: {g:?}");
         }
-        // cuBLAS's definition: C = A·B column-major, C[i + j·ldc] =
-        // Σ_l A[i + l·lda] · B[l + j·ldb], per batch with the strides, with
-        // the arguments `pointwise` passes (m = hw, n = cout, k = cin; A = x
-        // with lda = hw and stride cin·hw; B = w with ldb = cin and stride 0;
-        // C = y with ldc = hw and stride cout·hw).
-        let (m, n, k) = (hw, cout, cin);
-        let (lda, stride_a, ldb, stride_b, ldc, stride_c) = (hw, cin * hw, cin, 0, hw, cout * hw);
-        let mut got = vec![0.0f32; batch * cout * hw];
-        for b in 0..batch {
-            for i in 0..m {
-                for j in 0..n {
-                    got[b * stride_c + i + j * ldc] = (0..k)
-                        .map(|l| x[b * stride_a + i + l * lda] * w[b * stride_b + l + j * ldb])
-                        .sum();
-                }
-            }
-        }
-        assert_eq!(got, want);
     }
 }

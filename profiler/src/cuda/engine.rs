@@ -11,8 +11,10 @@
 //! with the residual); cuBLAS for 1x1 convolutions; and for the depthwise
 //! convolution two NVRTC kernels (bias and activation fused), one of which
 //! also takes over the expansion's bias and activation and SE's pool (see
-//! [`Fuse`]: every candidate is timed with that work, done its own way). SE,
-//! pooling and the FC layer are NVRTC kernels. Nothing is fused across
+//! [`Fuse`]: every candidate is timed with that work, done its own way). The
+//! head's FC layer runs as the 1x1 convolution on a 1x1 map it is (cuDNN,
+//! cuBLAS as one product over the batch, or the engine's `fc` kernel). SE
+//! and pooling are NVRTC kernels. Nothing is fused across
 //! blocks, so that a network's steps are its blocks' steps.
 //! `PROFILER_LOG_CHOICES=1` prints every choice with its candidates' times
 //! on stderr.
@@ -54,7 +56,7 @@ use steps::Step;
 /// The engine's name and version in table headers; bump the version when a
 /// change to the engine changes what it measures. `tf32`: cuDNN's convolutions
 /// may use TF32 tensor cores ([`super::cudnn::MATH`], as PyTorch by default).
-pub const ENGINE_NAME: &str = "cudarc-engine/3 (cudnn-default-math-tf32)";
+pub const ENGINE_NAME: &str = "cudarc-engine/4 (cudnn-default-math-tf32)";
 
 /// Appended to [`ENGINE_NAME`] in the fingerprint when cuBLAS could not be
 /// loaded: such an engine has one candidate fewer for 1x1 convolutions, so
@@ -568,19 +570,31 @@ impl CudaEngine {
                         });
                         current = y;
                     }
-                    Layer::Fc { cin, cout } => {
+                    Layer::Fc { .. } => {
+                        // Run as the 1x1 convolution on a 1x1 map it is, so
+                        // that cuDNN and cuBLAS compete with the engine's
+                        // own kernel (`ConvImpl::Fc`).
+                        let conv = layer.as_convolution();
                         let w = self.upload(block, &p.w)?;
                         let b = self.upload(block, &p.b)?;
-                        steps.push(Step::Fc {
+                        let bufs = ConvBufs {
                             x: current,
                             w: self.ptr(&w),
                             b: self.ptr(&b),
                             y,
-                            batch: batch as i32,
-                            cin: cin as i32,
-                            cout: cout as i32,
-                        });
+                            residual: block_input,
+                        };
                         buffers.extend([w, b]);
+                        let fuse = Fuse::default();
+                        let (how, _) = self.choose(&conv, fuse, Among::All, bufs, block)?;
+                        steps.extend(self.conv_steps(
+                            how,
+                            &conv,
+                            fuse,
+                            bufs,
+                            &mut workspaces,
+                            block,
+                        )?);
                         current = y;
                     }
                 }

@@ -48,6 +48,26 @@ impl Layer {
         }
     }
 
+    /// A fully connected layer as the 1x1 convolution on a 1x1 map it
+    /// equals (the same weights, `cout × cin`, and bias); any other layer
+    /// as it is.
+    pub fn as_convolution(&self) -> Layer {
+        match *self {
+            Layer::Fc { cin, cout } => Layer::Conv {
+                cin,
+                cout,
+                kernel: 1,
+                stride: 1,
+                groups: 1,
+                res_in: 1,
+                res_out: 1,
+                act: None,
+                residual: false,
+            },
+            other => other,
+        }
+    }
+
     pub fn is_depthwise(&self) -> bool {
         matches!(*self, Layer::Conv { cin, cout, groups, .. } if groups > 1 && groups == cin && cin == cout)
     }

@@ -26,6 +26,10 @@ pub enum ConvImpl {
     /// memory, with the expansion's bias and activation applied on load and
     /// SE's global pool computed on the way (`dwconv_plane` in kernels.rs).
     DepthwisePlane,
+    /// The NVRTC `fc` kernel (one warp per output, bias included) for a 1x1
+    /// convolution on a 1x1 map: the head's fully connected layer, which
+    /// also runs as any 1x1 convolution does.
+    Fc,
 }
 
 /// Work from the layers around a convolution that its candidates take on,
@@ -398,6 +402,7 @@ impl CudaEngine {
             ConvImpl::Depthwise,
             ConvImpl::DepthwisePlane,
             ConvImpl::Gemm,
+            ConvImpl::Fc,
         ]
         .into_iter()
         .chain(ALGORITHMS.iter().map(|&a| ConvImpl::Cudnn(a)))
@@ -465,6 +470,9 @@ pub(super) fn candidates(layer: &Layer) -> Vec<ConvImpl> {
     if depthwise {
         out.extend([ConvImpl::Depthwise, ConvImpl::DepthwisePlane]);
     }
+    if is_fully_connected(layer) {
+        out.push(ConvImpl::Fc);
+    }
     out.extend(algos.iter().map(|&a| ConvImpl::Cudnn(a)));
     if !depthwise {
         match act {
@@ -479,6 +487,25 @@ pub(super) fn candidates(layer: &Layer) -> Vec<ConvImpl> {
         }
     }
     out
+}
+
+/// A 1x1 convolution on a 1x1 map without activation or residual: a
+/// fully connected layer (the head's classifier, [`Layer::Fc`] run as a
+/// convolution).
+pub(super) fn is_fully_connected(layer: &Layer) -> bool {
+    matches!(
+        *layer,
+        Layer::Conv {
+            kernel: 1,
+            stride: 1,
+            groups: 1,
+            res_in: 1,
+            res_out: 1,
+            act: None,
+            residual: false,
+            ..
+        }
+    )
 }
 
 pub(super) fn conv_shape(batch: u32, layer: &Layer) -> ConvShape {
@@ -561,6 +588,23 @@ mod tests {
         // The head's 1x1 (swish): cuBLAS applies.
         let head = block_layers(&"head_r7_i320_o1000_s1_k1_m1280_se0_swish".parse().unwrap());
         assert!(candidates(&head[0]).contains(&ConvImpl::Gemm));
+        assert!(!candidates(&head[0]).contains(&ConvImpl::Fc));
+        // Its classifier, run as a 1x1 convolution on a 1x1 map: the
+        // engine's own kernel first, then cuDNN (plain and fused identity)
+        // and cuBLAS.
+        let fc = head[2].as_convolution();
+        assert!(matches!(
+            head[2],
+            Layer::Fc {
+                cin: 1280,
+                cout: 1000
+            }
+        ));
+        assert!(is_fully_connected(&fc) && !is_fully_connected(&head[0]));
+        let c = candidates(&fc);
+        assert_eq!(c[0], ConvImpl::Fc);
+        assert_eq!(c.len(), 7, "{c:?}");
+        assert!(c.contains(&ConvImpl::Gemm) && c.contains(&ConvImpl::CudnnFused(PRECOMP)));
         assert!(candidates(&Layer::Pool {
             channels: 8,
             res: 7
@@ -569,7 +613,7 @@ mod tests {
         // Every candidate is one that `prefer` can ask for (so the GPU
         // numerics check covers it).
         let all = CudaEngine::all_conv_impls();
-        for layer in mb.iter().chain(&relu).chain(&stem) {
+        for layer in mb.iter().chain(&relu).chain(&stem).chain([&fc]) {
             assert!(candidates(layer).iter().all(|c| all.contains(c)));
         }
     }

@@ -3,7 +3,7 @@
 //! takes over from the layers around it, [`Fuse`]), and enqueuing steps
 //! eagerly or into a captured graph.
 
-use super::choice::{conv_shape, PRECOMP};
+use super::choice::{conv_shape, is_fully_connected, PRECOMP};
 use super::*;
 
 /// One launch on the stream, with everything it needs.
@@ -508,6 +508,24 @@ impl CudaEngine {
                     planes: (batch * i64::from(cin)) as u32,
                     threads: kernels::plane_threads((res_out * res_out) as usize),
                     shared_bytes: shared as u32,
+                }]);
+            }
+            ConvImpl::Fc => {
+                if !is_fully_connected(layer) || fuse.prologue.is_some() || fuse.pool_into.is_some()
+                {
+                    return Err(unsupported(format!(
+                        "the fully connected kernel for a convolution in {block}"
+                    )));
+                }
+                // Bias included.
+                return Ok(vec![Step::Fc {
+                    x,
+                    w,
+                    b,
+                    y,
+                    batch: batch as i32,
+                    cin: cin as i32,
+                    cout: cout as i32,
                 }]);
             }
             ConvImpl::Depthwise => vec![Step::DwConv {
