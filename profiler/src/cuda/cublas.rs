@@ -173,9 +173,9 @@ pub struct GemmArgs {
 /// transpose.
 /// - On a map (`hw > 1`): per image, `y[n]ᵀ (hw × cout) = x[n]ᵀ (hw × cin)
 ///   · wᵀ (cin × cout)`, batched over images with the weights shared
-///   (stride 0).
-/// - On a 1x1 map (a fully connected layer): one product over the whole
-///   batch, `yᵀ (cout × batch) = w (cout × cin) · xᵀ (cin × batch)`, where
+///   (stride 0), or each image's own with `weights_per_image`.
+/// - On a 1x1 map with shared weights (a fully connected layer): one
+///   product over the whole batch, `yᵀ (cout × batch) = w (cout × cin) · xᵀ (cin × batch)`, where
 ///   `w` is the transpose of its column-major view; batching over images
 ///   would make `batch` products of one row each.
 pub fn gemm_args(shape: PointwiseShape) -> GemmArgs {
@@ -184,8 +184,9 @@ pub fn gemm_args(shape: PointwiseShape) -> GemmArgs {
         cin,
         cout,
         hw,
+        weights_per_image,
     } = shape;
-    if hw == 1 {
+    if hw == 1 && !weights_per_image {
         GemmArgs {
             trans_a: true,
             m: cout,
@@ -212,7 +213,11 @@ pub fn gemm_args(shape: PointwiseShape) -> GemmArgs {
             stride_a: i64::from(cin) * i64::from(hw),
             b: Operand::W,
             ldb: cin,
-            stride_b: 0,
+            stride_b: if weights_per_image {
+                i64::from(cout) * i64::from(cin)
+            } else {
+                0
+            },
             ldc: hw,
             stride_c: i64::from(cout) * i64::from(hw),
             count: batch,
@@ -235,6 +240,9 @@ pub struct PointwiseShape {
     pub cin: i32,
     pub cout: i32,
     pub hw: i32,
+    /// `w` holds one `cout × cin` matrix per image (SE's scale folded in,
+    /// `se_weights` in kernels.rs) instead of one shared by all.
+    pub weights_per_image: bool,
 }
 
 #[cfg(test)]
@@ -275,21 +283,30 @@ mod tests {
     /// connected layer), writing every output.
     #[test]
     fn the_transposed_product_is_the_pointwise_convolution() {
-        for (batch, cin, cout, hw) in [(2usize, 3usize, 4usize, 5usize), (3, 5, 4, 1), (1, 2, 3, 1)]
-        {
+        let cases = [
+            (2usize, 3usize, 4usize, 5usize, false),
+            (3, 5, 4, 1, false),
+            (1, 2, 3, 1, false),
+            (2, 3, 4, 5, true),
+            (3, 2, 2, 1, true),
+        ];
+        for (batch, cin, cout, hw, per_image) in cases {
             let x: Vec<f32> = (0..batch * cin * hw)
                 .map(|i| (i % 7) as f32 - 3.0)
                 .collect();
-            let w: Vec<f32> = (0..cout * cin)
-                .map(|i| (i % 5) as f32 * 0.5 - 1.0)
+            let images = if per_image { batch } else { 1 };
+            let w: Vec<f32> = (0..images * cout * cin)
+                .map(|i| (i % 5) as f32 * 0.5 - 1.0 + (i / (cout * cin)) as f32)
                 .collect();
-            // The convolution, row-major NCHW.
+            // The convolution, row-major NCHW, image n with weights
+            // w[n] when they are per image.
             let mut want = vec![0.0f32; batch * cout * hw];
             for n in 0..batch {
+                let wn = &w[if per_image { n * cout * cin } else { 0 }..];
                 for o in 0..cout {
                     for p in 0..hw {
                         want[(n * cout + o) * hw + p] = (0..cin)
-                            .map(|c| w[o * cin + c] * x[(n * cin + c) * hw + p])
+                            .map(|c| wn[o * cin + c] * x[(n * cin + c) * hw + p])
                             .sum();
                     }
                 }
@@ -299,9 +316,11 @@ mod tests {
                 cin: cin as i32,
                 cout: cout as i32,
                 hw: hw as i32,
+                weights_per_image: per_image,
             };
             let g = gemm_args(shape);
-            assert_eq!(g.count, if hw == 1 { 1 } else { batch as i32 }, "{g:?}");
+            let one_product = hw == 1 && !per_image;
+            assert_eq!(g.count, if one_product { 1 } else { batch as i32 }, "{g:?}");
             let got = reference_gemm(&g, &x, &w, want.len());
             assert_eq!(got, want, "{shape:?}: {g:?}");
         }

@@ -8,13 +8,15 @@
 //! cannot be captured is never chosen). The candidates: each cuDNN algorithm
 //! followed by the engine's bias/activation/residual kernel; the same fused
 //! into one cuDNN call where cuDNN can fuse the activation (ReLU, or none
-//! with the residual); cuBLAS for 1x1 convolutions; and for the depthwise
-//! convolution two NVRTC kernels (bias and activation fused), one of which
-//! also takes over the expansion's bias and activation and SE's pool (see
-//! [`Fuse`]: every candidate is timed with that work, done its own way). The
-//! head's FC layer runs as the 1x1 convolution on a 1x1 map it is (cuDNN,
-//! cuBLAS as one product over the batch, or the engine's `fc` kernel). SE
-//! and pooling are NVRTC kernels. Nothing is fused across
+//! with the residual); cuBLAS for 1x1 convolutions (after SE also with the
+//! gate folded into per-image weights, which saves SE's pass scaling the
+//! tensor: every other candidate after SE is timed with that pass); and for
+//! the depthwise convolution two NVRTC kernels (bias and activation fused),
+//! one of which also takes over the expansion's bias and activation and
+//! SE's pool (see [`Fuse`]: every candidate is timed with that work, done
+//! its own way). The head's FC layer runs as the 1x1 convolution on a 1x1
+//! map it is (cuDNN, cuBLAS as one product over the batch, or the engine's
+//! `fc` kernel). SE and pooling are NVRTC kernels. Nothing is fused across
 //! blocks, so that a network's steps are its blocks' steps.
 //! `PROFILER_LOG_CHOICES=1` prints every choice with its candidates' times
 //! on stderr.
@@ -395,6 +397,9 @@ impl CudaEngine {
             // the depthwise convolution computed for SE.
             let mut pending: Option<Pending> = None;
             let mut pooled_by_conv: Option<CUdeviceptr> = None;
+            // SE's gate, left for the convolution after it to apply (see
+            // `Fuse::scale`).
+            let mut scaled_by: Option<CUdeviceptr> = None;
             for (i, &layer) in layers.iter().enumerate() {
                 let next = layers.get(i + 1);
                 let p = random_params(&layer, &mut rng);
@@ -479,6 +484,7 @@ impl CudaEngine {
                             };
                         let alone = Fuse {
                             pool_into,
+                            scale: scaled_by.take(),
                             ..Fuse::default()
                         };
                         let (expansion, fuse) = match pending.take() {
@@ -554,12 +560,16 @@ impl CudaEngine {
                             se: se as i32,
                             act: act_code(Some(act)),
                         });
-                        steps.push(Step::Scale {
-                            y,
-                            gate: gate_p,
-                            hw,
-                            total: i64::from(nc) * i64::from(hw),
-                        });
+                        if matches!(next, Some(Layer::Conv { .. })) {
+                            scaled_by = Some(gate_p);
+                        } else {
+                            steps.push(Step::Scale {
+                                y,
+                                gate: gate_p,
+                                hw,
+                                total: i64::from(nc) * i64::from(hw),
+                            });
+                        }
                     }
                     Layer::Pool { channels, res } => {
                         steps.push(Step::Pool {
@@ -603,9 +613,9 @@ impl CudaEngine {
                     _ => batch * layer.output_len(),
                 };
             }
-            if pending.is_some() {
+            if pending.is_some() || scaled_by.is_some() {
                 return Err(unsupported(format!(
-                    "{spec}: an expansion with no depthwise convolution after it"
+                    "{spec}: an expansion with no depthwise convolution after it, or SE with no convolution"
                 )));
             }
         }

@@ -191,6 +191,23 @@ int main() {
         launch(2, 32, [&] { channel_scale(y.data(), g.data(), hw, total); });
         for (long long i = 0; i < total; i++) expect("channel_scale", i, y[i], y0[i] * g[i / hw]);
     }
+    // se_weights: {images, cout, cin}; the grid is smaller than the work,
+    // so the loop strides.
+    int sw[][3] = {{2, 3, 5}, {3, 7, 4}, {1, 16, 33}};
+    for (auto& c : sw) {
+        int N = c[0], O = c[1], I = c[2];
+        long long total = (long long)N * O * I;
+        std::vector<float> w(O * I), g(N * I), wn(total, NAN);
+        for (auto* v : {&w, &g})
+            for (auto& q : *v) q = rnd();
+        launch(2, 32, [&] { se_weights(w.data(), g.data(), wn.data(), O, I, total); });
+        for (int n = 0; n < N; n++)
+            for (int o = 0; o < O; o++)
+                for (int i = 0; i < I; i++) {
+                    long long at = ((long long)n * O + o) * I + i;
+                    expect("se_weights", at, wn[at], w[o * I + i] * g[n * I + i]);
+                }
+    }
     // se_fc: {images, channels, se}, one block per image.
     int se[][3] = {{2, 40, 10}, {3, 77, 5}, {1, 130, 33}};
     for (auto& c : se) {

@@ -6,7 +6,7 @@
 //! `act` codes: 0 none, 1 ReLU, 2 swish, 3 hard swish (`layers::act_code`).
 
 /// Kernel names, as `load_function` needs them.
-pub const NAMES: [&str; 9] = [
+pub const NAMES: [&str; 10] = [
     "spin",
     "bias_act",
     "bias_residual",
@@ -15,6 +15,7 @@ pub const NAMES: [&str; 9] = [
     "global_pool",
     "se_fc",
     "channel_scale",
+    "se_weights",
     "fc",
 ];
 
@@ -252,6 +253,20 @@ extern "C" __global__ void channel_scale(float* __restrict__ y, const float* __r
     }
 }
 
+// wn[n, o, c] = w[o, c] * gate[n, c]: a 1x1 convolution's weights with
+// SE's channel scale folded in, one copy per image, so that the product
+// reads its input unscaled instead of a pass scaling it in place.
+extern "C" __global__ void se_weights(const float* __restrict__ w, const float* __restrict__ gate,
+                                      float* __restrict__ wn, int cout, int cin,
+                                      long long total) {
+    long long per_image = (long long)cout * cin;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
+         i += (long long)gridDim.x * blockDim.x) {
+        long long n = i / per_image;
+        wn[i] = w[i % per_image] * gate[n * cin + i % cin];
+    }
+}
+
 // y[n, o] = w[o] . x[n] + b[o]: one warp per output.
 extern "C" __global__ void fc(const float* __restrict__ x, const float* __restrict__ w,
                               const float* __restrict__ b, float* __restrict__ y,
@@ -432,7 +447,7 @@ mod tests {
     }
 
     /// What engine.rs's `launch` passes to each kernel, in bytes.
-    const SIGNATURES: [(&str, &[usize]); 9] = [
+    const SIGNATURES: [(&str, &[usize]); 10] = [
         ("spin", &[8, 8]),
         ("bias_act", &[8, 8, 4, 4, 8, 4]),
         ("bias_residual", &[8, 8, 8, 4, 4, 8, 4]),
@@ -441,6 +456,7 @@ mod tests {
         ("global_pool", &[8, 8, 4, 4]),
         ("se_fc", &[8, 8, 8, 8, 8, 8, 4, 4, 4]),
         ("channel_scale", &[8, 8, 4, 8]),
+        ("se_weights", &[8, 8, 8, 4, 4, 8]),
         ("fc", &[8, 8, 8, 8, 4, 4, 4]),
     ];
 }

@@ -19,6 +19,10 @@ pub enum ConvImpl {
     /// A 1x1 stride-1 convolution as cuBLAS's batched product, then the
     /// engine's bias kernel.
     Gemm,
+    /// The same after SE: the gate folded into per-image copies of the
+    /// weights (`se_weights`), so that the product reads the input unscaled
+    /// and SE's pass scaling it in place is not needed.
+    GemmScaled,
     /// The NVRTC depthwise kernel with bias and activation fused: one
     /// thread per output, reading its window through the cache.
     Depthwise,
@@ -47,6 +51,10 @@ pub(super) struct Fuse {
     /// (its prologue): candidates that would run them as a kernel of their
     /// own skip it.
     pub(super) hand_off: bool,
+    /// SE's per-(image, channel) gate, not yet applied to this
+    /// convolution's input: [`ConvImpl::GemmScaled`] folds it into the
+    /// weights, every other candidate scales the input in place first.
+    pub(super) scale: Option<CUdeviceptr>,
 }
 
 /// Which of a layer's candidates a choice is made among.
@@ -116,6 +124,7 @@ pub(super) struct ChoiceKey {
     pub(super) prologue: i32,
     pub(super) pooled: bool,
     pub(super) hand_off: bool,
+    pub(super) scaled: bool,
     pub(super) among: Among,
 }
 
@@ -232,6 +241,7 @@ impl CudaEngine {
             prologue: fuse.prologue.map_or(-1, |p| p.act),
             pooled: fuse.pool_into.is_some(),
             hand_off: fuse.hand_off,
+            scaled: fuse.scale.is_some(),
             among,
         };
         if let Some(&chosen) = self.choices.get(&key) {
@@ -243,7 +253,12 @@ impl CudaEngine {
             ))));
         }
         let mut candidates = candidates(layer);
-        candidates.retain(|c| among.admits(c) && (self.blas.is_some() || *c != ConvImpl::Gemm));
+        candidates.retain(|c| {
+            let needs_blas = matches!(c, ConvImpl::Gemm | ConvImpl::GemmScaled);
+            among.admits(c)
+                && (self.blas.is_some() || !needs_blas)
+                && (fuse.scale.is_some() || *c != ConvImpl::GemmScaled)
+        });
         if let Some(p) = self.prefer.filter(|p| candidates.contains(p)) {
             // Tests: the preferred one alone, the others only if it fails.
             candidates.retain(|c| *c != p);
@@ -302,12 +317,13 @@ impl CudaEngine {
         };
         if self.log_choices {
             eprintln!(
-                "choice for {shape:?} (act {}, residual {}, prologue {}, pooled {}, hand-off {}, among {among:?}) in {block}: {how:?}; candidates: {}",
+                "choice for {shape:?} (act {}, residual {}, prologue {}, pooled {}, hand-off {}, scaled {}, among {among:?}) in {block}: {how:?}; candidates: {}",
                 key.act,
                 key.residual,
                 key.prologue,
                 key.pooled,
                 key.hand_off,
+                key.scaled,
                 log.join("; ")
             );
         }
@@ -402,6 +418,7 @@ impl CudaEngine {
             ConvImpl::Depthwise,
             ConvImpl::DepthwisePlane,
             ConvImpl::Gemm,
+            ConvImpl::GemmScaled,
             ConvImpl::Fc,
         ]
         .into_iter()
@@ -484,6 +501,10 @@ pub(super) fn candidates(layer: &Layer) -> Vec<ConvImpl> {
         }
         if kernel == 1 && stride == 1 {
             out.push(ConvImpl::Gemm);
+            if !is_fully_connected(layer) {
+                // Applies after SE only (`Fuse::scale`).
+                out.push(ConvImpl::GemmScaled);
+            }
         }
     }
     out
@@ -561,24 +582,25 @@ mod tests {
         assert!(!c.contains(&ConvImpl::Gemm));
 
         // Swish expansion: cuDNN cannot fuse swish; four algorithms and
-        // cuBLAS.
+        // cuBLAS, plain and (after SE only, which `try_choose` checks) with
+        // SE's scale folded in.
         let c = candidates(expand);
-        assert_eq!(c.len(), 5, "{c:?}");
-        assert_eq!(c.last(), Some(&ConvImpl::Gemm));
+        assert_eq!(c.len(), 6, "{c:?}");
+        assert_eq!(c[4..], [ConvImpl::Gemm, ConvImpl::GemmScaled]);
         assert!(!c.iter().any(|i| matches!(i, ConvImpl::CudnnFused(_))));
         // Linear projection: fused with the one algorithm that fuses
         // identity.
         let c = candidates(project);
-        assert_eq!(c.len(), 6, "{c:?}");
+        assert_eq!(c.len(), 7, "{c:?}");
         assert!(c.contains(&ConvImpl::CudnnFused(PRECOMP)));
-        assert!(c.contains(&ConvImpl::Gemm));
+        assert!(c.contains(&ConvImpl::Gemm) && c.contains(&ConvImpl::GemmScaled));
         assert!(!c.contains(&ConvImpl::Depthwise));
         assert!(!c.contains(&ConvImpl::DepthwisePlane));
 
         // ReLU expansion: every GEMM-like algorithm plain and fused.
         let relu = conv_layers("mbconv_r56_i24_o24_s1_k3_m72_se0_relu");
         let c = candidates(&relu[0]);
-        assert_eq!(c.len(), 9, "{c:?}");
+        assert_eq!(c.len(), 10, "{c:?}");
         assert!(c.contains(&ConvImpl::CudnnFused(A::CUDNN_CONVOLUTION_FWD_ALGO_GEMM)));
 
         // The stem (3x3, stride 2, ReLU): everything plain and fused, no

@@ -96,6 +96,16 @@ pub(super) enum Step {
         hw: i32,
         total: i64,
     },
+    /// `wn[n] = w · diag(gate[n])`: per-image weights for
+    /// [`ConvImpl::GemmScaled`].
+    SeWeights {
+        w: CUdeviceptr,
+        gate: CUdeviceptr,
+        wn: CUdeviceptr,
+        cout: i32,
+        cin: i32,
+        total: i64,
+    },
     Fc {
         x: CUdeviceptr,
         w: CUdeviceptr,
@@ -340,6 +350,28 @@ impl CudaEngine {
             .map_err(drv),
             // Safety: this arm's pointers are live buffers of the prepared
             // workload, its arguments match the kernel (see above).
+            Step::SeWeights {
+                w,
+                gate,
+                wn,
+                cout,
+                cin,
+                total,
+            } => unsafe {
+                self.stream
+                    .launch_builder(self.function("se_weights"))
+                    .arg(w)
+                    .arg(gate)
+                    .arg(wn)
+                    .arg(cout)
+                    .arg(cin)
+                    .arg(total)
+                    .launch(elementwise(*total))
+            }
+            .map(drop)
+            .map_err(drv),
+            // Safety: this arm's pointers are live buffers of the prepared
+            // workload, its arguments match the kernel (see above).
             Step::Fc {
                 x,
                 w,
@@ -471,6 +503,16 @@ impl CudaEngine {
                 }
             }
         };
+        if fuse.scale.is_some()
+            && matches!(
+                how,
+                ConvImpl::Depthwise | ConvImpl::DepthwisePlane | ConvImpl::Fc
+            )
+        {
+            return Err(unsupported(format!(
+                "{how:?} after SE (no depthwise or fully connected layer follows one) in {block}"
+            )));
+        }
         let mut steps = match how {
             ConvImpl::Depthwise | ConvImpl::DepthwisePlane if has_res => {
                 return Err(unsupported(format!(
@@ -555,12 +597,60 @@ impl CudaEngine {
                     cin: shape.cin,
                     cout: shape.cout,
                     hw,
+                    weights_per_image: false,
                 };
                 let mut steps = vec![Step::Gemm { shape, x, w, y }];
                 if !fuse.hand_off {
                     steps.push(bias_step());
                 }
                 steps
+            }
+            ConvImpl::GemmScaled => {
+                let Some(gate) = fuse.scale else {
+                    return Err(unsupported(format!(
+                        "folding SE's scale into a convolution with no SE before it in {block}"
+                    )));
+                };
+                if kernel != 1 || stride != 1 || shape.groups != 1 || res_in != res_out || hw == 1 {
+                    return Err(unsupported(format!(
+                        "cuBLAS with SE folded in for a convolution other than 1x1 stride 1 on a map in {block}"
+                    )));
+                }
+                if self.blas.is_none() {
+                    return Err(unsupported("cuBLAS, which is not loaded".into()));
+                }
+                let per_image = i64::from(cout) * i64::from(cin);
+                let wn = self
+                    .stream
+                    .alloc_zeros::<u8>((batch * per_image) as usize * std::mem::size_of::<f32>())
+                    .map_err(|e| driver_error(block, e))?;
+                let wn_p = self.ptr(&wn);
+                workspaces.push(wn);
+                let shape = PointwiseShape {
+                    batch: shape.batch,
+                    cin: shape.cin,
+                    cout: shape.cout,
+                    hw,
+                    weights_per_image: true,
+                };
+                // The gate is applied: no in-place scale below.
+                return Ok(vec![
+                    Step::SeWeights {
+                        w,
+                        gate,
+                        wn: wn_p,
+                        cout: cout as i32,
+                        cin: cin as i32,
+                        total: batch * per_image,
+                    },
+                    Step::Gemm {
+                        shape,
+                        x,
+                        w: wn_p,
+                        y,
+                    },
+                    bias_step(),
+                ]);
             }
             ConvImpl::Cudnn(algo) | ConvImpl::CudnnFused(algo) => {
                 let cudnn_err = |e: cudarc::cudnn::CudnnError| ProfilerError::Cudnn {
@@ -630,7 +720,20 @@ impl CudaEngine {
             }
         };
         // Everything but the plane kernel runs the prologue and the pool as
-        // kernels of their own.
+        // kernels of their own, and everything but the folded product SE's
+        // scale.
+        if let Some(gate) = fuse.scale {
+            let hw_in = (res_in * res_in) as i32;
+            steps.insert(
+                0,
+                Step::Scale {
+                    y: x,
+                    gate,
+                    hw: hw_in,
+                    total: batch * i64::from(cin) * i64::from(hw_in),
+                },
+            );
+        }
         if let Some(p) = fuse.prologue {
             let hw_in = (res_in * res_in) as i32;
             steps.insert(
