@@ -128,6 +128,7 @@ pub fn check_tfnas_a(engine: &mut CudaEngine) -> Result<Comparison> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cuda::ConvImpl;
     use crate::engine::EngineConfig;
 
     #[test]
@@ -225,6 +226,21 @@ mod tests {
                 if !c.ok() {
                     failures.push(format!("prefer {how:?}: {c:?}"));
                 }
+            }
+            // A preferred way that fails falls back to the others, and the
+            // blocks still pass: the engine's own ways (which apply to some
+            // sample block on any GPU) must have been chosen somewhere.
+            // cuDNN may refuse an algorithm for every shape; that is said.
+            let chosen = engine.chosen().contains(&how);
+            let own = !matches!(how, ConvImpl::Cudnn(_) | ConvImpl::CudnnFused(_));
+            eprintln!(
+                "prefer {how:?}: {}",
+                if chosen { "chosen" } else { "never chosen" }
+            );
+            if own && !chosen {
+                failures.push(format!(
+                    "prefer {how:?}: never chosen (it failed wherever it applied)"
+                ));
             }
         }
         assert!(failures.is_empty(), "{failures:#?}");

@@ -522,7 +522,11 @@ impl CudaEngine {
                         res,
                         act,
                     } => {
-                        let gate = self.zeros(block, batch * channels as usize)?;
+                        // SE_FC writes the gate in every run; until the
+                        // first, the choice after SE times candidates on
+                        // it, so it starts at a sigmoid's middle rather
+                        // than at 0, which would zero their input.
+                        let gate = self.upload(block, &vec![0.5; batch * channels as usize])?;
                         let params = [&p.w, &p.b, &p.w2, &p.b2]
                             .into_iter()
                             .map(|v| self.upload(block, v))
@@ -560,7 +564,19 @@ impl CudaEngine {
                             se: se as i32,
                             act: act_code(Some(act)),
                         });
-                        if matches!(next, Some(Layer::Conv { .. })) {
+                        // The projection after SE takes the gate over: a
+                        // linear 1x1 convolution, never an expansion (with
+                        // an activation), which may wait in `pending` and
+                        // would not apply it.
+                        let projection = matches!(
+                            next,
+                            Some(Layer::Conv {
+                                kernel: 1,
+                                act: None,
+                                ..
+                            })
+                        );
+                        if projection {
                             scaled_by = Some(gate_p);
                         } else {
                             steps.push(Step::Scale {

@@ -412,6 +412,19 @@ impl CudaEngine {
         self.unchosen.clear();
     }
 
+    /// Tests only: the ways of running chosen since the last
+    /// [`Self::prefer`], so that a test can tell that a preferred way ran
+    /// rather than failed over to another.
+    pub fn chosen(&self) -> Vec<ConvImpl> {
+        let mut out: Vec<ConvImpl> = Vec::new();
+        for (how, _) in self.choices.values() {
+            if !out.contains(how) {
+                out.push(*how);
+            }
+        }
+        out
+    }
+
     /// Every way a convolution can run, for [`Self::prefer`].
     pub fn all_conv_impls() -> Vec<ConvImpl> {
         [

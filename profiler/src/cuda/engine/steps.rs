@@ -611,6 +611,11 @@ impl CudaEngine {
                         "folding SE's scale into a convolution with no SE before it in {block}"
                     )));
                 };
+                if fuse.prologue.is_some() || fuse.pool_into.is_some() {
+                    return Err(unsupported(format!(
+                        "cuBLAS with SE folded in and a prologue or pool in {block}"
+                    )));
+                }
                 if kernel != 1 || stride != 1 || shape.groups != 1 || res_in != res_out || hw == 1 {
                     return Err(unsupported(format!(
                         "cuBLAS with SE folded in for a convolution other than 1x1 stride 1 on a map in {block}"
