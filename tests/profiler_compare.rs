@@ -256,10 +256,13 @@ fn bad_input_exits_2_with_an_error_message() {
         ),
         (vec![s(&a), s(&a), "--top", "0"], "--top must be at least 1"),
         (
-            vec![s(&a), s(&a), "--plot", "out.png"],
-            "PNG output is not built in",
+            vec![s(&a), s(&a), "--plot", "out.pdf"],
+            "must end in .svg or .png",
         ),
-        (vec![s(&a), s(&a), "--plot", "out.pdf"], "must end in .svg"),
+        (
+            vec![s(&a), s(&a), "--plot", "/nonexistent/dir/out.png"],
+            "cannot draw /nonexistent/dir/out.png",
+        ),
     ];
     for (args, want) in cases {
         let mut all = vec!["compare"];
@@ -308,6 +311,38 @@ fn the_plot_is_an_svg_with_a_point_per_entry() {
             labels.iter().any(|t| t.trim() == want),
             "legend lacks {want}"
         );
+    }
+}
+
+#[test]
+fn the_plot_is_a_png_with_text_and_points_where_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = ranked_rows();
+    let a = write_table(&dir.path().join("a.csv"), "A", 32, &rows);
+    let scaled: Vec<_> = rows.iter().map(|&(s, m)| (s, m * 1.5)).collect();
+    let b = write_table(&dir.path().join("b.csv"), "B", 32, &scaled);
+    let png = dir.path().join("scatter.PNG");
+    let out = profiler(&["compare", s(&a), s(&b), "--plot", s(&png)]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let img = image::open(&png).expect("the PNG decodes").to_rgb8();
+    assert_eq!(img.dimensions(), (900, 800));
+    // The caption, drawn with the built-in font: dark pixels in the band
+    // above the chart, which is white otherwise.
+    let dark = |x: u32, y: u32| img.get_pixel(x, y).0.iter().all(|&c| c < 100);
+    let caption = (0..900)
+        .flat_map(|x| (0..40).map(move |y| (x, y)))
+        .filter(|&(x, y)| dark(x, y))
+        .count();
+    assert!(caption > 200, "caption pixels: {caption}");
+    // Points in the first two stages' colours (blended with white).
+    let near = |p: &image::Rgb<u8>, c: [u8; 3]| {
+        p.0.iter()
+            .zip(c)
+            .all(|(&v, w)| (i32::from(v) - i32::from(w)).abs() < 40)
+    };
+    for colour in [[31, 119, 180], [255, 127, 14]] {
+        let hits = img.pixels().filter(|p| near(p, colour)).count();
+        assert!(hits > 20, "{colour:?}: {hits}");
     }
 }
 

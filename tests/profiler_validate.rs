@@ -72,8 +72,8 @@ fn bad_arguments_and_tables_exit_2_before_the_gpu() {
         &["bad.csv"],
     );
     fails_with(
-        &profiler(&["validate", "--table", full, "--plot", "x.png"]),
-        &["PNG"],
+        &profiler(&["validate", "--table", full, "--plot", "x.pdf"]),
+        &[".svg or .png"],
     );
 }
 

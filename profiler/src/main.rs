@@ -93,7 +93,7 @@ enum Command {
         /// Print the report as JSON instead of text.
         #[arg(long)]
         json: bool,
-        /// Also draw a log-log scatter of A against B (.svg).
+        /// Also draw a log-log scatter of A against B (.svg or .png).
         #[arg(long)]
         plot: Option<PathBuf>,
         /// How many keys and entries each listing shows.

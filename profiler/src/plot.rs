@@ -1,9 +1,11 @@
-//! The `compare --plot` figure: a log-log scatter of A's prices (median less
-//! boundary, x) against B's (y), one colour per stage, with the y = x line, so that a stage that
-//! moves differently from the rest stands out at a glance.
+//! The `compare --plot` figure: a log-log scatter of A's prices (median
+//! less boundary, x) against B's (y), one colour per stage, with the y = x
+//! line, so that a stage that moves differently from the rest stands out at
+//! a glance; `validate --plot` draws predicted against measured the same way.
 //!
-//! SVG only: plotters' bitmap backend needs a font library to draw text, and
-//! the profiler keeps its build free of system libraries beyond the GPU's.
+//! SVG or PNG, by the file's extension. Text is laid out (and, in a PNG,
+//! drawn) with DejaVu Sans built into the binary (`assets/`, under its
+//! Bitstream Vera licence), so no system font or font library is needed.
 
 use std::path::Path;
 
@@ -12,16 +14,46 @@ use plotters::prelude::*;
 
 use crate::compare::Point;
 
-/// Refuses, before any work, an output the plot cannot be written as.
-pub fn check_plot_path(path: &Path) -> Result<()> {
+/// The file formats a plot can be written as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    Svg,
+    Png,
+}
+
+/// The format `path` asks for, or why it cannot be written.
+fn format_of(path: &Path) -> Result<Format> {
     match path.extension().and_then(|e| e.to_str()) {
-        Some(e) if e.eq_ignore_ascii_case("svg") => Ok(()),
-        Some(e) if e.eq_ignore_ascii_case("png") => bail!(
-            "--plot {}: PNG output is not built in (it would need system font libraries); \
-             write .svg and convert it if you need a bitmap",
+        Some(e) if e.eq_ignore_ascii_case("svg") => Ok(Format::Svg),
+        Some(e) if e.eq_ignore_ascii_case("png") => Ok(Format::Png),
+        _ => bail!(
+            "--plot {}: the plot file must end in .svg or .png",
             path.display()
         ),
-        _ => bail!("--plot {}: the plot file must end in .svg", path.display()),
+    }
+}
+
+/// Refuses, before any work, an output the plot cannot be written as.
+pub fn check_plot_path(path: &Path) -> Result<()> {
+    format_of(path).map(drop)
+}
+
+/// DejaVu Sans, unmodified (see `assets/DejaVuSans-LICENSE.txt`).
+const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+
+/// Makes [`FONT`] the font of every family the plot may ask for, once per
+/// process.
+fn register_font() -> Result<()> {
+    static REGISTERED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let ok = *REGISTERED.get_or_init(|| {
+        ["sans-serif", "serif", "monospace"]
+            .iter()
+            .all(|family| plotters::style::register_font(family, FontStyle::Normal, FONT).is_ok())
+    });
+    if ok {
+        Ok(())
+    } else {
+        bail!("the built-in font cannot be read")
     }
 }
 
@@ -51,20 +83,57 @@ fn tick(v: f64) -> String {
     }
 }
 
-/// Draws `points` (all values positive) into an SVG file at `path`, `a_ms`
-/// on x and `b_ms` on y. Generic over what A and B are, so that `validate`'s
-/// predicted-against-measured plot can reuse it.
-pub fn scatter_svg(
+/// Draws `points` (all values positive) into an SVG or PNG file at `path`,
+/// `a_ms` on x and `b_ms` on y. Generic over what A and B are, so that
+/// `validate`'s predicted-against-measured plot can reuse it.
+pub fn scatter(
     path: &Path,
     points: &[Point],
     caption: &str,
     x_desc: &str,
     y_desc: &str,
 ) -> Result<()> {
-    check_plot_path(path)?;
+    let format = format_of(path)?;
     if points.is_empty() {
         bail!("no common entry with positive medians to plot");
     }
+    register_font()?;
+    const SIZE: (u32, u32) = (900, 800);
+    let text = Labels {
+        caption,
+        x_desc,
+        y_desc,
+    };
+    match format {
+        Format::Svg => draw(
+            SVGBackend::new(path, SIZE).into_drawing_area(),
+            points,
+            &text,
+        ),
+        Format::Png => draw(
+            BitMapBackend::new(path, SIZE).into_drawing_area(),
+            points,
+            &text,
+        ),
+    }
+    .map_err(|e| anyhow!("cannot draw {}: {e}", path.display()))
+}
+
+/// The plot's caption and axis descriptions.
+struct Labels<'a> {
+    caption: &'a str,
+    x_desc: &'a str,
+    y_desc: &'a str,
+}
+
+/// The scatter on any plotters backend; errors as text, since each
+/// backend has an error type of its own.
+fn draw<DB: DrawingBackend>(
+    root: DrawingArea<DB, plotters::coord::Shift>,
+    points: &[Point],
+    text: &Labels<'_>,
+) -> Result<(), String> {
+    let err = |e: &dyn std::fmt::Display| e.to_string();
     let (lo, hi) = points
         .iter()
         .flat_map(|p| [p.a_ms, p.b_ms])
@@ -74,28 +143,25 @@ pub fn scatter_svg(
     // A margin of a fifth of a decade on each side; a single value still
     // gets a visible range.
     let (lo, hi) = (lo / 1.6, hi * 1.6);
-    let draw = |e: &dyn std::fmt::Display| anyhow!("cannot draw {}: {e}", path.display());
-
-    let root = SVGBackend::new(path, (900, 800)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| draw(&e))?;
+    root.fill(&WHITE).map_err(|e| err(&e))?;
     let mut chart = ChartBuilder::on(&root)
-        .caption(caption, ("sans-serif", 22))
+        .caption(text.caption, ("sans-serif", 22))
         .margin(15)
         .x_label_area_size(50)
         .y_label_area_size(70)
         .build_cartesian_2d((lo..hi).log_scale(), (lo..hi).log_scale())
-        .map_err(|e| draw(&e))?;
+        .map_err(|e| err(&e))?;
     chart
         .configure_mesh()
-        .x_desc(x_desc)
-        .y_desc(y_desc)
+        .x_desc(text.x_desc)
+        .y_desc(text.y_desc)
         .x_label_formatter(&|v| tick(*v))
         .y_label_formatter(&|v| tick(*v))
         .draw()
-        .map_err(|e| draw(&e))?;
+        .map_err(|e| err(&e))?;
     chart
         .draw_series(LineSeries::new([(lo, lo), (hi, hi)], BLACK.stroke_width(1)))
-        .map_err(|e| draw(&e))?
+        .map_err(|e| err(&e))?
         .label("y = x")
         .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLACK));
 
@@ -114,7 +180,7 @@ pub fn scatter_svg(
                     .filter(|p| p.group == *group)
                     .map(|p| Circle::new((p.a_ms, p.b_ms), 3, colour.mix(0.7).filled())),
             )
-            .map_err(|e| draw(&e))?
+            .map_err(|e| err(&e))?
             .label(*group)
             .legend(move |(x, y)| Circle::new((x + 10, y), 4, colour.filled()));
     }
@@ -124,8 +190,8 @@ pub fn scatter_svg(
         .border_style(BLACK)
         .background_style(WHITE.mix(0.85))
         .draw()
-        .map_err(|e| draw(&e))?;
-    root.present().map_err(|e| draw(&e))?;
+        .map_err(|e| err(&e))?;
+    root.present().map_err(|e| err(&e))?;
     Ok(())
 }
 

@@ -549,10 +549,10 @@ pub fn command(
         print!("{}", render_text(&cmp.report));
     }
     if let Some(p) = plot {
-        crate::plot::scatter_svg(
+        crate::plot::scatter(
             p,
             &cmp.points,
-            "Median latency per entry, ms (log-log)",
+            "Latency per entry as priced (median less boundary), ms (log-log)",
             &format!("A: {}", ta.origin()),
             &format!("B: {}", tb.origin()),
         )?;

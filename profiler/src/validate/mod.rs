@@ -54,7 +54,7 @@ pub struct ValidateArgs {
     /// and was written with the same table, device, settings and seed.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Also draw predicted against measured latency (.svg).
+    /// Also draw predicted against measured latency (.svg or .png).
     #[arg(long)]
     pub plot: Option<PathBuf>,
     /// Print the statistics as JSON instead of text.
@@ -547,7 +547,7 @@ pub fn plot(path: &Path, rows: &[Row]) -> Result<()> {
             b_ms: r.predicted_ms,
         })
         .collect();
-    crate::plot::scatter_svg(
+    crate::plot::scatter(
         path,
         &points,
         "Sampled networks: table prediction against end-to-end time, ms",
