@@ -20,8 +20,10 @@
 # on the path breaks the system one); python3 is the machine's torch venv.
 # FULL=1 also builds the full default table into $OUT/table.csv (give it a
 # call of its own: FULL=1 GPU_CHECK_BUDGET=560 GPU_CHECK_ONLY="full-table
-# full-check full-validate"); a build the budget cuts short comes back
-# partial, and TABLE_FROM=that-file in the next call resumes it.
+# full-check full-validate full-fit"); a build the budget cuts short comes
+# back partial, and TABLE_FROM=that-file in the next call resumes it. The
+# summary then says whether issue 4's goal is met, and what a fitted
+# boundary (`fit --model boundary`) would change out of sample.
 # VALIDATE=1 also runs issue 4's whole-network checks (about 5 minutes more;
 # give it a call of its own, e.g. VALIDATE=1 GPU_CHECK_ONLY="table-two-ops
 # validate validate-resume validate-refuse fit"): the whole table of a
@@ -261,6 +263,8 @@ run() {
         step full-table 900 "$p" --device 0 --out "$OUT/table.csv"
         step full-check 30 "$p" check --table "$OUT/table.csv"
         step full-validate 150 "$p" validate --table "$OUT/table.csv" --device 0 --samples 20 --seed 1 --out "$OUT/validate-full.csv" --plot "$OUT/validate-full.svg"
+        # What a fitted boundary would change, out of sample (no GPU).
+        step full-fit 20 "$p" fit --validation "$OUT/validate-full.csv" --table "$OUT/table.csv" --model boundary
     fi
     timeout 20 nvidia-smi --query-gpu=clocks.sm,temperature.gpu,power.draw,clocks_event_reasons.active --format=csv >"$OUT/nvidia-smi-after.csv" 2>&1
 
@@ -288,6 +292,20 @@ targets() {
         [ -f "$out/$f.log" ] && grep -h -A2 "^validated " "$out/$f.log" | sed "s/^/$f: /"
         [ -f "$out/$f.log" ] && grep -h "^as plain sums\|^with the table's correction" "$out/$f.log" | sed "s/^/$f: /"
     done
+    [ -f "$out/full-fit.log" ] && grep -h -A2 "^boundary: " "$out/full-fit.log" | sed "s/^/full-fit: /"
+    if [ -f "$out/validate-full.log" ]; then
+        python3 - "$out/validate-full.log" <<'EOF' 2>&1 || echo "issue 4 goal: python3 failed"
+import re, sys
+text = open(sys.argv[1]).read()
+med = re.search(r"^MAPE [0-9.]+%, median \|error\| ([0-9.]+)%", text, re.M)
+w3 = re.search(r"^within .*?±3%: ([0-9.]+)%", text, re.M)
+if med and w3:
+    ok = float(med.group(1)) <= 1.0 and float(w3.group(1)) >= 95.0
+    print(f"issue 4 goal (full table): median |error| {med.group(1)}% (want <= 1%), within ±3% {w3.group(1)}% (want >= 95%): {'MET' if ok else 'NOT MET'}")
+else:
+    print("issue 4 goal: no result (see validate-full.log)")
+EOF
+    fi
     # Interpolation at width step 8 against widths measured one by one,
     # where VALIDATE=1 ran.
     python3 - "$out" <<'EOF' 2>&1 || echo "interpolation: python3 failed"

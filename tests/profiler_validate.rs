@@ -139,6 +139,12 @@ fn without_a_driver_validate_fails_cleanly_with_status_2() {
 
 /// A rows file as `validate --out` writes it, for `fit` (no GPU needed).
 fn rows_file(dir: &Path, table: &Path, rows: &[(f64, f64)]) -> PathBuf {
+    let rows: Vec<(f64, f64, String)> = rows.iter().map(|&(p, m)| (p, m, "a:1".into())).collect();
+    rows_file_with_archs(dir, table, &rows)
+}
+
+/// The same with each row's architecture code.
+fn rows_file_with_archs(dir: &Path, table: &Path, rows: &[(f64, f64, String)]) -> PathBuf {
     use sha2::{Digest, Sha256};
     let sha: String = Sha256::digest(std::fs::read(table).unwrap())[..8]
         .iter()
@@ -148,12 +154,77 @@ fn rows_file(dir: &Path, table: &Path, rows: &[(f64, f64)]) -> PathBuf {
         "# format: tfnas-validation/1\n# table_sha256: {sha}\n\
          index,seed,predicted_ms,measured_ms,error_pct,measured_p10_ms,measured_p90_ms,samples,throttled,arch\n"
     );
-    for (i, (p, m)) in rows.iter().enumerate() {
-        text.push_str(&format!("{i},1,{p},{m},0,{m},{m},10,0,a:1\n"));
+    for (i, (p, m, arch)) in rows.iter().enumerate() {
+        text.push_str(&format!("{i},1,{p},{m},0,{m},{m},10,0,{arch}\n"));
     }
     let path = dir.join("rows.csv");
     std::fs::write(&path, text).unwrap();
     path
+}
+
+#[test]
+fn fit_writes_a_boundary_into_a_copy_of_the_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = full_table(dir.path());
+    // Networks of 4 to 7 blocks, each measured 2 us per block but one
+    // under its prediction: the table's boundary (none, 0) is 2 us short.
+    let rows: Vec<(f64, f64, String)> = (0..10)
+        .map(|i| {
+            let kept = i % 4 + 1;
+            let code = vec!["k3_e3:40"; kept].join("+");
+            let p = 4.0 + i as f64 * 0.25;
+            (p, p - (kept + 2) as f64 * 0.002, code)
+        })
+        .collect();
+    let rows = rows_file_with_archs(dir.path(), &table, &rows);
+    let out = dir.path().join("bounded.csv");
+    let run = profiler(&[
+        "fit",
+        "--validation",
+        rows.to_str().unwrap(),
+        "--table",
+        table.to_str().unwrap(),
+        "--model",
+        "boundary",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        stdout.contains("boundary raised by 0.002000 ms"),
+        "{stdout}"
+    );
+    let bounded = space::LatencyTable::from_path(&out).unwrap();
+    assert!((bounded.boundary_ms() - 0.002).abs() < 1e-9);
+    assert_eq!(bounded.correction(), None);
+    assert!(bounded.metadata().get("boundary_source").is_some());
+    // A boundary that would price the cheapest entry (0.01 ms) at nothing
+    // is refused, and nothing is written.
+    let rows: Vec<(f64, f64, String)> = (0..10)
+        .map(|i| (4.0 + i as f64, 2.0, vec!["k3_e3:40"; i % 4 + 1].join("+")))
+        .collect();
+    let rows = rows_file_with_archs(dir.path(), &table, &rows);
+    let refused = dir.path().join("refused.csv");
+    fails_with(
+        &profiler(&[
+            "fit",
+            "--validation",
+            rows.to_str().unwrap(),
+            "--table",
+            table.to_str().unwrap(),
+            "--model",
+            "boundary",
+            "--out",
+            refused.to_str().unwrap(),
+        ]),
+        &["cheapest entry", "no copy written"],
+    );
+    assert!(!refused.exists());
 }
 
 #[test]

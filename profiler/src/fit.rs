@@ -9,6 +9,12 @@
 //! the fitted networks shows no gain. The correction is written as the
 //! `correction` header line of a copy of the table ([`space::Correction`]),
 //! which the searcher applies with `LatencyTable::corrected_total`.
+//!
+//! `--model boundary` fits instead a change to the table's boundary (what
+//! each block timed alone adds over the same block in a network,
+//! `space::LatencyTable::boundary_ms`): a network of `k` blocks is then
+//! predicted `(k - 1)·δ` lower. Unlike a constant, this follows depth,
+//! which the search changes; the copy gets the new `boundary_ms`.
 
 use std::path::{Path, PathBuf};
 
@@ -23,12 +29,19 @@ use crate::validation::{validation_stats, Pair, ValidationStats};
 /// Header line naming where a correction came from (informative).
 pub const CORRECTION_SOURCE_KEY: &str = "correction_source";
 
+/// Header line naming where a fitted boundary came from (informative; the
+/// `boundary` line keeps saying how the profiler measured the first one).
+pub const BOUNDARY_SOURCE_KEY: &str = "boundary_source";
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Model {
     /// measured ≈ a · predicted + b, by least squares.
     Linear,
     /// measured ≈ predicted + b: only a constant offset (a = 1).
     Offset,
+    /// measured ≈ predicted − (blocks − 1)·δ: the table's boundary grows by
+    /// δ (least squares through the origin).
+    Boundary,
 }
 
 /// `profiler fit`.
@@ -52,8 +65,12 @@ pub struct FitArgs {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct FitReport {
+    pub model: &'static str,
+    /// The correction (`a = 1, b = 0` for the boundary model).
     pub a: f64,
     pub b: f64,
+    /// The boundary model's δ, ms per block but one.
+    pub boundary_delta_ms: Option<f64>,
     pub fitted_on: usize,
     pub tested_on: usize,
     /// On the held-out half: the table's sums as they are ...
@@ -71,6 +88,13 @@ impl FitReport {
     }
 }
 
+/// Block boundaries between a row's blocks: its blocks less one.
+fn joins(r: &Row) -> Result<f64> {
+    space::blocks_in_code(&r.arch)
+        .map(|k| k.saturating_sub(1) as f64)
+        .ok_or_else(|| anyhow::anyhow!("row {}: '{}' is not an architecture code", r.index, r.arch))
+}
+
 /// Fits `model` on the even-indexed rows and scores it on the odd ones.
 pub fn fit(rows: &[Row], model: Model) -> Result<FitReport> {
     let (train, test): (Vec<&Row>, Vec<&Row>) = rows.iter().partition(|r| r.index % 2 == 0);
@@ -79,10 +103,14 @@ pub fn fit(rows: &[Row], model: Model) -> Result<FitReport> {
         "a fit needs at least 3 networks (2 to fit, 1 to test), the file has {}",
         rows.len()
     );
+    if model == Model::Boundary {
+        return fit_boundary(&train, &test);
+    }
     let n = train.len() as f64;
     let mean_p = train.iter().map(|r| r.predicted_ms).sum::<f64>() / n;
     let mean_m = train.iter().map(|r| r.measured_ms).sum::<f64>() / n;
     let (a, b) = match model {
+        Model::Boundary => unreachable!("fitted above"),
         Model::Offset => (1.0, mean_m - mean_p),
         Model::Linear => {
             let sxx: f64 = train
@@ -112,12 +140,51 @@ pub fn fit(rows: &[Row], model: Model) -> Result<FitReport> {
     };
     let corrected = pairs(&|p| (a * p + b).max(0.0));
     Ok(FitReport {
+        model: if model == Model::Offset {
+            "offset"
+        } else {
+            "linear"
+        },
         a,
         b,
+        boundary_delta_ms: None,
         fitted_on: train.len(),
         tested_on: test.len(),
         before: validation_stats(&pairs(&|p| p))?,
         after: validation_stats(&corrected)?,
+    })
+}
+
+/// The boundary model: `predicted − measured = (k − 1)·δ` by least
+/// squares through the origin on `train`, scored on `test`.
+fn fit_boundary(train: &[&Row], test: &[&Row]) -> Result<FitReport> {
+    let (mut sxy, mut sxx) = (0.0, 0.0);
+    for r in train {
+        let j = joins(r)?;
+        sxy += j * (r.predicted_ms - r.measured_ms);
+        sxx += j * j;
+    }
+    ensure!(sxx > 0.0, "the fitted networks have no block boundaries");
+    let delta = sxy / sxx;
+    let pairs = |d: f64| -> Result<Vec<Pair>> {
+        test.iter()
+            .map(|r| {
+                Ok(Pair::new(
+                    (r.predicted_ms - joins(r)? * d).max(0.0),
+                    r.measured_ms,
+                ))
+            })
+            .collect()
+    };
+    Ok(FitReport {
+        model: "boundary",
+        a: 1.0,
+        b: 0.0,
+        boundary_delta_ms: Some(delta),
+        fitted_on: train.len(),
+        tested_on: test.len(),
+        before: validation_stats(&pairs(0.0)?)?,
+        after: validation_stats(&pairs(delta)?)?,
     })
 }
 
@@ -167,10 +234,16 @@ pub fn render_text(r: &FitReport) -> String {
             s.rmse_ms
         )
     };
+    let what = match r.boundary_delta_ms {
+        Some(d) => format!(
+            "boundary: measured ≈ predicted − (blocks − 1) · {d:+.6} ms, the table's boundary {} by {:.6} ms",
+            if d >= 0.0 { "raised" } else { "lowered" },
+            d.abs()
+        ),
+        None => format!("correction: measured ≈ {:.6} · predicted {:+.6} ms", r.a, r.b),
+    };
     format!(
-        "correction: measured ≈ {:.6} · predicted {:+.6} ms (fitted on {} networks, tested on the other {})\n{}{}",
-        r.a,
-        r.b,
+        "{what} (fitted on {} networks, tested on the other {})\n{}{}",
         r.fitted_on,
         r.tested_on,
         row("before", &r.before),
@@ -206,6 +279,12 @@ pub fn command(args: &FitArgs) -> Result<()> {
         }
     }
     let report = fit(&rows.rows, args.model)?;
+    // The copy is made (and checked) before anything is printed, so that a
+    // refused fit prints its error alone.
+    let copy = match &args.out {
+        Some(out) => Some((out, corrected_copy(args, &table, &report, rows.rows.len())?)),
+        None => None,
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -217,29 +296,54 @@ pub fn command(args: &FitArgs) -> Result<()> {
             report.before.mape_pct, report.after.mape_pct
         );
     }
-    if let Some(out) = &args.out {
-        let text = std::fs::read_to_string(&args.table)
-            .with_context(|| format!("cannot read {}", args.table.display()))?;
-        let source = format!(
-            "{} ({} rows, fitted on even indices; held-out MAPE {:.3}% -> {:.3}%)",
-            args.validation.display(),
-            rows.rows.len(),
-            report.before.mape_pct,
-            report.after.mape_pct
-        );
-        let new = set_header_lines(
-            &text,
-            &[
-                (meta::CORRECTION, report.correction().to_string()),
-                (CORRECTION_SOURCE_KEY, source),
-            ],
-        );
-        // Read it back before claiming success.
-        LatencyTable::parse(&new, &out.display().to_string())?;
-        std::fs::write(out, new).with_context(|| format!("cannot write {}", out.display()))?;
+    if let Some((out, text)) = copy {
+        std::fs::write(out, text).with_context(|| format!("cannot write {}", out.display()))?;
         eprintln!("wrote {}", out.display());
     }
     Ok(())
+}
+
+/// The text of the table's copy with `report` in its header, read back.
+fn corrected_copy(
+    args: &FitArgs,
+    table: &LatencyTable,
+    report: &FitReport,
+    rows: usize,
+) -> Result<String> {
+    let text = std::fs::read_to_string(&args.table)
+        .with_context(|| format!("cannot read {}", args.table.display()))?;
+    let source = format!(
+        "{} ({rows} rows, fitted on even indices; held-out MAPE {:.3}% -> {:.3}%)",
+        args.validation.display(),
+        report.before.mape_pct,
+        report.after.mape_pct
+    );
+    let lines = match report.boundary_delta_ms {
+        Some(delta) => {
+            let boundary = table.boundary_ms() + delta;
+            let cheapest = table
+                .entries()
+                .iter()
+                .map(|e| e.stats.median_ms)
+                .fold(f64::INFINITY, f64::min);
+            ensure!(
+                boundary >= 0.0 && boundary < cheapest,
+                "the fitted boundary {boundary:.6} ms is not between 0 and the cheapest entry's median {cheapest:.6} ms: the table and these networks disagree by more than a boundary can explain; no copy written"
+            );
+            vec![
+                (meta::BOUNDARY_MS, format!("{boundary:.6}")),
+                (BOUNDARY_SOURCE_KEY, source),
+            ]
+        }
+        None => vec![
+            (meta::CORRECTION, report.correction().to_string()),
+            (CORRECTION_SOURCE_KEY, source),
+        ],
+    };
+    let new = set_header_lines(&text, &lines);
+    let out = args.out.as_deref().unwrap_or(&args.table);
+    LatencyTable::parse(&new, &out.display().to_string())?;
+    Ok(new)
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {
@@ -309,6 +413,40 @@ mod tests {
             / 4.0;
         assert!((r.before.mape_pct - want_before).abs() < 1e-9);
         assert!((r.after.mape_pct - want_before * 0.2 / 0.7).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_boundary_model_recovers_a_per_block_excess() {
+        // Predictions high by 3 us per block but one; networks of 4..=9
+        // blocks (codes of 1..=6 kept blocks).
+        let rows: Vec<Row> = (0..12)
+            .map(|i| {
+                let kept = (i * 5 % 6 + 1) as usize;
+                let p = 3.0 + i as f64 * 0.2;
+                Row {
+                    arch: vec!["k3_e6:120"; kept].join("+"),
+                    ..row(i, p, p - (kept + 2) as f64 * 0.003)
+                }
+            })
+            .collect();
+        let r = fit(&rows, Model::Boundary).unwrap();
+        let d = r.boundary_delta_ms.unwrap();
+        assert!((d - 0.003).abs() < 1e-12, "{d}");
+        assert_eq!((r.a, r.b, r.model), (1.0, 0.0, "boundary"));
+        assert!(r.before.mean_signed_error_pct > 0.1);
+        assert!(r.after.mape_pct < 1e-9, "{}", r.after.mape_pct);
+        assert!(render_text(&r).contains("raised by 0.003000 ms"));
+        // A constant offset cannot follow depth: worse held out.
+        let o = fit(&rows, Model::Offset).unwrap();
+        assert!(o.after.mape_pct > 1e-3);
+        // Rows without an architecture code cannot be fitted this way.
+        let e = fit(
+            &[row(0, 1.0, 1.0), row(1, 1.0, 1.0), row(2, 1.0, 1.0)],
+            Model::Boundary,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("not an architecture code"), "{e}");
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod cost;
 pub mod error;
 pub mod plan;
 mod sample;
+pub use sample::blocks_in_code;
 mod summary;
 pub mod table;
 

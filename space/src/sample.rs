@@ -73,6 +73,23 @@ impl Architecture {
     }
 }
 
+/// Blocks a network with this [`Architecture::code`] runs: its kept blocks
+/// and the three fixed parts (stem, second stem, head). `None` for a code
+/// that is not `op:mid` items joined by `+` and `/`.
+pub fn blocks_in_code(code: &str) -> Option<usize> {
+    let mut kept = 0;
+    for stage in code.split('/') {
+        for block in stage.split('+') {
+            let (op, mid) = block.split_once(':')?;
+            if op.is_empty() || mid.parse::<u32>().is_err() {
+                return None;
+            }
+            kept += 1;
+        }
+    }
+    Some(kept + 3)
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
@@ -144,5 +161,21 @@ mod tests {
         let b = Architecture::sample(&space, &mut rng).unwrap();
         assert_ne!(a, b);
         assert_eq!(Architecture::from_json(&a.to_json_pretty()).unwrap(), a);
+    }
+
+    #[test]
+    fn a_code_counts_its_blocks() {
+        let space = SearchSpaceConfig::default();
+        for index in 0..20 {
+            let a = Architecture::sample_nth(&space, 7, index).unwrap();
+            assert_eq!(
+                blocks_in_code(&a.code()),
+                Some(a.block_specs().unwrap().len())
+            );
+        }
+        assert_eq!(blocks_in_code("k3_e6:83/k5_e3:40+k3_e3:44"), Some(6));
+        for bad in ["", "k3_e6", "k3_e6:", ":83", "k3_e6:83+", "k3_e6:8.5"] {
+            assert_eq!(blocks_in_code(bad), None, "{bad}");
+        }
     }
 }
