@@ -162,6 +162,29 @@ fn rows_file_with_archs(dir: &Path, table: &Path, rows: &[(f64, f64, String)]) -
     path
 }
 
+/// `profiler fit` on `rows` of `table` with `extra` arguments.
+fn fit(rows: &Path, table: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "fit",
+        "--validation",
+        rows.to_str().unwrap(),
+        "--table",
+        table.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    profiler(&args)
+}
+
+/// The stdout of a run that must succeed.
+fn succeeded(run: &std::process::Output) -> String {
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    String::from_utf8_lossy(&run.stdout).into_owned()
+}
+
 #[test]
 fn fit_writes_a_boundary_into_a_copy_of_the_table() {
     let dir = tempfile::tempdir().unwrap();
@@ -178,23 +201,11 @@ fn fit_writes_a_boundary_into_a_copy_of_the_table() {
         .collect();
     let rows = rows_file_with_archs(dir.path(), &table, &rows);
     let out = dir.path().join("bounded.csv");
-    let run = profiler(&[
-        "fit",
-        "--validation",
-        rows.to_str().unwrap(),
-        "--table",
-        table.to_str().unwrap(),
-        "--model",
-        "boundary",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let stdout = succeeded(&fit(
+        &rows,
+        &table,
+        &["--model", "boundary", "--out", out.to_str().unwrap()],
+    ));
     assert!(
         stdout.contains("boundary raised by 0.002000 ms"),
         "{stdout}"
@@ -211,17 +222,11 @@ fn fit_writes_a_boundary_into_a_copy_of_the_table() {
     let rows = rows_file_with_archs(dir.path(), &table, &rows);
     let refused = dir.path().join("refused.csv");
     fails_with(
-        &profiler(&[
-            "fit",
-            "--validation",
-            rows.to_str().unwrap(),
-            "--table",
-            table.to_str().unwrap(),
-            "--model",
-            "boundary",
-            "--out",
-            refused.to_str().unwrap(),
-        ]),
+        &fit(
+            &rows,
+            &table,
+            &["--model", "boundary", "--out", refused.to_str().unwrap()],
+        ),
         &["cheapest entry", "no copy written"],
     );
     assert!(!refused.exists());
@@ -240,21 +245,7 @@ fn fit_writes_the_correction_into_a_copy_of_the_table() {
         .collect();
     let rows = rows_file(dir.path(), &table, &pairs);
     let out = dir.path().join("corrected.csv");
-    let run = profiler(&[
-        "fit",
-        "--validation",
-        rows.to_str().unwrap(),
-        "--table",
-        table.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let stdout = succeeded(&fit(&rows, &table, &["--out", out.to_str().unwrap()]));
     assert!(
         stdout.contains("measured ≈ 1.100000 · predicted +0.200000 ms"),
         "{stdout}"
@@ -267,37 +258,11 @@ fn fit_writes_the_correction_into_a_copy_of_the_table() {
 
     // Not over the measured table, and not with another table's rows.
     fails_with(
-        &profiler(&[
-            "fit",
-            "--validation",
-            rows.to_str().unwrap(),
-            "--table",
-            table.to_str().unwrap(),
-            "--out",
-            table.to_str().unwrap(),
-        ]),
+        &fit(&rows, &table, &["--out", table.to_str().unwrap()]),
         &["another file"],
     );
-    fails_with(
-        &profiler(&[
-            "fit",
-            "--validation",
-            rows.to_str().unwrap(),
-            "--table",
-            out.to_str().unwrap(),
-        ]),
-        &["validated another table"],
-    );
-    fails_with(
-        &profiler(&[
-            "fit",
-            "--validation",
-            table.to_str().unwrap(),
-            "--table",
-            table.to_str().unwrap(),
-        ]),
-        &["not a validation rows file"],
-    );
+    fails_with(&fit(&rows, &out, &[]), &["validated another table"]);
+    fails_with(&fit(&table, &table, &[]), &["not a validation rows file"]);
 }
 
 /// `tests/fixtures/space_two_ops.json` is the default space with only k3_e3

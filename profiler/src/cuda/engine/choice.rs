@@ -527,19 +527,10 @@ pub(super) fn candidates(layer: &Layer) -> Vec<ConvImpl> {
 /// fully connected layer (the head's classifier, [`Layer::Fc`] run as a
 /// convolution).
 pub(super) fn is_fully_connected(layer: &Layer) -> bool {
-    matches!(
-        *layer,
-        Layer::Conv {
-            kernel: 1,
-            stride: 1,
-            groups: 1,
-            res_in: 1,
-            res_out: 1,
-            act: None,
-            residual: false,
-            ..
-        }
-    )
+    match *layer {
+        Layer::Conv { cin, cout, .. } => *layer == Layer::Fc { cin, cout }.as_convolution(),
+        _ => false,
+    }
 }
 
 pub(super) fn conv_shape(batch: u32, layer: &Layer) -> ConvShape {
