@@ -105,16 +105,17 @@ impl EngineArgs {
     /// `validate` time with).
     pub fn open(&self) -> Result<(CudaEngine, Box<dyn Monitor>)> {
         let engine = CudaEngine::open(self.device, self.engine_config()?)?;
-        let monitor = NvmlMonitor::open(&engine.info().device_uuid);
+        let mut monitor = NvmlMonitor::open(&engine.info().device_uuid);
         eprintln!(
-            "device {}: {} ({}), driver {}, CUDA {}, cuDNN {}; {}",
+            "device {}: {} ({}), driver {}, CUDA {}, cuDNN {}; {}; {}",
             self.device,
             engine.info().device_name,
             engine.info().device_uuid,
             engine.info().driver,
             engine.info().cuda,
             engine.info().cudnn,
-            monitor.describe()
+            monitor.describe(),
+            monitor.settings()
         );
         Ok((engine, monitor))
     }

@@ -41,11 +41,57 @@ impl fmt::Display for GpuState {
     }
 }
 
+/// The GPU's settings that bear on its speed, read once per run and
+/// recorded in the table's header (never set: gpu-facts, "Running there").
+/// `None` where the value could not be read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GpuSettings {
+    /// Application clocks: what the GPU runs at when not boosting.
+    pub sm_app_mhz: Option<u32>,
+    pub mem_app_mhz: Option<u32>,
+    pub sm_max_mhz: Option<u32>,
+    /// The memory clock now.
+    pub mem_mhz: Option<u32>,
+    /// The power limit in force, and the board's default.
+    pub power_limit_w: Option<u32>,
+    pub power_default_w: Option<u32>,
+    /// Multi-instance GPU mode: a MIG slice has a fraction of the SMs.
+    pub mig: Option<bool>,
+    pub persistence: Option<bool>,
+}
+
+impl fmt::Display for GpuSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = |v: Option<u32>| v.map_or("unknown".to_string(), |v| v.to_string());
+        let b = |v: Option<bool>| match v {
+            Some(true) => "on",
+            Some(false) => "off",
+            None => "unknown",
+        };
+        write!(
+            f,
+            "sm_app_mhz {}, mem_app_mhz {}, sm_max_mhz {}, mem_mhz {}, power_limit_w {} (default {}), mig {}, persistence {}",
+            n(self.sm_app_mhz),
+            n(self.mem_app_mhz),
+            n(self.sm_max_mhz),
+            n(self.mem_mhz),
+            n(self.power_limit_w),
+            n(self.power_default_w),
+            b(self.mig),
+            b(self.persistence)
+        )
+    }
+}
+
 /// A source of GPU readings.
 pub trait Monitor {
     fn read(&mut self) -> GpuState;
     /// How the monitor reads, for the log (and why it cannot, if so).
     fn describe(&self) -> String;
+    /// The GPU's settings; all unknown unless the monitor can read them.
+    fn settings(&mut self) -> GpuSettings {
+        GpuSettings::default()
+    }
 }
 
 /// No readings at all; used where NVML is missing, so the table says
@@ -94,6 +140,9 @@ impl NvmlMonitor {
     }
 }
 
+/// `NVML_DEVICE_MIG_ENABLE` of nvml.h (not re-exported by nvml-wrapper).
+const MIG_ENABLE: u32 = 1;
+
 /// The throttle reasons that mean the GPU runs slower than it could.
 const SLOWDOWNS: [(ThrottleReasons, &str); 5] = [
     (ThrottleReasons::SW_POWER_CAP, "sw_power_cap"),
@@ -127,6 +176,25 @@ impl Monitor for NvmlMonitor {
 
     fn describe(&self) -> String {
         format!("NVML on {}", self.uuid)
+    }
+
+    fn settings(&mut self) -> GpuSettings {
+        let Ok(device) = self.nvml.device_by_uuid(self.uuid.as_str()) else {
+            return GpuSettings::default();
+        };
+        GpuSettings {
+            sm_app_mhz: device.applications_clock(Clock::Graphics).ok(),
+            mem_app_mhz: device.applications_clock(Clock::Memory).ok(),
+            sm_max_mhz: device.max_clock_info(Clock::SM).ok(),
+            mem_mhz: device.clock_info(Clock::Memory).ok(),
+            power_limit_w: device.enforced_power_limit().ok().map(|mw| mw / 1000),
+            power_default_w: device
+                .power_management_limit_default()
+                .ok()
+                .map(|mw| mw / 1000),
+            mig: device.mig_mode().ok().map(|m| m.current == MIG_ENABLE),
+            persistence: device.is_in_persistent_mode().ok(),
+        }
     }
 }
 

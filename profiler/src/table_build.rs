@@ -110,6 +110,8 @@ pub enum Output<'a> {
 struct Resumed {
     done: HashSet<BlockSpec>,
     clocks: ClockRange,
+    /// The file's `gpu_settings` line, if it has one.
+    gpu_settings: Option<String>,
     /// The file's `boundary_ms`, if it has the line.
     boundary_ms: Option<f64>,
     /// What was cut or dropped, for the log.
@@ -192,6 +194,7 @@ fn prepare_resume(path: &Path, header: &Metadata) -> Result<Option<Resumed>> {
             .metadata()
             .get(meta::BOUNDARY_MS)
             .map(|_| table.boundary_ms()),
+        gpu_settings: table.metadata().get(meta::GPU_SETTINGS).map(str::to_string),
         notes,
     }))
 }
@@ -211,6 +214,8 @@ pub fn build_table(
 ) -> Result<BuildReport> {
     let plan = settings.space.table_plan(settings.width_step)?;
     let mut header = fingerprint(engine.info(), engine.config(), settings, &now_rfc3339());
+    let gpu_settings = monitor.settings().to_string();
+    header.set(meta::GPU_SETTINGS, &gpu_settings);
     let batch = engine.config().batch;
 
     let mut report = BuildReport {
@@ -244,20 +249,25 @@ pub fn build_table(
             boundary.ms
         }
     };
-    if let (
-        Output::File(path),
-        Some(Resumed {
-            boundary_ms: None, ..
-        }),
-    ) = (&output, &resumed)
-    {
-        log(
-            bar,
-            &format!(
-                "{}: no boundary line (a table begun before the profiler measured one): its blocks stay priced at their medians",
-                path.display()
-            ),
-        );
+    if let (Output::File(path), Some(r)) = (&output, &resumed) {
+        if r.boundary_ms.is_none() {
+            log(
+                bar,
+                &format!(
+                    "{}: no boundary line (a table begun before the profiler measured one): its blocks stay priced at their medians",
+                    path.display()
+                ),
+            );
+        }
+        if let Some(then) = r.gpu_settings.as_deref().filter(|&t| t != gpu_settings) {
+            log(
+                bar,
+                &format!(
+                    "warning: {}: the GPU's settings changed since the table began ({then}; now {gpu_settings}); the new entries are measured under the new ones",
+                    path.display()
+                ),
+            );
+        }
     }
     let mut done = HashSet::new();
     let file_path: Option<PathBuf>;

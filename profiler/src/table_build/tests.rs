@@ -114,6 +114,10 @@ fn writes_every_planned_entry_with_the_fingerprint() {
             meta::CLOCKS,
             "sm_mhz 1980..1980, temp_c 45..45, throttled_entries 0".into(),
         ),
+        (
+            meta::GPU_SETTINGS,
+            "sm_app_mhz 1980, mem_app_mhz 2619, sm_max_mhz 1980, mem_mhz 2619, power_limit_w 700 (default 700), mig off, persistence unknown".into(),
+        ),
     ];
     for (k, v) in expect {
         assert_eq!(md.get(k), Some(v.as_str()), "header {k}");

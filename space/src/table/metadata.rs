@@ -25,6 +25,9 @@ pub mod meta {
     pub const SPACE: &str = "space";
     pub const SPACE_DIGEST: &str = "space_digest";
     pub const CLOCKS: &str = "clocks";
+    /// The GPU's clock, power and MIG settings when the table began (read,
+    /// never set).
+    pub const GPU_SETTINGS: &str = "gpu_settings";
     pub const PROFILER_VERSION: &str = "profiler_version";
     pub const COMMAND: &str = "command";
     pub const STARTED: &str = "started";
