@@ -261,7 +261,7 @@ fn bad_input_exits_2_with_an_error_message() {
         ),
         (
             vec![s(&a), s(&a), "--plot", "/nonexistent/dir/out.png"],
-            "cannot draw /nonexistent/dir/out.png",
+            "the folder /nonexistent/dir does not exist",
         ),
     ];
     for (args, want) in cases {

@@ -141,10 +141,10 @@ impl Monitor for FakeMonitor {
     }
     fn settings(&mut self) -> crate::monitor::GpuSettings {
         crate::monitor::GpuSettings {
-            sm_app_mhz: Some(1980),
+            graphics_app_mhz: Some(1980),
             mem_app_mhz: Some(2619),
             sm_max_mhz: Some(1980),
-            mem_mhz: Some(2619),
+            mem_max_mhz: Some(2619),
             power_limit_w: Some(700),
             power_default_w: Some(700),
             mig: Some(false),

@@ -53,7 +53,8 @@ pub struct FitArgs {
     /// The table those rows validated.
     #[arg(long)]
     pub table: PathBuf,
-    /// Write a copy of the table with the correction in its header.
+    /// Write a copy of the table with the correction (or, for the boundary
+    /// model, the new boundary) in its header.
     #[arg(long)]
     pub out: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "linear")]
@@ -216,6 +217,14 @@ pub fn set_header_lines(text: &str, lines: &[(&str, String)]) -> String {
     out
 }
 
+/// `text` (a table) without its header lines of these `keys`.
+pub fn drop_header_lines(text: &str, keys: &[&str]) -> String {
+    text.lines()
+        .filter(|l| profiler::resume::header_key(l).is_none_or(|k| !keys.contains(&k)))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
 fn pct(s: &ValidationStats, within: f64) -> f64 {
     s.bands
         .iter()
@@ -282,7 +291,14 @@ pub fn command(args: &FitArgs) -> Result<()> {
     // The copy is made (and checked) before anything is printed, so that a
     // refused fit prints its error alone.
     let copy = match &args.out {
-        Some(out) => Some((out, corrected_copy(args, &table, &report, rows.rows.len())?)),
+        Some(out) => {
+            let text = String::from_utf8(bytes)
+                .with_context(|| format!("{} is not UTF-8 text", args.table.display()))?;
+            Some((
+                out,
+                corrected_copy(args, &text, &table, &report, rows.rows.len())?,
+            ))
+        }
         None => None,
     };
     if args.json {
@@ -303,15 +319,15 @@ pub fn command(args: &FitArgs) -> Result<()> {
     Ok(())
 }
 
-/// The text of the table's copy with `report` in its header, read back.
+/// The table's copy (`text`, the bytes whose SHA-256 the rows named) with
+/// `report` in its header, read back.
 fn corrected_copy(
     args: &FitArgs,
+    text: &str,
     table: &LatencyTable,
     report: &FitReport,
     rows: usize,
 ) -> Result<String> {
-    let text = std::fs::read_to_string(&args.table)
-        .with_context(|| format!("cannot read {}", args.table.display()))?;
     let source = format!(
         "{} ({rows} rows, fitted on even indices; held-out MAPE {:.3}% -> {:.3}%)",
         args.validation.display(),
@@ -330,6 +346,11 @@ fn corrected_copy(
                 boundary >= 0.0 && boundary < cheapest,
                 "the fitted boundary {boundary:.6} ms is not between 0 and the cheapest entry's median {cheapest:.6} ms: the table and these networks disagree by more than a boundary can explain; no copy written"
             );
+            if table.correction().is_some() {
+                eprintln!(
+                    "note: the copy drops the table's correction line: it was fitted under the old boundary"
+                );
+            }
             vec![
                 (meta::BOUNDARY_MS, format!("{boundary:.6}")),
                 (BOUNDARY_SOURCE_KEY, source),
@@ -340,7 +361,10 @@ fn corrected_copy(
             (CORRECTION_SOURCE_KEY, source),
         ],
     };
-    let new = set_header_lines(&text, &lines);
+    let mut new = set_header_lines(text, &lines);
+    if report.boundary_delta_ms.is_some() {
+        new = drop_header_lines(&new, &[meta::CORRECTION, CORRECTION_SOURCE_KEY]);
+    }
     let out = args.out.as_deref().unwrap_or(&args.table);
     LatencyTable::parse(&new, &out.display().to_string())?;
     Ok(new)
@@ -473,5 +497,6 @@ mod tests {
         );
         let twice = set_header_lines(&once, &[("correction", "linear a=2 b=1".into())]);
         assert_eq!(twice, once.replace("a=1 b=0", "a=2 b=1"));
+        assert_eq!(drop_header_lines(&twice, &["correction"]), table);
     }
 }

@@ -46,12 +46,12 @@ impl fmt::Display for GpuState {
 /// `None` where the value could not be read.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GpuSettings {
-    /// Application clocks: what the GPU runs at when not boosting.
-    pub sm_app_mhz: Option<u32>,
+    /// Application clocks (graphics and memory domains): what the GPU
+    /// runs at when not boosting.
+    pub graphics_app_mhz: Option<u32>,
     pub mem_app_mhz: Option<u32>,
     pub sm_max_mhz: Option<u32>,
-    /// The memory clock now.
-    pub mem_mhz: Option<u32>,
+    pub mem_max_mhz: Option<u32>,
     /// The power limit in force, and the board's default.
     pub power_limit_w: Option<u32>,
     pub power_default_w: Option<u32>,
@@ -70,17 +70,37 @@ impl fmt::Display for GpuSettings {
         };
         write!(
             f,
-            "sm_app_mhz {}, mem_app_mhz {}, sm_max_mhz {}, mem_mhz {}, power_limit_w {} (default {}), mig {}, persistence {}",
-            n(self.sm_app_mhz),
+            "graphics_app_mhz {}, mem_app_mhz {}, sm_max_mhz {}, mem_max_mhz {}, power_limit_w {}, power_default_w {}, mig {}, persistence {}",
+            n(self.graphics_app_mhz),
             n(self.mem_app_mhz),
             n(self.sm_max_mhz),
-            n(self.mem_mhz),
+            n(self.mem_max_mhz),
             n(self.power_limit_w),
             n(self.power_default_w),
             b(self.mig),
             b(self.persistence)
         )
     }
+}
+
+/// What differs between two `gpu_settings` lines ([`GpuSettings`]'s
+/// display), field by field, as `key then -> now`; a field unknown on
+/// either side, or on one side only, is not a difference.
+pub fn settings_changes(then: &str, now: &str) -> Vec<String> {
+    let fields = |s: &str| -> Vec<(String, String)> {
+        s.split(", ")
+            .filter_map(|f| f.split_once(' '))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let now = fields(now);
+    fields(then)
+        .into_iter()
+        .filter_map(|(k, a)| {
+            let (_, b) = now.iter().find(|(k2, _)| *k2 == k)?;
+            (a != "unknown" && b != "unknown" && a != *b).then(|| format!("{k} {a} -> {b}"))
+        })
+        .collect()
 }
 
 /// A source of GPU readings.
@@ -140,7 +160,8 @@ impl NvmlMonitor {
     }
 }
 
-/// `NVML_DEVICE_MIG_ENABLE` of nvml.h (not re-exported by nvml-wrapper).
+/// `NVML_DEVICE_MIG_ENABLE` of nvml.h (in nvml-wrapper-sys, not in
+/// nvml-wrapper's public API).
 const MIG_ENABLE: u32 = 1;
 
 /// The throttle reasons that mean the GPU runs slower than it could.
@@ -182,16 +203,15 @@ impl Monitor for NvmlMonitor {
         let Ok(device) = self.nvml.device_by_uuid(self.uuid.as_str()) else {
             return GpuSettings::default();
         };
+        // NVML's power readings are milliwatts.
+        let watts = |mw: u32| (mw + 500) / 1000;
         GpuSettings {
-            sm_app_mhz: device.applications_clock(Clock::Graphics).ok(),
+            graphics_app_mhz: device.applications_clock(Clock::Graphics).ok(),
             mem_app_mhz: device.applications_clock(Clock::Memory).ok(),
             sm_max_mhz: device.max_clock_info(Clock::SM).ok(),
-            mem_mhz: device.clock_info(Clock::Memory).ok(),
-            power_limit_w: device.enforced_power_limit().ok().map(|mw| mw / 1000),
-            power_default_w: device
-                .power_management_limit_default()
-                .ok()
-                .map(|mw| mw / 1000),
+            mem_max_mhz: device.max_clock_info(Clock::Memory).ok(),
+            power_limit_w: device.enforced_power_limit().ok().map(watts),
+            power_default_w: device.power_management_limit_default().ok().map(watts),
             mig: device.mig_mode().ok().map(|m| m.current == MIG_ENABLE),
             persistence: device.is_in_persistent_mode().ok(),
         }
@@ -276,6 +296,33 @@ impl fmt::Display for ClockRange {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn settings_change_field_by_field_and_unknowns_are_no_change() {
+        let then = GpuSettings {
+            graphics_app_mhz: Some(1980),
+            mem_app_mhz: Some(2619),
+            sm_max_mhz: Some(1980),
+            mem_max_mhz: None,
+            power_limit_w: Some(700),
+            power_default_w: Some(700),
+            mig: Some(false),
+            persistence: Some(true),
+        };
+        let now = GpuSettings {
+            power_limit_w: Some(500),
+            persistence: None,
+            mem_max_mhz: Some(2619),
+            ..then.clone()
+        };
+        assert_eq!(
+            settings_changes(&then.to_string(), &now.to_string()),
+            ["power_limit_w 700 -> 500"]
+        );
+        assert!(settings_changes(&then.to_string(), &then.to_string()).is_empty());
+        // A line of another format has nothing in common to compare.
+        assert!(settings_changes("something else", &now.to_string()).is_empty());
+    }
     use super::*;
 
     #[test]

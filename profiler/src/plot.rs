@@ -33,9 +33,22 @@ fn format_of(path: &Path) -> Result<Format> {
     }
 }
 
-/// Refuses, before any work, an output the plot cannot be written as.
+/// Refuses, before any work (a validation may time for minutes first), an
+/// output the plot cannot be written as or to.
 pub fn check_plot_path(path: &Path) -> Result<()> {
-    format_of(path).map(drop)
+    format_of(path)?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        bail!(
+            "--plot {}: the folder {} does not exist",
+            path.display(),
+            dir.display()
+        );
+    }
+    Ok(())
 }
 
 /// DejaVu Sans, unmodified (see `assets/DejaVuSans-LICENSE.txt`).

@@ -20,7 +20,7 @@ use space::{meta, BlockSpec, Entry, LatencyStats, LatencyTable, Metadata, Search
 use crate::boundary::Boundary;
 use crate::engine::{Engine, EngineConfig, EngineInfo, Workload};
 use crate::error::{ProfilerError, Result};
-use crate::monitor::{ClockRange, Monitor};
+use crate::monitor::{settings_changes, ClockRange, Monitor};
 use crate::resume::{cut_truncated_line, header_key, header_value, replace_file, settings_diffs};
 use crate::timestamp::now_rfc3339;
 use crate::timing::{time_workload, TimingRule};
@@ -259,12 +259,17 @@ pub fn build_table(
                 ),
             );
         }
-        if let Some(then) = r.gpu_settings.as_deref().filter(|&t| t != gpu_settings) {
+        let changes = r
+            .gpu_settings
+            .as_deref()
+            .map_or_else(Vec::new, |then| settings_changes(then, &gpu_settings));
+        if !changes.is_empty() {
             log(
                 bar,
                 &format!(
-                    "warning: {}: the GPU's settings changed since the table began ({then}; now {gpu_settings}); the new entries are measured under the new ones",
-                    path.display()
+                    "warning: {}: the GPU's settings changed since the table began ({}); the new entries are measured under the new ones",
+                    path.display(),
+                    changes.join(", ")
                 ),
             );
         }
@@ -287,7 +292,7 @@ pub fn build_table(
                 .append(true)
                 .open(path)
                 .map_err(|e| ProfilerError::io(path, e))?;
-            writeln!(file, "# resumed {}", now_rfc3339())
+            writeln!(file, "# resumed {} ({gpu_settings})", now_rfc3339())
                 .map_err(|e| ProfilerError::io(path, e))?;
             TableWriter::append(Box::new(file) as Box<dyn Write>)
         }

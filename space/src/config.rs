@@ -297,6 +297,17 @@ impl SearchSpaceConfig {
             if op.name.trim().is_empty() {
                 return bad(format!("op {}: empty name", i + 1));
             }
+            // Names go into architecture codes (`op:mid` joined by `+` and
+            // `/`) and CSV rows, which must parse back.
+            if op
+                .name
+                .contains(|c: char| matches!(c, ':' | '+' | '/' | ',' | '"') || c.is_whitespace())
+            {
+                return bad(format!(
+                    "op name '{}': no ':', '+', '/', ',', quotes or spaces (names go into architecture codes and CSV rows)",
+                    op.name
+                ));
+            }
             if self.ops[..i].iter().any(|o| o.name == op.name) {
                 return bad(format!("op name '{}' appears twice", op.name));
             }
@@ -450,6 +461,14 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("stage 4"));
+        // A name that would not parse back out of an architecture code or a
+        // CSV row.
+        for bad in ["x:1+y", "a/b", "a+b", "a:b", "a,b", "a b", "a\"b"] {
+            let mut space = SearchSpaceConfig::default();
+            space.ops[0].name = bad.into();
+            let e = space.validate().unwrap_err().to_string();
+            assert!(e.contains("architecture codes"), "{bad}: {e}");
+        }
     }
 
     #[test]

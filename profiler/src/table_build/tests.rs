@@ -116,7 +116,7 @@ fn writes_every_planned_entry_with_the_fingerprint() {
         ),
         (
             meta::GPU_SETTINGS,
-            "sm_app_mhz 1980, mem_app_mhz 2619, sm_max_mhz 1980, mem_mhz 2619, power_limit_w 700 (default 700), mig off, persistence unknown".into(),
+            "graphics_app_mhz 1980, mem_app_mhz 2619, sm_max_mhz 1980, mem_max_mhz 2619, power_limit_w 700, power_default_w 700, mig off, persistence unknown".into(),
         ),
     ];
     for (k, v) in expect {
