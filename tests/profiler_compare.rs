@@ -285,13 +285,19 @@ fn bad_input_exits_2_with_an_error_message() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// Tables A and B, B's medians 1.5 times A's, in `dir`; and A's rows.
+fn a_and_scaled_b(dir: &Path) -> (PathBuf, PathBuf, Vec<(BlockSpec, f64)>) {
+    let rows = ranked_rows();
+    let a = write_table(&dir.join("a.csv"), "A", 32, &rows);
+    let scaled: Vec<_> = rows.iter().map(|&(s, m)| (s, m * 1.5)).collect();
+    let b = write_table(&dir.join("b.csv"), "B", 32, &scaled);
+    (a, b, rows)
+}
+
 #[test]
 fn the_plot_is_an_svg_with_a_point_per_entry() {
     let dir = tempfile::tempdir().unwrap();
-    let rows = ranked_rows();
-    let a = write_table(&dir.path().join("a.csv"), "A", 32, &rows);
-    let scaled: Vec<_> = rows.iter().map(|&(s, m)| (s, m * 1.5)).collect();
-    let b = write_table(&dir.path().join("b.csv"), "B", 32, &scaled);
+    let (a, b, rows) = a_and_scaled_b(dir.path());
     let svg = dir.path().join("scatter.svg");
     let out = profiler(&["compare", s(&a), s(&b), "--plot", s(&svg)]);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -317,10 +323,7 @@ fn the_plot_is_an_svg_with_a_point_per_entry() {
 #[test]
 fn the_plot_is_a_png_with_text_and_points_where_asked() {
     let dir = tempfile::tempdir().unwrap();
-    let rows = ranked_rows();
-    let a = write_table(&dir.path().join("a.csv"), "A", 32, &rows);
-    let scaled: Vec<_> = rows.iter().map(|&(s, m)| (s, m * 1.5)).collect();
-    let b = write_table(&dir.path().join("b.csv"), "B", 32, &scaled);
+    let (a, b, _) = a_and_scaled_b(dir.path());
     let png = dir.path().join("scatter.PNG");
     let out = profiler(&["compare", s(&a), s(&b), "--plot", s(&png)]);
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -54,6 +54,20 @@ fn build_file(
     )
 }
 
+/// A whole table built by a fresh fake engine to a stream, read back.
+fn whole_table() -> LatencyTable {
+    let mut out = Vec::new();
+    build_table(
+        &mut FakeEngine::new(EngineConfig::default()),
+        &mut FakeMonitor::default(),
+        &settings(),
+        Output::Stream(&mut out),
+        &ProgressBar::hidden(),
+    )
+    .unwrap();
+    LatencyTable::parse(std::str::from_utf8(&out).unwrap(), "stream").unwrap()
+}
+
 fn keys(table: &LatencyTable) -> Vec<String> {
     table.entries().iter().map(|e| e.spec.key()).collect()
 }
@@ -171,16 +185,7 @@ fn resumes_after_a_kill_without_duplicates_or_losses() {
 
     // Same rows as one uninterrupted run (the reader refuses duplicates).
     let resumed = LatencyTable::from_path(&path).unwrap();
-    let mut whole = Vec::new();
-    build_table(
-        &mut FakeEngine::new(EngineConfig::default()),
-        &mut FakeMonitor::default(),
-        &settings(),
-        Output::Stream(&mut whole),
-        &ProgressBar::hidden(),
-    )
-    .unwrap();
-    let whole = LatencyTable::parse(std::str::from_utf8(&whole).unwrap(), "whole").unwrap();
+    let whole = whole_table();
     let set = |t: &LatencyTable| keys(t).into_iter().collect::<BTreeSet<_>>();
     assert_eq!(set(&resumed), set(&whole));
     assert_eq!(resumed.len(), n);
@@ -196,16 +201,7 @@ fn resumes_after_a_kill_without_duplicates_or_losses() {
 
 #[test]
 fn the_table_predicts_a_run_of_blocks_as_the_engine_times_it() {
-    let mut out = Vec::new();
-    build_table(
-        &mut FakeEngine::new(EngineConfig::default()),
-        &mut FakeMonitor::default(),
-        &settings(),
-        Output::Stream(&mut out),
-        &ProgressBar::hidden(),
-    )
-    .unwrap();
-    let table = LatencyTable::parse(std::str::from_utf8(&out).unwrap(), "t").unwrap();
+    let table = whole_table();
     let plan = settings().space.table_plan(8).unwrap();
     for n in [1, 2, 7, 20] {
         let blocks: Vec<BlockSpec> = plan.blocks.iter().copied().take(n).collect();
