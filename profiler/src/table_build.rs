@@ -204,6 +204,61 @@ fn log(bar: &ProgressBar, msg: &str) {
     bar.suspend(|| eprintln!("{msg}"));
 }
 
+/// Measures a new table's boundary, logs it and puts it in `header`.
+fn new_boundary(
+    engine: &mut dyn Engine,
+    monitor: &mut dyn Monitor,
+    settings: &BuildSettings,
+    header: &mut Metadata,
+    bar: &ProgressBar,
+) -> Result<Boundary> {
+    let boundary = Boundary::measure(engine, monitor, &settings.timing)?;
+    log(
+        bar,
+        &format!(
+            "boundary of a timed run: {:.4} ms (95% CI {:.4}..{:.4}), {:.4} ms per empty kernel{}",
+            boundary.ms,
+            boundary.ci_low,
+            boundary.ci_high,
+            boundary.per_kernel_ms,
+            if boundary.throttled {
+                "; the GPU throttled meanwhile"
+            } else {
+                ""
+            }
+        ),
+    );
+    boundary.set_header(header);
+    Ok(boundary)
+}
+
+/// Says on stderr what a resumed file lacks or what changed since it began.
+fn log_resume_notes(path: &Path, r: &Resumed, gpu_settings: &str, bar: &ProgressBar) {
+    if r.boundary_ms.is_none() {
+        log(
+            bar,
+            &format!(
+                "{}: no boundary line (a table begun before the profiler measured one): its blocks stay priced at their medians",
+                path.display()
+            ),
+        );
+    }
+    let changes = r
+        .gpu_settings
+        .as_deref()
+        .map_or_else(Vec::new, |then| settings_changes(then, gpu_settings));
+    if !changes.is_empty() {
+        log(
+            bar,
+            &format!(
+                "warning: {}: the GPU's settings changed since the table began ({}); the new entries are measured under the new ones",
+                path.display(),
+                changes.join(", ")
+            ),
+        );
+    }
+}
+
 /// Builds the table of `settings.space` with `engine` into `output`.
 pub fn build_table(
     engine: &mut dyn Engine,
@@ -232,47 +287,13 @@ pub fn build_table(
     let boundary_ms = match &resumed {
         Some(r) => r.boundary_ms.unwrap_or(0.0),
         None => {
-            let boundary = Boundary::measure(engine, monitor, &settings.timing)?;
-            log(
-                bar,
-                &format!(
-                    "boundary of a timed run: {:.4} ms (95% CI {:.4}..{:.4}), {:.4} ms per empty kernel{}",
-                    boundary.ms,
-                    boundary.ci_low,
-                    boundary.ci_high,
-                    boundary.per_kernel_ms,
-                    if boundary.throttled { "; the GPU throttled meanwhile" } else { "" }
-                ),
-            );
-            boundary.set_header(&mut header);
+            let boundary = new_boundary(engine, monitor, settings, &mut header, bar)?;
             probe_states = boundary.states;
             boundary.ms
         }
     };
     if let (Output::File(path), Some(r)) = (&output, &resumed) {
-        if r.boundary_ms.is_none() {
-            log(
-                bar,
-                &format!(
-                    "{}: no boundary line (a table begun before the profiler measured one): its blocks stay priced at their medians",
-                    path.display()
-                ),
-            );
-        }
-        let changes = r
-            .gpu_settings
-            .as_deref()
-            .map_or_else(Vec::new, |then| settings_changes(then, &gpu_settings));
-        if !changes.is_empty() {
-            log(
-                bar,
-                &format!(
-                    "warning: {}: the GPU's settings changed since the table began ({}); the new entries are measured under the new ones",
-                    path.display(),
-                    changes.join(", ")
-                ),
-            );
-        }
+        log_resume_notes(path, r, &gpu_settings, bar);
     }
     let mut done = HashSet::new();
     let file_path: Option<PathBuf>;
