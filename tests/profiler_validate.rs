@@ -255,6 +255,24 @@ fn fit_writes_the_correction_into_a_copy_of_the_table() {
     let c = corrected.correction().unwrap();
     assert!((c.a - 1.1).abs() < 1e-9 && (c.b - 0.2).abs() < 1e-9);
     assert!((corrected.corrected_total(10.0) - 11.2).abs() < 1e-9);
+    // predict reports the corrected latency beside the sum.
+    let arch = fixture("tfnas_a.json");
+    let shown = succeeded(&profiler(&[
+        "predict",
+        "--table",
+        out.to_str().unwrap(),
+        "--arch",
+        arch.to_str().unwrap(),
+    ]));
+    let sum = corrected
+        .predict(&space::Architecture::from_path(&arch).unwrap())
+        .unwrap()
+        .total_ms;
+    assert!(
+        shown.contains("with the table's correction (linear a=1.1")
+            && shown.contains(&format!("): {:.4} ms", 1.1 * sum + 0.2)),
+        "{shown}"
+    );
 
     // Not over the measured table, and not with another table's rows.
     fails_with(

@@ -162,6 +162,53 @@ fn a_target_outside_the_table_says_both_bounds() {
 }
 
 #[test]
+fn a_table_correction_is_aimed_through_and_reported_in_measured_terms() {
+    let dir = tempfile::tempdir().unwrap();
+    // The tiny table with a fitted correction: measured = 2 · sum + 0.5.
+    let table = dir.path().join("corrected.csv");
+    let tiny = std::fs::read_to_string(fixture("searcher_tiny_synthetic.csv")).unwrap();
+    std::fs::write(
+        &table,
+        tiny.replacen("# batch", "# correction: linear a=2 b=0.5\n# batch", 1),
+    )
+    .unwrap();
+    let out_path = dir.path().join("arch.json");
+    let mut args = tiny_args(&out_path);
+    let at = |flag: &str, args: &Vec<String>| args.iter().position(|a| a == flag).unwrap() + 1;
+    let i = at("--table", &args);
+    args[i] = table.display().to_string();
+    // 6 ms measured is a sum of 2.75 ms, inside the table's 2.3..10.6.
+    let i = at("--target-ms", &args);
+    args[i] = "6.0".into();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = searcher(&args);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("maps the target 6 ms to a sum of blocks of 2.7500 ms"),
+        "{stdout}"
+    );
+    let arch = space::Architecture::from_path(&out_path).unwrap();
+    let measured = arch.prediction.as_ref().unwrap().latency_ms;
+    let t = space::LatencyTable::from_path(&table).unwrap();
+    let sum = t.predict(&arch).unwrap().total_ms;
+    assert!(
+        (measured - (2.0 * sum + 0.5)).abs() < 1e-9,
+        "{measured} vs {sum}"
+    );
+    assert!(sum <= 2.75 && measured <= 6.0, "{sum} {measured}");
+    // The bounds of a refused target are in measured terms too.
+    let mut far = args.clone();
+    let i = far.iter().position(|a| *a == "--target-ms").unwrap() + 1;
+    far[i] = "100";
+    let err = refused(&far);
+    assert!(
+        err.contains("5.1000 ms") && err.contains("21.7000 ms"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_table_of_another_batch_is_refused() {
     let err = refused(&[
         "--space",

@@ -8,7 +8,8 @@
 //! reported on the test half only, so a correction that merely memorises
 //! the fitted networks shows no gain. The correction is written as the
 //! `correction` header line of a copy of the table ([`space::Correction`]),
-//! which the searcher applies with `LatencyTable::corrected_total`.
+//! through which the searcher maps its target (and reports with
+//! `LatencyTable::corrected_total`).
 //!
 //! `--model boundary` fits instead a change to the table's boundary (what
 //! each block timed alone adds over the same block in a network,

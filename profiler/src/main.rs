@@ -211,6 +211,12 @@ fn predict(table: PathBuf, arch: PathBuf, blocks: bool) -> Result<()> {
         arch.macs()? as f64 / 1e6,
         arch.params()? as f64 / 1e6
     );
+    if let Some(c) = table.correction() {
+        println!(
+            "with the table's correction ({c}): {:.4} ms",
+            c.apply(latency.total_ms)
+        );
+    }
     Ok(())
 }
 

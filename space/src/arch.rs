@@ -49,6 +49,8 @@ pub struct BlockArch {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Prediction {
+    /// The table's prediction, with its header's correction applied where
+    /// it has one (`LatencyTable::corrected_total`).
     pub latency_ms: f64,
     pub batch: u32,
     pub table: String,
@@ -226,7 +228,7 @@ impl Architecture {
     pub fn with_prediction(mut self, table: &LatencyTable) -> Result<Self> {
         let latency = table.predict(&self)?;
         self.prediction = Some(Prediction {
-            latency_ms: latency.total_ms,
+            latency_ms: table.corrected_total(latency.total_ms),
             batch: table.batch(),
             table: table.origin().to_string(),
             fingerprint: table.metadata().clone(),

@@ -26,6 +26,13 @@ impl Correction {
     pub fn apply(&self, ms: f64) -> f64 {
         self.a * ms + self.b
     }
+
+    /// The sum of blocks whose corrected latency is `ms` (`a > 0`, so the
+    /// correction keeps order): how the searcher aims at a measured target
+    /// in the table's own terms.
+    pub fn invert(&self, ms: f64) -> f64 {
+        (ms - self.b) / self.a
+    }
 }
 
 /// The only form written and read: `linear a=<f64> b=<f64>`, with `a`
@@ -114,6 +121,10 @@ mod tests {
         let plain = LatencyTable::parse(TABLE, "t").unwrap();
         assert_eq!(plain.correction(), None);
         assert_eq!(plain.corrected_total(4.0), 4.0);
+        let c = Correction { a: 1.25, b: -0.5 };
+        for ms in [0.5, 4.0, 17.0] {
+            assert!((c.invert(c.apply(ms)) - ms).abs() < 1e-12);
+        }
         let text = TABLE.replace("# batch", "# correction: linear a=0.5 b=1\n# batch");
         let t = LatencyTable::parse(&text, "t").unwrap();
         assert_eq!(t.corrected_total(4.0), 3.0);
