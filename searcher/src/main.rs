@@ -38,7 +38,8 @@ struct Cli {
     /// Where to write the derived architecture JSON.
     #[arg(long, default_value = "arch.json")]
     out: PathBuf,
-    /// Checkpoint file, written after every epoch; `<out>.ckpt` by default.
+    /// Checkpoint file, written after every epoch; by default `--out` with
+    /// its extension replaced by `.ckpt`.
     #[arg(long)]
     checkpoint: Option<PathBuf>,
     /// Continue from the checkpoint (same settings, space, table and data).

@@ -3,8 +3,9 @@
 //! the held-out split every other step, temperature decay and elasticity
 //! scaling after every epoch past warm-up.
 //!
-//! Every random draw of an epoch (order, flips, paths, Gumbel noise) comes
-//! from one ChaCha stream derived from `(seed, epoch)`, and the checkpoint
+//! Every random draw of an epoch comes from `(seed, epoch)`: the order,
+//! paths and Gumbel noise from one ChaCha stream of it, each image's flips
+//! and crops from a stream of `(seed, epoch, index)`; and the checkpoint
 //! written after each epoch holds everything else (weights, α, β, masks,
 //! both optimizers' state), so a resumed search repeats the uninterrupted
 //! one exactly on the CPU.

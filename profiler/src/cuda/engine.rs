@@ -5,10 +5,12 @@
 //! every candidate once per shape (like `cudnn.benchmark`, not cudarc's
 //! heuristic `pick_algorithm`), each candidate run the way the table runs it
 //! (captured and replayed as a graph under `--launch graph`, so one that
-//! cannot be captured is never chosen). The candidates: each cuDNN algorithm
-//! followed by the engine's bias/activation/residual kernel; the same fused
-//! into one cuDNN call where cuDNN can fuse the activation (ReLU, or none
-//! with the residual); cuBLAS for 1x1 convolutions (after SE also with the
+//! cannot be captured is never chosen; a later candidate wins only when
+//! over 1% faster). The candidates: each cuDNN algorithm (FFT and Winograd
+//! left out for depthwise and 1x1 convolutions) followed by the engine's
+//! bias/activation/residual kernel; the same fused into one cuDNN call where
+//! cuDNN can fuse the activation (ReLU with any algorithm, or none, with or
+//! without the residual, with `IMPLICIT_PRECOMP_GEMM`); cuBLAS for 1x1 convolutions (after SE also with the
 //! gate folded into per-image weights, which saves SE's pass scaling the
 //! tensor: every other candidate after SE is timed with that pass); and for
 //! the depthwise convolution two NVRTC kernels (bias and activation fused),

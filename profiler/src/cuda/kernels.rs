@@ -1,4 +1,4 @@
-//! The engine's own CUDA kernels, compiled once per process with NVRTC:
+//! The engine's own CUDA kernels, compiled with NVRTC when an engine opens:
 //! two depthwise convolutions (cuDNN's is slow on H100, gpu-facts pitfall 4)
 //! with bias and activation fused, and the small element-wise and SE
 //! kernels around the cuDNN convolutions. fp32 NCHW.

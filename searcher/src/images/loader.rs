@@ -3,7 +3,9 @@
 //! A producer thread walks the planned batches, decodes and augments each
 //! batch's images on a rayon pool, and sends the finished batch into a
 //! channel of `prefetch` slots, so decoding overlaps the training step and
-//! memory stays bounded by `prefetch + 1` batches whatever the dataset size.
+//! memory stays bounded by `prefetch + 2` batches (the queued ones, the one
+//! being decoded, and one finished and waiting for a slot) whatever the
+//! dataset size.
 //! Each image's randomness comes from `(seed, epoch, index)` alone, so the
 //! result does not depend on thread scheduling.
 
