@@ -209,6 +209,32 @@ fn a_table_correction_is_aimed_through_and_reported_in_measured_terms() {
 }
 
 #[test]
+fn a_width_multiple_keeps_the_derived_widths_on_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("arch.json");
+    let mut args = tiny_args(&out_path);
+    args.extend(["--width-multiple".to_string(), "8".to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = searcher(&args);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let arch = space::Architecture::from_path(&out_path).unwrap();
+    let widths: Vec<u32> = arch
+        .stages
+        .iter()
+        .flat_map(|s| s.blocks.iter().map(|b| b.mid_channels))
+        .collect();
+    assert!(widths.iter().all(|w| w % 8 == 0), "{widths:?}");
+    assert!(arch.prediction.unwrap().latency_ms <= 3.0);
+    // A multiple no op's range holds is refused before training.
+    let mut bad = args.clone();
+    let n = bad.len();
+    bad[n - 1] = "48";
+    let err = refused(&bad);
+    assert!(err.contains("hold no multiple of it"), "{err}");
+}
+
+#[test]
 fn a_table_of_another_batch_is_refused() {
     let err = refused(&[
         "--space",

@@ -47,21 +47,38 @@ pub fn latency(base_ms: f64, blocks: &[ElasticBlock]) -> f64 {
 /// (under it) of all stages, then expansions of stages 2.., 3.., …, the last
 /// alone. The result is at or under `target_ms` unless even every block at
 /// its minimum width is over it.
+///
+/// `multiple` (1 in the method) keeps every width a multiple of it: widths
+/// are first snapped to the nearest multiple inside their range, and every
+/// step is that many channels times the proportional step. With the
+/// table's width step, every width is then a measured one; with 8, the
+/// widths are those hardware and deployment tools favour (MobileNet's
+/// `make_divisible`). Every range must hold a multiple ([`range_holds`]).
 pub fn scale(
     base_ms: f64,
     blocks: &mut [ElasticBlock],
     num_stages: usize,
     target_ms: f64,
+    multiple: u32,
 ) -> Outcome {
+    let m = multiple.max(1);
     let before_ms = latency(base_ms, blocks);
+    if m > 1 {
+        for b in blocks.iter_mut() {
+            let (lo, hi) = bounds(b, m);
+            let nearest = (b.mid + m / 2) / m * m;
+            b.mid = nearest.clamp(lo, hi);
+        }
+    }
     let mut passes = Vec::new();
-    if before_ms != target_ms {
-        let sign = if before_ms > target_ms { -1 } else { 1 };
-        fit(base_ms, blocks, 0, sign, target_ms);
+    let start_ms = latency(base_ms, blocks);
+    if start_ms != target_ms {
+        let sign = if start_ms > target_ms { -1 } else { 1 };
+        fit(base_ms, blocks, 0, sign, target_ms, m);
         passes.push(latency(base_ms, blocks));
     }
     for first in 1..num_stages {
-        fit(base_ms, blocks, first, 1, target_ms);
+        fit(base_ms, blocks, first, 1, target_ms, m);
         passes.push(latency(base_ms, blocks));
     }
     Outcome {
@@ -71,11 +88,31 @@ pub fn scale(
     }
 }
 
+/// Whether `[min, max]` holds a multiple of `multiple`.
+pub fn range_holds(min: u32, max: u32, multiple: u32) -> bool {
+    let m = multiple.max(1);
+    min.div_ceil(m) * m <= max
+}
+
+/// The smallest and largest multiple of `m` in a block's range (its bounds
+/// themselves for `m = 1`).
+fn bounds(b: &ElasticBlock, m: u32) -> (u32, u32) {
+    (b.min.div_ceil(m) * m, b.max / m * m)
+}
+
 /// One pass over the blocks of stages `first_stage..`: move every width by
-/// `sign` times its proportional step until the latency crosses the target
-/// or every block sits at a bound. A shrink keeps the first config under the
-/// target; an expansion keeps the last config at or under it.
-fn fit(base_ms: f64, blocks: &mut [ElasticBlock], first_stage: usize, sign: i64, target_ms: f64) {
+/// `sign` times its proportional step (in multiples of `m`) until the
+/// latency crosses the target or every block sits at a bound. A shrink
+/// keeps the first config under the target; an expansion keeps the last
+/// config at or under it.
+fn fit(
+    base_ms: f64,
+    blocks: &mut [ElasticBlock],
+    first_stage: usize,
+    sign: i64,
+    target_ms: f64,
+    m: u32,
+) {
     let chosen: Vec<usize> = (0..blocks.len())
         .filter(|&i| blocks[i].stage >= first_stage)
         .collect();
@@ -86,7 +123,9 @@ fn fit(base_ms: f64, blocks: &mut [ElasticBlock], first_stage: usize, sign: i64,
     // proportion to their width.
     let steps: Vec<i64> = chosen
         .iter()
-        .map(|&i| ((f64::from(blocks[i].mid) / f64::from(min_mid)).round() as i64).max(1))
+        .map(|&i| {
+            ((f64::from(blocks[i].mid) / f64::from(min_mid)).round() as i64).max(1) * i64::from(m)
+        })
         .collect();
     let mut moving = vec![true; chosen.len()];
     let mut lat = latency(base_ms, blocks);
@@ -103,11 +142,11 @@ fn fit(base_ms: f64, blocks: &mut [ElasticBlock], first_stage: usize, sign: i64,
             last_fitting = Some(chosen.iter().map(|&i| blocks[i].mid).collect());
         }
         for (n, &i) in chosen.iter().enumerate() {
+            let (lo, hi) = bounds(&blocks[i], m);
             let b = &mut blocks[i];
-            let next =
-                (i64::from(b.mid) + sign * steps[n]).clamp(i64::from(b.min), i64::from(b.max));
+            let next = (i64::from(b.mid) + sign * steps[n]).clamp(i64::from(lo), i64::from(hi));
             b.mid = next as u32;
-            if b.mid == b.min || b.mid == b.max {
+            if b.mid == lo || b.mid == hi {
                 moving[n] = false;
             }
         }
@@ -173,7 +212,7 @@ mod tests {
             for k in 0..=20 {
                 let target = min + (max - min) * f64::from(k) / 20.0;
                 let mut scaled = initial.clone();
-                let out = scale(base, &mut scaled, 2, target);
+                let out = scale(base, &mut scaled, 2, target, 1);
                 assert_eq!(out.after_ms, latency(base, &scaled));
                 check_widest(base, &scaled, target);
                 for b in &scaled {
@@ -222,7 +261,7 @@ mod tests {
         for k in 1..10 {
             let target = min + (max - min) * f64::from(k) / 10.0;
             let mut scaled = initial.clone();
-            let out = scale(base, &mut scaled, 6, target);
+            let out = scale(base, &mut scaled, 6, target, 1);
             assert!(
                 out.after_ms <= target && out.after_ms >= 0.99 * target,
                 "{} for target {target} (range {min}..{max})",
@@ -233,15 +272,57 @@ mod tests {
     }
 
     #[test]
+    fn a_width_multiple_keeps_every_width_on_it_and_under_target() {
+        // TF-NAS-A's published widths (83, 138, ...) are not multiples of
+        // 8; scaled with a multiple of 8 every width becomes one, and the
+        // network still lands at or under each target, close to it.
+        let space = space::SearchSpaceConfig::default();
+        let table = crate::proxy::proxy_table(&space, 32).unwrap();
+        let model = LatencyModel::new(&space, &table).unwrap();
+        let a = space::Architecture::tfnas_a();
+        let mut initial = Vec::new();
+        for (s, stage) in a.stages.iter().enumerate() {
+            for (b, block) in stage.blocks.iter().enumerate() {
+                let c = model.curve(s, b, space.op_index(&block.op).unwrap());
+                assert!(range_holds(c.range.min, c.range.max, 8));
+                initial.push(ElasticBlock {
+                    stage: s,
+                    mid: block.mid_channels,
+                    min: c.range.min,
+                    max: c.range.max,
+                    ms: c.all().to_vec(),
+                });
+            }
+        }
+        assert!(initial.iter().any(|b| b.mid % 8 != 0));
+        let base = model.base_ms;
+        let min = base + initial.iter().map(|b| b.ms[0]).sum::<f64>();
+        let max = base + initial.iter().map(|b| *b.ms.last().unwrap()).sum::<f64>();
+        for k in 1..10 {
+            let target = min + (max - min) * f64::from(k) / 10.0;
+            let mut scaled = initial.clone();
+            let out = scale(base, &mut scaled, 6, target, 8);
+            assert!(scaled.iter().all(|b| b.mid % 8 == 0), "{scaled:?}");
+            assert!(scaled.iter().all(|b| (b.min..=b.max).contains(&b.mid)));
+            assert!(
+                out.after_ms <= target && out.after_ms >= 0.98 * target,
+                "{} for target {target}",
+                out.after_ms
+            );
+        }
+        assert!(!range_holds(17, 23, 8) && range_holds(17, 24, 8) && range_holds(5, 5, 1));
+    }
+
+    #[test]
     fn shrinks_over_target_and_expands_under_it() {
         let (base, initial) = blocks(&[1, 1, 1]);
         let before = latency(base, &initial);
         let mut shrunk = initial.clone();
-        let out = scale(base, &mut shrunk, 2, before - 0.5);
+        let out = scale(base, &mut shrunk, 2, before - 0.5, 1);
         assert!(out.passes[0] < before - 0.5);
         assert!(shrunk.iter().zip(&initial).all(|(a, b)| a.mid <= b.mid));
         let mut grown = initial.clone();
-        scale(base, &mut grown, 2, before + 0.5);
+        scale(base, &mut grown, 2, before + 0.5, 1);
         assert!(grown.iter().zip(&initial).all(|(a, b)| a.mid >= b.mid));
         assert!(latency(base, &grown) > before);
     }
@@ -259,7 +340,7 @@ mod tests {
         };
         let mut b = vec![block(10, 5, 20), block(30, 15, 60)];
         // 0.4 ms now; a target of 0.37 needs one step: 9 + 27 = 0.36 ms.
-        scale(0.0, &mut b, 1, 0.37);
+        scale(0.0, &mut b, 1, 0.37, 1);
         assert_eq!((b[0].mid, b[1].mid), (9, 27));
     }
 
@@ -267,7 +348,7 @@ mod tests {
     fn an_unreachable_target_stays_at_the_minimum() {
         let (base, initial) = blocks(&[1, 1, 1]);
         let mut scaled = initial.clone();
-        let out = scale(base, &mut scaled, 2, 0.1);
+        let out = scale(base, &mut scaled, 2, 0.1, 1);
         assert!(scaled.iter().all(|b| b.mid == b.min));
         assert!(out.after_ms > 0.1);
     }
@@ -276,7 +357,7 @@ mod tests {
     fn a_target_over_everything_reaches_every_maximum() {
         let (base, initial) = blocks(&[0, 1, 0]);
         let mut scaled = initial.clone();
-        scale(base, &mut scaled, 2, 1e9);
+        scale(base, &mut scaled, 2, 1e9, 1);
         assert!(scaled.iter().all(|b| b.mid == b.max));
     }
 }

@@ -134,6 +134,12 @@ struct Cli {
     /// Seed of weights, data order, sampling and the data split.
     #[arg(long, default_value_t = 2)]
     seed: u64,
+    /// Keep the widths elasticity scaling sets multiples of N (1: the
+    /// method's channel granularity; 8: what hardware and deployment tools
+    /// favour, and the table's default width step, so every width is a
+    /// measured one).
+    #[arg(long, default_value_t = 1)]
+    width_multiple: u32,
 }
 
 fn toolchain() -> String {
@@ -273,6 +279,27 @@ fn run(cli: Cli) -> Result<()> {
         }
     }
     let model = LatencyModel::new(&space, &table)?;
+    if cli.width_multiple > 1 {
+        for (s, stage) in model.curves.iter().enumerate() {
+            for (b, layer) in stage.iter().enumerate() {
+                for (op, c) in space.ops.iter().zip(layer) {
+                    if !searcher::elastic::range_holds(c.range.min, c.range.max, cli.width_multiple)
+                    {
+                        return Err(searcher::SearchError::Config(format!(
+                            "--width-multiple {}: op {} in stage {} layer {} has widths {}..{}, which hold no multiple of it",
+                            cli.width_multiple,
+                            op.name,
+                            s + 1,
+                            b + 1,
+                            c.range.min,
+                            c.range.max
+                        ))
+                        .into());
+                    }
+                }
+            }
+        }
+    }
     // The search runs on the table's sums of blocks; a correction fitted
     // by `profiler fit` maps them to measured latency, so the target is
     // mapped back once (the correction keeps order) and every bound and
@@ -332,6 +359,7 @@ fn run(cli: Cli) -> Result<()> {
         temperature_decay: cli.temperature_decay,
         lambda: cli.lambda,
         seed: cli.seed,
+        width_multiple: cli.width_multiple,
     };
     let identity = format!(
         "table {} {:?}; data {}",

@@ -48,6 +48,19 @@ pub struct Settings {
     pub temperature_decay: f64,
     pub lambda: f64,
     pub seed: u64,
+    /// Elasticity scaling keeps widths multiples of this (1: the method's
+    /// channel granularity). Left out of the settings' JSON at 1, so that
+    /// checkpoints of searches without it still resume.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub width_multiple: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn is_one(v: &u32) -> bool {
+    *v == 1
 }
 
 impl Default for Settings {
@@ -70,6 +83,7 @@ impl Default for Settings {
             temperature_decay: 0.96,
             lambda: 0.1,
             seed: 2,
+            width_multiple: 1,
         }
     }
 }
@@ -94,6 +108,9 @@ impl Settings {
         }
         if !(self.temperature > 0.0 && self.temperature_decay > 0.0) {
             return bad("temperature and its decay must be positive".into());
+        }
+        if self.width_multiple == 0 {
+            return bad("the width multiple must be at least 1".into());
         }
         Ok(())
     }
@@ -590,6 +607,7 @@ impl Search {
             &mut blocks,
             choices.len(),
             self.settings.target_ms,
+            self.settings.width_multiple,
         );
         let mut n = 0;
         for (s, stage) in choices.iter().enumerate() {
