@@ -232,19 +232,18 @@ mod tests {
         }
     }
 
-    #[test]
-    fn tfnas_a_lands_within_one_percent_under_targets_across_its_range() {
-        // The default space priced by the MAC-count proxy (every width), the
-        // ops and depths of TF-NAS-A at its published widths.
+    /// The default space priced by the MAC-count proxy (every width), and
+    /// the kept blocks of TF-NAS-A at its published widths: base, blocks,
+    /// and the table.
+    fn tfnas_a_blocks() -> (f64, Vec<ElasticBlock>, space::LatencyTable) {
         let space = space::SearchSpaceConfig::default();
         let table = crate::proxy::proxy_table(&space, 32).unwrap();
         let model = LatencyModel::new(&space, &table).unwrap();
-        let a = space::Architecture::tfnas_a();
-        let mut initial = Vec::new();
-        for (s, stage) in a.stages.iter().enumerate() {
+        let mut blocks = Vec::new();
+        for (s, stage) in space::Architecture::tfnas_a().stages.iter().enumerate() {
             for (b, block) in stage.blocks.iter().enumerate() {
                 let c = model.curve(s, b, space.op_index(&block.op).unwrap());
-                initial.push(ElasticBlock {
+                blocks.push(ElasticBlock {
                     stage: s,
                     mid: block.mid_channels,
                     min: c.range.min,
@@ -253,10 +252,18 @@ mod tests {
                 });
             }
         }
-        let base = model.base_ms;
+        (model.base_ms, blocks, table)
+    }
+
+    #[test]
+    fn tfnas_a_lands_within_one_percent_under_targets_across_its_range() {
+        // The default space priced by the MAC-count proxy (every width), the
+        // ops and depths of TF-NAS-A at its published widths.
+        let (base, initial, table) = tfnas_a_blocks();
         let min = base + initial.iter().map(|b| b.ms[0]).sum::<f64>();
         let max = base + initial.iter().map(|b| *b.ms.last().unwrap()).sum::<f64>();
         let published = latency(base, &initial);
+        let a = space::Architecture::tfnas_a();
         assert!((published - table.predict(&a).unwrap().total_ms).abs() < 1e-9);
         for k in 1..10 {
             let target = min + (max - min) * f64::from(k) / 10.0;
@@ -276,26 +283,9 @@ mod tests {
         // TF-NAS-A's published widths (83, 138, ...) are not multiples of
         // 8; scaled with a multiple of 8 every width becomes one, and the
         // network still lands at or under each target, close to it.
-        let space = space::SearchSpaceConfig::default();
-        let table = crate::proxy::proxy_table(&space, 32).unwrap();
-        let model = LatencyModel::new(&space, &table).unwrap();
-        let a = space::Architecture::tfnas_a();
-        let mut initial = Vec::new();
-        for (s, stage) in a.stages.iter().enumerate() {
-            for (b, block) in stage.blocks.iter().enumerate() {
-                let c = model.curve(s, b, space.op_index(&block.op).unwrap());
-                assert!(range_holds(c.range.min, c.range.max, 8));
-                initial.push(ElasticBlock {
-                    stage: s,
-                    mid: block.mid_channels,
-                    min: c.range.min,
-                    max: c.range.max,
-                    ms: c.all().to_vec(),
-                });
-            }
-        }
+        let (base, initial, _) = tfnas_a_blocks();
+        assert!(initial.iter().all(|b| range_holds(b.min, b.max, 8)));
         assert!(initial.iter().any(|b| b.mid % 8 != 0));
-        let base = model.base_ms;
         let min = base + initial.iter().map(|b| b.ms[0]).sum::<f64>();
         let max = base + initial.iter().map(|b| *b.ms.last().unwrap()).sum::<f64>();
         for k in 1..10 {
