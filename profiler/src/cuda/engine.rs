@@ -46,7 +46,7 @@ use super::cublas::{cublas_msg, Blas, PointwiseShape};
 use super::cudnn::{cudnn_msg, Conv, ConvIo, ConvShape, FusedAct, Handle, ALGORITHMS};
 use super::device::{self, driver_error, guard};
 use super::kernels::{self, grid_for, grid_for_warps, THREADS};
-use super::layers::{act_code, block_input_len, block_layers, random_params, Layer, Rng};
+use super::layers::{act_code, block_input_len, block_layers, random_params, Layer, Params, Rng};
 use crate::engine::{Dtype, Engine, EngineConfig, EngineInfo, Launch, Layout, Workload, L2};
 use crate::error::{ProfilerError, Result};
 
@@ -353,6 +353,31 @@ impl CudaEngine {
         &self.functions[name]
     }
 
+    /// A convolution's buffers: its weights and bias from `p`, uploaded and
+    /// kept in `buffers`, with its input `x`, output `y` and the block's
+    /// input for a residual.
+    fn conv_bufs(
+        &self,
+        block: &str,
+        p: &Params,
+        x: CUdeviceptr,
+        y: CUdeviceptr,
+        residual: CUdeviceptr,
+        buffers: &mut Vec<CudaSlice<f32>>,
+    ) -> Result<ConvBufs> {
+        let w = self.upload(block, &p.w)?;
+        let b = self.upload(block, &p.b)?;
+        let bufs = ConvBufs {
+            x,
+            w: self.ptr(&w),
+            b: self.ptr(&b),
+            y,
+            residual,
+        };
+        buffers.extend([w, b]);
+        Ok(bufs)
+    }
+
     fn build_steps(&mut self, workload: &Workload) -> Result<Prepared> {
         let name = workload.to_string();
         let block = name.as_str();
@@ -422,16 +447,8 @@ impl CudaEngine {
                         residual: has_res,
                         ..
                     } => {
-                        let w = self.upload(block, &p.w)?;
-                        let b = self.upload(block, &p.b)?;
-                        let bufs = ConvBufs {
-                            x: current,
-                            w: self.ptr(&w),
-                            b: self.ptr(&b),
-                            y,
-                            residual: block_input,
-                        };
-                        buffers.extend([w, b]);
+                        let bufs =
+                            self.conv_bufs(block, &p, current, y, block_input, &mut buffers)?;
                         // An expansion before a depthwise convolution: its
                         // steps wait for that one's choice (see `Pending`).
                         if next.is_some_and(Layer::is_depthwise)
@@ -603,16 +620,8 @@ impl CudaEngine {
                         // that cuDNN and cuBLAS compete with the engine's
                         // own kernel (`ConvImpl::Fc`).
                         let conv = layer.as_convolution();
-                        let w = self.upload(block, &p.w)?;
-                        let b = self.upload(block, &p.b)?;
-                        let bufs = ConvBufs {
-                            x: current,
-                            w: self.ptr(&w),
-                            b: self.ptr(&b),
-                            y,
-                            residual: block_input,
-                        };
-                        buffers.extend([w, b]);
+                        let bufs =
+                            self.conv_bufs(block, &p, current, y, block_input, &mut buffers)?;
                         let fuse = Fuse::default();
                         let (how, _) = self.choose(&conv, fuse, Among::All, bufs, block)?;
                         steps.extend(self.conv_steps(
