@@ -263,11 +263,13 @@ pub fn render_text(r: &FitReport) -> String {
 
 /// `profiler fit`.
 pub fn command(args: &FitArgs) -> Result<()> {
-    let bytes = std::fs::read(&args.table)
+    // Read once: the rows' SHA-256, the table and its copy all come from
+    // the same text.
+    let text = std::fs::read_to_string(&args.table)
         .with_context(|| format!("cannot read {}", args.table.display()))?;
-    let table = LatencyTable::from_path(&args.table)?;
+    let table = LatencyTable::parse(&text, &args.table.display().to_string())?;
     let rows = read_rows(&args.validation)?;
-    let sha = sha256_16(&bytes);
+    let sha = sha256_16(text.as_bytes());
     match rows.header.get("table_sha256") {
         Some(s) if s == sha => {}
         Some(s) => bail!(
@@ -292,14 +294,10 @@ pub fn command(args: &FitArgs) -> Result<()> {
     // The copy is made (and checked) before anything is printed, so that a
     // refused fit prints its error alone.
     let copy = match &args.out {
-        Some(out) => {
-            let text = String::from_utf8(bytes)
-                .with_context(|| format!("{} is not UTF-8 text", args.table.display()))?;
-            Some((
-                out,
-                corrected_copy(args, &text, &table, &report, rows.rows.len())?,
-            ))
-        }
+        Some(out) => Some((
+            out,
+            corrected_copy(args, &text, &table, &report, rows.rows.len())?,
+        )),
         None => None,
     };
     if args.json {
