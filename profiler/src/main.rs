@@ -149,11 +149,8 @@ fn check(table: PathBuf, space: Option<PathBuf>) -> Result<()> {
     if throttled > 0 {
         println!("{throttled} entries were measured while the GPU throttled");
     }
-    match md.get(meta::BOUNDARY_MS) {
-        Some(_) => println!(
-            "boundary {:.4} ms: taken off every block, added once per network",
-            table.boundary_ms()
-        ),
+    match table.header_boundary_ms() {
+        Some(ms) => println!("boundary {ms:.4} ms: taken off every block, added once per network"),
         None => println!("no boundary line: blocks are priced at their medians"),
     }
     let step = md

@@ -190,10 +190,7 @@ fn prepare_resume(path: &Path, header: &Metadata) -> Result<Option<Resumed>> {
     Ok(Some(Resumed {
         done: table.entries().iter().map(|e| e.spec).collect(),
         clocks,
-        boundary_ms: table
-            .metadata()
-            .get(meta::BOUNDARY_MS)
-            .map(|_| table.boundary_ms()),
+        boundary_ms: table.header_boundary_ms(),
         gpu_settings: table.metadata().get(meta::GPU_SETTINGS).map(str::to_string),
         notes,
     }))

@@ -336,8 +336,7 @@ fn warnings(
     // Two measured boundaries differ as devices do (a measured 0 included);
     // a table without the line (older, or hand-made) prices its blocks
     // another way.
-    let has = |t: &LatencyTable| t.metadata().get(meta::BOUNDARY_MS).is_some();
-    if has(a) != has(b) {
+    if a.header_boundary_ms().is_some() != b.header_boundary_ms().is_some() {
         w.push(format!(
             "only one table takes a boundary off each block (A {:.4} ms, B {:.4} ms): \
              entries are compared as priced, medians less boundary",

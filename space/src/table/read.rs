@@ -308,6 +308,14 @@ impl LatencyTable {
         self.boundary_ms
     }
 
+    /// The header's `boundary_ms`, `None` for a table without the line
+    /// (which [`boundary_ms`](Self::boundary_ms) reads as 0).
+    pub fn header_boundary_ms(&self) -> Option<f64> {
+        self.metadata
+            .get(meta::BOUNDARY_MS)
+            .map(|_| self.boundary_ms)
+    }
+
     /// The batch size every entry was measured at; 0 for a table with no
     /// rows and no `batch` header line.
     pub fn batch(&self) -> u32 {
