@@ -23,3 +23,18 @@ if ! have_torch; then
 fi
 torch_dir="$(.venv/bin/python -c 'import torch, os; print(os.path.dirname(torch.__file__))' 2>/dev/null)"
 ln -sfn "$torch_dir" .venv/libtorch
+
+# NVRTC needs no GPU, so the tests compile the engine's CUDA kernels with the
+# NVRTC that torch's wheel brings (CUDA 13.0, as on the GPU machine). Only
+# NVRTC is linked into .venv/nvrtc, so putting that folder on the loader's
+# path exposes none of the wheel's cuDNN or cuBLAS (gpu-facts pitfall 1).
+rm -rf .venv/nvrtc
+nvrtc_lib="$(ls "$torch_dir"/../nvidia/cu13/lib/libnvrtc.so.* 2>/dev/null | head -1 || true)"
+if [ -n "$nvrtc_lib" ]; then
+  mkdir -p .venv/nvrtc
+  for f in "$(dirname "$nvrtc_lib")"/libnvrtc*.so*; do
+    ln -sfn "$(cd "$(dirname "$f")" && pwd)/$(basename "$f")" .venv/nvrtc/
+  done
+else
+  echo "setup: torch's wheel brought no libnvrtc; the kernel compile tests will skip" >&2
+fi
