@@ -275,6 +275,10 @@ fn bad_input_exits_2_with_an_error_message() {
             "{all:?}: {err}"
         );
     }
+    // An unreadable file's cause is said once, not again by the chain.
+    let out = profiler(&["compare", s(&a), "/nonexistent/b.csv"]);
+    let err = text(&out.stderr);
+    assert_eq!(err.matches("No such file").count(), 1, "{err}");
     // The malformed row's file and line are named.
     let out = profiler(&["compare", s(&a), s(&broken)]);
     let line = rows.len() + 6; // 4 header lines, the column header, then rows.

@@ -108,6 +108,7 @@ fn unreadable_space_exits_2() {
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
     assert!(err.contains("/nonexistent/space.toml"), "{err}");
+    assert_eq!(err.matches("No such file").count(), 1, "{err}");
 }
 
 fn refused(args: &[&str]) -> String {

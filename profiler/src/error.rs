@@ -33,10 +33,11 @@ pub enum ProfilerError {
     #[error("{what} is not supported by the {engine} engine yet")]
     Unsupported { engine: String, what: String },
 
-    #[error("{}: {source}", path.display())]
+    // The cause is in the message, not a `#[source]`, as in `SpaceError`.
+    #[error("{}: {error}", path.display())]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
 
     #[error("{path}: refusing to append: the file was built with other settings ({diffs}); use another --out file or the same settings")]
@@ -80,10 +81,10 @@ pub enum ProfilerError {
 pub type Result<T, E = ProfilerError> = std::result::Result<T, E>;
 
 impl ProfilerError {
-    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub fn io(path: impl Into<PathBuf>, error: std::io::Error) -> Self {
         ProfilerError::Io {
             path: path.into(),
-            source,
+            error,
         }
     }
 }

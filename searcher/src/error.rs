@@ -14,11 +14,11 @@ pub enum SearchError {
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
 
-    #[error("cannot read {path}: {source}")]
+    // The cause is in the message, not a `#[source]`, as in `SpaceError`.
+    #[error("cannot read {path}: {error}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
 
     /// Every key the search needs and the table lacks, so one run shows all.

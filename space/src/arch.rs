@@ -107,9 +107,9 @@ impl Architecture {
     }
 
     pub fn from_path(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| SpaceError::Io {
+        let text = std::fs::read_to_string(path).map_err(|error| SpaceError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         Self::from_json(&text).map_err(|e| match e {
             SpaceError::ArchJson(m) => SpaceError::ArchJson(format!("{}: {m}", path.display())),

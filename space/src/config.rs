@@ -229,9 +229,9 @@ impl Default for SearchSpaceConfig {
 impl SearchSpaceConfig {
     /// Reads a space from a `.json` or `.toml` file and validates it.
     pub fn from_path(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| SpaceError::Io {
+        let text = std::fs::read_to_string(path).map_err(|error| SpaceError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         let file_error = |message: String| SpaceError::ConfigFile {
             path: path.to_path_buf(),

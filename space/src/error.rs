@@ -7,11 +7,12 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpaceError {
-    #[error("cannot read {path}: {source}")]
+    // The cause is in the message and deliberately not a `#[source]`: the
+    // binaries print the whole chain (`{:#}`), which would repeat it.
+    #[error("cannot read {path}: {error}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
 
     #[error("invalid search space: {0}")]

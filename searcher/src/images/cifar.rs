@@ -87,7 +87,7 @@ pub fn read_train(dir: &Path) -> Result<CifarSet> {
         let path = dir.join(name);
         std::fs::read(&path)
             .map(|b| (b, path.clone()))
-            .map_err(|source| SearchError::Io { path, source })
+            .map_err(|error| SearchError::Io { path, error })
     };
     let mut train = CifarSet::default();
     for i in 1..=5 {

@@ -28,9 +28,9 @@ pub struct ListedSplit {
 const IMAGE_EXTENSIONS: [&str; 3] = ["jpg", "jpeg", "png"];
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SearchError + '_ {
-    move |source| SearchError::Io {
+    move |error| SearchError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 

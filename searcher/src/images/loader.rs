@@ -69,9 +69,9 @@ impl Images {
             }
             Images::Files(s) => {
                 let path: &Path = &s[i].path;
-                let bytes = std::fs::read(path).map_err(|source| SearchError::Io {
+                let bytes = std::fs::read(path).map_err(|error| SearchError::Io {
                     path: path.to_path_buf(),
-                    source,
+                    error,
                 })?;
                 let img = decode::decode(&bytes, path)?;
                 let crop = crop(img.width, img.height);

@@ -29,9 +29,9 @@ pub struct LatencyTable {
 
 impl LatencyTable {
     pub fn from_path(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| SpaceError::Io {
+        let text = std::fs::read_to_string(path).map_err(|error| SpaceError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         Self::parse(&text, &path.display().to_string())
     }
