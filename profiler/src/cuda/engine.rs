@@ -37,7 +37,7 @@ use std::sync::Arc;
 
 use cudarc::driver::sys::{self, CUdeviceptr};
 use cudarc::driver::{
-    CudaContext, CudaEvent, CudaFunction, CudaGraph, CudaSlice, CudaStream, DevicePtr,
+    CudaContext, CudaEvent, CudaFunction, CudaGraph, CudaSlice, CudaStream, DevicePtr, DriverError,
     LaunchConfig, PushKernelArg,
 };
 use cudarc::nvrtc::{compile_ptx_with_opts, CompileError, CompileOptions};
@@ -60,7 +60,7 @@ use steps::Step;
 /// The engine's name and version in table headers; bump the version when a
 /// change to the engine changes what it measures. `tf32`: cuDNN's convolutions
 /// may use TF32 tensor cores ([`super::cudnn::MATH`], as PyTorch by default).
-pub const ENGINE_NAME: &str = "cudarc-engine/4 (cudnn-default-math-tf32)";
+pub const ENGINE_NAME: &str = "cudarc-engine/5 (cudnn-default-math-tf32)";
 
 /// Appended to [`ENGINE_NAME`] in the fingerprint when cuBLAS could not be
 /// loaded: such an engine has one candidate fewer for 1x1 convolutions, so
@@ -262,20 +262,8 @@ impl CudaEngine {
         let sms = ctx
             .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
             .map_err(drv)?;
-        let (ns, max_cycles) = (SETTLE_NS, SETTLE_NS * SPIN_CYCLES_PER_NS);
-        // Safety: `spin` takes two i64 and touches no memory.
-        unsafe {
-            stream
-                .launch_builder(&functions["spin"])
-                .arg(&ns)
-                .arg(&max_cycles)
-                .launch(LaunchConfig {
-                    grid_dim: (4 * u32::try_from(sms).unwrap_or(1).max(1), 1, 1),
-                    block_dim: (1, 1, 1),
-                    shared_mem_bytes: 0,
-                })
-        }
-        .map_err(drv)?;
+        let blocks = 4 * u32::try_from(sms).unwrap_or(1).max(1);
+        launch_spin(&stream, &functions["spin"], SETTLE_NS, blocks).map_err(drv)?;
         stream.synchronize().map_err(drv)?;
 
         let flush = match config.l2 {
@@ -759,27 +747,12 @@ impl CudaEngine {
             .ok_or_else(|| unsupported("timing before prepare".into()))?;
         let block = prepared.name.as_str();
         let drv = |e| driver_error(block, e);
-        if let Some(flush) = self.flush.as_mut() {
-            self.stream.memset_zeros(flush).map_err(drv)?;
-        }
+        flush_l2(&self.stream, self.flush.as_mut()).map_err(drv)?;
         if prepared.graph.is_some() {
             // Eager runs keep the CPU's launch cost in the time: that is
             // what they are for. Graph runs should not include the CPU's
             // latency in submitting the graph.
-            let (ns, max_cycles) = (self.spin_ns, self.spin_ns * SPIN_CYCLES_PER_NS);
-            // Safety: `spin` takes two i64 and touches no memory.
-            unsafe {
-                self.stream
-                    .launch_builder(self.function("spin"))
-                    .arg(&ns)
-                    .arg(&max_cycles)
-                    .launch(LaunchConfig {
-                        grid_dim: (1, 1, 1),
-                        block_dim: (1, 1, 1),
-                        shared_mem_bytes: 0,
-                    })
-            }
-            .map_err(drv)?;
+            launch_spin(&self.stream, self.function("spin"), self.spin_ns, 1).map_err(drv)?;
         }
         self.start.record(&self.stream).map_err(drv)?;
         match &prepared.graph {
@@ -798,6 +771,42 @@ impl CudaEngine {
             self.spin_ns = (self.spin_ns * 2).min(SPIN_NS_MAX);
         }
         Ok(f64::from(ms))
+    }
+}
+
+/// Keeps `blocks` one-thread blocks of the GPU busy for `ns` nanoseconds
+/// (the `spin` kernel), bounded in cycles in case the timer stands still.
+fn launch_spin(
+    stream: &CudaStream,
+    spin: &CudaFunction,
+    ns: i64,
+    blocks: u32,
+) -> std::result::Result<(), DriverError> {
+    let max_cycles = ns * SPIN_CYCLES_PER_NS;
+    // Safety: `spin` takes two i64 and touches no memory.
+    unsafe {
+        stream
+            .launch_builder(spin)
+            .arg(&ns)
+            .arg(&max_cycles)
+            .launch(LaunchConfig {
+                grid_dim: (blocks, 1, 1),
+                block_dim: (1, 1, 1),
+                shared_mem_bytes: 0,
+            })
+    }
+    .map(|_| ())
+}
+
+/// Under `--l2 cold`, overwrites the L2 (`flush` is twice its size) so that
+/// the next run finds none of its data there; nothing under `--l2 warm`.
+fn flush_l2(
+    stream: &Arc<CudaStream>,
+    flush: Option<&mut CudaSlice<u8>>,
+) -> std::result::Result<(), DriverError> {
+    match flush {
+        Some(flush) => stream.memset_zeros(flush),
+        None => Ok(()),
     }
 }
 

@@ -129,8 +129,9 @@ pub(super) struct ChoiceKey {
 }
 
 impl CudaEngine {
-    /// Time of one run of `steps`, the way the engine will run them (a graph
-    /// replay under `--launch graph`, eager launches otherwise): after one
+    /// Time of one run of `steps`, the way the engine will time them in the
+    /// table (a graph replay behind the spin under `--launch graph`, eager
+    /// launches otherwise; after an L2 flush under `--l2 cold`): after one
     /// eager warm-up run, the best of three means of `RUNS` runs, so that
     /// noise rarely flips the choice between two close candidates (two
     /// processes must pick alike for repeatable tables). An error when a run
@@ -138,8 +139,13 @@ impl CudaEngine {
     /// captured). A candidate whose first mean is over ten times `best` is
     /// not timed further (FFT algorithms on depthwise shapes take 100 times
     /// as long as the others).
+    ///
+    /// Without the spin, the GPU would idle from the start event until the
+    /// CPU's first launch arrives: a few microseconds in every interval,
+    /// alike for all candidates, which would shrink their differences
+    /// below the 1% a later candidate needs to win, most for small layers.
     pub(super) fn time_candidate(
-        &self,
+        &mut self,
         steps: &[Step],
         block: &str,
         best: Option<f64>,
@@ -153,23 +159,45 @@ impl CudaEngine {
             Launch::Graph => Some(self.capture(steps, block)?),
             Launch::Eager => None,
         };
-        let run = || -> Result<()> {
+        let run = |engine: &Self| -> Result<()> {
             match &graph {
                 Some(g) => g.launch().map_err(|e| driver_error(block, e)),
-                None => self.launch_all(steps, block),
+                None => engine.launch_all(steps, block),
             }
         };
-        run()?;
+        run(self)?;
+        // Cold: every run after its own flush, so one run per interval.
+        let (intervals, runs) = match self.flush {
+            Some(_) => (RUNS, 1),
+            None => (1, RUNS),
+        };
         let mut fastest = f64::INFINITY;
         for _ in 0..REPS {
-            self.stream.synchronize().map_err(drv)?;
-            self.start.record(&self.stream).map_err(drv)?;
-            for _ in 0..RUNS {
-                run()?;
+            let mut total = 0.0;
+            for _ in 0..intervals {
+                self.stream.synchronize().map_err(drv)?;
+                flush_l2(&self.stream, self.flush.as_mut()).map_err(drv)?;
+                if graph.is_some() {
+                    // `timed_run`'s spin, which outlasts enqueueing all the
+                    // replays and the end event: the GPU then runs them back
+                    // to back, with no CPU in the interval.
+                    launch_spin(&self.stream, self.function("spin"), self.spin_ns, 1)
+                        .map_err(drv)?;
+                }
+                self.start.record(&self.stream).map_err(drv)?;
+                for _ in 0..runs {
+                    run(self)?;
+                }
+                self.end.record(&self.stream).map_err(drv)?;
+                if graph.is_some() && self.start.try_is_complete().map_err(drv)? {
+                    // The CPU was slower than the spin: longer from now on,
+                    // for these intervals and the table's timed runs alike.
+                    self.spin_ns = (self.spin_ns * 2).min(SPIN_NS_MAX);
+                }
+                self.end.synchronize().map_err(drv)?;
+                total += f64::from(self.start.elapsed_ms(&self.end).map_err(drv)?);
             }
-            self.end.record(&self.stream).map_err(drv)?;
-            self.end.synchronize().map_err(drv)?;
-            let ms = f64::from(self.start.elapsed_ms(&self.end).map_err(drv)?) / f64::from(RUNS);
+            let ms = total / f64::from(RUNS);
             fastest = fastest.min(ms);
             if best.is_some_and(|b| ms > 10.0 * b) {
                 break;
