@@ -531,9 +531,14 @@ impl CudaEngine {
                     } => {
                         // SE_FC writes the gate in every run; until the
                         // first, the choice after SE times candidates on
-                        // it, so it starts at a sigmoid's middle rather
-                        // than at 0, which would zero their input.
-                        let gate = self.upload(block, &vec![0.5; batch * channels as usize])?;
+                        // it. It starts at 1, so that their in-place scale
+                        // of the input, repeated over every timed run of
+                        // every candidate with nothing rewriting the input
+                        // in between, leaves it as it is: 0 would zero it
+                        // at once, 0.5 halve it into denormals within a
+                        // few candidates, and those that do not scale in
+                        // place (GemmScaled) would be timed on other data.
+                        let gate = self.upload(block, &vec![1.0; batch * channels as usize])?;
                         let params = [&p.w, &p.b, &p.w2, &p.b2]
                             .into_iter()
                             .map(|v| self.upload(block, v))
