@@ -212,6 +212,14 @@ run() {
     step measure-cold 60 "$p" measure --arch "$arch" --device 0 --l2 cold --cap-ms 500
     step verify-eager 60 "$p" verify --device 0 --launch eager
     step bad-device 20 "expect=2:no CUDA device 7" "$p" verify --device 7
+    # 8. Out of GPU memory: a space whose one searchable block needs over
+    #    141 GB (tests/fixtures/space_oom.json). The build must keep the two
+    #    finished rows, write none for that block, and exit 2 naming it.
+    step oom 60 "expect=2:out of GPU memory while preparing mbconv_r112_i16_o16_s1_k3_m128000" \
+        "$p" --device 0 --space tests/fixtures/space_oom.json --out "$OUT/oom.csv"
+    step oom-rows 10 bash -c 'rows=$(grep -v "^#" "$1" | cut -d, -f1); echo "$rows";
+        [ "$(echo "$rows" | tr "\n" " ")" = "key stem_r224_i3_o16_s2_k3_m0_se0_relu fixed_r112_i16_o16_s1_k3_m16_se0_relu " ]' \
+        oom-rows "$OUT/oom.csv"
     if [ "${SEARCHER:-0}" = 1 ]; then
         # Issue 5's GPU checks. The tch binaries need the machine's libtorch
         # on LD_LIBRARY_PATH (the profiler must not have it: pitfall 1).

@@ -310,6 +310,30 @@ fn settings_are_checked_before_the_gpu_is_touched() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// `tests/fixtures/space_oom.json` is scripts/gpu-check.sh's out-of-memory
+/// check: its table build must finish the stem and the second stem, then
+/// fail on the one searchable block, whose expansion output alone must not
+/// fit in the largest GPU the device tool lends (an H200's 141 GB) at the
+/// default batch.
+#[test]
+fn the_oom_fixture_cannot_fit_after_two_blocks_that_do() {
+    let space = space::SearchSpaceConfig::from_path(&fixture("space_oom.json")).unwrap();
+    let plan = space.table_plan(8).unwrap();
+    let kinds: Vec<_> = plan.blocks.iter().map(|b| b.shape.kind).collect();
+    use space::BlockKind::*;
+    assert_eq!(kinds, [Stem, Fixed, Mbconv, Head]);
+    let bytes = |b: &space::BlockSpec| {
+        let r = u64::from(b.shape.resolution);
+        32 * u64::from(b.mid_channels.max(b.shape.out_channels)) * r * r * 4
+    };
+    assert!(bytes(&plan.blocks[0]) < 1 << 30 && bytes(&plan.blocks[1]) < 1 << 30);
+    assert!(
+        bytes(&plan.blocks[2]) > 141_000_000_000,
+        "{}",
+        bytes(&plan.blocks[2])
+    );
+}
+
 /// `tests/fixtures/tfnas_a.json` is what scripts/gpu-check.sh hands to
 /// `profiler measure` on the GPU machine (no Rust there to write it); it must
 /// stay the library's TF-NAS-A. `UPDATE_FIXTURES=1` rewrites it.
