@@ -303,6 +303,28 @@ fn settings_are_checked_before_the_gpu_is_touched() {
         "{}",
         text(&out.stderr)
     );
+    // An output folder that does not exist, for the build and validate.
+    let table = fixture("tfnas_a_synthetic.csv");
+    for args in [
+        vec!["--out", "/nonexistent/dir/t.csv"],
+        vec![
+            "validate",
+            "--table",
+            table.to_str().unwrap(),
+            "--out",
+            "/nonexistent/dir/t.csv",
+        ],
+    ] {
+        let out = profiler(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = text(&out.stderr);
+        assert!(
+            err.contains(
+                "--out /nonexistent/dir/t.csv: the folder /nonexistent/dir does not exist"
+            ),
+            "{args:?}: {err}"
+        );
+    }
     // Subcommands still parse, and build flags do not mix with them.
     let out = profiler(&["plan", "--width-step", "64"]);
     assert!(out.status.success());

@@ -190,6 +190,9 @@ pub fn build(args: &BuildArgs) -> Result<()> {
     };
     // Check everything that needs no GPU before opening it.
     let plan_len = space.table_plan(args.width_step)?.len();
+    if let Some(out) = &args.out {
+        crate::resume::check_out_folder("--out", out)?;
+    }
     let settings = BuildSettings {
         space,
         width_step: args.width_step,

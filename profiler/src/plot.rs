@@ -37,17 +37,7 @@ fn format_of(path: &Path) -> Result<Format> {
 /// output the plot cannot be written as or to.
 pub fn check_plot_path(path: &Path) -> Result<()> {
     format_of(path)?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    if !dir.is_dir() {
-        bail!(
-            "--plot {}: the folder {} does not exist",
-            path.display(),
-            dir.display()
-        );
-    }
+    profiler::resume::check_out_folder("--plot", path)?;
     Ok(())
 }
 

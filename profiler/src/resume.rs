@@ -10,6 +10,25 @@ use space::Metadata;
 
 use crate::error::{ProfilerError, Result};
 
+/// Refuses, before any GPU work, an output file whose folder does not exist
+/// (`flag` names the option): a table build or a validation may time for a
+/// while before its first write, and must not fail only then.
+pub fn check_out_folder(flag: &str, path: &Path) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if dir.is_dir() {
+        Ok(())
+    } else {
+        Err(ProfilerError::Invalid(format!(
+            "{flag} {}: the folder {} does not exist",
+            path.display(),
+            dir.display()
+        )))
+    }
+}
+
 /// The key of a `# key: value` header line; `None` for rows and remarks.
 pub fn header_key(line: &str) -> Option<&str> {
     let body = line.strip_prefix('#')?.trim_start();

@@ -568,6 +568,9 @@ pub fn command(args: &ValidateArgs) -> Result<()> {
     if let Some(p) = &args.plot {
         crate::plot::check_plot_path(p)?;
     }
+    if let Some(p) = &args.out {
+        profiler::resume::check_out_folder("--out", p)?;
+    }
     let space = match &args.space {
         Some(p) => SearchSpaceConfig::from_path(p)?,
         None => SearchSpaceConfig::default(),
