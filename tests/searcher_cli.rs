@@ -163,6 +163,20 @@ fn a_target_outside_the_table_says_both_bounds() {
 }
 
 #[test]
+fn a_target_that_is_not_a_positive_latency_is_refused_at_once() {
+    for target in ["nan", "inf", "0", "-1", "4ms"] {
+        let flag = format!("--target-ms={target}");
+        let out = searcher(&[&flag, "--table", "/nonexistent/t.csv"]);
+        assert_eq!(out.status.code(), Some(2), "{target}");
+        let err = text(&out.stderr);
+        assert!(
+            err.contains("is not a positive number of milliseconds") && !err.contains("t.csv"),
+            "{target}: {err}"
+        );
+    }
+}
+
+#[test]
 fn a_table_correction_is_aimed_through_and_reported_in_measured_terms() {
     let dir = tempfile::tempdir().unwrap();
     // The tiny table with a fitted correction: measured = 2 · sum + 0.5.

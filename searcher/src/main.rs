@@ -19,6 +19,15 @@ use searcher::search::{Search, Settings};
 use space::{meta, Architecture, LatencyTable, SearchSpaceConfig};
 use tch::Device;
 
+/// A latency in milliseconds: a positive finite number, refused while the
+/// arguments are parsed rather than after the table and data are loaded.
+fn positive_ms(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(ms) if ms.is_finite() && ms > 0.0 => Ok(ms),
+        _ => Err(format!("'{text}' is not a positive number of milliseconds")),
+    }
+}
+
 #[derive(Parser)]
 #[command(
     name = "searcher",
@@ -33,7 +42,7 @@ struct Cli {
     #[arg(long)]
     table: Option<PathBuf>,
     /// Latency target in milliseconds per batch of the table.
-    #[arg(long, default_value_t = 15.0)]
+    #[arg(long, default_value_t = 15.0, value_parser = positive_ms)]
     target_ms: f64,
     /// Where to write the derived architecture JSON.
     #[arg(long, default_value = "arch.json")]
