@@ -118,7 +118,7 @@ impl Boundary {
         let (mut runs, mut states, mut throttled) = (Vec::new(), Vec::new(), false);
         for kernels in KERNELS {
             let timed = time_workload(engine, monitor, &Workload::Empty { kernels }, &rule)?;
-            throttled |= timed.throttled;
+            throttled |= timed.throttled();
             states.extend([timed.before, timed.after]);
             runs.push((kernels, timed.summary));
         }

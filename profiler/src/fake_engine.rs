@@ -120,6 +120,7 @@ pub fn calm() -> GpuState {
         sm_clock_mhz: Some(1980),
         temperature_c: Some(45),
         throttle: vec![],
+        violations: vec![],
     }
 }
 
@@ -128,6 +129,7 @@ pub fn hot() -> GpuState {
         sm_clock_mhz: Some(1410),
         temperature_c: Some(87),
         throttle: vec!["sw_thermal".into()],
+        violations: vec![],
     }
 }
 

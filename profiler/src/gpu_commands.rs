@@ -267,7 +267,7 @@ pub fn measure(args: &MeasureArgs) -> Result<()> {
         args.engine.launch,
         args.engine.l2,
         engine.info().device_name,
-        if timed.throttled { ", THROTTLED" } else { "" }
+        if timed.throttled() { ", THROTTLED" } else { "" }
     );
     if args.per_block {
         let mut medians: std::collections::HashMap<space::BlockSpec, f64> = Default::default();

@@ -6,7 +6,7 @@
 use std::fmt;
 
 use nvml_wrapper::bitmasks::device::ThrottleReasons;
-use nvml_wrapper::enum_wrappers::device::{Clock, TemperatureSensor};
+use nvml_wrapper::enum_wrappers::device::{Clock, PerformancePolicy, TemperatureSensor};
 use nvml_wrapper::Nvml;
 
 /// One reading; `None` where the value could not be read.
@@ -17,11 +17,61 @@ pub struct GpuState {
     /// Throttle reasons that slow the GPU down (idle and application-clock
     /// settings are not slowdowns and are left out), by NVML name.
     pub throttle: Vec<String>,
+    /// NVML's cumulative violation counters, where it keeps them.
+    pub violations: Vec<Violation>,
 }
+
+/// How long, in all, the GPU has run below its requested clocks for one
+/// reason (NVML's violation status): unlike the throttle reasons, which say
+/// only what holds at the instant of reading, the difference of two such
+/// readings covers everything in between.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// `power` or `thermal`.
+    pub policy: &'static str,
+    /// When NVML took the reading (its CPU timestamp, microseconds).
+    pub at_us: u64,
+    /// The counter, in nanoseconds.
+    pub total_ns: u64,
+}
+
+/// Violation time above this share of the interval between two readings
+/// counts as a slowdown: less cannot move a median by a measurable amount,
+/// and counters that tick now and then do not re-measure every entry.
+pub const VIOLATION_SHARE: f64 = 0.01;
 
 impl GpuState {
     pub fn throttled(&self) -> bool {
         !self.throttle.is_empty()
+    }
+
+    /// Why the GPU ran slow between this reading and `later`: a slowdown
+    /// either reading shows, and each violation counter that grew by more
+    /// than [`VIOLATION_SHARE`] of the time between them. Empty when it
+    /// did not (or nothing could be read).
+    pub fn slowdowns_until(&self, later: &GpuState) -> Vec<String> {
+        let mut why: Vec<String> = Vec::new();
+        for reason in self.throttle.iter().chain(&later.throttle) {
+            if !why.contains(reason) {
+                why.push(reason.clone());
+            }
+        }
+        for v in &later.violations {
+            let Some(u) = self.violations.iter().find(|u| u.policy == v.policy) else {
+                continue;
+            };
+            let span_ns = v.at_us.saturating_sub(u.at_us) as f64 * 1e3;
+            let grew_ns = v.total_ns.saturating_sub(u.total_ns) as f64;
+            if span_ns > 0.0 && grew_ns > VIOLATION_SHARE * span_ns {
+                why.push(format!(
+                    "{}_violation {:.1}% of {:.0} ms",
+                    v.policy,
+                    100.0 * grew_ns / span_ns,
+                    span_ns / 1e6
+                ));
+            }
+        }
+        why
     }
 }
 
@@ -188,10 +238,25 @@ impl Monitor for NvmlMonitor {
                     .collect()
             })
             .unwrap_or_default();
+        let violations = [
+            (PerformancePolicy::Power, "power"),
+            (PerformancePolicy::Thermal, "thermal"),
+        ]
+        .into_iter()
+        .filter_map(|(policy, name)| {
+            let v = device.violation_status(policy).ok()?;
+            Some(Violation {
+                policy: name,
+                at_us: v.reference_time,
+                total_ns: v.violation_time,
+            })
+        })
+        .collect();
         GpuState {
             sm_clock_mhz: device.clock_info(Clock::SM).ok(),
             temperature_c: device.temperature(TemperatureSensor::Gpu).ok(),
             throttle,
+            violations,
         }
     }
 
@@ -297,6 +362,56 @@ impl fmt::Display for ClockRange {
 #[cfg(test)]
 mod tests {
 
+    fn reading(throttle: &[&str], violations: &[(&'static str, u64, u64)]) -> super::GpuState {
+        super::GpuState {
+            throttle: throttle.iter().map(|t| t.to_string()).collect(),
+            violations: violations
+                .iter()
+                .map(|&(policy, at_us, total_ns)| super::Violation {
+                    policy,
+                    at_us,
+                    total_ns,
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn slowdowns_come_from_either_reading_or_from_counters_that_grew() {
+        // Nothing read, nothing slow.
+        assert!(reading(&[], &[])
+            .slowdowns_until(&reading(&[], &[]))
+            .is_empty());
+        // An instant reason in either reading, once each.
+        let why = reading(&["sw_power_cap"], &[])
+            .slowdowns_until(&reading(&["sw_power_cap", "hw_thermal"], &[]));
+        assert_eq!(why, ["sw_power_cap", "hw_thermal"]);
+        // 100 ms apart: 2 ms of power violation is 2%, a slowdown; 0.5 ms
+        // (0.5%) is not; a counter read on one side only says nothing.
+        let before = reading(
+            &[],
+            &[("power", 1_000_000, 5_000_000), ("thermal", 1_000_000, 0)],
+        );
+        let grew = reading(
+            &[],
+            &[("power", 1_100_000, 7_000_000), ("thermal", 1_100_000, 0)],
+        );
+        assert_eq!(
+            before.slowdowns_until(&grew),
+            ["power_violation 2.0% of 100 ms"]
+        );
+        let ticked = reading(&[], &[("power", 1_100_000, 5_500_000)]);
+        assert!(before.slowdowns_until(&ticked).is_empty());
+        let one_side = reading(&[], &[("power", 1_100_000, 90_000_000)]);
+        assert!(reading(&[], &[]).slowdowns_until(&one_side).is_empty());
+        // A counter that went back (a driver reload) or readings out of
+        // order are no slowdown, not a panic.
+        let reset = reading(&[], &[("power", 1_100_000, 0)]);
+        assert!(before.slowdowns_until(&reset).is_empty());
+        assert!(grew.slowdowns_until(&before).is_empty());
+    }
+
     #[test]
     fn settings_change_field_by_field_and_unknowns_are_no_change() {
         let then = GpuSettings {
@@ -336,11 +451,13 @@ mod tests {
             sm_clock_mhz: Some(1980),
             temperature_c: Some(40),
             throttle: vec![],
+            ..Default::default()
         });
         r.see(&GpuState {
             sm_clock_mhz: Some(1755),
             temperature_c: None,
             throttle: vec![],
+            ..Default::default()
         });
         r.throttled_entries = 2;
         let text = r.to_string();
@@ -365,6 +482,7 @@ mod tests {
             sm_clock_mhz: Some(1410),
             temperature_c: Some(83),
             throttle: vec!["sw_thermal".into(), "hw_slowdown".into()],
+            ..Default::default()
         };
         assert!(s.throttled());
         assert_eq!(

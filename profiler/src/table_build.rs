@@ -362,10 +362,17 @@ pub fn build_table(
         if timed.remeasured {
             report.remeasured += 1;
         }
-        if timed.throttled {
+        if timed.throttled() {
             report.throttled += 1;
             report.clocks.throttled_entries += 1;
-            log(bar, &format!("{spec}: throttled ({})", timed.after));
+            log(
+                bar,
+                &format!(
+                    "{spec}: throttled ({}; {})",
+                    timed.slowdowns.join(", "),
+                    timed.after
+                ),
+            );
         }
         let s = &timed.summary;
         if boundary_ms > 0.0 && s.median <= boundary_ms {
@@ -390,7 +397,7 @@ pub fn build_table(
                 ci_low_ms: s.ci_low,
                 ci_high_ms: s.ci_high,
                 samples: s.samples,
-                throttled: timed.throttled,
+                throttled: timed.throttled(),
             },
         };
         writer.write(&entry).map_err(io_error)?;

@@ -49,11 +49,18 @@ pub struct Timed {
     pub reason: StopReason,
     pub before: GpuState,
     pub after: GpuState,
-    /// Whether the GPU reported a slowdown before or after the final
-    /// measurement.
-    pub throttled: bool,
+    /// Why the GPU ran slow around or during the final measurement
+    /// ([`GpuState::slowdowns_until`]); empty when it did not.
+    pub slowdowns: Vec<String>,
     /// Whether a first measurement was thrown away because it throttled.
     pub remeasured: bool,
+}
+
+impl Timed {
+    /// Whether the GPU ran slow around or during the final measurement.
+    pub fn throttled(&self) -> bool {
+        !self.slowdowns.is_empty()
+    }
 }
 
 /// One sample, refused unless it is a positive finite latency, so that no
@@ -90,7 +97,7 @@ fn measure_once(
     Ok(Timed {
         summary,
         reason,
-        throttled: before.throttled() || after.throttled(),
+        slowdowns: before.slowdowns_until(&after),
         before,
         after,
         remeasured: false,
@@ -107,7 +114,7 @@ pub fn time_workload(
 ) -> Result<Timed> {
     engine.prepare(workload)?;
     let first = measure_once(engine, monitor, workload, rule)?;
-    if !first.throttled {
+    if !first.throttled() {
         return Ok(first);
     }
     let mut second = measure_once(engine, monitor, workload, rule)?;

@@ -373,6 +373,45 @@ fn a_header_cut_short_starts_over() {
 }
 
 #[test]
+fn a_power_violation_between_two_calm_readings_remeasures_the_entry() {
+    // Both instants of the first entry's first try are calm, but NVML's
+    // power violation counter grew by 5 ms over its 100 ms: a slowdown the
+    // instant reasons missed. The second try's counter stands still.
+    use crate::monitor::{GpuState, Violation};
+    let at = |at_us: u64, total_ns: u64| GpuState {
+        violations: vec![Violation {
+            policy: "power",
+            at_us,
+            total_ns,
+        }],
+        ..crate::fake_engine::calm()
+    };
+    let probes = 2 * boundary::KERNELS.len();
+    let script = std::iter::repeat_n(crate::fake_engine::calm(), probes)
+        .chain([
+            at(1_000_000, 0),
+            at(1_100_000, 5_000_000),
+            at(1_200_000, 5_000_000),
+            at(1_300_000, 5_000_000),
+        ])
+        .collect();
+    let mut monitor = FakeMonitor {
+        script,
+        ..FakeMonitor::default()
+    };
+    let mut out = Vec::new();
+    let report = build_table(
+        &mut FakeEngine::new(EngineConfig::default()),
+        &mut monitor,
+        &settings(),
+        Output::Stream(&mut out),
+        &ProgressBar::hidden(),
+    )
+    .unwrap();
+    assert_eq!((report.remeasured, report.throttled), (1, 0));
+}
+
+#[test]
 fn throttled_entries_are_remeasured_once_and_flagged_if_still_hot() {
     // Entry 1: hot after its first try, calm on the second: kept unflagged.
     // Entry 2: hot on both tries: flagged. (The boundary probes read first,

@@ -413,7 +413,7 @@ pub fn run_validation(
             measured_p10_ms: s.p10,
             measured_p90_ms: s.p90,
             samples: s.samples,
-            throttled: timed.throttled,
+            throttled: timed.throttled(),
             arch: net.code.clone(),
         };
         if let Some(w) = writer.as_mut() {
