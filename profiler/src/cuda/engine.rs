@@ -51,10 +51,12 @@ use crate::engine::{Dtype, Engine, EngineConfig, EngineInfo, Launch, Layout, Wor
 use crate::error::{ProfilerError, Result};
 
 mod choice;
+mod spin;
 mod steps;
 
 pub use choice::ConvImpl;
 use choice::{candidates, Among, ChoiceKey, ConvBufs, Fuse, Pending};
+use spin::Spin;
 use steps::Step;
 
 /// The engine's name and version in table headers; bump the version when a
@@ -66,15 +68,6 @@ pub const ENGINE_NAME: &str = "cudarc-engine/5 (cudnn-default-math-tf32)";
 /// loaded: such an engine has one candidate fewer for 1x1 convolutions, so
 /// its tables must not be mixed with those of a complete one.
 const WITHOUT_CUBLAS: &str = " without cublas";
-
-/// How long the GPU spins before each timed graph replay at first, longer
-/// than the CPU needs to enqueue the start event, the graph and the end
-/// event. When the start event has already passed once the CPU is done
-/// enqueuing (the GPU may then have idled, waiting for the graph, inside the
-/// timed interval), the spin doubles, up to `SPIN_NS_MAX`, and the engine
-/// says so on stderr.
-const SPIN_NS: i64 = 50_000;
-const SPIN_NS_MAX: i64 = 1_000_000;
 
 /// How long the GPU spins once when the engine opens (see `build`).
 const SETTLE_NS: i64 = 300_000_000;
@@ -146,9 +139,9 @@ pub struct CudaEngine {
     _ctx: Arc<CudaContext>,
     info: EngineInfo,
     config: EngineConfig,
-    /// The current spin before graph replays, and how many timed runs of
-    /// the prepared workload found the start event already passed.
-    spin_ns: i64,
+    /// The spin before graph replays, and how many timed runs of the
+    /// prepared workload found the start event already passed.
+    spin: Spin,
     late_runs: u64,
     runs: u64,
 }
@@ -293,7 +286,7 @@ impl CudaEngine {
             _ctx: ctx,
             info,
             config,
-            spin_ns: SPIN_NS,
+            spin: Spin::new(),
             late_runs: 0,
             runs: 0,
         })
@@ -757,7 +750,7 @@ impl CudaEngine {
             // Eager runs keep the CPU's launch cost in the time: that is
             // what they are for. Graph runs should not include the CPU's
             // latency in submitting the graph.
-            launch_spin(&self.stream, self.function("spin"), self.spin_ns, 1).map_err(drv)?;
+            launch_spin(&self.stream, self.function("spin"), self.spin.ns(), 1).map_err(drv)?;
         }
         self.start.record(&self.stream).map_err(drv)?;
         match &prepared.graph {
@@ -771,9 +764,11 @@ impl CudaEngine {
         self.end.synchronize().map_err(drv)?;
         let ms = self.start.elapsed_ms(&self.end).map_err(drv)?;
         self.runs += 1;
+        if prepared.graph.is_some() {
+            self.spin.after_run(late);
+        }
         if late {
             self.late_runs += 1;
-            self.spin_ns = (self.spin_ns * 2).min(SPIN_NS_MAX);
         }
         Ok(f64::from(ms))
     }
@@ -817,7 +812,7 @@ fn flush_l2(
 
 impl CudaEngine {
     /// Says on stderr how many timed runs of the workload just finished
-    /// started late (see [`SPIN_NS`]), and starts counting afresh.
+    /// started late (see [`spin`]), and starts counting afresh.
     fn report_late_runs(&mut self) {
         if self.late_runs > 0 {
             let name = self.prepared.as_ref().map_or("", |p| p.name.as_str());
@@ -825,7 +820,7 @@ impl CudaEngine {
                 "warning: {name}: {} of {} timed runs found the GPU already past the spin (the CPU was slow to enqueue); the spin is now {} us",
                 self.late_runs,
                 self.runs,
-                self.spin_ns / 1000
+                self.spin.ns() / 1000
             );
         }
         self.late_runs = 0;

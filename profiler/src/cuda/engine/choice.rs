@@ -181,7 +181,7 @@ impl CudaEngine {
                     // `timed_run`'s spin, which outlasts enqueueing all the
                     // replays and the end event: the GPU then runs them back
                     // to back, with no CPU in the interval.
-                    launch_spin(&self.stream, self.function("spin"), self.spin_ns, 1)
+                    launch_spin(&self.stream, self.function("spin"), self.spin.ns(), 1)
                         .map_err(drv)?;
                 }
                 self.start.record(&self.stream).map_err(drv)?;
@@ -189,10 +189,11 @@ impl CudaEngine {
                     run(self)?;
                 }
                 self.end.record(&self.stream).map_err(drv)?;
-                if graph.is_some() && self.start.try_is_complete().map_err(drv)? {
-                    // The CPU was slower than the spin: longer from now on,
-                    // for these intervals and the table's timed runs alike.
-                    self.spin_ns = (self.spin_ns * 2).min(SPIN_NS_MAX);
+                if graph.is_some() {
+                    // The spin is the same for these intervals and the
+                    // table's timed runs, and adapts to both.
+                    let late = self.start.try_is_complete().map_err(drv)?;
+                    self.spin.after_run(late);
                 }
                 self.end.synchronize().map_err(drv)?;
                 total += f64::from(self.start.elapsed_ms(&self.end).map_err(drv)?);
