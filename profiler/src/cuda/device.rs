@@ -73,6 +73,17 @@ pub fn format_uuid(bytes: &[u8; 16]) -> String {
     )
 }
 
+/// The driver version in `/proc/driver/nvidia/version`'s first line
+/// ("NVRM version: NVIDIA UNIX x86_64 Kernel Module  580.159.04  Thu ...").
+pub fn kernel_module_version(text: &str) -> Option<String> {
+    let line = text.lines().next()?;
+    let rest = line.split("Kernel Module").nth(1)?;
+    // The first word that is a dotted number ("for x86_64" may come first).
+    rest.split_whitespace()
+        .find(|w| w.contains('.') && w.chars().all(|c| c.is_ascii_digit() || c == '.'))
+        .map(str::to_string)
+}
+
 /// `13000` → `13.0`, as CUDA encodes versions.
 pub fn cuda_version(v: i32) -> String {
     format!("{}.{}", v / 1000, v % 1000 / 10)
@@ -132,12 +143,19 @@ pub fn describe(ctx: &Arc<CudaContext>, engine: &str) -> Result<EngineInfo> {
         unsafe { sys::cuDriverGetVersion(&mut driver_api) }
             .result()
             .map_err(|e| driver_error(WHERE, e))?;
-        let nvml_driver = nvml_wrapper::Nvml::init()
+        // The same text whether NVML loads or not: the driver line must
+        // match for a resume, so the kernel module's own file stands in.
+        let driver_version = nvml_wrapper::Nvml::init()
             .and_then(|n| n.sys_driver_version())
-            .ok();
-        let driver = match nvml_driver {
+            .ok()
+            .or_else(|| {
+                std::fs::read_to_string("/proc/driver/nvidia/version")
+                    .ok()
+                    .and_then(|text| kernel_module_version(&text))
+            });
+        let driver = match driver_version {
             Some(v) => format!("{v} (CUDA {})", cuda_version(driver_api)),
-            None => format!("CUDA {} (NVML unavailable)", cuda_version(driver_api)),
+            None => format!("CUDA {} (driver version unknown)", cuda_version(driver_api)),
         };
         // Safety: only tries to dlopen libnvrtc.
         let cuda = if unsafe { cudarc::nvrtc::sys::is_culib_present() } {
@@ -168,6 +186,17 @@ pub fn describe(ctx: &Arc<CudaContext>, engine: &str) -> Result<EngineInfo> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_kernel_module_file_gives_the_driver_version() {
+        let text = "NVRM version: NVIDIA UNIX x86_64 Kernel Module  580.159.04  Thu Oct 30 2025\nGCC version:  gcc 12\n";
+        assert_eq!(kernel_module_version(text).as_deref(), Some("580.159.04"));
+        // The open kernel modules (the usual ones on an H100) put words first.
+        let open = "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.159.04  Release Build  (dvs-builder@U22)  Thu Oct 30 2025\n";
+        assert_eq!(kernel_module_version(open).as_deref(), Some("580.159.04"));
+        assert_eq!(kernel_module_version(""), None);
+        assert_eq!(kernel_module_version("NVRM version: something else"), None);
+    }
 
     #[test]
     fn versions_and_uuids_print_like_the_nvidia_tools() {
