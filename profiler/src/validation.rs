@@ -11,6 +11,9 @@
 
 use serde::Serialize;
 
+use profiler::stats::{median_ci_indices, wilson_interval, CONFIDENCE};
+use statrs::distribution::{ContinuousCDF, StudentsT};
+
 use crate::rank::kendall_tau_b;
 
 /// The ±k% bands reported; 3% is the project's acceptance band (issue 4's
@@ -43,6 +46,9 @@ pub struct Band {
     pub within_pct: f64,
     /// Share of networks (0..=1) whose |error| is at most `within_pct`.
     pub share: f64,
+    /// The share's 95% Wilson interval: what the sample allows of the share
+    /// over all networks of the space.
+    pub share_ci: (f64, f64),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -61,6 +67,9 @@ pub struct ValidationStats {
     pub mape_pct: f64,
     /// Median absolute percentage error (the goal's headline number).
     pub median_ape_pct: f64,
+    /// Its distribution-free 95% interval (order statistics, as for a
+    /// table entry's median); `None` with fewer than six networks.
+    pub median_ape_ci_pct: Option<(f64, f64)>,
     pub rmse_ms: f64,
     /// The pair with the largest |relative error| (the first such).
     pub worst: Worst,
@@ -69,6 +78,9 @@ pub struct ValidationStats {
     pub kendall_tau: Option<f64>,
     /// Mean of the signed relative errors; positive: the table over-predicts.
     pub mean_signed_error_pct: f64,
+    /// Its 95% Student-t interval: an offset whose interval excludes 0 is
+    /// real, not noise; `None` with fewer than two networks.
+    pub mean_signed_error_ci_pct: Option<(f64, f64)>,
     /// Mean of `predicted − measured`: the constant offset in ms.
     pub mean_signed_error_ms: f64,
 }
@@ -115,23 +127,45 @@ pub fn validation_stats(pairs: &[Pair]) -> anyhow::Result<ValidationStats> {
     };
     let bands = BANDS_PCT
         .iter()
-        .map(|&k| Band {
-            within_pct: k,
-            share: abs.iter().filter(|&&a| a <= k + BAND_EPS_PCT).count() as f64 / n,
+        .map(|&k| {
+            let within = abs.iter().filter(|&&a| a <= k + BAND_EPS_PCT).count();
+            Band {
+                within_pct: k,
+                share: within as f64 / n,
+                share_ci: wilson_interval(within, pairs.len(), CONFIDENCE)
+                    .expect("at least one pair"),
+            }
         })
         .collect();
     abs.sort_by(f64::total_cmp);
+    let median_ape_ci_pct =
+        median_ci_indices(abs.len(), CONFIDENCE).map(|(lo, hi)| (abs[lo], abs[hi]));
+    let mean_signed_error_pct = errors.iter().sum::<f64>() / n;
+    let mean_signed_error_ci_pct = (pairs.len() >= 2).then(|| {
+        let var = errors
+            .iter()
+            .map(|e| (e - mean_signed_error_pct).powi(2))
+            .sum::<f64>()
+            / (n - 1.0);
+        let t = StudentsT::new(0.0, 1.0, n - 1.0)
+            .expect("positive degrees of freedom")
+            .inverse_cdf(0.5 + CONFIDENCE / 2.0);
+        let half = t * (var / n).sqrt();
+        (mean_signed_error_pct - half, mean_signed_error_pct + half)
+    });
     let predicted: Vec<f64> = pairs.iter().map(|p| p.predicted_ms).collect();
     let measured: Vec<f64> = pairs.iter().map(|p| p.measured_ms).collect();
     Ok(ValidationStats {
         count: pairs.len(),
         mape_pct,
         median_ape_pct: crate::compare::quantile(&abs, 0.5),
+        median_ape_ci_pct,
         rmse_ms,
         worst,
         bands,
         kendall_tau: kendall_tau_b(&predicted, &measured),
-        mean_signed_error_pct: errors.iter().sum::<f64>() / n,
+        mean_signed_error_pct,
+        mean_signed_error_ci_pct,
         mean_signed_error_ms: pairs
             .iter()
             .map(|p| p.predicted_ms - p.measured_ms)
@@ -181,9 +215,47 @@ mod tests {
         // Signed: (1 − 2 + 5 − 10 + 0)/5 = −1.2%; (0.1 − 0.4 + 1.5 − 4)/5 = −0.56 ms.
         assert!(close(s.mean_signed_error_pct, -1.2));
         assert!(close(s.mean_signed_error_ms, -0.56));
+        // Deviations from −1.2: 2.2, −0.8, 6.2, −8.8, 1.2; squares sum to
+        // 122.8, variance 30.7; t(0.975, 4) = 2.776445; half-width
+        // 2.776445·√(30.7/5) = 6.87976.
+        let (lo, hi) = s.mean_signed_error_ci_pct.unwrap();
+        assert!(
+            (lo + 8.07976).abs() < 1e-4 && (hi - 5.67976).abs() < 1e-4,
+            "{lo} {hi}"
+        );
+        // Five networks are too few for an interval of the median.
+        assert_eq!(s.median_ape_ci_pct, None);
+        // Each band's Wilson interval holds its share.
+        for b in &s.bands {
+            assert!(b.share_ci.0 <= b.share && b.share <= b.share_ci.1, "{b:?}");
+        }
         // Predicted order 10.1 < 19.6 < 31.5 < 36 < 50 equals the measured
         // order 10 < 20 < 30 < 40 < 50: τ = 1.
         assert_eq!(s.kendall_tau, Some(1.0));
+    }
+
+    #[test]
+    fn the_median_error_has_an_order_statistic_interval() {
+        // Twenty networks with |errors| 0.1%, 0.2%, ..., 2.0% (signs
+        // alternating). Binomial(20, 1/2): P(B ≤ 5) = 0.0207 ≤ 0.025 <
+        // P(B ≤ 6), so the interval is the 6th to the 15th smallest.
+        let pairs: Vec<Pair> = (1..=20)
+            .map(|i| {
+                let e = f64::from(i) / 1000.0 * if i % 2 == 0 { 1.0 } else { -1.0 };
+                Pair::new(100.0 * (1.0 + e), 100.0)
+            })
+            .collect();
+        let s = validation_stats(&pairs).unwrap();
+        let (lo, hi) = s.median_ape_ci_pct.unwrap();
+        assert!(close(lo, 0.6) && close(hi, 1.5), "{lo} {hi}");
+        assert!(close(s.median_ape_pct, 1.05));
+        // All 20 within ±3%: the share is 1, its interval reaches 1/(1 + z²/20).
+        let b3 = s.bands.iter().find(|b| b.within_pct == 3.0).unwrap();
+        assert_eq!(b3.share, 1.0);
+        assert!((b3.share_ci.0 - 0.83887).abs() < 1e-4 && b3.share_ci.1 == 1.0);
+        // Signs alternate around +0.05%: the offset's interval covers 0.
+        let (lo, hi) = s.mean_signed_error_ci_pct.unwrap();
+        assert!(lo < 0.0 && hi > 0.0, "{lo} {hi}");
     }
 
     #[test]

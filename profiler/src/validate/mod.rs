@@ -465,22 +465,43 @@ pub fn render_text(job: &Job, device: &str, rows: &[Row], s: &ValidationStats) -
         "validated {} networks of space '{}' (seed {}) against {} on {device}, batch {}, launch {}, l2 {}, {} {}",
         s.count, job.space.name, job.seed, job.table_origin, c.batch, c.launch, c.l2, c.dtype, c.layout
     );
+    // Each estimate with its 95% interval: 20 networks leave the goal's
+    // numbers far less certain than their decimals suggest.
+    let ci = |c: Option<(f64, f64)>, sign: bool| match c {
+        Some((lo, hi)) if sign => format!(" (95% CI {lo:+.3}..{hi:+.3}%)"),
+        Some((lo, hi)) => format!(" (95% CI {lo:.3}..{hi:.3}%)"),
+        None => String::new(),
+    };
     let _ = writeln!(
         out,
-        "MAPE {:.3}%, median |error| {:.3}%, RMSE {:.4} ms, mean signed error {:+.3}% ({:+.4} ms), Kendall tau {}",
+        "MAPE {:.3}%, median |error| {:.3}%{}, RMSE {:.4} ms, mean signed error {:+.3}%{} ({:+.4} ms), Kendall tau {}",
         s.mape_pct,
         s.median_ape_pct,
+        ci(s.median_ape_ci_pct, false),
         s.rmse_ms,
         s.mean_signed_error_pct,
+        ci(s.mean_signed_error_ci_pct, true),
         s.mean_signed_error_ms,
         s.kendall_tau.map_or("n/a".into(), |t| format!("{t:.4}"))
     );
     let bands: Vec<String> = s
         .bands
         .iter()
-        .map(|b| format!("±{}%: {:.1}%", b.within_pct, b.share * 100.0))
+        .map(|b| {
+            format!(
+                "±{}%: {:.1}% ({:.1}..{:.1}%)",
+                b.within_pct,
+                b.share * 100.0,
+                b.share_ci.0 * 100.0,
+                b.share_ci.1 * 100.0
+            )
+        })
         .collect();
-    let _ = writeln!(out, "within {}", bands.join(", "));
+    let _ = writeln!(
+        out,
+        "within {} (shares with their 95% Wilson intervals)",
+        bands.join(", ")
+    );
     let w = &s.worst;
     let _ = writeln!(
         out,

@@ -454,7 +454,9 @@ fn the_plot_and_the_text_report() {
     let s = stats(&rows).unwrap();
     let report = render_text(&job, "Fake GPU", &rows, &s);
     assert!(report.contains("validated 8 networks"), "{report}");
-    assert!(report.contains("MAPE") && report.contains("within ±1%: 0.0%"));
+    assert!(report.contains("MAPE") && report.contains("within ±1%: 0.0% (0.0..32.4%)"));
+    // Eight networks give the median |error| an interval too.
+    assert!(report.contains("median |error|") && report.contains("% (95% CI "));
     assert!(report.contains(&format!("worst: network {}", rows[s.worst.index].index)));
     assert!(!report.contains("correction"), "{report}");
 
