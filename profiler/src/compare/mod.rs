@@ -120,6 +120,17 @@ fn info(t: &LatencyTable) -> TableInfo {
     }
 }
 
+/// An entry both tables have, as each prices it.
+struct Common {
+    spec: BlockSpec,
+    a_ms: f64,
+    b_ms: f64,
+    throttled: bool,
+    /// The two medians' 95% intervals do not overlap: the difference is
+    /// more than either table's measurement noise.
+    beyond_noise: bool,
+}
+
 fn key_list(specs: &[&BlockSpec], top: usize) -> KeyList {
     KeyList {
         count: specs.len(),
@@ -151,14 +162,25 @@ pub fn compare(
         .collect();
     // Each entry as its table prices it (its median less the table's
     // boundary): what it adds to a network, which is what a search sees.
-    let common: Vec<(BlockSpec, f64, f64, bool)> = a
+    let common: Vec<Common> = a
         .entries()
         .iter()
         .filter_map(|ea| {
             let eb = b.entry(&ea.spec)?;
-            let throttled = ea.stats.throttled || eb.stats.throttled;
             let (pa, pb) = (a.estimate(&ea.spec)?, b.estimate(&ea.spec)?);
-            Some((ea.spec, pa.ms, pb.ms, throttled))
+            // The medians' 95% intervals, shifted as the medians are priced.
+            let interval = |e: &space::table::Entry, priced: f64| {
+                let shift = e.stats.median_ms - priced;
+                (e.stats.ci_low_ms - shift, e.stats.ci_high_ms - shift)
+            };
+            let (ia, ib) = (interval(ea, pa.ms), interval(eb, pb.ms));
+            Some(Common {
+                spec: ea.spec,
+                a_ms: pa.ms,
+                b_ms: pb.ms,
+                throttled: ea.stats.throttled || eb.stats.throttled,
+                beyond_noise: ia.1 < ib.0 || ib.1 < ia.0,
+            })
         })
         .collect();
     if common.is_empty() {
@@ -200,7 +222,7 @@ pub fn compare(
         })
         .collect();
     let mut warnings = warnings(a, b, space, &only_a, &only_b);
-    let throttled = common.iter().filter(|c| c.3).count();
+    let throttled = common.iter().filter(|c| c.throttled).count();
     if throttled > 0 {
         warnings.push(format!(
             "{throttled} common entries were measured while a GPU throttled"
@@ -213,7 +235,8 @@ pub fn compare(
     let mut by_group: HashMap<String, Vec<f64>> = HashMap::new();
     let mut points = Vec::new();
     let mut entry_ratios = Vec::new();
-    for &(spec, ma, mb, _) in &common {
+    for c in &common {
+        let (spec, ma, mb) = (c.spec, c.a_ms, c.b_ms);
         if ma <= 0.0 || mb <= 0.0 {
             zero += 1;
             continue;
@@ -233,6 +256,7 @@ pub fn compare(
             a_ms: ma,
             b_ms: mb,
             ratio: r,
+            beyond_noise: c.beyond_noise,
         });
     }
     if all_ratios.is_empty() {
@@ -256,8 +280,8 @@ pub fn compare(
     entry_ratios.sort_by(|x, y| y.ratio.ln().abs().total_cmp(&x.ratio.ln().abs()));
     entry_ratios.truncate(top);
 
-    let xs: Vec<f64> = common.iter().map(|c| c.1).collect();
-    let ys: Vec<f64> = common.iter().map(|c| c.2).collect();
+    let xs: Vec<f64> = common.iter().map(|c| c.a_ms).collect();
+    let ys: Vec<f64> = common.iter().map(|c| c.b_ms).collect();
     let rank_all = RankAgreement {
         count: common.len(),
         kendall_tau_b: kendall_tau_b(&xs, &ys),
@@ -272,6 +296,7 @@ pub fn compare(
             header_differences,
             warnings,
             common: common.len(),
+            beyond_noise: common.iter().filter(|c| c.beyond_noise).count(),
             only_in_a: key_list(&only_a, top),
             only_in_b: key_list(&only_b, top),
             zero_latency_excluded: zero,

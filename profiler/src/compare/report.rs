@@ -89,6 +89,8 @@ pub struct EntryRatio {
     pub a_ms: f64,
     pub b_ms: f64,
     pub ratio: f64,
+    /// The two medians' 95% intervals do not overlap.
+    pub beyond_noise: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -113,6 +115,9 @@ pub struct Report {
     pub header_differences: Vec<HeaderDifference>,
     pub warnings: Vec<String>,
     pub common: usize,
+    /// Common entries whose medians' 95% intervals do not overlap: those
+    /// that differ by more than the two tables' measurement noise.
+    pub beyond_noise: usize,
     pub only_in_a: KeyList,
     pub only_in_b: KeyList,
     /// Common entries with a zero median on either side: no ratio.

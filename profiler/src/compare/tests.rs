@@ -71,6 +71,7 @@ fn a_table_against_itself() {
     let a = table("SYNTHETIC A", 32, &rows);
     let r = run(&a, &a);
     assert_eq!(r.common, rows.len());
+    assert_eq!(r.beyond_noise, 0);
     assert_eq!((r.only_in_a.count, r.only_in_b.count), (0, 0));
     assert!(r.header_differences.is_empty());
     assert!(r.warnings.is_empty(), "{:?}", r.warnings);
@@ -135,6 +136,15 @@ fn a_copy_scaled_by_a_constant() {
     for p in &r.references {
         assert!((p.ratio.unwrap() - 2.0).abs() < 1e-12, "{}", p.name);
     }
+    // Every median's ±0.5% interval is far from its double's.
+    assert_eq!(r.beyond_noise, rows.len());
+    assert!(r.most_different.iter().all(|e| e.beyond_noise));
+    // 0.4% slower: [0.995, 1.005]·m against [0.999, 1.009]·m overlap, so
+    // no entry differs beyond the noise, though every ratio is 1.004.
+    let slower: Vec<_> = rows.iter().map(|&(s, m)| (s, m * 1.004)).collect();
+    let r = run(&a, &table("SYNTHETIC D", 32, &slower));
+    assert_eq!(r.beyond_noise, 0);
+    assert!((r.ratio.median - 1.004).abs() < 1e-12);
     // A non-binary factor: equal up to rounding.
     let scaled: Vec<_> = rows.iter().map(|&(s, m)| (s, m * 1.3)).collect();
     let r = run(&a, &table("SYNTHETIC C", 32, &scaled));
@@ -171,6 +181,10 @@ fn two_swapped_entries_by_hand() {
     assert_eq!(r.ratio.median, 1.0);
     let top: Vec<f64> = r.most_different.iter().map(|e| e.ratio).collect();
     assert_eq!(&top[..2], [2.0, 0.5]);
+    // Only the swapped two differ beyond their intervals.
+    assert_eq!(r.beyond_noise, 2);
+    let beyond: Vec<bool> = r.most_different.iter().map(|e| e.beyond_noise).collect();
+    assert_eq!(beyond, [true, true, false, false, false]);
     assert_eq!(r.ratio_by_group.len(), 1);
     assert_eq!(r.ratio_by_group[0].group, "stage3");
     // No layer has every op, and no reference network is covered.
@@ -354,6 +368,7 @@ fn entries_are_compared_as_priced_less_their_boundary() {
     let r = run(&b, &b);
     assert!(r.warnings.is_empty(), "{:?}", r.warnings);
     assert_eq!(r.ratio.median, 1.0);
+    assert_eq!(r.beyond_noise, 0);
     // Against the plain one: each ratio is (m - 0.005) / m, and a warning.
     let r = run(&a, &b);
     let ratios: Vec<f64> = rows.iter().map(|&(_, m)| (m - 0.005) / m).collect();

@@ -85,6 +85,13 @@ pub fn render_text(r: &Report) -> String {
     for g in &r.ratio_by_group {
         out.push_str(&ratio_row(&g.group, &g.ratio));
     }
+    let _ = writeln!(
+        out,
+        "Beyond measurement noise (the medians' 95% intervals do not overlap): {} of {} common entries ({:.1}%)",
+        r.beyond_noise,
+        r.common,
+        100.0 * r.beyond_noise as f64 / r.common.max(1) as f64
+    );
 
     let _ = writeln!(
         out,
@@ -134,12 +141,20 @@ pub fn render_text(r: &Report) -> String {
         "\nThe {} entries that differ most (|ln B/A|):",
         r.most_different.len()
     );
-    let _ = writeln!(out, "  {:>8} {:>10} {:>10}  key", "B/A", "A ms", "B ms");
+    let _ = writeln!(
+        out,
+        "  {:>8} {:>10} {:>10} {:>6}  key",
+        "B/A", "A ms", "B ms", "noise"
+    );
     for e in &r.most_different {
         let _ = writeln!(
             out,
-            "  {:>8.4} {:>10.4} {:>10.4}  {}",
-            e.ratio, e.a_ms, e.b_ms, e.key
+            "  {:>8.4} {:>10.4} {:>10.4} {:>6}  {}",
+            e.ratio,
+            e.a_ms,
+            e.b_ms,
+            if e.beyond_noise { "beyond" } else { "within" },
+            e.key
         );
     }
 
