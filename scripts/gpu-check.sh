@@ -201,6 +201,8 @@ run() {
     # 5. Repeatability (target 3): the same 20 entries twice.
     step repeat-a 50 "$p" --device 0 --width-step 64 --limit 20 --out "$OUT/repeat-a.csv"
     step repeat-b 50 "$p" --device 0 --width-step 64 --limit 20 --out "$OUT/repeat-b.csv"
+    # How many of the 20 differ beyond their medians' 95% intervals (no GPU).
+    step repeat-compare 20 "$p" compare "$OUT/repeat-a.csv" "$OUT/repeat-b.csv" --top 5
     # 6. A table subset cut by --limit and resumed, then checked; the
     #    speed of the build (target 4); refusing other settings.
     step subset-1 50 "$p" --device 0 --width-step 64 --limit 30 --out "$OUT/subset.csv"
@@ -424,6 +426,13 @@ try:
     if d:
         print(f"target 3: {len(d)} entries measured twice, median |a/b-1| = {100 * statistics.median(d):.3f}% "
               f"(want <= 0.5%), max {100 * max(d):.3f}%")
+        try:
+            with open(os.path.join(out, "repeat-compare.log")) as f:
+                m = re.search(r"^Beyond measurement noise .*?: (\d+ of \d+) common entries", f.read(), re.M)
+            if m:
+                print(f"          {m.group(1)} differ beyond their medians' 95% intervals")
+        except OSError:
+            pass
     else:
         print("target 3: no entry measured in both repeat-a.csv and repeat-b.csv")
 except Exception as e:  # a missing or broken table: say which
