@@ -356,6 +356,54 @@ fn the_oom_fixture_cannot_fit_after_two_blocks_that_do() {
     );
 }
 
+/// scripts/gpu-check.sh's PyTorch step (target 1) on the CPU: the block
+/// list `predict --blocks` prints for TF-NAS-A, read by
+/// `benches/pytorch_reference.py`, builds PyTorch modules that chain from
+/// the input to the 1000 classes. A broken script would otherwise show only
+/// on the GPU machine. Runs where setup installed torch.
+#[test]
+fn the_pytorch_reference_builds_tfnas_a_from_the_block_list() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let python = root.join(".venv/bin/python");
+    let probe = Command::new(&python).args(["-c", "import torch"]).output();
+    if !probe.map(|o| o.status.success()).unwrap_or(false) {
+        eprintln!("skipped: no torch in .venv (run scripts/setup.sh)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = profiler(&[
+        "predict",
+        "--table",
+        fixture("tfnas_a_synthetic.csv").to_str().unwrap(),
+        "--arch",
+        fixture("tfnas_a.json").to_str().unwrap(),
+        "--blocks",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let keys = dir.path().join("blocks.txt");
+    std::fs::write(&keys, &out.stdout).unwrap();
+    // The profiler's log is empty here, as when `measure` failed.
+    let log = dir.path().join("measure.log");
+    std::fs::write(&log, "").unwrap();
+    let ran = Command::new(&python)
+        .arg(root.join("benches/pytorch_reference.py"))
+        .arg(&log)
+        .arg("--keys")
+        .arg(&keys)
+        .arg("--dry-run")
+        .output()
+        .unwrap();
+    let stdout = text(&ran.stdout);
+    assert!(ran.status.success(), "{stdout}\n{}", text(&ran.stderr));
+    let blocks = space::Architecture::tfnas_a().block_specs().unwrap().len();
+    assert!(
+        stdout.contains(&format!(
+            "dry run: {blocks} blocks chain to output (1, 1000)"
+        )),
+        "{stdout}"
+    );
+}
+
 /// `tests/fixtures/tfnas_a.json` is what scripts/gpu-check.sh hands to
 /// `profiler measure` on the GPU machine (no Rust there to write it); it must
 /// stay the library's TF-NAS-A. `UPDATE_FIXTURES=1` rewrites it.

@@ -383,3 +383,38 @@ fn a_killed_search_resumes_to_the_uninterrupted_result() {
     let b = space::Architecture::from_path(&killed).unwrap();
     assert_eq!(a, b);
 }
+
+/// scripts/gpu-check.sh's PyTorch reference for the searcher's steps
+/// (`benches/pytorch_search_step.py`) runs on the CPU too, and prints the
+/// line the check's summary reads. A broken script would otherwise show
+/// only on the GPU machine. Runs where setup installed torch.
+#[test]
+fn the_pytorch_search_step_reference_runs_and_prints_its_line() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let python = root.join(".venv/bin/python");
+    let probe = Command::new(&python).args(["-c", "import torch"]).output();
+    if !probe.map(|o| o.status.success()).unwrap_or(false) {
+        eprintln!("skipped: no torch in .venv (run scripts/setup.sh)");
+        return;
+    }
+    let ran = Command::new(&python)
+        .arg(root.join("benches/pytorch_search_step.py"))
+        .args(["--steps", "2", "--warmup", "1"])
+        .output()
+        .unwrap();
+    let stdout = text(&ran.stdout);
+    assert!(ran.status.success(), "{stdout}\n{}", text(&ran.stderr));
+    // gpu-check.sh: r"weight step ([0-9.]+) ms, arch step ([0-9.]+) ms".
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("weight step"))
+        .unwrap_or_else(|| panic!("no result line: {stdout}"));
+    let after = |what: &str| -> f64 {
+        let rest = line.split(what).nth(1).unwrap().trim_start();
+        rest.split(" ms").next().unwrap().parse().unwrap()
+    };
+    assert!(
+        after("weight step") > 0.0 && after("arch step") > 0.0,
+        "{line}"
+    );
+}
