@@ -184,16 +184,28 @@ fn bad_architectures_exit_2_naming_stage_and_block() {
     fails_with(&out, &["mbconv_r56_i24_o24_s1_k5_m96_se0_relu"]);
 }
 
+/// The project's `.venv` Python where it can import `module` (which
+/// `scripts/setup.sh` installs); `None`, saying why, where it cannot.
+fn venv_python_with(module: &str) -> Option<std::path::PathBuf> {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    let probe = Command::new(&python)
+        .args(["-c", &format!("import {module}")])
+        .output();
+    if probe.is_ok_and(|o| o.status.success()) {
+        Some(python)
+    } else {
+        eprintln!("skipped: no {module} in .venv (run scripts/setup.sh)");
+        None
+    }
+}
+
 /// pandas, the tool users reach for first, must read a table as documented:
 /// `pd.read_csv(path, comment='#')`. Runs where setup installed pandas.
 #[test]
 fn pandas_reads_the_table() {
-    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    let probe = Command::new(&python).args(["-c", "import pandas"]).output();
-    if !probe.map(|o| o.status.success()).unwrap_or(false) {
-        eprintln!("skipped: no pandas in .venv (run scripts/setup.sh)");
+    let Some(python) = venv_python_with("pandas") else {
         return;
-    }
+    };
     let table = fixture("tfnas_a_synthetic.csv");
     let script = "import sys, pandas as pd\n\
         df = pd.read_csv(sys.argv[1], comment='#')\n\
@@ -364,12 +376,9 @@ fn the_oom_fixture_cannot_fit_after_two_blocks_that_do() {
 #[test]
 fn the_pytorch_reference_builds_tfnas_a_from_the_block_list() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let python = root.join(".venv/bin/python");
-    let probe = Command::new(&python).args(["-c", "import torch"]).output();
-    if !probe.map(|o| o.status.success()).unwrap_or(false) {
-        eprintln!("skipped: no torch in .venv (run scripts/setup.sh)");
+    let Some(python) = venv_python_with("torch") else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     let out = profiler(&[
         "predict",
@@ -426,12 +435,9 @@ fn the_cpu_reference_matches_pytorch() {
     use profiler::cuda::layers::{
         block_input_len, block_layers, random_params, reference_layer, Layer, Rng,
     };
-    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    let probe = Command::new(&python).args(["-c", "import torch"]).output();
-    if !probe.map(|o| o.status.success()).unwrap_or(false) {
-        eprintln!("skipped: no torch in .venv (run scripts/setup.sh)");
+    let Some(python) = venv_python_with("torch") else {
         return;
-    }
+    };
     let batch = 2;
     let mut cases = Vec::new();
     for key in [
