@@ -511,6 +511,47 @@ fn the_plot_and_the_text_report() {
     );
 }
 
+/// scripts/gpu-check.sh reads issue 4's goal from this report (FULL=1's
+/// validate-full.log) with its own patterns: they must keep matching what
+/// `render_text` writes, intervals included.
+#[test]
+fn gpu_check_reads_the_goal_from_the_report() {
+    let (dir, path, table) = setup();
+    let job = job(&table, &path, 1, 20);
+    let rows = run(&mut NetEngine::new(&table), &job, None).unwrap();
+    let s = stats(&rows).unwrap();
+    let logs = dir.path().join("out");
+    std::fs::create_dir(&logs).unwrap();
+    std::fs::write(
+        logs.join("validate-full.log"),
+        render_text(&job, "Fake GPU", &rows, &s),
+    )
+    .unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/gpu-check.sh");
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .arg("targets")
+        .arg(&logs)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (lo, hi) = s.median_ape_ci_pct.unwrap();
+    let within3 = s.bands.iter().find(|b| b.within_pct == 3.0).unwrap();
+    let want = format!(
+        "issue 4 goal (full table): median |error| {:.3}% (95% CI {lo:.3}..{hi:.3}%) (want <= 1%), within ±3% {:.1}% ({:.1}..{:.1}%) (want >= 95%): {} on this sample",
+        s.median_ape_pct,
+        within3.share * 100.0,
+        within3.share_ci.0 * 100.0,
+        within3.share_ci.1 * 100.0,
+        if s.median_ape_pct <= 1.0 && within3.share >= 0.95 {
+            "MET"
+        } else {
+            "NOT MET"
+        }
+    );
+    assert!(text.contains(&want), "want {want}\nin\n{text}");
+}
+
 #[test]
 fn fit_reads_the_rows_and_writes_a_corrected_table() {
     let (dir, path, table) = setup();
