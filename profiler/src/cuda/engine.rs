@@ -40,7 +40,6 @@ use cudarc::driver::{
     CudaContext, CudaEvent, CudaFunction, CudaGraph, CudaSlice, CudaStream, DevicePtr, DriverError,
     LaunchConfig, PushKernelArg,
 };
-use cudarc::nvrtc::{compile_ptx_with_opts, CompileError, CompileOptions};
 
 use super::cublas::{cublas_msg, Blas, PointwiseShape};
 use super::cudnn::{cudnn_msg, Conv, ConvIo, ConvShape, FusedAct, Handle, ALGORITHMS};
@@ -197,29 +196,8 @@ impl CudaEngine {
             info.engine.push_str(WITHOUT_CUBLAS);
         }
 
-        // Safety: only tries to dlopen libnvrtc.
-        if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
-            return Err(ProfilerError::KernelCompile {
-                block: "the engine's kernels".into(),
-                log: "libnvrtc cannot be loaded".into(),
-            });
-        }
         let (major, minor) = ctx.compute_capability().map_err(drv)?;
-        let opts = CompileOptions {
-            options: vec![format!("--gpu-architecture=compute_{major}{minor}")],
-            name: Some("profiler_kernels.cu".into()),
-            ..CompileOptions::default()
-        };
-        let ptx = compile_ptx_with_opts(kernels::SOURCE, opts).map_err(|e| {
-            let log = match &e {
-                CompileError::CompileError { log, .. } => log.to_string_lossy().into_owned(),
-                other => format!("{other:?}"),
-            };
-            ProfilerError::KernelCompile {
-                block: "the engine's kernels".into(),
-                log,
-            }
-        })?;
+        let ptx = kernels::compile(kernels::SOURCE, major, minor)?;
         let module = ctx.load_module(ptx).map_err(drv)?;
         let mut functions = HashMap::new();
         for name in kernels::NAMES {

@@ -5,6 +5,10 @@
 //!
 //! `act` codes: 0 none, 1 ReLU, 2 swish, 3 hard swish (`layers::act_code`).
 
+use cudarc::nvrtc::{compile_ptx_with_opts, CompileError, CompileOptions, Ptx};
+
+use crate::error::{ProfilerError, Result};
+
 /// Kernel names, as `load_function` needs them.
 pub const NAMES: [&str; 10] = [
     "spin",
@@ -284,6 +288,33 @@ extern "C" __global__ void fc(const float* __restrict__ x, const float* __restri
 }
 "#;
 
+/// Compiles `source` with NVRTC to PTX for compute capability
+/// `major.minor`; a compile error carries NVRTC's log, which names the file
+/// (`profiler_kernels.cu`), the line and the problem. NVRTC needs no GPU,
+/// so this runs, and is tested, anywhere the library loads.
+pub fn compile(source: &str, major: i32, minor: i32) -> Result<Ptx> {
+    const WHAT: &str = "the engine's kernels";
+    // Safety: only tries to dlopen libnvrtc.
+    if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+        return Err(ProfilerError::KernelCompile {
+            block: WHAT.into(),
+            log: "libnvrtc cannot be loaded".into(),
+        });
+    }
+    let opts = CompileOptions {
+        options: vec![format!("--gpu-architecture=compute_{major}{minor}")],
+        name: Some("profiler_kernels.cu".into()),
+        ..CompileOptions::default()
+    };
+    compile_ptx_with_opts(source, opts).map_err(|e| ProfilerError::KernelCompile {
+        block: WHAT.into(),
+        log: match &e {
+            CompileError::CompileError { log, .. } => log.to_string_lossy().into_owned(),
+            other => format!("{other:?}"),
+        },
+    })
+}
+
 /// Threads per block for the element-wise kernels.
 pub const THREADS: u32 = 256;
 
@@ -363,12 +394,8 @@ mod tests {
         if !nvrtc_loads() {
             return;
         }
-        let opts = cudarc::nvrtc::CompileOptions {
-            options: vec!["--gpu-architecture=compute_90".into()],
-            ..Default::default()
-        };
-        let ptx = cudarc::nvrtc::compile_ptx_with_opts(SOURCE, opts)
-            .unwrap_or_else(|e| panic!("NVRTC rejected the kernels: {e:?}"));
+        let ptx =
+            compile(SOURCE, 9, 0).unwrap_or_else(|e| panic!("NVRTC rejected the kernels: {e}"));
         let text = ptx.to_src();
         for name in NAMES {
             assert!(
@@ -382,6 +409,30 @@ mod tests {
         for (name, want) in SIGNATURES {
             assert_eq!(param_sizes(&text, name), want, "{name}");
         }
+    }
+
+    /// Issue 3: a kernel that fails to compile is a clear error naming
+    /// the file and line, not a panic (the binary exits 2 on any error).
+    #[test]
+    fn a_kernel_that_does_not_compile_is_an_error_with_nvrtcs_log() {
+        if !nvrtc_loads() {
+            return;
+        }
+        let broken =
+            "extern \"C\" __global__ void broken(float* y) {\n    y[0] = not_declared;\n}\n";
+        let e = compile(broken, 9, 0).unwrap_err();
+        let ProfilerError::KernelCompile { ref log, .. } = e else {
+            panic!("not a compile error: {e:?}")
+        };
+        assert!(
+            log.contains("profiler_kernels.cu(2)") && log.contains("not_declared"),
+            "{log}"
+        );
+        let text = e.to_string();
+        assert!(
+            text.starts_with("a kernel for the engine's kernels failed to compile:"),
+            "{text}"
+        );
     }
 
     /// The engine loads PTX, and the driver's ptxas turns it into H100
