@@ -41,6 +41,12 @@
 # GPU table, a search against it and the derived network measured end to
 # end against SEARCH_TARGET_MS (default 4).
 # GPU_CHECK_ONLY="step names" runs only those steps (a focused rerun).
+#
+# With 15 minutes of device time in all (the machine's start, 35-75 s,
+# included), two calls fit: the default run with GPU_CHECK_BUDGET=250
+# (timeout_s 300), then FULL=1 with the budget that is left less a minute
+# (e.g. GPU_CHECK_BUDGET=480, timeout_s 540). A full table cut short comes
+# back under $OUT and resumes with TABLE_FROM= in a later session.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bin=target/gpu-check
