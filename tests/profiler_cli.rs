@@ -93,6 +93,34 @@ fn predicts_tfnas_a_from_a_table() {
     assert!(stdout.contains("456.7M MACs"), "{stdout}");
 }
 
+/// `check` says how precisely the table knows its medians: three entries
+/// whose 95% intervals are ±0.2%, ±0.4% and ±1% of their medians.
+#[test]
+fn check_reports_the_precision_of_the_medians() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.csv");
+    std::fs::write(
+        &path,
+        "# format: tfnas-latency-table/1\n# device_name: SYNTHETIC for a test\n# batch: 32\n\
+         key,batch,median_ms,p10_ms,p90_ms,ci_low_ms,ci_high_ms,samples,throttled\n\
+         stem_r224_i3_o32_s2_k3_m0_se0_relu,32,1.0,0.99,1.01,0.998,1.002,400,0\n\
+         fixed_r112_i32_o16_s1_k3_m32_se8_relu,32,2.0,1.98,2.02,1.992,2.008,120,0\n\
+         head_r7_i320_o1000_s1_k1_m1280_se0_swish,32,4.0,3.9,4.1,3.96,4.04,10,0\n",
+    )
+    .unwrap();
+    let out = profiler(&["check", "--table", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(
+            "precision: the medians' 95% intervals are ±0.40% typically (median over entries), \
+             ±1.00% at worst (head_r7_i320_o1000_s1_k1_m1280_se0_swish); 1 of 3 entries wider \
+             than ±0.5%; 10..400 samples per entry"
+        ),
+        "{stdout}"
+    );
+}
+
 #[test]
 fn bad_tables_exit_2_naming_file_and_line() {
     let good = std::fs::read_to_string(fixture("tfnas_a_synthetic.csv")).unwrap();

@@ -149,6 +149,9 @@ fn check(table: PathBuf, space: Option<PathBuf>) -> Result<()> {
     if throttled > 0 {
         println!("{throttled} entries were measured while the GPU throttled");
     }
+    if let Some(line) = precision(&table) {
+        println!("{line}");
+    }
     match table.header_boundary_ms() {
         Some(ms) => println!("boundary {ms:.4} ms: taken off every block, added once per network"),
         None => println!("no boundary line: blocks are priced at their medians"),
@@ -175,6 +178,36 @@ fn check(table: PathBuf, space: Option<PathBuf>) -> Result<()> {
         println!("  ... and {} more", missing.len() - 10);
     }
     Ok(())
+}
+
+/// How precisely the table knows its medians: the half-widths of their 95%
+/// intervals relative to the median (typical and worst), how many are wider
+/// than the default `--ci-percent` (the time cap stopped them first), and
+/// the samples per entry. `None` for an empty table.
+fn precision(table: &LatencyTable) -> Option<String> {
+    let half = |e: &space::Entry| {
+        (e.stats.ci_high_ms - e.stats.ci_low_ms) / 2.0 / e.stats.median_ms * 100.0
+    };
+    let mut widths: Vec<f64> = table.entries().iter().map(half).collect();
+    if widths.is_empty() {
+        return None;
+    }
+    widths.sort_by(f64::total_cmp);
+    let worst = table
+        .entries()
+        .iter()
+        .max_by(|a, b| half(a).total_cmp(&half(b)))?;
+    let target = 0.5;
+    let wider = widths.iter().filter(|&&w| w > target + 1e-9).count();
+    let samples = table.entries().iter().map(|e| e.stats.samples);
+    let (lo, hi) = (samples.clone().min()?, samples.max()?);
+    Some(format!(
+        "precision: the medians' 95% intervals are ±{:.2}% typically (median over entries), ±{:.2}% at worst ({}); {wider} of {} entries wider than ±{target}%; {lo}..{hi} samples per entry",
+        widths[widths.len() / 2],
+        half(worst),
+        worst.spec,
+        widths.len()
+    ))
 }
 
 fn predict(table: PathBuf, arch: PathBuf, blocks: bool) -> Result<()> {
