@@ -185,27 +185,25 @@ fn check(table: PathBuf, space: Option<PathBuf>) -> Result<()> {
 /// than the default `--ci-percent` (the time cap stopped them first), and
 /// the samples per entry. `None` for an empty table.
 fn precision(table: &LatencyTable) -> Option<String> {
-    let half = |e: &space::Entry| {
-        (e.stats.ci_high_ms - e.stats.ci_low_ms) / 2.0 / e.stats.median_ms * 100.0
-    };
-    let mut widths: Vec<f64> = table.entries().iter().map(half).collect();
-    if widths.is_empty() {
-        return None;
-    }
-    widths.sort_by(f64::total_cmp);
-    let worst = table
+    // Each entry's half-width in percent of its median, narrowest first.
+    let mut widths: Vec<(f64, &space::Entry)> = table
         .entries()
         .iter()
-        .max_by(|a, b| half(a).total_cmp(&half(b)))?;
+        .map(|e| {
+            let s = &e.stats;
+            ((s.ci_high_ms - s.ci_low_ms) / 2.0 / s.median_ms * 100.0, e)
+        })
+        .collect();
+    widths.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let &(worst, worst_entry) = widths.last()?;
     let target = 0.5;
-    let wider = widths.iter().filter(|&&w| w > target + 1e-9).count();
+    let wider = widths.iter().filter(|w| w.0 > target + 1e-9).count();
     let samples = table.entries().iter().map(|e| e.stats.samples);
     let (lo, hi) = (samples.clone().min()?, samples.max()?);
     Some(format!(
-        "precision: the medians' 95% intervals are ±{:.2}% typically (median over entries), ±{:.2}% at worst ({}); {wider} of {} entries wider than ±{target}%; {lo}..{hi} samples per entry",
-        widths[widths.len() / 2],
-        half(worst),
-        worst.spec,
+        "precision: the medians' 95% intervals are ±{:.2}% typically (median over entries), ±{worst:.2}% at worst ({}); {wider} of {} entries wider than ±{target}%; {lo}..{hi} samples per entry",
+        widths[widths.len() / 2].0,
+        worst_entry.spec,
         widths.len()
     ))
 }
