@@ -76,6 +76,28 @@ pub enum ProfilerError {
 
     #[error("writing the table: {0}")]
     Output(String),
+
+    /// What was being done when `cause` failed; printed as `context: cause`
+    /// by the binary (which walks the sources), as anyhow's context was.
+    #[error("{context}")]
+    Context {
+        context: String,
+        #[source]
+        cause: Box<ProfilerError>,
+    },
+
+    // Errors of other crates, as they read; `Context` says where.
+    #[error(transparent)]
+    Os(#[from] std::io::Error),
+
+    #[error(transparent)]
+    Float(#[from] std::num::ParseFloatError),
+
+    #[error(transparent)]
+    Int(#[from] std::num::ParseIntError),
+
+    #[error(transparent)]
+    Csv(#[from] csv::Error),
 }
 
 pub type Result<T, E = ProfilerError> = std::result::Result<T, E>;
@@ -88,3 +110,60 @@ impl ProfilerError {
         }
     }
 }
+
+impl ProfilerError {
+    /// The message with every cause after it, `a: b: c`, as the binary
+    /// prints it (for messages that quote another error).
+    pub fn chain(&self) -> String {
+        let mut out = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(e) = cause {
+            out.push_str(": ");
+            out.push_str(&e.to_string());
+            cause = e.source();
+        }
+        out
+    }
+}
+
+/// Adds what was being done to an error, instead of a `map_err` closure per
+/// call: `std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))`.
+pub trait Context<T> {
+    fn context(self, context: impl Into<String>) -> Result<T>;
+    fn with_context<C: Into<String>>(self, context: impl FnOnce() -> C) -> Result<T>;
+}
+
+impl<T, E: Into<ProfilerError>> Context<T> for std::result::Result<T, E> {
+    fn context(self, context: impl Into<String>) -> Result<T> {
+        self.map_err(|e| ProfilerError::Context {
+            context: context.into(),
+            cause: Box::new(e.into()),
+        })
+    }
+
+    fn with_context<C: Into<String>>(self, context: impl FnOnce() -> C) -> Result<T> {
+        self.map_err(|e| ProfilerError::Context {
+            context: context().into(),
+            cause: Box::new(e.into()),
+        })
+    }
+}
+
+/// Returns early with [`ProfilerError::Invalid`] and a formatted message.
+macro_rules! bail {
+    ($($arg:tt)*) => {
+        return Err($crate::error::ProfilerError::Invalid(format!($($arg)*)))
+    };
+}
+
+/// [`bail!`] unless the condition holds.
+macro_rules! ensure {
+    ($cond:expr, $($arg:tt)*) => {
+        let holds: bool = $cond;
+        if !holds {
+            $crate::error::bail!($($arg)*);
+        }
+    };
+}
+
+pub(crate) use {bail, ensure};

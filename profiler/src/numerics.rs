@@ -7,8 +7,8 @@ use space::{Architecture, BlockSpec};
 
 use crate::cuda::layers::reference_forward;
 use crate::cuda::CudaEngine;
-use crate::engine::{Engine, Workload};
 use crate::error::Result;
+use crate::measure::engine::{Engine, Workload};
 
 /// Largest error allowed, relative to the largest reference magnitude. cuDNN
 /// may run fp32 convolutions on TF32 tensor cores (its default math, and
@@ -129,7 +129,7 @@ pub fn check_tfnas_a(engine: &mut CudaEngine) -> Result<Comparison> {
 mod tests {
     use super::*;
     use crate::cuda::ConvImpl;
-    use crate::engine::EngineConfig;
+    use crate::measure::engine::EngineConfig;
 
     #[test]
     fn comparisons_catch_errors_nans_and_length() {
@@ -158,7 +158,10 @@ mod tests {
             return;
         }
         let mut failures = Vec::new();
-        for launch in [crate::engine::Launch::Graph, crate::engine::Launch::Eager] {
+        for launch in [
+            crate::measure::engine::Launch::Graph,
+            crate::measure::engine::Launch::Eager,
+        ] {
             let config = EngineConfig {
                 batch: 2,
                 launch,

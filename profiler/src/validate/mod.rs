@@ -12,82 +12,64 @@
 //! validate only the part of the space the table covers.
 //!
 //! The per-network rows go to `--out` and resume like the table build; the
-//! statistics are [`crate::validation::validation_stats`].
+//! statistics are [`crate::analysis::accuracy::validation_stats`].
 
-mod rows;
+pub mod network;
 
 #[cfg(test)]
 mod tests;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
-use clap::Args;
-use profiler::engine::{Dtype, Engine, EngineConfig, EngineInfo, Launch, Layout, Workload, L2};
-use profiler::gpu_commands::{command_line, EngineArgs, TimingArgs};
-use profiler::monitor::Monitor;
-use profiler::timing::{time_workload, TimingRule};
-use profiler::ProfilerError;
-use sha2::{Digest, Sha256};
 use space::{meta, Architecture, BlockSpec, LatencyTable, Metadata, SearchSpaceConfig};
 
-pub use rows::{read as read_rows, Row};
+use crate::analysis::accuracy::{validation_stats, Pair, ValidationStats};
+use crate::analysis::rows;
+pub use crate::analysis::rows::{read as read_rows, sha256_16, Row};
+use crate::error::{bail, ensure, Context, ProfilerError, Result};
+use crate::measure::engine::{
+    Dtype, Engine, EngineConfig, EngineInfo, Launch, Layout, Workload, L2,
+};
+use crate::measure::monitor::Monitor;
+use crate::measure::timing::{time_workload, TimingFlags, TimingRule};
 
-use crate::validation::{validation_stats, Pair, ValidationStats};
-
-/// `profiler validate`.
-#[derive(Args, Clone, Debug)]
+/// What `profiler validate` is asked to do; the engine is the caller's.
+#[derive(Clone, Debug)]
 pub struct ValidateArgs {
     /// The latency table to validate.
-    #[arg(long)]
     pub table: PathBuf,
-    /// CUDA device index.
-    #[arg(long, default_value_t = 0)]
-    pub device: usize,
     /// How many networks to sample and measure.
-    #[arg(long, default_value_t = 100)]
     pub samples: usize,
     /// Seed of the network sampler; network i of a seed is always the same.
-    #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Write the per-network rows as CSV to FILE, resuming it when it exists
-    /// and was written with the same table, device, settings and seed.
-    #[arg(long)]
+    /// Where the per-network rows go (resumed when the file exists).
     pub out: Option<PathBuf>,
-    /// Also draw predicted against measured latency (.svg or .png).
-    #[arg(long)]
+    /// Where the predicted-against-measured plot goes (.svg or .png).
     pub plot: Option<PathBuf>,
-    /// Print the statistics as JSON instead of text.
-    #[arg(long)]
-    pub json: bool,
-    /// Search space file the table was built for; the TF-NAS ImageNet space
-    /// by default.
-    #[arg(long)]
+    /// The space file the table was built for; the default space if none.
     pub space: Option<PathBuf>,
-    /// Batch size; the table's own (refused if different).
-    #[arg(long)]
+    /// Settings the command line states; see [`resolve_settings`].
+    pub flags: SettingFlags,
+    pub timing: TimingFlags,
+    /// The command line, for the rows' header.
+    pub command: String,
+}
+
+/// Engine settings stated on the command line: each may fill in a setting
+/// the table's header lacks, never change one it states.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SettingFlags {
     pub batch: Option<u32>,
-    /// Launch mode, for a table whose header does not say (refused if
-    /// different from the header).
-    #[arg(long)]
     pub launch: Option<Launch>,
-    /// L2 policy, for a table whose header does not say.
-    #[arg(long)]
     pub l2: Option<L2>,
-    /// Element type, for a table whose header does not say.
-    #[arg(long)]
     pub dtype: Option<Dtype>,
-    /// Memory layout, for a table whose header does not say.
-    #[arg(long)]
     pub layout: Option<Layout>,
-    #[command(flatten)]
-    pub timing: TimingArgs,
 }
 
 /// The settings a validation must time with, from the table's header and
 /// the flags: a flag may fill in a setting the header lacks, never change
 /// one it states.
-pub fn resolve_settings(table: &LatencyTable, args: &ValidateArgs) -> Result<EngineConfig> {
+pub fn resolve_settings(table: &LatencyTable, args: &SettingFlags) -> Result<EngineConfig> {
     fn pick<T: std::str::FromStr<Err = String> + ToString + Copy>(
         table: &LatencyTable,
         key: &'static str,
@@ -96,10 +78,9 @@ pub fn resolve_settings(table: &LatencyTable, args: &ValidateArgs) -> Result<Eng
         missing: &mut Vec<&'static str>,
     ) -> Result<Option<T>> {
         let header = match table.metadata().get(key) {
-            Some(v) => Some(
-                v.parse::<T>()
-                    .map_err(|e| anyhow::anyhow!("{}: header '{key}': {e}", table.origin()))?,
-            ),
+            Some(v) => Some(v.parse::<T>().map_err(|e| {
+                ProfilerError::Invalid(format!("{}: header '{key}': {e}", table.origin()))
+            })?),
             None => None,
         };
         match (header, flag) {
@@ -138,8 +119,7 @@ pub fn resolve_settings(table: &LatencyTable, args: &ValidateArgs) -> Result<Eng
         return Err(ProfilerError::FlagsDisagreeWithTable {
             table: table.origin().to_string(),
             diffs: diffs.join("; "),
-        }
-        .into());
+        });
     }
     match (launch, l2, dtype, layout) {
         (Some(launch), Some(l2), Some(dtype), Some(layout)) => Ok(EngineConfig {
@@ -158,8 +138,7 @@ pub fn resolve_settings(table: &LatencyTable, args: &ValidateArgs) -> Result<Eng
                 .map(|k| format!("--{k}"))
                 .collect::<Vec<_>>()
                 .join(" "),
-        }
-        .into()),
+        }),
     }
 }
 
@@ -200,14 +179,6 @@ pub struct Job {
 /// More networks than anyone times on a GPU; the cap keeps a typo from
 /// sampling and predicting for minutes before failing.
 pub const MAX_SAMPLES: usize = 100_000;
-
-/// First 16 hex digits of the SHA-256 of `bytes`.
-pub fn sha256_16(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
 
 impl Job {
     /// Samples `samples` networks of `space` with `seed` and predicts each
@@ -304,7 +275,7 @@ impl Job {
             .set(keys::TABLE_STARTED, t(meta::STARTED))
             .set(keys::TABLE_FINISHED, t(meta::FINISHED))
             .set(keys::TABLE_ENTRIES, self.table_entries);
-        profiler::engine::set_measurement_lines(&mut m, info, c)
+        crate::measure::engine::set_measurement_lines(&mut m, info, c)
             .set(meta::SPACE, &self.space.name)
             .set(meta::SPACE_DIGEST, self.space.digest())
             .set(keys::SEED, self.seed)
@@ -344,8 +315,7 @@ fn check_engine(job: &Job, engine: &dyn Engine) -> Result<()> {
         return Err(ProfilerError::FlagsDisagreeWithTable {
             table: job.table_origin.clone(),
             diffs: diffs.join("; "),
-        }
-        .into());
+        });
     }
     Ok(())
 }
@@ -371,10 +341,10 @@ pub fn run_validation(
             engine.info().device_uuid
         ));
     }
-    let header = job.header(engine.info(), &profiler::timestamp::now_rfc3339());
+    let header = job.header(engine.info(), &crate::files::timestamp::now_rfc3339());
     let expected = |row: &Row| -> Result<()> {
         let want = Architecture::sample_nth(&job.space, job.seed, row.index)?.code();
-        anyhow::ensure!(
+        ensure!(
             row.seed == job.seed && row.arch == want,
             "row {} holds network '{}' of seed {}, but seed {} samples '{want}' there",
             row.index,
@@ -432,7 +402,7 @@ pub fn run_validation(
     }
     if let Some(w) = writer {
         let mut trailing = Metadata::new();
-        trailing.set(meta::FINISHED, profiler::timestamp::now_rfc3339());
+        trailing.set(meta::FINISHED, crate::files::timestamp::now_rfc3339());
         w.finish(&trailing)?;
     }
     if rows.len() > job.networks.len() {
@@ -560,15 +530,15 @@ pub fn render_text(job: &Job, device: &str, rows: &[Row], s: &ValidationStats) -
 
 /// Draws predicted (y) against measured (x) latency.
 pub fn plot(path: &Path, rows: &[Row]) -> Result<()> {
-    let points: Vec<crate::compare::Point> = rows
+    let points: Vec<crate::analysis::compare::Point> = rows
         .iter()
-        .map(|r| crate::compare::Point {
+        .map(|r| crate::analysis::compare::Point {
             group: if r.throttled { "throttled" } else { "network" }.into(),
             a_ms: r.measured_ms,
             b_ms: r.predicted_ms,
         })
         .collect();
-    crate::plot::scatter(
+    crate::analysis::plot::scatter(
         path,
         &points,
         "Sampled networks: table prediction against end-to-end time, ms",
@@ -577,9 +547,12 @@ pub fn plot(path: &Path, rows: &[Row]) -> Result<()> {
     )
 }
 
-/// `profiler validate`: everything that needs no GPU is checked before the
-/// engine is opened.
-pub fn command(args: &ValidateArgs) -> Result<()> {
+/// `profiler validate` up to the engine: checks everything that needs no
+/// engine (the sample count, the output paths, the space, the table and
+/// its settings) and samples and predicts every network, so that the
+/// caller opens an engine only for a job that can run. Returns the job
+/// with the engine settings it must be timed under.
+pub fn prepare(args: &ValidateArgs) -> Result<Job> {
     if !(1..=MAX_SAMPLES).contains(&args.samples) {
         bail!(
             "--samples must be between 1 and {MAX_SAMPLES}, got {}",
@@ -587,10 +560,10 @@ pub fn command(args: &ValidateArgs) -> Result<()> {
         );
     }
     if let Some(p) = &args.plot {
-        crate::plot::check_plot_path(p)?;
+        crate::analysis::plot::check_plot_path(p)?;
     }
     if let Some(p) = &args.out {
-        profiler::resume::check_out_folder("--out", p)?;
+        crate::files::resume::check_out_folder("--out", p)?;
     }
     let space = match &args.space {
         Some(p) => SearchSpaceConfig::from_path(p)?,
@@ -601,9 +574,9 @@ pub fn command(args: &ValidateArgs) -> Result<()> {
     let text = std::fs::read_to_string(&args.table)
         .with_context(|| format!("cannot read {}", args.table.display()))?;
     let table = LatencyTable::parse(&text, &args.table.display().to_string())?;
-    let config = resolve_settings(&table, args)?;
-    let timing = args.timing.timing()?;
-    let job = Job::new(
+    let config = resolve_settings(&table, &args.flags)?;
+    let timing = args.timing.rule()?;
+    Job::new(
         &table,
         sha256_16(text.as_bytes()),
         space,
@@ -611,38 +584,6 @@ pub fn command(args: &ValidateArgs) -> Result<()> {
         args.seed,
         args.samples,
         timing,
-        command_line(),
-    )?;
-    let engine_args = EngineArgs {
-        device: args.device,
-        batch: config.batch,
-        launch: config.launch,
-        l2: config.l2,
-        dtype: config.dtype,
-        layout: config.layout,
-        timing: args.timing.clone(),
-    };
-    let (mut engine, mut monitor) = engine_args.open()?;
-    let mut log = |m: &str| eprintln!("{m}");
-    let rows = run_validation(
-        &mut engine,
-        monitor.as_mut(),
-        &job,
-        args.out.as_deref(),
-        &mut log,
-    )?;
-    let s = stats(&rows)?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&s)?);
-    } else {
-        print!(
-            "{}",
-            render_text(&job, &engine.info().device_name, &rows, &s)
-        );
-    }
-    if let Some(p) = &args.plot {
-        plot(p, &rows)?;
-        eprintln!("wrote {}", p.display());
-    }
-    Ok(())
+        args.command.clone(),
+    )
 }

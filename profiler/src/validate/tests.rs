@@ -5,14 +5,15 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use profiler::engine::{Engine, EngineConfig, EngineInfo, Launch, Workload, L2};
-use profiler::gpu_commands::TimingArgs;
-use profiler::monitor::Unmonitored;
-use profiler::stats::StopRule;
-use profiler::timing::TimingRule;
+use crate::measure::engine::{EngineConfig, Launch, L2};
+use crate::measure::fake::FakeEngine;
+use crate::measure::monitor::Unmonitored;
+use crate::measure::stop::StopRule;
+use crate::measure::timing::TimingRule;
 use space::{meta, Entry, LatencyStats, LatencyTable, Metadata, SearchSpaceConfig, TableWriter};
 
 use super::*;
+use crate::analysis::fit;
 
 /// The synthetic latency of a block, as a table would hold it.
 fn block_ms(spec: &BlockSpec) -> f64 {
@@ -75,62 +76,17 @@ fn noise(predicted_ms: f64) -> f64 {
     }
 }
 
-/// Times a network as `FACTOR × (table sum) × (1 + noise)`.
-struct NetEngine<'a> {
-    info: EngineInfo,
-    config: EngineConfig,
-    table: &'a LatencyTable,
-    current: f64,
-    prepared: usize,
-    /// Fail `prepare` once this many networks were prepared (a kill).
-    fail_after: Option<usize>,
-}
-
-impl<'a> NetEngine<'a> {
-    fn new(table: &'a LatencyTable) -> Self {
-        NetEngine {
-            info: EngineInfo {
-                device_name: "Fake GPU 80GB".into(),
-                device_uuid: "GPU-fake-0".into(),
-                driver: "580.0".into(),
-                cuda: "13.0".into(),
-                cudnn: "9.14.0".into(),
-                engine: "fake/1".into(),
-            },
-            config: EngineConfig::default(),
-            table,
-            current: 0.0,
-            prepared: 0,
-            fail_after: None,
-        }
-    }
-}
-
-impl Engine for NetEngine<'_> {
-    fn info(&self) -> &EngineInfo {
-        &self.info
-    }
-    fn config(&self) -> &EngineConfig {
-        &self.config
-    }
-    fn prepare(&mut self, workload: &Workload) -> profiler::Result<()> {
-        let Workload::Network { blocks, .. } = workload else {
-            panic!("validate times whole networks only");
-        };
-        if self.fail_after == Some(self.prepared) {
-            return Err(ProfilerError::Cuda {
-                block: workload.to_string(),
-                msg: "simulated kill".into(),
-            });
-        }
-        let sum = self.table.predict_blocks(blocks).unwrap().total_ms;
-        self.current = FACTOR * sum * (1.0 + noise(sum));
-        self.prepared += 1;
-        Ok(())
-    }
-    fn run_timed(&mut self) -> profiler::Result<f64> {
-        Ok(self.current)
-    }
+/// The shared fake engine, timing a network as `FACTOR × (table sum) ×
+/// (1 + noise)`, on the device the test tables name.
+fn net_engine(table: &LatencyTable) -> FakeEngine {
+    let table = table.clone();
+    let mut engine = FakeEngine::new(EngineConfig::default());
+    engine.info.device_uuid = "GPU-fake-0".into();
+    engine.network_ms = Some(Box::new(move |blocks: &[BlockSpec]| {
+        let sum = table.predict_blocks(blocks).unwrap().total_ms;
+        FACTOR * sum * (1.0 + noise(sum))
+    }));
+    engine
 }
 
 fn quick_timing() -> TimingRule {
@@ -158,7 +114,7 @@ fn job(table: &LatencyTable, path: &Path, seed: u64, samples: usize) -> Job {
     .unwrap()
 }
 
-fn run(engine: &mut NetEngine, job: &Job, out: Option<&Path>) -> Result<Vec<Row>> {
+fn run(engine: &mut FakeEngine, job: &Job, out: Option<&Path>) -> Result<Vec<Row>> {
     let mut monitor = Unmonitored { why: "test".into() };
     run_validation(engine, &mut monitor, job, out, &mut |_| {})
 }
@@ -174,7 +130,7 @@ fn setup() -> (tempfile::TempDir, PathBuf, LatencyTable) {
 fn a_known_factor_and_noise_give_the_expected_errors() {
     let (_dir, path, table) = setup();
     let job = job(&table, &path, 1, 40);
-    let mut engine = NetEngine::new(&table);
+    let mut engine = net_engine(&table);
     let rows = run(&mut engine, &job, None).unwrap();
     assert_eq!(rows.len(), 40);
     // Measured = 1.25 × predicted × 1.02 or × 0.98, so each error is
@@ -215,10 +171,10 @@ fn a_killed_run_resumes_to_the_same_rows() {
     let (dir, path, table) = setup();
     let job = job(&table, &path, 1, 12);
     let whole = dir.path().join("whole.csv");
-    let full = run(&mut NetEngine::new(&table), &job, Some(&whole)).unwrap();
+    let full = run(&mut net_engine(&table), &job, Some(&whole)).unwrap();
 
     let out = dir.path().join("rows.csv");
-    let mut killed = NetEngine::new(&table);
+    let mut killed = net_engine(&table);
     killed.fail_after = Some(7);
     let err = run(&mut killed, &job, Some(&out)).unwrap_err();
     assert!(err.to_string().contains("simulated kill"), "{err}");
@@ -229,13 +185,13 @@ fn a_killed_run_resumes_to_the_same_rows() {
     std::fs::write(&out, &text).unwrap();
 
     let mut logs = Vec::new();
-    let mut resumed = NetEngine::new(&table);
+    let mut resumed = net_engine(&table);
     let mut monitor = Unmonitored { why: "test".into() };
     let rows = run_validation(&mut resumed, &mut monitor, &job, Some(&out), &mut |m| {
         logs.push(m.to_string())
     })
     .unwrap();
-    assert_eq!(resumed.prepared, 5, "only networks 7..12 are timed again");
+    assert_eq!(resumed.networks, 5, "only networks 7..12 are timed again");
     assert_eq!(rows, full);
     assert_eq!(rows::read(&out).unwrap().rows, full);
     assert!(logs.iter().any(|l| l.contains("truncated")), "{logs:?}");
@@ -244,13 +200,13 @@ fn a_killed_run_resumes_to_the_same_rows() {
 
     // A finished file reruns without timing anything, and a larger
     // --samples extends it.
-    let mut again = NetEngine::new(&table);
+    let mut again = net_engine(&table);
     assert_eq!(run(&mut again, &job, Some(&out)).unwrap(), full);
-    assert_eq!(again.prepared, 0);
+    assert_eq!(again.networks, 0);
     let more = super::tests::job(&table, &path, 1, 15);
-    let mut extend = NetEngine::new(&table);
+    let mut extend = net_engine(&table);
     let rows = run(&mut extend, &more, Some(&out)).unwrap();
-    assert_eq!(extend.prepared, 3);
+    assert_eq!(extend.networks, 3);
     assert_eq!(&rows[..12], &full[..]);
     let text = std::fs::read_to_string(&out).unwrap();
     assert_eq!(text.matches("# finished:").count(), 1, "{text}");
@@ -263,7 +219,7 @@ fn a_rerun_with_other_settings_is_refused() {
     let (dir, path, table) = setup();
     let out = dir.path().join("rows.csv");
     run(
-        &mut NetEngine::new(&table),
+        &mut net_engine(&table),
         &job(&table, &path, 1, 4),
         Some(&out),
     )
@@ -271,7 +227,7 @@ fn a_rerun_with_other_settings_is_refused() {
     let before = std::fs::read_to_string(&out).unwrap();
 
     let err = run(
-        &mut NetEngine::new(&table),
+        &mut net_engine(&table),
         &job(&table, &path, 2, 4),
         Some(&out),
     )
@@ -279,7 +235,7 @@ fn a_rerun_with_other_settings_is_refused() {
     .to_string();
     assert!(err.contains("seed: file has '1', this run '2'"), "{err}");
 
-    let mut other_gpu = NetEngine::new(&table);
+    let mut other_gpu = net_engine(&table);
     other_gpu.info.device_uuid = "GPU-fake-1".into();
     let err = run(&mut other_gpu, &job(&table, &path, 1, 4), Some(&out))
         .unwrap_err()
@@ -292,7 +248,7 @@ fn a_rerun_with_other_settings_is_refused() {
     header.set(meta::STARTED, "2026-11-27T10:00:00Z");
     let (path2, table2) = write_table(dir.path(), "t2.csv", &space, &header, |_| true);
     let err = run(
-        &mut NetEngine::new(&table2),
+        &mut net_engine(&table2),
         &job(&table2, &path2, 1, 4),
         Some(&out),
     )
@@ -305,7 +261,7 @@ fn a_rerun_with_other_settings_is_refused() {
     let notes = dir.path().join("notes.txt");
     std::fs::write(&notes, "my notes\n").unwrap();
     let err = run(
-        &mut NetEngine::new(&table),
+        &mut net_engine(&table),
         &job(&table, &path, 1, 4),
         Some(&notes),
     )
@@ -317,7 +273,7 @@ fn a_rerun_with_other_settings_is_refused() {
 #[test]
 fn an_engine_with_other_settings_is_refused() {
     let (_dir, path, table) = setup();
-    let mut engine = NetEngine::new(&table);
+    let mut engine = net_engine(&table);
     engine.config.launch = Launch::Eager;
     engine.config.l2 = L2::Cold;
     let err = run(&mut engine, &job(&table, &path, 1, 3), None)
@@ -327,37 +283,13 @@ fn an_engine_with_other_settings_is_refused() {
         err.contains("launch: table 'graph', engine 'eager'") && err.contains("l2"),
         "{err}"
     );
-    assert_eq!(engine.prepared, 0);
-}
-
-fn args(table: &Path) -> ValidateArgs {
-    ValidateArgs {
-        table: table.to_path_buf(),
-        device: 0,
-        samples: 10,
-        seed: 1,
-        out: None,
-        plot: None,
-        json: false,
-        space: None,
-        batch: None,
-        launch: None,
-        l2: None,
-        dtype: None,
-        layout: None,
-        timing: TimingArgs {
-            warmup_ms: 0,
-            cap_ms: 10,
-            ci_percent: 0.5,
-            min_samples: 3,
-        },
-    }
+    assert_eq!(engine.networks, 0);
 }
 
 #[test]
 fn settings_come_from_the_header_and_flags_may_only_fill_gaps() {
-    let (dir, path, table) = setup();
-    let mut a = args(&path);
+    let (dir, _path, table) = setup();
+    let mut a = SettingFlags::default();
     assert_eq!(
         resolve_settings(&table, &a).unwrap(),
         EngineConfig::default()
@@ -379,12 +311,12 @@ fn settings_come_from_the_header_and_flags_may_only_fill_gaps() {
             header.set(k, v);
         }
     }
-    let (bare_path, bare) = write_table(dir.path(), "bare.csv", &space, &header, |_| true);
-    let mut a = args(&bare_path);
+    let (_, bare) = write_table(dir.path(), "bare.csv", &space, &header, |_| true);
+    let mut a = SettingFlags::default();
     let err = resolve_settings(&bare, &a).unwrap_err().to_string();
     assert!(err.contains("does not say l2, layout") && err.contains("--l2 --layout"));
     a.l2 = Some(L2::Cold);
-    a.layout = Some(profiler::engine::Layout::Nchw);
+    a.layout = Some(crate::measure::engine::Layout::Nchw);
     let c = resolve_settings(&bare, &a).unwrap();
     assert_eq!(c.l2, L2::Cold);
 }
@@ -441,7 +373,7 @@ fn a_partial_table_stops_before_measuring_and_names_the_keys() {
 fn the_plot_and_the_text_report() {
     let (dir, path, table) = setup();
     let job = job(&table, &path, 1, 8);
-    let rows = run(&mut NetEngine::new(&table), &job, None).unwrap();
+    let rows = run(&mut net_engine(&table), &job, None).unwrap();
     let svg = dir.path().join("v.svg");
     plot(&svg, &rows).unwrap();
     let text = std::fs::read_to_string(&svg).unwrap();
@@ -467,7 +399,7 @@ fn the_plot_and_the_text_report() {
     header.set(meta::CORRECTION, "linear a=1.25 b=0");
     let (path2, table2) = write_table(dir.path(), "c.csv", &space, &header, |_| true);
     let job2 = super::tests::job(&table2, &path2, 1, 8);
-    let rows2 = run(&mut NetEngine::new(&table2), &job2, None).unwrap();
+    let rows2 = run(&mut net_engine(&table2), &job2, None).unwrap();
     assert_eq!(rows2, rows, "same sums, same measurements");
     let report = render_text(&job2, "Fake GPU", &rows2, &stats(&rows2).unwrap());
     let line = report
@@ -486,7 +418,7 @@ fn the_plot_and_the_text_report() {
     header.set(meta::BOUNDARY_MS, "0.002");
     let (path3, table3) = write_table(dir.path(), "b.csv", &space, &header, |_| true);
     let job3 = super::tests::job(&table3, &path3, 1, 8);
-    let mut rows3 = run(&mut NetEngine::new(&table3), &job3, None).unwrap();
+    let mut rows3 = run(&mut net_engine(&table3), &job3, None).unwrap();
     for r in &mut rows3 {
         r.measured_ms = r.predicted_ms;
     }
@@ -518,7 +450,7 @@ fn the_plot_and_the_text_report() {
 fn gpu_check_reads_the_goal_from_the_report() {
     let (dir, path, table) = setup();
     let job = job(&table, &path, 1, 20);
-    let rows = run(&mut NetEngine::new(&table), &job, None).unwrap();
+    let rows = run(&mut net_engine(&table), &job, None).unwrap();
     let s = stats(&rows).unwrap();
     let logs = dir.path().join("out");
     std::fs::create_dir(&logs).unwrap();
@@ -557,20 +489,20 @@ fn fit_reads_the_rows_and_writes_a_corrected_table() {
     let (dir, path, table) = setup();
     let out = dir.path().join("rows.csv");
     run(
-        &mut NetEngine::new(&table),
+        &mut net_engine(&table),
         &job(&table, &path, 1, 30),
         Some(&out),
     )
     .unwrap();
     let corrected = dir.path().join("corrected.csv");
-    crate::fit::command(&crate::fit::FitArgs {
+    let fitted = fit::run(&fit::FitArgs {
         validation: out.clone(),
         table: path.clone(),
         out: Some(corrected.clone()),
-        model: crate::fit::Model::Linear,
-        json: false,
+        model: fit::Model::Linear,
     })
     .unwrap();
+    fit::write_copy(&corrected, &fitted.copy.unwrap()).unwrap();
     let t2 = LatencyTable::from_path(&corrected).unwrap();
     let c = t2.correction().expect("a correction line");
     // measured = 1.25 · predicted · (1 ± 2%). The predictions span a
@@ -585,12 +517,11 @@ fn fit_reads_the_rows_and_writes_a_corrected_table() {
     assert_eq!(t2.len(), table.len(), "every entry kept");
     assert!(t2.corrected_total(10.0) > 12.0);
     // The rows name the original table, not the corrected copy.
-    let err = crate::fit::command(&crate::fit::FitArgs {
+    let err = fit::run(&fit::FitArgs {
         validation: out,
         table: corrected,
         out: None,
-        model: crate::fit::Model::Offset,
-        json: false,
+        model: fit::Model::Offset,
     })
     .unwrap_err()
     .to_string();

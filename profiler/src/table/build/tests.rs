@@ -5,11 +5,12 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::*;
-use crate::boundary;
-use crate::engine::{EngineConfig, L2};
 use crate::error::ProfilerError;
-use crate::fake_engine::{hot, FakeEngine, FakeMonitor};
-use crate::stats::StopRule;
+use crate::measure::boundary;
+use crate::measure::engine::{EngineConfig, L2};
+use crate::measure::fake::{hot, FakeEngine, FakeMonitor};
+use crate::measure::stop::StopRule;
+use crate::table::progress::LogOnly;
 
 /// One stage (16 → 24, two layers) and two ops: a plan of a few dozen
 /// entries, quick to "time".
@@ -45,13 +46,7 @@ fn build_file(
     monitor: &mut FakeMonitor,
     path: &Path,
 ) -> Result<BuildReport> {
-    build_table(
-        engine,
-        monitor,
-        &settings(),
-        Output::File(path),
-        &ProgressBar::hidden(),
-    )
+    build_table(engine, monitor, &settings(), Output::File(path), &LogOnly)
 }
 
 /// A whole table built by a fresh fake engine to a stream, read back.
@@ -62,7 +57,7 @@ fn whole_table() -> LatencyTable {
         &mut FakeMonitor::default(),
         &settings(),
         Output::Stream(&mut out),
-        &ProgressBar::hidden(),
+        &LogOnly,
     )
     .unwrap();
     LatencyTable::parse(std::str::from_utf8(&out).unwrap(), "stream").unwrap()
@@ -81,7 +76,7 @@ fn writes_every_planned_entry_with_the_fingerprint() {
         &mut FakeMonitor::default(),
         &settings(),
         Output::Stream(&mut out),
-        &ProgressBar::hidden(),
+        &LogOnly,
     )
     .unwrap();
     let n = plan_len();
@@ -315,7 +310,7 @@ fn refuses_to_append_under_other_settings() {
         &mut FakeMonitor::default(),
         &s,
         Output::File(&path),
-        &ProgressBar::hidden(),
+        &LogOnly,
     )
     .unwrap_err();
     assert!(
@@ -377,17 +372,17 @@ fn a_power_violation_between_two_calm_readings_remeasures_the_entry() {
     // Both instants of the first entry's first try are calm, but NVML's
     // power violation counter grew by 5 ms over its 100 ms: a slowdown the
     // instant reasons missed. The second try's counter stands still.
-    use crate::monitor::{GpuState, Violation};
+    use crate::measure::monitor::{GpuState, Violation};
     let at = |at_us: u64, total_ns: u64| GpuState {
         violations: vec![Violation {
             policy: "power",
             at_us,
             total_ns,
         }],
-        ..crate::fake_engine::calm()
+        ..crate::measure::fake::calm()
     };
     let probes = 2 * boundary::KERNELS.len();
-    let script = std::iter::repeat_n(crate::fake_engine::calm(), probes)
+    let script = std::iter::repeat_n(crate::measure::fake::calm(), probes)
         .chain([
             at(1_000_000, 0),
             at(1_100_000, 5_000_000),
@@ -405,7 +400,7 @@ fn a_power_violation_between_two_calm_readings_remeasures_the_entry() {
         &mut monitor,
         &settings(),
         Output::Stream(&mut out),
-        &ProgressBar::hidden(),
+        &LogOnly,
     )
     .unwrap();
     assert_eq!((report.remeasured, report.throttled), (1, 0));
@@ -417,16 +412,16 @@ fn throttled_entries_are_remeasured_once_and_flagged_if_still_hot() {
     // Entry 2: hot on both tries: flagged. (The boundary probes read first,
     // twice each.)
     let probes = 2 * boundary::KERNELS.len();
-    let script = std::iter::repeat_n(crate::fake_engine::calm(), probes)
+    let script = std::iter::repeat_n(crate::measure::fake::calm(), probes)
         .chain([
-            crate::fake_engine::calm(),
+            crate::measure::fake::calm(),
             hot(),
-            crate::fake_engine::calm(),
-            crate::fake_engine::calm(),
+            crate::measure::fake::calm(),
+            crate::measure::fake::calm(),
             hot(),
             hot(),
             hot(),
-            crate::fake_engine::calm(),
+            crate::measure::fake::calm(),
         ])
         .collect();
     let mut monitor = FakeMonitor {
@@ -440,7 +435,7 @@ fn throttled_entries_are_remeasured_once_and_flagged_if_still_hot() {
         &mut monitor,
         &settings(),
         Output::Stream(&mut out),
-        &ProgressBar::hidden(),
+        &LogOnly,
     )
     .unwrap();
     assert_eq!((report.remeasured, report.throttled), (2, 1));
@@ -489,7 +484,7 @@ fn a_limited_run_leaves_the_table_unfinished_for_the_next() {
             &mut FakeMonitor::default(),
             &limited,
             Output::File(&path),
-            &ProgressBar::hidden(),
+            &LogOnly,
         )
         .unwrap();
         assert_eq!((report.measured, report.complete), (4, false));

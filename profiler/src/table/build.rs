@@ -9,21 +9,23 @@
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use indicatif::ProgressBar;
 use space::TableWriter;
 use space::{meta, BlockSpec, Entry, LatencyStats, LatencyTable, Metadata, SearchSpaceConfig};
 
-use crate::boundary::Boundary;
-use crate::engine::{Engine, EngineConfig, EngineInfo, Workload};
 use crate::error::{ProfilerError, Result};
-use crate::monitor::{settings_changes, ClockRange, Monitor};
-use crate::resume::{cut_truncated_line, header_key, header_value, replace_file, settings_diffs};
-use crate::timestamp::now_rfc3339;
-use crate::timing::{time_workload, TimingRule};
+use crate::files::resume::{
+    cut_truncated_line, header_key, header_value, replace_file, settings_diffs,
+};
+use crate::files::timestamp::now_rfc3339;
+use crate::measure::boundary::Boundary;
+use crate::measure::engine::{Engine, EngineConfig, EngineInfo, Workload};
+use crate::measure::monitor::{settings_changes, ClockRange, Monitor};
+use crate::measure::timing::{time_workload, TimingRule};
+use crate::table::progress::Progress;
 
 /// Header line with the timing rule (informative; not compared on resume).
 pub const TIMING_KEY: &str = "timing";
@@ -70,7 +72,7 @@ pub fn fingerprint(
 ) -> Metadata {
     let mut m = Metadata::new();
     m.set(meta::FORMAT, space::table::FORMAT);
-    crate::engine::set_measurement_lines(&mut m, info, config)
+    crate::measure::engine::set_measurement_lines(&mut m, info, config)
         .set(meta::WIDTH_STEP, settings.width_step)
         .set(meta::SPACE, &settings.space.name)
         .set(meta::SPACE_DIGEST, settings.space.digest())
@@ -196,44 +198,35 @@ fn prepare_resume(path: &Path, header: &Metadata) -> Result<Option<Resumed>> {
     }))
 }
 
-/// Logs a line on stderr without tearing the progress bar.
-fn log(bar: &ProgressBar, msg: &str) {
-    bar.suspend(|| eprintln!("{msg}"));
-}
-
 /// Measures a new table's boundary, logs it and puts it in `header`.
 fn new_boundary(
     engine: &mut dyn Engine,
     monitor: &mut dyn Monitor,
     settings: &BuildSettings,
     header: &mut Metadata,
-    bar: &ProgressBar,
+    progress: &dyn Progress,
 ) -> Result<Boundary> {
     let boundary = Boundary::measure(engine, monitor, &settings.timing)?;
-    log(
-        bar,
-        &format!(
-            "boundary of a timed run: {:.4} ms (95% CI {:.4}..{:.4}), {:.4} ms per empty kernel{}",
-            boundary.ms,
-            boundary.ci_low,
-            boundary.ci_high,
-            boundary.per_kernel_ms,
-            if boundary.throttled {
-                "; the GPU throttled meanwhile"
-            } else {
-                ""
-            }
-        ),
-    );
+    progress.log(&format!(
+        "boundary of a timed run: {:.4} ms (95% CI {:.4}..{:.4}), {:.4} ms per empty kernel{}",
+        boundary.ms,
+        boundary.ci_low,
+        boundary.ci_high,
+        boundary.per_kernel_ms,
+        if boundary.throttled {
+            "; the GPU throttled meanwhile"
+        } else {
+            ""
+        }
+    ));
     boundary.set_header(header);
     Ok(boundary)
 }
 
 /// Says on stderr what a resumed file lacks or what changed since it began.
-fn log_resume_notes(path: &Path, r: &Resumed, gpu_settings: &str, bar: &ProgressBar) {
+fn log_resume_notes(path: &Path, r: &Resumed, gpu_settings: &str, progress: &dyn Progress) {
     if r.boundary_ms.is_none() {
-        log(
-            bar,
+        progress.log(
             &format!(
                 "{}: no boundary line (a table begun before the profiler measured one): its blocks stay priced at their medians",
                 path.display()
@@ -245,8 +238,7 @@ fn log_resume_notes(path: &Path, r: &Resumed, gpu_settings: &str, bar: &Progress
         .as_deref()
         .map_or_else(Vec::new, |then| settings_changes(then, gpu_settings));
     if !changes.is_empty() {
-        log(
-            bar,
+        progress.log(
             &format!(
                 "warning: {}: the GPU's settings changed since the table began ({}); the new entries are measured under the new ones",
                 path.display(),
@@ -262,7 +254,7 @@ pub fn build_table(
     monitor: &mut dyn Monitor,
     settings: &BuildSettings,
     output: Output<'_>,
-    bar: &ProgressBar,
+    progress: &dyn Progress,
 ) -> Result<BuildReport> {
     let plan = settings.space.table_plan(settings.width_step)?;
     let mut header = fingerprint(engine.info(), engine.config(), settings, &now_rfc3339());
@@ -284,13 +276,13 @@ pub fn build_table(
     let boundary_ms = match &resumed {
         Some(r) => r.boundary_ms.unwrap_or(0.0),
         None => {
-            let boundary = new_boundary(engine, monitor, settings, &mut header, bar)?;
+            let boundary = new_boundary(engine, monitor, settings, &mut header, progress)?;
             probe_states = boundary.states;
             boundary.ms
         }
     };
     if let (Output::File(path), Some(r)) = (&output, &resumed) {
-        log_resume_notes(path, r, &gpu_settings, bar);
+        log_resume_notes(path, r, &gpu_settings, progress);
     }
     let mut done = HashSet::new();
     let file_path: Option<PathBuf>;
@@ -302,7 +294,7 @@ pub fn build_table(
         (Output::File(path), Some(resumed)) => {
             file_path = Some(path.to_path_buf());
             for note in &resumed.notes {
-                log(bar, &format!("{}: {note}", path.display()));
+                progress.log(&format!("{}: {note}", path.display()));
             }
             done = resumed.done;
             report.clocks = resumed.clocks;
@@ -340,22 +332,17 @@ pub fn build_table(
     }
     report.complete = report.skipped + todo.len() == plan.len();
     if report.skipped > 0 {
-        log(
-            bar,
-            &format!(
-                "resuming: {} of {} entries already measured, {} to go",
-                report.skipped,
-                plan.len(),
-                todo.len()
-            ),
-        );
+        progress.log(&format!(
+            "resuming: {} of {} entries already measured, {} to go",
+            report.skipped,
+            plan.len(),
+            todo.len()
+        ));
     }
-    bar.set_length(plan.len() as u64);
-    bar.set_position(report.skipped as u64);
-    let plain_log = !std::io::stderr().is_terminal();
+    progress.start(plan.len() as u64, report.skipped as u64);
     let start = Instant::now();
     for spec in todo {
-        bar.set_message(spec.key());
+        progress.working_on(&spec.key());
         let timed = time_workload(engine, monitor, &Workload::Block(spec), &settings.timing)?;
         report.clocks.see(&timed.before);
         report.clocks.see(&timed.after);
@@ -365,14 +352,11 @@ pub fn build_table(
         if timed.throttled() {
             report.throttled += 1;
             report.clocks.throttled_entries += 1;
-            log(
-                bar,
-                &format!(
-                    "{spec}: throttled ({}; {})",
-                    timed.slowdowns.join(", "),
-                    timed.after
-                ),
-            );
+            progress.log(&format!(
+                "{spec}: throttled ({}; {})",
+                timed.slowdowns.join(", "),
+                timed.after
+            ));
         }
         let s = &timed.summary;
         if boundary_ms > 0.0 && s.median <= boundary_ms {
@@ -402,30 +386,16 @@ pub fn build_table(
         };
         writer.write(&entry).map_err(io_error)?;
         report.measured += 1;
-        bar.inc(1);
-        if plain_log && report.measured % 100 == 0 {
-            log(
-                bar,
-                &format!(
-                    "{}/{} entries, {:.1} entries/s",
-                    report.skipped + report.measured,
-                    plan.len(),
-                    report.measured as f64 / start.elapsed().as_secs_f64()
-                ),
-            );
-        }
+        progress.advance();
     }
     report.seconds = start.elapsed().as_secs_f64();
-    bar.finish_and_clear();
+    progress.finish();
     if !report.complete {
-        log(
-            bar,
-            &format!(
-                "stopped at the limit: {} of {} entries in the table, run again to go on",
-                report.skipped + report.measured,
-                plan.len()
-            ),
-        );
+        progress.log(&format!(
+            "stopped at the limit: {} of {} entries in the table, run again to go on",
+            report.skipped + report.measured,
+            plan.len()
+        ));
         return Ok(report);
     }
     let mut trailing = Metadata::new();

@@ -19,13 +19,12 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, ensure, Context, Result};
-use clap::{Args, ValueEnum};
 use serde::Serialize;
 use space::{meta, Correction, LatencyTable};
 
-use crate::validate::{read_rows, sha256_16, Row};
-use crate::validation::{validation_stats, Pair, ValidationStats};
+use crate::analysis::accuracy::{validation_stats, Pair, ValidationStats};
+use crate::analysis::rows::{read as read_rows, sha256_16, Row};
+use crate::error::{bail, ensure, Context, ProfilerError, Result};
 
 /// Header line naming where a correction came from (informative).
 pub const CORRECTION_SOURCE_KEY: &str = "correction_source";
@@ -34,7 +33,8 @@ pub const CORRECTION_SOURCE_KEY: &str = "correction_source";
 /// `boundary` line keeps saying how the profiler measured the first one).
 pub const BOUNDARY_SOURCE_KEY: &str = "boundary_source";
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+/// What `fit` fits (the binary's `--model`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Model {
     /// measured ≈ a · predicted + b, by least squares.
     Linear,
@@ -45,24 +45,16 @@ pub enum Model {
     Boundary,
 }
 
-/// `profiler fit`.
-#[derive(Args, Clone, Debug)]
+/// What `profiler fit` reads and writes.
+#[derive(Clone, Debug)]
 pub struct FitArgs {
     /// The rows written by `profiler validate --out`.
-    #[arg(long)]
     pub validation: PathBuf,
     /// The table those rows validated.
-    #[arg(long)]
     pub table: PathBuf,
-    /// Write a copy of the table with the correction (or, for the boundary
-    /// model, the new boundary) in its header.
-    #[arg(long)]
+    /// Where the corrected copy of the table goes, if anywhere.
     pub out: Option<PathBuf>,
-    #[arg(long, value_enum, default_value = "linear")]
     pub model: Model,
-    /// Print the report as JSON.
-    #[arg(long)]
-    pub json: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -94,7 +86,12 @@ impl FitReport {
 fn joins(r: &Row) -> Result<f64> {
     space::blocks_in_code(&r.arch)
         .map(|k| k.saturating_sub(1) as f64)
-        .ok_or_else(|| anyhow::anyhow!("row {}: '{}' is not an architecture code", r.index, r.arch))
+        .ok_or_else(|| {
+            ProfilerError::Invalid(format!(
+                "row {}: '{}' is not an architecture code",
+                r.index, r.arch
+            ))
+        })
 }
 
 /// Fits `model` on the even-indexed rows and scores it on the odd ones.
@@ -197,7 +194,7 @@ pub fn set_header_lines(text: &str, lines: &[(&str, String)]) -> String {
     let mut pending: Vec<&(&str, String)> = lines.iter().collect();
     let mut in_header = true;
     for line in text.lines() {
-        let key = profiler::resume::header_key(line);
+        let key = crate::files::resume::header_key(line);
         if let Some(pos) = pending.iter().position(|(k, _)| Some(*k) == key) {
             let (k, v) = pending.remove(pos);
             out.push_str(&format!("# {k}: {v}\n"));
@@ -221,7 +218,7 @@ pub fn set_header_lines(text: &str, lines: &[(&str, String)]) -> String {
 /// `text` (a table) without its header lines of these `keys`.
 pub fn drop_header_lines(text: &str, keys: &[&str]) -> String {
     text.lines()
-        .filter(|l| profiler::resume::header_key(l).is_none_or(|k| !keys.contains(&k)))
+        .filter(|l| crate::files::resume::header_key(l).is_none_or(|k| !keys.contains(&k)))
         .map(|l| format!("{l}\n"))
         .collect()
 }
@@ -261,8 +258,19 @@ pub fn render_text(r: &FitReport) -> String {
     )
 }
 
-/// `profiler fit`.
-pub fn command(args: &FitArgs) -> Result<()> {
+/// What `profiler fit` found: the report and, with `--out`, the table's
+/// corrected copy, with the notes to say before the report.
+#[derive(Clone, Debug)]
+pub struct Fitted {
+    pub report: FitReport,
+    pub copy: Option<String>,
+    pub notes: Vec<String>,
+}
+
+/// `profiler fit` up to its output: reads the rows and the table they
+/// validated, fits, and makes (and checks) the corrected copy, so that a
+/// refused fit is refused before anything is printed or written.
+pub fn run(args: &FitArgs) -> Result<Fitted> {
     // Read once: the rows' SHA-256, the table and its copy all come from
     // the same text.
     let text = std::fs::read_to_string(&args.table)
@@ -291,31 +299,28 @@ pub fn command(args: &FitArgs) -> Result<()> {
         }
     }
     let report = fit(&rows.rows, args.model)?;
-    // The copy is made (and checked) before anything is printed, so that a
-    // refused fit prints its error alone.
+    let mut notes = Vec::new();
     let copy = match &args.out {
-        Some(out) => Some((
-            out,
-            corrected_copy(args, &text, &table, &report, rows.rows.len())?,
-        )),
+        Some(_) => Some(corrected_copy(
+            args,
+            &text,
+            &table,
+            &report,
+            rows.rows.len(),
+            &mut notes,
+        )?),
         None => None,
     };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", render_text(&report));
-    }
-    if report.after.mape_pct >= report.before.mape_pct {
-        eprintln!(
-            "warning: the correction does not lower the held-out MAPE ({:.3}% → {:.3}%)",
-            report.before.mape_pct, report.after.mape_pct
-        );
-    }
-    if let Some((out, text)) = copy {
-        std::fs::write(out, text).with_context(|| format!("cannot write {}", out.display()))?;
-        eprintln!("wrote {}", out.display());
-    }
-    Ok(())
+    Ok(Fitted {
+        report,
+        copy,
+        notes,
+    })
+}
+
+/// Writes the corrected copy to `out`.
+pub fn write_copy(out: &Path, text: &str) -> Result<()> {
+    std::fs::write(out, text).with_context(|| format!("cannot write {}", out.display()))
 }
 
 /// The table's copy (`text`, the bytes whose SHA-256 the rows named) with
@@ -326,6 +331,7 @@ fn corrected_copy(
     table: &LatencyTable,
     report: &FitReport,
     rows: usize,
+    notes: &mut Vec<String>,
 ) -> Result<String> {
     let source = format!(
         "{} ({rows} rows, fitted on even indices; held-out MAPE {:.3}% -> {:.3}%)",
@@ -346,8 +352,8 @@ fn corrected_copy(
                 "the fitted boundary {boundary:.6} ms is not between 0 and the cheapest entry's median {cheapest:.6} ms: the table and these networks disagree by more than a boundary can explain; no copy written"
             );
             if table.correction().is_some() {
-                eprintln!(
-                    "note: the copy drops the table's correction line: it was fitted under the old boundary"
+                notes.push(
+                    "note: the copy drops the table's correction line: it was fitted under the old boundary".into(),
                 );
             }
             vec![

@@ -11,10 +11,11 @@
 
 use serde::Serialize;
 
-use profiler::stats::{median_ci_indices, wilson_interval, CONFIDENCE};
+use crate::error::{ensure, Result};
+use crate::stats::{median_ci_indices, wilson_interval, CONFIDENCE};
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
-use crate::rank::kendall_tau_b;
+use crate::stats::rank::kendall_tau_b;
 
 /// The ±k% bands reported; 3% is the project's acceptance band (issue 4's
 /// goal: 95% of networks within ±3%).
@@ -91,15 +92,15 @@ const BAND_EPS_PCT: f64 = 1e-9;
 
 /// Computes the statistics; refuses an empty list and measurements that are
 /// not positive and finite (a relative error needs them), naming the pair.
-pub fn validation_stats(pairs: &[Pair]) -> anyhow::Result<ValidationStats> {
-    anyhow::ensure!(!pairs.is_empty(), "no (predicted, measured) pairs to score");
+pub fn validation_stats(pairs: &[Pair]) -> Result<ValidationStats> {
+    ensure!(!pairs.is_empty(), "no (predicted, measured) pairs to score");
     for (i, p) in pairs.iter().enumerate() {
-        anyhow::ensure!(
+        ensure!(
             p.measured_ms.is_finite() && p.measured_ms > 0.0,
             "pair {i}: measured latency {} ms is not positive and finite",
             p.measured_ms
         );
-        anyhow::ensure!(
+        ensure!(
             p.predicted_ms.is_finite() && p.predicted_ms >= 0.0,
             "pair {i}: predicted latency {} ms is not a finite non-negative number",
             p.predicted_ms
@@ -158,7 +159,7 @@ pub fn validation_stats(pairs: &[Pair]) -> anyhow::Result<ValidationStats> {
     Ok(ValidationStats {
         count: pairs.len(),
         mape_pct,
-        median_ape_pct: crate::compare::quantile(&abs, 0.5),
+        median_ape_pct: crate::stats::quantile(&abs, 0.5),
         median_ape_ci_pct,
         rmse_ms,
         worst,

@@ -21,7 +21,6 @@ mod tests;
 
 use std::collections::{HashMap, HashSet};
 
-use anyhow::{bail, Result};
 use space::{
     meta, Architecture, BlockKind, BlockShape, BlockSpec, LatencyTable, SearchSpaceConfig,
     SpaceError,
@@ -30,7 +29,10 @@ use space::{
 pub use report::*;
 pub use text::render_text;
 
-use crate::rank::{kendall_tau_b, spearman_rho};
+pub use crate::analysis::plot::Point;
+use crate::error::{bail, Result};
+use crate::stats::quantile;
+use crate::stats::rank::{kendall_tau_b, spearman_rho};
 
 /// Header keys whose difference means the two tables measured different
 /// things, not the same thing on different hardware.
@@ -78,17 +80,6 @@ impl Groups {
         names.push("other".into());
         names.push("head".into());
         names
-    }
-}
-
-/// The `q`-quantile of sorted, non-empty `sorted`, interpolating linearly.
-pub(crate) fn quantile(sorted: &[f64], q: f64) -> f64 {
-    let pos = q * (sorted.len() - 1) as f64;
-    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-    if lo == hi {
-        sorted[lo]
-    } else {
-        sorted[lo] + (pos - lo as f64) * (sorted[hi] - sorted[lo])
     }
 }
 
@@ -538,49 +529,4 @@ fn references(
         });
     }
     Ok(out)
-}
-
-/// `profiler compare`: reads both tables, prints the report (or JSON) and
-/// draws the plot. The text report carries its warnings; with `--json` they
-/// also go to stderr, so that JSON piped elsewhere still shows them.
-pub fn command(
-    a: &std::path::Path,
-    b: &std::path::Path,
-    json: bool,
-    plot: Option<&std::path::Path>,
-    top: usize,
-    space: Option<&std::path::Path>,
-) -> Result<()> {
-    if top == 0 {
-        bail!("--top must be at least 1");
-    }
-    if let Some(p) = plot {
-        crate::plot::check_plot_path(p)?;
-    }
-    let space = match space {
-        Some(p) => SearchSpaceConfig::from_path(p)?,
-        None => SearchSpaceConfig::default(),
-    };
-    let ta = LatencyTable::from_path(a)?;
-    let tb = LatencyTable::from_path(b)?;
-    let cmp = compare(&ta, &tb, &space, top)?;
-    if json {
-        for w in &cmp.report.warnings {
-            eprintln!("warning: {w}");
-        }
-        println!("{}", serde_json::to_string_pretty(&cmp.report)?);
-    } else {
-        print!("{}", render_text(&cmp.report));
-    }
-    if let Some(p) = plot {
-        crate::plot::scatter(
-            p,
-            &cmp.points,
-            "Latency per entry as priced (median less boundary), ms (log-log)",
-            &format!("A: {}", ta.origin()),
-            &format!("B: {}", tb.origin()),
-        )?;
-        eprintln!("wrote {}", p.display());
-    }
-    Ok(())
 }

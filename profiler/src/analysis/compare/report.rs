@@ -3,6 +3,8 @@
 
 use serde::Serialize;
 
+use crate::analysis::plot::Point;
+
 #[derive(Clone, Debug, Serialize)]
 pub struct TableInfo {
     pub path: String,
@@ -129,14 +131,6 @@ pub struct Report {
     /// The common entries with the largest |ln(B/A)|, largest first.
     pub most_different: Vec<EntryRatio>,
     pub references: Vec<ReferencePrediction>,
-}
-
-/// One common entry, for the scatter plot.
-#[derive(Clone, Debug)]
-pub struct Point {
-    pub group: String,
-    pub a_ms: f64,
-    pub b_ms: f64,
 }
 
 #[derive(Clone, Debug)]

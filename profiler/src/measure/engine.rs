@@ -121,7 +121,7 @@ pub enum Workload {
         blocks: Vec<BlockSpec>,
     },
     /// `kernels` empty kernels one after the other, launched as a block's
-    /// kernels are (see [`crate::boundary`]).
+    /// kernels are (see [`crate::measure::boundary`]).
     Empty {
         kernels: u32,
     },

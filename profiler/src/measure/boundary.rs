@@ -22,11 +22,11 @@
 use space::{meta, Metadata};
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
-use crate::engine::{Engine, Workload};
 use crate::error::{ProfilerError, Result};
-use crate::monitor::{GpuState, Monitor};
+use crate::measure::engine::{Engine, Workload};
+use crate::measure::monitor::{GpuState, Monitor};
+use crate::measure::timing::{time_workload, TimingRule};
 use crate::stats::{Summary, CONFIDENCE};
-use crate::timing::{time_workload, TimingRule};
 
 /// Empty kernels per probe run: spread out so that the intercept is pinned
 /// by more than its nearest point.
@@ -247,8 +247,11 @@ mod tests {
             eprintln!("skipped: no CUDA driver on this machine");
             return;
         }
-        for launch in [crate::engine::Launch::Graph, crate::engine::Launch::Eager] {
-            let config = crate::engine::EngineConfig {
+        for launch in [
+            crate::measure::engine::Launch::Graph,
+            crate::measure::engine::Launch::Eager,
+        ] {
+            let config = crate::measure::engine::EngineConfig {
                 launch,
                 ..Default::default()
             };
@@ -258,7 +261,7 @@ mod tests {
             };
             let b = Boundary::measure(
                 &mut engine,
-                &mut crate::monitor::Unmonitored {
+                &mut crate::measure::monitor::Unmonitored {
                     why: "not needed".into(),
                 },
                 &TimingRule::default(),

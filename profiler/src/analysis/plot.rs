@@ -9,10 +9,18 @@
 
 use std::path::Path;
 
-use anyhow::{anyhow, bail, Result};
 use plotters::prelude::*;
 
-use crate::compare::Point;
+use crate::error::{bail, ProfilerError, Result};
+
+/// One point of a scatter: one common entry of two tables, or one network
+/// (measured on x, predicted on y).
+#[derive(Clone, Debug)]
+pub struct Point {
+    pub group: String,
+    pub a_ms: f64,
+    pub b_ms: f64,
+}
 
 /// The file formats a plot can be written as.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,12 +45,12 @@ fn format_of(path: &Path) -> Result<Format> {
 /// output the plot cannot be written as or to.
 pub fn check_plot_path(path: &Path) -> Result<()> {
     format_of(path)?;
-    profiler::resume::check_out_folder("--plot", path)?;
+    crate::files::resume::check_out_folder("--plot", path)?;
     Ok(())
 }
 
 /// DejaVu Sans, unmodified (see `assets/DejaVuSans-LICENSE.txt`).
-const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+const FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 
 /// Makes [`FONT`] the font of every family the plot may ask for, once per
 /// process.
@@ -119,7 +127,7 @@ pub fn scatter(
             &text,
         ),
     }
-    .map_err(|e| anyhow!("cannot draw {}: {e}", path.display()))
+    .map_err(|e| ProfilerError::Invalid(format!("cannot draw {}: {e}", path.display())))
 }
 
 /// The plot's caption and axis descriptions.

@@ -4,10 +4,11 @@
 
 use std::time::{Duration, Instant};
 
-use crate::engine::{Engine, Workload};
 use crate::error::{ProfilerError, Result};
-use crate::monitor::{GpuState, Monitor};
-use crate::stats::{sample_until, StopReason, StopRule, Summary, WallClock};
+use crate::measure::engine::{Engine, Workload};
+use crate::measure::monitor::{GpuState, Monitor};
+use crate::measure::stop::{sample_until, StopReason, StopRule, WallClock};
+use crate::stats::Summary;
 
 /// How long to warm up and when to stop sampling.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -39,6 +40,40 @@ impl TimingRule {
             self.stop.min_samples,
             self.stop.max_samples
         )
+    }
+}
+
+/// The timing rule as the command line states it (`--warmup-ms`,
+/// `--cap-ms`, `--ci-percent`, `--min-samples`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TimingFlags {
+    /// Untimed warm-up per entry, in milliseconds.
+    pub warmup_ms: u64,
+    /// Per-entry cap on sampling time, in milliseconds.
+    pub cap_ms: u64,
+    /// Stop once the 95% CI of the median is within this percentage of it.
+    pub ci_percent: f64,
+    /// Fewest timed runs per entry.
+    pub min_samples: u64,
+}
+
+impl TimingFlags {
+    /// The rule; refuses a `--ci-percent` that is not a positive number.
+    pub fn rule(&self) -> Result<TimingRule> {
+        if !(self.ci_percent > 0.0 && self.ci_percent.is_finite()) {
+            return Err(ProfilerError::Invalid(
+                "--ci-percent must be a positive number".into(),
+            ));
+        }
+        Ok(TimingRule {
+            warmup: Duration::from_millis(self.warmup_ms),
+            stop: StopRule {
+                rel_half_width: self.ci_percent / 100.0,
+                min_samples: self.min_samples.max(1),
+                cap: Duration::from_millis(self.cap_ms),
+                ..StopRule::default()
+            },
+        })
     }
 }
 

@@ -17,12 +17,13 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
-use profiler::resume::{
+use sha2::{Digest, Sha256};
+use space::{meta, Metadata};
+
+use crate::error::{bail, ensure, Context, ProfilerError, Result};
+use crate::files::resume::{
     cut_truncated_line, header_key, header_value, replace_file, settings_diffs,
 };
-use profiler::ProfilerError;
-use space::{meta, Metadata};
 
 /// The value of the `format` line of a rows file.
 pub const FORMAT: &str = "tfnas-validation/1";
@@ -76,6 +77,15 @@ pub const COLUMNS: [&str; 10] = [
     "arch",
 ];
 
+/// First 16 hex digits of the SHA-256 of `bytes`: how the rows name the
+/// exact table they validated.
+pub fn sha256_16(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// One validated network.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Row {
@@ -93,9 +103,9 @@ pub struct Row {
 
 impl Row {
     /// `(predicted − measured) / measured` in percent, as
-    /// [`crate::validation::Pair::error_pct`].
+    /// [`crate::analysis::accuracy::Pair::error_pct`].
     pub fn error_pct(&self) -> f64 {
-        crate::validation::Pair::new(self.predicted_ms, self.measured_ms).error_pct()
+        crate::analysis::accuracy::Pair::new(self.predicted_ms, self.measured_ms).error_pct()
     }
 
     fn record(&self) -> [String; 10] {
@@ -119,7 +129,7 @@ impl Row {
             let v: f64 = field(i)
                 .parse()
                 .with_context(|| format!("line {line}: {}: '{}'", COLUMNS[i], field(i)))?;
-            anyhow::ensure!(
+            ensure!(
                 v.is_finite() && v >= 0.0,
                 "line {line}: {}: {v} is not a latency",
                 COLUMNS[i]
@@ -131,7 +141,7 @@ impl Row {
                 .parse()
                 .with_context(|| format!("line {line}: {}: '{}'", COLUMNS[i], field(i)))
         };
-        anyhow::ensure!(
+        ensure!(
             record.len() == COLUMNS.len(),
             "line {line}: {} fields, expected {}",
             record.len(),
@@ -261,7 +271,7 @@ impl RowsWriter {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => Some(t),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(ProfilerError::io(path, e).into()),
+            Err(e) => return Err(ProfilerError::io(path, e)),
         };
         let io = |e: std::io::Error| ProfilerError::io(path, e);
         let fresh = || -> Result<(RowsWriter, Vec<Row>)> {
@@ -291,8 +301,7 @@ impl RowsWriter {
             return Err(ProfilerError::CannotResume {
                 path: origin,
                 reason: "it is not a validation rows file; refusing to overwrite it".into(),
-            }
-            .into());
+            });
         }
         if !has_columns {
             // Nothing measured yet: only a (partial) header or nothing.
@@ -300,20 +309,19 @@ impl RowsWriter {
         }
         let file_rows = parse(&kept, &origin).map_err(|e| ProfilerError::CannotResume {
             path: origin.clone(),
-            reason: format!("{e:#}"),
+            reason: e.chain(),
         })?;
         let diffs = settings_diffs(&RESUME_KEYS, &file_rows.header, header);
         if !diffs.is_empty() {
             return Err(ProfilerError::SettingsDiffer {
                 path: origin,
                 diffs: diffs.join("; "),
-            }
-            .into());
+            });
         }
         for row in &file_rows.rows {
             check(row).map_err(|e| ProfilerError::CannotResume {
                 path: origin.clone(),
-                reason: format!("{e:#}"),
+                reason: e.chain(),
             })?;
         }
         if let Some(cut) = cut {
@@ -326,7 +334,7 @@ impl RowsWriter {
             replace_file(path, &kept)?;
         }
         let mut file = OpenOptions::new().append(true).open(path).map_err(io)?;
-        writeln!(file, "# resumed {}", profiler::timestamp::now_rfc3339()).map_err(io)?;
+        writeln!(file, "# resumed {}", crate::files::timestamp::now_rfc3339()).map_err(io)?;
         Ok((RowsWriter::append(file, path), file_rows.rows))
     }
 

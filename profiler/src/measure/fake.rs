@@ -1,28 +1,40 @@
-//! A deterministic engine and monitor for tests: latencies follow from the
-//! block's key, failures and throttling happen where a test says.
+//! A deterministic engine and monitor for tests, the crate's own and any
+//! other crate's (feature `test-util`): latencies follow from the block's
+//! key or from a model the test gives, failures and throttling happen where
+//! a test says.
 
 use std::collections::VecDeque;
 
 use space::BlockSpec;
 
-use crate::engine::{Engine, EngineConfig, EngineInfo, Workload};
 use crate::error::{ProfilerError, Result};
-use crate::monitor::{GpuState, Monitor};
+use crate::measure::engine::{Engine, EngineConfig, EngineInfo, Workload};
+use crate::measure::monitor::{GpuState, Monitor};
 
 pub struct FakeEngine {
     pub info: EngineInfo,
     pub config: EngineConfig,
     /// Every block prepared alone, in order.
     pub prepared: Vec<BlockSpec>,
+    /// How many whole networks were prepared.
+    pub networks: usize,
     /// How many boundary probes (`Workload::Empty`) were prepared.
     pub empties: usize,
-    /// Fail `prepare` with a CUDA error once this many blocks were prepared.
+    /// Fail `prepare` with a CUDA error once this many blocks and networks
+    /// were prepared (a kill).
     pub fail_after: Option<usize>,
     /// Return this instead of a latency for this block.
     pub bad_sample: Option<(BlockSpec, f64)>,
+    /// The time of a whole network from its blocks, exactly (no jitter),
+    /// instead of the run model: `validate`'s tests time networks as a
+    /// table's prediction times a known factor.
+    pub network_ms: Option<NetworkModel>,
     current: Option<Workload>,
     runs: u64,
 }
+
+/// A network's time in ms from its blocks, for [`FakeEngine::network_ms`].
+pub type NetworkModel = Box<dyn Fn(&[BlockSpec]) -> f64>;
 
 /// The fake's model of a timed run, in ms: the run's start and end, one gap
 /// between consecutive blocks or kernels, and an empty kernel. A run of
@@ -44,9 +56,11 @@ impl FakeEngine {
             },
             config,
             prepared: Vec::new(),
+            networks: 0,
             empties: 0,
             fail_after: None,
             bad_sample: None,
+            network_ms: None,
             current: None,
             runs: 0,
         }
@@ -79,17 +93,23 @@ impl Engine for FakeEngine {
         &self.config
     }
     fn prepare(&mut self, workload: &Workload) -> Result<()> {
-        if let Workload::Block(spec) = workload {
-            if self.fail_after == Some(self.prepared.len()) {
+        let killed = self.fail_after == Some(self.prepared.len() + self.networks);
+        match workload {
+            Workload::Block(spec) if killed => {
                 return Err(ProfilerError::Cuda {
                     block: spec.key(),
                     msg: "simulated kill".into(),
-                });
+                })
             }
-            self.prepared.push(*spec);
-        }
-        if let Workload::Empty { .. } = workload {
-            self.empties += 1;
+            Workload::Network { .. } if killed => {
+                return Err(ProfilerError::Cuda {
+                    block: workload.to_string(),
+                    msg: "simulated kill".into(),
+                })
+            }
+            Workload::Block(spec) => self.prepared.push(*spec),
+            Workload::Network { .. } => self.networks += 1,
+            Workload::Empty { .. } => self.empties += 1,
         }
         self.current = Some(workload.clone());
         Ok(())
@@ -100,6 +120,9 @@ impl Engine for FakeEngine {
             if bad == *spec {
                 return Ok(v);
             }
+        }
+        if let (Some(model), Workload::Network { blocks, .. }) = (&self.network_ms, workload) {
+            return Ok(model(blocks));
         }
         self.runs += 1;
         // ±0.05% jitter: converges at the minimum sample count.
@@ -141,8 +164,8 @@ impl Monitor for FakeMonitor {
     fn describe(&self) -> String {
         "fake".into()
     }
-    fn settings(&mut self) -> crate::monitor::GpuSettings {
-        crate::monitor::GpuSettings {
+    fn settings(&mut self) -> crate::measure::monitor::GpuSettings {
+        crate::measure::monitor::GpuSettings {
             graphics_app_mhz: Some(1980),
             mem_app_mhz: Some(2619),
             sm_max_mhz: Some(1980),

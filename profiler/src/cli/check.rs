@@ -1,0 +1,100 @@
+//! `profiler check --table T.csv`: validate a table and report what it
+//! covers of a space, and how precisely it knows its medians.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+use space::{meta, LatencyTable};
+
+#[derive(Args, Clone, Debug)]
+pub struct CheckArgs {
+    #[arg(long)]
+    table: PathBuf,
+    /// Search space file; the TF-NAS ImageNet space by default.
+    #[arg(long)]
+    space: Option<PathBuf>,
+}
+
+pub fn run(args: &CheckArgs) -> Result<()> {
+    let space = super::load_space(args.space.as_ref())?;
+    let table = LatencyTable::from_path(&args.table)?;
+    let md = table.metadata();
+    println!(
+        "{}: {} entries at batch {}, device '{}'",
+        table.origin(),
+        table.len(),
+        table.batch(),
+        md.get(meta::DEVICE_NAME).unwrap_or("unknown")
+    );
+    if let Some(digest) = md.get(meta::SPACE_DIGEST) {
+        if digest != space.digest() {
+            println!(
+                "note: the table was built for space digest {digest}, not {} ({})",
+                space.digest(),
+                space.name
+            );
+        }
+    }
+    let throttled = table.entries().iter().filter(|e| e.stats.throttled).count();
+    if throttled > 0 {
+        println!("{throttled} entries were measured while the GPU throttled");
+    }
+    if let Some(line) = precision(&table) {
+        println!("{line}");
+    }
+    match table.header_boundary_ms() {
+        Some(ms) => println!("boundary {ms:.4} ms: taken off every block, added once per network"),
+        None => println!("no boundary line: blocks are priced at their medians"),
+    }
+    let step = md
+        .get(meta::WIDTH_STEP)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(8);
+    let plan = space.table_plan(step)?;
+    let missing: Vec<_> = plan
+        .blocks
+        .iter()
+        .filter(|b| table.entry(b).is_none())
+        .collect();
+    println!(
+        "covers {} of the {} entries of the space's plan at width step {step}",
+        plan.len() - missing.len(),
+        plan.len()
+    );
+    for b in missing.iter().take(10) {
+        println!("  missing {b}");
+    }
+    if missing.len() > 10 {
+        println!("  ... and {} more", missing.len() - 10);
+    }
+    Ok(())
+}
+
+/// How precisely the table knows its medians: the half-widths of their 95%
+/// intervals relative to the median (typical and worst), how many are wider
+/// than the default `--ci-percent` (the time cap stopped them first), and
+/// the samples per entry. `None` for an empty table.
+fn precision(table: &LatencyTable) -> Option<String> {
+    // Each entry's half-width in percent of its median, narrowest first.
+    let mut widths: Vec<(f64, &space::Entry)> = table
+        .entries()
+        .iter()
+        .map(|e| {
+            let s = &e.stats;
+            ((s.ci_high_ms - s.ci_low_ms) / 2.0 / s.median_ms * 100.0, e)
+        })
+        .collect();
+    widths.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let &(worst, worst_entry) = widths.last()?;
+    let target = 0.5;
+    let wider = widths.iter().filter(|w| w.0 > target + 1e-9).count();
+    let samples = table.entries().iter().map(|e| e.stats.samples);
+    let (lo, hi) = (samples.clone().min()?, samples.max()?);
+    Some(format!(
+        "precision: the medians' 95% intervals are ±{:.2}% typically (median over entries), ±{worst:.2}% at worst ({}); {wider} of {} entries wider than ±{target}%; {lo}..{hi} samples per entry",
+        widths[widths.len() / 2].0,
+        worst_entry.spec,
+        widths.len()
+    ))
+}

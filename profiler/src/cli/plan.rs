@@ -1,0 +1,32 @@
+//! `profiler plan`: the space and every block a complete table needs.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+
+#[derive(Args, Clone, Debug)]
+pub struct PlanArgs {
+    /// Search space file (.json or .toml); the TF-NAS ImageNet space by default.
+    #[arg(long)]
+    space: Option<PathBuf>,
+    /// Measure every N-th mid width (plus each op's min, initial and max).
+    #[arg(long, default_value_t = 8)]
+    width_step: u32,
+    /// Also print every block key, one per line, on stdout.
+    #[arg(long)]
+    keys: bool,
+}
+
+pub fn run(args: &PlanArgs) -> Result<()> {
+    let space = super::load_space(args.space.as_ref())?;
+    let plan = space.table_plan(args.width_step)?;
+    eprint!("{}", space.describe());
+    eprintln!("{}", plan.describe());
+    if args.keys {
+        for block in &plan.blocks {
+            println!("{block}");
+        }
+    }
+    Ok(())
+}

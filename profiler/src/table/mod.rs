@@ -1,0 +1,12 @@
+//! Building a latency table with any [`Engine`](crate::measure::Engine):
+//! every planned block timed, the fingerprint header, the boundary probe,
+//! and resume after a kill ([`build`]). Progress is reported through the
+//! [`Progress`] trait, so the library draws no bar of its own.
+
+pub mod build;
+pub mod progress;
+
+pub use build::{
+    build_table, fingerprint, BuildReport, BuildSettings, Output, RESUME_KEYS, TIMING_KEY,
+};
+pub use progress::{LogOnly, Progress};
