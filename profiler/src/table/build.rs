@@ -10,7 +10,7 @@
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use space::TableWriter;
@@ -248,6 +248,134 @@ fn log_resume_notes(path: &Path, r: &Resumed, gpu_settings: &str, progress: &dyn
     }
 }
 
+/// The table's rows, going to a file or a stream.
+type Writer<'a> = TableWriter<Box<dyn Write + 'a>>;
+
+/// Opens the table's writer on `output`: a new table gets `header`, a
+/// resumed file its notes logged and the resume line appended. Returns the
+/// writer and the entries already in the file; `report` takes the file's
+/// clocks.
+fn open_writer<'a>(
+    output: Output<'a>,
+    resumed: Option<Resumed>,
+    header: &Metadata,
+    gpu_settings: &str,
+    report: &mut BuildReport,
+    progress: &dyn Progress,
+) -> Result<(Writer<'a>, HashSet<BlockSpec>)> {
+    let mut done = HashSet::new();
+    let writer: Writer<'a> = match (output, resumed) {
+        (Output::Stream(w), _) => TableWriter::new(Box::new(w) as Box<dyn Write + 'a>, header)?,
+        (Output::File(path), Some(resumed)) => {
+            for note in &resumed.notes {
+                progress.log(&format!("{}: {note}", path.display()));
+            }
+            done = resumed.done;
+            report.clocks = resumed.clocks;
+            let mut file = OpenOptions::new()
+                .append(true)
+                .open(path)
+                .map_err(|e| ProfilerError::io(path, e))?;
+            writeln!(file, "# resumed {} ({gpu_settings})", now_rfc3339())
+                .map_err(|e| ProfilerError::io(path, e))?;
+            TableWriter::append(Box::new(file) as Box<dyn Write>)
+        }
+        (Output::File(path), None) => {
+            let file = File::create(path).map_err(|e| ProfilerError::io(path, e))?;
+            TableWriter::new(Box::new(file) as Box<dyn Write>, header)?
+        }
+    };
+    Ok((writer, done))
+}
+
+/// Times one entry, counting its throttling in `report`; refuses a median
+/// at or below the boundary before its row is written.
+#[allow(clippy::too_many_arguments)]
+fn time_entry(
+    engine: &mut dyn Engine,
+    monitor: &mut dyn Monitor,
+    spec: BlockSpec,
+    settings: &BuildSettings,
+    boundary_ms: f64,
+    file_path: Option<&Path>,
+    report: &mut BuildReport,
+    progress: &dyn Progress,
+) -> Result<Entry> {
+    let batch = engine.config().batch;
+    let timed = time_workload(engine, monitor, &Workload::Block(spec), &settings.timing)?;
+    report.clocks.see(&timed.before);
+    report.clocks.see(&timed.after);
+    if timed.remeasured {
+        report.remeasured += 1;
+    }
+    if timed.throttled() {
+        report.throttled += 1;
+        report.clocks.throttled_entries += 1;
+        progress.log(&format!(
+            "{spec}: throttled ({}; {})",
+            timed.slowdowns.join(", "),
+            timed.after
+        ));
+    }
+    let s = &timed.summary;
+    if boundary_ms > 0.0 && s.median <= boundary_ms {
+        // Cannot be: a block does more than an empty run. The boundary
+        // is wrong, and the reader would refuse the row.
+        return Err(ProfilerError::BelowBoundary {
+            block: spec.key(),
+            median: s.median,
+            boundary: boundary_ms,
+            table: file_path
+                .as_ref()
+                .map_or("the table".into(), |p| p.display().to_string()),
+        });
+    }
+    Ok(Entry {
+        spec,
+        batch,
+        stats: LatencyStats {
+            median_ms: s.median,
+            p10_ms: s.p10,
+            p90_ms: s.p90,
+            ci_low_ms: s.ci_low,
+            ci_high_ms: s.ci_high,
+            samples: s.samples,
+            throttled: timed.throttled(),
+        },
+    })
+}
+
+/// The planned entries this run times, in plan order: those not `done`,
+/// at most `limit`; `report` learns how many were skipped and whether the
+/// table will be complete.
+fn to_do(
+    plan: &[BlockSpec],
+    done: &HashSet<BlockSpec>,
+    limit: Option<usize>,
+    report: &mut BuildReport,
+    progress: &dyn Progress,
+) -> Vec<BlockSpec> {
+    let mut todo: Vec<BlockSpec> = plan
+        .iter()
+        .filter(|b| !done.contains(*b))
+        .copied()
+        .collect();
+    report.skipped = plan.len() - todo.len();
+    if let Some(limit) = limit {
+        todo.truncate(limit);
+    }
+    report.complete = report.skipped + todo.len() == plan.len();
+    if report.skipped > 0 {
+        progress.log(&format!(
+            "resuming: {} of {} entries already measured, {} to go",
+            report.skipped,
+            plan.len(),
+            todo.len()
+        ));
+    }
+    todo
+}
+
 /// Builds the table of `settings.space` with `engine` into `output`.
 pub fn build_table(
     engine: &mut dyn Engine,
@@ -260,7 +388,6 @@ pub fn build_table(
     let mut header = fingerprint(engine.info(), engine.config(), settings, &now_rfc3339());
     let gpu_settings = monitor.settings().to_string();
     header.set(meta::GPU_SETTINGS, &gpu_settings);
-    let batch = engine.config().batch;
 
     let mut report = BuildReport {
         planned: plan.len(),
@@ -284,34 +411,18 @@ pub fn build_table(
     if let (Output::File(path), Some(r)) = (&output, &resumed) {
         log_resume_notes(path, r, &gpu_settings, progress);
     }
-    let mut done = HashSet::new();
-    let file_path: Option<PathBuf>;
-    let mut writer: TableWriter<Box<dyn Write + '_>> = match (output, resumed) {
-        (Output::Stream(w), _) => {
-            file_path = None;
-            TableWriter::new(Box::new(w) as Box<dyn Write + '_>, &header)?
-        }
-        (Output::File(path), Some(resumed)) => {
-            file_path = Some(path.to_path_buf());
-            for note in &resumed.notes {
-                progress.log(&format!("{}: {note}", path.display()));
-            }
-            done = resumed.done;
-            report.clocks = resumed.clocks;
-            let mut file = OpenOptions::new()
-                .append(true)
-                .open(path)
-                .map_err(|e| ProfilerError::io(path, e))?;
-            writeln!(file, "# resumed {} ({gpu_settings})", now_rfc3339())
-                .map_err(|e| ProfilerError::io(path, e))?;
-            TableWriter::append(Box::new(file) as Box<dyn Write>)
-        }
-        (Output::File(path), None) => {
-            file_path = Some(path.to_path_buf());
-            let file = File::create(path).map_err(|e| ProfilerError::io(path, e))?;
-            TableWriter::new(Box::new(file) as Box<dyn Write>, &header)?
-        }
+    let file_path = match &output {
+        Output::File(path) => Some(path.to_path_buf()),
+        Output::Stream(_) => None,
     };
+    let (mut writer, done) = open_writer(
+        output,
+        resumed,
+        &header,
+        &gpu_settings,
+        &mut report,
+        progress,
+    )?;
     for state in &probe_states {
         report.clocks.see(state);
     }
@@ -320,70 +431,21 @@ pub fn build_table(
         None => ProfilerError::Output(e.to_string()),
     };
 
-    let mut todo: Vec<BlockSpec> = plan
-        .blocks
-        .iter()
-        .filter(|b| !done.contains(*b))
-        .copied()
-        .collect();
-    report.skipped = plan.len() - todo.len();
-    if let Some(limit) = settings.limit {
-        todo.truncate(limit);
-    }
-    report.complete = report.skipped + todo.len() == plan.len();
-    if report.skipped > 0 {
-        progress.log(&format!(
-            "resuming: {} of {} entries already measured, {} to go",
-            report.skipped,
-            plan.len(),
-            todo.len()
-        ));
-    }
+    let todo = to_do(&plan.blocks, &done, settings.limit, &mut report, progress);
     progress.start(plan.len() as u64, report.skipped as u64);
     let start = Instant::now();
     for spec in todo {
         progress.working_on(&spec.key());
-        let timed = time_workload(engine, monitor, &Workload::Block(spec), &settings.timing)?;
-        report.clocks.see(&timed.before);
-        report.clocks.see(&timed.after);
-        if timed.remeasured {
-            report.remeasured += 1;
-        }
-        if timed.throttled() {
-            report.throttled += 1;
-            report.clocks.throttled_entries += 1;
-            progress.log(&format!(
-                "{spec}: throttled ({}; {})",
-                timed.slowdowns.join(", "),
-                timed.after
-            ));
-        }
-        let s = &timed.summary;
-        if boundary_ms > 0.0 && s.median <= boundary_ms {
-            // Cannot be: a block does more than an empty run. The boundary
-            // is wrong, and the reader would refuse the row.
-            return Err(ProfilerError::BelowBoundary {
-                block: spec.key(),
-                median: s.median,
-                boundary: boundary_ms,
-                table: file_path
-                    .as_ref()
-                    .map_or("the table".into(), |p| p.display().to_string()),
-            });
-        }
-        let entry = Entry {
+        let entry = time_entry(
+            engine,
+            monitor,
             spec,
-            batch,
-            stats: LatencyStats {
-                median_ms: s.median,
-                p10_ms: s.p10,
-                p90_ms: s.p90,
-                ci_low_ms: s.ci_low,
-                ci_high_ms: s.ci_high,
-                samples: s.samples,
-                throttled: timed.throttled(),
-            },
-        };
+            settings,
+            boundary_ms,
+            file_path.as_deref(),
+            &mut report,
+            progress,
+        )?;
         writer.write(&entry).map_err(io_error)?;
         report.measured += 1;
         progress.advance();

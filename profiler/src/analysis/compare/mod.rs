@@ -30,7 +30,7 @@ pub use report::*;
 pub use text::render_text;
 
 pub use crate::analysis::plot::Point;
-use crate::error::{bail, Result};
+use crate::error::{bail, ProfilerError, Result};
 use crate::stats::quantile;
 use crate::stats::rank::{kendall_tau_b, spearman_rho};
 
@@ -151,54 +151,9 @@ pub fn compare(
         .map(|e| &e.spec)
         .filter(|s| !in_a.contains(s))
         .collect();
-    // Each entry as its table prices it (its median less the table's
-    // boundary): what it adds to a network, which is what a search sees.
-    let common: Vec<Common> = a
-        .entries()
-        .iter()
-        .filter_map(|ea| {
-            let eb = b.entry(&ea.spec)?;
-            let (pa, pb) = (a.estimate(&ea.spec)?, b.estimate(&ea.spec)?);
-            // The medians' 95% intervals, shifted as the medians are priced.
-            let interval = |e: &space::table::Entry, priced: f64| {
-                let shift = e.stats.median_ms - priced;
-                (e.stats.ci_low_ms - shift, e.stats.ci_high_ms - shift)
-            };
-            let (ia, ib) = (interval(ea, pa.ms), interval(eb, pb.ms));
-            Some(Common {
-                spec: ea.spec,
-                a_ms: pa.ms,
-                b_ms: pb.ms,
-                throttled: ea.stats.throttled || eb.stats.throttled,
-                beyond_noise: ia.1 < ib.0 || ib.1 < ia.0,
-            })
-        })
-        .collect();
+    let common = common_entries(a, b);
     if common.is_empty() {
-        let sample = |l: &[&BlockSpec]| {
-            l.iter()
-                .take(3)
-                .map(|s| s.key())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        bail!(
-            "the tables share no block key: {} has {} entries (e.g. {}), {} has {} (e.g. {})",
-            a.origin(),
-            a.len(),
-            if a.is_empty() {
-                "none".into()
-            } else {
-                sample(&only_a)
-            },
-            b.origin(),
-            b.len(),
-            if b.is_empty() {
-                "none".into()
-            } else {
-                sample(&only_b)
-            },
-        );
+        return Err(no_common_key(a, b, &only_a, &only_b));
     }
 
     let groups = Groups::new(space);
@@ -220,13 +175,124 @@ pub fn compare(
         ));
     }
 
-    // Ratios and points, skipping zero medians (no ratio, no log scale).
+    let Ratios {
+        zero,
+        ratio,
+        ratio_by_group,
+        points,
+        most_different,
+    } = ratios(&common, &groups, top)?;
+
+    let xs: Vec<f64> = common.iter().map(|c| c.a_ms).collect();
+    let ys: Vec<f64> = common.iter().map(|c| c.b_ms).collect();
+    let rank_all = RankAgreement {
+        count: common.len(),
+        kendall_tau_b: kendall_tau_b(&xs, &ys),
+        spearman_rho: spearman_rho(&xs, &ys),
+    };
+
+    Ok(Comparison {
+        report: Report {
+            a: info(a),
+            b: info(b),
+            space: format!("{} ({})", space.name, space.digest()),
+            header_differences,
+            warnings,
+            common: common.len(),
+            beyond_noise: common.iter().filter(|c| c.beyond_noise).count(),
+            only_in_a: key_list(&only_a, top),
+            only_in_b: key_list(&only_b, top),
+            zero_latency_excluded: zero,
+            ratio,
+            ratio_by_group,
+            rank_all,
+            ops_within_layers: ops_within_layers(a, b, space),
+            most_different,
+            references: references(a, b, space)?,
+        },
+        points,
+    })
+}
+
+/// The entries both tables hold, each as its table prices it (its median
+/// less the table's boundary): what it adds to a network, which is what a
+/// search sees.
+fn common_entries(a: &LatencyTable, b: &LatencyTable) -> Vec<Common> {
+    a.entries()
+        .iter()
+        .filter_map(|ea| {
+            let eb = b.entry(&ea.spec)?;
+            let (pa, pb) = (a.estimate(&ea.spec)?, b.estimate(&ea.spec)?);
+            // The medians' 95% intervals, shifted as the medians are priced.
+            let interval = |e: &space::table::Entry, priced: f64| {
+                let shift = e.stats.median_ms - priced;
+                (e.stats.ci_low_ms - shift, e.stats.ci_high_ms - shift)
+            };
+            let (ia, ib) = (interval(ea, pa.ms), interval(eb, pb.ms));
+            Some(Common {
+                spec: ea.spec,
+                a_ms: pa.ms,
+                b_ms: pb.ms,
+                throttled: ea.stats.throttled || eb.stats.throttled,
+                beyond_noise: ia.1 < ib.0 || ib.1 < ia.0,
+            })
+        })
+        .collect()
+}
+
+/// Why two tables without a common key cannot be compared, with a few keys
+/// of each.
+fn no_common_key(
+    a: &LatencyTable,
+    b: &LatencyTable,
+    only_a: &[&BlockSpec],
+    only_b: &[&BlockSpec],
+) -> ProfilerError {
+    let sample = |l: &[&BlockSpec]| {
+        l.iter()
+            .take(3)
+            .map(|s| s.key())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    ProfilerError::Invalid(format!(
+        "the tables share no block key: {} has {} entries (e.g. {}), {} has {} (e.g. {})",
+        a.origin(),
+        a.len(),
+        if a.is_empty() {
+            "none".into()
+        } else {
+            sample(only_a)
+        },
+        b.origin(),
+        b.len(),
+        if b.is_empty() {
+            "none".into()
+        } else {
+            sample(only_b)
+        },
+    ))
+}
+
+/// The ratios B/A of the common entries, overall, by group and the most
+/// different ones, with their points for the plot.
+struct Ratios {
+    /// Entries left out for a zero median on one side.
+    zero: usize,
+    ratio: RatioSummary,
+    ratio_by_group: Vec<GroupRatio>,
+    points: Vec<Point>,
+    most_different: Vec<EntryRatio>,
+}
+
+/// Ratios and points, skipping zero medians (no ratio, no log scale).
+fn ratios(common: &[Common], groups: &Groups, top: usize) -> Result<Ratios> {
     let mut zero = 0;
     let mut all_ratios = Vec::new();
     let mut by_group: HashMap<String, Vec<f64>> = HashMap::new();
     let mut points = Vec::new();
     let mut entry_ratios = Vec::new();
-    for c in &common {
+    for c in common {
         let (spec, ma, mb) = (c.spec, c.a_ms, c.b_ms);
         if ma <= 0.0 || mb <= 0.0 {
             zero += 1;
@@ -270,35 +336,12 @@ pub fn compare(
         .collect();
     entry_ratios.sort_by(|x, y| y.ratio.ln().abs().total_cmp(&x.ratio.ln().abs()));
     entry_ratios.truncate(top);
-
-    let xs: Vec<f64> = common.iter().map(|c| c.a_ms).collect();
-    let ys: Vec<f64> = common.iter().map(|c| c.b_ms).collect();
-    let rank_all = RankAgreement {
-        count: common.len(),
-        kendall_tau_b: kendall_tau_b(&xs, &ys),
-        spearman_rho: spearman_rho(&xs, &ys),
-    };
-
-    Ok(Comparison {
-        report: Report {
-            a: info(a),
-            b: info(b),
-            space: format!("{} ({})", space.name, space.digest()),
-            header_differences,
-            warnings,
-            common: common.len(),
-            beyond_noise: common.iter().filter(|c| c.beyond_noise).count(),
-            only_in_a: key_list(&only_a, top),
-            only_in_b: key_list(&only_b, top),
-            zero_latency_excluded: zero,
-            ratio,
-            ratio_by_group,
-            rank_all,
-            ops_within_layers: ops_within_layers(a, b, space),
-            most_different: entry_ratios,
-            references: references(a, b, space)?,
-        },
+    Ok(Ratios {
+        zero,
+        ratio,
+        ratio_by_group,
         points,
+        most_different: entry_ratios,
     })
 }
 

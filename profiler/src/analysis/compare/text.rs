@@ -37,6 +37,17 @@ fn render_keys(out: &mut String, side: &str, list: &KeyList) {
 /// The readable report for stdout.
 pub fn render_text(r: &Report) -> String {
     let mut out = String::new();
+    render_tables(&mut out, r);
+    render_ratios(&mut out, r);
+    render_ranks(&mut out, r);
+    render_most_different(&mut out, r);
+    render_references(&mut out, r);
+    out
+}
+
+/// The two tables, their header differences, the warnings and the keys
+/// on one side only.
+fn render_tables(out: &mut String, r: &Report) {
     for (side, t) in [("A", &r.a), ("B", &r.b)] {
         let _ = writeln!(
             out,
@@ -65,8 +76,8 @@ pub fn render_text(r: &Report) -> String {
         "\nKeys: {} common, {} only in A, {} only in B",
         r.common, r.only_in_a.count, r.only_in_b.count
     );
-    render_keys(&mut out, "A", &r.only_in_a);
-    render_keys(&mut out, "B", &r.only_in_b);
+    render_keys(out, "A", &r.only_in_a);
+    render_keys(out, "B", &r.only_in_b);
     if r.zero_latency_excluded > 0 {
         let _ = writeln!(
             out,
@@ -74,7 +85,10 @@ pub fn render_text(r: &Report) -> String {
             r.zero_latency_excluded
         );
     }
+}
 
+/// The ratios B/A, overall and by group, and how many are beyond noise.
+fn render_ratios(out: &mut String, r: &Report) {
     out.push_str("\nRatio B/A of latency as priced (median less the table's boundary):\n");
     let _ = writeln!(
         out,
@@ -92,7 +106,10 @@ pub fn render_text(r: &Report) -> String {
         r.common,
         100.0 * r.beyond_noise as f64 / r.common.max(1) as f64
     );
+}
 
+/// Rank agreement, over all entries and of the ops within each layer.
+fn render_ranks(out: &mut String, r: &Report) {
     let _ = writeln!(
         out,
         "\nRank agreement over the {} common entries: Kendall tau-b {}, Spearman rho {}",
@@ -135,7 +152,10 @@ pub fn render_text(r: &Report) -> String {
             l.not_covered.join(", ")
         );
     }
+}
 
+/// The entries that differ most.
+fn render_most_different(out: &mut String, r: &Report) {
     let _ = writeln!(
         out,
         "\nThe {} entries that differ most (|ln B/A|):",
@@ -157,7 +177,10 @@ pub fn render_text(r: &Report) -> String {
             e.key
         );
     }
+}
 
+/// The reference networks under both tables.
+fn render_references(out: &mut String, r: &Report) {
     out.push_str("\nReference networks (predicted ms per batch):\n");
     for p in &r.references {
         let _ = writeln!(out, "  {}: {}", p.name, p.description);
@@ -192,5 +215,4 @@ pub fn render_text(r: &Report) -> String {
             }
         }
     }
-    out
 }
