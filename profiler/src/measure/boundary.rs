@@ -237,45 +237,4 @@ mod tests {
             "{how}"
         );
     }
-
-    /// On the GPU: the probe runs in the CUDA engine, longer runs take
-    /// longer, and the boundary lies between 0 and a run of one kernel.
-    /// Skips where there is no CUDA.
-    #[test]
-    fn gpu_the_boundary_is_measured_and_smaller_than_a_run() {
-        if !crate::cuda::device::driver_present() {
-            eprintln!("skipped: no CUDA driver on this machine");
-            return;
-        }
-        for launch in [
-            crate::measure::engine::Launch::Graph,
-            crate::measure::engine::Launch::Eager,
-        ] {
-            let config = crate::measure::engine::EngineConfig {
-                launch,
-                ..Default::default()
-            };
-            let mut engine = match crate::cuda::CudaEngine::open(0, config) {
-                Ok(e) => e,
-                Err(e) => panic!("device 0 does not open: {e}"),
-            };
-            let b = Boundary::measure(
-                &mut engine,
-                &mut crate::measure::monitor::Unmonitored {
-                    why: "not needed".into(),
-                },
-                &TimingRule::default(),
-            )
-            .unwrap();
-            let mut m = Metadata::new();
-            b.set_header(&mut m);
-            eprintln!(
-                "{launch}: boundary {:.6} ms; {}",
-                b.ms,
-                m.get(meta::BOUNDARY).unwrap_or_default()
-            );
-            assert!(b.per_kernel_ms > 0.0, "{b:?}");
-            assert!(b.ms < b.runs[0].1.trimmed_mean, "{b:?}");
-        }
-    }
 }
