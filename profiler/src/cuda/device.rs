@@ -288,6 +288,22 @@ mod tests {
         assert_eq!(made.get(), 3);
     }
 
+    /// On the GPU: a second open after the first handle is gone gets the
+    /// same context, with event tracking still off. Skips without CUDA.
+    #[test]
+    fn gpu_opening_again_gets_the_same_context() {
+        if !driver_present() {
+            eprintln!("skipped: no CUDA driver on this machine");
+            return;
+        }
+        let a = open(0).unwrap_or_else(|e| panic!("{e}"));
+        let first = Arc::as_ptr(&a);
+        drop(a);
+        let b = open(0).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(first, Arc::as_ptr(&b));
+        assert!(!b.is_event_tracking());
+    }
+
     #[test]
     fn without_a_driver_opening_fails_cleanly() {
         if driver_present() {

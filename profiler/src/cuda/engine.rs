@@ -880,6 +880,55 @@ mod tests {
         assert_ne!(CAPTURE_MODE, M::CU_STREAM_CAPTURE_MODE_RELAXED);
     }
 
+    /// On the GPU, what the capture mode is for: an allocation while
+    /// capturing (as a library's lazy `cudaMalloc`) fails, the capture ends
+    /// with an error and no graph, the stream leaves capture mode, and the
+    /// engine goes on to prepare and time a block. Relaxed mode would let
+    /// the allocation succeed. Skips where there is no CUDA.
+    #[test]
+    fn gpu_a_capture_that_allocates_fails_cleanly_and_the_engine_goes_on() {
+        if !device::driver_present() {
+            eprintln!("skipped: no CUDA driver on this machine");
+            return;
+        }
+        let config = EngineConfig {
+            batch: 2,
+            ..EngineConfig::default()
+        };
+        let mut engine = CudaEngine::open(0, config).unwrap_or_else(|e| panic!("{e}"));
+        engine.stream.begin_capture(CAPTURE_MODE).unwrap();
+        // Safety: a plain allocation, freed at once if it succeeds.
+        let alloc = unsafe { cudarc::driver::result::malloc_sync(1 << 20) };
+        let ended = engine.stream.end_capture(sys::CUgraphInstantiate_flags(0));
+        if let Ok(p) = alloc {
+            // Safety: `p` was allocated just above and is not used.
+            unsafe { cudarc::driver::result::free_sync(p) }.unwrap();
+        }
+        let status = engine.stream.capture_status().unwrap();
+        eprintln!(
+            "allocation while capturing: {:?}; end of capture: {:?}; status after: {status:?}",
+            alloc.as_ref().map_err(device::driver_msg),
+            ended
+                .as_ref()
+                .map(|g| g.is_some())
+                .map_err(device::driver_msg)
+        );
+        assert!(alloc.is_err(), "the allocation succeeded while capturing");
+        assert!(!matches!(ended, Ok(Some(_))), "a graph came out");
+        assert_eq!(
+            status,
+            sys::CUstreamCaptureStatus::CU_STREAM_CAPTURE_STATUS_NONE
+        );
+        drop(ended);
+        engine.stream.synchronize().unwrap();
+        let spec = "stem_r224_i3_o32_s2_k3_m0_se0_relu".parse().unwrap();
+        engine
+            .prepare(&Workload::Block(spec))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let ms = engine.run_timed().unwrap_or_else(|e| panic!("{e}"));
+        assert!(ms > 0.0, "{ms}");
+    }
+
     #[test]
     fn the_engine_name_states_the_math() {
         assert!(ENGINE_NAME.contains(super::super::cudnn::MATH_NAME));
