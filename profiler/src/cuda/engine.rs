@@ -18,8 +18,8 @@
 //! SE's pool (see [`Fuse`]: every candidate is timed with that work, done
 //! its own way); and for the stem (a dense 3x3) the NVRTC direct
 //! convolution, so that no block kind depends on cuDNN alone. The head's
-//! FC layer runs as the 1x1 convolution on a 1x1 map it is (cuDNN, cuBLAS as one product over the batch, or the engine's
-//! `fc` kernel). SE and pooling are NVRTC kernels. Nothing is fused across
+//! FC layer runs as the 1x1 convolution on a 1x1 map it is (cuDNN, cuBLAS
+//! as one product over the batch, or the engine's `fc` kernel). SE and pooling are NVRTC kernels. Nothing is fused across
 //! blocks, so that a network's steps are its blocks' steps.
 //! `PROFILER_LOG_CHOICES=1` prints every choice with its candidates' times
 //! on stderr.
