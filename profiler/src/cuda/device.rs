@@ -7,8 +7,9 @@
 //! the remaining calls run under [`guard`], which turns a panic into an
 //! error as a last resort.
 
+use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use cudarc::driver::{sys, CudaContext, DriverError};
 
@@ -126,9 +127,48 @@ pub fn open(index: usize) -> Result<Arc<CudaContext>> {
     if index >= count {
         return Err(ProfilerError::BadDeviceIndex { index, count });
     }
-    guard(WHERE, || {
-        CudaContext::new(index).map_err(|e| driver_error(WHERE, e))
-    })
+    let ctx = shared(&CONTEXTS, index, || {
+        guard(WHERE, || {
+            let ctx = CudaContext::new(index).map_err(|e| driver_error(WHERE, e))?;
+            // Safety: the context was just created and nothing is allocated
+            // on it yet; every engine of this process orders its work on
+            // its own single stream itself (gpu-facts pitfall 2: cudarc's
+            // per-buffer events break graph capture).
+            unsafe { ctx.disable_event_tracking() };
+            Ok(ctx)
+        })
+    })?;
+    // cudarc binds the context where it creates it; an engine opened later
+    // on another thread (a test) must find it current there too, for the
+    // raw cuDNN and copy calls that use the thread's current context.
+    ctx.bind_to_thread().map_err(|e| driver_error(WHERE, e))?;
+    Ok(ctx)
+}
+
+/// Every device's context, retained once per process and never released:
+/// `verify` and the GPU unit tests open several engines one after another,
+/// and releasing the primary context between them (cudarc's `Drop` does
+/// when the last `Arc` goes) would tear down and rebuild it, with cuDNN's
+/// and cuBLAS's state for it, each time (issue 17). The driver releases it
+/// when the process exits.
+static CONTEXTS: Mutex<BTreeMap<usize, Arc<CudaContext>>> = Mutex::new(BTreeMap::new());
+
+/// The value cached under `index`, made by `make` the first time; an error
+/// is returned and not cached, so a later call tries again.
+fn shared<T>(
+    cache: &Mutex<BTreeMap<usize, Arc<T>>>,
+    index: usize,
+    make: impl FnOnce() -> Result<Arc<T>>,
+) -> Result<Arc<T>> {
+    // A poisoned lock still holds a consistent map: `make` runs under
+    // `guard` and inserting cannot panic half-way.
+    let mut map = cache.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(v) = map.get(&index) {
+        return Ok(Arc::clone(v));
+    }
+    let v = make()?;
+    map.insert(index, Arc::clone(&v));
+    Ok(v)
 }
 
 /// Describes the device and the libraries this process loaded.
@@ -218,6 +258,50 @@ mod tests {
             msg.contains("mbconv_x") && msg.contains("Missing symbol cuInit"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn a_devices_context_is_made_once_per_process_and_then_shared() {
+        let cache = Mutex::new(BTreeMap::new());
+        let made = std::cell::Cell::new(0);
+        let make = |v: u32| {
+            made.set(made.get() + 1);
+            Ok(Arc::new(v))
+        };
+        let a = shared(&cache, 0, || make(10)).unwrap();
+        let b = shared(&cache, 0, || make(20)).unwrap();
+        assert!(Arc::ptr_eq(&a, &b), "the second open made a new one");
+        assert_eq!(*b, 10);
+        let c = shared(&cache, 1, || make(30)).unwrap();
+        assert_eq!((*c, made.get()), (30, 2));
+        // Dropping every engine's handle keeps the cached one alive.
+        drop((a, b));
+        assert_eq!(
+            Arc::strong_count(&shared(&cache, 0, || make(40)).unwrap()),
+            2
+        );
+        assert_eq!(made.get(), 2);
+        // A failure is not remembered: the next open tries again.
+        let err = shared::<u32>(&cache, 2, || Err(ProfilerError::NoDevice));
+        assert!(err.is_err());
+        assert_eq!(*shared(&cache, 2, || make(50)).unwrap(), 50);
+        assert_eq!(made.get(), 3);
+    }
+
+    /// On the GPU: a second open after the first handle is gone gets the
+    /// same context, with event tracking still off. Skips without CUDA.
+    #[test]
+    fn gpu_opening_again_gets_the_same_context() {
+        if !driver_present() {
+            eprintln!("skipped: no CUDA driver on this machine");
+            return;
+        }
+        let a = open(0).unwrap_or_else(|e| panic!("{e}"));
+        let first = Arc::as_ptr(&a);
+        drop(a);
+        let b = open(0).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(first, Arc::as_ptr(&b));
+        assert!(!b.is_event_tracking());
     }
 
     #[test]

@@ -12,13 +12,14 @@
 //! cuDNN can fuse the activation (ReLU with any algorithm, or none, with or
 //! without the residual, with `IMPLICIT_PRECOMP_GEMM`); cuBLAS for 1x1 convolutions (after SE also with the
 //! gate folded into per-image weights, which saves SE's pass scaling the
-//! tensor: every other candidate after SE is timed with that pass); and for
+//! tensor: every other candidate after SE is timed with that pass); for
 //! the depthwise convolution two NVRTC kernels (bias and activation fused),
 //! one of which also takes over the expansion's bias and activation and
 //! SE's pool (see [`Fuse`]: every candidate is timed with that work, done
-//! its own way). The head's FC layer runs as the 1x1 convolution on a 1x1
-//! map it is (cuDNN, cuBLAS as one product over the batch, or the engine's
-//! `fc` kernel). SE and pooling are NVRTC kernels. Nothing is fused across
+//! its own way); and for the stem (a dense 3x3) the NVRTC direct
+//! convolution, so that no block kind depends on cuDNN alone. The head's
+//! FC layer runs as the 1x1 convolution on a 1x1 map it is (cuDNN, cuBLAS
+//! as one product over the batch, or the engine's `fc` kernel). SE and pooling are NVRTC kernels. Nothing is fused across
 //! blocks, so that a network's steps are its blocks' steps.
 //! `PROFILER_LOG_CHOICES=1` prints every choice with its candidates' times
 //! on stderr.
@@ -61,7 +62,7 @@ use steps::Step;
 /// The engine's name and version in table headers; bump the version when a
 /// change to the engine changes what it measures. `tf32`: cuDNN's convolutions
 /// may use TF32 tensor cores ([`super::cudnn::MATH`], as PyTorch by default).
-pub const ENGINE_NAME: &str = "cudarc-engine/5 (cudnn-default-math-tf32)";
+pub const ENGINE_NAME: &str = "cudarc-engine/6 (cudnn-default-math-tf32)";
 
 /// Appended to [`ENGINE_NAME`] in the fingerprint when cuBLAS could not be
 /// loaded: such an engine has one candidate fewer for 1x1 convolutions, so
@@ -77,12 +78,18 @@ const SETTLE_NS: i64 = 300_000_000;
 /// timer works.
 const SPIN_CYCLES_PER_NS: i64 = 8;
 
-/// The capture mode of every graph: relaxed, so that a library call that is
-/// not allowed while capturing (a lazy `cudaMalloc` inside cuDNN) runs
-/// instead of invalidating the capture. Nothing else runs on this context
-/// meanwhile.
+/// The capture mode of every graph: thread-local, so that a call this
+/// thread makes that is unsafe while capturing (a lazy `cudaMalloc` inside
+/// cuDNN or cuBLAS) fails and invalidates the capture. The candidate that
+/// made it then fails its capture cleanly and is skipped (`try_choose`).
+/// Relaxed mode would let that memory sit outside the graph, and a later
+/// free would leave replays using freed memory: a sticky error that ends
+/// the context for the rest of the run (issue 17). Relaxed mode gains
+/// nothing here, since every captured step has run eagerly first, so its
+/// first-use costs are paid outside the capture. Thread-local rather than
+/// global: the NVML monitor's thread is none of the capture's business.
 const CAPTURE_MODE: sys::CUstreamCaptureMode =
-    sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_RELAXED;
+    sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL;
 
 /// The largest cuDNN workspace a candidate algorithm may ask for; FFT
 /// algorithms can want gigabytes, which would make the table depend on free
@@ -105,6 +112,19 @@ struct Prepared {
     /// The final output, for numerics checks.
     output: (CUdeviceptr, usize),
     name: String,
+}
+
+/// What `--l2 cold` reads before each timed run: a buffer twice the L2's
+/// size, so that nothing of the workload stays cached, and the one float
+/// the `l2_flush` kernel sums it into. Read rather than written: a write
+/// (as the zero-fill this replaces) leaves about one L2 of dirty lines
+/// whose write-back lands inside the timed run (issue 17).
+struct Flush {
+    buffer: CudaSlice<u8>,
+    sink: CudaSlice<f32>,
+    /// The kernel's grid: four blocks per SM, enough to keep the memory
+    /// busy, with one atomic add per warp.
+    blocks: u32,
 }
 
 /// Times workloads on one device. Field order is drop order: everything on
@@ -130,9 +150,9 @@ pub struct CudaEngine {
     plane_shared_limit: usize,
     start: CudaEvent,
     end: CudaEvent,
-    /// Written before each timed run when the L2 must be cold: twice the
-    /// L2's size, so that nothing of the workload stays cached.
-    flush: Option<CudaSlice<u8>>,
+    /// Read before each timed run when the L2 must be cold (see
+    /// [`Flush`]).
+    flush: Option<Flush>,
     stream: Arc<CudaStream>,
     /// Held so that the context outlives everything above.
     _ctx: Arc<CudaContext>,
@@ -171,9 +191,10 @@ impl CudaEngine {
 
     fn build(ctx: Arc<CudaContext>, mut info: EngineInfo, config: EngineConfig) -> Result<Self> {
         let drv = |e| driver_error(SETUP, e);
-        // Safety: nothing was allocated on this context yet; from here on
-        // the engine orders all its work on its one stream itself.
-        unsafe { ctx.disable_event_tracking() };
+        // `device::open` turned cudarc's event tracking off when it made the
+        // process's one context (gpu-facts pitfall 2); the engine orders all
+        // its work on its one stream itself.
+        debug_assert!(!ctx.is_event_tracking());
         let stream = ctx.new_stream().map_err(drv)?;
         let timing = Some(sys::CUevent_flags::CU_EVENT_DEFAULT);
         let start = ctx.new_event(timing).map_err(drv)?;
@@ -243,8 +264,19 @@ impl CudaEngine {
                 let l2 = ctx
                     .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE)
                     .map_err(drv)?;
-                let bytes = 2 * usize::try_from(l2).unwrap_or(0).max(1 << 20);
-                Some(stream.alloc_zeros::<u8>(bytes).map_err(drv)?)
+                // A whole number of float4, which the kernel reads.
+                let bytes =
+                    (2 * usize::try_from(l2).unwrap_or(0).max(1 << 20)).next_multiple_of(16);
+                // Zeroed once here: its write-back is over before anything
+                // is timed, and later flushes only read it.
+                let buffer = stream.alloc_zeros::<u8>(bytes).map_err(drv)?;
+                let sink = stream.alloc_zeros::<f32>(1).map_err(drv)?;
+                stream.synchronize().map_err(drv)?;
+                Some(Flush {
+                    buffer,
+                    sink,
+                    blocks,
+                })
             }
         };
         Ok(CudaEngine {
@@ -723,7 +755,7 @@ impl CudaEngine {
             .ok_or_else(|| unsupported("timing before prepare".into()))?;
         let block = prepared.name.as_str();
         let drv = |e| driver_error(block, e);
-        flush_l2(&self.stream, self.flush.as_mut()).map_err(drv)?;
+        self.flush_l2().map_err(drv)?;
         if prepared.graph.is_some() {
             // Eager runs keep the CPU's launch cost in the time: that is
             // what they are for. Graph runs should not include the CPU's
@@ -776,19 +808,34 @@ fn launch_spin(
     .map(|_| ())
 }
 
-/// Under `--l2 cold`, overwrites the L2 (`flush` is twice its size) so that
-/// the next run finds none of its data there; nothing under `--l2 warm`.
-fn flush_l2(
-    stream: &Arc<CudaStream>,
-    flush: Option<&mut CudaSlice<u8>>,
-) -> std::result::Result<(), DriverError> {
-    match flush {
-        Some(flush) => stream.memset_zeros(flush),
-        None => Ok(()),
-    }
-}
-
 impl CudaEngine {
+    /// Under `--l2 cold`, fills the L2 with clean lines of the flush
+    /// buffer (twice its size, read by `l2_flush`) so that the next run
+    /// finds none of its data there and nothing dirty to write back;
+    /// nothing under `--l2 warm`.
+    fn flush_l2(&self) -> std::result::Result<(), DriverError> {
+        let Some(flush) = &self.flush else {
+            return Ok(());
+        };
+        let n4 = (flush.buffer.len() / 16) as i64;
+        // Safety: `l2_flush` reads `n4` float4 of the live flush buffer
+        // (its length is a multiple of 16 bytes) and adds to the one float
+        // of the live sink; the argument types match the kernel.
+        unsafe {
+            self.stream
+                .launch_builder(self.function("l2_flush"))
+                .arg(&self.ptr(&flush.buffer))
+                .arg(&n4)
+                .arg(&self.ptr(&flush.sink))
+                .launch(LaunchConfig {
+                    grid_dim: (flush.blocks, 1, 1),
+                    block_dim: (THREADS, 1, 1),
+                    shared_mem_bytes: 0,
+                })
+        }
+        .map(drop)
+    }
+
     /// Says on stderr how many timed runs of the workload just finished
     /// started late (see [`spin`]), and starts counting afresh.
     fn report_late_runs(&mut self) {
@@ -824,6 +871,62 @@ mod tests {
         // A comparison against it fails by far.
         let c = crate::numerics::compare("x", &[v], &[1.0]);
         assert!(!c.ok());
+    }
+
+    #[test]
+    fn graphs_are_captured_in_thread_local_mode_so_an_allocation_fails_the_capture() {
+        use sys::CUstreamCaptureMode as M;
+        assert_eq!(CAPTURE_MODE, M::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL);
+        assert_ne!(CAPTURE_MODE, M::CU_STREAM_CAPTURE_MODE_RELAXED);
+    }
+
+    /// On the GPU, what the capture mode is for: an allocation while
+    /// capturing (as a library's lazy `cudaMalloc`) fails, the capture ends
+    /// with an error and no graph, the stream leaves capture mode, and the
+    /// engine goes on to prepare and time a block. Relaxed mode would let
+    /// the allocation succeed. Skips where there is no CUDA.
+    #[test]
+    fn gpu_a_capture_that_allocates_fails_cleanly_and_the_engine_goes_on() {
+        if !device::driver_present() {
+            eprintln!("skipped: no CUDA driver on this machine");
+            return;
+        }
+        let config = EngineConfig {
+            batch: 2,
+            ..EngineConfig::default()
+        };
+        let mut engine = CudaEngine::open(0, config).unwrap_or_else(|e| panic!("{e}"));
+        engine.stream.begin_capture(CAPTURE_MODE).unwrap();
+        // Safety: a plain allocation, freed at once if it succeeds.
+        let alloc = unsafe { cudarc::driver::result::malloc_sync(1 << 20) };
+        let ended = engine.stream.end_capture(sys::CUgraphInstantiate_flags(0));
+        if let Ok(p) = alloc {
+            // Safety: `p` was allocated just above and is not used.
+            unsafe { cudarc::driver::result::free_sync(p) }.unwrap();
+        }
+        let status = engine.stream.capture_status().unwrap();
+        eprintln!(
+            "allocation while capturing: {:?}; end of capture: {:?}; status after: {status:?}",
+            alloc.as_ref().map_err(device::driver_msg),
+            ended
+                .as_ref()
+                .map(|g| g.is_some())
+                .map_err(device::driver_msg)
+        );
+        assert!(alloc.is_err(), "the allocation succeeded while capturing");
+        assert!(!matches!(ended, Ok(Some(_))), "a graph came out");
+        assert_eq!(
+            status,
+            sys::CUstreamCaptureStatus::CU_STREAM_CAPTURE_STATUS_NONE
+        );
+        drop(ended);
+        engine.stream.synchronize().unwrap();
+        let spec = "stem_r224_i3_o32_s2_k3_m0_se0_relu".parse().unwrap();
+        engine
+            .prepare(&Workload::Block(spec))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let ms = engine.run_timed().unwrap_or_else(|e| panic!("{e}"));
+        assert!(ms > 0.0, "{ms}");
     }
 
     #[test]

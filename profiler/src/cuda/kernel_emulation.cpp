@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -26,6 +27,16 @@ struct Dim3 {
 static Dim3 blockIdx, blockDim, gridDim;
 static thread_local Dim3 threadIdx;
 static float __ldg(const float* p) { return *p; }
+struct float4 {
+    float x, y, z, w;
+};
+static std::mutex atomic_mutex;
+static float atomicAdd(float* p, float v) {
+    std::lock_guard<std::mutex> lock(atomic_mutex);
+    float old = *p;
+    *p = old + v;
+    return old;
+}
 
 // Dynamic shared memory (`extern __shared__ float hidden[];` and
 // `extern __shared__ float smem[];` refer to these). Poisoned with NaN before
@@ -167,6 +178,57 @@ int main() {
                     if (pool) expect("dwconv_plane pool", n * C + ch, pooled[n * C + ch], sum / (oh * oh));
                     else if (!std::isnan(pooled[n * C + ch])) expect("dwconv_plane no pool", n * C + ch, pooled[n * C + ch], NAN);
                 }
+        }
+    }
+    // conv_direct: {cin, cout, k, stride, h, batch}; the stem's shape (3
+    // input channels, 3x3, stride 2, odd and even sizes), k 5, and k 1 and
+    // 7 on the generic path.
+    int cd[][6] = {{3, 4, 3, 2, 9, 2}, {3, 5, 3, 2, 8, 1}, {2, 3, 5, 1, 7, 2},
+                   {4, 2, 1, 1, 5, 1}, {2, 2, 7, 2, 11, 1}};
+    for (auto& c : cd) {
+        int I = c[0], O = c[1], k = c[2], s = c[3], h = c[4], N = c[5];
+        int oh = (h + 2 * (k / 2) - k) / s + 1;
+        std::vector<float> x(N * I * h * h), w(O * I * k * k), b(O), y((size_t)N * O * oh * oh);
+        for (auto* v : {&x, &w, &b})
+            for (auto& q : *v) q = rnd();
+        for (int act = 0; act < 4; act++) {
+            long long total = (long long)y.size();
+            for (auto& q : y) q = NAN;
+            launch(3, 64, [&] {
+                conv_direct(x.data(), w.data(), b.data(), y.data(), I, O, h, oh, k, s, total, act);
+            });
+            for (int n = 0; n < N; n++)
+                for (int o = 0; o < O; o++)
+                    for (int oy = 0; oy < oh; oy++)
+                        for (int ox = 0; ox < oh; ox++) {
+                            float acc = b[o];
+                            for (int i = 0; i < I; i++)
+                                for (int ky = 0; ky < k; ky++)
+                                    for (int kx = 0; kx < k; kx++) {
+                                        int iy = oy * s + ky - k / 2, ix = ox * s + kx - k / 2;
+                                        if (iy < 0 || ix < 0 || iy >= h || ix >= h) continue;
+                                        acc += x[((n * I + i) * h + iy) * h + ix] * w[((o * I + i) * k + ky) * k + kx];
+                                    }
+                            long long at = ((n * O + o) * oh + oy) * oh + ox;
+                            expect("conv_direct", at, y[at], act_ref(acc, act));
+                        }
+        }
+    }
+    // l2_flush: every float of the buffer read once and summed into the
+    // sink, on top of what it held; fewer float4 than threads, and more
+    // (the grid-stride loop wraps).
+    for (long long n4 : {1LL, 37LL, 1000LL}) {
+        std::vector<float4> buf(n4);
+        double want = 0.25;
+        for (auto& v : buf) {
+            v = {rnd(), rnd(), rnd(), rnd()};
+            want += (double)v.x + v.y + v.z + v.w;
+        }
+        float sink = 0.25f;
+        launch(3, 64, [&] { l2_flush(buf.data(), n4, &sink); });
+        if (!(fabs(sink - want) <= 1e-4 * (1.0 + fabs(want)))) {
+            printf("l2_flush [%lld]: got %g, want %g\n", n4, sink, want);
+            bad++;
         }
     }
     // bias_act, bias_residual, channel_scale.

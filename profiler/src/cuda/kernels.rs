@@ -1,7 +1,8 @@
 //! The engine's own CUDA kernels, compiled with NVRTC when an engine opens:
 //! two depthwise convolutions (cuDNN's is slow on H100, gpu-facts pitfall 4)
-//! with bias and activation fused, and the small element-wise and SE
-//! kernels around the cuDNN convolutions. fp32 NCHW.
+//! with bias and activation fused, a direct dense convolution (the stem's
+//! candidate that does not depend on cuDNN), the small element-wise and SE
+//! kernels around the cuDNN convolutions, and the L2 flush. fp32 NCHW.
 //!
 //! `act` codes: 0 none, 1 ReLU, 2 swish, 3 hard swish (`layers::act_code`).
 
@@ -10,12 +11,14 @@ use cudarc::nvrtc::{compile_ptx_with_opts, CompileError, CompileOptions, Ptx};
 use crate::error::{ProfilerError, Result};
 
 /// Kernel names, as `load_function` needs them.
-pub const NAMES: [&str; 10] = [
+pub const NAMES: [&str; 12] = [
     "spin",
+    "l2_flush",
     "bias_act",
     "bias_residual",
     "dwconv",
     "dwconv_plane",
+    "conv_direct",
     "global_pool",
     "se_fc",
     "channel_scale",
@@ -47,6 +50,24 @@ extern "C" __global__ void spin(long long ns, long long max_cycles) {
     do {
         asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now));
     } while (now - start < ns && clock64() - c0 < max_cycles);
+}
+
+// Reads `n4` float4 of `buf` (twice the L2's size) and adds their sum to
+// `*sink`, so that the L2 is left full of clean lines of `buf`: the workload's
+// own lines are evicted (dirty ones written back here, before the timed run)
+// and nothing dirty is left whose write-back would land inside the timed run,
+// as filling `buf` with zeros would leave about one L2 of. The sum keeps the
+// reads from being optimised away; one atomic per warp.
+extern "C" __global__ void l2_flush(const float4* __restrict__ buf, long long n4,
+                                    float* __restrict__ sink) {
+    float s = 0.0f;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n4;
+         i += (long long)gridDim.x * blockDim.x) {
+        float4 v = buf[i];
+        s += (v.x + v.y) + (v.z + v.w);
+    }
+    for (int off = 16; off > 0; off /= 2) s += __shfl_down_sync(0xffffffff, s, off);
+    if (threadIdx.x % 32 == 0) atomicAdd(sink, s);
 }
 
 // y[n,c,hw] = act(y + b[c]), in place.
@@ -202,6 +223,63 @@ extern "C" __global__ void dwconv_plane(const float* __restrict__ x, const float
     case 5: dwconv_plane_body<5>(x, w, b, y, pre_b, pre_act, pooled, channels, h, oh, k, stride, act); break;
     case 7: dwconv_plane_body<7>(x, w, b, y, pre_b, pre_act, pooled, channels, h, oh, k, stride, act); break;
     default: dwconv_plane_body<0>(x, w, b, y, pre_b, pre_act, pooled, channels, h, oh, k, stride, act); break;
+    }
+}
+
+// Dense k x k convolution (groups 1), "same" padding k/2, stride s, with
+// bias and activation: one thread per output element, weights
+// [cout][cin][k][k]. The stem's candidate that needs no cuDNN (3 input
+// channels, so each output is only 27 products): cuDNN's legacy API may
+// fail under capture, and the stem must still have a way to run. K > 0 is
+// a compile-time kernel size as in `dwconv`; neighbouring threads share
+// the output channel, so the weight reads are broadcasts.
+template <int K>
+__device__ __forceinline__ void conv_direct_body(const float* __restrict__ x,
+                                                 const float* __restrict__ w,
+                                                 const float* __restrict__ b,
+                                                 float* __restrict__ y, int cin, int cout, int h,
+                                                 int oh, int k_rt, int stride, long long total,
+                                                 int act) {
+    const int k = K > 0 ? K : k_rt;
+    const int pad = k / 2;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
+         i += (long long)gridDim.x * blockDim.x) {
+        int ox = (int)(i % oh);
+        int oy = (int)((i / oh) % oh);
+        long long nco = i / ((long long)oh * oh);
+        int co = (int)(nco % cout);
+        long long n = nco / cout;
+        const float* xn = x + n * cin * (long long)h * h;
+        const float* wc = w + (long long)co * cin * k * k;
+        float acc = __ldg(b + co);
+        int iy0 = oy * stride - pad, ix0 = ox * stride - pad;
+        for (int ci = 0; ci < cin; ++ci) {
+            const float* xp = xn + (long long)ci * h * h;
+            const float* wp = wc + ci * k * k;
+#pragma unroll
+            for (int ky = 0; ky < k; ++ky) {
+                int iy = iy0 + ky;
+                if (iy < 0 || iy >= h) continue;
+#pragma unroll
+                for (int kx = 0; kx < k; ++kx) {
+                    int ix = ix0 + kx;
+                    if (ix < 0 || ix >= h) continue;
+                    acc = fmaf(__ldg(xp + iy * h + ix), __ldg(wp + ky * k + kx), acc);
+                }
+            }
+        }
+        y[i] = activate(acc, act);
+    }
+}
+
+extern "C" __global__ void conv_direct(const float* __restrict__ x, const float* __restrict__ w,
+                                       const float* __restrict__ b, float* __restrict__ y,
+                                       int cin, int cout, int h, int oh, int k, int stride,
+                                       long long total, int act) {
+    switch (k) {
+    case 3: conv_direct_body<3>(x, w, b, y, cin, cout, h, oh, k, stride, total, act); break;
+    case 5: conv_direct_body<5>(x, w, b, y, cin, cout, h, oh, k, stride, total, act); break;
+    default: conv_direct_body<0>(x, w, b, y, cin, cout, h, oh, k, stride, total, act); break;
     }
 }
 
@@ -632,8 +710,10 @@ ptxas info    : Used 255 registers, used 1 barriers
     }
 
     /// What engine.rs's `launch` passes to each kernel, in bytes.
-    const SIGNATURES: [(&str, &[usize]); 10] = [
+    const SIGNATURES: [(&str, &[usize]); 12] = [
         ("spin", &[8, 8]),
+        ("l2_flush", &[8, 8, 8]),
+        ("conv_direct", &[8, 8, 8, 8, 4, 4, 4, 4, 4, 4, 8, 4]),
         ("bias_act", &[8, 8, 4, 4, 8, 4]),
         ("bias_residual", &[8, 8, 8, 4, 4, 8, 4]),
         ("dwconv", &[8, 8, 8, 8, 4, 4, 4, 4, 4, 8, 4]),

@@ -34,6 +34,11 @@ pub enum ConvImpl {
     /// convolution on a 1x1 map: the head's fully connected layer, which
     /// also runs as any 1x1 convolution does.
     Fc,
+    /// The NVRTC direct convolution (`conv_direct`, bias and activation
+    /// fused) for a dense k x k convolution with k > 1: the stem's way to
+    /// run that needs no cuDNN, so that a stem still runs where cuDNN's
+    /// legacy API fails under capture (issue 17).
+    Direct,
 }
 
 /// Work from the layers around a convolution that its candidates take on,
@@ -128,6 +133,26 @@ pub(super) struct ChoiceKey {
     pub(super) among: Among,
 }
 
+/// How many times slower than the best so far a candidate may be before it
+/// is timed no further: FFT algorithms on depthwise shapes take 100 times
+/// as long as the others.
+pub(super) const PRUNE_FACTOR: f64 = 10.0;
+
+/// Whether a candidate that took `ms` has no chance against `best`.
+pub(super) fn hopeless(ms: f64, best: Option<f64>) -> bool {
+    best.is_some_and(|b| ms > PRUNE_FACTOR * b)
+}
+
+/// What timing one candidate gave.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) enum Timed {
+    /// Its time, measured the way the table measures.
+    Measured(f64),
+    /// Its eager probe took this long, [`hopeless`] against the best so
+    /// far: it was neither captured nor timed further.
+    Pruned(f64),
+}
+
 impl CudaEngine {
     /// Time of one run of `steps`, the way the engine will time them in the
     /// table (a graph replay behind the spin under `--launch graph`, eager
@@ -136,9 +161,12 @@ impl CudaEngine {
     /// noise rarely flips the choice between two close candidates (two
     /// processes must pick alike for repeatable tables). An error when a run
     /// or the capture fails (an algorithm that does not apply or cannot be
-    /// captured). A candidate whose first mean is over ten times `best` is
-    /// not timed further (FFT algorithms on depthwise shapes take 100 times
-    /// as long as the others).
+    /// captured). A candidate whose first mean is [`hopeless`] against
+    /// `best` is not timed further; one whose eager probe (one run after
+    /// the warm-up, behind the spin under `--launch graph`) already is, is
+    /// not even captured ([`Timed::Pruned`]): capturing and instantiating a
+    /// graph of a slow algorithm costs more than running it, and the full
+    /// table has 10 minutes (issue 17).
     ///
     /// Without the spin, the GPU would idle from the start event until the
     /// CPU's first launch arrives: a few microseconds in every interval,
@@ -149,12 +177,19 @@ impl CudaEngine {
         steps: &[Step],
         block: &str,
         best: Option<f64>,
-    ) -> Result<f64> {
+    ) -> Result<Timed> {
         const RUNS: u32 = 5;
         const REPS: usize = 3;
         let drv = |e| driver_error(block, e);
+        // The warm-up: first-use costs and errors surface here.
         self.launch_all(steps, block)?;
         self.stream.synchronize().map_err(drv)?;
+        if best.is_some() {
+            let probe = self.probe(steps, block)?;
+            if hopeless(probe, best) {
+                return Ok(Timed::Pruned(probe));
+            }
+        }
         let graph = match self.config.launch {
             Launch::Graph => Some(self.capture(steps, block)?),
             Launch::Eager => None,
@@ -176,7 +211,7 @@ impl CudaEngine {
             let mut total = 0.0;
             for _ in 0..intervals {
                 self.stream.synchronize().map_err(drv)?;
-                flush_l2(&self.stream, self.flush.as_mut()).map_err(drv)?;
+                self.flush_l2().map_err(drv)?;
                 if graph.is_some() {
                     // `timed_run`'s spin, which outlasts enqueueing all the
                     // replays and the end event: the GPU then runs them back
@@ -200,20 +235,37 @@ impl CudaEngine {
             }
             let ms = total / f64::from(RUNS);
             fastest = fastest.min(ms);
-            if best.is_some_and(|b| ms > 10.0 * b) {
+            if hopeless(ms, best) {
                 break;
             }
         }
         // The graph goes before the steps' buffers: the caller drops them.
         drop(graph);
         if fastest.is_finite() && fastest > 0.0 {
-            Ok(fastest)
+            Ok(Timed::Measured(fastest))
         } else {
             Err(ProfilerError::BadSample {
                 block: block.into(),
                 value: fastest,
             })
         }
+    }
+
+    /// One eager run of `steps` between the events, behind the spin under
+    /// `--launch graph` so that the GPU runs the launches back to back
+    /// (close to a replay's time; the spin is not adapted to it, eager
+    /// launches being slower to enqueue than a graph). Warm L2: flushing
+    /// would only make it slower, and it decides a prune only.
+    fn probe(&mut self, steps: &[Step], block: &str) -> Result<f64> {
+        let drv = |e| driver_error(block, e);
+        if self.config.launch == Launch::Graph {
+            launch_spin(&self.stream, self.function("spin"), self.spin.ns(), 1).map_err(drv)?;
+        }
+        self.start.record(&self.stream).map_err(drv)?;
+        self.launch_all(steps, block)?;
+        self.end.record(&self.stream).map_err(drv)?;
+        self.end.synchronize().map_err(drv)?;
+        Ok(f64::from(self.start.elapsed_ms(&self.end).map_err(drv)?))
     }
 
     /// Chooses how to run a convolution of this shape by timing every
@@ -303,7 +355,10 @@ impl CudaEngine {
             let mut ws = Vec::new();
             match self.conv_steps(how, layer, fuse, bufs, &mut ws, block) {
                 Ok(steps) => match self.time_candidate(&steps, block, best.map(|(b, _)| b)) {
-                    Ok(ms) => {
+                    Ok(Timed::Pruned(ms)) => log.push(format!(
+                        "{how:?} pruned (its eager run took {ms:.4} ms, over {PRUNE_FACTOR} times the best)"
+                    )),
+                    Ok(Timed::Measured(ms)) => {
                         log.push(format!("{how:?} {ms:.4} ms"));
                         // A later candidate must be 1% faster to win, so
                         // that timing noise between two near-equal ones
@@ -462,6 +517,7 @@ impl CudaEngine {
             ConvImpl::Gemm,
             ConvImpl::GemmScaled,
             ConvImpl::Fc,
+            ConvImpl::Direct,
         ]
         .into_iter()
         .chain(ALGORITHMS.iter().map(|&a| ConvImpl::Cudnn(a)))
@@ -496,8 +552,11 @@ pub(super) const PRECOMP: cudarc::cudnn::sys::cudnnConvolutionFwdAlgo_t =
 /// build a table; for a 1x1 convolution the GEMM-like algorithms (FFT and
 /// Winograd cannot win; Winograd does not apply at all), each also fused
 /// where cuDNN can fuse what follows (ReLU with any, no activation with
-/// `IMPLICIT_PRECOMP_GEMM` only), and cuBLAS where the stride is 1; every
-/// algorithm, plain and fused where it can, otherwise (the stem).
+/// `IMPLICIT_PRECOMP_GEMM` only), and cuBLAS where the stride is 1; for a
+/// dense k x k convolution (the stem) the NVRTC direct convolution first,
+/// then every algorithm, plain and fused where it can. So every
+/// convolution of every block kind has a way to run that is not cuDNN's
+/// (the test `every_convolution_of_every_block_kind_can_run_without_cudnn`).
 pub(super) fn candidates(layer: &Layer) -> Vec<ConvImpl> {
     use cudarc::cudnn::sys::cudnnConvolutionFwdAlgo_t as A;
     let Layer::Conv {
@@ -531,6 +590,9 @@ pub(super) fn candidates(layer: &Layer) -> Vec<ConvImpl> {
     }
     if is_fully_connected(layer) {
         out.push(ConvImpl::Fc);
+    }
+    if !depthwise && kernel > 1 {
+        out.push(ConvImpl::Direct);
     }
     out.extend(algos.iter().map(|&a| ConvImpl::Cudnn(a)));
     if !depthwise {
@@ -636,10 +698,14 @@ mod tests {
         assert_eq!(c.len(), 10, "{c:?}");
         assert!(c.contains(&ConvImpl::CudnnFused(A::CUDNN_CONVOLUTION_FWD_ALGO_GEMM)));
 
-        // The stem (3x3, stride 2, ReLU): everything plain and fused, no
-        // cuBLAS (not a 1x1).
+        // The stem (3x3, stride 2, ReLU): the direct kernel first, then
+        // every algorithm plain and fused, no cuBLAS (not a 1x1).
         let stem = conv_layers("stem_r224_i3_o32_s2_k3_m0_se0_relu");
-        assert_eq!(candidates(&stem[0]).len(), 2 * ALGORITHMS.len());
+        let c = candidates(&stem[0]);
+        assert_eq!(c[0], ConvImpl::Direct);
+        assert_eq!(c.len(), 1 + 2 * ALGORITHMS.len(), "{c:?}");
+        assert!(!candidates(dw).contains(&ConvImpl::Direct));
+        assert!(!candidates(expand).contains(&ConvImpl::Direct));
         // The head's 1x1 (swish): cuBLAS applies.
         let head = block_layers(&"head_r7_i320_o1000_s1_k1_m1280_se0_swish".parse().unwrap());
         assert!(candidates(&head[0]).contains(&ConvImpl::Gemm));
@@ -673,6 +739,57 @@ mod tests {
         }
     }
 
+    /// Issue 17: where cuDNN fails (its legacy API under capture, say),
+    /// "no candidate ran" would stop the table. Every convolution of every
+    /// block of the default table at width step 8 (so every block kind, and
+    /// the head's classifier as the convolution it runs as) has a candidate
+    /// that is the engine's own kernel or cuBLAS (1x1 convolutions: where
+    /// cuBLAS loads, which the engine's name says).
+    #[test]
+    fn every_convolution_of_every_block_kind_can_run_without_cudnn() {
+        let plan = space::SearchSpaceConfig::default().table_plan(8).unwrap();
+        let mut kinds = std::collections::BTreeMap::new();
+        for spec in &plan.blocks {
+            for layer in block_layers(spec) {
+                let conv = layer.as_convolution();
+                if !matches!(conv, Layer::Conv { .. }) {
+                    continue;
+                }
+                let c = candidates(&conv);
+                let own: Vec<_> = c
+                    .iter()
+                    // GemmScaled applies after SE only, where Gemm does too.
+                    .filter(|i| {
+                        !matches!(
+                            i,
+                            ConvImpl::Cudnn(_) | ConvImpl::CudnnFused(_) | ConvImpl::GemmScaled
+                        )
+                    })
+                    .collect();
+                assert!(
+                    !own.is_empty(),
+                    "{spec}: {conv:?} has only cuDNN candidates: {c:?}"
+                );
+                kinds
+                    .entry(format!("{:?}", spec.shape.kind))
+                    .or_insert_with(Vec::new)
+                    .extend(own.into_iter().map(|i| format!("{i:?}")));
+            }
+        }
+        for kinds_own in kinds.values_mut() {
+            kinds_own.sort();
+            kinds_own.dedup();
+        }
+        eprintln!("non-cuDNN candidates per block kind: {kinds:?}");
+        let all: Vec<String> = space::BlockKind::ALL
+            .iter()
+            .map(|k| format!("{k:?}"))
+            .collect();
+        assert_eq!(kinds.keys().cloned().collect::<Vec<_>>().len(), all.len());
+        assert!(all.iter().all(|k| kinds.contains_key(k)), "{kinds:?}");
+        assert_eq!(kinds["Stem"], ["Direct"]);
+    }
+
     #[test]
     fn the_plain_and_fused_subsets_split_the_candidates() {
         use cudarc::cudnn::sys::cudnnConvolutionFwdAlgo_t as A;
@@ -689,6 +806,17 @@ mod tests {
         // A swish expansion has no fused candidate: the plain plan only.
         let swish = conv_layers("mbconv_r28_i40_o80_s2_k5_m240_se80_swish");
         assert!(!candidates(&swish[0]).iter().any(|c| Among::Fused.admits(c)));
+    }
+
+    #[test]
+    fn a_candidate_ten_times_slower_than_the_best_is_pruned() {
+        // The first candidate has nothing to lose against.
+        assert!(!hopeless(1e6, None));
+        assert!(!hopeless(0.99, Some(0.1)));
+        assert!(!hopeless(1.0, Some(0.1)));
+        assert!(hopeless(1.01, Some(0.1)));
+        assert!(!hopeless(f64::NAN, Some(0.1)));
+        assert_eq!(PRUNE_FACTOR, 10.0);
     }
 
     #[test]

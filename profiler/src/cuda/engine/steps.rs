@@ -52,6 +52,21 @@ pub(super) enum Step {
         total: i64,
         act: i32,
     },
+    /// `conv_direct`: a dense convolution with bias and activation.
+    Direct {
+        x: CUdeviceptr,
+        w: CUdeviceptr,
+        b: CUdeviceptr,
+        y: CUdeviceptr,
+        cin: i32,
+        cout: i32,
+        h: i32,
+        oh: i32,
+        k: i32,
+        stride: i32,
+        total: i64,
+        act: i32,
+    },
     DwPlane {
         x: CUdeviceptr,
         w: CUdeviceptr,
@@ -230,6 +245,40 @@ impl CudaEngine {
                     .arg(b)
                     .arg(y)
                     .arg(channels)
+                    .arg(h)
+                    .arg(oh)
+                    .arg(k)
+                    .arg(stride)
+                    .arg(total)
+                    .arg(act)
+                    .launch(elementwise(*total))
+            }
+            .map(drop)
+            .map_err(drv),
+            // Safety: this arm's pointers are live buffers of the prepared
+            // workload, its arguments match the kernel (see above).
+            Step::Direct {
+                x,
+                w,
+                b,
+                y,
+                cin,
+                cout,
+                h,
+                oh,
+                k,
+                stride,
+                total,
+                act,
+            } => unsafe {
+                self.stream
+                    .launch_builder(self.function("conv_direct"))
+                    .arg(x)
+                    .arg(w)
+                    .arg(b)
+                    .arg(y)
+                    .arg(cin)
+                    .arg(cout)
                     .arg(h)
                     .arg(oh)
                     .arg(k)
@@ -518,6 +567,27 @@ impl CudaEngine {
                 return Err(unsupported(format!(
                     "a residual add after the depthwise kernel in {block}"
                 )))
+            }
+            ConvImpl::Direct => {
+                if has_res || shape.groups != 1 || kernel == 1 {
+                    return Err(unsupported(format!(
+                        "the direct kernel for a grouped, 1x1 or residual convolution in {block}"
+                    )));
+                }
+                vec![Step::Direct {
+                    x,
+                    w,
+                    b,
+                    y,
+                    cin: cin as i32,
+                    cout: cout as i32,
+                    h: res_in as i32,
+                    oh: res_out as i32,
+                    k: kernel as i32,
+                    stride: stride as i32,
+                    total,
+                    act: act_code(act),
+                }]
             }
             ConvImpl::DepthwisePlane => {
                 if !layer.is_depthwise() {
