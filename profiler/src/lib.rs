@@ -24,7 +24,6 @@ pub mod cuda;
 pub mod error;
 pub mod files;
 pub mod measure;
-pub mod numerics;
 pub mod stats;
 pub mod table;
 pub mod validate;

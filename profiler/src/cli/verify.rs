@@ -1,9 +1,9 @@
 //! `profiler verify`: the CUDA engine's outputs against the CPU reference.
 
 use clap::Args;
+use profiler::cuda::verify::{check_blocks, check_tfnas_a, Comparison, TOLERANCE};
 use profiler::cuda::CudaEngine;
 use profiler::measure::{Engine, EngineConfig, Launch};
-use profiler::numerics::{check_blocks, check_tfnas_a, Comparison, TOLERANCE};
 use profiler::{ProfilerError, Result};
 
 /// `profiler verify`: the engine's outputs against the CPU reference.

@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 
 use cudarc::driver::{sys, CudaContext, DriverError};
 
-use crate::engine::EngineInfo;
 use crate::error::{ProfilerError, Result};
+use crate::measure::engine::EngineInfo;
 
 /// Runs `f`, turning a panic inside cudarc into [`ProfilerError::Cuda`].
 pub fn guard<T>(block: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {

@@ -1,17 +1,18 @@
 //! The CUDA engine, through cudarc only: raw cuDNN calls and NVRTC kernel
 //! source at the bottom ([`cudnn`], [`kernels`]), device opening and
 //! describing ([`device`]), the host-side layer description with BN folding
-//! and a CPU reference ([`layers`]), and the [`Engine`](crate::engine::Engine)
+//! and a CPU reference ([`layers`]), and the [`Engine`](crate::measure::engine::Engine)
 //! on top ([`CudaEngine`]).
 //!
 //! It compiles without CUDA (cudarc loads every library at run time) and
 //! reports a missing driver, device or library as an error, never a panic.
 
 pub mod cublas;
+mod cuda_engine;
 pub mod cudnn;
 pub mod device;
-mod engine;
 pub mod kernels;
 pub mod layers;
+pub mod verify;
 
-pub use engine::{ConvImpl, CudaEngine, ENGINE_NAME};
+pub use cuda_engine::{ConvImpl, CudaEngine, ENGINE_NAME};

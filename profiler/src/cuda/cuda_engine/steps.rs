@@ -9,7 +9,7 @@ use super::*;
 /// One launch on the stream, with everything it needs.
 pub(super) enum Step {
     /// The `spin` kernel with nothing to wait for: an empty kernel, for
-    /// [`crate::engine::Workload::Empty`].
+    /// [`crate::measure::engine::Workload::Empty`].
     Empty,
     Cudnn {
         conv: Conv,

@@ -1,10 +1,10 @@
 // A CPU emulation of the engine's CUDA kernels, for the unit test
-// `kernels::tests::the_kernels_match_the_cpu_in_an_emulation`: the test
-// pastes `kernels::SOURCE` (less the `spin` kernel, whose PTX timer has no CPU
-// form) where the marker below is, compiles this with g++ -std=c++20, and
-// runs it. Every thread of a block is a real thread, so `__syncthreads` and
-// the warp shuffles behave as on the GPU; grids are kept small so that the
-// grid-stride loops wrap. Each kernel's output is compared with a plain loop.
+// `kernels::tests::the_kernels_match_the_cpu_in_an_emulation`: it includes
+// compute.cu (every kernel but `spin`, whose PTX timer has no CPU form) with
+// the CUDA keywords defined away below; the test compiles this with g++
+// -std=c++20 and runs it. Every thread of a block is a real thread, so
+// `__syncthreads` and the warp shuffles behave as on the GPU; grids are kept
+// small so that the grid-stride loops wrap. Each kernel's output is compared with a plain loop.
 #include <barrier>
 #include <cmath>
 #include <cstdio>
@@ -58,7 +58,7 @@ static float __shfl_down_sync(unsigned, float v, int off) {
     return r;
 }
 
-// @KERNELS@
+#include "compute.cu"
 
 template <class F>
 static void launch(long long blocks, long long threads, F f) {

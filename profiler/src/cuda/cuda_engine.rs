@@ -47,8 +47,10 @@ use super::cudnn::{cudnn_msg, Conv, ConvIo, ConvShape, FusedAct, Handle, ALGORIT
 use super::device::{self, driver_error, guard};
 use super::kernels::{self, grid_for, grid_for_warps, THREADS};
 use super::layers::{act_code, block_input_len, block_layers, random_params, Layer, Params, Rng};
-use crate::engine::{Dtype, Engine, EngineConfig, EngineInfo, Launch, Layout, Workload, L2};
 use crate::error::{ProfilerError, Result};
+use crate::measure::engine::{
+    Dtype, Engine, EngineConfig, EngineInfo, Launch, Layout, Workload, L2,
+};
 
 mod choice;
 mod spin;
@@ -869,7 +871,7 @@ mod tests {
         assert!(v.is_finite() && v > 1e29, "{v}");
         assert_eq!(0.0 * v, 0.0);
         // A comparison against it fails by far.
-        let c = crate::numerics::compare("x", &[v], &[1.0]);
+        let c = crate::cuda::verify::compare("x", &[v], &[1.0]);
         assert!(!c.ok());
     }
 
