@@ -133,32 +133,28 @@ pub(super) enum Step {
 }
 
 impl CudaEngine {
-    /// Enqueues one step.
+    /// Enqueues one step, launched by its family.
     pub(super) fn launch(&self, step: &Step, block: &str) -> Result<()> {
-        let drv = |e| driver_error(block, e);
-        let elementwise = |total: i64| LaunchConfig {
-            grid_dim: (grid_for(total as usize), 1, 1),
-            block_dim: (THREADS, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        match step {
+            Step::Cudnn { .. } | Step::Gemm { .. } => self.launch_library(step, block),
+            Step::Empty | Step::BiasAct { .. } | Step::BiasResidual { .. } => {
+                self.launch_elementwise(step, block)
+            }
+            Step::DwConv { .. } | Step::DwPlane { .. } => self.launch_depthwise(step, block),
+            Step::Direct { .. } => self.launch_direct(step, block),
+            Step::SeFc { .. } | Step::Scale { .. } | Step::SeWeights { .. } => {
+                self.launch_se(step, block)
+            }
+            Step::Pool { .. } | Step::Fc { .. } => self.launch_reduction(step, block),
+        }
+    }
+
+    /// The library calls: a cuDNN convolution or a cuBLAS product.
+    fn launch_library(&self, step: &Step, block: &str) -> Result<()> {
         // Safety (all launches below): every pointer is a live allocation
         // of the prepared workload with the sizes the arguments describe,
-        // and the argument types match the kernel signatures in kernels.rs.
+        // and the argument types match the kernel signatures in kernels/compute.cu.
         match step {
-            // Safety: `spin` takes two i64 and touches no memory.
-            Step::Empty => unsafe {
-                self.stream
-                    .launch_builder(self.function("spin"))
-                    .arg(&0i64)
-                    .arg(&0i64)
-                    .launch(LaunchConfig {
-                        grid_dim: (1, 1, 1),
-                        block_dim: (1, 1, 1),
-                        shared_mem_bytes: 0,
-                    })
-            }
-            .map(drop)
-            .map_err(drv),
             // Safety: this arm's pointers are live buffers of the prepared
             // workload, its arguments match the kernel (see above).
             Step::Cudnn { conv, algo, io } => unsafe { conv.launch(&self.cudnn, *algo, io) }
@@ -177,6 +173,36 @@ impl CudaEngine {
                 }
                 None => Err(unsupported("cuBLAS, which is not loaded".into())),
             },
+            _ => unreachable!("launch_library is called for its own steps only"),
+        }
+    }
+
+    /// The empty `spin` and the element-wise bias kernels, one thread per element.
+    fn launch_elementwise(&self, step: &Step, block: &str) -> Result<()> {
+        let drv = |e| driver_error(block, e);
+        let elementwise = |total: i64| LaunchConfig {
+            grid_dim: (grid_for(total as usize), 1, 1),
+            block_dim: (THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // Safety (all launches below): every pointer is a live allocation
+        // of the prepared workload with the sizes the arguments describe,
+        // and the argument types match the kernel signatures in kernels/compute.cu.
+        match step {
+            // Safety: `spin` takes two i64 and touches no memory.
+            Step::Empty => unsafe {
+                self.stream
+                    .launch_builder(self.function("spin"))
+                    .arg(&0i64)
+                    .arg(&0i64)
+                    .launch(LaunchConfig {
+                        grid_dim: (1, 1, 1),
+                        block_dim: (1, 1, 1),
+                        shared_mem_bytes: 0,
+                    })
+            }
+            .map(drop)
+            .map_err(drv),
             // Safety: this arm's pointers are live buffers of the prepared
             // workload, its arguments match the kernel (see above).
             Step::BiasAct {
@@ -223,6 +249,22 @@ impl CudaEngine {
             }
             .map(drop)
             .map_err(drv),
+            _ => unreachable!("launch_elementwise is called for its own steps only"),
+        }
+    }
+
+    /// The depthwise convolutions.
+    fn launch_depthwise(&self, step: &Step, block: &str) -> Result<()> {
+        let drv = |e| driver_error(block, e);
+        let elementwise = |total: i64| LaunchConfig {
+            grid_dim: (grid_for(total as usize), 1, 1),
+            block_dim: (THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // Safety (all launches below): every pointer is a live allocation
+        // of the prepared workload with the sizes the arguments describe,
+        // and the argument types match the kernel signatures in kernels/compute.cu.
+        match step {
             // Safety: this arm's pointers are live buffers of the prepared
             // workload, its arguments match the kernel (see above).
             Step::DwConv {
@@ -245,40 +287,6 @@ impl CudaEngine {
                     .arg(b)
                     .arg(y)
                     .arg(channels)
-                    .arg(h)
-                    .arg(oh)
-                    .arg(k)
-                    .arg(stride)
-                    .arg(total)
-                    .arg(act)
-                    .launch(elementwise(*total))
-            }
-            .map(drop)
-            .map_err(drv),
-            // Safety: this arm's pointers are live buffers of the prepared
-            // workload, its arguments match the kernel (see above).
-            Step::Direct {
-                x,
-                w,
-                b,
-                y,
-                cin,
-                cout,
-                h,
-                oh,
-                k,
-                stride,
-                total,
-                act,
-            } => unsafe {
-                self.stream
-                    .launch_builder(self.function("conv_direct"))
-                    .arg(x)
-                    .arg(w)
-                    .arg(b)
-                    .arg(y)
-                    .arg(cin)
-                    .arg(cout)
                     .arg(h)
                     .arg(oh)
                     .arg(k)
@@ -334,23 +342,72 @@ impl CudaEngine {
             }
             .map(drop)
             .map_err(drv),
+            _ => unreachable!("launch_depthwise is called for its own steps only"),
+        }
+    }
+
+    /// The direct dense convolution (the stem's candidate without cuDNN).
+    fn launch_direct(&self, step: &Step, block: &str) -> Result<()> {
+        let drv = |e| driver_error(block, e);
+        let elementwise = |total: i64| LaunchConfig {
+            grid_dim: (grid_for(total as usize), 1, 1),
+            block_dim: (THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // Safety (all launches below): every pointer is a live allocation
+        // of the prepared workload with the sizes the arguments describe,
+        // and the argument types match the kernel signatures in kernels/compute.cu.
+        match step {
             // Safety: this arm's pointers are live buffers of the prepared
             // workload, its arguments match the kernel (see above).
-            Step::Pool { x, out, nc, hw } => unsafe {
+            Step::Direct {
+                x,
+                w,
+                b,
+                y,
+                cin,
+                cout,
+                h,
+                oh,
+                k,
+                stride,
+                total,
+                act,
+            } => unsafe {
                 self.stream
-                    .launch_builder(self.function("global_pool"))
+                    .launch_builder(self.function("conv_direct"))
                     .arg(x)
-                    .arg(out)
-                    .arg(nc)
-                    .arg(hw)
-                    .launch(LaunchConfig {
-                        grid_dim: (grid_for_warps(*nc as usize), 1, 1),
-                        block_dim: (THREADS, 1, 1),
-                        shared_mem_bytes: 0,
-                    })
+                    .arg(w)
+                    .arg(b)
+                    .arg(y)
+                    .arg(cin)
+                    .arg(cout)
+                    .arg(h)
+                    .arg(oh)
+                    .arg(k)
+                    .arg(stride)
+                    .arg(total)
+                    .arg(act)
+                    .launch(elementwise(*total))
             }
             .map(drop)
             .map_err(drv),
+            _ => unreachable!("launch_direct is called for its own steps only"),
+        }
+    }
+
+    /// SE's two layers and its gate, applied to a map or folded into weights.
+    fn launch_se(&self, step: &Step, block: &str) -> Result<()> {
+        let drv = |e| driver_error(block, e);
+        let elementwise = |total: i64| LaunchConfig {
+            grid_dim: (grid_for(total as usize), 1, 1),
+            block_dim: (THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // Safety (all launches below): every pointer is a live allocation
+        // of the prepared workload with the sizes the arguments describe,
+        // and the argument types match the kernel signatures in kernels/compute.cu.
+        match step {
             // Safety: this arm's pointers are live buffers of the prepared
             // workload, its arguments match the kernel (see above).
             Step::SeFc {
@@ -419,6 +476,34 @@ impl CudaEngine {
             }
             .map(drop)
             .map_err(drv),
+            _ => unreachable!("launch_se is called for its own steps only"),
+        }
+    }
+
+    /// The global pool and the classifier.
+    fn launch_reduction(&self, step: &Step, block: &str) -> Result<()> {
+        let drv = |e| driver_error(block, e);
+        // Safety (all launches below): every pointer is a live allocation
+        // of the prepared workload with the sizes the arguments describe,
+        // and the argument types match the kernel signatures in kernels/compute.cu.
+        match step {
+            // Safety: this arm's pointers are live buffers of the prepared
+            // workload, its arguments match the kernel (see above).
+            Step::Pool { x, out, nc, hw } => unsafe {
+                self.stream
+                    .launch_builder(self.function("global_pool"))
+                    .arg(x)
+                    .arg(out)
+                    .arg(nc)
+                    .arg(hw)
+                    .launch(LaunchConfig {
+                        grid_dim: (grid_for_warps(*nc as usize), 1, 1),
+                        block_dim: (THREADS, 1, 1),
+                        shared_mem_bytes: 0,
+                    })
+            }
+            .map(drop)
+            .map_err(drv),
             // Safety: this arm's pointers are live buffers of the prepared
             // workload, its arguments match the kernel (see above).
             Step::Fc {
@@ -447,6 +532,8 @@ impl CudaEngine {
             }
             .map(drop)
             .map_err(drv),
+
+            _ => unreachable!("launch_reduction is called for its own steps only"),
         }
     }
 
@@ -487,13 +574,279 @@ impl CudaEngine {
         workspaces: &mut Vec<CudaSlice<u8>>,
         block: &str,
     ) -> Result<Vec<Step>> {
+        let job = ConvJob::new(self.config.batch, how, layer, fuse, bufs, block);
+        job.check_fusion()?;
+        let steps = match how {
+            ConvImpl::Depthwise | ConvImpl::DepthwisePlane if job.has_res => {
+                return Err(unsupported(format!(
+                    "a residual add after the depthwise kernel in {block}"
+                )))
+            }
+            // The kernel does the prologue and the pool itself.
+            ConvImpl::DepthwisePlane => return self.plane_steps(&job),
+            ConvImpl::Fc => return job.fc_steps(),
+            ConvImpl::Direct => vec![job.direct_step()?],
+            ConvImpl::Depthwise => vec![job.dwconv_step()],
+            ConvImpl::Gemm => self.gemm_steps(&job)?,
+            // The gate is applied: no in-place scale around it.
+            ConvImpl::GemmScaled => return self.gemm_scaled_steps(&job, workspaces),
+            ConvImpl::Cudnn(algo) | ConvImpl::CudnnFused(algo) => {
+                self.cudnn_steps(&job, algo, workspaces)?
+            }
+        };
+        Ok(job.around(steps))
+    }
+
+    /// [`ConvImpl::DepthwisePlane`]: one plane per thread block in shared
+    /// memory, with the prologue and the pool inside the kernel.
+    fn plane_steps(&self, job: &ConvJob) -> Result<Vec<Step>> {
+        let ConvBufs { x, w, b, y, .. } = job.bufs;
+        let (block, fuse) = (job.block, job.fuse);
+        let (res_in, res_out, kernel) = (job.res_in, job.res_out, job.kernel);
+        if !job.layer.is_depthwise() {
+            return Err(unsupported(format!(
+                "the depthwise kernel for a dense convolution in {block}"
+            )));
+        }
+        let shared = kernels::plane_shared_bytes(res_in, kernel);
+        if shared > self.plane_shared_limit {
+            return Err(unsupported(format!(
+                "a {res_in}x{res_in} plane with kernel {kernel} in shared memory ({shared} bytes; this GPU allows {}) in {block}",
+                self.plane_shared_limit
+            )));
+        }
+        Ok(vec![Step::DwPlane {
+            x,
+            w,
+            b,
+            y,
+            pre_b: fuse.prologue.map_or(0, |p| p.bias),
+            pre_act: fuse.prologue.map_or(0, |p| p.act),
+            pooled: fuse.pool_into.unwrap_or(0),
+            channels: job.cin as i32,
+            h: res_in as i32,
+            oh: res_out as i32,
+            k: kernel as i32,
+            stride: job.stride as i32,
+            act: act_code(job.act),
+            planes: (job.batch * i64::from(job.cin)) as u32,
+            threads: kernels::plane_threads((res_out * res_out) as usize),
+            shared_bytes: shared as u32,
+        }])
+    }
+
+    /// [`ConvImpl::Gemm`]: cuBLAS's product, then the bias step unless the
+    /// next layer takes it over.
+    fn gemm_steps(&self, job: &ConvJob) -> Result<Vec<Step>> {
+        let ConvBufs { x, w, y, .. } = job.bufs;
+        let shape = job.shape;
+        if job.kernel != 1 || job.stride != 1 || shape.groups != 1 || job.res_in != job.res_out {
+            return Err(unsupported(format!(
+                "cuBLAS for a convolution other than 1x1 stride 1 in {}",
+                job.block
+            )));
+        }
+        if self.blas.is_none() {
+            return Err(unsupported("cuBLAS, which is not loaded".into()));
+        }
+        let shape = PointwiseShape {
+            batch: shape.batch,
+            cin: shape.cin,
+            cout: shape.cout,
+            hw: job.hw,
+            weights_per_image: false,
+        };
+        let mut steps = vec![Step::Gemm { shape, x, w, y }];
+        if !job.fuse.hand_off {
+            steps.push(job.bias_step());
+        }
+        Ok(steps)
+    }
+
+    /// [`ConvImpl::GemmScaled`]: SE's gate folded into per-image weights,
+    /// cuBLAS's product with them, and the bias step.
+    fn gemm_scaled_steps(
+        &self,
+        job: &ConvJob,
+        workspaces: &mut Vec<CudaSlice<u8>>,
+    ) -> Result<Vec<Step>> {
+        let ConvBufs { x, w, y, .. } = job.bufs;
+        let (block, fuse, shape) = (job.block, job.fuse, job.shape);
+        let (cin, cout, batch) = (job.cin, job.cout, job.batch);
+        let Some(gate) = fuse.scale else {
+            return Err(unsupported(format!(
+                "folding SE's scale into a convolution with no SE before it in {block}"
+            )));
+        };
+        if fuse.prologue.is_some() || fuse.pool_into.is_some() {
+            return Err(unsupported(format!(
+                "cuBLAS with SE folded in and a prologue or pool in {block}"
+            )));
+        }
+        if job.kernel != 1
+            || job.stride != 1
+            || shape.groups != 1
+            || job.res_in != job.res_out
+            || job.hw == 1
+        {
+            return Err(unsupported(format!(
+                "cuBLAS with SE folded in for a convolution other than 1x1 stride 1 on a map in {block}"
+            )));
+        }
+        if self.blas.is_none() {
+            return Err(unsupported("cuBLAS, which is not loaded".into()));
+        }
+        let per_image = i64::from(cout) * i64::from(cin);
+        let wn = self
+            .stream
+            .alloc_zeros::<u8>((batch * per_image) as usize * std::mem::size_of::<f32>())
+            .map_err(|e| driver_error(block, e))?;
+        let wn_p = self.ptr(&wn);
+        workspaces.push(wn);
+        let shape = PointwiseShape {
+            batch: shape.batch,
+            cin: shape.cin,
+            cout: shape.cout,
+            hw: job.hw,
+            weights_per_image: true,
+        };
+        Ok(vec![
+            Step::SeWeights {
+                w,
+                gate,
+                wn: wn_p,
+                cout: cout as i32,
+                cin: cin as i32,
+                total: batch * per_image,
+            },
+            Step::Gemm {
+                shape,
+                x,
+                w: wn_p,
+                y,
+            },
+            job.bias_step(),
+        ])
+    }
+
+    /// [`ConvImpl::Cudnn`] and [`ConvImpl::CudnnFused`]: cuDNN's
+    /// convolution with `algo` and its workspace, then the bias step unless
+    /// cuDNN fuses it or the next layer takes it over.
+    fn cudnn_steps(
+        &self,
+        job: &ConvJob,
+        algo: cudarc::cudnn::sys::cudnnConvolutionFwdAlgo_t,
+        workspaces: &mut Vec<CudaSlice<u8>>,
+    ) -> Result<Vec<Step>> {
         let ConvBufs {
             x,
             w,
             b,
             y,
             residual,
-        } = bufs;
+        } = job.bufs;
+        let (how, block, shape, has_res) = (job.how, job.block, job.shape, job.has_res);
+        let cudnn_err = |e: cudarc::cudnn::CudnnError| ProfilerError::Cudnn {
+            block: block.into(),
+            msg: cudnn_msg(&e),
+        };
+        let fused = match (how, job.act) {
+            (ConvImpl::Cudnn(_), _) => None,
+            (_, None) if algo == PRECOMP => Some(FusedAct::Identity),
+            (_, None) => {
+                return Err(unsupported(format!(
+                    "cuDNN's fused identity with {algo:?} (only IMPLICIT_PRECOMP_GEMM) in {block}"
+                )))
+            }
+            (_, Some(space::Activation::Relu)) => Some(FusedAct::Relu),
+            (_, Some(other)) => {
+                return Err(unsupported(format!(
+                    "cuDNN fusing {other:?} (only ReLU) in {block}"
+                )))
+            }
+        };
+        let conv = match fused {
+            Some(f) => Conv::fused(shape, f),
+            None => Conv::new(shape),
+        }
+        .map_err(cudnn_err)?;
+        let dims = conv.output_dims().map_err(cudnn_err)?;
+        if dims != [shape.batch, shape.cout, shape.res_out, shape.res_out] {
+            return Err(ProfilerError::Cudnn {
+                block: block.into(),
+                msg: format!("cuDNN computes output {dims:?} for {shape:?}"),
+            });
+        }
+        let ws_bytes = conv.workspace_size(&self.cudnn, algo).map_err(cudnn_err)?;
+        if ws_bytes > WORKSPACE_LIMIT {
+            return Err(ProfilerError::Cudnn {
+                block: block.into(),
+                msg: format!("{algo:?} needs a {ws_bytes}-byte workspace"),
+            });
+        }
+        let ws = if ws_bytes > 0 {
+            let buf = self
+                .stream
+                .alloc_zeros::<u8>(ws_bytes)
+                .map_err(|e| driver_error(block, e))?;
+            let p = self.ptr(&buf);
+            workspaces.push(buf);
+            p
+        } else {
+            0
+        };
+        let io = ConvIo {
+            x,
+            w,
+            y,
+            bias: b,
+            z: if has_res { residual } else { y },
+            has_z: has_res,
+            workspace: ws,
+            workspace_bytes: ws_bytes,
+        };
+        let mut steps = vec![Step::Cudnn { conv, algo, io }];
+        if fused.is_none() && !job.fuse.hand_off {
+            steps.push(job.bias_step());
+        }
+        Ok(steps)
+    }
+}
+
+/// One convolution as [`CudaEngine::conv_steps`] lowers it: how it runs,
+/// the layer's numbers, its buffers, and what it takes over from the layers
+/// around it.
+struct ConvJob<'a> {
+    how: ConvImpl,
+    layer: &'a Layer,
+    fuse: Fuse,
+    bufs: ConvBufs,
+    block: &'a str,
+    cin: u32,
+    cout: u32,
+    kernel: u32,
+    stride: u32,
+    res_in: u32,
+    res_out: u32,
+    act: Option<space::Activation>,
+    has_res: bool,
+    batch: i64,
+    /// Output values per channel and image.
+    hw: i32,
+    /// Output values in all.
+    total: i64,
+    shape: ConvShape,
+}
+
+impl<'a> ConvJob<'a> {
+    fn new(
+        batch: u32,
+        how: ConvImpl,
+        layer: &'a Layer,
+        fuse: Fuse,
+        bufs: ConvBufs,
+        block: &'a str,
+    ) -> Self {
         let Layer::Conv {
             cin,
             cout,
@@ -508,12 +861,36 @@ impl CudaEngine {
         else {
             unreachable!("conv_steps is called for convolutions only")
         };
-        let batch = self.config.batch as i64;
         let hw = (res_out * res_out) as i32;
-        let total = batch * i64::from(cout) * i64::from(hw);
-        let shape = conv_shape(self.config.batch, layer);
-        if fuse.hand_off
-            && (has_res || act.is_none() || !matches!(how, ConvImpl::Gemm | ConvImpl::Cudnn(_)))
+        let total = i64::from(batch) * i64::from(cout) * i64::from(hw);
+        ConvJob {
+            how,
+            layer,
+            fuse,
+            bufs,
+            block,
+            cin,
+            cout,
+            kernel,
+            stride,
+            res_in,
+            res_out,
+            act,
+            has_res,
+            batch: i64::from(batch),
+            hw,
+            total,
+            shape: conv_shape(batch, layer),
+        }
+    }
+
+    /// Refuses what `fuse` asks and `how` cannot take over.
+    fn check_fusion(&self) -> Result<()> {
+        let (how, block, act) = (self.how, self.block, self.act);
+        if self.fuse.hand_off
+            && (self.has_res
+                || act.is_none()
+                || !matches!(how, ConvImpl::Gemm | ConvImpl::Cudnn(_)))
         {
             // Only a plain convolution followed by its own bias and
             // activation kernel can leave them to the next layer.
@@ -521,38 +898,14 @@ impl CudaEngine {
                 "{how:?} handing its bias and activation to the next layer in {block}"
             )));
         }
-        if has_res && act.is_some() {
+        if self.has_res && act.is_some() {
             // The residual kernel adds no activation; no TF-NAS layer has
             // both (the projection that takes the residual is linear).
             return Err(unsupported(format!(
                 "a convolution with both an activation and a residual add in {block}"
             )));
         }
-        // The engine's own kernel for the bias and the activation or the
-        // residual, after a convolution that writes `conv(x)` alone.
-        let bias_step = || {
-            if has_res || act.is_none() {
-                Step::BiasResidual {
-                    y,
-                    b,
-                    res: if has_res { residual } else { y },
-                    channels: cout as i32,
-                    hw,
-                    total,
-                    has_res: i32::from(has_res),
-                }
-            } else {
-                Step::BiasAct {
-                    y,
-                    b,
-                    channels: cout as i32,
-                    hw,
-                    total,
-                    act: act_code(act),
-                }
-            }
-        };
-        if fuse.scale.is_some()
+        if self.fuse.scale.is_some()
             && matches!(
                 how,
                 ConvImpl::Depthwise | ConvImpl::DepthwisePlane | ConvImpl::Fc
@@ -562,243 +915,111 @@ impl CudaEngine {
                 "{how:?} after SE (no depthwise or fully connected layer follows one) in {block}"
             )));
         }
-        let mut steps = match how {
-            ConvImpl::Depthwise | ConvImpl::DepthwisePlane if has_res => {
-                return Err(unsupported(format!(
-                    "a residual add after the depthwise kernel in {block}"
-                )))
-            }
-            ConvImpl::Direct => {
-                if has_res || shape.groups != 1 || kernel == 1 {
-                    return Err(unsupported(format!(
-                        "the direct kernel for a grouped, 1x1 or residual convolution in {block}"
-                    )));
-                }
-                vec![Step::Direct {
-                    x,
-                    w,
-                    b,
-                    y,
-                    cin: cin as i32,
-                    cout: cout as i32,
-                    h: res_in as i32,
-                    oh: res_out as i32,
-                    k: kernel as i32,
-                    stride: stride as i32,
-                    total,
-                    act: act_code(act),
-                }]
-            }
-            ConvImpl::DepthwisePlane => {
-                if !layer.is_depthwise() {
-                    return Err(unsupported(format!(
-                        "the depthwise kernel for a dense convolution in {block}"
-                    )));
-                }
-                let shared = kernels::plane_shared_bytes(res_in, kernel);
-                if shared > self.plane_shared_limit {
-                    return Err(unsupported(format!(
-                        "a {res_in}x{res_in} plane with kernel {kernel} in shared memory ({shared} bytes; this GPU allows {}) in {block}",
-                        self.plane_shared_limit
-                    )));
-                }
-                // The kernel does the prologue and the pool itself.
-                return Ok(vec![Step::DwPlane {
-                    x,
-                    w,
-                    b,
-                    y,
-                    pre_b: fuse.prologue.map_or(0, |p| p.bias),
-                    pre_act: fuse.prologue.map_or(0, |p| p.act),
-                    pooled: fuse.pool_into.unwrap_or(0),
-                    channels: cin as i32,
-                    h: res_in as i32,
-                    oh: res_out as i32,
-                    k: kernel as i32,
-                    stride: stride as i32,
-                    act: act_code(act),
-                    planes: (batch * i64::from(cin)) as u32,
-                    threads: kernels::plane_threads((res_out * res_out) as usize),
-                    shared_bytes: shared as u32,
-                }]);
-            }
-            ConvImpl::Fc => {
-                if !is_fully_connected(layer) || fuse.prologue.is_some() || fuse.pool_into.is_some()
-                {
-                    return Err(unsupported(format!(
-                        "the fully connected kernel for a convolution in {block}"
-                    )));
-                }
-                // Bias included.
-                return Ok(vec![Step::Fc {
-                    x,
-                    w,
-                    b,
-                    y,
-                    batch: batch as i32,
-                    cin: cin as i32,
-                    cout: cout as i32,
-                }]);
-            }
-            ConvImpl::Depthwise => vec![Step::DwConv {
-                x,
-                w,
-                b,
+        Ok(())
+    }
+
+    /// The engine's own kernel for the bias and the activation or the
+    /// residual, after a convolution that writes `conv(x)` alone.
+    fn bias_step(&self) -> Step {
+        let ConvBufs { b, y, residual, .. } = self.bufs;
+        if self.has_res || self.act.is_none() {
+            Step::BiasResidual {
                 y,
-                channels: cin as i32,
-                h: res_in as i32,
-                oh: res_out as i32,
-                k: kernel as i32,
-                stride: stride as i32,
-                total,
-                act: act_code(act),
-            }],
-            ConvImpl::Gemm => {
-                if kernel != 1 || stride != 1 || shape.groups != 1 || res_in != res_out {
-                    return Err(unsupported(format!(
-                        "cuBLAS for a convolution other than 1x1 stride 1 in {block}"
-                    )));
-                }
-                if self.blas.is_none() {
-                    return Err(unsupported("cuBLAS, which is not loaded".into()));
-                }
-                let shape = PointwiseShape {
-                    batch: shape.batch,
-                    cin: shape.cin,
-                    cout: shape.cout,
-                    hw,
-                    weights_per_image: false,
-                };
-                let mut steps = vec![Step::Gemm { shape, x, w, y }];
-                if !fuse.hand_off {
-                    steps.push(bias_step());
-                }
-                steps
+                b,
+                res: if self.has_res { residual } else { y },
+                channels: self.cout as i32,
+                hw: self.hw,
+                total: self.total,
+                has_res: i32::from(self.has_res),
             }
-            ConvImpl::GemmScaled => {
-                let Some(gate) = fuse.scale else {
-                    return Err(unsupported(format!(
-                        "folding SE's scale into a convolution with no SE before it in {block}"
-                    )));
-                };
-                if fuse.prologue.is_some() || fuse.pool_into.is_some() {
-                    return Err(unsupported(format!(
-                        "cuBLAS with SE folded in and a prologue or pool in {block}"
-                    )));
-                }
-                if kernel != 1 || stride != 1 || shape.groups != 1 || res_in != res_out || hw == 1 {
-                    return Err(unsupported(format!(
-                        "cuBLAS with SE folded in for a convolution other than 1x1 stride 1 on a map in {block}"
-                    )));
-                }
-                if self.blas.is_none() {
-                    return Err(unsupported("cuBLAS, which is not loaded".into()));
-                }
-                let per_image = i64::from(cout) * i64::from(cin);
-                let wn = self
-                    .stream
-                    .alloc_zeros::<u8>((batch * per_image) as usize * std::mem::size_of::<f32>())
-                    .map_err(|e| driver_error(block, e))?;
-                let wn_p = self.ptr(&wn);
-                workspaces.push(wn);
-                let shape = PointwiseShape {
-                    batch: shape.batch,
-                    cin: shape.cin,
-                    cout: shape.cout,
-                    hw,
-                    weights_per_image: true,
-                };
-                // The gate is applied: no in-place scale below.
-                return Ok(vec![
-                    Step::SeWeights {
-                        w,
-                        gate,
-                        wn: wn_p,
-                        cout: cout as i32,
-                        cin: cin as i32,
-                        total: batch * per_image,
-                    },
-                    Step::Gemm {
-                        shape,
-                        x,
-                        w: wn_p,
-                        y,
-                    },
-                    bias_step(),
-                ]);
+        } else {
+            Step::BiasAct {
+                y,
+                b,
+                channels: self.cout as i32,
+                hw: self.hw,
+                total: self.total,
+                act: act_code(self.act),
             }
-            ConvImpl::Cudnn(algo) | ConvImpl::CudnnFused(algo) => {
-                let cudnn_err = |e: cudarc::cudnn::CudnnError| ProfilerError::Cudnn {
-                    block: block.into(),
-                    msg: cudnn_msg(&e),
-                };
-                let fused = match (how, act) {
-                    (ConvImpl::Cudnn(_), _) => None,
-                    (_, None) if algo == PRECOMP => Some(FusedAct::Identity),
-                    (_, None) => {
-                        return Err(unsupported(format!(
-                            "cuDNN's fused identity with {algo:?} (only IMPLICIT_PRECOMP_GEMM) in {block}"
-                        )))
-                    }
-                    (_, Some(space::Activation::Relu)) => Some(FusedAct::Relu),
-                    (_, Some(other)) => {
-                        return Err(unsupported(format!(
-                            "cuDNN fusing {other:?} (only ReLU) in {block}"
-                        )))
-                    }
-                };
-                let conv = match fused {
-                    Some(f) => Conv::fused(shape, f),
-                    None => Conv::new(shape),
-                }
-                .map_err(cudnn_err)?;
-                let dims = conv.output_dims().map_err(cudnn_err)?;
-                if dims != [shape.batch, shape.cout, shape.res_out, shape.res_out] {
-                    return Err(ProfilerError::Cudnn {
-                        block: block.into(),
-                        msg: format!("cuDNN computes output {dims:?} for {shape:?}"),
-                    });
-                }
-                let ws_bytes = conv.workspace_size(&self.cudnn, algo).map_err(cudnn_err)?;
-                if ws_bytes > WORKSPACE_LIMIT {
-                    return Err(ProfilerError::Cudnn {
-                        block: block.into(),
-                        msg: format!("{algo:?} needs a {ws_bytes}-byte workspace"),
-                    });
-                }
-                let ws = if ws_bytes > 0 {
-                    let buf = self
-                        .stream
-                        .alloc_zeros::<u8>(ws_bytes)
-                        .map_err(|e| driver_error(block, e))?;
-                    let p = self.ptr(&buf);
-                    workspaces.push(buf);
-                    p
-                } else {
-                    0
-                };
-                let io = ConvIo {
-                    x,
-                    w,
-                    y,
-                    bias: b,
-                    z: if has_res { residual } else { y },
-                    has_z: has_res,
-                    workspace: ws,
-                    workspace_bytes: ws_bytes,
-                };
-                let mut steps = vec![Step::Cudnn { conv, algo, io }];
-                if fused.is_none() && !fuse.hand_off {
-                    steps.push(bias_step());
-                }
-                steps
-            }
-        };
-        // Everything but the plane kernel runs the prologue and the pool as
-        // kernels of their own, and everything but the folded product SE's
-        // scale.
-        if let Some(gate) = fuse.scale {
-            let hw_in = (res_in * res_in) as i32;
+        }
+    }
+
+    /// [`ConvImpl::Depthwise`]: one thread per output value, bias and
+    /// activation included.
+    fn dwconv_step(&self) -> Step {
+        let ConvBufs { x, w, b, y, .. } = self.bufs;
+        Step::DwConv {
+            x,
+            w,
+            b,
+            y,
+            channels: self.cin as i32,
+            h: self.res_in as i32,
+            oh: self.res_out as i32,
+            k: self.kernel as i32,
+            stride: self.stride as i32,
+            total: self.total,
+            act: act_code(self.act),
+        }
+    }
+
+    /// [`ConvImpl::Direct`]: the engine's dense convolution, bias and
+    /// activation included.
+    fn direct_step(&self) -> Result<Step> {
+        if self.has_res || self.shape.groups != 1 || self.kernel == 1 {
+            return Err(unsupported(format!(
+                "the direct kernel for a grouped, 1x1 or residual convolution in {}",
+                self.block
+            )));
+        }
+        let ConvBufs { x, w, b, y, .. } = self.bufs;
+        Ok(Step::Direct {
+            x,
+            w,
+            b,
+            y,
+            cin: self.cin as i32,
+            cout: self.cout as i32,
+            h: self.res_in as i32,
+            oh: self.res_out as i32,
+            k: self.kernel as i32,
+            stride: self.stride as i32,
+            total: self.total,
+            act: act_code(self.act),
+        })
+    }
+
+    /// [`ConvImpl::Fc`]: the classifier's kernel, bias included.
+    fn fc_steps(&self) -> Result<Vec<Step>> {
+        let ConvBufs { x, w, b, y, .. } = self.bufs;
+        if !is_fully_connected(self.layer)
+            || self.fuse.prologue.is_some()
+            || self.fuse.pool_into.is_some()
+        {
+            return Err(unsupported(format!(
+                "the fully connected kernel for a convolution in {}",
+                self.block
+            )));
+        }
+        Ok(vec![Step::Fc {
+            x,
+            w,
+            b,
+            y,
+            batch: self.batch as i32,
+            cin: self.cin as i32,
+            cout: self.cout as i32,
+        }])
+    }
+
+    /// `steps` with what `fuse` adds as kernels of their own: everything
+    /// but the plane kernel runs the prologue and the pool so, and
+    /// everything but the folded product SE's scale.
+    fn around(&self, mut steps: Vec<Step>) -> Vec<Step> {
+        let (x, y) = (self.bufs.x, self.bufs.y);
+        let (batch, cin) = (self.batch, self.cin);
+        if let Some(gate) = self.fuse.scale {
+            let hw_in = (self.res_in * self.res_in) as i32;
             steps.insert(
                 0,
                 Step::Scale {
@@ -809,8 +1030,8 @@ impl CudaEngine {
                 },
             );
         }
-        if let Some(p) = fuse.prologue {
-            let hw_in = (res_in * res_in) as i32;
+        if let Some(p) = self.fuse.prologue {
+            let hw_in = (self.res_in * self.res_in) as i32;
             steps.insert(
                 0,
                 Step::BiasAct {
@@ -823,14 +1044,14 @@ impl CudaEngine {
                 },
             );
         }
-        if let Some(pooled) = fuse.pool_into {
+        if let Some(pooled) = self.fuse.pool_into {
             steps.push(Step::Pool {
                 x: y,
                 out: pooled,
-                nc: (batch * i64::from(cout)) as i32,
-                hw,
+                nc: (batch * i64::from(self.cout)) as i32,
+                hw: self.hw,
             });
         }
-        Ok(steps)
+        steps
     }
 }
