@@ -12,21 +12,9 @@ use std::sync::Arc;
 use cudarc::cublas::result::CublasError;
 use cudarc::cublas::{result, sys};
 use cudarc::driver::sys::CUdeviceptr;
-use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DriverError};
+use cudarc::driver::{CudaSlice, CudaStream, DevicePtr};
 
-/// The status name of a cuBLAS error.
-pub fn cublas_msg(e: &CublasError) -> String {
-    format!("{:?}", e.0)
-}
-
-impl std::fmt::Display for BlasError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            BlasError::Cublas(e) => f.write_str(&cublas_msg(e)),
-            BlasError::Driver(e) => write!(f, "{e:?}"),
-        }
-    }
-}
+use super::error::CudaError;
 
 /// The compute type of every product: fp32 in and out, TF32 tensor cores
 /// inside, the same precision cuDNN's default math gives the convolutions
@@ -48,40 +36,25 @@ pub struct Blas {
     _workspace: CudaSlice<u8>,
 }
 
-/// Why cuBLAS could not be set up.
-#[derive(Debug)]
-pub enum BlasError {
-    Cublas(CublasError),
-    Driver(DriverError),
-}
-
 impl Blas {
     /// A handle whose work goes to `stream`, with a [`WORKSPACE_BYTES`]
     /// workspace of its own. The stream must outlive the handle (the engine
     /// drops it last).
-    pub fn new(stream: &Arc<CudaStream>) -> Result<Self, BlasError> {
+    pub fn new(stream: &Arc<CudaStream>) -> Result<Self, CudaError> {
         // cublasCreate works on the calling thread's current context.
-        stream
-            .context()
-            .bind_to_thread()
-            .map_err(BlasError::Driver)?;
-        let workspace = stream
-            .alloc_zeros::<u8>(WORKSPACE_BYTES)
-            .map_err(BlasError::Driver)?;
+        stream.context().bind_to_thread()?;
+        let workspace = stream.alloc_zeros::<u8>(WORKSPACE_BYTES)?;
         // The engine runs with event tracking off: the guard does nothing.
         let wp = workspace.device_ptr(stream).0;
         let b = Blas {
-            handle: result::create_handle().map_err(BlasError::Cublas)?,
+            handle: result::create_handle()?,
             _workspace: workspace,
         };
         // Safety: the handle was just created; the workspace lives as long
         // as it, and the caller keeps the stream alive longer.
         unsafe {
-            result::set_stream(b.handle, stream.cu_stream() as sys::cudaStream_t)
-                .map_err(BlasError::Cublas)?;
-            sys::cublasSetWorkspace_v2(b.handle, wp as *mut c_void, WORKSPACE_BYTES)
-                .result()
-                .map_err(BlasError::Cublas)?;
+            result::set_stream(b.handle, stream.cu_stream() as sys::cudaStream_t)?;
+            sys::cublasSetWorkspace_v2(b.handle, wp as *mut c_void, WORKSPACE_BYTES).result()?;
         }
         Ok(b)
     }

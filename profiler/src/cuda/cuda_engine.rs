@@ -42,9 +42,10 @@ use cudarc::driver::{
     LaunchConfig, PushKernelArg,
 };
 
-use super::cublas::{cublas_msg, Blas, PointwiseShape};
-use super::cudnn::{cudnn_msg, Conv, ConvIo, ConvShape, FusedAct, Handle, ALGORITHMS};
-use super::device::{self, driver_error, guard};
+use super::cublas::{Blas, PointwiseShape};
+use super::cudnn::{Conv, ConvIo, ConvShape, FusedAct, Handle, ALGORITHMS};
+use super::device::{self, guard};
+use super::error::InBlock;
 use super::kernels::{self, grid_for, grid_for_warps, THREADS};
 use super::layers::{act_code, block_input_len, block_layers, random_params, Layer, Params, Rng};
 use crate::error::{ProfilerError, Result};
@@ -229,15 +230,14 @@ impl CudaEngine {
     }
 
     fn build(ctx: Arc<CudaContext>, mut info: EngineInfo, config: EngineConfig) -> Result<Self> {
-        let drv = |e| driver_error(SETUP, e);
         // `device::open` turned cudarc's event tracking off when it made the
         // process's one context (gpu-facts pitfall 2); the engine orders all
         // its work on its one stream itself.
         debug_assert!(!ctx.is_event_tracking());
-        let stream = ctx.new_stream().map_err(drv)?;
+        let stream = ctx.new_stream().in_block(SETUP)?;
         let timing = Some(sys::CUevent_flags::CU_EVENT_DEFAULT);
-        let start = ctx.new_event(timing).map_err(drv)?;
-        let end = ctx.new_event(timing).map_err(drv)?;
+        let start = ctx.new_event(timing).in_block(SETUP)?;
+        let end = ctx.new_event(timing).in_block(SETUP)?;
 
         // Safety: only tries to dlopen libcudnn.
         if !unsafe { cudarc::cudnn::sys::is_culib_present() } {
@@ -246,22 +246,19 @@ impl CudaEngine {
                 msg: "libcudnn cannot be loaded".into(),
             });
         }
-        let cudnn = Handle::new(stream.cu_stream()).map_err(|e| ProfilerError::Cudnn {
-            block: SETUP.into(),
-            msg: cudnn_msg(&e),
-        })?;
+        let cudnn = Handle::new(stream.cu_stream()).in_block(SETUP)?;
 
         let blas = Self::open_blas(&stream);
         if blas.is_none() {
             info.engine.push_str(WITHOUT_CUBLAS);
         }
 
-        let (major, minor) = ctx.compute_capability().map_err(drv)?;
+        let (major, minor) = ctx.compute_capability().in_block(SETUP)?;
         let ptx = kernels::compile(kernels::SOURCE, major, minor)?;
-        let module = ctx.load_module(ptx).map_err(drv)?;
+        let module = ctx.load_module(ptx).in_block(SETUP)?;
         let mut functions = HashMap::new();
         for name in kernels::NAMES {
-            functions.insert(name, module.load_function(name).map_err(drv)?);
+            functions.insert(name, module.load_function(name).in_block(SETUP)?);
         }
         // `dwconv_plane` stages a whole plane: 54 KB for 112x112 with k5,
         // beyond the 48 KiB any launch may use without asking.
@@ -269,7 +266,7 @@ impl CudaEngine {
             .attribute(
                 sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
             )
-            .map_err(drv)?;
+            .in_block(SETUP)?;
         // Where the driver refuses, the kernel keeps the 48 KiB every launch
         // may use, and larger planes are left to the other candidates.
         let plane_shared_limit = match functions["dwconv_plane"].set_attribute(
@@ -280,7 +277,7 @@ impl CudaEngine {
             Err(e) => {
                 eprintln!(
                     "warning: dwconv_plane cannot use {optin} bytes of shared memory ({}); planes are limited to 48 KiB",
-                    device::driver_msg(&e)
+                    crate::cuda::error::driver_msg(&e)
                 );
                 48 << 10
             }
@@ -292,25 +289,25 @@ impl CudaEngine {
         // one-thread blocks per SM all fit at once, so this takes SETTLE_NS.
         let sms = ctx
             .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
-            .map_err(drv)?;
+            .in_block(SETUP)?;
         let blocks = 4 * u32::try_from(sms).unwrap_or(1).max(1);
-        launch_spin(&stream, &functions["spin"], SETTLE_NS, blocks).map_err(drv)?;
-        stream.synchronize().map_err(drv)?;
+        launch_spin(&stream, &functions["spin"], SETTLE_NS, blocks).in_block(SETUP)?;
+        stream.synchronize().in_block(SETUP)?;
 
         let flush = match config.l2 {
             L2::Warm => None,
             L2::Cold => {
                 let l2 = ctx
                     .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE)
-                    .map_err(drv)?;
+                    .in_block(SETUP)?;
                 // A whole number of float4, which the kernel reads.
                 let bytes =
                     (2 * usize::try_from(l2).unwrap_or(0).max(1 << 20)).next_multiple_of(16);
                 // Zeroed once here: its write-back is over before anything
                 // is timed, and later flushes only read it.
-                let buffer = stream.alloc_zeros::<u8>(bytes).map_err(drv)?;
-                let sink = stream.alloc_zeros::<f32>(1).map_err(drv)?;
-                stream.synchronize().map_err(drv)?;
+                let buffer = stream.alloc_zeros::<u8>(bytes).in_block(SETUP)?;
+                let sink = stream.alloc_zeros::<f32>(1).in_block(SETUP)?;
+                stream.synchronize().in_block(SETUP)?;
                 Some(Flush {
                     buffer,
                     sink,
@@ -368,15 +365,11 @@ impl CudaEngine {
     }
 
     fn upload(&self, block: &str, host: &[f32]) -> Result<CudaSlice<f32>> {
-        self.stream
-            .clone_htod(host)
-            .map_err(|e| driver_error(block, e))
+        self.stream.clone_htod(host).in_block(block)
     }
 
     fn zeros(&self, block: &str, n: usize) -> Result<CudaSlice<f32>> {
-        self.stream
-            .alloc_zeros::<f32>(n.max(1))
-            .map_err(|e| driver_error(block, e))
+        self.stream.alloc_zeros::<f32>(n.max(1)).in_block(block)
     }
 
     fn function(&self, name: &'static str) -> &CudaFunction {
@@ -777,20 +770,17 @@ impl CudaEngine {
                 self.stream.cu_stream(),
             )
         }
-        .map_err(|e| driver_error(&block, e))?;
+        .in_block(&block)?;
         match &prepared.graph {
-            Some(graph) => graph.launch().map_err(|e| driver_error(&block, e))?,
+            Some(graph) => graph.launch().in_block(&block)?,
             None => self.launch_all(&prepared.steps, &block)?,
         }
         let mut host = vec![0.0f32; len];
         // Safety: `ptr` is a live allocation of `len` floats of the prepared
         // workload; the stream is synchronized before and after the copy.
         unsafe {
-            self.stream
-                .synchronize()
-                .map_err(|e| driver_error(&block, e))?;
-            cudarc::driver::result::memcpy_dtoh_sync(&mut host, ptr)
-                .map_err(|e| driver_error(&block, e))?;
+            self.stream.synchronize().in_block(&block)?;
+            cudarc::driver::result::memcpy_dtoh_sync(&mut host, ptr).in_block(&block)?;
         }
         Ok(host)
     }
@@ -809,9 +799,7 @@ impl Engine for CudaEngine {
         let block = workload.to_string();
         self.report_late_runs();
         // Free the previous workload first (after its work is done).
-        self.stream
-            .synchronize()
-            .map_err(|e| driver_error(&block, e))?;
+        self.stream.synchronize().in_block(&block)?;
         self.prepared = None;
         // Under `guard`: cudarc panics on a driver symbol it cannot load.
         let prepared = guard(&block, || {
@@ -819,9 +807,7 @@ impl Engine for CudaEngine {
             // One eager run: first-use costs and errors surface here, not
             // in the capture.
             self.launch_all(&prepared.steps, &block)?;
-            self.stream
-                .synchronize()
-                .map_err(|e| driver_error(&block, e))?;
+            self.stream.synchronize().in_block(&block)?;
             if self.config.launch == Launch::Graph {
                 prepared.graph = Some(self.capture(&prepared.steps, &block)?);
             }
@@ -848,25 +834,24 @@ impl CudaEngine {
             .as_ref()
             .ok_or_else(|| unsupported("timing before prepare".into()))?;
         let block = prepared.name.as_str();
-        let drv = |e| driver_error(block, e);
-        self.flush_l2().map_err(drv)?;
+        self.flush_l2().in_block(block)?;
         if prepared.graph.is_some() {
             // Eager runs keep the CPU's launch cost in the time: that is
             // what they are for. Graph runs should not include the CPU's
             // latency in submitting the graph.
-            launch_spin(&self.stream, self.function("spin"), self.spin.ns(), 1).map_err(drv)?;
+            launch_spin(&self.stream, self.function("spin"), self.spin.ns(), 1).in_block(block)?;
         }
-        self.start.record(&self.stream).map_err(drv)?;
+        self.start.record(&self.stream).in_block(block)?;
         match &prepared.graph {
-            Some(graph) => graph.launch().map_err(drv)?,
+            Some(graph) => graph.launch().in_block(block)?,
             None => self.launch_all(&prepared.steps, block)?,
         }
-        self.end.record(&self.stream).map_err(drv)?;
+        self.end.record(&self.stream).in_block(block)?;
         // Graph runs: the start event must still be pending now that the
         // CPU has enqueued everything; if it is not, the spin was too short.
-        let late = prepared.graph.is_some() && self.start.try_is_complete().map_err(drv)?;
-        self.end.synchronize().map_err(drv)?;
-        let ms = self.start.elapsed_ms(&self.end).map_err(drv)?;
+        let late = prepared.graph.is_some() && self.start.try_is_complete().in_block(block)?;
+        self.end.synchronize().in_block(block)?;
+        let ms = self.start.elapsed_ms(&self.end).in_block(block)?;
         self.runs += 1;
         if prepared.graph.is_some() {
             self.spin.after_run(late);
@@ -1001,11 +986,11 @@ mod tests {
         let status = engine.stream.capture_status().unwrap();
         eprintln!(
             "allocation while capturing: {:?}; end of capture: {:?}; status after: {status:?}",
-            alloc.as_ref().map_err(device::driver_msg),
+            alloc.as_ref().map_err(crate::cuda::error::driver_msg),
             ended
                 .as_ref()
                 .map(|g| g.is_some())
-                .map_err(device::driver_msg)
+                .map_err(crate::cuda::error::driver_msg)
         );
         assert!(alloc.is_err(), "the allocation succeeded while capturing");
         assert!(!matches!(ended, Ok(Some(_))), "a graph came out");

@@ -11,11 +11,6 @@ use std::ffi::c_void;
 use cudarc::cudnn::{result, sys, CudnnError};
 use cudarc::driver::sys::CUdeviceptr;
 
-/// The status name of a cuDNN error.
-pub fn cudnn_msg(e: &CudnnError) -> String {
-    format!("{:?}", e.0)
-}
-
 pub struct Handle(sys::cudnnHandle_t);
 
 impl Handle {
@@ -363,7 +358,8 @@ mod tests {
                 stride,
                 groups,
             };
-            let conv = Conv::new(shape).unwrap_or_else(|e| panic!("{shape:?}: {}", cudnn_msg(&e)));
+            let conv = Conv::new(shape)
+                .unwrap_or_else(|e| panic!("{shape:?}: {}", crate::cuda::error::cudnn_msg(&e)));
             assert_eq!(conv.output_dims().unwrap(), [32, cout, res_out, res_out]);
             // The math type the fingerprint names is the one set.
             let mut math = sys::cudnnMathType_t::CUDNN_FMA_MATH;
@@ -375,8 +371,9 @@ mod tests {
             assert!(crate::cuda::ENGINE_NAME.contains(MATH_NAME));
             // The fused form's bias and activation descriptors.
             for act in [FusedAct::Identity, FusedAct::Relu] {
-                let fused = Conv::fused(shape, act)
-                    .unwrap_or_else(|e| panic!("{shape:?} {act:?}: {}", cudnn_msg(&e)));
+                let fused = Conv::fused(shape, act).unwrap_or_else(|e| {
+                    panic!("{shape:?} {act:?}: {}", crate::cuda::error::cudnn_msg(&e))
+                });
                 assert!(fused.fusion.is_some());
                 assert_eq!(fused.output_dims().unwrap(), [32, cout, res_out, res_out]);
             }

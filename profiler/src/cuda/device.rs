@@ -11,8 +11,9 @@ use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
 
-use cudarc::driver::{sys, CudaContext, DriverError};
+use cudarc::driver::{sys, CudaContext};
 
+use super::error::{driver_msg, CudaError, InBlock};
 use crate::error::{ProfilerError, Result};
 use crate::measure::engine::EngineInfo;
 
@@ -30,33 +31,6 @@ pub fn guard<T>(block: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
                 block: block.to_string(),
                 msg: format!("the CUDA library panicked: {msg}"),
             })
-        }
-    }
-}
-
-/// A driver error as text: its name and description.
-pub fn driver_msg(e: &DriverError) -> String {
-    let name = e
-        .error_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|_| format!("{:?}", e.0));
-    let text = e
-        .error_string()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    format!("{name}: {text}")
-}
-
-/// The error for a failed driver call in `block`, out-of-memory told apart.
-pub fn driver_error(block: &str, e: DriverError) -> ProfilerError {
-    if e.0 == sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY {
-        ProfilerError::OutOfMemory {
-            block: block.to_string(),
-        }
-    } else {
-        ProfilerError::Cuda {
-            block: block.to_string(),
-            msg: driver_msg(&e),
         }
     }
 }
@@ -117,7 +91,7 @@ pub fn open(index: usize) -> Result<Arc<CudaContext>> {
             | sys::CUresult::CUDA_ERROR_NOT_INITIALIZED => ProfilerError::NoDriver {
                 reason: driver_msg(&e),
             },
-            _ => driver_error(WHERE, e),
+            _ => CudaError::from(e).in_block(WHERE),
         })
     })?;
     let count = usize::try_from(count).unwrap_or(0);
@@ -129,7 +103,7 @@ pub fn open(index: usize) -> Result<Arc<CudaContext>> {
     }
     let ctx = shared(&CONTEXTS, index, || {
         guard(WHERE, || {
-            let ctx = CudaContext::new(index).map_err(|e| driver_error(WHERE, e))?;
+            let ctx = CudaContext::new(index).in_block(WHERE)?;
             // Safety: the context was just created and nothing is allocated
             // on it yet; every engine of this process orders its work on
             // its own single stream itself (gpu-facts pitfall 2: cudarc's
@@ -141,7 +115,7 @@ pub fn open(index: usize) -> Result<Arc<CudaContext>> {
     // cudarc binds the context where it creates it; an engine opened later
     // on another thread (a test) must find it current there too, for the
     // raw cuDNN and copy calls that use the thread's current context.
-    ctx.bind_to_thread().map_err(|e| driver_error(WHERE, e))?;
+    ctx.bind_to_thread().in_block(WHERE)?;
     Ok(ctx)
 }
 
@@ -175,14 +149,14 @@ fn shared<T>(
 pub fn describe(ctx: &Arc<CudaContext>, engine: &str) -> Result<EngineInfo> {
     const WHERE: &str = "device setup";
     guard(WHERE, || {
-        let device_name = ctx.name().map_err(|e| driver_error(WHERE, e))?;
-        let uuid = ctx.uuid().map_err(|e| driver_error(WHERE, e))?;
+        let device_name = ctx.name().in_block(WHERE)?;
+        let uuid = ctx.uuid().in_block(WHERE)?;
         let bytes: [u8; 16] = uuid.bytes.map(|b| b as u8);
         let mut driver_api = 0i32;
         // Safety: writes one int through a valid pointer.
         unsafe { sys::cuDriverGetVersion(&mut driver_api) }
             .result()
-            .map_err(|e| driver_error(WHERE, e))?;
+            .in_block(WHERE)?;
         // The same text whether NVML loads or not: the driver line must
         // match for a resume, so the kernel module's own file stands in.
         let driver_version = nvml_wrapper::Nvml::init()

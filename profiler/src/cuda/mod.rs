@@ -1,6 +1,6 @@
 //! The CUDA engine, through cudarc only: raw cuDNN calls and NVRTC kernel
 //! source at the bottom ([`cudnn`], [`kernels`]), device opening and
-//! describing ([`device`]), the host-side layer description with BN folding
+//! describing ([`device`]), one error type for all of them ([`error`]), the host-side layer description with BN folding
 //! and a CPU reference ([`layers`]), and the [`Engine`](crate::measure::engine::Engine)
 //! on top ([`CudaEngine`]).
 //!
@@ -11,8 +11,10 @@ pub mod cublas;
 mod cuda_engine;
 pub mod cudnn;
 pub mod device;
+pub mod error;
 pub mod kernels;
 pub mod layers;
 pub mod verify;
 
 pub use cuda_engine::{ConvImpl, CudaEngine, ENGINE_NAME};
+pub use error::{CudaError, InBlock};

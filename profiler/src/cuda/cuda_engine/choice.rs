@@ -180,10 +180,9 @@ impl CudaEngine {
     ) -> Result<Timed> {
         const RUNS: u32 = 5;
         const REPS: usize = 3;
-        let drv = |e| driver_error(block, e);
         // The warm-up: first-use costs and errors surface here.
         self.launch_all(steps, block)?;
-        self.stream.synchronize().map_err(drv)?;
+        self.stream.synchronize().in_block(block)?;
         if best.is_some() {
             let probe = self.probe(steps, block)?;
             if hopeless(probe, best) {
@@ -196,7 +195,7 @@ impl CudaEngine {
         };
         let run = |engine: &Self| -> Result<()> {
             match &graph {
-                Some(g) => g.launch().map_err(|e| driver_error(block, e)),
+                Some(g) => g.launch().in_block(block),
                 None => engine.launch_all(steps, block),
             }
         };
@@ -210,28 +209,28 @@ impl CudaEngine {
         for _ in 0..REPS {
             let mut total = 0.0;
             for _ in 0..intervals {
-                self.stream.synchronize().map_err(drv)?;
-                self.flush_l2().map_err(drv)?;
+                self.stream.synchronize().in_block(block)?;
+                self.flush_l2().in_block(block)?;
                 if graph.is_some() {
                     // `timed_run`'s spin, which outlasts enqueueing all the
                     // replays and the end event: the GPU then runs them back
                     // to back, with no CPU in the interval.
                     launch_spin(&self.stream, self.function("spin"), self.spin.ns(), 1)
-                        .map_err(drv)?;
+                        .in_block(block)?;
                 }
-                self.start.record(&self.stream).map_err(drv)?;
+                self.start.record(&self.stream).in_block(block)?;
                 for _ in 0..runs {
                     run(self)?;
                 }
-                self.end.record(&self.stream).map_err(drv)?;
+                self.end.record(&self.stream).in_block(block)?;
                 if graph.is_some() {
                     // The spin is the same for these intervals and the
                     // table's timed runs, and adapts to both.
-                    let late = self.start.try_is_complete().map_err(drv)?;
+                    let late = self.start.try_is_complete().in_block(block)?;
                     self.spin.after_run(late);
                 }
-                self.end.synchronize().map_err(drv)?;
-                total += f64::from(self.start.elapsed_ms(&self.end).map_err(drv)?);
+                self.end.synchronize().in_block(block)?;
+                total += f64::from(self.start.elapsed_ms(&self.end).in_block(block)?);
             }
             let ms = total / f64::from(RUNS);
             fastest = fastest.min(ms);
@@ -257,15 +256,14 @@ impl CudaEngine {
     /// launches being slower to enqueue than a graph). Warm L2: flushing
     /// would only make it slower, and it decides a prune only.
     fn probe(&mut self, steps: &[Step], block: &str) -> Result<f64> {
-        let drv = |e| driver_error(block, e);
         if self.config.launch == Launch::Graph {
-            launch_spin(&self.stream, self.function("spin"), self.spin.ns(), 1).map_err(drv)?;
+            launch_spin(&self.stream, self.function("spin"), self.spin.ns(), 1).in_block(block)?;
         }
-        self.start.record(&self.stream).map_err(drv)?;
+        self.start.record(&self.stream).in_block(block)?;
         self.launch_all(steps, block)?;
-        self.end.record(&self.stream).map_err(drv)?;
-        self.end.synchronize().map_err(drv)?;
-        Ok(f64::from(self.start.elapsed_ms(&self.end).map_err(drv)?))
+        self.end.record(&self.stream).in_block(block)?;
+        self.end.synchronize().in_block(block)?;
+        Ok(f64::from(self.start.elapsed_ms(&self.end).in_block(block)?))
     }
 
     /// Chooses how to run a convolution of this shape by timing every
@@ -382,9 +380,7 @@ impl CudaEngine {
             // A failed candidate may leave an error on the stream: clear
             // it by synchronizing, and stop if the context is broken (its
             // workspace, dropped above, is freed in stream order).
-            self.stream
-                .synchronize()
-                .map_err(|e| driver_error(block, e))?;
+            self.stream.synchronize().in_block(block)?;
         }
         let Some((ms, how)) = best else {
             if self.log_choices {

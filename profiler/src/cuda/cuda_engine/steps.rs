@@ -157,20 +157,13 @@ impl CudaEngine {
         match step {
             // Safety: this arm's pointers are live buffers of the prepared
             // workload, its arguments match the kernel (see above).
-            Step::Cudnn { conv, algo, io } => unsafe { conv.launch(&self.cudnn, *algo, io) }
-                .map_err(|e| ProfilerError::Cudnn {
-                    block: block.into(),
-                    msg: cudnn_msg(&e),
-                }),
+            Step::Cudnn { conv, algo, io } => {
+                unsafe { conv.launch(&self.cudnn, *algo, io) }.in_block(block)
+            }
             // Safety: this arm's pointers are live buffers of the prepared
             // workload of the sizes `shape` describes (see above).
             Step::Gemm { shape, x, w, y } => match &self.blas {
-                Some(blas) => {
-                    unsafe { blas.pointwise(*shape, *x, *w, *y) }.map_err(|e| ProfilerError::Cuda {
-                        block: block.into(),
-                        msg: format!("cuBLAS: {}", cublas_msg(&e)),
-                    })
-                }
+                Some(blas) => unsafe { blas.pointwise(*shape, *x, *w, *y) }.in_block(block),
                 None => Err(unsupported("cuBLAS, which is not loaded".into())),
             },
             _ => unreachable!("launch_library is called for its own steps only"),
@@ -179,7 +172,6 @@ impl CudaEngine {
 
     /// The empty `spin` and the element-wise bias kernels, one thread per element.
     fn launch_elementwise(&self, step: &Step, block: &str) -> Result<()> {
-        let drv = |e| driver_error(block, e);
         let elementwise = |total: i64| LaunchConfig {
             grid_dim: (grid_for(total as usize), 1, 1),
             block_dim: (THREADS, 1, 1),
@@ -202,7 +194,7 @@ impl CudaEngine {
                     })
             }
             .map(drop)
-            .map_err(drv),
+            .in_block(block),
             // Safety: this arm's pointers are live buffers of the prepared
             // workload, its arguments match the kernel (see above).
             Step::BiasAct {
@@ -224,7 +216,7 @@ impl CudaEngine {
                     .launch(elementwise(*total))
             }
             .map(drop)
-            .map_err(drv),
+            .in_block(block),
             // Safety: this arm's pointers are live buffers of the prepared
             // workload, its arguments match the kernel (see above).
             Step::BiasResidual {
@@ -248,14 +240,13 @@ impl CudaEngine {
                     .launch(elementwise(*total))
             }
             .map(drop)
-            .map_err(drv),
+            .in_block(block),
             _ => unreachable!("launch_elementwise is called for its own steps only"),
         }
     }
 
     /// The depthwise convolutions.
     fn launch_depthwise(&self, step: &Step, block: &str) -> Result<()> {
-        let drv = |e| driver_error(block, e);
         let elementwise = |total: i64| LaunchConfig {
             grid_dim: (grid_for(total as usize), 1, 1),
             block_dim: (THREADS, 1, 1),
@@ -296,7 +287,7 @@ impl CudaEngine {
                     .launch(elementwise(*total))
             }
             .map(drop)
-            .map_err(drv),
+            .in_block(block),
             // Safety: this arm's pointers are live buffers of the prepared
             // workload (`pre_b` and `pooled` may be null, which the kernel
             // checks), its arguments match the kernel (see above), and
@@ -341,14 +332,13 @@ impl CudaEngine {
                     })
             }
             .map(drop)
-            .map_err(drv),
+            .in_block(block),
             _ => unreachable!("launch_depthwise is called for its own steps only"),
         }
     }
 
     /// The direct dense convolution (the stem's candidate without cuDNN).
     fn launch_direct(&self, step: &Step, block: &str) -> Result<()> {
-        let drv = |e| driver_error(block, e);
         let elementwise = |total: i64| LaunchConfig {
             grid_dim: (grid_for(total as usize), 1, 1),
             block_dim: (THREADS, 1, 1),
@@ -391,14 +381,13 @@ impl CudaEngine {
                     .launch(elementwise(*total))
             }
             .map(drop)
-            .map_err(drv),
+            .in_block(block),
             _ => unreachable!("launch_direct is called for its own steps only"),
         }
     }
 
     /// SE's two layers and its gate, applied to a map or folded into weights.
     fn launch_se(&self, step: &Step, block: &str) -> Result<()> {
-        let drv = |e| driver_error(block, e);
         let elementwise = |total: i64| LaunchConfig {
             grid_dim: (grid_for(total as usize), 1, 1),
             block_dim: (THREADS, 1, 1),
@@ -440,7 +429,7 @@ impl CudaEngine {
                     })
             }
             .map(drop)
-            .map_err(drv),
+            .in_block(block),
             // Safety: this arm's pointers are live buffers of the prepared
             // workload, its arguments match the kernel (see above).
             Step::Scale { y, gate, hw, total } => unsafe {
@@ -453,7 +442,7 @@ impl CudaEngine {
                     .launch(elementwise(*total))
             }
             .map(drop)
-            .map_err(drv),
+            .in_block(block),
             // Safety: this arm's pointers are live buffers of the prepared
             // workload, its arguments match the kernel (see above).
             Step::SeWeights {
@@ -475,14 +464,13 @@ impl CudaEngine {
                     .launch(elementwise(*total))
             }
             .map(drop)
-            .map_err(drv),
+            .in_block(block),
             _ => unreachable!("launch_se is called for its own steps only"),
         }
     }
 
     /// The global pool and the classifier.
     fn launch_reduction(&self, step: &Step, block: &str) -> Result<()> {
-        let drv = |e| driver_error(block, e);
         // Safety (all launches below): every pointer is a live allocation
         // of the prepared workload with the sizes the arguments describe,
         // and the argument types match the kernel signatures in kernels/compute.cu.
@@ -503,7 +491,7 @@ impl CudaEngine {
                     })
             }
             .map(drop)
-            .map_err(drv),
+            .in_block(block),
             // Safety: this arm's pointers are live buffers of the prepared
             // workload, its arguments match the kernel (see above).
             Step::Fc {
@@ -531,7 +519,7 @@ impl CudaEngine {
                     })
             }
             .map(drop)
-            .map_err(drv),
+            .in_block(block),
 
             _ => unreachable!("launch_reduction is called for its own steps only"),
         }
@@ -546,20 +534,18 @@ impl CudaEngine {
     /// it failed, so the stream never stays in capture mode; a launch error
     /// is reported before the capture's own.
     pub(super) fn capture(&self, steps: &[Step], block: &str) -> Result<CudaGraph> {
-        self.stream
-            .begin_capture(CAPTURE_MODE)
-            .map_err(|e| driver_error(block, e))?;
+        self.stream.begin_capture(CAPTURE_MODE).in_block(block)?;
         let launched = self.launch_all(steps, block);
         let captured = self
             .stream
             .end_capture(sys::CUgraphInstantiate_flags(0))
-            .map_err(|e| driver_error(block, e));
+            .in_block(block);
         launched?;
         let graph = captured?.ok_or_else(|| ProfilerError::Cuda {
             block: block.into(),
             msg: "stream capture produced no graph".into(),
         })?;
-        graph.upload().map_err(|e| driver_error(block, e))?;
+        graph.upload().in_block(block)?;
         Ok(graph)
     }
 
@@ -700,7 +686,7 @@ impl CudaEngine {
         let wn = self
             .stream
             .alloc_zeros::<u8>((batch * per_image) as usize * std::mem::size_of::<f32>())
-            .map_err(|e| driver_error(block, e))?;
+            .in_block(block)?;
         let wn_p = self.ptr(&wn);
         workspaces.push(wn);
         let shape = PointwiseShape {
@@ -746,10 +732,6 @@ impl CudaEngine {
             residual,
         } = job.bufs;
         let (how, block, shape, has_res) = (job.how, job.block, job.shape, job.has_res);
-        let cudnn_err = |e: cudarc::cudnn::CudnnError| ProfilerError::Cudnn {
-            block: block.into(),
-            msg: cudnn_msg(&e),
-        };
         let fused = match (how, job.act) {
             (ConvImpl::Cudnn(_), _) => None,
             (_, None) if algo == PRECOMP => Some(FusedAct::Identity),
@@ -769,15 +751,15 @@ impl CudaEngine {
             Some(f) => Conv::fused(shape, f),
             None => Conv::new(shape),
         }
-        .map_err(cudnn_err)?;
-        let dims = conv.output_dims().map_err(cudnn_err)?;
+        .in_block(block)?;
+        let dims = conv.output_dims().in_block(block)?;
         if dims != [shape.batch, shape.cout, shape.res_out, shape.res_out] {
             return Err(ProfilerError::Cudnn {
                 block: block.into(),
                 msg: format!("cuDNN computes output {dims:?} for {shape:?}"),
             });
         }
-        let ws_bytes = conv.workspace_size(&self.cudnn, algo).map_err(cudnn_err)?;
+        let ws_bytes = conv.workspace_size(&self.cudnn, algo).in_block(block)?;
         if ws_bytes > WORKSPACE_LIMIT {
             return Err(ProfilerError::Cudnn {
                 block: block.into(),
@@ -785,10 +767,7 @@ impl CudaEngine {
             });
         }
         let ws = if ws_bytes > 0 {
-            let buf = self
-                .stream
-                .alloc_zeros::<u8>(ws_bytes)
-                .map_err(|e| driver_error(block, e))?;
+            let buf = self.stream.alloc_zeros::<u8>(ws_bytes).in_block(block)?;
             let p = self.ptr(&buf);
             workspaces.push(buf);
             p
