@@ -1,17 +1,17 @@
 //! The profiler's library as another engine's crate uses it: a table built,
 //! a network measured and a table validated through the public API with the
-//! shared fake engine (feature `test-util`), the boundary probe on the CUDA
-//! engine where there is one, and the layering gate's own test.
+//! shared fake engine (feature `test-util`), and the layering gate's own
+//! test.
 
 use std::path::Path;
 use std::time::Duration;
 
 use profiler::measure::fake::{FakeEngine, FakeMonitor};
-use profiler::measure::{Boundary, EngineConfig, StopRule, TimingRule, Unmonitored};
+use profiler::measure::{Boundary, EngineConfig, StopRule, TimingRule};
 use profiler::table::{build_table, BuildSettings, LogOnly, Output};
 use profiler::validate::network::{sum_of_blocks_alone, table_prediction, time_network};
 use profiler::validate::{run_validation, sha256_16, stats, Job};
-use space::{meta, Architecture, LatencyTable, Metadata, SearchSpaceConfig};
+use space::{meta, Architecture, LatencyTable, SearchSpaceConfig};
 
 fn quick() -> TimingRule {
     TimingRule {
@@ -109,44 +109,6 @@ fn a_network_is_measured_whole_and_block_by_block_with_any_engine() {
     let boundary = Boundary::measure(&mut engine, &mut monitor, &quick()).unwrap();
     let (_, predicted) = table_prediction(sum, blocks.len(), boundary.ms);
     assert!((predicted / whole.summary.median - 1.0).abs() < 2e-3);
-}
-
-/// On the GPU: the probe runs in the CUDA engine, longer runs take
-/// longer, and the boundary lies between 0 and a run of one kernel.
-/// Skips where there is no CUDA.
-#[test]
-fn gpu_the_boundary_is_measured_and_smaller_than_a_run() {
-    if !profiler::cuda::device::driver_present() {
-        eprintln!("skipped: no CUDA driver on this machine");
-        return;
-    }
-    for launch in [profiler::Launch::Graph, profiler::Launch::Eager] {
-        let config = EngineConfig {
-            launch,
-            ..Default::default()
-        };
-        let mut engine = match profiler::cuda::CudaEngine::open(0, config) {
-            Ok(e) => e,
-            Err(e) => panic!("device 0 does not open: {e}"),
-        };
-        let b = Boundary::measure(
-            &mut engine,
-            &mut Unmonitored {
-                why: "not needed".into(),
-            },
-            &TimingRule::default(),
-        )
-        .unwrap();
-        let mut m = Metadata::new();
-        b.set_header(&mut m);
-        eprintln!(
-            "{launch}: boundary {:.6} ms; {}",
-            b.ms,
-            m.get(meta::BOUNDARY).unwrap_or_default()
-        );
-        assert!(b.per_kernel_ms > 0.0, "{b:?}");
-        assert!(b.ms < b.runs[0].1.trimmed_mean, "{b:?}");
-    }
 }
 
 /// scripts/check-layers.sh passes on the sources and, on a copy with each

@@ -941,6 +941,10 @@ impl Drop for CudaEngine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::measure::boundary::Boundary;
+    use crate::measure::monitor::Unmonitored;
+    use crate::measure::timing::TimingRule;
+    use space::{meta, Metadata};
 
     #[test]
     fn the_poison_is_finite_and_far_from_any_output() {
@@ -1012,5 +1016,43 @@ mod tests {
     fn the_engine_name_states_the_math() {
         assert!(ENGINE_NAME.contains(super::super::cudnn::MATH_NAME));
         assert!(!ENGINE_NAME.contains(','), "the header is CSV-adjacent");
+    }
+
+    /// On the GPU: the boundary probe (`crate::measure::boundary`) runs in
+    /// the CUDA engine, longer runs take longer, and the boundary lies
+    /// between 0 and a run of one kernel. Skips where there is no CUDA.
+    #[test]
+    fn gpu_the_boundary_is_measured_and_smaller_than_a_run() {
+        if !crate::cuda::device::driver_present() {
+            eprintln!("skipped: no CUDA driver on this machine");
+            return;
+        }
+        for launch in [Launch::Graph, Launch::Eager] {
+            let config = EngineConfig {
+                launch,
+                ..Default::default()
+            };
+            let mut engine = match CudaEngine::open(0, config) {
+                Ok(e) => e,
+                Err(e) => panic!("device 0 does not open: {e}"),
+            };
+            let b = Boundary::measure(
+                &mut engine,
+                &mut Unmonitored {
+                    why: "not needed".into(),
+                },
+                &TimingRule::default(),
+            )
+            .unwrap();
+            let mut m = Metadata::new();
+            b.set_header(&mut m);
+            eprintln!(
+                "{launch}: boundary {:.6} ms; {}",
+                b.ms,
+                m.get(meta::BOUNDARY).unwrap_or_default()
+            );
+            assert!(b.per_kernel_ms > 0.0, "{b:?}");
+            assert!(b.ms < b.runs[0].1.trimmed_mean, "{b:?}");
+        }
     }
 }
