@@ -402,7 +402,7 @@ EOF
     # 1. engine / PyTorch graph, end to end.
     grep -h "^target 1" "$out/pytorch.log" 2>/dev/null || echo "target 1: no result (see pytorch.log and measure-graph.log)"
     # 2. The table's prediction (per-block medians less the measured
-    #    boundary, see profiler/src/boundary.rs) against the end to end; the
+    #    boundary, see profiler/src/measure/boundary.rs) against the end to end; the
     #    plain sum of medians beside it.
     local predicted_line sum_line
     predicted_line=$(grep -h "^table prediction" "$out/measure-graph.log" 2>/dev/null)
