@@ -12,7 +12,7 @@
 use serde::Serialize;
 
 use crate::error::{ensure, Result};
-use crate::stats::{median_ci_indices, wilson_interval, CONFIDENCE};
+use crate::stats::summary::{median_ci_indices, quantile, wilson_interval, CONFIDENCE};
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
 use crate::stats::rank::kendall_tau_b;
@@ -159,7 +159,7 @@ pub fn validation_stats(pairs: &[Pair]) -> Result<ValidationStats> {
     Ok(ValidationStats {
         count: pairs.len(),
         mape_pct,
-        median_ape_pct: crate::stats::quantile(&abs, 0.5),
+        median_ape_pct: quantile(&abs, 0.5),
         median_ape_ci_pct,
         rmse_ms,
         worst,

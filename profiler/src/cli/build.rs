@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use profiler::error::Result;
 use profiler::files::resume::check_out_folder;
-use profiler::table::{build_table, BuildSettings, Output};
-use profiler::Result;
+use profiler::table::build::{build_table, BuildSettings, Output};
 use space::SearchSpaceConfig;
 
 use super::engine_args::EngineArgs;

@@ -2,10 +2,11 @@
 //! rule) and the choice of engine: the CUDA engine with an NVML monitor.
 
 use clap::Args;
-use profiler::cuda::CudaEngine;
-use profiler::measure::timing::TimingFlags;
-use profiler::measure::{Dtype, Engine, EngineConfig, Launch, Layout, Monitor, NvmlMonitor, L2};
-use profiler::{ProfilerError, Result, TimingRule};
+use profiler::cuda::cuda_engine::CudaEngine;
+use profiler::error::{ProfilerError, Result};
+use profiler::measure::engine::{Dtype, Engine, EngineConfig, Launch, Layout, L2};
+use profiler::measure::monitor::{Monitor, NvmlMonitor};
+use profiler::measure::timing::{TimingFlags, TimingRule};
 
 /// The device, the engine settings and the timing rule, shared by both
 /// commands.

@@ -3,9 +3,10 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use profiler::measure::{Boundary, Engine};
+use profiler::error::Result;
+use profiler::measure::boundary::Boundary;
+use profiler::measure::engine::Engine;
 use profiler::validate::network::{sum_of_blocks_alone, table_prediction, time_network};
-use profiler::Result;
 use space::Architecture;
 
 use super::engine_args::EngineArgs;

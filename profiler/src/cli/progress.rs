@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use profiler::table::Progress;
+use profiler::table::progress::Progress;
 
 pub struct Bar {
     bar: ProgressBar,

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use profiler::measure::{Dtype, Engine, Launch, Layout, L2};
+use profiler::measure::engine::{Dtype, Engine, Launch, Layout, L2};
 use profiler::validate::{self, SettingFlags};
 
 use super::engine_args::{EngineArgs, TimingArgs};

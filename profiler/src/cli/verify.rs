@@ -1,10 +1,10 @@
 //! `profiler verify`: the CUDA engine's outputs against the CPU reference.
 
 use clap::Args;
+use profiler::cuda::cuda_engine::CudaEngine;
 use profiler::cuda::verify::{check_blocks, check_tfnas_a, Comparison, TOLERANCE};
-use profiler::cuda::CudaEngine;
-use profiler::measure::{Engine, EngineConfig, Launch};
-use profiler::{ProfilerError, Result};
+use profiler::error::{ProfilerError, Result};
+use profiler::measure::engine::{Engine, EngineConfig, Launch};
 
 /// `profiler verify`: the engine's outputs against the CPU reference.
 #[derive(Args, Clone, Debug)]

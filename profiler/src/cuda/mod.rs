@@ -8,13 +8,16 @@
 //! reports a missing driver, device or library as an error, never a panic.
 
 pub mod cublas;
-mod cuda_engine;
+pub mod cuda_engine;
 pub mod cudnn;
 pub mod device;
 pub mod error;
 pub mod kernels;
 pub mod layers;
 pub mod verify;
+
+#[cfg(test)]
+mod tests;
 
 pub use cuda_engine::{ConvImpl, CudaEngine, ENGINE_NAME};
 pub use error::{CudaError, InBlock};

@@ -26,7 +26,7 @@ use crate::error::{ProfilerError, Result};
 use crate::measure::engine::{Engine, Workload};
 use crate::measure::monitor::{GpuState, Monitor};
 use crate::measure::timing::{time_workload, TimingRule};
-use crate::stats::{Summary, CONFIDENCE};
+use crate::stats::summary::{Summary, CONFIDENCE};
 
 /// Empty kernels per probe run: spread out so that the intercept is pinned
 /// by more than its nearest point.

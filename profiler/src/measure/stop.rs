@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::stats::{summarize, Summary};
+use crate::stats::summary::{summarize, Summary};
 
 /// When to stop timing one entry.
 #[derive(Clone, Copy, Debug, PartialEq)]

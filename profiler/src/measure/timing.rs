@@ -8,7 +8,7 @@ use crate::error::{ProfilerError, Result};
 use crate::measure::engine::{Engine, Workload};
 use crate::measure::monitor::{GpuState, Monitor};
 use crate::measure::stop::{sample_until, StopReason, StopRule, WallClock};
-use crate::stats::Summary;
+use crate::stats::summary::Summary;
 
 /// How long to warm up and when to stop sampling.
 #[derive(Clone, Copy, Debug, PartialEq)]

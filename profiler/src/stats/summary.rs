@@ -130,6 +130,18 @@ pub fn summarize(samples: &[f64]) -> Option<Summary> {
     })
 }
 
+/// The `q`-quantile of sorted, non-empty `sorted`, interpolating linearly
+/// (numpy's default).
+pub fn quantile(sorted: &[f64], q: f64) -> f64 {
+    let pos = q * (sorted.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    if lo == hi {
+        sorted[lo]
+    } else {
+        sorted[lo] + (pos - lo as f64) * (sorted[hi] - sorted[lo])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

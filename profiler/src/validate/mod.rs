@@ -530,9 +530,9 @@ pub fn render_text(job: &Job, device: &str, rows: &[Row], s: &ValidationStats) -
 
 /// Draws predicted (y) against measured (x) latency.
 pub fn plot(path: &Path, rows: &[Row]) -> Result<()> {
-    let points: Vec<crate::analysis::compare::Point> = rows
+    let points: Vec<crate::analysis::plot::Point> = rows
         .iter()
-        .map(|r| crate::analysis::compare::Point {
+        .map(|r| crate::analysis::plot::Point {
             group: if r.throttled { "throttled" } else { "network" }.into(),
             a_ms: r.measured_ms,
             b_ms: r.predicted_ms,

@@ -66,10 +66,10 @@ pub fn table_prediction(sum: f64, blocks: usize, boundary_ms: f64) -> (usize, f6
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::measure::boundary::Boundary;
+    use crate::measure::engine::EngineConfig;
     use crate::measure::fake::{FakeEngine, FakeMonitor, GAP, START_END};
     use crate::measure::stop::StopRule;
-    use crate::measure::Boundary;
-    use crate::measure::EngineConfig;
     use std::time::Duration;
 
     /// A network timed whole, its blocks alone, and the prediction from

@@ -31,8 +31,16 @@ pub use text::render_text;
 
 pub use crate::analysis::plot::Point;
 use crate::error::{bail, ProfilerError, Result};
-use crate::stats::quantile;
 use crate::stats::rank::{kendall_tau_b, spearman_rho};
+use crate::stats::summary::quantile;
+
+/// A comparison: the report, and the points of its plot.
+#[derive(Clone, Debug)]
+pub struct Comparison {
+    pub report: Report,
+    /// Every common entry with both medians positive, in A's order.
+    pub points: Vec<Point>,
+}
 
 /// Header keys whose difference means the two tables measured different
 /// things, not the same thing on different hardware.

@@ -3,8 +3,6 @@
 
 use serde::Serialize;
 
-use crate::analysis::plot::Point;
-
 #[derive(Clone, Debug, Serialize)]
 pub struct TableInfo {
     pub path: String,
@@ -131,11 +129,4 @@ pub struct Report {
     /// The common entries with the largest |ln(B/A)|, largest first.
     pub most_different: Vec<EntryRatio>,
     pub references: Vec<ReferencePrediction>,
-}
-
-#[derive(Clone, Debug)]
-pub struct Comparison {
-    pub report: Report,
-    /// Every common entry with both medians positive, in A's order.
-    pub points: Vec<Point>,
 }
