@@ -3,7 +3,9 @@
 #   - analysis/, stats/, measure/, table/ and validate/ never use the CUDA
 #     engine (crate::cuda), clap or anyhow: they are library code generic
 #     over the engine and return the crate's error type;
-#   - stats/ imports nothing from the rest of the crate.
+#   - stats/ imports nothing from the rest of the crate;
+#   - the import graph of profiler/src has no circle and at most 7 floors
+#     (scripts/import-floors.py says how it is drawn).
 # Comment lines are skipped, so the docs may name what the code must not use.
 #
 # Usage: scripts/check-layers.sh [SRC]     check SRC (default profiler/src)
@@ -44,6 +46,10 @@ check() {
         echo "$hits" >&2
         failed=1
     fi
+    if ! python3 "$here/import-floors.py" "$src" 7 >&2; then
+        echo "check-layers: the import graph must have no circle and at most 7 floors" >&2
+        failed=1
+    fi
     return $failed
 }
 
@@ -74,6 +80,7 @@ anyhow in validate|validate/mod.rs|fn f() -> anyhow::Result<()> { Ok(()) }
 anyhow in stats|stats/rank.rs|use anyhow::bail;
 crate in stats|stats/summary.rs|use crate::error::Result;
 super from stats/mod.rs|stats/mod.rs|use super::measure;
+a circle between measure and table|measure/engine.rs|use crate::table::build::BuildReport;
 CASES
     return $status
 }
