@@ -61,7 +61,7 @@ fn a_table_built_with_an_engine_predicts_the_networks_that_engine_times() {
         sha256_16(&std::fs::read(&path).unwrap()),
         SearchSpaceConfig::default(),
         EngineConfig::default(),
-        7,
+        8,
         12,
         quick(),
         "profiler_engine test".into(),
@@ -139,7 +139,7 @@ fn the_layering_gate_holds_and_refuses_each_broken_rule() {
     );
     assert_eq!(
         text.matches("is refused, as it must be").count(),
-        7,
+        8,
         "{text}"
     );
 }
