@@ -253,6 +253,48 @@ impl CudaEngine {
             info.engine.push_str(WITHOUT_CUBLAS);
         }
 
+        let (functions, plane_shared_limit) = Self::load_kernels(&ctx)?;
+
+        // Settle: keep every SM busy for a moment before anything is timed,
+        // so that the clocks leave their idle state (345 MHz on the H100)
+        // here rather than during the first entry's short warm-up. Four
+        // one-thread blocks per SM all fit at once, so this takes SETTLE_NS.
+        let sms = ctx
+            .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+            .in_block(SETUP)?;
+        let blocks = 4 * u32::try_from(sms).unwrap_or(1).max(1);
+        launch_spin(&stream, &functions["spin"], SETTLE_NS, blocks).in_block(SETUP)?;
+        stream.synchronize().in_block(SETUP)?;
+
+        let flush = Self::open_flush(&ctx, &stream, config.l2, blocks)?;
+        Ok(CudaEngine {
+            prepared: None,
+            choices: HashMap::new(),
+            unchosen: Default::default(),
+            prefer: None,
+            log_choices: std::env::var_os("PROFILER_LOG_CHOICES").is_some(),
+            cudnn,
+            blas,
+            functions,
+            plane_shared_limit,
+            start,
+            end,
+            flush,
+            stream,
+            _ctx: ctx,
+            info,
+            config,
+            spin: Spin::new(),
+            late_runs: 0,
+            runs: 0,
+        })
+    }
+
+    /// The engine's kernels compiled for this GPU and loaded by name, and
+    /// how much shared memory `dwconv_plane` may use.
+    fn load_kernels(
+        ctx: &Arc<CudaContext>,
+    ) -> Result<(HashMap<&'static str, CudaFunction>, usize)> {
         let (major, minor) = ctx.compute_capability().in_block(SETUP)?;
         let ptx = kernels::compile(kernels::SOURCE, major, minor)?;
         let module = ctx.load_module(ptx).in_block(SETUP)?;
@@ -282,19 +324,18 @@ impl CudaEngine {
                 48 << 10
             }
         };
+        Ok((functions, plane_shared_limit))
+    }
 
-        // Settle: keep every SM busy for a moment before anything is timed,
-        // so that the clocks leave their idle state (345 MHz on the H100)
-        // here rather than during the first entry's short warm-up. Four
-        // one-thread blocks per SM all fit at once, so this takes SETTLE_NS.
-        let sms = ctx
-            .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
-            .in_block(SETUP)?;
-        let blocks = 4 * u32::try_from(sms).unwrap_or(1).max(1);
-        launch_spin(&stream, &functions["spin"], SETTLE_NS, blocks).in_block(SETUP)?;
-        stream.synchronize().in_block(SETUP)?;
-
-        let flush = match config.l2 {
+    /// What `--l2 cold` reads before each timed run (see [`Flush`]);
+    /// nothing under `--l2 warm`. `blocks` is the flush kernel's grid.
+    fn open_flush(
+        ctx: &Arc<CudaContext>,
+        stream: &Arc<CudaStream>,
+        l2: L2,
+        blocks: u32,
+    ) -> Result<Option<Flush>> {
+        Ok(match l2 {
             L2::Warm => None,
             L2::Cold => {
                 let l2 = ctx
@@ -314,27 +355,6 @@ impl CudaEngine {
                     blocks,
                 })
             }
-        };
-        Ok(CudaEngine {
-            prepared: None,
-            choices: HashMap::new(),
-            unchosen: Default::default(),
-            prefer: None,
-            log_choices: std::env::var_os("PROFILER_LOG_CHOICES").is_some(),
-            cudnn,
-            blas,
-            functions,
-            plane_shared_limit,
-            start,
-            end,
-            flush,
-            stream,
-            _ctx: ctx,
-            info,
-            config,
-            spin: Spin::new(),
-            late_runs: 0,
-            runs: 0,
         })
     }
 
