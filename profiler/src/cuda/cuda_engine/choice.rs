@@ -294,16 +294,8 @@ impl CudaEngine {
         Ok(self.try_choose(layer, fuse, among, bufs, block)?.ok())
     }
 
-    /// The outer error: the stream is broken. The inner one: no candidate
-    /// of the subset ran (the last one's error), also remembered per key.
-    pub(super) fn try_choose(
-        &mut self,
-        layer: &Layer,
-        fuse: Fuse,
-        among: Among,
-        bufs: ConvBufs,
-        block: &str,
-    ) -> Result<Result<(ConvImpl, f64)>> {
+    /// What a choice for `layer` with `fuse` among `among` is cached under.
+    fn choice_key(&self, layer: &Layer, fuse: Fuse, among: Among) -> ChoiceKey {
         let shape = conv_shape(self.config.batch, layer);
         let Layer::Conv {
             act,
@@ -313,7 +305,7 @@ impl CudaEngine {
         else {
             unreachable!("choose is called for convolutions only")
         };
-        let key = ChoiceKey {
+        ChoiceKey {
             shape,
             act: act_code(act),
             residual: has_res,
@@ -322,15 +314,12 @@ impl CudaEngine {
             hand_off: fuse.hand_off,
             scaled: fuse.scale.is_some(),
             among,
-        };
-        if let Some(&chosen) = self.choices.get(&key) {
-            return Ok(Ok(chosen));
         }
-        if self.unchosen.contains(&key) {
-            return Ok(Err(unsupported(format!(
-                "{shape:?}: no candidate among {among:?} ran for this shape (an earlier block's error said why) in {block}"
-            ))));
-        }
+    }
+
+    /// The candidates that apply to `layer` here, in the order they are
+    /// timed (a test's preferred one first).
+    fn candidates_in_order(&self, layer: &Layer, fuse: Fuse, among: Among) -> Vec<ConvImpl> {
         let mut candidates = candidates(layer);
         candidates.retain(|c| {
             let needs_blas = matches!(c, ConvImpl::Gemm | ConvImpl::GemmScaled);
@@ -343,6 +332,30 @@ impl CudaEngine {
             candidates.retain(|c| *c != p);
             candidates.insert(0, p);
         }
+        candidates
+    }
+
+    /// The outer error: the stream is broken. The inner one: no candidate
+    /// of the subset ran (the last one's error), also remembered per key.
+    pub(super) fn try_choose(
+        &mut self,
+        layer: &Layer,
+        fuse: Fuse,
+        among: Among,
+        bufs: ConvBufs,
+        block: &str,
+    ) -> Result<Result<(ConvImpl, f64)>> {
+        let key = self.choice_key(layer, fuse, among);
+        let shape = key.shape;
+        if let Some(&chosen) = self.choices.get(&key) {
+            return Ok(Ok(chosen));
+        }
+        if self.unchosen.contains(&key) {
+            return Ok(Err(unsupported(format!(
+                "{shape:?}: no candidate among {among:?} ran for this shape (an earlier block's error said why) in {block}"
+            ))));
+        }
+        let candidates = self.candidates_in_order(layer, fuse, among);
         let mut best: Option<(f64, ConvImpl)> = None;
         let mut last_error = None;
         let mut log = Vec::new();
