@@ -328,95 +328,8 @@ pub fn reference_layer(
     block_input: &[f32],
 ) -> Vec<f32> {
     match *layer {
-        Layer::Conv {
-            cin,
-            cout,
-            kernel,
-            stride,
-            groups,
-            res_in,
-            res_out,
-            act,
-            residual,
-        } => {
-            let (cin, cout, k, s, g) = (
-                cin as usize,
-                cout as usize,
-                kernel as usize,
-                stride as usize,
-                groups as usize,
-            );
-            let (h, oh) = (res_in as usize, res_out as usize);
-            let pad = k / 2;
-            let (cin_g, cout_g) = (cin / g, cout / g);
-            let mut y = vec![0.0f32; batch * cout * oh * oh];
-            for n in 0..batch {
-                for co in 0..cout {
-                    let grp = co / cout_g;
-                    for oy in 0..oh {
-                        for ox in 0..oh {
-                            let mut acc = p.b[co];
-                            for ci in 0..cin_g {
-                                let c = grp * cin_g + ci;
-                                for ky in 0..k {
-                                    for kx in 0..k {
-                                        let iy = (oy * s + ky) as isize - pad as isize;
-                                        let ix = (ox * s + kx) as isize - pad as isize;
-                                        if iy < 0 || ix < 0 || iy >= h as isize || ix >= h as isize
-                                        {
-                                            continue;
-                                        }
-                                        let xv =
-                                            x[((n * cin + c) * h + iy as usize) * h + ix as usize];
-                                        let wv = p.w[((co * cin_g + ci) * k + ky) * k + kx];
-                                        acc += xv * wv;
-                                    }
-                                }
-                            }
-                            let i = ((n * cout + co) * oh + oy) * oh + ox;
-                            let mut v = activate(act, acc);
-                            if residual {
-                                v += block_input[i];
-                            }
-                            y[i] = v;
-                        }
-                    }
-                }
-            }
-            y
-        }
-        Layer::Se {
-            channels,
-            se,
-            res,
-            act,
-        } => {
-            let (c, se, hw) = (channels as usize, se as usize, (res * res) as usize);
-            let mut y = x.to_vec();
-            for n in 0..batch {
-                let pooled: Vec<f32> = (0..c)
-                    .map(|ch| {
-                        let base = (n * c + ch) * hw;
-                        x[base..base + hw].iter().sum::<f32>() / hw as f32
-                    })
-                    .collect();
-                let hidden: Vec<f32> = (0..se)
-                    .map(|j| {
-                        let dot: f32 = (0..c).map(|ch| p.w[j * c + ch] * pooled[ch]).sum();
-                        activate(Some(act), dot + p.b[j])
-                    })
-                    .collect();
-                for ch in 0..c {
-                    let dot: f32 = (0..se).map(|j| p.w2[ch * se + j] * hidden[j]).sum();
-                    let gate = 1.0 / (1.0 + (-(dot + p.b2[ch])).exp());
-                    let base = (n * c + ch) * hw;
-                    for v in &mut y[base..base + hw] {
-                        *v *= gate;
-                    }
-                }
-            }
-            y
-        }
+        Layer::Conv { .. } => reference_conv(layer, p, batch, x, block_input),
+        Layer::Se { .. } => reference_se(layer, p, batch, x),
         Layer::Pool { channels, res } => {
             let (c, hw) = (channels as usize, (res * res) as usize);
             (0..batch * c)
@@ -435,6 +348,112 @@ pub fn reference_layer(
             y
         }
     }
+}
+
+/// [`reference_layer`] for a convolution: direct loops, with groups,
+/// bias, activation and the residual add.
+fn reference_conv(
+    layer: &Layer,
+    p: &Params,
+    batch: usize,
+    x: &[f32],
+    block_input: &[f32],
+) -> Vec<f32> {
+    let Layer::Conv {
+        cin,
+        cout,
+        kernel,
+        stride,
+        groups,
+        res_in,
+        res_out,
+        act,
+        residual,
+    } = *layer
+    else {
+        unreachable!("reference_conv is called for its own layer only")
+    };
+    let (cin, cout, k, s, g) = (
+        cin as usize,
+        cout as usize,
+        kernel as usize,
+        stride as usize,
+        groups as usize,
+    );
+    let (h, oh) = (res_in as usize, res_out as usize);
+    let pad = k / 2;
+    let (cin_g, cout_g) = (cin / g, cout / g);
+    let mut y = vec![0.0f32; batch * cout * oh * oh];
+    for n in 0..batch {
+        for co in 0..cout {
+            let grp = co / cout_g;
+            for oy in 0..oh {
+                for ox in 0..oh {
+                    let mut acc = p.b[co];
+                    for ci in 0..cin_g {
+                        let c = grp * cin_g + ci;
+                        for ky in 0..k {
+                            for kx in 0..k {
+                                let iy = (oy * s + ky) as isize - pad as isize;
+                                let ix = (ox * s + kx) as isize - pad as isize;
+                                if iy < 0 || ix < 0 || iy >= h as isize || ix >= h as isize {
+                                    continue;
+                                }
+                                let xv = x[((n * cin + c) * h + iy as usize) * h + ix as usize];
+                                let wv = p.w[((co * cin_g + ci) * k + ky) * k + kx];
+                                acc += xv * wv;
+                            }
+                        }
+                    }
+                    let i = ((n * cout + co) * oh + oy) * oh + ox;
+                    let mut v = activate(act, acc);
+                    if residual {
+                        v += block_input[i];
+                    }
+                    y[i] = v;
+                }
+            }
+        }
+    }
+    y
+}
+
+/// [`reference_layer`] for squeeze-and-excite.
+fn reference_se(layer: &Layer, p: &Params, batch: usize, x: &[f32]) -> Vec<f32> {
+    let Layer::Se {
+        channels,
+        se,
+        res,
+        act,
+    } = *layer
+    else {
+        unreachable!("reference_se is called for its own layer only")
+    };
+    let (c, se, hw) = (channels as usize, se as usize, (res * res) as usize);
+    let mut y = x.to_vec();
+    for n in 0..batch {
+        let pooled: Vec<f32> = (0..c)
+            .map(|ch| {
+                let base = (n * c + ch) * hw;
+                x[base..base + hw].iter().sum::<f32>() / hw as f32
+            })
+            .collect();
+        let hidden: Vec<f32> = (0..se)
+            .map(|j| {
+                let dot: f32 = (0..c).map(|ch| p.w[j * c + ch] * pooled[ch]).sum();
+                activate(Some(act), dot + p.b[j])
+            })
+            .collect();
+        for ch in 0..c {
+            let dot: f32 = (0..se).map(|j| p.w2[ch * se + j] * hidden[j]).sum();
+            let gate = 1.0 / (1.0 + (-(dot + p.b2[ch])).exp());
+            let base = (n * c + ch) * hw;
+            for v in &mut y[base..base + hw] {
+                *v *= gate;
+            }
+        }
+    }
+    y
 }
 
 /// The whole forward pass of `specs` on the CPU, drawing input and weights

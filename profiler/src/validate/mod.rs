@@ -478,8 +478,21 @@ pub fn render_text(job: &Job, device: &str, rows: &[Row], s: &ValidationStats) -
         "worst: network {} predicted {:.4} ms, measured {:.4} ms ({:+.2}%): {}",
         rows[w.index].index, w.predicted_ms, w.measured_ms, w.error_pct, rows[w.index].arch
     );
-    // The same rows under other predictions: the table's correction on top
-    // of its own, and the plain sum of medians (no boundary taken off).
+    render_other_predictions(&mut out, job, rows);
+    let throttled = rows.iter().filter(|r| r.throttled).count();
+    if throttled > 0 {
+        let _ = writeln!(
+            out,
+            "{throttled} networks were measured while the GPU throttled"
+        );
+    }
+    out
+}
+
+/// The same rows under other predictions: the table's correction on top
+/// of its own, and the plain sum of medians (no boundary taken off).
+fn render_other_predictions(out: &mut String, job: &Job, rows: &[Row]) {
+    use std::fmt::Write as _;
     let mut other = |what: String, predict: &dyn Fn(&Row) -> f64| {
         let pairs: Vec<Pair> = rows
             .iter()
@@ -518,14 +531,6 @@ pub fn render_text(job: &Job, device: &str, rows: &[Row], s: &ValidationStats) -
             &|r: &Row| r.predicted_ms + blocks(r).saturating_sub(1) as f64 * job.boundary_ms,
         );
     }
-    let throttled = rows.iter().filter(|r| r.throttled).count();
-    if throttled > 0 {
-        let _ = writeln!(
-            out,
-            "{throttled} networks were measured while the GPU throttled"
-        );
-    }
-    out
 }
 
 /// Draws predicted (y) against measured (x) latency.
