@@ -4,8 +4,8 @@
 //!
 //! | Layer | What it holds |
 //! |-------|---------------|
-//! | [`cli`](../profiler/cli/index.html) (binary) | clap, `anyhow`, printing, progress bars, the choice of engine; one file per command |
-//! | [`cuda`] | the cudarc engine, the `verify` command's CPU reference check, and the only `unsafe` code; kernels in `.cu` files |
+//! | `cli/` and `main.rs` (the binary) | clap, `anyhow`, printing, progress bars, the choice of engine; one file per command; `main.rs` parses and dispatches |
+//! | [`cuda`] | the cudarc engine and the `verify` command's check against its CPU reference; the only `unsafe` code; kernels in `.cu` files; one [`CudaError`](cuda::CudaError) |
 //! | [`table`], [`validate`] | building a table (with resume) and timing whole networks against a table, generic over [`Engine`] |
 //! | [`analysis`] | accuracy statistics, the validation rows format, `fit`, `compare`, plots: files and tables, never an engine |
 //! | [`measure`] | the [`Engine`] and [`Monitor`] traits, timing, the stopping rule, the boundary; a fake engine behind `test-util` |
@@ -14,7 +14,12 @@
 //! | [`stats`] | pure numbers: summaries, the median's interval, Wilson, quantiles, rank correlations |
 //!
 //! Another engine (a CPU one, in a crate of its own) implements [`Engine`]
-//! and reuses [`table`], [`validate`] and [`measure`] unchanged.
+//! and reuses [`table`], [`validate`] and [`measure`] unchanged: a table is
+//! [`table::build::build_table`], a network [`validate::network`], a
+//! validation [`validate::prepare`] then [`validate::run_validation`], each
+//! with any engine and [`Monitor`]. Inside the crate, imports name the module
+//! that defines what they use (the re-exports below are for other crates),
+//! which keeps the import graph at 7 floors (`scripts/import-floors.py`).
 //!
 //! This crate uses cudarc only and must never link libtorch (gpu-facts,
 //! pitfall 1: two cuDNNs in one process fail).

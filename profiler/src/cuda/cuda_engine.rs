@@ -15,7 +15,7 @@
 //! tensor: every other candidate after SE is timed with that pass); for
 //! the depthwise convolution two NVRTC kernels (bias and activation fused),
 //! one of which also takes over the expansion's bias and activation and
-//! SE's pool (see [`Fuse`]: every candidate is timed with that work, done
+//! SE's pool (see `Fuse`: every candidate is timed with that work, done
 //! its own way); and for the stem (a dense 3x3) the NVRTC direct
 //! convolution, so that no block kind depends on cuDNN alone. The head's
 //! FC layer runs as the 1x1 convolution on a 1x1 map it is (cuDNN, cuBLAS
@@ -25,8 +25,8 @@
 //! on stderr.
 //!
 //! Here: opening the engine, lowering a workload to steps
-//! (`build_steps`), and timing it. In [`choice`]: the candidates and how one
-//! is chosen. In [`steps`]: the launches and how a convolution lowers to
+//! (`build_steps`), and timing it. In `choice`: the candidates and how one
+//! is chosen. In `steps`: the launches and how a convolution lowers to
 //! them.
 //!
 //! Every launch takes raw device pointers of buffers the prepared workload

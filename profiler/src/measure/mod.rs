@@ -1,7 +1,7 @@
 //! Timing one workload on any engine: the [`Engine`] and [`Monitor`]
 //! traits, the stopping rule, warm-up and re-measuring after throttling
 //! ([`timing`]), and the boundary probe. Generic over the engine, so every
-//! layer above runs on the fake in [`fake`] (feature `test-util`) as it
+//! layer above runs on the fake in `fake` (feature `test-util`) as it
 //! runs on a GPU.
 
 pub mod boundary;
