@@ -48,6 +48,10 @@ pub enum SpaceError {
     #[error("invalid architecture JSON: {0}")]
     ArchJson(String),
 
+    /// An output that cannot or must not be written.
+    #[error("output {path}: {message}")]
+    Output { path: PathBuf, message: String },
+
     #[error("cannot write table: {0}")]
     Write(String),
 }
