@@ -107,7 +107,10 @@ fn temp_in(output: &Path) -> Result<tempfile::NamedTempFile> {
         .map_err(|e| {
             fail(
                 output,
-                format!("cannot create a file in {}: {e}", folder_of(output).display()),
+                format!(
+                    "cannot create a file in {}: {e}",
+                    folder_of(output).display()
+                ),
             )
         })
 }
