@@ -19,6 +19,8 @@ use searcher::settings::Settings;
 #[command(
     name = "searcher",
     version,
+    // `--lambda -1` is a value to refuse with its range, not a flag.
+    allow_negative_numbers = true,
     about = "TF-NAS search against a latency table",
     long_about = "TF-NAS search against a latency table. Hyper-parameter defaults are the method's \
                   (tfnas-method.md §5); scripts/run.sh passes a short run's settings when given no arguments."
@@ -151,7 +153,7 @@ fn say(line: &str) -> Result<()> {
     writeln!(out, "{line}").and_then(|()| out.flush()).map_err(|e| {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             anyhow::anyhow!(
-                "standard output was closed (as by `| head`); the search stopped, keeping its checkpoint: rerun the same command to continue"
+                "standard output was closed (as by `| head`); stopped here, keeping every file written so far (the checkpoint after each epoch): rerun the same command to continue"
             )
         } else {
             anyhow::anyhow!("cannot write to standard output: {e}")

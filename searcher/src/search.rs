@@ -839,6 +839,58 @@ mod tests {
     }
 
     #[test]
+    fn a_loss_that_turns_nan_stops_the_search_and_names_the_kept_epoch() {
+        let (data, split) = tiny_data(100);
+        let mut search = tiny(tiny_settings(3, 1));
+        search.run_epoch(&data, &split, &mut |_, _| {}).unwrap();
+        // A weight gone to NaN, as a too-large step leaves it.
+        tch::no_grad(|| {
+            let (_, w) = &search.net.weights()[0];
+            let _ = w.shallow_clone().fill_(f64::NAN);
+        });
+        let e = search
+            .run_epoch(&data, &split, &mut |_, _| {})
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("epoch 2, step 1")
+                && e.contains("NaN")
+                && e.contains("checkpoint of epoch 1"),
+            "{e}"
+        );
+        assert_eq!(search.next_epoch, 1);
+    }
+
+    #[test]
+    fn a_growing_loss_warns_and_a_falling_one_does_not() {
+        let mut search = tiny(tiny_settings(3, 1));
+        let log = |epoch: usize, loss: f64| EpochLog {
+            epoch,
+            warmup: false,
+            lr: 0.1,
+            temperature: 5.0,
+            weight_loss: loss,
+            path_a_loss: loss,
+            train_acc: 0.1,
+            arch_ce: None,
+            latency_loss: None,
+            held_out_acc: 0.1,
+            expected_ms: 1.0,
+            argmax_ms: 1.0,
+            elastic: None,
+            seconds: 1.0,
+        };
+        search.history = vec![log(0, 2.3), log(1, 1.9)];
+        assert_eq!(search.divergence_warning(), None);
+        search.history.push(log(2, 199.0));
+        let w = search.divergence_warning().unwrap();
+        assert!(
+            w.contains("grew from 2.3000") && w.contains("--weight-lr"),
+            "{w}"
+        );
+    }
+
+    #[test]
     fn a_tiny_search_learns_and_lands_just_under_the_target() {
         let (data, split) = tiny_data(400);
         let mut search = tiny(Settings {
