@@ -290,6 +290,15 @@ pub fn command(args: &FitArgs) -> Result<()> {
             );
         }
     }
+    if let Some(out) = &args.out {
+        space::io::check_output(
+            out,
+            &[
+                ("table", &args.table),
+                ("validation rows", &args.validation),
+            ],
+        )?;
+    }
     let report = fit(&rows.rows, args.model)?;
     // The copy is made (and checked) before anything is printed, so that a
     // refused fit prints its error alone.
@@ -312,7 +321,7 @@ pub fn command(args: &FitArgs) -> Result<()> {
         );
     }
     if let Some((out, text)) = copy {
-        std::fs::write(out, text).with_context(|| format!("cannot write {}", out.display()))?;
+        space::io::write_atomic(out, text.as_bytes())?;
         eprintln!("wrote {}", out.display());
     }
     Ok(())

@@ -145,6 +145,13 @@ fn check(table: PathBuf, space: Option<PathBuf>) -> Result<()> {
             );
         }
     }
+    let outside = table.keys_outside(&space);
+    if !outside.is_empty() {
+        println!(
+            "outside the space: {}; the searcher and `predict` refuse this table",
+            space::table::describe_outside(&outside, &space)
+        );
+    }
     let throttled = table.entries().iter().filter(|e| e.stats.throttled).count();
     if throttled > 0 {
         println!("{throttled} entries were measured while the GPU throttled");
@@ -211,6 +218,7 @@ fn precision(table: &LatencyTable) -> Option<String> {
 fn predict(table: PathBuf, arch: PathBuf, blocks: bool) -> Result<()> {
     let table = LatencyTable::from_path(&table)?;
     let arch = Architecture::from_path(&arch)?;
+    table.check_in_space(&arch.space)?;
     let latency = table
         .predict(&arch)
         .with_context(|| format!("cannot predict the architecture from {}", table.origin()))?;

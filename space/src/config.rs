@@ -155,7 +155,7 @@ impl WidthRange {
 
 /// The sane bounds of a space, `(min, max)` per kind of field: wide enough
 /// for any network a latency table is made for, narrow enough that every
-/// width product fits u32 (channels × expansion ≤ 16384 × 64) and a
+/// width product fits u32 (channels × expansion ≤ 2^14 × 2^16) and a
 /// complete table fits in memory.
 pub struct Limits {
     pub resolution: (u32, u32),
@@ -180,7 +180,9 @@ pub const LIMITS: Limits = Limits {
     stages: (1, 32),
     depth: (1, 64),
     ops: (1, 64),
-    expansion: (1, 64),
+    // Large enough for a space made to exhaust GPU memory
+    // (tests/fixtures/space_oom.json, 8000); the plan size bounds the rest.
+    expansion: (1, 65_536),
     plan_widths: 2_000_000,
 };
 
@@ -689,6 +691,10 @@ mod tests {
         let mut space = SearchSpaceConfig::default();
         space.ops[0].max_expansion = 64;
         space.stages[4].out_channels = 16_000;
+        let e = space.validate().unwrap_err().to_string();
+        assert!(e.contains("widths, more than"), "{e}");
+        let mut space = SearchSpaceConfig::default();
+        space.ops[0].max_expansion = 20_000;
         let e = space.validate().unwrap_err().to_string();
         assert!(e.contains("widths, more than"), "{e}");
         let mut space = SearchSpaceConfig::default();

@@ -473,3 +473,13 @@ fn the_reference_tables_hold_only_keys_of_the_default_space() {
         );
     }
 }
+
+#[test]
+fn a_row_after_a_comment_line_is_named_by_its_file_line() {
+    let text = small_table(
+        "",
+        "# a note between rows\n\nhead_r7_i320_o1000_s1_k1_m1280_se0_swish,32,banana,1,1,1,1,5,0\n",
+    );
+    let e = refusal(&text);
+    assert!(e.starts_with("t.csv:6: column 'median_ms'"), "{e}");
+}

@@ -556,6 +556,7 @@ pub fn command(
     }
     if let Some(p) = plot {
         crate::plot::check_plot_path(p)?;
+        space::io::check_output(p, &[("table A", a), ("table B", b)])?;
     }
     let space = match space {
         Some(p) => SearchSpaceConfig::from_path(p)?,

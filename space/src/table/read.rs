@@ -81,10 +81,10 @@ impl LatencyTable {
         let mut first_batch_line = 0;
         for record in reader.records() {
             let record = record.map_err(|e| {
-                let line = e.position().map_or(0, |p| p.line());
+                let line = e.position().map_or(0, |p| body.file_line(p.line()));
                 at.fail(line, None, format!("unreadable row: {e}"))
             })?;
-            let line = record.position().map_or(0, |p| p.line());
+            let line = record.position().map_or(0, |p| body.file_line(p.line()));
             let entry = parse_row(&record, line, table.boundary_ms, &at)?;
             if table.entries.is_empty() && header.batch.is_none() {
                 table.batch = entry.batch;
@@ -340,33 +340,40 @@ fn check_format(metadata: &Metadata, line: u64, at: &Locator) -> Result<()> {
     }
 }
 
-/// The text the CSV reader sees: comment lines become empty lines, which it
-/// skips but still counts, so its positions stay the file's line numbers.
-/// (Its own comment support misses a last comment line with no newline.)
+/// The text the CSV reader sees: the file without its comment and blank
+/// lines, with the file's line of each line it keeps. (The reader's own
+/// comment support misses a last comment line with no newline, and it
+/// does not count a blank line between two rows, so blanking comments
+/// shifted every later row's line.)
 struct Body {
     text: String,
+    /// The file's line of each line of `text`.
+    lines: Vec<u64>,
     /// Line of the column header.
     header_line: u64,
 }
 
+impl Body {
+    /// The file's line of the reader's 1-based `line`.
+    fn file_line(&self, line: u64) -> u64 {
+        let i = line.saturating_sub(1) as usize;
+        self.lines.get(i).copied().unwrap_or(0)
+    }
+}
+
 fn csv_body(text: &str) -> Body {
-    let lines: Vec<&str> = text
-        .lines()
-        .map(|l| {
-            if l.trim_start().starts_with('#') {
-                ""
-            } else {
-                l
-            }
-        })
-        .collect();
-    let header_line = lines
-        .iter()
-        .position(|l| !l.trim().is_empty())
-        .map_or(1, |n| n as u64 + 1);
+    let mut kept = Vec::new();
+    let mut lines = Vec::new();
+    for (n, l) in text.lines().enumerate() {
+        if !l.trim_start().starts_with('#') && !l.trim().is_empty() {
+            kept.push(l);
+            lines.push(n as u64 + 1);
+        }
+    }
     Body {
-        text: lines.join("\n"),
-        header_line,
+        text: kept.join("\n"),
+        header_line: lines.first().copied().unwrap_or(1),
+        lines,
     }
 }
 
