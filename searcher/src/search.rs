@@ -285,18 +285,7 @@ impl Search {
         let epoch = self.next_epoch;
         let s = self.settings.clone();
         let bs = s.batch_size;
-        if split.train.len() < bs {
-            return Err(SearchError::Data(format!(
-                "the training split has {} images, fewer than one batch of {bs}",
-                split.train.len()
-            )));
-        }
-        if split.held_out.len() < 2 {
-            return Err(SearchError::Data(format!(
-                "the held-out split has {} images; the architecture steps need at least 2",
-                split.held_out.len()
-            )));
-        }
+        check_split(split, bs)?;
         let start = Instant::now();
         let warmup = epoch < s.warmup_epochs;
         let temperature = s.temperature_at(epoch);
@@ -357,20 +346,9 @@ impl Search {
         }
         if warmup {
             // No arch steps: measure held-out accuracy on sampled paths.
-            tch::no_grad(|| -> Result<()> {
-                for chunk in held_out.chunks(held_bs) {
-                    if chunk.len() < 2 {
-                        continue;
-                    }
-                    let (hx, hy) = data.batch(chunk, Augment::HeldOut)?;
-                    let (hx, hy) = (hx.to_device(device), hy.to_device(device));
-                    let path = gumbel_max_path(&self.alpha_values(), &mut rng);
-                    let logits = self.net.forward(&hx, &Ops::Path(&path));
-                    held_correct += count_correct(&logits, &hy);
-                    held_seen += hy.size()[0] as usize;
-                }
-                Ok(())
-            })?;
+            let (c, n) = self.sampled_path_accuracy(data, &held_out, held_bs, &mut rng)?;
+            held_correct += c;
+            held_seen += n;
         }
         let elastic = (!warmup)
             .then(|| self.scale_widths())
@@ -398,6 +376,34 @@ impl Search {
         Ok(log)
     }
 
+    /// Correct predictions and images seen over the held-out split, each
+    /// batch through a path sampled from α.
+    fn sampled_path_accuracy(
+        &self,
+        data: &dyn Dataset,
+        held_out: &[usize],
+        batch: usize,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<(usize, usize)> {
+        let device = self.net.device;
+        let (mut correct, mut seen) = (0, 0);
+        tch::no_grad(|| -> Result<()> {
+            for chunk in held_out.chunks(batch) {
+                if chunk.len() < 2 {
+                    continue;
+                }
+                let (hx, hy) = data.batch(chunk, Augment::HeldOut)?;
+                let (hx, hy) = (hx.to_device(device), hy.to_device(device));
+                let path = gumbel_max_path(&self.alpha_values(), rng);
+                let logits = self.net.forward(&hx, &Ops::Path(&path));
+                correct += count_correct(&logits, &hy);
+                seen += hy.size()[0] as usize;
+            }
+            Ok(())
+        })?;
+        Ok((correct, seen))
+    }
+
     /// A loss that is no longer finite stops the search: every later step
     /// would train on NaN. The last checkpoint, written after the last
     /// whole epoch, is left as it is.
@@ -410,6 +416,7 @@ impl Search {
             step: step + 1,
             message: format!("the {what} loss became {loss}"),
             last_epoch: self.next_epoch,
+            hint: String::new(),
         })
     }
 
@@ -678,6 +685,24 @@ impl Search {
         self.history = meta.history;
         Ok(())
     }
+}
+
+/// Whether `split` can feed an epoch at batch size `batch`: one whole
+/// training batch and two held-out images.
+pub fn check_split(split: &Split, batch: usize) -> Result<()> {
+    if split.train.len() < batch {
+        return Err(SearchError::Data(format!(
+            "the training split has {} images, fewer than one batch of {batch}",
+            split.train.len()
+        )));
+    }
+    if split.held_out.len() < 2 {
+        return Err(SearchError::Data(format!(
+            "the held-out split has {} images; the architecture steps need at least 2",
+            split.held_out.len()
+        )));
+    }
+    Ok(())
 }
 
 /// Whether `path` looks like a whole safetensors file: its 8-byte header

@@ -18,7 +18,7 @@ use crate::error::{Result, SearchError};
 use crate::images::{ImageSet, LoaderOptions};
 use crate::latency::LatencyModel;
 use crate::proxy;
-use crate::search::{EpochLog, Search};
+use crate::search::{check_split, EpochLog, Search};
 use crate::settings::{Bound, Settings};
 
 /// Search images: 4 px is the least a stem and two strides keep a pixel of.
@@ -173,6 +173,7 @@ pub fn prepare(inputs: &Inputs, settings: &Settings) -> Result<Session> {
     let target_sum = check_target(&table, &model, settings.target_ms)?;
 
     let (data, split) = load_data(inputs, settings.seed)?;
+    check_split(&split, settings.batch_size)?;
     let table_id = match &inputs.table {
         Some(_) => format!("sha256:{}", table.content_sha256()),
         None => format!("MAC-count proxy at batch {}", table.batch()),
@@ -443,10 +444,22 @@ impl Session {
             .search
             .run_epoch(self.data.as_ref(), &self.split, progress)
             .map_err(|e| match e {
-                SearchError::Diverged { .. } => SearchError::Config(format!(
-                    "{e} ({}); lower --weight-lr or --arch-lr and rerun the same command to continue from it",
-                    self.checkpoint.display()
-                )),
+                SearchError::Diverged {
+                    epoch,
+                    step,
+                    message,
+                    last_epoch,
+                    ..
+                } => SearchError::Diverged {
+                    epoch,
+                    step,
+                    message,
+                    last_epoch,
+                    hint: format!(
+                        " ({}); a smaller --weight-lr or --arch-lr avoids it, with --restart or another --out (these settings differ from the checkpoint's)",
+                        self.checkpoint.display()
+                    ),
+                },
                 other => other,
             })?;
         self.search.save(&self.checkpoint)?;

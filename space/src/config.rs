@@ -664,7 +664,8 @@ mod tests {
         space.ops[2].name = "k3_e3".into();
         assert!(space.validate().unwrap_err().to_string().contains("twice"));
         // Out of range, wrapping, too large to plan, duplicated, too wide.
-        let cases: [(&str, fn(&mut SearchSpaceConfig)); 7] = [
+        type Change = fn(&mut SearchSpaceConfig);
+        let cases: [(&str, Change); 7] = [
             ("stage 2: out_channels 4000000000", |s| {
                 s.stages[1].out_channels = 4_000_000_000
             }),
