@@ -343,7 +343,18 @@ fn load_data(inputs: &Inputs, seed: u64) -> Result<(Box<dyn Dataset>, Split)> {
         strict: inputs.strict,
     };
     let resolution = inputs.resolution;
-    Ok(match (&inputs.data, &inputs.train_list, &inputs.val_list) {
+    // Absolute paths, so that the data's description (part of what a
+    // checkpoint must match) does not depend on how the path was spelled.
+    let absolute = |p: &Option<PathBuf>| {
+        p.as_ref()
+            .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
+    };
+    let (data, train, val) = (
+        absolute(&inputs.data),
+        absolute(&inputs.train_list),
+        absolute(&inputs.val_list),
+    );
+    Ok(match (&data, &train, &val) {
         (Some(root), Some(train), Some(val)) => {
             let (set, split) = ImageSet::lists(root, train, val, resolution, seed, options)?;
             (Box::new(set), split)
