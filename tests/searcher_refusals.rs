@@ -422,3 +422,44 @@ fn a_closed_stdout_stops_cleanly_and_keeps_what_was_written() {
     let again = searcher(&args);
     assert!(again.status.success(), "{}", text(&again.stderr));
 }
+
+#[test]
+fn a_space_beyond_sane_bounds_is_refused_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let toy: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture("searcher_tiny_space.json")).unwrap(),
+    )
+    .unwrap();
+    type Change = fn(&mut serde_json::Value);
+    let cases: [(Change, &str); 4] = [
+        (
+            |s| s["stages"][1]["out_channels"] = 4_000_000_000u64.into(),
+            "stage 2: out_channels 4000000000 is outside [1, 16384]",
+        ),
+        (
+            |s| s["input_resolution"] = 1.into(),
+            "input_resolution 1 is outside",
+        ),
+        (
+            |s| s["ops"][0]["kernel"] = 99.into(),
+            "kernel 99 does not fit",
+        ),
+        (
+            |s| {
+                let mut twin = s["ops"][0].clone();
+                twin["name"] = "twin".into();
+                s["ops"].as_array_mut().unwrap().push(twin);
+            },
+            "under two names",
+        ),
+    ];
+    for (change, words) in cases {
+        let mut space = toy.clone();
+        change(&mut space);
+        let path = dir.path().join("space.json");
+        std::fs::write(&path, space.to_string()).unwrap();
+        let args = with(tiny(dir.path()), "--space", &path.display().to_string());
+        refused(&args, &["space.json", words]);
+        assert_eq!(names(dir.path()), ["space.json"]);
+    }
+}
