@@ -45,8 +45,8 @@ fn steps(c: &mut Criterion) {
         batch_size: batch,
         ..Settings::default()
     };
-    let mut search =
-        Search::new(settings, &space, model, 10, device, "bench").expect("search builds");
+    let mut search = Search::new(settings, &space, model, 10, device, &[("bench", "bench")])
+        .expect("search builds");
     let data = Patterns::new(batch.max(20), resolution, 0.3, 1).expect("embedded data");
     let idx: Vec<usize> = (0..batch).collect();
     let (x, y) = data.batch(&idx, Augment::HeldOut).expect("a batch");

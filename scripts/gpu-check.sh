@@ -233,10 +233,11 @@ run() {
         # on LD_LIBRARY_PATH (the profiler must not have it: pitfall 1).
         local tlib
         tlib=$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))' 2>/dev/null)
-        # The main job's short search, on the GPU.
+        # The main job's short search, on the GPU; --restart because a
+        # checkpoint left by an earlier check would otherwise be resumed.
         step searcher-demo 180 env LD_LIBRARY_PATH="$tlib" "$bin/searcher" --device cuda:0 \
             --epochs 11 --warmup-epochs 9 --embedded-images 1000 --resolution 48 --target-ms 5 \
-            --out "$OUT/arch-demo.json" --checkpoint /tmp/gpu-check-demo.ckpt
+            --out "$OUT/arch-demo.json" --checkpoint /tmp/gpu-check-demo.ckpt --restart
         # One weight and one arch step at the method's batch 32 of 224x224,
         # against PyTorch on the same GPU.
         step search-step 150 env LD_LIBRARY_PATH="$tlib" SEARCH_STEP_DEVICE=cuda:0 \
@@ -250,7 +251,7 @@ run() {
             step search-table 200 env LD_LIBRARY_PATH="$tlib" "$bin/searcher" --device cuda:0 \
                 --table "$TABLE" --target-ms "${SEARCH_TARGET_MS:-4}" --epochs 11 --warmup-epochs 9 \
                 --embedded-images 1000 --resolution 48 --out "$OUT/arch-table.json" \
-                --checkpoint /tmp/gpu-check-table.ckpt
+                --checkpoint /tmp/gpu-check-table.ckpt --restart
             step measure-derived 60 "$p" measure --arch "$OUT/arch-table.json" --device 0
         fi
     fi

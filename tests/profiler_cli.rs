@@ -566,3 +566,59 @@ sys.exit(0 if worst < 1e-5 else 1)
     );
     eprint!("{}", text(&out.stdout));
 }
+
+/// A well-formed key of no network of the space (`m9999`): `check` counts
+/// it apart, `predict` refuses the table naming it and its line.
+#[test]
+fn keys_outside_the_space_are_reported_by_check_and_refused_by_predict() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = std::fs::read_to_string(fixture("tfnas_a_synthetic.csv")).unwrap();
+    let path = dir.path().join("t.csv");
+    let bad = format!(
+        "{good}mbconv_r28_i40_o80_s2_k5_m9999_se0_swish,32,0.2,0.198,0.202,0.199,0.201,100,0\n"
+    );
+    std::fs::write(&path, &bad).unwrap();
+    let line = bad.lines().count();
+    let out = profiler(&["check", "--table", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("outside the space: 1 entry is")
+            && stdout.contains(&format!("m9999_se0_swish' (line {line})")),
+        "{stdout}"
+    );
+    let arch = dir.path().join("a.json");
+    std::fs::write(&arch, space::Architecture::tfnas_a().to_json_pretty()).unwrap();
+    fails_with(
+        &profiler(&[
+            "predict",
+            "--table",
+            path.to_str().unwrap(),
+            "--arch",
+            arch.to_str().unwrap(),
+        ]),
+        &[&format!("t.csv:{line}:"), "no network of the space"],
+    );
+}
+
+/// `compare --plot` onto one of its tables is refused before anything is
+/// read or drawn.
+#[test]
+fn a_plot_over_a_compared_table_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.png");
+    std::fs::copy(fixture("tfnas_a_synthetic.csv"), &a).unwrap();
+    let before = std::fs::read(&a).unwrap();
+    let b = fixture("tfnas_a_synthetic.csv");
+    fails_with(
+        &profiler(&[
+            "compare",
+            a.to_str().unwrap(),
+            b.to_str().unwrap(),
+            "--plot",
+            a.to_str().unwrap(),
+        ]),
+        &["is also the table A"],
+    );
+    assert_eq!(std::fs::read(&a).unwrap(), before);
+}

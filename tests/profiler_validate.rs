@@ -327,3 +327,49 @@ fn the_two_op_space_fixture_is_small_and_validates_against_its_table() {
         &["cannot predict", "nothing was measured"],
     );
 }
+
+#[test]
+fn fit_names_the_file_line_of_a_bad_row_after_comment_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = full_table(dir.path());
+    let rows = rows_file(dir.path(), &table, &[(4.0, 4.1), (5.0, 5.2)]);
+    let text = std::fs::read_to_string(&rows).unwrap();
+    // Lines 1-3 header and columns, 4 and 5 comments, 6 and 7 rows.
+    let text = text.replacen("0,1,", "# a note\n# another\n0,1,", 1);
+    let text = text.replacen(",5.2,0,5.2,", ",banana,0,5.2,", 1);
+    std::fs::write(&rows, text).unwrap();
+    fails_with(&fit(&rows, &table, &[]), &["line 7", "banana"]);
+}
+
+#[test]
+fn fit_refuses_an_output_that_is_an_input_and_leaves_no_temporary_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = full_table(dir.path());
+    let points: Vec<(f64, f64)> = (0..10).map(|i| (4.0 + i as f64, 5.0 + i as f64)).collect();
+    let rows = rows_file(dir.path(), &table, &points);
+    let before = std::fs::read(&rows).unwrap();
+    fails_with(
+        &fit(&rows, &table, &["--out", rows.to_str().unwrap()]),
+        &["is also the validation rows"],
+    );
+    assert_eq!(std::fs::read(&rows).unwrap(), before);
+    fails_with(
+        &fit(&rows, &table, &["--out", "/nonexistent/dir/t.csv"]),
+        &["does not exist"],
+    );
+    let out = dir.path().join("corrected.csv");
+    succeeded(&fit(&rows, &table, &["--out", out.to_str().unwrap()]));
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let table_name = table.file_name().unwrap().to_string_lossy().into_owned();
+    let mut expected = vec![
+        "corrected.csv".to_string(),
+        "rows.csv".to_string(),
+        table_name,
+    ];
+    expected.sort();
+    assert_eq!(names, expected);
+}

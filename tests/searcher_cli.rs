@@ -111,14 +111,27 @@ fn unreadable_space_exits_2() {
     assert_eq!(err.matches("No such file").count(), 1, "{err}");
 }
 
+/// Runs a command that must be refused before training: exit 2, nothing
+/// on stdout (no banner before the error), no panic, and nothing written
+/// into a fresh output folder when the command names no `--out`.
 fn refused(args: &[&str]) -> String {
-    let out = searcher(args);
+    let dir = tempfile::tempdir().unwrap();
+    let default_out = dir.path().join("arch.json").display().to_string();
+    let mut args = args.to_vec();
+    if !args.contains(&"--out") {
+        args.extend(["--out", &default_out]);
+    }
+    let out = searcher(&args);
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
         !err.contains("epoch 1/"),
         "refused only after training started: {err}"
     );
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(text(&out.stdout), "", "printed before refusing: {err}");
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
     err
 }
 
@@ -170,7 +183,7 @@ fn a_target_that_is_not_a_positive_latency_is_refused_at_once() {
         assert_eq!(out.status.code(), Some(2), "{target}");
         let err = text(&out.stderr);
         assert!(
-            err.contains("is not a positive number of milliseconds") && !err.contains("t.csv"),
+            err.contains("--target-ms") && err.contains("(0, 1000000]") && !err.contains("t.csv"),
             "{target}: {err}"
         );
     }

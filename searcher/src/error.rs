@@ -59,6 +59,18 @@ pub enum SearchError {
     #[error("checkpoint {path}: {message}")]
     Checkpoint { path: PathBuf, message: String },
 
+    /// A loss that stopped being a number; the checkpoint of the last whole
+    /// epoch (`last_epoch`, 0 for none) is kept.
+    #[error("epoch {epoch}, step {step}: {message}; the search stopped{}{hint}", if *.last_epoch > 0 { format!(" and kept the checkpoint of epoch {}", .last_epoch) } else { " before its first checkpoint".to_string() })]
+    Diverged {
+        epoch: usize,
+        step: usize,
+        message: String,
+        last_epoch: usize,
+        /// What to do next, added by the caller that knows the files.
+        hint: String,
+    },
+
     #[error("invalid search settings: {0}")]
     Config(String),
 }

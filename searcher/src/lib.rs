@@ -9,11 +9,14 @@
 pub mod data;
 pub mod elastic;
 pub mod error;
+pub mod identity;
 pub mod images;
 pub mod latency;
 pub mod optim;
 pub mod proxy;
 pub mod search;
+pub mod session;
+pub mod settings;
 pub mod supernet;
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 //! both optimizers' state), so a resumed search repeats the uninterrupted
 //! one exactly on the CPU.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use rand::seq::SliceRandom;
@@ -23,113 +23,12 @@ use tch::{Device, Kind, Tensor};
 use crate::data::{Augment, Dataset, Split};
 use crate::elastic::{self, ElasticBlock, Outcome};
 use crate::error::{Result, SearchError};
+use crate::identity::Identity;
 use crate::latency::{Choices, LatencyModel};
 use crate::optim::{clip_grad_norm, Adam, Sgd};
 use crate::supernet::{Ops, Supernet};
 
-/// Every hyper-parameter of the search; `Default` is the method's
-/// (tfnas-method.md §5), with the official example's 15 ms target.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Settings {
-    pub target_ms: f64,
-    pub epochs: usize,
-    pub warmup_epochs: usize,
-    pub batch_size: usize,
-    pub weight_lr: f64,
-    pub weight_momentum: f64,
-    pub weight_decay: f64,
-    pub weight_clip: f64,
-    pub arch_lr: f64,
-    pub arch_beta1: f64,
-    pub arch_beta2: f64,
-    pub arch_weight_decay: f64,
-    pub arch_clip: f64,
-    pub temperature: f64,
-    pub temperature_decay: f64,
-    pub lambda: f64,
-    pub seed: u64,
-    /// Elasticity scaling keeps widths multiples of this (1: the method's
-    /// channel granularity). Left out of the settings' JSON at 1, so that
-    /// checkpoints of searches without it still resume.
-    #[serde(default = "one", skip_serializing_if = "is_one")]
-    pub width_multiple: u32,
-}
-
-fn one() -> u32 {
-    1
-}
-
-fn is_one(v: &u32) -> bool {
-    *v == 1
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            target_ms: 15.0,
-            epochs: 90,
-            warmup_epochs: 10,
-            batch_size: 32,
-            weight_lr: 0.025,
-            weight_momentum: 0.9,
-            weight_decay: 1e-5,
-            weight_clip: 5.0,
-            arch_lr: 0.01,
-            arch_beta1: 0.5,
-            arch_beta2: 0.999,
-            arch_weight_decay: 5e-4,
-            arch_clip: 5.0,
-            temperature: 5.0,
-            temperature_decay: 0.96,
-            lambda: 0.1,
-            seed: 2,
-            width_multiple: 1,
-        }
-    }
-}
-
-impl Settings {
-    fn check(&self) -> Result<()> {
-        let bad = |m: String| Err(SearchError::Config(m));
-        if !(self.target_ms.is_finite() && self.target_ms > 0.0) {
-            return bad(format!(
-                "the target must be a positive number of ms, got {}",
-                self.target_ms
-            ));
-        }
-        if self.epochs == 0 || self.warmup_epochs > self.epochs {
-            return bad(format!(
-                "need 0 <= warm-up epochs <= epochs and epochs >= 1, got {} and {}",
-                self.warmup_epochs, self.epochs
-            ));
-        }
-        if self.batch_size < 2 {
-            return bad("batch norm on batch statistics needs a batch of at least 2".into());
-        }
-        if !(self.temperature > 0.0 && self.temperature_decay > 0.0) {
-            return bad("temperature and its decay must be positive".into());
-        }
-        if self.width_multiple == 0 {
-            return bad("the width multiple must be at least 1".into());
-        }
-        Ok(())
-    }
-
-    /// T at `epoch`: T0 until warm-up ends, then × decay per epoch.
-    pub fn temperature_at(&self, epoch: usize) -> f64 {
-        self.temperature
-            * self
-                .temperature_decay
-                .powi(epoch.saturating_sub(self.warmup_epochs) as i32)
-    }
-
-    /// The weights' learning rate at `epoch`: cosine over all epochs, set
-    /// once per epoch (the official schedule).
-    pub fn lr_at(&self, epoch: usize) -> f64 {
-        let t = std::f64::consts::PI * epoch as f64 / self.epochs as f64;
-        self.weight_lr * (1.0 + t.cos()) / 2.0
-    }
-}
+pub use crate::settings::Settings;
 
 /// One epoch's report: the per-epoch line and the checkpoint's history.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -272,30 +171,33 @@ pub struct Search {
     pub next_epoch: usize,
     pub history: Vec<EpochLog>,
     /// What a checkpoint must match to be resumed by this search.
-    identity: String,
+    identity: Identity,
 }
 
 #[derive(Serialize, Deserialize)]
 struct CheckpointMeta {
     format: String,
-    identity: String,
+    identity: Identity,
     next_epoch: usize,
     adam_steps: i64,
     history: Vec<EpochLog>,
 }
 
-const CHECKPOINT_FORMAT: &str = "tfnas-rs-search-checkpoint/1";
+// 2: the identity became fields (table content, space, settings) rather
+// than one string.
+const CHECKPOINT_FORMAT: &str = "tfnas-rs-search-checkpoint/2";
 
 impl Search {
-    /// A fresh search. `identity` names everything outside `settings` a
-    /// resumed run must share (space, table, data); the settings are added.
+    /// A fresh search. `inputs` fingerprints everything outside `settings`
+    /// and the space a resumed run must share (`("table", "sha256:…")`,
+    /// the data set).
     pub fn new(
         settings: Settings,
         space: &SearchSpaceConfig,
         model: LatencyModel,
         num_classes: usize,
         device: Device,
-        identity: &str,
+        inputs: &[(&str, &str)],
     ) -> Result<Self> {
         settings.check()?;
         if space.ops.len() < 2 {
@@ -313,11 +215,14 @@ impl Search {
             (settings.arch_beta1, settings.arch_beta2),
             settings.arch_weight_decay,
         );
-        let identity = format!(
-            "{identity}; space {}; settings {}",
-            space.digest(),
-            serde_json::to_string(&settings).expect("settings serialize")
-        );
+        let identity = Identity {
+            inputs: inputs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            space_digest: space.digest(),
+            settings: settings.clone(),
+        };
         Ok(Search {
             settings,
             net,
@@ -380,18 +285,7 @@ impl Search {
         let epoch = self.next_epoch;
         let s = self.settings.clone();
         let bs = s.batch_size;
-        if split.train.len() < bs {
-            return Err(SearchError::Data(format!(
-                "the training split has {} images, fewer than one batch of {bs}",
-                split.train.len()
-            )));
-        }
-        if split.held_out.len() < 2 {
-            return Err(SearchError::Data(format!(
-                "the held-out split has {} images; the architecture steps need at least 2",
-                split.held_out.len()
-            )));
-        }
+        check_split(split, bs)?;
         let start = Instant::now();
         let warmup = epoch < s.warmup_epochs;
         let temperature = s.temperature_at(epoch);
@@ -431,6 +325,7 @@ impl Search {
             train_seen += y.size()[0] as usize;
             let (x, y) = (x.to_device(device), y.to_device(device));
             let w = self.weight_step(&x, &y, warmup, lr, &mut rng);
+            self.check_loss(epoch, step, "weight", w.loss)?;
             w_loss += w.loss;
             a_loss += w.path_a_loss;
             correct += w.correct;
@@ -440,6 +335,7 @@ impl Search {
                 let (hx, hy) = data.batch(&hidx, Augment::HeldOut)?;
                 let (hx, hy) = (hx.to_device(device), hy.to_device(device));
                 let a = self.arch_step(&hx, &hy, temperature, &mut rng);
+                self.check_loss(epoch, step, "architecture", a.ce + a.latency_loss)?;
                 arch_ce += a.ce;
                 lat_loss += a.latency_loss;
                 held_correct += a.correct;
@@ -450,20 +346,9 @@ impl Search {
         }
         if warmup {
             // No arch steps: measure held-out accuracy on sampled paths.
-            tch::no_grad(|| -> Result<()> {
-                for chunk in held_out.chunks(held_bs) {
-                    if chunk.len() < 2 {
-                        continue;
-                    }
-                    let (hx, hy) = data.batch(chunk, Augment::HeldOut)?;
-                    let (hx, hy) = (hx.to_device(device), hy.to_device(device));
-                    let path = gumbel_max_path(&self.alpha_values(), &mut rng);
-                    let logits = self.net.forward(&hx, &Ops::Path(&path));
-                    held_correct += count_correct(&logits, &hy);
-                    held_seen += hy.size()[0] as usize;
-                }
-                Ok(())
-            })?;
+            let (c, n) = self.sampled_path_accuracy(data, &held_out, held_bs, &mut rng)?;
+            held_correct += c;
+            held_seen += n;
         }
         let elastic = (!warmup)
             .then(|| self.scale_widths())
@@ -489,6 +374,66 @@ impl Search {
         self.history.push(log.clone());
         self.next_epoch += 1;
         Ok(log)
+    }
+
+    /// Correct predictions and images seen over the held-out split, each
+    /// batch through a path sampled from α.
+    fn sampled_path_accuracy(
+        &self,
+        data: &dyn Dataset,
+        held_out: &[usize],
+        batch: usize,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<(usize, usize)> {
+        let device = self.net.device;
+        let (mut correct, mut seen) = (0, 0);
+        tch::no_grad(|| -> Result<()> {
+            for chunk in held_out.chunks(batch) {
+                if chunk.len() < 2 {
+                    continue;
+                }
+                let (hx, hy) = data.batch(chunk, Augment::HeldOut)?;
+                let (hx, hy) = (hx.to_device(device), hy.to_device(device));
+                let path = gumbel_max_path(&self.alpha_values(), rng);
+                let logits = self.net.forward(&hx, &Ops::Path(&path));
+                correct += count_correct(&logits, &hy);
+                seen += hy.size()[0] as usize;
+            }
+            Ok(())
+        })?;
+        Ok((correct, seen))
+    }
+
+    /// A loss that is no longer finite stops the search: every later step
+    /// would train on NaN. The last checkpoint, written after the last
+    /// whole epoch, is left as it is.
+    fn check_loss(&self, epoch: usize, step: usize, what: &str, loss: f64) -> Result<()> {
+        if loss.is_finite() {
+            return Ok(());
+        }
+        Err(SearchError::Diverged {
+            epoch: epoch + 1,
+            step: step + 1,
+            message: format!("the {what} loss became {loss}"),
+            last_epoch: self.next_epoch,
+            hint: String::new(),
+        })
+    }
+
+    /// A warning when the latest epoch's path-A loss has grown well past
+    /// the first epoch's: the search is likely diverging (a learning rate
+    /// too high), and hours later would end on an untrained supernet.
+    pub fn divergence_warning(&self) -> Option<String> {
+        let (first, last) = (self.history.first()?, self.history.last()?);
+        (self.history.len() > 1 && last.path_a_loss > 2.0 * first.path_a_loss).then(|| {
+            format!(
+                "the training loss grew from {:.4} (epoch 1) to {:.4} (epoch {}): the search may be diverging; a smaller --weight-lr (now {}) usually helps",
+                first.path_a_loss,
+                last.path_a_loss,
+                last.epoch + 1,
+                self.settings.weight_lr
+            )
+        })
     }
 
     /// One weight step on a batch already on the device: path A by
@@ -652,21 +597,14 @@ impl Search {
             .into_iter()
             .map(|(n, t)| (n, t.detach().to_device(Device::Cpu).contiguous()))
             .collect();
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
-        let fail = |message: String| SearchError::Checkpoint {
+        // A temporary file unique to this process, synced and renamed, so a
+        // crash never leaves a truncated checkpoint under the real name.
+        let file = space::io::AtomicFile::new(path)?;
+        Tensor::write_safetensors(&cpu, file.temp_path()).map_err(|e| SearchError::Checkpoint {
             path: path.to_path_buf(),
-            message,
-        };
-        Tensor::write_safetensors(&cpu, &tmp).map_err(|e| fail(e.to_string()))?;
-        // On disk before the rename, so a crash never leaves a truncated
-        // checkpoint under the real name.
-        std::fs::File::open(&tmp)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| fail(format!("cannot sync {}: {e}", tmp.display())))?;
-        std::fs::rename(&tmp, path)
-            .map_err(|e| fail(format!("cannot move {} into place: {e}", tmp.display())))
+            message: e.to_string(),
+        })?;
+        Ok(file.commit()?)
     }
 
     /// Restores a checkpoint written by a search with the same identity.
@@ -675,6 +613,11 @@ impl Search {
             path: path.to_path_buf(),
             message,
         };
+        check_safetensors(path).map_err(|m| {
+            fail(format!(
+                "is not a readable search checkpoint: {m}; move it away, or pass --restart to start the search over"
+            ))
+        })?;
         let named = Tensor::read_safetensors(path).map_err(|e| fail(e.to_string()))?;
         let map: std::collections::HashMap<String, Tensor> = named.into_iter().collect();
         let get = |name: &str| {
@@ -682,18 +625,21 @@ impl Search {
                 .ok_or_else(|| fail(format!("lacks tensor '{name}'")))
         };
         let meta_bytes = Vec::<u8>::try_from(get("meta")?).map_err(|e| fail(e.to_string()))?;
-        let meta: CheckpointMeta = serde_json::from_slice(&meta_bytes)
+        let format: serde_json::Value = serde_json::from_slice(&meta_bytes)
             .map_err(|e| fail(format!("unreadable metadata: {e}")))?;
-        if meta.format != CHECKPOINT_FORMAT {
+        let format = format.get("format").and_then(|f| f.as_str()).unwrap_or("");
+        if format != CHECKPOINT_FORMAT {
             return Err(fail(format!(
-                "format '{}', expected '{CHECKPOINT_FORMAT}'",
-                meta.format
+                "format '{format}', this build reads '{CHECKPOINT_FORMAT}'; pass --restart to start the search over"
             )));
         }
-        if meta.identity != self.identity {
+        let meta: CheckpointMeta = serde_json::from_slice(&meta_bytes)
+            .map_err(|e| fail(format!("unreadable metadata: {e}")))?;
+        let differences = self.identity.differences(&meta.identity);
+        if !differences.is_empty() {
             return Err(fail(format!(
-                "was written by a search with other settings, space, table or data:\n  checkpoint: {}\n  this run:   {}",
-                meta.identity, self.identity
+                "was written by another search (other settings, space, table or data): {}; rerun with the checkpoint's values to continue it, or pass --restart to start over (the checkpoint is replaced after the first epoch)",
+                differences.join("; ")
             )));
         }
         let device = self.net.device;
@@ -741,6 +687,46 @@ impl Search {
     }
 }
 
+/// Whether `split` can feed an epoch at batch size `batch`: one whole
+/// training batch and two held-out images.
+pub fn check_split(split: &Split, batch: usize) -> Result<()> {
+    if split.train.len() < batch {
+        return Err(SearchError::Data(format!(
+            "the training split has {} images, fewer than one batch of {batch}",
+            split.train.len()
+        )));
+    }
+    if split.held_out.len() < 2 {
+        return Err(SearchError::Data(format!(
+            "the held-out split has {} images; the architecture steps need at least 2",
+            split.held_out.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Whether `path` looks like a whole safetensors file: its 8-byte header
+/// length fits the file and the header is JSON. libtorch's own reader says
+/// only `HeaderTooLarge` about a cut or foreign file.
+fn check_safetensors(path: &Path) -> std::result::Result<(), String> {
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    if bytes.len() < 8 {
+        return Err(format!("it has {} bytes, fewer than a header", bytes.len()));
+    }
+    let mut n = [0u8; 8];
+    n.copy_from_slice(&bytes[..8]);
+    let n = u64::from_le_bytes(n);
+    let rest = (bytes.len() - 8) as u64;
+    if n > rest {
+        return Err(format!(
+            "its header claims {n} bytes but the file has {rest} after it (cut short, or another kind of file)"
+        ));
+    }
+    serde_json::from_slice::<serde_json::Value>(&bytes[8..8 + n as usize])
+        .map(drop)
+        .map_err(|e| format!("its header is not JSON ({e})"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -753,7 +739,15 @@ mod tests {
         tch::set_num_threads(1);
         let space = fixture::tiny_space();
         let model = LatencyModel::new(&space, &fixture::tiny_table()).unwrap();
-        Search::new(settings, &space, model, 10, Device::Cpu, "tiny").unwrap()
+        Search::new(
+            settings,
+            &space,
+            model,
+            10,
+            Device::Cpu,
+            &[("test", "tiny")],
+        )
+        .unwrap()
     }
 
     fn tiny_settings(epochs: usize, warmup: usize) -> Settings {
@@ -862,7 +856,63 @@ mod tests {
             ..tiny_settings(3, 1)
         });
         let err = other.load(&path).unwrap_err().to_string();
-        assert!(err.contains("other settings"), "{err}");
+        assert!(
+            err.contains("--seed: 6 in the checkpoint, 5 now")
+                || err.contains("--seed: 5 in the checkpoint, 6 now"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_loss_that_turns_nan_stops_the_search_and_names_the_kept_epoch() {
+        let (data, split) = tiny_data(100);
+        let mut search = tiny(tiny_settings(3, 1));
+        search.run_epoch(&data, &split, &mut |_, _| {}).unwrap();
+        // A weight gone to NaN, as a too-large step leaves it.
+        tch::no_grad(|| {
+            let (_, w) = &search.net.weights()[0];
+            let _ = w.shallow_clone().fill_(f64::NAN);
+        });
+        let e = search
+            .run_epoch(&data, &split, &mut |_, _| {})
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("epoch 2, step 1")
+                && e.contains("NaN")
+                && e.contains("checkpoint of epoch 1"),
+            "{e}"
+        );
+        assert_eq!(search.next_epoch, 1);
+    }
+
+    #[test]
+    fn a_growing_loss_warns_and_a_falling_one_does_not() {
+        let mut search = tiny(tiny_settings(3, 1));
+        let log = |epoch: usize, loss: f64| EpochLog {
+            epoch,
+            warmup: false,
+            lr: 0.1,
+            temperature: 5.0,
+            weight_loss: loss,
+            path_a_loss: loss,
+            train_acc: 0.1,
+            arch_ce: None,
+            latency_loss: None,
+            held_out_acc: 0.1,
+            expected_ms: 1.0,
+            argmax_ms: 1.0,
+            elastic: None,
+            seconds: 1.0,
+        };
+        search.history = vec![log(0, 2.3), log(1, 1.9)];
+        assert_eq!(search.divergence_warning(), None);
+        search.history.push(log(2, 199.0));
+        let w = search.divergence_warning().unwrap();
+        assert!(
+            w.contains("grew from 2.3000") && w.contains("--weight-lr"),
+            "{w}"
+        );
     }
 
     #[test]

@@ -153,6 +153,39 @@ impl WidthRange {
     }
 }
 
+/// The sane bounds of a space, `(min, max)` per kind of field: wide enough
+/// for any network a latency table is made for, narrow enough that every
+/// width product fits u32 (channels × expansion ≤ 2^14 × 2^16) and a
+/// complete table fits in memory.
+pub struct Limits {
+    pub resolution: (u32, u32),
+    pub input_channels: (u32, u32),
+    pub classes: (u32, u32),
+    pub channels: (u32, u32),
+    pub stride: (u32, u32),
+    pub stages: (u32, u32),
+    pub depth: (u32, u32),
+    pub ops: (u32, u32),
+    pub expansion: (u32, u32),
+    /// Widths of all layers and ops at width step 1, summed.
+    pub plan_widths: u64,
+}
+
+pub const LIMITS: Limits = Limits {
+    resolution: (8, 4096),
+    input_channels: (1, 64),
+    classes: (1, 1_000_000),
+    channels: (1, 16_384),
+    stride: (1, 8),
+    stages: (1, 32),
+    depth: (1, 64),
+    ops: (1, 64),
+    // Large enough for a space made to exhaust GPU memory
+    // (tests/fixtures/space_oom.json, 8000); the plan size bounds the rest.
+    expansion: (1, 65_536),
+    plan_widths: 2_000_000,
+};
+
 /// Output size of a conv with padding `k/2` and odd `k`: `ceil(res / stride)`.
 pub fn conv_output_resolution(resolution: u32, stride: u32) -> u32 {
     (resolution - 1) / stride + 1
@@ -269,6 +302,7 @@ impl SearchSpaceConfig {
         if self.input_resolution == 0 || self.input_channels == 0 || self.num_classes == 0 {
             return bad("input_resolution, input_channels and num_classes must be positive".into());
         }
+        self.check_bounds()?;
         check_conv(
             "stem",
             self.stem.kernel,
@@ -324,6 +358,181 @@ impl SearchSpaceConfig {
         }
         if self.head.feature_channels == 0 {
             return bad("head: feature_channels must be positive".into());
+        }
+        self.check_duplicate_ops()?;
+        self.check_kernels_fit()?;
+        self.check_plan_size()
+    }
+
+    /// Every count within [`LIMITS`]: beyond them u32 width arithmetic
+    /// wraps (4e9 channels became `m1935228928`) or a plan takes gigabytes.
+    fn check_bounds(&self) -> Result<()> {
+        let mut fields: Vec<(String, u32, (u32, u32))> = vec![
+            (
+                "input_resolution".into(),
+                self.input_resolution,
+                LIMITS.resolution,
+            ),
+            (
+                "input_channels".into(),
+                self.input_channels,
+                LIMITS.input_channels,
+            ),
+            ("num_classes".into(), self.num_classes, LIMITS.classes),
+            (
+                "stem.out_channels".into(),
+                self.stem.out_channels,
+                LIMITS.channels,
+            ),
+            ("stem.stride".into(), self.stem.stride, LIMITS.stride),
+            (
+                "second_stem.out_channels".into(),
+                self.second_stem.out_channels,
+                LIMITS.channels,
+            ),
+            (
+                "second_stem.mid_channels".into(),
+                self.second_stem.mid_channels,
+                LIMITS.channels,
+            ),
+            (
+                "second_stem.se_channels".into(),
+                self.second_stem.se_channels,
+                LIMITS.channels,
+            ),
+            (
+                "second_stem.stride".into(),
+                self.second_stem.stride,
+                LIMITS.stride,
+            ),
+            (
+                "head.feature_channels".into(),
+                self.head.feature_channels,
+                LIMITS.channels,
+            ),
+            (
+                "the number of stages".into(),
+                self.stages.len().min(u32::MAX as usize) as u32,
+                LIMITS.stages,
+            ),
+            (
+                "the number of ops".into(),
+                self.ops.len().min(u32::MAX as usize) as u32,
+                LIMITS.ops,
+            ),
+        ];
+        for (i, stage) in self.stages.iter().enumerate() {
+            let name = |f: &str| format!("stage {}: {f}", i + 1);
+            fields.push((name("out_channels"), stage.out_channels, LIMITS.channels));
+            fields.push((name("max_depth"), stage.max_depth, LIMITS.depth));
+            fields.push((name("stride"), stage.stride, LIMITS.stride));
+        }
+        for op in &self.ops {
+            let name = |f: &str| format!("op '{}': {f}", op.name);
+            fields.push((name("max_expansion"), op.max_expansion, LIMITS.expansion));
+            fields.push((name("se_ratio"), op.se_ratio, LIMITS.expansion));
+        }
+        for (field, value, (lo, hi)) in fields {
+            // Zero counts have their own messages further on.
+            if value != 0 && !(lo..=hi).contains(&value) {
+                return Err(SpaceError::Config(format!(
+                    "{field} {value} is outside [{lo}, {hi}]"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Two ops with the same kernel, widths and SE are one op under two
+    /// names: its latency and probability would be counted twice.
+    fn check_duplicate_ops(&self) -> Result<()> {
+        let same = |a: &OpConfig, b: &OpConfig| {
+            (
+                a.kernel,
+                a.expansion,
+                a.min_expansion,
+                a.max_expansion,
+                a.se_ratio,
+            ) == (
+                b.kernel,
+                b.expansion,
+                b.min_expansion,
+                b.max_expansion,
+                b.se_ratio,
+            )
+        };
+        for (i, op) in self.ops.iter().enumerate() {
+            if let Some(twin) = self.ops[..i].iter().find(|o| same(o, op)) {
+                return Err(SpaceError::Config(format!(
+                    "ops '{}' and '{}' are the same op (kernel, expansions and se_ratio) under two names",
+                    twin.name, op.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// A kernel wider than twice its feature map (plus one) has taps that
+    /// only ever see padding (kernel 99 on a 7x7 map).
+    fn check_kernels_fit(&self) -> Result<()> {
+        let fits = |kernel: u32, resolution: u32| kernel <= 2 * resolution + 1;
+        let stem_res = self.input_resolution;
+        if !fits(self.stem.kernel, stem_res) {
+            return Err(SpaceError::Config(format!(
+                "stem: kernel {} does not fit its {stem_res}x{stem_res} input (at most {})",
+                self.stem.kernel,
+                2 * stem_res + 1
+            )));
+        }
+        let second_res = conv_output_resolution(stem_res, self.stem.stride);
+        if !fits(self.second_stem.kernel, second_res) {
+            return Err(SpaceError::Config(format!(
+                "second_stem: kernel {} does not fit its {second_res}x{second_res} input (at most {})",
+                self.second_stem.kernel,
+                2 * second_res + 1
+            )));
+        }
+        for (s, stage) in self.layers().iter().enumerate() {
+            let res = stage.iter().map(|l| l.resolution).min().unwrap_or(1);
+            let res = res.min(
+                stage
+                    .last()
+                    .map_or(res, |l| conv_output_resolution(l.resolution, l.stride)),
+            );
+            for op in &self.ops {
+                if !fits(op.kernel, res) {
+                    return Err(SpaceError::Config(format!(
+                        "op '{}': kernel {} does not fit stage {}'s {res}x{res} feature maps (at most {})",
+                        op.name,
+                        op.kernel,
+                        s + 1,
+                        2 * res + 1
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The widths a complete table at width step 1 would time, counted in
+    /// u64 before any plan is built (max_expansion 1,000,000 made `plan`
+    /// take 5 GB).
+    fn check_plan_size(&self) -> Result<()> {
+        let mut widths: u64 = 0;
+        for stage in self.layers() {
+            for layer in &stage {
+                for op in &self.ops {
+                    let ic = u64::from(layer.in_channels);
+                    let span = (u64::from(op.max_expansion) - u64::from(op.min_expansion)) * ic + 1;
+                    widths += span;
+                }
+            }
+        }
+        if widths > LIMITS.plan_widths {
+            return Err(SpaceError::Config(format!(
+                "the ops' width ranges (min_expansion..max_expansion times each layer's input channels) hold {widths} widths, more than the {} a table can sensibly time",
+                LIMITS.plan_widths
+            )));
         }
         Ok(())
     }
@@ -454,6 +663,41 @@ mod tests {
         let mut space = SearchSpaceConfig::default();
         space.ops[2].name = "k3_e3".into();
         assert!(space.validate().unwrap_err().to_string().contains("twice"));
+        // Out of range, wrapping, too large to plan, duplicated, too wide.
+        type Change = fn(&mut SearchSpaceConfig);
+        let cases: [(&str, Change); 7] = [
+            ("stage 2: out_channels 4000000000", |s| {
+                s.stages[1].out_channels = 4_000_000_000
+            }),
+            ("input_resolution 1 ", |s| s.input_resolution = 1),
+            ("input_resolution 100000", |s| s.input_resolution = 100_000),
+            ("stage 6: max_depth 1000", |s| s.stages[5].max_depth = 1000),
+            ("max_expansion 1000000", |s| {
+                s.ops[0].max_expansion = 1_000_000
+            }),
+            ("same op", |s| {
+                s.ops.push(OpConfig {
+                    name: "again".into(),
+                    ..s.ops[0].clone()
+                })
+            }),
+            ("kernel 99", |s| s.ops[0].kernel = 99),
+        ];
+        for (words, change) in cases {
+            let mut space = SearchSpaceConfig::default();
+            change(&mut space);
+            let e = space.validate().unwrap_err().to_string();
+            assert!(e.contains(words), "{words}: {e}");
+        }
+        let mut space = SearchSpaceConfig::default();
+        space.ops[0].max_expansion = 64;
+        space.stages[4].out_channels = 16_000;
+        let e = space.validate().unwrap_err().to_string();
+        assert!(e.contains("widths, more than"), "{e}");
+        let mut space = SearchSpaceConfig::default();
+        space.ops[0].max_expansion = 20_000;
+        let e = space.validate().unwrap_err().to_string();
+        assert!(e.contains("widths, more than"), "{e}");
         let mut space = SearchSpaceConfig::default();
         space.stages[3].max_depth = 0;
         assert!(space

@@ -21,7 +21,7 @@ pub enum SpaceError {
     #[error("{path}: {message}")]
     ConfigFile { path: PathBuf, message: String },
 
-    #[error("invalid block key '{key}': {reason}")]
+    #[error("invalid block key '{}': {}", clip(.key, 200), clip(.reason, 300))]
     Key { key: String, reason: String },
 
     /// A problem at one place of a latency table file.
@@ -48,11 +48,16 @@ pub enum SpaceError {
     #[error("invalid architecture JSON: {0}")]
     ArchJson(String),
 
+    /// An output that cannot or must not be written.
+    #[error("output {path}: {message}")]
+    Output { path: PathBuf, message: String },
+
     #[error("cannot write table: {0}")]
     Write(String),
 }
 
 fn table_location(file: &str, line: u64, column: Option<&str>, message: &str) -> String {
+    let message = clip(message, 2000);
     match column {
         Some(column) => format!("{file}:{line}: column '{column}': {message}"),
         None => format!("{file}:{line}: {message}"),
@@ -63,6 +68,15 @@ fn arch_location(stage: usize, block: Option<usize>, message: &str) -> String {
     match block {
         Some(block) => format!("architecture stage {stage}, block {block}: {message}"),
         None => format!("architecture stage {stage}: {message}"),
+    }
+}
+
+/// `text` cut to at most `max` characters, saying how long it was: a 20 MB
+/// key must not come back whole in a one-line message.
+pub fn clip(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}... ({} bytes in all)", &text[..at], text.len()),
+        None => text.to_string(),
     }
 }
 

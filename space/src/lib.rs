@@ -15,6 +15,7 @@ pub mod block;
 pub mod config;
 mod cost;
 pub mod error;
+pub mod io;
 pub mod plan;
 mod sample;
 pub use sample::blocks_in_code;

@@ -349,3 +349,137 @@ fn a_bad_boundary_is_refused_with_its_line() {
     assert!(e.contains("median_ms") && e.contains("not above"), "{e}");
     assert!(with_boundary("0.0999").is_ok());
 }
+
+/// A tiny well-formed table: its header lines, then the stem of the
+/// default space, then `rows`.
+fn small_table(header: &str, rows: &str) -> String {
+    format!(
+        "# format: tfnas-latency-table/1\n{header}key,batch,median_ms,p10_ms,p90_ms,ci_low_ms,ci_high_ms,samples,throttled\nstem_r224_i3_o32_s2_k3_m0_se0_relu,32,0.1,0.1,0.1,0.1,0.1,5,0\n{rows}"
+    )
+}
+
+fn refusal(text: &str) -> String {
+    LatencyTable::parse(text, "t.csv").unwrap_err().to_string()
+}
+
+#[test]
+fn malformed_or_misplaced_header_lines_are_refused_with_their_line() {
+    let e = refusal(&small_table("# batch: 32\n# width_step: banana\n", ""));
+    assert!(
+        e.starts_with("t.csv:3:") && e.contains("width_step 'banana'"),
+        "{e}"
+    );
+    let e = refusal(&small_table("# space_digest: not-a-digest\n", ""));
+    assert!(
+        e.starts_with("t.csv:2:") && e.contains("16 hex digits"),
+        "{e}"
+    );
+    let late = "key,batch,median_ms,p10_ms,p90_ms,ci_low_ms,ci_high_ms,samples,throttled\n# format: tfnas-latency-table/1\n";
+    let e = refusal(late);
+    assert!(
+        e.starts_with("t.csv:2:") && e.contains("before the column header (line 1)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_byte_order_mark_is_read_as_no_part_of_the_first_line() {
+    let text = format!("\u{feff}{}", small_table("", ""));
+    let table = LatencyTable::parse(&text, "t.csv").unwrap();
+    assert_eq!(table.len(), 1);
+}
+
+#[test]
+fn a_median_beyond_a_million_ms_is_refused() {
+    let e = refusal(&small_table(
+        "",
+        "head_r7_i320_o1000_s1_k1_m1280_se0_swish,32,1e300,1e300,1e300,1e300,1e300,5,0\n",
+    ));
+    assert!(
+        e.starts_with("t.csv:4:") && e.contains("above 1e6 ms"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_huge_key_is_cut_short_in_the_message() {
+    let key = "x".repeat(1_000_000);
+    let e = refusal(&small_table("", &format!("{key},32,1,1,1,1,1,5,0\n")));
+    assert!(
+        e.len() < 3000 && e.contains("bytes in all"),
+        "{} bytes",
+        e.len()
+    );
+}
+
+#[test]
+fn keys_outside_the_space_and_another_spaces_digest_are_refused() {
+    let space = space::SearchSpaceConfig::default();
+    let outside = small_table(
+        "",
+        "mbconv_r28_i40_o80_s2_k5_m9999_se0_swish,32,0.1,0.1,0.1,0.1,0.1,5,0\nstem_r999_i3_o32_s2_k3_m0_se0_relu,32,0.1,0.1,0.1,0.1,0.1,5,0\n",
+    );
+    let table = LatencyTable::parse(&outside, "t.csv").unwrap();
+    assert_eq!(table.keys_outside(&space).len(), 2);
+    let e = table.check_in_space(&space).unwrap_err().to_string();
+    assert!(
+        e.starts_with("t.csv:4: column 'key': 2 entries are")
+            && e.contains("m9999")
+            && e.contains("(line 5)"),
+        "{e}"
+    );
+    let other = small_table("# space_digest: 0123456789abcdef\n", "");
+    let table = LatencyTable::parse(&other, "t.csv").unwrap();
+    let e = table.check_in_space(&space).unwrap_err().to_string();
+    assert!(
+        e.starts_with("t.csv:2:") && e.contains("contradicts the space"),
+        "{e}"
+    );
+    let own = small_table(&format!("# space_digest: {}\n", space.digest()), "");
+    LatencyTable::parse(&own, "t.csv")
+        .unwrap()
+        .check_in_space(&space)
+        .unwrap();
+}
+
+#[test]
+fn the_content_digest_follows_the_text_not_the_path() {
+    let text = fixture_text();
+    let a = LatencyTable::parse(&text, "a.csv").unwrap();
+    let b = LatencyTable::parse(&text, "./b.csv").unwrap();
+    assert_eq!(a.content_sha256(), b.content_sha256());
+    let doubled = text.replacen(",0.", ",1.", 1);
+    let c = LatencyTable::parse(&doubled, "a.csv");
+    if let Ok(c) = c {
+        assert_ne!(a.content_sha256(), c.content_sha256());
+    }
+}
+
+#[test]
+fn the_reference_tables_hold_only_keys_of_the_default_space() {
+    let space = space::SearchSpaceConfig::default();
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tables/reference");
+    for name in [
+        "h100-pytorch-2.11-graph.csv",
+        "titanrtx-tfnas-official.csv",
+        "xeon6130-tfnas-official.csv",
+    ] {
+        let table = LatencyTable::from_path(&dir.join(name)).unwrap();
+        let outside = table.keys_outside(&space);
+        assert!(
+            outside.is_empty(),
+            "{name}: {:?}",
+            &outside[..outside.len().min(3)]
+        );
+    }
+}
+
+#[test]
+fn a_row_after_a_comment_line_is_named_by_its_file_line() {
+    let text = small_table(
+        "",
+        "# a note between rows\n\nhead_r7_i320_o1000_s1_k1_m1280_se0_swish,32,banana,1,1,1,1,5,0\n",
+    );
+    let e = refusal(&text);
+    assert!(e.starts_with("t.csv:6: column 'median_ms'"), "{e}");
+}

@@ -320,7 +320,7 @@ pub fn run(args: &FitArgs) -> Result<Fitted> {
 
 /// Writes the corrected copy to `out`.
 pub fn write_copy(out: &Path, text: &str) -> Result<()> {
-    std::fs::write(out, text).with_context(|| format!("cannot write {}", out.display()))
+    Ok(space::io::write_atomic(out, text.as_bytes())?)
 }
 
 /// The table's copy (`text`, the bytes whose SHA-256 the rows named) with

@@ -115,19 +115,24 @@ pub fn scatter(
         x_desc,
         y_desc,
     };
+    // Drawn into a temporary file beside `path` that keeps its extension,
+    // then renamed: a full disk leaves the old plot, never half of one.
+    let file = space::io::AtomicFile::new(path)?;
+    let temp = file.temp_path();
     match format {
         Format::Svg => draw(
-            SVGBackend::new(path, SIZE).into_drawing_area(),
+            SVGBackend::new(temp, SIZE).into_drawing_area(),
             points,
             &text,
         ),
         Format::Png => draw(
-            BitMapBackend::new(path, SIZE).into_drawing_area(),
+            BitMapBackend::new(temp, SIZE).into_drawing_area(),
             points,
             &text,
         ),
     }
-    .map_err(|e| ProfilerError::Invalid(format!("cannot draw {}: {e}", path.display())))
+    .map_err(|e| ProfilerError::Invalid(format!("cannot draw {}: {e}", path.display())))?;
+    Ok(file.commit()?)
 }
 
 /// The plot's caption and axis descriptions.

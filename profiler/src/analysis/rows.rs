@@ -183,6 +183,8 @@ pub fn parse(text: &str, origin: &str) -> Result<RowsFile> {
     let mut header = Metadata::new();
     let mut body = String::new();
     let mut columns_line = None;
+    // The file's line of each body line, so messages point past comments.
+    let mut source_lines: Vec<u64> = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let n = n as u64 + 1;
         if line.trim_start().starts_with('#') {
@@ -210,18 +212,22 @@ pub fn parse(text: &str, origin: &str) -> Result<RowsFile> {
             Some(_) => {
                 body.push_str(line);
                 body.push('\n');
+                source_lines.push(n);
             }
         }
     }
-    let first = columns_line.unwrap_or(0);
     let mut rows = Vec::new();
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .comment(Some(b'#'))
         .from_reader(body.as_bytes());
     for (i, record) in reader.records().enumerate() {
-        let line = first + 1 + i as u64;
         let record = record.with_context(|| format!("{origin}: row {}", i + 1))?;
+        let line = record
+            .position()
+            .and_then(|p| source_lines.get(p.line() as usize - 1))
+            .copied()
+            .unwrap_or(0);
         let row = Row::parse(&record, line).with_context(|| origin.to_string())?;
         if row.index != i as u64 {
             bail!(

@@ -36,6 +36,13 @@ pub fn run(args: &CheckArgs) -> Result<()> {
             );
         }
     }
+    let outside = table.keys_outside(&space);
+    if !outside.is_empty() {
+        println!(
+            "outside the space: {}; the searcher and `predict` refuse this table",
+            space::table::describe_outside(&outside, &space)
+        );
+    }
     let throttled = table.entries().iter().filter(|e| e.stats.throttled).count();
     if throttled > 0 {
         println!("{throttled} entries were measured while the GPU throttled");

@@ -38,6 +38,7 @@ pub fn run(args: &CompareArgs) -> Result<()> {
     }
     if let Some(p) = &args.plot {
         plot::check_plot_path(p)?;
+        space::io::check_output(p, &[("table A", &args.a), ("table B", &args.b)])?;
     }
     let space = match &args.space {
         Some(p) => SearchSpaceConfig::from_path(p)?,

@@ -21,6 +21,7 @@ pub struct PredictArgs {
 pub fn run(args: &PredictArgs) -> Result<()> {
     let table = LatencyTable::from_path(&args.table)?;
     let arch = Architecture::from_path(&args.arch)?;
+    table.check_in_space(&arch.space)?;
     let latency = table
         .predict(&arch)
         .with_context(|| format!("cannot predict the architecture from {}", table.origin()))?;

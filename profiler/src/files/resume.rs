@@ -73,9 +73,7 @@ pub fn settings_diffs(keys: &[&str], file: &Metadata, run: &Metadata) -> Vec<Str
 /// Replaces `path` with `text` atomically (write aside, then rename), so
 /// that a kill during a resume leaves either file whole.
 pub fn replace_file(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("resume-tmp");
-    std::fs::write(&tmp, text).map_err(|e| ProfilerError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| ProfilerError::io(path, e))
+    Ok(space::io::write_atomic(path, text.as_bytes())?)
 }
 
 #[cfg(test)]

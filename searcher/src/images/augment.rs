@@ -69,7 +69,8 @@ pub fn random_resized_crop(width: u32, height: u32, rng: &mut impl Rng) -> Crop 
 pub fn center_crop(width: u32, height: u32, out: u32) -> Crop {
     let resize_to = (f64::from(out) * 256.0 / 224.0).round();
     let short = f64::from(width.min(height));
-    let side = (f64::from(out) * short / resize_to).min(short);
+    // At least one pixel: an image with a 1-pixel side still gives one.
+    let side = (f64::from(out) * short / resize_to).clamp(1.0, short);
     Crop {
         left: (f64::from(width) - side) / 2.0,
         top: (f64::from(height) - side) / 2.0,
@@ -84,11 +85,7 @@ pub fn resize_crop(img: &Rgb8, crop: Crop, out: u32, resizer: &mut Resizer) -> R
     let src = ImageRef::new(img.width, img.height, &img.data, PixelType::U8x3)
         .expect("buffer matches its dimensions");
     let mut dst = Image::new(out, out, PixelType::U8x3);
-    let crop = Crop {
-        width: crop.width.min(f64::from(img.width) - crop.left).max(1.0),
-        height: crop.height.min(f64::from(img.height) - crop.top).max(1.0),
-        ..crop
-    };
+    let crop = inside(crop, img.width, img.height);
     let options = ResizeOptions::new()
         .resize_alg(ResizeAlg::Convolution(FilterType::Bilinear))
         .crop(crop.left, crop.top, crop.width, crop.height);
@@ -99,6 +96,25 @@ pub fn resize_crop(img: &Rgb8, crop: Crop, out: u32, resizer: &mut Resizer) -> R
         width: out,
         height: out,
         data: dst.into_vec(),
+    }
+}
+
+/// `crop` made at least one pixel wide and high and moved inside a
+/// `width`×`height` image, whatever its size: a crop widened to one pixel
+/// on a 1-pixel side must move back inside, not hang over the edge.
+pub fn inside(crop: Crop, width: u32, height: u32) -> Crop {
+    let fit = |start: f64, len: f64, side: u32| {
+        let side = f64::from(side);
+        let len = len.clamp(1.0, side);
+        (start.clamp(0.0, side - len), len)
+    };
+    let (left, width) = fit(crop.left, crop.width, width);
+    let (top, height) = fit(crop.top, crop.height, height);
+    Crop {
+        left,
+        top,
+        width,
+        height,
     }
 }
 
@@ -204,6 +220,55 @@ pub fn to_tensor(img: &Rgb8, flip: bool, jitter: Option<&Jitter>, out: &mut [f32
             let p = px[y * w + sx];
             for c in 0..3 {
                 out[c * plane + y * w + x] = (p[c] - MEAN[c]) / STD[c];
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn image(width: u32, height: u32) -> Rgb8 {
+        Rgb8 {
+            width,
+            height,
+            data: (0..width * height * 3).map(|i| (i % 251) as u8).collect(),
+        }
+    }
+
+    #[test]
+    fn every_image_size_down_to_one_pixel_crops_and_resizes() {
+        let mut resizer = Resizer::new();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let sizes = [
+            (1, 1),
+            (1, 300),
+            (300, 1),
+            (2, 2),
+            (3, 1),
+            (1, 2),
+            (7, 5),
+            (48, 48),
+        ];
+        for (w, h) in sizes {
+            let img = image(w, h);
+            for out in [1, 16, 48] {
+                let crops = [center_crop(w, h, out), random_resized_crop(w, h, &mut rng)];
+                for crop in crops {
+                    let c = inside(crop, w, h);
+                    assert!(
+                        c.left >= 0.0 && c.left + c.width <= f64::from(w),
+                        "{w}x{h}: {c:?}"
+                    );
+                    assert!(
+                        c.top >= 0.0 && c.top + c.height <= f64::from(h),
+                        "{w}x{h}: {c:?}"
+                    );
+                    let resized = resize_crop(&img, crop, out, &mut resizer);
+                    assert_eq!(resized.data.len(), (3 * out * out) as usize);
+                }
             }
         }
     }

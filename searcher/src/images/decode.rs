@@ -70,8 +70,28 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<Rgb8> {
     }
 }
 
+/// Whether a JPEG's last scan is followed by its end-of-image marker. A
+/// file cut inside its entropy-coded data has none there, and the decoder
+/// would fill the missing rows with grey without a word. Byte stuffing
+/// keeps both markers out of the coded data, and an EXIF thumbnail's own
+/// markers come before the main image's scans, so the last SOS must be
+/// followed by an EOI.
+pub fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let last = |marker: u8| bytes.windows(2).rposition(|w| w == [0xFF, marker]);
+    match (last(0xDA), last(0xD9)) {
+        (Some(sos), Some(eoi)) => eoi > sos,
+        _ => false,
+    }
+}
+
 /// Full-size decode with zune-jpeg (grey and CMYK converted to RGB).
 pub fn decode_jpeg(bytes: &[u8], path: &Path) -> Result<Rgb8> {
+    if !jpeg_is_complete(bytes) {
+        return Err(fail(
+            path,
+            "truncated JPEG: no end-of-image marker after its last scan",
+        ));
+    }
     let options = DecoderOptions::default()
         .jpeg_set_out_colorspace(ColorSpace::RGB)
         .set_strict_mode(false);
@@ -86,4 +106,46 @@ pub fn decode_jpeg(bytes: &[u8], path: &Path) -> Result<Rgb8> {
         height: h as u32,
         data,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jpeg(width: u32, height: u32) -> Vec<u8> {
+        let pixels: Vec<u8> = (0..width * height * 3)
+            .map(|i| (i * 7 % 256) as u8)
+            .collect();
+        let mut bytes = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 90)
+            .encode(&pixels, width, height, image::ExtendedColorType::Rgb8)
+            .unwrap();
+        bytes
+    }
+
+    #[test]
+    fn a_jpeg_cut_inside_its_data_is_a_decode_error() {
+        let whole = jpeg(64, 64);
+        let path = Path::new("x.jpg");
+        assert_eq!(decode(&whole, path).unwrap().width, 64);
+        for keep in [whole.len() - 2, whole.len() * 3 / 4, whole.len() / 2] {
+            let e = decode(&whole[..keep], path).unwrap_err().to_string();
+            assert!(
+                e.contains("x.jpg") && e.contains("truncated JPEG"),
+                "{keep}: {e}"
+            );
+        }
+        // Padding after the end-of-image marker is no truncation.
+        let mut padded = whole.clone();
+        padded.extend([0u8; 16]);
+        assert!(decode(&padded, path).is_ok());
+    }
+
+    #[test]
+    fn one_pixel_images_decode() {
+        for (w, h) in [(1, 1), (1, 300), (300, 1)] {
+            let img = decode(&jpeg(w, h), Path::new("tiny.jpg")).unwrap();
+            assert_eq!((img.width, img.height), (w, h));
+        }
+    }
 }

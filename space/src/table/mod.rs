@@ -15,12 +15,14 @@ mod correction;
 mod lookup;
 mod metadata;
 mod read;
+mod scope;
 mod write;
 
 pub use correction::Correction;
 pub use lookup::{ArchLatency, Estimate, Source};
 pub use metadata::{meta, Metadata};
 pub use read::LatencyTable;
+pub use scope::describe_outside;
 pub use write::TableWriter;
 
 use crate::block::BlockSpec;
@@ -40,6 +42,11 @@ pub const COLUMNS: [&str; 9] = [
 
 /// The value of the `format` metadata line this crate writes and reads.
 pub const FORMAT: &str = "tfnas-latency-table/1";
+
+/// The largest latency a table may hold: 1e6 ms is 16 minutes for one
+/// batch of one block, far beyond any real measurement, so a larger number
+/// is a unit or typing error.
+pub const MAX_MS: f64 = 1e6;
 
 /// The measured statistics of one entry, in milliseconds per batch.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -93,6 +100,12 @@ impl LatencyStats {
             }
             if v < 0.0 {
                 return Err((column, format!("negative latency {v}")));
+            }
+            if v > MAX_MS {
+                return Err((
+                    column,
+                    format!("{v} ms is above {MAX_MS:e} ms, beyond any block's latency"),
+                ));
             }
         }
         if self.samples == 0 {

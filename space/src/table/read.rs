@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use sha2::{Digest, Sha256};
+
 use super::metadata::{meta, Metadata};
 use super::{Entry, LatencyStats, COLUMNS, FORMAT};
 use crate::block::{BlockShape, BlockSpec};
@@ -14,7 +16,10 @@ use crate::error::{Result, SpaceError};
 #[derive(Clone, Debug)]
 pub struct LatencyTable {
     origin: String,
+    sha256: String,
     metadata: Metadata,
+    /// 1-based line of each header key's first line.
+    header_lines: HashMap<String, u64>,
     batch: u32,
     entries: Vec<Entry>,
     /// 1-based source line of each entry.
@@ -38,245 +43,83 @@ impl LatencyTable {
 
     /// Parses table text; `origin` names it in error messages.
     pub fn parse(text: &str, origin: &str) -> Result<Self> {
-        let fail = |line: u64, column: Option<&str>, message: String| SpaceError::Table {
-            file: origin.to_string(),
-            line,
-            column: column.map(str::to_string),
-            message,
-        };
-
-        let mut metadata = Metadata::new();
-        for (n, line) in text.lines().enumerate() {
-            if let Some((k, v)) = Metadata::parse_line(line) {
-                if metadata.get(k).is_some_and(|old| old != v) {
-                    return Err(fail(
-                        n as u64 + 1,
-                        None,
-                        format!(
-                            "header line '{k}' repeats with another value ('{}' then '{v}')",
-                            metadata.get(k).unwrap_or_default()
-                        ),
-                    ));
-                }
-                metadata.set(k, v);
-            }
-        }
-        match metadata.get(meta::FORMAT) {
-            Some(FORMAT) => {}
-            Some(other) => {
-                return Err(fail(
-                    1,
-                    None,
-                    format!("unsupported table format '{other}' (this build reads '{FORMAT}')"),
-                ))
-            }
-            None => {
-                return Err(fail(
-                    1,
-                    None,
-                    format!(
-                        "not a latency table: no '# {}: {FORMAT}' header line",
-                        meta::FORMAT
-                    ),
-                ))
-            }
-        }
-        let header_batch = match metadata.get(meta::BATCH) {
-            Some(b) => Some(b.parse::<u32>().ok().filter(|&b| b > 0).ok_or_else(|| {
-                fail(
-                    header_line(text, meta::BATCH),
-                    None,
-                    format!("header batch '{b}' is not a positive integer"),
-                )
-            })?),
-            None => None,
-        };
-
-        if let Some(c) = metadata.get(meta::CORRECTION) {
-            if let Err(e) = c.parse::<super::Correction>() {
-                return Err(fail(
-                    header_line(text, meta::CORRECTION),
-                    None,
-                    format!("header correction: {e}"),
-                ));
-            }
-        }
-
-        let boundary_ms = match metadata.get(meta::BOUNDARY_MS) {
-            Some(v) => v
-                .parse::<f64>()
-                .ok()
-                .filter(|b| b.is_finite() && *b >= 0.0)
-                .ok_or_else(|| {
-                    fail(
-                        header_line(text, meta::BOUNDARY_MS),
-                        None,
-                        format!(
-                            "header {} '{v}' is not a non-negative number of milliseconds",
-                            meta::BOUNDARY_MS
-                        ),
-                    )
-                })?,
-            None => 0.0,
-        };
-
-        // Comment lines become empty lines, which the CSV reader skips but
-        // still counts, so its positions stay the file's line numbers. (Its
-        // own comment support misses a last comment line with no newline.)
-        let body: Vec<&str> = text
-            .lines()
-            .map(|l| {
-                if l.trim_start().starts_with('#') {
-                    ""
-                } else {
-                    l
-                }
-            })
-            .collect();
-        let body = body.join("\n");
-        let header_line_no = body
-            .lines()
-            .position(|l| !l.trim().is_empty())
-            .map_or(1, |n| n as u64 + 1);
+        let sha256 = hex_sha256(text.as_bytes());
+        // Editors on some systems start a UTF-8 file with a byte-order mark;
+        // it is no part of the first line.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let at = Locator { origin };
+        let header = Header::read(text, &at)?;
+        let body = csv_body(text);
         let mut reader = csv::ReaderBuilder::new()
             .flexible(true)
             .trim(csv::Trim::All)
-            .from_reader(body.as_bytes());
-        let header = reader
-            .headers()
-            .map_err(|e| {
-                fail(
-                    header_line_no,
-                    None,
-                    format!("cannot read the column header: {e}"),
-                )
-            })?
-            .clone();
-        let found: Vec<&str> = header.iter().collect();
-        if found != COLUMNS {
-            return Err(fail(
-                header_line_no,
+            .from_reader(body.text.as_bytes());
+        check_columns(&mut reader, body.header_line, &at)?;
+        if let Some(line) = header.format_line.filter(|&l| l > body.header_line) {
+            return Err(at.fail(
+                line,
                 None,
                 format!(
-                    "column header must be '{}', found '{}'",
-                    COLUMNS.join(","),
-                    found.join(",")
+                    "the '# {}' line must come before the column header (line {})",
+                    meta::FORMAT,
+                    body.header_line
                 ),
             ));
         }
-
         let mut table = LatencyTable {
             origin: origin.to_string(),
-            batch: header_batch.unwrap_or(0),
-            metadata,
+            sha256,
+            batch: header.batch.unwrap_or(0),
+            metadata: header.metadata,
+            header_lines: header.lines,
             entries: Vec::new(),
             lines: Vec::new(),
             by_spec: HashMap::new(),
-            boundary_ms,
+            boundary_ms: header.boundary_ms,
             curves: HashMap::new(),
         };
         let mut first_batch_line = 0;
         for record in reader.records() {
             let record = record.map_err(|e| {
-                let line = e.position().map_or(0, |p| p.line());
-                fail(line, None, format!("unreadable row: {e}"))
+                let line = e.position().map_or(0, |p| body.file_line(p.line()));
+                at.fail(line, None, format!("unreadable row: {e}"))
             })?;
-            let line = record.position().map_or(0, |p| p.line());
-            if record.len() != COLUMNS.len() {
-                let missing = COLUMNS.get(record.len()).copied();
-                return Err(fail(
-                    line,
-                    missing,
-                    format!(
-                        "row has {} of {} fields (truncated or malformed)",
-                        record.len(),
-                        COLUMNS.len()
-                    ),
-                ));
-            }
-            let field = |i: usize| &record[i];
-            let spec: BlockSpec = field(0)
-                .parse()
-                .map_err(|e: SpaceError| fail(line, Some("key"), e.to_string()))?;
-            let batch: u32 = field(1).parse().ok().filter(|&b| b > 0).ok_or_else(|| {
-                fail(
-                    line,
-                    Some("batch"),
-                    format!("'{}' is not a positive batch size", field(1)),
-                )
-            })?;
-            if table.entries.is_empty() && header_batch.is_none() {
-                table.batch = batch;
+            let line = record.position().map_or(0, |p| body.file_line(p.line()));
+            let entry = parse_row(&record, line, table.boundary_ms, &at)?;
+            if table.entries.is_empty() && header.batch.is_none() {
+                table.batch = entry.batch;
                 first_batch_line = line;
             }
-            if batch != table.batch {
-                let why = match header_batch {
+            if entry.batch != table.batch {
+                let batch = entry.batch;
+                let why = match header.batch {
                     Some(b) => format!("batch {batch} contradicts the header's batch {b}"),
                     None => format!("batch {batch} differs from batch {} on line {first_batch_line}: a table holds one batch size", table.batch),
                 };
-                return Err(fail(line, Some("batch"), why));
+                return Err(at.fail(line, Some("batch"), why));
             }
-            let number = |i: usize| -> Result<f64> {
-                let col = COLUMNS[i];
-                field(i)
-                    .parse::<f64>()
-                    .map_err(|_| fail(line, Some(col), format!("'{}' is not a number", field(i))))
-            };
-            let (median_ms, p10_ms, p90_ms, ci_low_ms, ci_high_ms) =
-                (number(2)?, number(3)?, number(4)?, number(5)?, number(6)?);
-            let samples: u64 = field(7).parse().map_err(|_| {
-                fail(
+            if let Some(&earlier) = table.by_spec.get(&entry.spec) {
+                return Err(at.fail(
                     line,
-                    Some("samples"),
-                    format!("'{}' is not a sample count", field(7)),
-                )
-            })?;
-            let throttled = match field(8) {
-                "0" | "false" => false,
-                "1" | "true" => true,
-                other => {
-                    return Err(fail(
-                        line,
-                        Some("throttled"),
-                        format!("'{other}' is not 0 or 1"),
-                    ))
-                }
-            };
-            let stats = LatencyStats {
-                median_ms,
-                p10_ms,
-                p90_ms,
-                ci_low_ms,
-                ci_high_ms,
-                samples,
-                throttled,
-            };
-            stats
-                .check()
-                .map_err(|(col, msg)| fail(line, Some(col), msg))?;
-            if boundary_ms > 0.0 && median_ms <= boundary_ms {
-                return Err(fail(
-                    line,
-                    Some("median_ms"),
+                    Some("key"),
                     format!(
-                        "{median_ms} ms is not above the header's {} {boundary_ms} ms (what an empty run costs)",
-                        meta::BOUNDARY_MS
+                        "'{}' already appears on line {}",
+                        entry.spec, table.lines[earlier]
                     ),
                 ));
             }
-            if let Some(&earlier) = table.by_spec.get(&spec) {
-                return Err(fail(
-                    line,
-                    Some("key"),
-                    format!("'{spec}' already appears on line {}", table.lines[earlier]),
-                ));
-            }
-            table.push(Entry { spec, batch, stats }, line);
+            table.push(entry, line);
         }
         for points in table.curves.values_mut() {
             points.sort_by_key(|&(mid, _)| mid);
         }
         Ok(table)
+    }
+
+    /// The SHA-256 of the table's text as read, in hex: what a search
+    /// resumed on it must see again, whatever path names it.
+    pub fn content_sha256(&self) -> &str {
+        &self.sha256
     }
 
     fn push(&mut self, entry: Entry, line: u64) {
@@ -338,6 +181,11 @@ impl LatencyTable {
         self.by_spec.get(spec).map(|&i| &self.entries[i])
     }
 
+    /// Source line of the header line `key`, if the table has one.
+    pub fn header_line_of(&self, key: &str) -> Option<u64> {
+        self.header_lines.get(key).copied()
+    }
+
     /// Source line of the entry for `spec`, for messages that point back
     /// into the file.
     pub fn line_of(&self, spec: &BlockSpec) -> Option<u64> {
@@ -345,8 +193,281 @@ impl LatencyTable {
     }
 }
 
-fn header_line(text: &str, key: &str) -> u64 {
-    text.lines()
-        .position(|l| Metadata::parse_line(l).is_some_and(|(k, _)| k == key))
-        .map_or(1, |n| n as u64 + 1)
+/// Names the table in its errors.
+struct Locator<'a> {
+    origin: &'a str,
+}
+
+impl Locator<'_> {
+    fn fail(&self, line: u64, column: Option<&str>, message: String) -> SpaceError {
+        SpaceError::Table {
+            file: self.origin.to_string(),
+            line,
+            column: column.map(str::to_string),
+            message,
+        }
+    }
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// What the `# key: value` lines say, each checked where it is read.
+struct Header {
+    metadata: Metadata,
+    batch: Option<u32>,
+    boundary_ms: f64,
+    /// Line of the `format` line.
+    format_line: Option<u64>,
+    lines: HashMap<String, u64>,
+}
+
+impl Header {
+    fn read(text: &str, at: &Locator) -> Result<Header> {
+        let mut metadata = Metadata::new();
+        let mut lines: HashMap<String, u64> = HashMap::new();
+        for (n, line) in text.lines().enumerate() {
+            let Some((k, v)) = Metadata::parse_line(line) else {
+                continue;
+            };
+            let n = n as u64 + 1;
+            if let Some(old) = metadata.get(k).filter(|old| *old != v) {
+                return Err(at.fail(
+                    n,
+                    None,
+                    format!("header line '{k}' repeats with another value ('{old}' then '{v}')"),
+                ));
+            }
+            metadata.set(k, v);
+            lines.entry(k.to_string()).or_insert(n);
+        }
+        let line = |key: &str| lines.get(key).copied().unwrap_or(1);
+        check_format(&metadata, line(meta::FORMAT), at)?;
+        let batch = match metadata.get(meta::BATCH) {
+            Some(b) => Some(positive_integer(b).ok_or_else(|| {
+                at.fail(
+                    line(meta::BATCH),
+                    None,
+                    format!("header batch '{b}' is not a positive integer"),
+                )
+            })?),
+            None => None,
+        };
+        if let Some(w) = metadata.get(meta::WIDTH_STEP) {
+            if positive_integer(w).is_none() {
+                return Err(at.fail(
+                    line(meta::WIDTH_STEP),
+                    None,
+                    format!(
+                        "header {} '{w}' is not a positive integer",
+                        meta::WIDTH_STEP
+                    ),
+                ));
+            }
+        }
+        if let Some(d) = metadata.get(meta::SPACE_DIGEST) {
+            if d.len() != 16 || !d.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(at.fail(
+                    line(meta::SPACE_DIGEST),
+                    None,
+                    format!(
+                        "header {} '{d}' is not a space digest (16 hex digits)",
+                        meta::SPACE_DIGEST
+                    ),
+                ));
+            }
+        }
+        if let Some(c) = metadata.get(meta::CORRECTION) {
+            if let Err(e) = c.parse::<super::Correction>() {
+                return Err(at.fail(
+                    line(meta::CORRECTION),
+                    None,
+                    format!("header correction: {e}"),
+                ));
+            }
+        }
+        let boundary_ms = match metadata.get(meta::BOUNDARY_MS) {
+            Some(v) => v
+                .parse::<f64>()
+                .ok()
+                .filter(|b| b.is_finite() && (0.0..=super::MAX_MS).contains(b))
+                .ok_or_else(|| {
+                    at.fail(
+                        line(meta::BOUNDARY_MS),
+                        None,
+                        format!(
+                            "header {} '{v}' is not a non-negative number of milliseconds",
+                            meta::BOUNDARY_MS
+                        ),
+                    )
+                })?,
+            None => 0.0,
+        };
+        Ok(Header {
+            format_line: lines.get(meta::FORMAT).copied(),
+            lines,
+            metadata,
+            batch,
+            boundary_ms,
+        })
+    }
+}
+
+fn positive_integer(text: &str) -> Option<u32> {
+    text.parse::<u32>().ok().filter(|&v| v > 0)
+}
+
+fn check_format(metadata: &Metadata, line: u64, at: &Locator) -> Result<()> {
+    match metadata.get(meta::FORMAT) {
+        Some(FORMAT) => Ok(()),
+        Some(other) => Err(at.fail(
+            line,
+            None,
+            format!("unsupported table format '{other}' (this build reads '{FORMAT}')"),
+        )),
+        None => Err(at.fail(
+            1,
+            None,
+            format!(
+                "not a latency table: no '# {}: {FORMAT}' header line",
+                meta::FORMAT
+            ),
+        )),
+    }
+}
+
+/// The text the CSV reader sees: the file without its comment and blank
+/// lines, with the file's line of each line it keeps. (The reader's own
+/// comment support misses a last comment line with no newline, and it
+/// does not count a blank line between two rows, so blanking comments
+/// shifted every later row's line.)
+struct Body {
+    text: String,
+    /// The file's line of each line of `text`.
+    lines: Vec<u64>,
+    /// Line of the column header.
+    header_line: u64,
+}
+
+impl Body {
+    /// The file's line of the reader's 1-based `line`.
+    fn file_line(&self, line: u64) -> u64 {
+        let i = line.saturating_sub(1) as usize;
+        self.lines.get(i).copied().unwrap_or(0)
+    }
+}
+
+fn csv_body(text: &str) -> Body {
+    let mut kept = Vec::new();
+    let mut lines = Vec::new();
+    for (n, l) in text.lines().enumerate() {
+        if !l.trim_start().starts_with('#') && !l.trim().is_empty() {
+            kept.push(l);
+            lines.push(n as u64 + 1);
+        }
+    }
+    Body {
+        text: kept.join("\n"),
+        header_line: lines.first().copied().unwrap_or(1),
+        lines,
+    }
+}
+
+fn check_columns(reader: &mut csv::Reader<&[u8]>, line: u64, at: &Locator) -> Result<()> {
+    let header = reader
+        .headers()
+        .map_err(|e| at.fail(line, None, format!("cannot read the column header: {e}")))?;
+    let found: Vec<&str> = header.iter().collect();
+    if found != COLUMNS {
+        return Err(at.fail(
+            line,
+            None,
+            format!(
+                "column header must be '{}', found '{}'",
+                COLUMNS.join(","),
+                found.join(",")
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// One row, checked field by field; the batch against the table's is the
+/// caller's.
+fn parse_row(
+    record: &csv::StringRecord,
+    line: u64,
+    boundary_ms: f64,
+    at: &Locator,
+) -> Result<Entry> {
+    if record.len() != COLUMNS.len() {
+        let missing = COLUMNS.get(record.len()).copied();
+        return Err(at.fail(
+            line,
+            missing,
+            format!(
+                "row has {} of {} fields (truncated or malformed)",
+                record.len(),
+                COLUMNS.len()
+            ),
+        ));
+    }
+    let field = |i: usize| &record[i];
+    let spec: BlockSpec = field(0)
+        .parse()
+        .map_err(|e: SpaceError| at.fail(line, Some("key"), e.to_string()))?;
+    let batch = positive_integer(field(1)).ok_or_else(|| {
+        at.fail(
+            line,
+            Some("batch"),
+            format!("'{}' is not a positive batch size", field(1)),
+        )
+    })?;
+    let number = |i: usize| -> Result<f64> {
+        let col = COLUMNS[i];
+        field(i)
+            .parse::<f64>()
+            .map_err(|_| at.fail(line, Some(col), format!("'{}' is not a number", field(i))))
+    };
+    let (median_ms, p10_ms, p90_ms, ci_low_ms, ci_high_ms) =
+        (number(2)?, number(3)?, number(4)?, number(5)?, number(6)?);
+    let samples: u64 = field(7).parse().map_err(|_| {
+        at.fail(
+            line,
+            Some("samples"),
+            format!("'{}' is not a sample count", field(7)),
+        )
+    })?;
+    let throttled = match field(8) {
+        "0" | "false" => false,
+        "1" | "true" => true,
+        other => return Err(at.fail(line, Some("throttled"), format!("'{other}' is not 0 or 1"))),
+    };
+    let stats = LatencyStats {
+        median_ms,
+        p10_ms,
+        p90_ms,
+        ci_low_ms,
+        ci_high_ms,
+        samples,
+        throttled,
+    };
+    stats
+        .check()
+        .map_err(|(col, msg)| at.fail(line, Some(col), msg))?;
+    if boundary_ms > 0.0 && median_ms <= boundary_ms {
+        return Err(at.fail(
+            line,
+            Some("median_ms"),
+            format!(
+                "{median_ms} ms is not above the header's {} {boundary_ms} ms (what an empty run costs)",
+                meta::BOUNDARY_MS
+            ),
+        ));
+    }
+    Ok(Entry { spec, batch, stats })
 }

@@ -1,0 +1,489 @@
+//! A search from the command line's inputs to its written result, in the
+//! three steps the binary calls: [`prepare`] checks everything that can be
+//! wrong before the first training step (outputs, table, target, data,
+//! checkpoint), [`Session::run_epoch`] trains, [`Session::finish`] derives
+//! and writes the network.
+//!
+//! Nothing here prints: what a user should see comes back as
+//! [`Session::warnings`], [`Session::describe`] and [`Report`].
+
+use std::path::{Path, PathBuf};
+
+use space::io::{check_output, same_file, write_atomic, OutputLock};
+use space::{meta, Architecture, LatencyTable, SearchSpaceConfig};
+use tch::Device;
+
+use crate::data::{split_per_class, Dataset, Patterns, Split};
+use crate::error::{Result, SearchError};
+use crate::images::{ImageSet, LoaderOptions};
+use crate::latency::LatencyModel;
+use crate::proxy;
+use crate::search::{check_split, EpochLog, Search};
+use crate::settings::{Bound, Settings};
+
+/// Search images: 4 px is the least a stem and two strides keep a pixel of.
+pub const RESOLUTION: Bound<u32> = Bound::closed("--resolution", 4, 4096);
+pub const NOISE: Bound<f32> = Bound::closed("--noise", 0.0, 10.0);
+pub const EMBEDDED_IMAGES: Bound<usize> = Bound::closed("--embedded-images", 20, 10_000_000);
+pub const LOADER_THREADS: Bound<usize> = Bound::closed("--loader-threads", 0, 1024);
+pub const LATENCY_BATCH: Bound<u32> = Bound::closed("--latency-batch", 1, 1 << 20);
+
+/// `--threads`: at least one, at most the cores this machine has (more only
+/// oversubscribes them, and 0 makes libtorch abort).
+fn threads(text: &str) -> std::result::Result<i32, String> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let bound = Bound::closed("--threads", 1, cores);
+    bound.parse(text).map(|n| n as i32)
+}
+
+/// Everything a search reads and writes besides its [`Settings`].
+#[derive(Clone, Debug, clap::Args)]
+pub struct Inputs {
+    /// Latency table (CSV written by `profiler`). Without it, an analytic
+    /// MAC-count proxy table is built in memory (not a measurement).
+    #[arg(long)]
+    pub table: Option<PathBuf>,
+    /// Where to write the derived architecture JSON.
+    #[arg(long, default_value = "arch.json")]
+    pub out: PathBuf,
+    /// Checkpoint file, written after every epoch; by default `--out` with
+    /// its extension replaced by `.ckpt`. An existing checkpoint of the
+    /// same search is resumed; one of another search is refused.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Require a checkpoint to continue from (one is resumed without this
+    /// flag too, when it exists).
+    #[arg(long, conflicts_with = "restart")]
+    pub resume: bool,
+    /// Start over, replacing an existing checkpoint after the first epoch.
+    #[arg(long)]
+    pub restart: bool,
+    /// `cpu`, `cuda`, `cuda:N`, or `auto` (the first GPU if there is one).
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// libtorch CPU threads, 1 to the machine's cores (libtorch's default
+    /// when omitted).
+    #[arg(long, value_parser = threads)]
+    pub threads: Option<i32>,
+    /// Search space file (.json or .toml); the TF-NAS ImageNet space by default.
+    #[arg(long)]
+    pub space: Option<PathBuf>,
+    /// The batch size latencies must refer to; the table must have been
+    /// measured at it. Sets the proxy table's batch (default 32).
+    #[arg(long, value_parser = LATENCY_BATCH.parser())]
+    pub latency_batch: Option<u32>,
+
+    /// Image folder (one subfolder per class, JPEG or PNG, split 80/20 per
+    /// class), a CIFAR-10 binary folder (data_batch_1.bin ..), or the root
+    /// the --train-list and --val-list paths are relative to. Without it,
+    /// the embedded pattern set.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Threads decoding images (0: one per core).
+    #[arg(long, default_value_t = 0, value_parser = LOADER_THREADS.parser())]
+    pub loader_threads: usize,
+    /// Training batches decoded ahead of the search (memory: this many
+    /// batches plus the one in use).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..1024))]
+    pub prefetch: u64,
+    /// Stop at the first unreadable image instead of skipping it with a
+    /// warning.
+    #[arg(long)]
+    pub strict: bool,
+    /// Official-format split list (`wnid/file.JPEG label`) for weight steps.
+    #[arg(long, requires_all = ["data", "val_list"])]
+    pub train_list: Option<PathBuf>,
+    /// Official-format split list for architecture steps.
+    #[arg(long, requires_all = ["data", "train_list"])]
+    pub val_list: Option<PathBuf>,
+    /// Images of the embedded pattern set (10 classes, split 80/20).
+    #[arg(long, default_value_t = 2000, value_parser = EMBEDDED_IMAGES.parser())]
+    pub embedded_images: usize,
+    /// Side of the search images (the table's deployment resolution is
+    /// independent of it).
+    #[arg(long, default_value_t = 32, value_parser = RESOLUTION.parser())]
+    pub resolution: u32,
+    /// Pixel noise of the embedded set.
+    #[arg(long, default_value_t = 0.3, value_parser = NOISE.parser())]
+    pub noise: f32,
+}
+
+impl Inputs {
+    pub fn checkpoint_path(&self) -> PathBuf {
+        self.checkpoint
+            .clone()
+            .unwrap_or_else(|| self.out.with_extension("ckpt"))
+    }
+
+    /// The files the search reads, named for messages.
+    fn read_files(&self) -> Vec<(&'static str, &Path)> {
+        let named = [
+            ("table", &self.table),
+            ("space file", &self.space),
+            ("data folder", &self.data),
+            ("train list", &self.train_list),
+            ("val list", &self.val_list),
+        ];
+        named
+            .into_iter()
+            .filter_map(|(what, p)| p.as_deref().map(|p| (what, p)))
+            .collect()
+    }
+}
+
+/// A search ready to train: inputs read and checked, outputs checked and
+/// locked, a checkpoint of the same search resumed.
+pub struct Session {
+    pub space: SearchSpaceConfig,
+    pub table: LatencyTable,
+    pub data: Box<dyn Dataset>,
+    pub split: Split,
+    pub search: Search,
+    pub device: Device,
+    /// The target in measured terms, as asked.
+    pub target_ms: f64,
+    pub out: PathBuf,
+    pub checkpoint: PathBuf,
+    /// The epoch the checkpoint was resumed after, if one was.
+    pub resumed_after: Option<usize>,
+    /// Things a user should know that do not stop the search.
+    pub warnings: Vec<String>,
+    // Held until the session drops: no other search writes these files.
+    _locks: [OutputLock; 2],
+}
+
+/// Checks and loads everything a search needs; fails before any training
+/// and before writing anything.
+pub fn prepare(inputs: &Inputs, settings: &Settings) -> Result<Session> {
+    settings.check()?;
+    let checkpoint = inputs.checkpoint_path();
+    let locks = check_outputs(inputs, &checkpoint)?;
+    if let Some(n) = inputs.threads {
+        tch::set_num_threads(n);
+    }
+    let device = parse_device(&inputs.device)?;
+    let space = match &inputs.space {
+        Some(p) => SearchSpaceConfig::from_path(p)?,
+        None => SearchSpaceConfig::default(),
+    };
+    let mut warnings = Vec::new();
+    let table = load_table(inputs, &space, &mut warnings)?;
+    let model = LatencyModel::new(&space, &table)?;
+    check_width_multiple(&space, &model, settings.width_multiple)?;
+    let target_sum = check_target(&table, &model, settings.target_ms)?;
+
+    let (data, split) = load_data(inputs, settings.seed)?;
+    check_split(&split, settings.batch_size)?;
+    let table_id = match &inputs.table {
+        Some(_) => format!("sha256:{}", table.content_sha256()),
+        None => format!("MAC-count proxy at batch {}", table.batch()),
+    };
+    let data_id = data.describe();
+    let mut search = Search::new(
+        Settings {
+            target_ms: target_sum,
+            ..settings.clone()
+        },
+        &space,
+        model,
+        data.num_classes(),
+        device,
+        &[("table", &table_id), ("data", &data_id)],
+    )?;
+    let resumed_after = resume_or_start(&mut search, &checkpoint, inputs)?;
+    Ok(Session {
+        space,
+        table,
+        data,
+        split,
+        search,
+        device,
+        target_ms: settings.target_ms,
+        out: inputs.out.clone(),
+        checkpoint,
+        resumed_after,
+        warnings,
+        _locks: locks,
+    })
+}
+
+/// The output and the checkpoint can be written, are none of the inputs nor
+/// each other, and no other search holds them.
+fn check_outputs(inputs: &Inputs, checkpoint: &Path) -> Result<[OutputLock; 2]> {
+    let read = inputs.read_files();
+    check_output(&inputs.out, &read)?;
+    let mut with_out = read.clone();
+    with_out.push(("--out file", &inputs.out));
+    if same_file(checkpoint, &inputs.out) {
+        return Err(SearchError::Config(format!(
+            "--out {} is also the checkpoint: the architecture would overwrite it; choose another --out or --checkpoint",
+            inputs.out.display()
+        )));
+    }
+    check_output(checkpoint, &read)?;
+    Ok([
+        OutputLock::acquire(&inputs.out)?,
+        OutputLock::acquire(checkpoint)?,
+    ])
+}
+
+fn parse_device(s: &str) -> Result<Device> {
+    let bad = |m: String| Err(SearchError::Config(m));
+    let device = match s {
+        "cpu" => Device::Cpu,
+        "auto" => Device::cuda_if_available(),
+        "cuda" => Device::Cuda(0),
+        _ => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(n)) => Device::Cuda(n),
+            _ => {
+                return bad(format!(
+                    "--device must be cpu, cuda, cuda:N or auto, got '{s}'"
+                ))
+            }
+        },
+    };
+    if let Device::Cuda(n) = device {
+        let count = tch::Cuda::device_count() as usize;
+        if n >= count {
+            return bad(format!(
+                "--device {s}: this machine has {count} CUDA device(s) visible to libtorch"
+            ));
+        }
+    }
+    Ok(device)
+}
+
+fn load_table(
+    inputs: &Inputs,
+    space: &SearchSpaceConfig,
+    warnings: &mut Vec<String>,
+) -> Result<LatencyTable> {
+    let table = match &inputs.table {
+        Some(path) => LatencyTable::from_path(path)?,
+        None => {
+            warnings.push(format!(
+                "no --table given: using an analytic MAC-count proxy table (ms = {:e}·MACs·batch + {} per block), not a measurement; the derived network's latency means nothing on any device",
+                proxy::MS_PER_MAC,
+                proxy::MS_PER_BLOCK
+            ));
+            proxy::proxy_table(space, inputs.latency_batch.unwrap_or(32))?
+        }
+    };
+    if let Some(asked) = inputs.latency_batch {
+        if table.batch() != asked {
+            return Err(SearchError::BatchMismatch {
+                table: table.origin().to_string(),
+                table_batch: table.batch(),
+                asked,
+            });
+        }
+    }
+    table.check_in_space(space)?;
+    Ok(table)
+}
+
+fn check_width_multiple(
+    space: &SearchSpaceConfig,
+    model: &LatencyModel,
+    multiple: u32,
+) -> Result<()> {
+    if multiple <= 1 {
+        return Ok(());
+    }
+    for (s, stage) in model.curves.iter().enumerate() {
+        for (b, layer) in stage.iter().enumerate() {
+            for (op, c) in space.ops.iter().zip(layer) {
+                if !crate::elastic::range_holds(c.range.min, c.range.max, multiple) {
+                    return Err(SearchError::Config(format!(
+                        "--width-multiple {multiple}: op {} in stage {} layer {} has widths {}..{}, which hold no multiple of it",
+                        op.name,
+                        s + 1,
+                        b + 1,
+                        c.range.min,
+                        c.range.max
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The target as a sum of the table's blocks, after checking the table can
+/// reach it. The search runs on the table's sums of blocks; a correction
+/// fitted by `profiler fit` maps them to measured latency, so the target is
+/// mapped back once (the correction keeps order) and every bound and report
+/// is in measured terms.
+fn check_target(table: &LatencyTable, model: &LatencyModel, target_ms: f64) -> Result<f64> {
+    let target_sum = table
+        .correction()
+        .map_or(target_ms, |c| c.invert(target_ms));
+    let (min_ms, max_ms) = table_bounds(table, model);
+    if !(min_ms..=max_ms).contains(&target_ms) {
+        return Err(SearchError::TargetOutOfRange {
+            table: table.origin().to_string(),
+            target_ms,
+            min_ms,
+            max_ms,
+        });
+    }
+    Ok(target_sum)
+}
+
+/// The fastest and slowest networks of the space, in measured terms.
+fn table_bounds(table: &LatencyTable, model: &LatencyModel) -> (f64, f64) {
+    let (min_ms, max_ms) = model.bounds();
+    (table.corrected_total(min_ms), table.corrected_total(max_ms))
+}
+
+fn load_data(inputs: &Inputs, seed: u64) -> Result<(Box<dyn Dataset>, Split)> {
+    let options = LoaderOptions {
+        threads: inputs.loader_threads,
+        prefetch: inputs.prefetch as usize,
+        strict: inputs.strict,
+    };
+    let resolution = inputs.resolution;
+    // Absolute paths, so that the data's description (part of what a
+    // checkpoint must match) does not depend on how the path was spelled.
+    let absolute = |p: &Option<PathBuf>| {
+        p.as_ref()
+            .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
+    };
+    let (data, train, val) = (
+        absolute(&inputs.data),
+        absolute(&inputs.train_list),
+        absolute(&inputs.val_list),
+    );
+    Ok(match (&data, &train, &val) {
+        (Some(root), Some(train), Some(val)) => {
+            let (set, split) = ImageSet::lists(root, train, val, resolution, seed, options)?;
+            (Box::new(set), split)
+        }
+        (Some(dir), _, _) => {
+            let set = ImageSet::open(dir, resolution, seed, options)?;
+            let split = split_per_class(&set, 0.8, seed);
+            (Box::new(set), split)
+        }
+        _ => {
+            let set = Patterns::new(inputs.embedded_images, resolution, inputs.noise, seed)?;
+            let split = split_per_class(&set, 0.8, seed);
+            (Box::new(set), split)
+        }
+    })
+}
+
+/// A checkpoint of this search is resumed; one of another search is
+/// refused (naming what differs) unless `--restart` says to start over; a
+/// missing one is an error only under `--resume`. Returns the epoch resumed
+/// after.
+fn resume_or_start(
+    search: &mut Search,
+    checkpoint: &Path,
+    inputs: &Inputs,
+) -> Result<Option<usize>> {
+    let exists = checkpoint.exists();
+    if inputs.resume && !exists {
+        return Err(SearchError::Checkpoint {
+            path: checkpoint.to_path_buf(),
+            message: "--resume: there is no checkpoint at this path".into(),
+        });
+    }
+    if !exists || inputs.restart {
+        return Ok(None);
+    }
+    search.load(checkpoint)?;
+    Ok(Some(search.next_epoch))
+}
+
+/// What a finished search derived.
+pub struct Report {
+    pub arch: Architecture,
+    pub predicted_ms: f64,
+}
+
+impl Session {
+    /// Lines describing the prepared search, for the user.
+    pub fn describe(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self.space.describe().lines().map(str::to_string).collect();
+        let target_sum = self.search.settings.target_ms;
+        if let Some(c) = self.table.correction() {
+            lines.push(format!(
+                "the table's correction ({c}) maps the target {} ms to a sum of blocks of {target_sum:.4} ms, which the search and its log aim at",
+                self.target_ms
+            ));
+        }
+        let (min_ms, max_ms) = table_bounds(&self.table, &self.search.model);
+        lines.push(format!(
+            "table {} ({}, batch {}): networks from {min_ms:.3} to {max_ms:.3} ms; target {} ms",
+            self.table.origin(),
+            self.table
+                .metadata()
+                .get(meta::DEVICE_NAME)
+                .unwrap_or("unknown device"),
+            self.table.batch(),
+            self.target_ms
+        ));
+        lines.push(format!(
+            "data: {} ({} for weights, {} held out for architecture steps)",
+            self.data.describe(),
+            self.split.train.len(),
+            self.split.held_out.len()
+        ));
+        if let Some(epoch) = self.resumed_after {
+            lines.push(format!(
+                "resumed from {} after epoch {epoch}/{}",
+                self.checkpoint.display(),
+                self.search.settings.epochs
+            ));
+        }
+        lines.push(format!(
+            "searching on {:?}; checkpoint {}",
+            self.device,
+            self.checkpoint.display()
+        ));
+        lines
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.search.is_done()
+    }
+
+    /// Trains one epoch and checkpoints it. A loss that turned NaN stops
+    /// here with the previous epoch's checkpoint untouched.
+    pub fn run_epoch(&mut self, progress: &mut dyn FnMut(usize, usize)) -> Result<EpochLog> {
+        let log = self
+            .search
+            .run_epoch(self.data.as_ref(), &self.split, progress)
+            .map_err(|e| match e {
+                SearchError::Diverged {
+                    epoch,
+                    step,
+                    message,
+                    last_epoch,
+                    ..
+                } => SearchError::Diverged {
+                    epoch,
+                    step,
+                    message,
+                    last_epoch,
+                    hint: format!(
+                        " ({}); a smaller --weight-lr or --arch-lr avoids it, with --restart or another --out (these settings differ from the checkpoint's)",
+                        self.checkpoint.display()
+                    ),
+                },
+                other => other,
+            })?;
+        self.search.save(&self.checkpoint)?;
+        Ok(log)
+    }
+
+    /// Derives the network and writes it to `--out`.
+    pub fn finish(&self) -> Result<Report> {
+        let choices = self.search.derive();
+        let arch =
+            Architecture::from_choices(&self.space, &choices)?.with_prediction(&self.table)?;
+        write_atomic(&self.out, arch.to_json_pretty().as_bytes())?;
+        let predicted_ms = arch.prediction.as_ref().map_or(f64::NAN, |p| p.latency_ms);
+        Ok(Report { arch, predicted_ms })
+    }
+}
