@@ -298,6 +298,15 @@ pub fn run(args: &FitArgs) -> Result<Fitted> {
             );
         }
     }
+    if let Some(out) = &args.out {
+        space::io::check_output(
+            out,
+            &[
+                ("table", &args.table),
+                ("validation rows", &args.validation),
+            ],
+        )?;
+    }
     let report = fit(&rows.rows, args.model)?;
     let mut notes = Vec::new();
     let copy = match &args.out {
