@@ -9,6 +9,7 @@
 pub mod data;
 pub mod elastic;
 pub mod error;
+pub mod extend;
 pub mod images;
 pub mod latency;
 pub mod optim;
