@@ -12,6 +12,7 @@ pub mod error;
 pub mod extend;
 pub mod images;
 pub mod latency;
+pub mod measured;
 pub mod optim;
 pub mod proxy;
 pub mod search;

@@ -94,10 +94,13 @@ struct Cli {
     /// Images of the embedded pattern set (10 classes, split 80/20).
     #[arg(long, default_value_t = 2000)]
     embedded_images: usize,
-    /// Side of the search images (the table's deployment resolution is
-    /// independent of it).
-    #[arg(long, default_value_t = 32)]
-    resolution: u32,
+    /// Side of the search images: by default 224 for image data (--data,
+    /// with or without the official split lists), the method's search
+    /// resolution, and 48 for the embedded set. Below 33x33 the late stages
+    /// run at 1x1 and learn nothing. The table's deployment resolution is
+    /// independent of it.
+    #[arg(long)]
+    resolution: Option<u32>,
     /// Pixel noise of the embedded set.
     #[arg(long, default_value_t = 0.3)]
     noise: f32,
@@ -143,12 +146,79 @@ struct Cli {
     /// Seed of weights, data order, sampling and the data split.
     #[arg(long, default_value_t = 2)]
     seed: u64,
-    /// Keep the widths elasticity scaling sets multiples of N (1: the
-    /// method's channel granularity; 8: what hardware and deployment tools
-    /// favour, and the table's default width step, so every width is a
-    /// measured one).
-    #[arg(long, default_value_t = 1)]
-    width_multiple: u32,
+    /// Keep the widths elasticity scaling sets multiples of N. By default
+    /// the table's width step (its `width_step` header), so every width of
+    /// the derived network is a measured entry; 1 (the method's channel
+    /// granularity) for a table without one. `--width-multiple 1` keeps the
+    /// method's granularity on any table.
+    #[arg(long)]
+    width_multiple: Option<u32>,
+    /// The method exactly: no landing extension (which, when width scaling
+    /// alone misses the target, changes depth in β's order and ops in α's,
+    /// then scales widths again) and the method's 1-channel width
+    /// granularity.
+    #[arg(long, conflicts_with = "width_multiple")]
+    method_strict: bool,
+}
+
+/// The search resolution: the flag, else the method's 224 for image data
+/// and 48 for the embedded set.
+fn resolution(cli: &Cli) -> u32 {
+    cli.resolution
+        .unwrap_or(if cli.data.is_some() { 224 } else { 48 })
+}
+
+/// The width multiple: the flag (refused where a layer's range holds no
+/// multiple of it), 1 with `--method-strict`, else the table's width step
+/// (1 where the table has none, or where a range cannot hold it).
+fn width_multiple(
+    cli: &Cli,
+    space: &SearchSpaceConfig,
+    model: &LatencyModel,
+    table: &LatencyTable,
+) -> Result<u32> {
+    let unheld = |m: u32| {
+        for (s, stage) in model.curves.iter().enumerate() {
+            for (b, layer) in stage.iter().enumerate() {
+                for (op, c) in space.ops.iter().zip(layer) {
+                    if !searcher::elastic::range_holds(c.range.min, c.range.max, m) {
+                        return Some(format!(
+                            "op {} in stage {} layer {} has widths {}..{}, which hold no multiple of it",
+                            op.name,
+                            s + 1,
+                            b + 1,
+                            c.range.min,
+                            c.range.max
+                        ));
+                    }
+                }
+            }
+        }
+        None
+    };
+    if let Some(m) = cli.width_multiple {
+        if let Some(why) = unheld(m) {
+            return Err(
+                searcher::SearchError::Config(format!("--width-multiple {m}: {why}")).into(),
+            );
+        }
+        println!("width multiple {m} (--width-multiple)");
+        return Ok(m);
+    }
+    if cli.method_strict {
+        println!("width multiple 1: the method's granularity (--method-strict)");
+        return Ok(1);
+    }
+    let d = searcher::measured::default_width_multiple(table);
+    if let Some(why) = unheld(d.multiple) {
+        println!(
+            "width multiple 1: the table's width step {} does not fit this space ({why})",
+            d.multiple
+        );
+        return Ok(1);
+    }
+    println!("{}", d.why);
+    Ok(d.multiple)
 }
 
 fn toolchain() -> String {
@@ -209,16 +279,16 @@ fn load_data(cli: &Cli) -> Result<(Box<dyn Dataset>, Split)> {
     Ok(match (&cli.data, &cli.train_list, &cli.val_list) {
         (Some(root), Some(train), Some(val)) => {
             let (set, split) =
-                ImageSet::lists(root, train, val, cli.resolution, cli.seed, options)?;
+                ImageSet::lists(root, train, val, resolution(cli), cli.seed, options)?;
             (Box::new(set), split)
         }
         (Some(dir), _, _) => {
-            let set = ImageSet::open(dir, cli.resolution, cli.seed, options)?;
+            let set = ImageSet::open(dir, resolution(cli), cli.seed, options)?;
             let split = split_per_class(&set, 0.8, cli.seed);
             (Box::new(set), split)
         }
         _ => {
-            let set = Patterns::new(cli.embedded_images, cli.resolution, cli.noise, cli.seed)?;
+            let set = Patterns::new(cli.embedded_images, resolution(cli), cli.noise, cli.seed)?;
             let split = split_per_class(&set, 0.8, cli.seed);
             (Box::new(set), split)
         }
@@ -288,27 +358,7 @@ fn run(cli: Cli) -> Result<()> {
         }
     }
     let model = LatencyModel::new(&space, &table)?;
-    if cli.width_multiple > 1 {
-        for (s, stage) in model.curves.iter().enumerate() {
-            for (b, layer) in stage.iter().enumerate() {
-                for (op, c) in space.ops.iter().zip(layer) {
-                    if !searcher::elastic::range_holds(c.range.min, c.range.max, cli.width_multiple)
-                    {
-                        return Err(searcher::SearchError::Config(format!(
-                            "--width-multiple {}: op {} in stage {} layer {} has widths {}..{}, which hold no multiple of it",
-                            cli.width_multiple,
-                            op.name,
-                            s + 1,
-                            b + 1,
-                            c.range.min,
-                            c.range.max
-                        ))
-                        .into());
-                    }
-                }
-            }
-        }
-    }
+    let multiple = width_multiple(&cli, &space, &model, &table)?;
     // The search runs on the table's sums of blocks; a correction fitted
     // by `profiler fit` maps them to measured latency, so the target is
     // mapped back once (the correction keeps order) and every bound and
@@ -368,7 +418,7 @@ fn run(cli: Cli) -> Result<()> {
         temperature_decay: cli.temperature_decay,
         lambda: cli.lambda,
         seed: cli.seed,
-        width_multiple: cli.width_multiple,
+        width_multiple: multiple,
     };
     let identity = format!(
         "table {} {:?}; data {}",
@@ -415,8 +465,9 @@ fn run(cli: Cli) -> Result<()> {
         search.save(&checkpoint)?;
     }
 
-    let choices = search.derive();
-    let arch = Architecture::from_choices(&space, &choices)?.with_prediction(&table)?;
+    let landing = search.land(!cli.method_strict);
+    report_landing(&landing, cli.method_strict, target_sum);
+    let arch = Architecture::from_choices(&space, &landing.choices)?.with_prediction(&table)?;
     write_atomically(&cli.out, &arch.to_json_pretty())?;
     let predicted = arch.prediction.as_ref().map_or(f64::NAN, |p| p.latency_ms);
     println!("derived architecture written to {}", cli.out.display());
@@ -451,6 +502,16 @@ fn run(cli: Cli) -> Result<()> {
         space.input_resolution,
         space.input_resolution
     );
+    let interpolated = searcher::measured::interpolated_widths(&table, &arch)?;
+    if interpolated.is_empty() {
+        println!("every width of the derived network is a measured entry of the table");
+    } else {
+        println!(
+            "{} width(s) interpolated by the table (optimistic: an unmeasured width tends to run slower): {}",
+            interpolated.len(),
+            interpolated.join("; ")
+        );
+    }
     if predicted < 0.99 * cli.target_ms {
         eprintln!(
             "warning: the derived network is {:.1}% under the target: the ops and depths the search chose cannot get closer even at their widest (a longer search lets the latency loss move them)",
@@ -466,6 +527,30 @@ fn run(cli: Cli) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// What the landing extension changed, and why.
+fn report_landing(landing: &searcher::extend::Landing, strict: bool, target_sum: f64) {
+    if strict {
+        println!(
+            "--method-strict: the method's argmax network as elasticity scaling left it, {:.4} ms",
+            landing.ms
+        );
+    } else if landing.changes.is_empty() {
+        println!(
+            "the method's network lands ({:.4} ms for {target_sum:.4}): the landing extension changed nothing",
+            landing.ms
+        );
+    } else {
+        println!(
+            "landing extension (--method-strict turns it off): the method's network costs {:.4} ms for {target_sum:.4}; {} change(s):",
+            landing.method_ms,
+            landing.changes.len()
+        );
+        for change in &landing.changes {
+            println!("  {change}");
+        }
+    }
 }
 
 fn main() -> ExitCode {
