@@ -521,7 +521,9 @@ impl Search {
         };
         let mut grads = Tensor::run_backward(&[&loss], &weights, false, false);
         clip_grad_norm(&mut grads, self.settings.weight_clip);
-        self.sgd.step(&weights, &grads, lr);
+        // Masked-out channels exist only as zeros: no decay, no momentum.
+        self.sgd
+            .step_masked(&weights, &grads, &self.net.weight_masks(), lr);
         WeightStep {
             loss: loss.double_value(&[]),
             path_a_loss,
@@ -861,6 +863,39 @@ mod tests {
             boosted.iter().all(|&i| after[i as usize] == 1.0),
             "{boosted:?} {after:?}"
         );
+    }
+
+    #[test]
+    fn masked_out_channels_get_neither_weight_decay_nor_momentum() {
+        let (data, split) = tiny_data(200);
+        // One warm-up epoch: the initial widths (3/4 and 6/8 of each op's
+        // maximum) mask channels out all along.
+        let mut search = tiny(tiny_settings(1, 1));
+        let masks = search.net.weight_masks();
+        let before: Vec<Tensor> = search.net.weights().iter().map(|(_, w)| w.copy()).collect();
+        search.run_epoch(&data, &split, &mut |_, _| {}).unwrap();
+        let mut checked = 0;
+        for (((name, w), b), m) in search.net.weights().iter().zip(&before).zip(&masks) {
+            let Some(m) = m else { continue };
+            let m = m.expand_as(w);
+            let off = m.ones_like() - &m;
+            let moved = (w - b).abs().detach();
+            let out = (&moved * &off).max().double_value(&[]);
+            let kept = (&moved * &m).max().double_value(&[]);
+            assert_eq!(out, 0.0, "{name}: a masked-out entry moved by {out}");
+            if kept > 0.0 {
+                checked += 1;
+            }
+        }
+        // Every layer's sampled ops trained their kept channels.
+        assert!(checked > 5, "{checked}");
+        for (buf, m) in search.sgd.buffers.iter().zip(&masks) {
+            if let Some(m) = m {
+                let m = m.expand_as(buf);
+                let out = (buf * (m.ones_like() - &m)).abs().max().double_value(&[]);
+                assert_eq!(out, 0.0);
+            }
+        }
     }
 
     #[test]
