@@ -536,9 +536,14 @@ fn report_landing(landing: &searcher::extend::Landing, strict: bool, target_sum:
             "--method-strict: the method's argmax network as elasticity scaling left it, {:.4} ms",
             landing.ms
         );
-    } else if landing.changes.is_empty() {
+    } else if landing.changes.is_empty() && landing.lands(target_sum) {
         println!(
             "the method's network lands ({:.4} ms for {target_sum:.4}): the landing extension changed nothing",
+            landing.ms
+        );
+    } else if landing.changes.is_empty() {
+        println!(
+            "the method's network costs {:.4} ms for {target_sum:.4}, and the landing extension found no change that lands",
             landing.ms
         );
     } else {
