@@ -431,3 +431,140 @@ fn the_pytorch_search_step_reference_runs_and_prints_its_line() {
         "{line}"
     );
 }
+
+/// The tiny table with a `width_step` header line.
+fn tiny_table_with_width_step(dir: &Path, step: u32) -> String {
+    let table = dir.join("stepped.csv");
+    let tiny = std::fs::read_to_string(fixture("searcher_tiny_synthetic.csv")).unwrap();
+    std::fs::write(
+        &table,
+        tiny.replacen("# batch", &format!("# width_step: {step}\n# batch"), 1),
+    )
+    .unwrap();
+    table.display().to_string()
+}
+
+fn widths_of(path: &Path) -> Vec<u32> {
+    space::Architecture::from_path(path)
+        .unwrap()
+        .stages
+        .iter()
+        .flat_map(|s| s.blocks.iter().map(|b| b.mid_channels))
+        .collect()
+}
+
+#[test]
+fn the_width_multiple_defaults_to_the_tables_width_step_and_method_strict_restores_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = tiny_table_with_width_step(dir.path(), 8);
+    let out_path = dir.path().join("arch.json");
+    let mut args = tiny_args(&out_path);
+    let i = args.iter().position(|a| a == "--table").unwrap() + 1;
+    args[i] = table.clone();
+    let run = |extra: &[&str]| {
+        let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
+        all.extend(extra);
+        let out = searcher(&all);
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        stdout
+    };
+    let stdout = run(&[]);
+    assert!(
+        stdout.contains("width multiple 8: the table's width step"),
+        "{stdout}"
+    );
+    let widths = widths_of(&out_path);
+    assert!(widths.iter().all(|w| w % 8 == 0), "{widths:?}");
+    // Which widths the table interpolates (the tiny table has gaps, as at
+    // k5 48 of stage 1), said either way.
+    let t = space::LatencyTable::from_path(Path::new(&table)).unwrap();
+    let arch = space::Architecture::from_path(&out_path).unwrap();
+    let interpolated = t
+        .predict(&arch)
+        .unwrap()
+        .blocks
+        .iter()
+        .filter(|(_, e)| !e.is_measured())
+        .count();
+    if interpolated == 0 {
+        assert!(
+            stdout.contains("every width of the derived network is a measured entry"),
+            "{stdout}"
+        );
+    } else {
+        assert!(
+            stdout.contains(&format!(
+                "{interpolated} width(s) interpolated by the table"
+            )),
+            "{stdout}"
+        );
+    }
+    let strict = run(&["--method-strict"]);
+    assert!(
+        strict.contains("width multiple 1: the method's granularity (--method-strict)"),
+        "{strict}"
+    );
+    assert!(
+        strict.contains("--method-strict: the method's argmax network"),
+        "{strict}"
+    );
+    assert!(!strict.contains("landing extension"), "{strict}");
+    // Both at once contradict each other.
+    let mut both: Vec<&str> = args.iter().map(String::as_str).collect();
+    both.extend(["--method-strict", "--width-multiple", "8"]);
+    let out = searcher(&both);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("cannot be used with"));
+    // A table without the line: multiple 1, said so.
+    let plain = tiny_args(&out_path);
+    let plain: Vec<&str> = plain.iter().map(String::as_str).collect();
+    let out = searcher(&plain);
+    assert!(
+        text(&out.stdout).contains("the table records no width step"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn the_search_resolution_defaults_to_224_for_images_and_48_for_the_embedded_set() {
+    // `--resume` without a checkpoint stops right after the data line.
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images");
+    for class in ["a", "b"] {
+        std::fs::create_dir_all(images.join(class)).unwrap();
+        for i in 0..4 {
+            let img = tch::Tensor::randint(255, [3, 12, 12], (tch::Kind::Uint8, tch::Device::Cpu));
+            tch::vision::image::save(&img, images.join(format!("{class}/{i}.png"))).unwrap();
+        }
+    }
+    let base = [
+        "--space",
+        &fixture("searcher_tiny_space.json"),
+        "--table",
+        &fixture("searcher_tiny_synthetic.csv"),
+        "--target-ms",
+        "3",
+        "--device",
+        "cpu",
+        "--resume",
+        "--checkpoint",
+        "/nonexistent/none.ckpt",
+    ];
+    let data_line = |extra: &[&str]| {
+        let mut args = base.to_vec();
+        args.extend(extra);
+        let out = searcher(&args);
+        assert_eq!(out.status.code(), Some(2));
+        text(&out.stdout)
+            .lines()
+            .find(|l| l.starts_with("data: "))
+            .unwrap_or_else(|| panic!("{}", text(&out.stdout)))
+            .to_string()
+    };
+    let images = images.display().to_string();
+    assert!(data_line(&[]).contains("48x48"));
+    assert!(data_line(&["--data", &images]).contains("224x224"));
+    assert!(data_line(&["--data", &images, "--resolution", "64"]).contains("64x64"));
+}

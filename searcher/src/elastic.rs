@@ -3,6 +3,9 @@
 //! the largest it can be while staying at or under the target.
 //!
 //! Pure arithmetic on latency curves, no tensors, so it is tested exactly.
+//! Where widths alone cannot reach the target, `extend.rs` (an extension,
+//! off with `--method-strict`) changes depths and ops of the derived
+//! network and scales again.
 //! Differences from the official code, both deliberate:
 //! - an expansion pass that reaches every upper bound while still at or
 //!   under the target keeps that widest config (the official loop returns

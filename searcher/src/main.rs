@@ -11,6 +11,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 use clap::Parser;
+use searcher::extend::Landing;
 use searcher::proxy;
 use searcher::session::{self, Inputs, Report, Session};
 use searcher::settings::Settings;
@@ -100,6 +101,13 @@ fn run(cli: Cli) -> Result<()> {
 
 fn print_report(session: &Session, report: &Report) -> Result<()> {
     let (arch, predicted, target) = (&report.arch, report.predicted_ms, session.target_ms);
+    for line in landing_lines(
+        &report.landing,
+        session.method_strict,
+        session.search.settings.target_ms,
+    ) {
+        say(&line)?;
+    }
     for (s, stage) in arch.stages.iter().enumerate() {
         let blocks: Vec<String> = stage
             .blocks
@@ -129,6 +137,15 @@ fn print_report(session: &Session, report: &Report) -> Result<()> {
         arch.params()? as f64 / 1e6,
         arch.macs()? as f64 / 1e6,
     ))?;
+    if report.interpolated.is_empty() {
+        say("every width of the derived network is a measured entry of the table")?;
+    } else {
+        say(&format!(
+            "{} width(s) interpolated by the table (optimistic: an unmeasured width tends to run slower): {}",
+            report.interpolated.len(),
+            report.interpolated.join("; ")
+        ))?;
+    }
     if predicted < 0.99 * target {
         note(&format!(
             "warning: the derived network is {:.1}% under the target: the ops and depths the search chose cannot get closer even at their widest (a longer search lets the latency loss move them)",
@@ -143,6 +160,35 @@ fn print_report(session: &Session, report: &Report) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// What the landing extension changed, and why.
+fn landing_lines(landing: &Landing, strict: bool, target_sum: f64) -> Vec<String> {
+    if strict {
+        return vec![format!(
+            "--method-strict: the method's argmax network as elasticity scaling left it, {:.4} ms",
+            landing.ms
+        )];
+    }
+    if landing.changes.is_empty() && landing.lands(target_sum) {
+        return vec![format!(
+            "the method's network lands ({:.4} ms for {target_sum:.4}): the landing extension changed nothing",
+            landing.ms
+        )];
+    }
+    if landing.changes.is_empty() {
+        return vec![format!(
+            "the method's network costs {:.4} ms for {target_sum:.4}, and the landing extension found no change that lands",
+            landing.ms
+        )];
+    }
+    let mut lines = vec![format!(
+        "landing extension (--method-strict turns it off): the method's network costs {:.4} ms for {target_sum:.4}; {} change(s):",
+        landing.method_ms,
+        landing.changes.len()
+    )];
+    lines.extend(landing.changes.iter().map(|c| format!("  {c}")));
+    lines
 }
 
 /// A line on stdout. A closed stdout (`searcher ... | head -1`) stops the

@@ -52,8 +52,25 @@ impl Sgd {
     /// step's paths) is left alone, momentum included, as PyTorch does for
     /// `grad = None`.
     pub fn step(&mut self, params: &[Tensor], grads: &[Tensor], lr: f64) {
+        let none: Vec<Option<Tensor>> = params.iter().map(|_| None).collect();
+        self.step_masked(params, grads, &none, lr);
+    }
+
+    /// [`step`](Self::step), where `masks[i]` (0/1, broadcast over
+    /// parameter `i`) marks the entries that exist: the others get neither
+    /// weight decay nor momentum, and their momentum is dropped, as in the
+    /// official code, whose network holds only the unmasked channels (and
+    /// whose optimizer starts a channel that comes back from zero state).
+    pub fn step_masked(
+        &mut self,
+        params: &[Tensor],
+        grads: &[Tensor],
+        masks: &[Option<Tensor>],
+        lr: f64,
+    ) {
         tch::no_grad(|| {
-            for ((p, g), buf) in params.iter().zip(grads).zip(&mut self.buffers) {
+            for (((p, g), buf), mask) in params.iter().zip(grads).zip(&mut self.buffers).zip(masks)
+            {
                 if !g.defined() {
                     continue;
                 }
@@ -61,6 +78,9 @@ impl Sgd {
                 let _ = buf
                     .f_mul_scalar_(self.momentum)
                     .and_then(|mut b| b.f_add_(&d));
+                if let Some(m) = mask {
+                    let _ = buf.f_mul_(m);
+                }
                 let mut p = p.shallow_clone();
                 let _ = p.f_sub_(&(&*buf * lr));
             }

@@ -24,6 +24,7 @@ use crate::data::{Augment, Dataset, Split};
 use crate::elastic::{self, ElasticBlock, Outcome};
 use crate::error::{Result, SearchError};
 use crate::identity::Identity;
+use crate::extend::{Landing, Problem};
 use crate::latency::{Choices, LatencyModel};
 use crate::optim::{clip_grad_norm, Adam, Sgd};
 use crate::supernet::{Ops, Supernet};
@@ -465,7 +466,9 @@ impl Search {
         };
         let mut grads = Tensor::run_backward(&[&loss], &weights, false, false);
         clip_grad_norm(&mut grads, self.settings.weight_clip);
-        self.sgd.step(&weights, &grads, lr);
+        // Masked-out channels exist only as zeros: no decay, no momentum.
+        self.sgd
+            .step_masked(&weights, &grads, &self.net.weight_masks(), lr);
         WeightStep {
             loss: loss.double_value(&[]),
             path_a_loss,
@@ -556,12 +559,43 @@ impl Search {
         );
         let mut n = 0;
         for (s, stage) in choices.iter().enumerate() {
-            for (b, &(op, _)) in stage.iter().enumerate() {
-                self.net.set_width(s, b, op, blocks[n].mid);
+            for (b, &(op, mid)) in stage.iter().enumerate() {
+                // As the official code: a mask is re-chosen only when the
+                // width changed, so channels are not re-ranked needlessly.
+                if blocks[n].mid != mid {
+                    self.net.set_width(s, b, op, blocks[n].mid);
+                }
                 n += 1;
             }
         }
         outcome
+    }
+
+    /// The derived network: the argmax network as elasticity scaling left
+    /// it, changed by the landing extension (`extend.rs`) where that
+    /// misses the target and `extend` is on.
+    pub fn land(&self, extend: bool) -> Landing {
+        let betas: Vec<Vec<f64>> = self
+            .net
+            .betas
+            .iter()
+            .map(|b| {
+                Vec::<f64>::try_from(b.to_device(Device::Cpu).to_kind(Kind::Double))
+                    .expect("β is a vector")
+            })
+            .collect();
+        let alphas = self.alpha_values();
+        let names: Vec<String> = self.net.space.ops.iter().map(|o| o.name.clone()).collect();
+        let problem = Problem {
+            model: &self.model,
+            op_names: &names,
+            alphas: &alphas,
+            betas: &betas,
+            widths: &self.net.widths,
+            target_ms: self.settings.target_ms,
+            multiple: self.settings.width_multiple,
+        };
+        problem.land(&self.derive(), extend)
     }
 
     /// Writes everything a resume needs to `path`, atomically (a temporary
@@ -766,6 +800,96 @@ mod tests {
         let data = Patterns::new(count, 16, 0.3, 11).unwrap();
         let split = split_per_class(&data, 0.8, 11);
         (data, split)
+    }
+
+    /// Boosts the depthwise filters that op `op` of layer `(s, b)` has
+    /// masked out, so that an L1 re-ranking would now choose them.
+    fn boost_masked_out(search: &Search, s: usize, b: usize, op: usize) -> Vec<i64> {
+        let name = format!("s{}.b{}.{}.dw", s + 1, b + 1, search.net.space.ops[op].name);
+        let (_, dw) = search
+            .net
+            .weights()
+            .iter()
+            .find(|(n, _)| *n == name)
+            .expect("a depthwise weight");
+        let out: Vec<i64> = search
+            .net
+            .mask(s, b, op)
+            .iter()
+            .enumerate()
+            .filter(|(_, &m)| m == 0.0)
+            .map(|(i, _)| i as i64)
+            .collect();
+        tch::no_grad(|| {
+            let mut dw = dw.shallow_clone();
+            let _ = dw.index_fill_(0, &Tensor::from_slice(&out), 100.0);
+        });
+        out
+    }
+
+    #[test]
+    fn a_mask_is_rechosen_only_when_its_width_changes() {
+        let mut search = tiny(tiny_settings(2, 1));
+        search.scale_widths();
+        let choices = search.derive();
+        // A chosen op below its maximum width, with channels masked out.
+        let (s, b, op) = choices
+            .iter()
+            .enumerate()
+            .flat_map(|(s, st)| st.iter().enumerate().map(move |(b, &(op, _))| (s, b, op)))
+            .find(|&(s, b, op)| search.net.mask(s, b, op).contains(&0.0))
+            .expect("a block narrower than its maximum");
+        let before = search.net.mask(s, b, op);
+        let boosted = boost_masked_out(&search, s, b, op);
+        // The same target again: the widths are already scaled, so none
+        // changes and no mask is rewritten, re-ranking or not.
+        search.scale_widths();
+        assert_eq!(search.derive(), choices, "scaling again moved a width");
+        assert_eq!(search.net.mask(s, b, op), before);
+        // A target that moves the widths: the changed masks are re-chosen
+        // by L1 norm, so the boosted channels come in.
+        search.settings.target_ms = 10.0;
+        search.scale_widths();
+        let wider = search.derive();
+        assert_ne!(wider[s][b].1, choices[s][b].1);
+        let after = search.net.mask(s, b, op);
+        assert!(
+            boosted.iter().all(|&i| after[i as usize] == 1.0),
+            "{boosted:?} {after:?}"
+        );
+    }
+
+    #[test]
+    fn masked_out_channels_get_neither_weight_decay_nor_momentum() {
+        let (data, split) = tiny_data(200);
+        // One warm-up epoch: the initial widths (3/4 and 6/8 of each op's
+        // maximum) mask channels out all along.
+        let mut search = tiny(tiny_settings(1, 1));
+        let masks = search.net.weight_masks();
+        let before: Vec<Tensor> = search.net.weights().iter().map(|(_, w)| w.copy()).collect();
+        search.run_epoch(&data, &split, &mut |_, _| {}).unwrap();
+        let mut checked = 0;
+        for (((name, w), b), m) in search.net.weights().iter().zip(&before).zip(&masks) {
+            let Some(m) = m else { continue };
+            let m = m.expand_as(w);
+            let off = m.ones_like() - &m;
+            let moved = (w - b).abs().detach();
+            let out = (&moved * &off).max().double_value(&[]);
+            let kept = (&moved * &m).max().double_value(&[]);
+            assert_eq!(out, 0.0, "{name}: a masked-out entry moved by {out}");
+            if kept > 0.0 {
+                checked += 1;
+            }
+        }
+        // Every layer's sampled ops trained their kept channels.
+        assert!(checked > 5, "{checked}");
+        for (buf, m) in search.sgd.buffers.iter().zip(&masks) {
+            if let Some(m) = m {
+                let m = m.expand_as(buf);
+                let out = (buf * (m.ones_like() - &m)).abs().max().double_value(&[]);
+                assert_eq!(out, 0.0);
+            }
+        }
     }
 
     #[test]

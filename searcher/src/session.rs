@@ -19,7 +19,9 @@ use crate::images::{ImageSet, LoaderOptions};
 use crate::latency::LatencyModel;
 use crate::proxy;
 use crate::search::{check_split, EpochLog, Search};
-use crate::settings::{Bound, Settings};
+use crate::extend::Landing;
+use crate::measured;
+use crate::settings::{Bound, Settings, WIDTH_MULTIPLE};
 
 /// Search images: 4 px is the least a stem and two strides keep a pixel of.
 pub const RESOLUTION: Bound<u32> = Bound::closed("--resolution", 4, 4096);
@@ -99,16 +101,40 @@ pub struct Inputs {
     /// Images of the embedded pattern set (10 classes, split 80/20).
     #[arg(long, default_value_t = 2000, value_parser = EMBEDDED_IMAGES.parser())]
     pub embedded_images: usize,
-    /// Side of the search images (the table's deployment resolution is
-    /// independent of it).
-    #[arg(long, default_value_t = 32, value_parser = RESOLUTION.parser())]
-    pub resolution: u32,
+    /// Side of the search images: by default 224 for image data (--data,
+    /// with or without the official split lists), the method's search
+    /// resolution, and 48 for the embedded set. Below 33x33 the late stages
+    /// run at 1x1 and learn nothing. The table's deployment resolution is
+    /// independent of it.
+    #[arg(long, value_parser = RESOLUTION.parser())]
+    pub resolution: Option<u32>,
     /// Pixel noise of the embedded set.
     #[arg(long, default_value_t = 0.3, value_parser = NOISE.parser())]
     pub noise: f32,
+
+    /// Keep the widths elasticity scaling sets multiples of N. By default
+    /// the table's width step (its `width_step` header), so every width of
+    /// the derived network is a measured entry; 1 (the method's channel
+    /// granularity) for a table without one. `--width-multiple 1` keeps the
+    /// method's granularity on any table.
+    #[arg(long, value_parser = WIDTH_MULTIPLE.parser())]
+    pub width_multiple: Option<u32>,
+    /// The method exactly: no landing extension (which, when width scaling
+    /// alone misses the target, changes depth in β's order and ops in α's,
+    /// then scales widths again) and the method's 1-channel width
+    /// granularity.
+    #[arg(long, conflicts_with = "width_multiple")]
+    pub method_strict: bool,
 }
 
 impl Inputs {
+    /// The search resolution: the flag, else the method's 224 for image
+    /// data and 48 for the embedded set.
+    pub fn resolution(&self) -> u32 {
+        self.resolution
+            .unwrap_or(if self.data.is_some() { 224 } else { 48 })
+    }
+
     pub fn checkpoint_path(&self) -> PathBuf {
         self.checkpoint
             .clone()
@@ -148,6 +174,10 @@ pub struct Session {
     pub resumed_after: Option<usize>,
     /// Things a user should know that do not stop the search.
     pub warnings: Vec<String>,
+    /// Where the width multiple came from, for the user.
+    pub width_note: String,
+    /// `--method-strict`: derive the method's network, no landing extension.
+    pub method_strict: bool,
     // Held until the session drops: no other search writes these files.
     _locks: [OutputLock; 2],
 }
@@ -169,7 +199,7 @@ pub fn prepare(inputs: &Inputs, settings: &Settings) -> Result<Session> {
     let mut warnings = Vec::new();
     let table = load_table(inputs, &space, &mut warnings)?;
     let model = LatencyModel::new(&space, &table)?;
-    check_width_multiple(&space, &model, settings.width_multiple)?;
+    let (width_multiple, width_note) = width_multiple(inputs, &space, &model, &table)?;
     let target_sum = check_target(&table, &model, settings.target_ms)?;
 
     let (data, split) = load_data(inputs, settings.seed)?;
@@ -182,6 +212,7 @@ pub fn prepare(inputs: &Inputs, settings: &Settings) -> Result<Session> {
     let mut search = Search::new(
         Settings {
             target_ms: target_sum,
+            width_multiple,
             ..settings.clone()
         },
         &space,
@@ -203,6 +234,8 @@ pub fn prepare(inputs: &Inputs, settings: &Settings) -> Result<Session> {
         checkpoint,
         resumed_after,
         warnings,
+        width_note,
+        method_strict: inputs.method_strict,
         _locks: locks,
     })
 }
@@ -309,6 +342,37 @@ fn check_width_multiple(
     Ok(())
 }
 
+/// The width multiple and where it came from: the flag (refused where a
+/// layer's range holds no multiple of it), 1 under `--method-strict`, else
+/// the table's width step (1 where the table has none, or where a range
+/// cannot hold it).
+fn width_multiple(
+    inputs: &Inputs,
+    space: &SearchSpaceConfig,
+    model: &LatencyModel,
+    table: &LatencyTable,
+) -> Result<(u32, String)> {
+    if let Some(m) = inputs.width_multiple {
+        check_width_multiple(space, model, m)?;
+        return Ok((m, format!("width multiple {m} (--width-multiple)")));
+    }
+    if inputs.method_strict {
+        let why = "width multiple 1: the method's granularity (--method-strict)";
+        return Ok((1, why.into()));
+    }
+    let d = measured::default_width_multiple(table);
+    match check_width_multiple(space, model, d.multiple) {
+        Ok(()) => Ok((d.multiple, d.why)),
+        Err(e) => Ok((
+            1,
+            format!(
+                "width multiple 1: the table's width step {} does not fit this space ({e})",
+                d.multiple
+            ),
+        )),
+    }
+}
+
 /// The target as a sum of the table's blocks, after checking the table can
 /// reach it. The search runs on the table's sums of blocks; a correction
 /// fitted by `profiler fit` maps them to measured latency, so the target is
@@ -342,7 +406,7 @@ fn load_data(inputs: &Inputs, seed: u64) -> Result<(Box<dyn Dataset>, Split)> {
         prefetch: inputs.prefetch as usize,
         strict: inputs.strict,
     };
-    let resolution = inputs.resolution;
+    let resolution = inputs.resolution();
     // Absolute paths, so that the data's description (part of what a
     // checkpoint must match) does not depend on how the path was spelled.
     let absolute = |p: &Option<PathBuf>| {
@@ -399,6 +463,10 @@ fn resume_or_start(
 pub struct Report {
     pub arch: Architecture,
     pub predicted_ms: f64,
+    /// What the landing extension changed (nothing under `--method-strict`).
+    pub landing: Landing,
+    /// The derived network's widths that the table interpolates.
+    pub interpolated: Vec<String>,
 }
 
 impl Session {
@@ -436,6 +504,7 @@ impl Session {
                 self.search.settings.epochs
             ));
         }
+        lines.push(self.width_note.clone());
         lines.push(format!(
             "searching on {:?}; checkpoint {}",
             self.device,
@@ -479,11 +548,17 @@ impl Session {
 
     /// Derives the network and writes it to `--out`.
     pub fn finish(&self) -> Result<Report> {
-        let choices = self.search.derive();
-        let arch =
-            Architecture::from_choices(&self.space, &choices)?.with_prediction(&self.table)?;
+        let landing = self.search.land(!self.method_strict);
+        let arch = Architecture::from_choices(&self.space, &landing.choices)?
+            .with_prediction(&self.table)?;
         write_atomic(&self.out, arch.to_json_pretty().as_bytes())?;
         let predicted_ms = arch.prediction.as_ref().map_or(f64::NAN, |p| p.latency_ms);
-        Ok(Report { arch, predicted_ms })
+        let interpolated = measured::interpolated_widths(&self.table, &arch)?;
+        Ok(Report {
+            arch,
+            predicted_ms,
+            landing,
+            interpolated,
+        })
     }
 }

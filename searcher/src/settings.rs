@@ -234,12 +234,12 @@ pub struct Settings {
     /// Seed of weights, data order, sampling and the data split.
     #[arg(long, default_value_t = DEFAULT.seed, value_parser = SEED.parser())]
     pub seed: u64,
-    /// Keep the widths elasticity scaling sets multiples of N (1: the
-    /// method's channel granularity; 8: what hardware and deployment tools
-    /// favour, and the table's default width step, so every width is a
-    /// measured one). Left out of the settings' JSON at 1, so that
-    /// checkpoints of searches without it still resume.
-    #[arg(long, default_value_t = DEFAULT.width_multiple, value_parser = WIDTH_MULTIPLE.parser())]
+    /// The widths elasticity scaling sets are multiples of it. Not a flag
+    /// of its own: `--width-multiple` (in the inputs) is resolved against
+    /// the table's width step before the search starts. Left out of the
+    /// settings' JSON at 1, so that checkpoints of searches without it
+    /// still resume.
+    #[arg(skip = DEFAULT.width_multiple)]
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub width_multiple: u32,
 }

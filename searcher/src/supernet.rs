@@ -12,7 +12,14 @@
 //!
 //! Masking is exact: a masked mid channel is zero after the expansion
 //! conv's activation and after the depthwise conv's, so the SE pooling, the
-//! SE convs and the projection see exactly the sliced network.
+//! SE convs and the projection see exactly the sliced network. Its weights
+//! get a zero gradient, and the weight step (`Sgd::step_masked` with
+//! [`Supernet::weight_masks`]) gives them neither weight decay nor leftover
+//! momentum either, so they keep their values while masked out, as in the
+//! official network, which does not hold them at all. (Without that, the
+//! momentum buffer's steady state multiplies weight decay by
+//! 1/(1 − momentum) = 10: a channel masked out for a whole 90-epoch search
+//! would shrink by about 30% and be ranked down when widths are re-chosen.)
 
 use space::{Activation, SearchSpaceConfig};
 use tch::{Device, Kind, Tensor};
@@ -323,6 +330,50 @@ impl Supernet {
     /// The trainable weights with their names (not the arch parameters).
     pub fn weights(&self) -> &[(String, Tensor)] {
         &self.weights
+    }
+
+    /// Per trainable weight, in [`weights`](Self::weights) order, the 0/1
+    /// mask of its op's mid channels shaped to broadcast over it; `None`
+    /// for weights outside the searchable ops and for the SE reduce bias,
+    /// which has no mid axis.
+    pub fn weight_masks(&self) -> Vec<Option<Tensor>> {
+        self.weights
+            .iter()
+            .map(|(name, _)| self.mask_of(name))
+            .collect()
+    }
+
+    /// The mask of weight `name` ("s{stage}.b{block}.{op}.{part}", as
+    /// [`Supernet::new`] names them), shaped for its mid axis.
+    fn mask_of(&self, name: &str) -> Option<Tensor> {
+        let rest = name.strip_prefix('s')?;
+        let (stage, rest) = rest.split_once(".b")?;
+        let (block, rest) = rest.split_once('.')?;
+        let (s, b) = (
+            stage.parse::<usize>().ok()? - 1,
+            block.parse::<usize>().ok()? - 1,
+        );
+        let (k, part) = self
+            .space
+            .ops
+            .iter()
+            .enumerate()
+            .filter_map(|(k, op)| {
+                rest.strip_prefix(op.name.as_str())
+                    .and_then(|p| p.strip_prefix('.'))
+                    .map(|part| (k, part))
+            })
+            .min_by_key(|(_, part)| part.len())?;
+        let mask = self.masks.get(s)?.get(b)?.get(k)?;
+        let max = mask.size()[1];
+        match part {
+            // Mid channels on the output axis.
+            "expand" | "dw" | "se_expand.w" => Some(mask.view([max, 1, 1, 1])),
+            "se_expand.b" => Some(mask.view([max])),
+            // Mid channels on the input axis.
+            "pw" | "se_reduce.w" => Some(mask.shallow_clone()),
+            _ => None,
+        }
     }
 
     pub fn weight_tensors(&self) -> Vec<Tensor> {
