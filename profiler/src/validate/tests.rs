@@ -96,6 +96,7 @@ impl<'a> NetEngine<'a> {
                 cuda: "13.0".into(),
                 cudnn: "9.14.0".into(),
                 engine: "fake/1".into(),
+                extra: Vec::new(),
             },
             config: EngineConfig::default(),
             table,
