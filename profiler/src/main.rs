@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use space::{meta, Architecture, LatencyTable, SearchSpaceConfig};
 
 mod compare;
+mod cpu_exec;
 mod fit;
 mod plot;
 mod rank;
@@ -285,6 +286,9 @@ fn run(cli: Cli) -> Result<()> {
 
 fn main() -> ExitCode {
     restore_sigpipe();
+    if let Some(code) = cpu_exec::run_if_cpu() {
+        return code;
+    }
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
