@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use profiler::engine::{Engine, Workload};
-use profiler_cpu::{Cache, CpuEngine, CpuSettings};
+use profiler_cpu::{Cache, CpuEngine, CpuSettings, Timer};
 use space::meta;
 
 fn settings(batch: u32) -> CpuSettings {
@@ -15,6 +15,7 @@ fn settings(batch: u32) -> CpuSettings {
         batch,
         threads: 1,
         cache: Cache::Warm,
+        timer: Timer::Thread,
         seed: 0,
     }
 }
@@ -238,7 +239,8 @@ fn a_tiny_table_builds_resumes_refuses_other_settings_measures_and_validates() {
     assert_eq!(table.len(), 21);
     let md = table.metadata();
     assert_eq!(md.get(meta::THREADS), Some("1"));
-    assert_eq!(md.get(meta::CACHE), Some("warm"));
+    assert_eq!(md.get(meta::CACHE), Some("llc"));
+    assert_eq!(md.get(meta::TIMER), Some("thread"));
     assert_eq!(md.get(meta::WIDTH_STEP), Some("64"));
     assert_eq!(md.get(meta::BATCH), Some("1"));
     assert!(md.get(meta::LLC_BYTES).is_some() && md.get(meta::CPU_CAPABILITY).is_some());
@@ -246,7 +248,7 @@ fn a_tiny_table_builds_resumes_refuses_other_settings_measures_and_validates() {
 
     // Another cache policy may not append to it; the file stays as it was.
     let o = build(&["--cache", "cold"]);
-    assert_refused(&o, "cache: file has 'warm', this run 'cold'");
+    assert_refused(&o, "cache: file has 'llc', this run 'cold'");
     assert_eq!(std::fs::read_to_string(&out).unwrap(), text);
 
     let arch = dir.path().join("arch.json");

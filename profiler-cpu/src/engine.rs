@@ -36,6 +36,11 @@ pub enum Cache {
     /// Nothing is done between runs: the block finds its weights and
     /// activations where its previous run left them.
     Warm,
+    /// The core's private caches are evicted before each timed run (a
+    /// buffer of twice the largest private cache is read), so the block
+    /// finds its weights and input in the last-level cache, as a block
+    /// inside a network whose weights fit there does.
+    Llc,
     /// The last-level cache is evicted before each timed run (a buffer of
     /// twice its size is read), so weights and input come from memory.
     Cold,
@@ -45,6 +50,7 @@ impl Cache {
     pub fn as_str(self) -> &'static str {
         match self {
             Cache::Warm => "warm",
+            Cache::Llc => "llc",
             Cache::Cold => "cold",
         }
     }
@@ -61,20 +67,71 @@ impl FromStr for Cache {
     fn from_str(s: &str) -> std::result::Result<Self, String> {
         match s {
             "warm" => Ok(Cache::Warm),
+            "llc" => Ok(Cache::Llc),
             "cold" => Ok(Cache::Cold),
             _ => Err(format!(
-                "unknown cache policy '{s}' (expected warm or cold)"
+                "unknown cache policy '{s}' (expected warm, llc or cold)"
             )),
         }
     }
 }
 
-/// How the engine runs: batch, threads and cache policy.
+/// The clock around each timed run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timer {
+    /// The timing thread's own CPU time (`CLOCK_THREAD_CPUTIME_ID`): what
+    /// the run costs when the core is its alone, even on a machine shared
+    /// with other work, whose time slices a wall clock would count. One
+    /// thread only: libtorch's other threads are not on this clock.
+    Thread,
+    /// The monotonic wall clock (`std::time::Instant`).
+    Wall,
+}
+
+impl Timer {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Timer::Thread => "thread",
+            Timer::Wall => "wall",
+        }
+    }
+}
+
+impl fmt::Display for Timer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Timer {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "thread" => Ok(Timer::Thread),
+            "wall" => Ok(Timer::Wall),
+            _ => Err(format!("unknown timer '{s}' (expected thread or wall)")),
+        }
+    }
+}
+
+/// The calling thread's CPU time in milliseconds.
+fn thread_cpu_ms() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // Safety: `ts` is a valid timespec for the call to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 * 1e3 + ts.tv_nsec as f64 * 1e-6
+}
+
+/// How the engine runs: batch, threads, cache policy and clock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CpuSettings {
     pub batch: u32,
     pub threads: usize,
     pub cache: Cache,
+    pub timer: Timer,
     pub seed: u64,
 }
 
@@ -93,7 +150,7 @@ impl CpuSettings {
             launch: Launch::Eager,
             l2: match self.cache {
                 Cache::Warm => L2::Warm,
-                Cache::Cold => L2::Cold,
+                Cache::Llc | Cache::Cold => L2::Cold,
             },
             seed: self.seed,
         }
@@ -282,6 +339,12 @@ impl CpuEngine {
                 settings.batch
             )));
         }
+        if settings.timer == Timer::Thread && settings.threads > 1 {
+            return Err(ProfilerError::Invalid(format!(
+                "--timer thread with --threads {}: the thread clock sees one thread; use --timer wall",
+                settings.threads
+            )));
+        }
         let cpus = &machine.allowed[..settings.threads];
         let affinity = match pin_to(cpus) {
             Ok(()) => format!(
@@ -295,16 +358,19 @@ impl CpuEngine {
         };
         tch::set_num_threads(settings.threads as i32);
         let llc = machine.llc_bytes;
-        let evict = match (settings.cache, llc) {
-            (Cache::Cold, None) => {
-                return Err(ProfilerError::Invalid(
-                    "--cache cold: this system does not say its last-level cache size (/sys/devices/system/cpu/cpu0/cache); use --cache warm".into(),
-                ))
-            }
-            // Twice the cache, so a non-inclusive (victim) L3 is emptied too.
-            (Cache::Cold, Some(bytes)) => vec![1u64; (2 * bytes / 8) as usize],
-            (Cache::Warm, _) => Vec::new(),
+        let evict_bytes = match settings.cache {
+            Cache::Warm => Some(0),
+            Cache::Llc => machine.private_bytes,
+            Cache::Cold => llc,
         };
+        let Some(evict_bytes) = evict_bytes else {
+            return Err(ProfilerError::Invalid(format!(
+                "--cache {}: this system does not say its cache sizes (/sys/devices/system/cpu/cpu0/cache); use --cache warm",
+                settings.cache
+            )));
+        };
+        // Twice the cache, so a non-inclusive (victim) cache is emptied too.
+        let evict = vec![1u64; (2 * evict_bytes / 8) as usize];
         let info = EngineInfo {
             device_name: machine.model.clone(),
             device_uuid: format!("CPU-{}", machine.hostname),
@@ -325,6 +391,7 @@ impl CpuEngine {
                 (meta::LIBTORCH.into(), LIBTORCH_VERSION.into()),
                 (meta::CPU_CAPABILITY.into(), cpu_capability()),
                 (meta::CACHE.into(), settings.cache.to_string()),
+                (meta::TIMER.into(), settings.timer.to_string()),
             ],
         };
         Ok(CpuEngine {
@@ -450,13 +517,25 @@ impl Engine for CpuEngine {
 
     fn run_timed(&mut self) -> Result<f64> {
         let alone = matches!(self.prepared, Some(Prepared::Blocks { alone: true, .. }));
-        if alone && self.settings.cache == Cache::Cold {
+        if alone && self.settings.cache != Cache::Warm {
             self.evict_caches();
         }
-        let start = Instant::now();
-        let out = self.forward()?;
-        let ms = start.elapsed().as_secs_f64() * 1e3;
-        drop(out);
+        let ms = match self.settings.timer {
+            Timer::Wall => {
+                let start = Instant::now();
+                let out = self.forward()?;
+                let ms = start.elapsed().as_secs_f64() * 1e3;
+                drop(out);
+                ms
+            }
+            Timer::Thread => {
+                let start = thread_cpu_ms();
+                let out = self.forward()?;
+                let ms = thread_cpu_ms() - start;
+                drop(out);
+                ms
+            }
+        };
         Ok(ms)
     }
 }

@@ -9,4 +9,4 @@ pub mod engine;
 pub mod numerics;
 pub mod system;
 
-pub use engine::{Cache, CpuEngine, CpuSettings};
+pub use engine::{Cache, CpuEngine, CpuSettings, Timer};

@@ -14,7 +14,7 @@ use profiler::gpu_commands::{command_line, TimingArgs};
 use profiler::monitor::Unmonitored;
 use profiler::table_build::{build_table, BuildSettings, Output};
 use profiler::timing::time_workload;
-use profiler_cpu::{Cache, CpuEngine, CpuSettings};
+use profiler_cpu::{Cache, CpuEngine, CpuSettings, Timer};
 use space::{meta, Architecture, LatencyTable, SearchSpaceConfig};
 
 // `validate`'s job, rows, statistics and report are the profiler binary's
@@ -37,7 +37,9 @@ mod validate;
 mod validation;
 
 /// The default cache policy of a CPU table (see docs/cpu.md for why).
-const DEFAULT_CACHE: &str = "warm";
+const DEFAULT_CACHE: &str = "llc";
+/// The default clock (see docs/cpu.md).
+const DEFAULT_TIMER: &str = "thread";
 
 #[derive(Parser)]
 #[command(
@@ -117,9 +119,15 @@ struct CpuArgs {
     /// may run on.
     #[arg(long, default_value_t = 1)]
     threads: usize,
-    /// `cold` evicts the last-level cache before each timed run of a block.
+    /// Before each timed run of a block: `warm` nothing; `llc` evicts the
+    /// core's private caches (data starts in the last-level cache, as inside
+    /// a network); `cold` evicts the last-level cache too.
     #[arg(long, default_value = DEFAULT_CACHE)]
     cache: Cache,
+    /// `thread`: the thread's CPU time, blind to other processes' turns on
+    /// the core (one thread only); `wall`: the monotonic clock.
+    #[arg(long, default_value = DEFAULT_TIMER)]
+    timer: Timer,
     #[command(flatten)]
     timing: TimingArgs,
 }
@@ -131,6 +139,7 @@ impl CpuArgs {
             batch: self.batch,
             threads: self.threads,
             cache: self.cache,
+            timer: self.timer,
             seed: 0,
         })?;
         describe(&engine);
@@ -140,7 +149,7 @@ impl CpuArgs {
 
 fn describe(engine: &CpuEngine) {
     eprintln!(
-        "cpu: {} ({} cores), {} thread(s) {}, LLC {} bytes, governor {}, libtorch {} {}, batch {}, cache {}",
+        "cpu: {} ({} cores), {} thread(s) {}, LLC {} bytes, governor {}, libtorch {} {}, batch {}, cache {}, timer {}",
         engine.info().device_name,
         engine.fact(meta::CPU_CORES),
         engine.settings().threads,
@@ -150,7 +159,8 @@ fn describe(engine: &CpuEngine) {
         engine.fact(meta::LIBTORCH),
         engine.fact(meta::CPU_CAPABILITY),
         engine.settings().batch,
-        engine.settings().cache
+        engine.settings().cache,
+        engine.settings().timer
     );
 }
 
@@ -220,6 +230,9 @@ struct ValidateArgs {
     /// The table's cache policy (refused if different).
     #[arg(long)]
     cache: Option<Cache>,
+    /// The table's clock (refused if different).
+    #[arg(long)]
+    timer: Option<Timer>,
     #[command(flatten)]
     timing: TimingArgs,
 }
@@ -337,6 +350,7 @@ fn verify(args: &DeviceArgs) -> Result<()> {
         batch: 2,
         threads: 1,
         cache: Cache::Warm,
+        timer: Timer::Wall,
         seed: 0,
     })?;
     let results = profiler_cpu::numerics::check_blocks(&mut engine)?;
@@ -380,7 +394,20 @@ fn resolve(table: &LatencyTable, args: &ValidateArgs) -> Result<CpuSettings> {
         .map_err(|e: String| {
             anyhow::anyhow!("{}: header '{}': {e}", table.origin(), meta::CACHE)
         })?;
+    let timer: Timer = md
+        .get(meta::TIMER)
+        .unwrap_or("wall")
+        .parse()
+        .map_err(|e: String| {
+            anyhow::anyhow!("{}: header '{}': {e}", table.origin(), meta::TIMER)
+        })?;
     let mut diffs = Vec::new();
+    if args.timer.is_some_and(|t| t != timer) {
+        diffs.push(format!(
+            "timer: table '{timer}', flag '{}'",
+            args.timer.unwrap_or(timer)
+        ));
+    }
     if args.batch.is_some_and(|b| b != table.batch()) {
         diffs.push(format!(
             "batch: table '{}', flag '{}'",
@@ -410,6 +437,7 @@ fn resolve(table: &LatencyTable, args: &ValidateArgs) -> Result<CpuSettings> {
         batch: table.batch(),
         threads,
         cache,
+        timer,
         seed: 0,
     })
 }

@@ -16,6 +16,8 @@ pub struct Machine {
     pub allowed: Vec<usize>,
     /// Bytes of the last-level cache, if sysfs says.
     pub llc_bytes: Option<u64>,
+    /// Bytes of the largest cache below the last level (a core's own L2).
+    pub private_bytes: Option<u64>,
     pub governor: String,
     pub hostname: String,
     pub kernel: String,
@@ -46,23 +48,37 @@ pub fn parse_cache_size(s: &str) -> Option<u64> {
 
 /// The largest-level data or unified cache of CPU 0 in sysfs.
 pub fn llc_bytes(cache_dir: &Path) -> Option<u64> {
-    let mut best: Option<(u32, u64)> = None;
-    for entry in std::fs::read_dir(cache_dir).ok()?.flatten() {
+    levels(cache_dir).last().map(|&(_, size)| size)
+}
+
+/// The data or unified cache one level below the last, if there is one.
+pub fn private_bytes(cache_dir: &Path) -> Option<u64> {
+    let levels = levels(cache_dir);
+    let n = levels.len();
+    (n >= 2).then(|| levels[n - 2].1)
+}
+
+/// `(level, bytes)` of CPU 0's data and unified caches, by level.
+fn levels(cache_dir: &Path) -> Vec<(u32, u64)> {
+    let mut found = Vec::new();
+    let Ok(dir) = std::fs::read_dir(cache_dir) else {
+        return found;
+    };
+    for entry in dir.flatten() {
         let dir = entry.path();
         if !entry.file_name().to_string_lossy().starts_with("index") {
             continue;
         }
         let kind = read_trimmed(dir.join("type")).unwrap_or_default();
-        if kind == "Instruction" {
-            continue;
-        }
-        let level: u32 = read_trimmed(dir.join("level"))?.parse().ok()?;
-        let size = parse_cache_size(&read_trimmed(dir.join("size"))?)?;
-        if best.is_none_or(|(l, _)| level > l) {
-            best = Some((level, size));
+        let level = read_trimmed(dir.join("level")).and_then(|l| l.parse::<u32>().ok());
+        let size = read_trimmed(dir.join("size")).and_then(|s| parse_cache_size(&s));
+        if let (false, Some(level), Some(size)) = (kind == "Instruction", level, size) {
+            found.push((level, size));
         }
     }
-    best.map(|(_, size)| size)
+    found.sort_unstable();
+    found.dedup_by_key(|l| l.0);
+    found
 }
 
 /// The `model name` of /proc/cpuinfo's first processor.
@@ -119,6 +135,7 @@ impl Machine {
             cores,
             allowed: allowed_cpus(),
             llc_bytes: llc_bytes(Path::new("/sys/devices/system/cpu/cpu0/cache")),
+            private_bytes: private_bytes(Path::new("/sys/devices/system/cpu/cpu0/cache")),
             governor: read_trimmed("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
                 .unwrap_or_else(|| "unknown (no cpufreq in sysfs)".into()),
             hostname: read_trimmed("/proc/sys/kernel/hostname").unwrap_or_else(|| "unknown".into()),
@@ -221,6 +238,7 @@ mod tests {
             std::fs::write(d.join("size"), format!("{size}\n")).unwrap();
         }
         assert_eq!(llc_bytes(dir.path()), Some(32 << 20));
+        assert_eq!(private_bytes(dir.path()), Some(1 << 20));
         assert_eq!(llc_bytes(&dir.path().join("missing")), None);
     }
 

@@ -31,7 +31,7 @@ pub const TIMING_KEY: &str = "timing";
 /// The header keys that must match for a run to append to an existing table:
 /// everything that changes what a latency means. Timestamps, the command
 /// line, the timing rule and the clocks seen may differ.
-pub const RESUME_KEYS: [&str; 20] = [
+pub const RESUME_KEYS: [&str; 21] = [
     meta::FORMAT,
     meta::DEVICE_NAME,
     meta::DEVICE_UUID,
@@ -53,6 +53,7 @@ pub const RESUME_KEYS: [&str; 20] = [
     meta::CPU_GOVERNOR,
     meta::CPU_CAPABILITY,
     meta::CACHE,
+    meta::TIMER,
 ];
 
 /// What to build.

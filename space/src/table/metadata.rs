@@ -64,6 +64,9 @@ pub mod meta {
     pub const CPU_CAPABILITY: &str = "cpu_capability";
     /// What the cache held before each timed run (`warm`, `cold`...).
     pub const CACHE: &str = "cache";
+    /// The clock around each timed run: `thread` (the thread's CPU time,
+    /// blind to time other processes take the core) or `wall` (monotonic).
+    pub const TIMER: &str = "timer";
 }
 
 /// In JSON (an architecture's prediction), an object in header order.
