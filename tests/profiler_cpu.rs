@@ -239,7 +239,7 @@ fn a_tiny_table_builds_resumes_refuses_other_settings_measures_and_validates() {
     assert_eq!(table.len(), 21);
     let md = table.metadata();
     assert_eq!(md.get(meta::THREADS), Some("1"));
-    assert_eq!(md.get(meta::CACHE), Some("llc"));
+    assert_eq!(md.get(meta::CACHE), Some("warm"));
     assert_eq!(md.get(meta::TIMER), Some("thread"));
     assert_eq!(md.get(meta::WIDTH_STEP), Some("64"));
     assert_eq!(md.get(meta::BATCH), Some("1"));
@@ -248,7 +248,7 @@ fn a_tiny_table_builds_resumes_refuses_other_settings_measures_and_validates() {
 
     // Another cache policy may not append to it; the file stays as it was.
     let o = build(&["--cache", "cold"]);
-    assert_refused(&o, "cache: file has 'llc', this run 'cold'");
+    assert_refused(&o, "cache: file has 'warm', this run 'cold'");
     assert_eq!(std::fs::read_to_string(&out).unwrap(), text);
 
     let arch = dir.path().join("arch.json");

@@ -37,9 +37,16 @@ mod validate;
 mod validation;
 
 /// The default cache policy of a CPU table (see docs/cpu.md for why).
-const DEFAULT_CACHE: &str = "llc";
-/// The default clock (see docs/cpu.md).
-const DEFAULT_TIMER: &str = "thread";
+const DEFAULT_CACHE: &str = "warm";
+/// The default clock: the thread's CPU time where one thread does the
+/// work (see docs/cpu.md), else the wall clock.
+fn default_timer(threads: usize) -> Timer {
+    if threads == 1 {
+        Timer::Thread
+    } else {
+        Timer::Wall
+    }
+}
 
 #[derive(Parser)]
 #[command(
@@ -125,9 +132,10 @@ struct CpuArgs {
     #[arg(long, default_value = DEFAULT_CACHE)]
     cache: Cache,
     /// `thread`: the thread's CPU time, blind to other processes' turns on
-    /// the core (one thread only); `wall`: the monotonic clock.
-    #[arg(long, default_value = DEFAULT_TIMER)]
-    timer: Timer,
+    /// the core (one thread only; the default with one); `wall`: the
+    /// monotonic clock (the default with more threads).
+    #[arg(long)]
+    timer: Option<Timer>,
     #[command(flatten)]
     timing: TimingArgs,
 }
@@ -139,7 +147,7 @@ impl CpuArgs {
             batch: self.batch,
             threads: self.threads,
             cache: self.cache,
-            timer: self.timer,
+            timer: self.timer.unwrap_or(default_timer(self.threads)),
             seed: 0,
         })?;
         describe(&engine);
