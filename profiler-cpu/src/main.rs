@@ -20,18 +20,23 @@ use space::{meta, Architecture, LatencyTable, SearchSpaceConfig};
 // `validate`'s job, rows, statistics and report are the profiler binary's
 // own modules (not yet in its library), compiled here from the same files so
 // that the CPU validates exactly as the GPU does.
+#[cfg(not(test))]
 #[allow(dead_code, unused_imports)]
 #[path = "../../profiler/src/compare/mod.rs"]
 mod compare;
+#[cfg(not(test))]
 #[allow(dead_code, unused_imports)]
 #[path = "../../profiler/src/plot.rs"]
 mod plot;
+#[cfg(not(test))]
 #[allow(dead_code, unused_imports)]
 #[path = "../../profiler/src/rank.rs"]
 mod rank;
+#[cfg(not(test))]
 #[allow(dead_code, unused_imports)]
 #[path = "../../profiler/src/validate/mod.rs"]
 mod validate;
+#[cfg(not(test))]
 #[allow(dead_code, unused_imports)]
 #[path = "../../profiler/src/validation.rs"]
 mod validation;
@@ -383,6 +388,7 @@ fn verify(args: &DeviceArgs) -> Result<()> {
 }
 
 /// A CPU table's settings, with the flags allowed only to repeat them.
+#[cfg_attr(test, allow(dead_code))]
 fn resolve(table: &LatencyTable, args: &ValidateArgs) -> Result<CpuSettings> {
     let md = table.metadata();
     let Some(threads) = md.get(meta::THREADS) else {
@@ -450,6 +456,12 @@ fn resolve(table: &LatencyTable, args: &ValidateArgs) -> Result<CpuSettings> {
     })
 }
 
+#[cfg(test)]
+fn validate_cmd(_: &ValidateArgs) -> Result<()> {
+    bail!("validate is not compiled into the test build")
+}
+
+#[cfg(not(test))]
 fn validate_cmd(args: &ValidateArgs) -> Result<()> {
     args.device.check()?;
     if let Some(p) = &args.plot {
