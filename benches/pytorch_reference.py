@@ -118,39 +118,43 @@ def time_module(mod, x, runs, graph):
         return statistics.median(times)
 
 
-def time_cpu(mod, x, runs):
-    """Median ms of `runs` perf_counter-timed runs on the CPU, after a warm-up."""
-    import time
+def time_cpu(mod, x, runs, clock):
+    """Median ms of `runs` timed runs on the CPU, after a warm-up; `clock` is
+    time.thread_time (the engine's default `--timer thread` with one thread:
+    the thread's CPU time, blind to other processes on a shared core) or
+    time.perf_counter (`--timer wall`)."""
     with torch.no_grad():
         for _ in range(5):
             mod(x)
         times = []
         for _ in range(runs):
-            t = time.perf_counter()
+            t = clock()
             mod(x)
-            times.append((time.perf_counter() - t) * 1e3)
+            times.append((clock() - t) * 1e3)
         return statistics.median(times)
 
 
 def cpu_main(args, keys, engine_block, engine_e2e):
     """PyTorch eager on the CPU against the CPU engine's numbers."""
+    import time
     torch.set_num_threads(args.threads)
+    clock = time.thread_time if args.threads == 1 else time.perf_counter
     print(f"torch {torch.__version__} CPU eager, {args.threads} thread(s), batch {args.batch}, fp32, "
-          f"capability {torch.backends.cpu.get_cpu_capability()}")
+          f"capability {torch.backends.cpu.get_cpu_capability()}, clock {clock.__name__}")
     mods, done, total = [], {}, 0.0
     for key in keys:
         mod, (c, r) = block(key)
         mod = mod.eval()
         mods.append(mod)
         if key not in done:
-            done[key] = time_cpu(mod, torch.randn(args.batch, c, r, r), args.runs)
+            done[key] = time_cpu(mod, torch.randn(args.batch, c, r, r), args.runs, clock)
         total += done[key]
         mine = engine_block.get(key)
         vs = f"engine {mine:.4f} ms (engine/torch {mine / done[key]:.3f})" if mine else "engine n/a"
         print(f"block {key}: torch eager {done[key]:.4f} ms, {vs}")
     net = nn.Sequential(*mods).eval()
     c, r = block(keys[0])[1]
-    e2e = time_cpu(net, torch.randn(args.batch, c, r, r), args.runs)
+    e2e = time_cpu(net, torch.randn(args.batch, c, r, r), args.runs, clock)
     print(f"network: torch eager {e2e:.4f} ms, engine {engine_e2e if engine_e2e else 'n/a'} ms")
     if engine_e2e:
         print(f"ratio: engine / torch eager end to end = {engine_e2e / e2e:.3f} "
