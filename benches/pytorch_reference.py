@@ -12,6 +12,16 @@ and replaying a CUDA graph, median of CUDA-event-timed runs.
 
 Usage: python3 benches/pytorch_reference.py PROFILER_LOG [--keys FILE] [--batch 32] [--runs 200]
        python3 benches/pytorch_reference.py PROFILER_LOG --keys FILE --dry-run   # CPU: checks the blocks chain
+
+CPU mode (`--device cpu`): PyTorch eager on the CPU (eval, no_grad, fp32,
+NCHW, BN not folded: what a user's model runs), timed by perf_counter, at
+batch 1 and `--threads 1` unless told. With `--profiler BIN --arch A.json`
+it first runs `BIN measure --device cpu --arch A.json --per-block` itself
+into PROFILER_LOG, so both are timed in the same run, on the same CPUs
+(pin the whole script with `taskset -c N`):
+
+       taskset -c 1 .venv/bin/python benches/pytorch_reference.py /tmp/cpu.log --device cpu \
+           --profiler target/release/profiler --arch tests/fixtures/tfnas_a.json
 """
 
 import argparse
@@ -108,6 +118,54 @@ def time_module(mod, x, runs, graph):
         return statistics.median(times)
 
 
+def time_cpu(mod, x, runs, clock):
+    """Median ms of `runs` timed runs on the CPU, after a warm-up; `clock` is
+    time.thread_time (the engine's default `--timer thread` with one thread:
+    the thread's CPU time, blind to other processes on a shared core) or
+    time.perf_counter (`--timer wall`)."""
+    with torch.no_grad():
+        for _ in range(5):
+            mod(x)
+        times = []
+        for _ in range(runs):
+            t = clock()
+            mod(x)
+            times.append((clock() - t) * 1e3)
+        return statistics.median(times)
+
+
+def cpu_main(args, keys, engine_block, engine_e2e):
+    """PyTorch eager on the CPU against the CPU engine's numbers."""
+    import time
+    torch.set_num_threads(args.threads)
+    clock = time.thread_time if args.threads == 1 else time.perf_counter
+    print(f"torch {torch.__version__} CPU eager, {args.threads} thread(s), batch {args.batch}, fp32, "
+          f"capability {torch.backends.cpu.get_cpu_capability()}, clock {clock.__name__}")
+    mods, done, total = [], {}, 0.0
+    for key in keys:
+        mod, (c, r) = block(key)
+        mod = mod.eval()
+        mods.append(mod)
+        if key not in done:
+            done[key] = time_cpu(mod, torch.randn(args.batch, c, r, r), args.runs, clock)
+        total += done[key]
+        mine = engine_block.get(key)
+        vs = f"engine {mine:.4f} ms (engine/torch {mine / done[key]:.3f})" if mine else "engine n/a"
+        print(f"block {key}: torch eager {done[key]:.4f} ms, {vs}")
+    net = nn.Sequential(*mods).eval()
+    c, r = block(keys[0])[1]
+    e2e = time_cpu(net, torch.randn(args.batch, c, r, r), args.runs, clock)
+    print(f"network: torch eager {e2e:.4f} ms, engine {engine_e2e if engine_e2e else 'n/a'} ms")
+    if engine_e2e:
+        print(f"ratio: engine / torch eager end to end = {engine_e2e / e2e:.3f} "
+              f"({engine_e2e:.4f} / {e2e:.4f} ms; want <= 1)")
+    if all(k in engine_block for k in keys):
+        esum = sum(engine_block[k] for k in keys)
+        print(f"ratio: engine / torch eager, sum of blocks = {esum / total:.3f} ({esum:.4f} / {total:.4f} ms)")
+    print(f"torch eager: sum of blocks / end to end = {total / e2e:.4f}")
+    return 0
+
+
 def keys_from(path, pattern):
     """Block keys in `path`, in order: group 1 of each line that `pattern` matches."""
     keys = []
@@ -148,7 +206,19 @@ def main():
     ap.add_argument("--runs", type=int, default=200)
     ap.add_argument("--dry-run", action="store_true",
                     help="no GPU: build every block and the network and run them once on the CPU at batch 1")
+    ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
+    ap.add_argument("--threads", type=int, default=1, help="CPU mode: torch's threads (the engine's --threads)")
+    ap.add_argument("--profiler", help="CPU mode: run `PROFILER measure --device cpu --arch ARCH --per-block` first")
+    ap.add_argument("--arch", help="CPU mode: the architecture JSON for --profiler")
     args = ap.parse_args()
+    if args.device == "cpu" and args.batch == 32 and "--batch" not in sys.argv:
+        args.batch = 1
+    if args.profiler:
+        import subprocess
+        cmd = [args.profiler, "measure", "--device", "cpu", "--arch", args.arch, "--per-block",
+               "--batch", str(args.batch), "--threads", str(args.threads)]
+        with open(args.profiler_log, "w") as log:
+            subprocess.run(cmd, stdout=log, check=True)
 
     # The network's blocks: from --keys when given (complete even when the
     # profiler's run stopped half-way), else from the profiler's log.
@@ -181,6 +251,8 @@ def main():
                   f"{len(engine_block)} engine block medians")
         return 0
 
+    if args.device == "cpu":
+        return cpu_main(args, keys, engine_block, engine_e2e)
     if not torch.cuda.is_available():
         raise SystemExit("torch sees no CUDA device (use --dry-run to check the script on a CPU)")
     torch.backends.cudnn.benchmark = True

@@ -75,6 +75,9 @@ fn run(cli: Cli) -> Result<()> {
 
 fn main() -> ExitCode {
     restore_sigpipe();
+    if let Some(code) = cli::cpu_exec::run_if_cpu() {
+        return code;
+    }
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

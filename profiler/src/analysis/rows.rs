@@ -47,7 +47,7 @@ pub mod keys {
 /// What must match for a rerun to append: the table, the device and its
 /// libraries, the settings, the space and the seed. The sample count may
 /// grow (a rerun with `--samples 200` extends a run of 100).
-pub const RESUME_KEYS: [&str; 14] = [
+pub const RESUME_KEYS: [&str; 17] = [
     meta::FORMAT,
     keys::TABLE_SHA256,
     meta::DEVICE_UUID,
@@ -62,6 +62,10 @@ pub const RESUME_KEYS: [&str; 14] = [
     meta::BATCH,
     meta::SPACE_DIGEST,
     keys::SEED,
+    // The CPU engine's settings (absent from GPU rows, so equal there).
+    meta::THREADS,
+    meta::CACHE,
+    meta::TIMER,
 ];
 
 pub const COLUMNS: [&str; 10] = [

@@ -38,16 +38,16 @@ pub struct EngineArgs {
 #[derive(Args, Clone, Debug)]
 pub struct TimingArgs {
     /// Untimed warm-up per entry, in milliseconds.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = TimingFlags::DEFAULT.warmup_ms)]
     pub warmup_ms: u64,
     /// Per-entry cap on sampling time, in milliseconds.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = TimingFlags::DEFAULT.cap_ms)]
     pub cap_ms: u64,
     /// Stop once the 95% CI of the median is within this percentage of it.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = TimingFlags::DEFAULT.ci_percent)]
     pub ci_percent: f64,
     /// Fewest timed runs per entry.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = TimingFlags::DEFAULT.min_samples)]
     pub min_samples: u64,
 }
 

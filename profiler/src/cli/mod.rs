@@ -10,6 +10,7 @@ use anyhow::Result;
 pub mod build;
 pub mod check;
 pub mod compare;
+pub mod cpu_exec;
 pub mod engine_args;
 pub mod fit;
 pub mod measure;
@@ -28,16 +29,4 @@ fn load_space(path: Option<&PathBuf>) -> Result<SearchSpaceConfig> {
     }
 }
 
-/// The command line as typed, for the header of a table or rows file.
-pub fn command_line() -> String {
-    std::env::args()
-        .map(|a| {
-            if a.contains([' ', '\t']) {
-                format!("'{a}'")
-            } else {
-                a
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
+pub use profiler::files::command_line;

@@ -193,6 +193,7 @@ pub fn describe(ctx: &Arc<CudaContext>, engine: &str) -> Result<EngineInfo> {
             cuda,
             cudnn,
             engine: engine.to_string(),
+            extra: Vec::new(),
         })
     })
 }

@@ -5,3 +5,17 @@
 
 pub mod resume;
 pub mod timestamp;
+
+/// The command line as typed, for the header of a table or rows file.
+pub fn command_line() -> String {
+    std::env::args()
+        .map(|a| {
+            if a.contains([' ', '\t']) {
+                format!("'{a}'")
+            } else {
+                a
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}

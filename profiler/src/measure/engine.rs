@@ -108,6 +108,11 @@ pub struct EngineInfo {
     pub cudnn: String,
     /// Name and version of the engine implementation.
     pub engine: String,
+    /// Further `key: value` fingerprint lines an engine adds after the
+    /// common ones (the CPU engine: model, cache size, threads, cache
+    /// policy...), written into every header [`set_measurement_lines`]
+    /// writes; the GPU engine has none.
+    pub extra: Vec<(String, String)>,
 }
 
 /// What one prepared workload is: a table entry, a whole network timed
@@ -188,5 +193,9 @@ pub fn set_measurement_lines<'m>(
         .set(meta::L2, config.l2)
         .set(meta::DTYPE, config.dtype)
         .set(meta::LAYOUT, config.layout)
-        .set(meta::BATCH, config.batch)
+        .set(meta::BATCH, config.batch);
+    for (key, value) in &info.extra {
+        m.set(key, value);
+    }
+    m
 }

@@ -53,6 +53,7 @@ impl FakeEngine {
                 cuda: "13.0".into(),
                 cudnn: "9.14.0".into(),
                 engine: "fake/1".into(),
+                extra: Vec::new(),
             },
             config,
             prepared: Vec::new(),

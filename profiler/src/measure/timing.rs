@@ -58,6 +58,14 @@ pub struct TimingFlags {
 }
 
 impl TimingFlags {
+    /// The defaults of every engine's timing flags, stated once.
+    pub const DEFAULT: TimingFlags = TimingFlags {
+        warmup_ms: 20,
+        cap_ms: 100,
+        ci_percent: 0.5,
+        min_samples: 10,
+    };
+
     /// The rule; refuses a `--ci-percent` that is not a positive number.
     pub fn rule(&self) -> Result<TimingRule> {
         if !(self.ci_percent > 0.0 && self.ci_percent.is_finite()) {

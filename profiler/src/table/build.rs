@@ -33,7 +33,7 @@ pub const TIMING_KEY: &str = "timing";
 /// The header keys that must match for a run to append to an existing table:
 /// everything that changes what a latency means. Timestamps, the command
 /// line, the timing rule and the clocks seen may differ.
-pub const RESUME_KEYS: [&str; 14] = [
+pub const RESUME_KEYS: [&str; 21] = [
     meta::FORMAT,
     meta::DEVICE_NAME,
     meta::DEVICE_UUID,
@@ -48,6 +48,14 @@ pub const RESUME_KEYS: [&str; 14] = [
     meta::BATCH,
     meta::WIDTH_STEP,
     meta::SPACE_DIGEST,
+    // The CPU engine's (absent from GPU tables, so equal there).
+    meta::CPU_MODEL,
+    meta::THREADS,
+    meta::LLC_BYTES,
+    meta::CPU_GOVERNOR,
+    meta::CPU_CAPABILITY,
+    meta::CACHE,
+    meta::TIMER,
 ];
 
 /// What to build.

@@ -42,6 +42,31 @@ pub mod meta {
     pub const BOUNDARY_MS: &str = "boundary_ms";
     /// How [`BOUNDARY_MS`] was measured (informative).
     pub const BOUNDARY: &str = "boundary";
+
+    // The CPU engine's fingerprint (`profiler --device cpu`); a GPU table
+    // has none of these lines, and a CPU table always has [`THREADS`].
+    /// The CPU's model name, as /proc/cpuinfo says it.
+    pub const CPU_MODEL: &str = "cpu_model";
+    /// Cores the machine has (informative).
+    pub const CPU_CORES: &str = "cpu_cores";
+    /// libtorch's intra-op threads the entries ran with.
+    pub const THREADS: &str = "threads";
+    /// The CPUs the threads were pinned to, or why they were not (informative).
+    pub const CPU_AFFINITY: &str = "cpu_affinity";
+    /// Last-level cache size in bytes, read from sysfs.
+    pub const LLC_BYTES: &str = "llc_bytes";
+    /// The cpufreq governor, or `unknown` where the system does not say.
+    pub const CPU_GOVERNOR: &str = "cpu_governor";
+    /// libtorch's version.
+    pub const LIBTORCH: &str = "libtorch";
+    /// The vector instructions libtorch's kernels use (AVX512, AVX2...),
+    /// and where that was read.
+    pub const CPU_CAPABILITY: &str = "cpu_capability";
+    /// What the cache held before each timed run (`warm`, `cold`...).
+    pub const CACHE: &str = "cache";
+    /// The clock around each timed run: `thread` (the thread's CPU time,
+    /// blind to time other processes take the core) or `wall` (monotonic).
+    pub const TIMER: &str = "timer";
 }
 
 /// In JSON (an architecture's prediction), an object in header order.

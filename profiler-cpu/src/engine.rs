@@ -1,0 +1,541 @@
+//! The CPU engine: each block run as libtorch's CPU kernels run it (what
+//! PyTorch CPU inference runs), with batch norm folded into the
+//! convolutions and autograd off, timed by the monotonic clock.
+//!
+//! Layers, weights and the input come from the GPU engine's host-side plan
+//! ([`profiler::cuda::layers`]): the same layer list, the same seeded
+//! weights drawn in the same order, so [`reference_forward`] there is this
+//! engine's numerical reference too.
+//!
+//! [`reference_forward`]: profiler::cuda::layers::reference_forward
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Instant;
+
+use profiler::cuda::layers::{block_input_len, block_layers, random_params, Layer, Params, Rng};
+use profiler::engine::{Dtype, Engine, EngineConfig, EngineInfo, Launch, Layout, Workload, L2};
+use profiler::error::{ProfilerError, Result};
+use space::{meta, Activation, BlockSpec};
+use tch::{Kind, Tensor};
+
+use crate::system::{cpu_capability, pin_to, Machine};
+
+/// Name and version of this engine, for the fingerprint.
+pub const ENGINE_NAME: &str = "profiler-cpu/1 (libtorch CPU kernels, BN folded, no_grad)";
+
+/// libtorch's version, read by build.rs.
+pub const LIBTORCH_VERSION: &str = env!("LIBTORCH_VERSION");
+
+/// What the caches hold when a block's timed run starts. Networks
+/// (`measure`, `validate`) are always timed back to back, as they run when
+/// deployed: the policy only says how a block alone stands in for its place
+/// inside one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cache {
+    /// Nothing is done between runs: the block finds its weights and
+    /// activations where its previous run left them.
+    Warm,
+    /// The core's private caches are evicted before each timed run (a
+    /// buffer of twice the largest private cache is read), so the block
+    /// finds its weights and input in the last-level cache, as a block
+    /// inside a network whose weights fit there does.
+    Llc,
+    /// The last-level cache is evicted before each timed run (a buffer of
+    /// twice its size is read), so weights and input come from memory.
+    Cold,
+}
+
+impl Cache {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cache::Warm => "warm",
+            Cache::Llc => "llc",
+            Cache::Cold => "cold",
+        }
+    }
+}
+
+impl fmt::Display for Cache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Cache {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "warm" => Ok(Cache::Warm),
+            "llc" => Ok(Cache::Llc),
+            "cold" => Ok(Cache::Cold),
+            _ => Err(format!(
+                "unknown cache policy '{s}' (expected warm, llc or cold)"
+            )),
+        }
+    }
+}
+
+/// The clock around each timed run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timer {
+    /// The timing thread's own CPU time (`CLOCK_THREAD_CPUTIME_ID`): what
+    /// the run costs when the core is its alone, even on a machine shared
+    /// with other work, whose time slices a wall clock would count. One
+    /// thread only: libtorch's other threads are not on this clock.
+    Thread,
+    /// The monotonic wall clock (`std::time::Instant`).
+    Wall,
+}
+
+impl Timer {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Timer::Thread => "thread",
+            Timer::Wall => "wall",
+        }
+    }
+}
+
+impl fmt::Display for Timer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Timer {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "thread" => Ok(Timer::Thread),
+            "wall" => Ok(Timer::Wall),
+            _ => Err(format!("unknown timer '{s}' (expected thread or wall)")),
+        }
+    }
+}
+
+/// The calling thread's CPU time in milliseconds.
+fn thread_cpu_ms() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // Safety: `ts` is a valid timespec for the call to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 * 1e3 + ts.tv_nsec as f64 * 1e-6
+}
+
+/// How the engine runs: batch, threads, cache policy and clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CpuSettings {
+    pub batch: u32,
+    pub threads: usize,
+    pub cache: Cache,
+    pub timer: Timer,
+    pub seed: u64,
+}
+
+/// The largest batch the CLI accepts: far beyond CPU deployment, small
+/// enough that a typo does not allocate gigabytes.
+pub const MAX_BATCH: u32 = 1024;
+
+impl CpuSettings {
+    /// The profiler's engine settings these stand for: fp32, NCHW, eager
+    /// (a CPU runs each op as it comes), `l2` cold when the cache is.
+    pub fn engine_config(&self) -> EngineConfig {
+        EngineConfig {
+            batch: self.batch,
+            dtype: Dtype::Fp32,
+            layout: Layout::Nchw,
+            launch: Launch::Eager,
+            l2: match self.cache {
+                Cache::Warm => L2::Warm,
+                Cache::Llc | Cache::Cold => L2::Cold,
+            },
+            seed: self.seed,
+        }
+    }
+}
+
+/// One op of a prepared block.
+enum Op {
+    Conv {
+        w: Tensor,
+        b: Tensor,
+        stride: i64,
+        pad: i64,
+        groups: i64,
+        act: Option<Activation>,
+        residual: bool,
+    },
+    Se {
+        w1: Tensor,
+        b1: Tensor,
+        w2: Tensor,
+        b2: Tensor,
+        act: Activation,
+    },
+    Pool,
+    Fc {
+        w: Tensor,
+        b: Tensor,
+    },
+}
+
+fn activate_(x: &mut Tensor, act: Option<Activation>) {
+    match act {
+        None => {}
+        Some(Activation::Relu) => {
+            let _ = x.relu_();
+        }
+        Some(Activation::Swish) => {
+            let _ = x.silu_();
+        }
+        Some(Activation::Hswish) => {
+            let _ = x.hardswish_();
+        }
+    }
+}
+
+fn tensor(v: &[f32], shape: &[i64]) -> Tensor {
+    Tensor::from_slice(v).view(shape)
+}
+
+impl Op {
+    fn new(layer: &Layer, p: &Params) -> Op {
+        match *layer {
+            Layer::Conv {
+                cin,
+                cout,
+                kernel,
+                stride,
+                groups,
+                act,
+                residual,
+                ..
+            } => Op::Conv {
+                w: tensor(
+                    &p.w,
+                    &[
+                        cout.into(),
+                        (cin / groups).into(),
+                        kernel.into(),
+                        kernel.into(),
+                    ],
+                ),
+                b: tensor(&p.b, &[cout.into()]),
+                stride: stride.into(),
+                pad: (kernel / 2).into(),
+                groups: groups.into(),
+                act,
+                residual,
+            },
+            Layer::Se {
+                channels, se, act, ..
+            } => Op::Se {
+                w1: tensor(&p.w, &[se.into(), channels.into()]),
+                b1: tensor(&p.b, &[se.into()]),
+                w2: tensor(&p.w2, &[channels.into(), se.into()]),
+                b2: tensor(&p.b2, &[channels.into()]),
+                act,
+            },
+            Layer::Pool { .. } => Op::Pool,
+            Layer::Fc { cin, cout } => Op::Fc {
+                w: tensor(&p.w, &[cout.into(), cin.into()]),
+                b: tensor(&p.b, &[cout.into()]),
+            },
+        }
+    }
+
+    /// `x` is this op's input, `block_input` the block's (for the residual).
+    fn run(&self, x: &Tensor, block_input: &Tensor) -> Tensor {
+        match self {
+            Op::Conv {
+                w,
+                b,
+                stride,
+                pad,
+                groups,
+                act,
+                residual,
+            } => {
+                let mut y = x.conv2d(w, Some(b), [*stride; 2], [*pad; 2], [1, 1], *groups);
+                activate_(&mut y, *act);
+                if *residual {
+                    let _ = y.g_add_(block_input);
+                }
+                y
+            }
+            Op::Se {
+                w1,
+                b1,
+                w2,
+                b2,
+                act,
+            } => {
+                let pooled = x.mean_dim(&[2i64, 3][..], false, Kind::Float);
+                let mut hidden = pooled.linear(w1, Some(b1));
+                activate_(&mut hidden, Some(*act));
+                let mut gate = hidden.linear(w2, Some(b2));
+                let _ = gate.sigmoid_();
+                let (n, c) = (gate.size()[0], gate.size()[1]);
+                x * gate.view([n, c, 1, 1])
+            }
+            Op::Pool => x.mean_dim(&[2i64, 3][..], false, Kind::Float),
+            Op::Fc { w, b } => x.linear(w, Some(b)),
+        }
+    }
+}
+
+/// What a timed run executes.
+enum Prepared {
+    Blocks {
+        input: Tensor,
+        /// Each block's ops.
+        blocks: Vec<Vec<Op>>,
+        /// Whether the cache policy applies (a table entry), or the run is
+        /// a network timed back to back.
+        alone: bool,
+    },
+    /// `n` of the cheapest ops libtorch dispatches, for the boundary probe.
+    Empty { x: Tensor, n: u32 },
+}
+
+/// The CPU engine.
+pub struct CpuEngine {
+    info: EngineInfo,
+    config: EngineConfig,
+    settings: CpuSettings,
+    prepared: Option<Prepared>,
+    /// Read before each timed run of a block under [`Cache::Cold`].
+    evict: Vec<u64>,
+    _no_grad: tch::NoGradGuard,
+}
+
+/// Checks `--threads` against the CPUs this process may use.
+pub fn check_threads(threads: usize, allowed: &[usize]) -> Result<()> {
+    if threads == 0 || threads > allowed.len() {
+        return Err(ProfilerError::Invalid(format!(
+            "--threads {threads}: must be between 1 and the {} CPUs this process may run on ({})",
+            allowed.len(),
+            allowed
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        )));
+    }
+    Ok(())
+}
+
+impl CpuEngine {
+    /// Pins the thread, sets libtorch's threads and reads the fingerprint.
+    pub fn open(settings: CpuSettings) -> Result<CpuEngine> {
+        let machine = Machine::read();
+        check_threads(settings.threads, &machine.allowed)?;
+        if !(1..=MAX_BATCH).contains(&settings.batch) {
+            return Err(ProfilerError::Invalid(format!(
+                "--batch {}: must be between 1 and {MAX_BATCH}",
+                settings.batch
+            )));
+        }
+        if settings.timer == Timer::Thread && settings.threads > 1 {
+            return Err(ProfilerError::Invalid(format!(
+                "--timer thread with --threads {}: the thread clock sees one thread; use --timer wall",
+                settings.threads
+            )));
+        }
+        let cpus = &machine.allowed[..settings.threads];
+        let affinity = match pin_to(cpus) {
+            Ok(()) => format!(
+                "pinned to CPU {}",
+                cpus.iter()
+                    .map(usize::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+            Err(e) => format!("not pinned ({e})"),
+        };
+        tch::set_num_threads(settings.threads as i32);
+        let llc = machine.llc_bytes;
+        let evict_bytes = match settings.cache {
+            Cache::Warm => Some(0),
+            Cache::Llc => machine.private_bytes,
+            Cache::Cold => llc,
+        };
+        let Some(evict_bytes) = evict_bytes else {
+            return Err(ProfilerError::Invalid(format!(
+                "--cache {}: this system does not say its cache sizes (/sys/devices/system/cpu/cpu0/cache); use --cache warm",
+                settings.cache
+            )));
+        };
+        // Twice the cache, so a non-inclusive (victim) cache is emptied too.
+        let evict = vec![1u64; (2 * evict_bytes / 8) as usize];
+        let info = EngineInfo {
+            device_name: machine.model.clone(),
+            device_uuid: format!("CPU-{}", machine.hostname),
+            driver: format!("linux {}", machine.kernel),
+            cuda: "none".into(),
+            cudnn: "none".into(),
+            engine: format!("{ENGINE_NAME}, libtorch {LIBTORCH_VERSION}"),
+            extra: vec![
+                (meta::CPU_MODEL.into(), machine.model.clone()),
+                (meta::CPU_CORES.into(), machine.cores.to_string()),
+                (meta::THREADS.into(), settings.threads.to_string()),
+                (meta::CPU_AFFINITY.into(), affinity),
+                (
+                    meta::LLC_BYTES.into(),
+                    llc.map_or("unknown".into(), |b| b.to_string()),
+                ),
+                (meta::CPU_GOVERNOR.into(), machine.governor.clone()),
+                (meta::LIBTORCH.into(), LIBTORCH_VERSION.into()),
+                (meta::CPU_CAPABILITY.into(), cpu_capability()),
+                (meta::CACHE.into(), settings.cache.to_string()),
+                (meta::TIMER.into(), settings.timer.to_string()),
+            ],
+        };
+        Ok(CpuEngine {
+            info,
+            config: settings.engine_config(),
+            settings,
+            prepared: None,
+            evict,
+            _no_grad: tch::no_grad_guard(),
+        })
+    }
+
+    pub fn settings(&self) -> &CpuSettings {
+        &self.settings
+    }
+
+    /// The value of one fingerprint line.
+    pub fn fact(&self, key: &str) -> &str {
+        self.info
+            .extra
+            .iter()
+            .find(|(k, _)| k == key)
+            .map_or("", |(_, v)| v.as_str())
+    }
+
+    fn prepare_blocks(&self, specs: &[BlockSpec], alone: bool) -> Result<Prepared> {
+        let Some(first) = specs.first() else {
+            return Err(ProfilerError::Invalid("a workload without blocks".into()));
+        };
+        // The reference's order: the input, then each layer's parameters.
+        let batch = self.config.batch as usize;
+        let mut rng = Rng::new(self.config.seed);
+        let s = &first.shape;
+        let input = tensor(
+            &rng.fill(batch * block_input_len(first), -1.0, 1.0),
+            &[
+                batch as i64,
+                s.in_channels.into(),
+                s.resolution.into(),
+                s.resolution.into(),
+            ],
+        );
+        let blocks = specs
+            .iter()
+            .map(|spec| {
+                block_layers(spec)
+                    .iter()
+                    .map(|layer| Op::new(layer, &random_params(layer, &mut rng)))
+                    .collect()
+            })
+            .collect();
+        Ok(Prepared::Blocks {
+            input,
+            blocks,
+            alone,
+        })
+    }
+
+    /// Runs the prepared workload once and returns its output.
+    fn forward(&self) -> Result<Tensor> {
+        match &self.prepared {
+            None => Err(ProfilerError::Invalid(
+                "run before prepare (an engine bug)".into(),
+            )),
+            Some(Prepared::Blocks { input, blocks, .. }) => {
+                let mut x = input.shallow_clone();
+                for ops in blocks {
+                    let block_input = x.shallow_clone();
+                    for op in ops {
+                        x = op.run(&x, &block_input);
+                    }
+                }
+                Ok(x)
+            }
+            Some(Prepared::Empty { x, n }) => {
+                let mut y = x.shallow_clone();
+                for _ in 0..*n {
+                    y = &y + 0.0;
+                }
+                Ok(y)
+            }
+        }
+    }
+
+    /// The output of one run, for the numerics check.
+    pub fn run_and_read_output(&mut self) -> Result<Vec<f32>> {
+        let y = self.forward()?.flatten(0, -1);
+        Vec::<f32>::try_from(&y).map_err(|e| ProfilerError::Invalid(format!("libtorch: {e}")))
+    }
+
+    /// Reads the eviction buffer, one word per cache line, so the caches
+    /// hold it instead of the block's data.
+    fn evict_caches(&self) {
+        let mut sum = 0u64;
+        for line in self.evict.iter().step_by(8) {
+            sum = sum.wrapping_add(*line);
+        }
+        std::hint::black_box(sum);
+    }
+}
+
+impl Engine for CpuEngine {
+    fn info(&self) -> &EngineInfo {
+        &self.info
+    }
+
+    fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    fn prepare(&mut self, workload: &Workload) -> Result<()> {
+        self.prepared = None;
+        self.prepared = Some(match workload {
+            Workload::Block(spec) => self.prepare_blocks(std::slice::from_ref(spec), true)?,
+            Workload::Network { blocks, .. } => self.prepare_blocks(blocks, false)?,
+            Workload::Empty { kernels } => Prepared::Empty {
+                x: Tensor::zeros([1], (Kind::Float, tch::Device::Cpu)),
+                n: *kernels,
+            },
+        });
+        Ok(())
+    }
+
+    fn run_timed(&mut self) -> Result<f64> {
+        let alone = matches!(self.prepared, Some(Prepared::Blocks { alone: true, .. }));
+        if alone && self.settings.cache != Cache::Warm {
+            self.evict_caches();
+        }
+        let ms = match self.settings.timer {
+            Timer::Wall => {
+                let start = Instant::now();
+                let out = self.forward()?;
+                let ms = start.elapsed().as_secs_f64() * 1e3;
+                drop(out);
+                ms
+            }
+            Timer::Thread => {
+                let start = thread_cpu_ms();
+                let out = self.forward()?;
+                let ms = thread_cpu_ms() - start;
+                drop(out);
+                ms
+            }
+        };
+        Ok(ms)
+    }
+}

@@ -1,0 +1,313 @@
+//! The CPU engine: its numerics against the CPU reference for every block
+//! kind, its fingerprint, and the commands through `profiler --device cpu`
+//! (a tiny table build with resume and refusals, `measure`, `validate`, and
+//! the bad-input errors). Short timing budgets keep this to seconds.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use profiler::engine::{Engine, Workload};
+use profiler_cpu::{Cache, CpuEngine, CpuSettings, Timer};
+use space::meta;
+
+fn settings(batch: u32) -> CpuSettings {
+    CpuSettings {
+        batch,
+        threads: 1,
+        cache: Cache::Warm,
+        timer: Timer::Thread,
+        seed: 0,
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn fixture(name: &str) -> PathBuf {
+    root().join("tests/fixtures").join(name)
+}
+
+/// The `profiler` binary beside `profiler-cpu`, built when a run of this
+/// crate's tests alone has not built it (a workspace run has).
+fn profiler_bin() -> PathBuf {
+    let cpu = PathBuf::from(env!("CARGO_BIN_EXE_profiler-cpu"));
+    let bin = cpu.with_file_name("profiler");
+    if !bin.is_file() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "profiler", "--bin", "profiler"])
+            .current_dir(root())
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "cargo build -p profiler failed");
+    }
+    bin
+}
+
+fn profiler(args: &[&str]) -> Output {
+    Command::new(profiler_bin())
+        .args(args)
+        .output()
+        .expect("profiler runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Refused with status 2 and a last stderr line that says `error:` and
+/// contains `want`.
+fn assert_refused(o: &Output, want: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    let last = err.lines().last().unwrap_or("");
+    assert!(last.starts_with("error: ") && last.contains(want), "{err}");
+}
+
+const FAST: [&str; 6] = ["--warmup-ms", "1", "--cap-ms", "5", "--min-samples", "3"];
+
+#[test]
+fn every_block_kind_matches_the_cpu_reference() {
+    let mut engine = CpuEngine::open(settings(2)).unwrap();
+    let results = profiler_cpu::numerics::check_blocks(&mut engine).unwrap();
+    assert_eq!(results.len(), 7);
+    for c in &results {
+        assert!(c.ok() && c.len > 0, "{c:?}");
+    }
+}
+
+#[test]
+fn a_chained_network_matches_the_reference_block_after_block() {
+    // Stem, second stem with SE, MBConv with residual and without
+    // expansion, MBConv stride 2 with SE, head: the weights of each are
+    // drawn after the previous block's, as the reference draws them.
+    let blocks: Vec<space::BlockSpec> = [
+        "stem_r32_i3_o16_s2_k3_m0_se0_relu",
+        "fixed_r16_i16_o8_s1_k3_m16_se4_relu",
+        "mbconv_r16_i8_o8_s1_k3_m8_se0_hswish",
+        "mbconv_r16_i8_o16_s2_k5_m32_se8_swish",
+        "head_r8_i16_o10_s1_k1_m64_se0_swish",
+    ]
+    .iter()
+    .map(|k| k.parse().unwrap())
+    .collect();
+    assert!(!blocks[2].has_expansion() && blocks[2].has_residual());
+    let mut engine = CpuEngine::open(settings(3)).unwrap();
+    let c = profiler_cpu::numerics::check(
+        &mut engine,
+        &Workload::Network {
+            name: "chain".into(),
+            blocks,
+        },
+    )
+    .unwrap();
+    assert!(c.ok() && c.len == 30, "{c:?}");
+}
+
+#[test]
+fn the_fingerprint_names_the_cpu_its_cache_and_settings() {
+    let engine = CpuEngine::open(CpuSettings {
+        cache: Cache::Cold,
+        ..settings(1)
+    })
+    .unwrap();
+    let info = engine.info();
+    assert!(!info.device_name.is_empty());
+    assert_eq!(engine.fact(meta::CPU_MODEL), info.device_name);
+    assert_eq!(engine.fact(meta::THREADS), "1");
+    assert_eq!(engine.fact(meta::CACHE), "cold");
+    assert!(engine.fact(meta::CPU_AFFINITY).starts_with("pinned to CPU"));
+    assert!(engine.fact(meta::LLC_BYTES).parse::<u64>().unwrap() > 0);
+    assert!(!engine.fact(meta::CPU_GOVERNOR).is_empty());
+    assert!(!engine.fact(meta::LIBTORCH).is_empty());
+    assert!(
+        engine.fact(meta::CPU_CAPABILITY).contains("AVX")
+            || engine.fact(meta::CPU_CAPABILITY).starts_with("DEFAULT")
+    );
+    assert_eq!(engine.config().batch, 1);
+    assert_eq!(engine.config().l2, profiler::engine::L2::Cold);
+    let mut m = space::Metadata::new();
+    profiler::engine::set_measurement_lines(&mut m, info, engine.config());
+    for key in [
+        meta::CPU_MODEL,
+        meta::THREADS,
+        meta::LLC_BYTES,
+        meta::CACHE,
+        meta::CPU_CAPABILITY,
+    ] {
+        assert!(m.get(key).is_some(), "{key} missing from the header");
+    }
+}
+
+#[test]
+fn threads_beyond_the_machine_or_zero_are_refused() {
+    let allowed = [0usize, 1];
+    assert!(profiler_cpu::engine::check_threads(0, &allowed).is_err());
+    assert!(profiler_cpu::engine::check_threads(3, &allowed).is_err());
+    assert!(profiler_cpu::engine::check_threads(2, &allowed).is_ok());
+    for threads in ["0", "100000"] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("t.csv");
+        let o = profiler(&[
+            "--device",
+            "cpu",
+            "--threads",
+            threads,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_refused(&o, "--threads");
+        assert!(!out.exists(), "nothing is written");
+    }
+}
+
+#[test]
+fn gpu_only_flags_are_refused_with_the_cpu() {
+    for flag in ["--launch", "--l2"] {
+        let o = profiler(&["--device=cpu", flag, "eager"]);
+        assert_refused(&o, flag);
+    }
+}
+
+#[test]
+fn a_missing_cpu_binary_is_one_error_saying_how_to_build_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let alone = dir.path().join("profiler");
+    std::fs::copy(profiler_bin(), &alone).unwrap();
+    let o = Command::new(&alone)
+        .args(["--device", "cpu", "--out", "x.csv"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_refused(&o, "cargo build --release -p profiler-cpu");
+    assert_eq!(stderr(&o).lines().count(), 1);
+    assert!(!dir.path().join("x.csv").exists());
+}
+
+#[test]
+fn a_loader_failure_of_the_cpu_binary_becomes_one_error_line() {
+    // A stand-in for a profiler-cpu whose libtorch is gone: the dynamic
+    // loader's message and status 127.
+    let dir = tempfile::tempdir().unwrap();
+    let alone = dir.path().join("profiler");
+    std::fs::copy(profiler_bin(), &alone).unwrap();
+    let fake = dir.path().join("profiler-cpu");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\necho 'profiler-cpu: error while loading shared libraries: libtorch_cpu.so: cannot open shared object file: No such file or directory' >&2\nexit 127\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let o = Command::new(&alone)
+        .args(["--device", "cpu"])
+        .output()
+        .unwrap();
+    assert_refused(&o, "cannot load libtorch");
+    assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+}
+
+/// One tiny table (16x16 space, 21 entries), then everything that uses it.
+#[test]
+fn a_tiny_table_builds_resumes_refuses_other_settings_measures_and_validates() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("cpu.csv");
+    let space = fixture("searcher_tiny_space.json");
+    let (out_s, space_s) = (out.to_str().unwrap(), space.to_str().unwrap());
+    let build = |extra: &[&str]| {
+        let mut args = vec![
+            "--device",
+            "cpu",
+            "--space",
+            space_s,
+            "--width-step",
+            "64",
+            "--out",
+            out_s,
+        ];
+        args.extend_from_slice(&FAST);
+        args.extend_from_slice(extra);
+        profiler(&args)
+    };
+    let o = build(&["--limit", "5"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = build(&[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("resuming: 5 of 21"), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&out).unwrap();
+    let table = space::LatencyTable::parse(&text, "cpu.csv").unwrap();
+    assert_eq!(table.len(), 21);
+    let md = table.metadata();
+    assert_eq!(md.get(meta::THREADS), Some("1"));
+    assert_eq!(md.get(meta::CACHE), Some("warm"));
+    assert_eq!(md.get(meta::TIMER), Some("thread"));
+    assert_eq!(md.get(meta::WIDTH_STEP), Some("64"));
+    assert_eq!(md.get(meta::BATCH), Some("1"));
+    assert!(md.get(meta::LLC_BYTES).is_some() && md.get(meta::CPU_CAPABILITY).is_some());
+    assert!(md.get(meta::FINISHED).is_some());
+
+    // Another cache policy may not append to it; the file stays as it was.
+    let o = build(&["--cache", "cold"]);
+    assert_refused(&o, "cache: file has 'warm', this run 'cold'");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), text);
+
+    let arch = dir.path().join("arch.json");
+    let sampled = space::Architecture::sample_nth(
+        &space::SearchSpaceConfig::from_path(&space).unwrap(),
+        1,
+        0,
+    )
+    .unwrap();
+    std::fs::write(&arch, sampled.to_json_pretty()).unwrap();
+    let mut args = vec![
+        "measure",
+        "--device",
+        "cpu",
+        "--arch",
+        arch.to_str().unwrap(),
+        "--per-block",
+    ];
+    args.extend_from_slice(&FAST);
+    let o = profiler(&args);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success()
+            && stdout.contains("median")
+            && stdout.contains("sum of per-block medians"),
+        "{stdout}{}",
+        stderr(&o)
+    );
+
+    let mut args = vec![
+        "validate",
+        "--device",
+        "cpu",
+        "--table",
+        out_s,
+        "--space",
+        space_s,
+        "--samples",
+        "3",
+    ];
+    args.extend_from_slice(&FAST);
+    let o = profiler(&args);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && stdout.contains("validated 3 networks") && stdout.contains("MAPE"),
+        "{stdout}{}",
+        stderr(&o)
+    );
+
+    // A CPU table is not the GPU's to validate, a GPU table not the CPU's.
+    let o = profiler(&["validate", "--table", out_s, "--space", space_s]);
+    assert_refused(&o, "is a CPU table");
+    let gpu_table = fixture("tfnas_a_synthetic.csv");
+    let o = profiler(&[
+        "validate",
+        "--device",
+        "cpu",
+        "--table",
+        gpu_table.to_str().unwrap(),
+    ]);
+    assert_refused(&o, "a GPU table");
+}
