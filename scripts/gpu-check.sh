@@ -18,7 +18,7 @@
 # 380 s more, at most 560 s in all); steps that no longer fit are skipped and
 # say so. Steps run most informative first.
 #
-# The profiler runs with no LD_LIBRARY_PATH (gpu-facts pitfall 1: pip's cuDNN
+# The profiler runs with no LD_LIBRARY_PATH (docs/gpu-facts.md pitfall 1: pip's cuDNN
 # on the path breaks the system one); python3 is the machine's torch venv.
 # FULL=1 also builds the full default table into $OUT/table.csv (give it a
 # call of its own: FULL=1 GPU_CHECK_BUDGET=560 GPU_CHECK_ONLY="full-table

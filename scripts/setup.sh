@@ -27,7 +27,7 @@ ln -sfn "$torch_dir" .venv/libtorch
 # NVRTC needs no GPU, so the tests compile the engine's CUDA kernels with the
 # NVRTC that torch's wheel brings (CUDA 13.0, as on the GPU machine). Only
 # NVRTC is linked into .venv/nvrtc, so putting that folder on the loader's
-# path exposes none of the wheel's cuDNN or cuBLAS (gpu-facts pitfall 1).
+# path exposes none of the wheel's cuDNN or cuBLAS (docs/gpu-facts.md pitfall 1).
 rm -rf .venv/nvrtc
 nvrtc_lib="$(ls "$torch_dir"/../nvidia/cu13/lib/libnvrtc.so.* 2>/dev/null | head -1 || true)"
 if [ -n "$nvrtc_lib" ]; then

@@ -6,7 +6,7 @@
 //!   `scripts/setup.sh` installed it;
 //! - keep `libtorch_cuda.so` as a NEEDED entry: the linker's `--as-needed`
 //!   drops it because no symbol is referenced directly, and without it
-//!   `tch::Cuda::is_available()` is false even on a GPU (gpu-facts.md);
+//!   `tch::Cuda::is_available()` is false even on a GPU (docs/gpu-facts.md);
 //! - record libtorch's version for `searcher --version`-style reports.
 
 use std::path::Path;

@@ -21,7 +21,7 @@
 //! that defines what they use (the re-exports below are for other crates),
 //! which keeps the import graph at 7 floors (`scripts/import-floors.py`).
 //!
-//! This crate uses cudarc only and must never link libtorch (gpu-facts,
+//! This crate uses cudarc only and must never link libtorch (docs/gpu-facts.md,
 //! pitfall 1: two cuDNNs in one process fail).
 
 pub mod analysis;

@@ -1,4 +1,4 @@
-//! Elasticity scaling (tfnas-method.md §3): after every epoch past warm-up,
+//! Elasticity scaling (docs/method.md §3): after every epoch past warm-up,
 //! the widths of the argmax network are snapped so that its table latency is
 //! the largest it can be while staying at or under the target.
 //!

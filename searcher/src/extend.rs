@@ -1,7 +1,7 @@
 //! Landing on every feasible target: an extension of the method, on by
 //! default (`--method-strict` turns it off).
 //!
-//! Elasticity scaling (`elastic.rs`, tfnas-method.md §3) only moves widths,
+//! Elasticity scaling (`elastic.rs`, docs/method.md §3) only moves widths,
 //! so when the argmax network's ops and depths are too slow even at their
 //! narrowest widths, or too fast even at their widest, the method misses
 //! its target (over it, or far under it). This module changes what width

@@ -1,5 +1,5 @@
 //! Latency from the table: the differentiable expected latency of the
-//! supernet (tfnas-method.md §4) and the discrete latency of a derived
+//! supernet (docs/method.md §4) and the discrete latency of a derived
 //! network.
 //!
 //! Widths move during the search (elasticity scaling), so every op's whole
@@ -209,7 +209,7 @@ impl LatencyModel {
         Tensor::from_slice(&ms).to_device(device)
     }
 
-    /// The expected latency LAT of tfnas-method.md §4, differentiable in the
+    /// The expected latency LAT of docs/method.md §4, differentiable in the
     /// op weights and the depth parameters:
     /// `base + Σ_s Σ_j softmax(β_s)_j · Σ_{i≤j} Σ_k w_{s,i,k} · lat(s,i,k)`.
     ///

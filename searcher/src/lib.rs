@@ -1,4 +1,4 @@
-//! The TF-NAS search (tfnas-method.md §1–§5) in tch: a supernet over a
+//! The TF-NAS search (docs/method.md §1–§5) in tch: a supernet over a
 //! `space::SearchSpaceConfig`, bi-sampled weight steps, architecture steps
 //! against the table's differentiable latency, and elasticity scaling of the
 //! widths, ending in a `space::Architecture` that meets a latency target.

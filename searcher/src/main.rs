@@ -24,7 +24,7 @@ use searcher::settings::Settings;
     allow_negative_numbers = true,
     about = "TF-NAS search against a latency table",
     long_about = "TF-NAS search against a latency table. Hyper-parameter defaults are the method's \
-                  (tfnas-method.md §5); scripts/run.sh passes a short run's settings when given no arguments."
+                  (docs/method.md §5); scripts/run.sh passes a short run's settings when given no arguments."
 )]
 struct Cli {
     #[command(flatten)]

@@ -1,4 +1,4 @@
-//! The search loop (tfnas-method.md §2–§5): warm-up epochs on single
+//! The search loop (docs/method.md §2–§5): warm-up epochs on single
 //! Gumbel-max paths, then bi-sampled weight steps, an architecture step on
 //! the held-out split every other step, temperature decay and elasticity
 //! scaling after every epoch past warm-up.
@@ -65,7 +65,7 @@ impl EpochLog {
         };
         let elastic = match self.elastic {
             // Only when even the narrowest widths of these ops and depths
-            // are too slow (tfnas-method.md §3, quirks).
+            // are too slow (docs/method.md §3, quirks).
             Some((before, after)) if after > target_ms => {
                 format!(", elastic {before:.3}->{after:.3} (over target at minimum widths)")
             }

@@ -1,5 +1,5 @@
 //! The search's hyper-parameters, each stated once: its default (the
-//! method's, tfnas-method.md §5), its flag, and the range it must lie in.
+//! method's, docs/method.md §5), its flag, and the range it must lie in.
 //!
 //! The binary flattens [`Settings`] into its command line, so a flag's
 //! default and range are these; a library caller gets the same ranges from
@@ -164,7 +164,7 @@ pub const LAMBDA: Bound<f64> = Bound::closed("--lambda", 0.0, 1e3);
 pub const SEED: Bound<u64> = Bound::closed("--seed", 0, u64::MAX);
 pub const WIDTH_MULTIPLE: Bound<u32> = Bound::closed("--width-multiple", 1, 1024);
 
-/// The method's settings (tfnas-method.md §5) with the official example's
+/// The method's settings (docs/method.md §5) with the official example's
 /// 15 ms target: the defaults of every flag below.
 pub const DEFAULT: Settings = Settings {
     target_ms: 15.0,

@@ -1,4 +1,4 @@
-//! The TF-NAS supernet (tfnas-method.md §1) over a `SearchSpaceConfig`.
+//! The TF-NAS supernet (docs/method.md §1) over a `SearchSpaceConfig`.
 //!
 //! - Per searchable layer a mixed op: every candidate op holds full-size
 //!   weights at its maximum mid width, and a 0/1 channel mask selects its
@@ -436,7 +436,7 @@ impl Supernet {
     }
 
     /// Sets op `op` of layer `(stage, block)` to `mid` channels: those whose
-    /// depthwise filters have the largest L1 norm (tfnas-method.md §3).
+    /// depthwise filters have the largest L1 norm (docs/method.md §3).
     pub fn set_width(&mut self, stage: usize, block: usize, op: usize, mid: u32) {
         let dw = &self.layers[stage][block][op].dw;
         let max = dw.size()[0];
@@ -487,7 +487,7 @@ impl Supernet {
         self.masks[stage][block][op] = m;
     }
 
-    /// The argmax architecture (tfnas-method.md §1, parsing): per stage
+    /// The argmax architecture (docs/method.md §1, parsing): per stage
     /// depth = argmax β + 1, per kept block the argmax-α op at its current
     /// width.
     pub fn derive(&self) -> Choices {

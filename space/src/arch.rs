@@ -246,7 +246,7 @@ impl Architecture {
         Ok(self.block_specs()?.iter().map(BlockSpec::params).sum())
     }
 
-    /// TF-NAS-A on the default space (tfnas-method.md §7): full depth, e6
+    /// TF-NAS-A on the default space (docs/method.md §7): full depth, e6
     /// ops, summing to 17.999 ms on the official GPU table.
     pub fn tfnas_a() -> Self {
         let space = SearchSpaceConfig::default();
@@ -290,7 +290,7 @@ mod tests {
         let a = Architecture::tfnas_a();
         let depths: Vec<u32> = a.stages.iter().map(|s| s.depth).collect();
         assert_eq!(depths, [2, 3, 4, 4, 4, 1]);
-        // tfnas-method.md §7: 456.7M MACs, 8.76M params with BN.
+        // docs/method.md §7: 456.7M MACs, 8.76M params with BN.
         let macs = a.macs().unwrap() as f64 / 1e6;
         let params = a.params().unwrap() as f64 / 1e6;
         assert!((macs - 456.7).abs() < 0.5, "MACs {macs}M");

@@ -113,7 +113,7 @@ pub struct HeadConfig {
 }
 
 /// A whole search space. `Default` is the TF-NAS ImageNet space
-/// (tfnas-method.md §1).
+/// (docs/method.md §1).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SearchSpaceConfig {

@@ -7,7 +7,7 @@
 //! down ([`Architecture`]). Neither program redefines any of these.
 //!
 //! This crate must never depend on libtorch: the profiler links it, and a
-//! process holding libtorch's cuDNN cannot use the system one (gpu-facts,
+//! process holding libtorch's cuDNN cannot use the system one (docs/gpu-facts.md,
 //! pitfall 1).
 
 pub mod arch;

@@ -1,6 +1,6 @@
 //! `profiler --device cpu ...` runs the CPU engine's binary, `profiler-cpu`,
 //! beside this one, with the same arguments: the CPU engine links libtorch,
-//! which this binary must never load (gpu-facts pitfall 1). Called first
+//! which this binary must never load (docs/gpu-facts.md pitfall 1). Called first
 //! thing in `main`, before clap sees the arguments.
 
 use std::ffi::OsString;

@@ -4,7 +4,7 @@
 //! cuBLAS where faster"). Like [`super::cudnn`], launches take raw device
 //! pointers so that they can be captured into a graph, and the drop ignores
 //! errors instead of panicking (cudarc's `CudaBlas` unwraps in its drop,
-//! which would hide the error that led to it: gpu-facts pitfall 5).
+//! which would hide the error that led to it: docs/gpu-facts.md pitfall 5).
 
 use std::ffi::c_void;
 use std::sync::Arc;

@@ -30,7 +30,7 @@
 //! them.
 //!
 //! Every launch takes raw device pointers of buffers the prepared workload
-//! owns, with cudarc's event tracking off (gpu-facts pitfall 2), so that the
+//! owns, with cudarc's event tracking off (docs/gpu-facts.md pitfall 2), so that the
 //! same launches can be captured into a graph and replayed.
 
 use std::collections::HashMap;
@@ -231,7 +231,7 @@ impl CudaEngine {
 
     fn build(ctx: Arc<CudaContext>, mut info: EngineInfo, config: EngineConfig) -> Result<Self> {
         // `device::open` turned cudarc's event tracking off when it made the
-        // process's one context (gpu-facts pitfall 2); the engine orders all
+        // process's one context (docs/gpu-facts.md pitfall 2); the engine orders all
         // its work on its one stream itself.
         debug_assert!(!ctx.is_event_tracking());
         let stream = ctx.new_stream().in_block(SETUP)?;

@@ -4,7 +4,7 @@
 //! replayed; here launches take raw device pointers the engine keeps alive.
 //!
 //! Drops ignore errors instead of panicking: a panicking drop after a cuDNN
-//! error hid the original error on the GPU machine (gpu-facts pitfall 5).
+//! error hid the original error on the GPU machine (docs/gpu-facts.md pitfall 5).
 
 use std::ffi::c_void;
 

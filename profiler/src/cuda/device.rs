@@ -2,7 +2,7 @@
 //! fingerprint.
 //!
 //! cudarc loads the CUDA libraries at first use and panics when one is
-//! missing (gpu-facts: `CudaContext::new` panics on a machine without a
+//! missing (docs/gpu-facts.md: `CudaContext::new` panics on a machine without a
 //! driver), so every library is probed with `is_culib_present` first, and
 //! the remaining calls run under [`guard`], which turns a panic into an
 //! error as a last resort.
@@ -106,7 +106,7 @@ pub fn open(index: usize) -> Result<Arc<CudaContext>> {
             let ctx = CudaContext::new(index).in_block(WHERE)?;
             // Safety: the context was just created and nothing is allocated
             // on it yet; every engine of this process orders its work on
-            // its own single stream itself (gpu-facts pitfall 2: cudarc's
+            // its own single stream itself (docs/gpu-facts.md pitfall 2: cudarc's
             // per-buffer events break graph capture).
             unsafe { ctx.disable_event_tracking() };
             Ok(ctx)

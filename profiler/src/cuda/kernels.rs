@@ -1,6 +1,6 @@
 //! The engine's own CUDA kernels (`kernels/*.cu`), compiled with NVRTC
 //! when an engine opens:
-//! two depthwise convolutions (cuDNN's is slow on H100, gpu-facts pitfall 4)
+//! two depthwise convolutions (cuDNN's is slow on H100, docs/gpu-facts.md pitfall 4)
 //! with bias and activation fused, a direct dense convolution (the stem's
 //! candidate that does not depend on cuDNN), the small element-wise and SE
 //! kernels around the cuDNN convolutions, and the L2 flush. fp32 NCHW.

@@ -6,7 +6,7 @@
 //! inside a network, between two blocks, it pays only one gap between
 //! kernels. So a sum of `n` blocks exceeds the network by `n - 1` times
 //! `start + end - gap`. PyTorch's CUDA-graph sums ran +2.0% over TF-NAS-A on
-//! the H100 (gpu-facts.md), about 4 us per block, which alone would spend
+//! the H100 (docs/gpu-facts.md), about 4 us per block, which alone would spend
 //! the whole of a 2% error budget.
 //!
 //! Those three terms cannot be timed one at a time, but their combination

@@ -26,7 +26,7 @@ pub enum Layout {
 }
 
 /// How a timed run is launched: replaying a captured CUDA graph keeps CPU
-/// launch overhead out of the table (gpu-facts: eager per-block sums were
+/// launch overhead out of the table (docs/gpu-facts.md: eager per-block sums were
 /// off by +32% on the H100).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Launch {

@@ -1,6 +1,6 @@
 //! Reading the GPU's clocks, temperature and throttle reasons around each
 //! entry, read only: the profiler never sets clocks or power limits
-//! (gpu-facts, "Running there"). Behind a trait so that tests can fake a
+//! (docs/gpu-facts.md, "Running there"). Behind a trait so that tests can fake a
 //! throttling GPU.
 
 use std::fmt;
@@ -92,7 +92,7 @@ impl fmt::Display for GpuState {
 }
 
 /// The GPU's settings that bear on its speed, read once per run and
-/// recorded in the table's header (never set: gpu-facts, "Running there").
+/// recorded in the table's header (never set: docs/gpu-facts.md, "Running there").
 /// `None` where the value could not be read.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GpuSettings {

@@ -1,4 +1,4 @@
-//! The method's transforms (tfnas-method.md §5), after torchvision:
+//! The method's transforms (docs/method.md §5), after torchvision:
 //! training: RandomResizedCrop, horizontal flip, ColorJitter(0.4, 0.4, 0.4,
 //! 0.2), normalisation; held out: resize to 256/224 of the output, centre
 //! crop. The crop is decided on the original size and applied together with

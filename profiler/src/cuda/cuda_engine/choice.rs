@@ -557,7 +557,7 @@ pub(super) const PRECOMP: cudarc::cudnn::sys::cudnnConvolutionFwdAlgo_t =
 /// convolution the NVRTC kernel first (the likely fastest, so that
 /// [`CudaEngine::time_candidate`] can cut hopeless ones short), then the
 /// GEMM-like cuDNN algorithms, where FFT and Winograd took 37 to 100 times
-/// as long on the H100 (gpu-facts pitfall 4) and would dominate the time to
+/// as long on the H100 (docs/gpu-facts.md pitfall 4) and would dominate the time to
 /// build a table; for a 1x1 convolution the GEMM-like algorithms (FFT and
 /// Winograd cannot win; Winograd does not apply at all), each also fused
 /// where cuDNN can fuse what follows (ReLU with any, no activation with
