@@ -1,30 +1,68 @@
 #!/usr/bin/env bash
-# The profiler's GPU check (issue 3), in two halves:
+# The profiler's GPU check (issues 3 and 17):
 #
-#   scripts/gpu-check.sh build   # here, with cargo: release binaries into target/gpu-check/
-#   scripts/gpu-check.sh run     # on the GPU machine (no Rust there), from the repo root
-#   scripts/gpu-check.sh targets [OUT]   # re-print the targets from an OUT's logs
+#   scripts/gpu-check.sh build          # here, with cargo: release binaries into target/gpu-check/
+#   scripts/gpu-check.sh run            # on the GPU machine (no Rust there), from the repo root
+#   scripts/gpu-check.sh plan           # anywhere, no GPU: the steps `run` would take with the
+#                                       # same settings, each with its time cap, none run
+#   scripts/gpu-check.sh targets [OUT]  # re-print the targets from an OUT's logs
+#   scripts/gpu-check.sh libpath        # the LD_LIBRARY_PATH `run` gives the profiler
+#   scripts/gpu-check.sh environment    # what `run` logs first about the machine
 #
 # `build` writes target/gpu-check/{profiler,profiler-unit-tests,searcher,
 # search_step,BUILD_INFO} (about 19 MB; the searcher needs the libtorch that
 # scripts/setup.sh installs); carry that folder to the GPU machine. `run` writes every log
 # under $OUT (./gpu-check-out when unset) and ends with $OUT/summary.txt,
 # also printed last: one line per step (PASS, FAIL, TIMEOUT, SKIP) and the
-# issue's four target ratios.
+# issue's target ratios.
 #
-# `run` never stops at a failing step: each step has its own timeout, and the
-# whole run keeps within GPU_CHECK_BUDGET seconds (default 330, so that it
-# fits a 10-minute call with room to spare; VALIDATE=1 without it allows
-# 380 s more, at most 560 s in all); steps that no longer fit are skipped and
-# say so. Steps run most informative first.
+# `run` never stops at a failing step: each step has its own time cap, and
+# the whole run keeps within GPU_CHECK_BUDGET seconds (default 330; VALIDATE=1
+# without it allows 380 s more, at most 560 s in all); a step that no longer
+# fits is cut to what is left, or skipped below 15 s, and says so. The steps
+# are in two calls (GPU_CHECK_CALL=1 or 2 runs one of them; unset, both, in
+# order, as far as the budget goes), most informative first:
 #
-# The profiler runs with no LD_LIBRARY_PATH (docs/gpu-facts.md pitfall 1: pip's cuDNN
-# on the path breaks the system one); python3 is the machine's torch venv.
-# FULL=1 also builds the full default table into $OUT/table.csv (give it a
-# call of its own: FULL=1 GPU_CHECK_BUDGET=560 GPU_CHECK_ONLY="full-table
-# full-check full-validate full-fit"); a build the budget cuts short comes
-# back partial, and TABLE_FROM=that-file in the next call resumes it. The
-# summary then says whether issue 4's goal is met, and what a fitted
+#   call 1, GPU_CHECK_BUDGET=250: environment (25 s cap), open-one-block
+#     (30: the engine opens and one stem block is prepared, captured and
+#     timed, after a capture that allocates has failed cleanly),
+#     measure-graph (75: TF-NAS-A at batch 32, per block and end to end),
+#     pytorch (85: the same blocks and network in PyTorch with CUDA graphs;
+#     target 1), verify (30: every block kind against the CPU reference).
+#     The caps add up to 245 s; the test `tests/gpu_check_script.rs` holds
+#     them to the budget. Expected: about 2 to 3 minutes.
+#   call 2: unit-tests (120 s cap: every GPU unit test, every convolution
+#     candidate preferred in turn), repeat-a/b/compare (target 3),
+#     subset-1/2/check (the rate for target 4), measure-cold, verify-network
+#     (TF-NAS-A at batch 1), measure-eager, verify-eager, bad-device,
+#     refuse-other-batch, oom, oom-rows: 625 s of caps, so with the budget
+#     that is left (below) the last ones may be skipped; `plan` shows which.
+#
+# The device calls, with 15 minutes of device time in all (the machine's
+# start, 35-75 s, and idle time between calls included):
+#   0. here: bash scripts/gpu-check.sh build  (commit first: BUILD_INFO names the commit)
+#   1. run(command="GPU_CHECK_BUDGET=250 GPU_CHECK_CALL=1 bash scripts/gpu-check.sh run",
+#          carry=["target/gpu-check"], timeout_s=300): about 3-5 minutes with the start
+#   2. run(command="GPU_CHECK_BUDGET=400 GPU_CHECK_CALL=2 bash scripts/gpu-check.sh run",
+#          carry=["target/gpu-check"], timeout_s=450) at once after call 1 (the machine
+#          is still warm): about 7 minutes; with less device time left, a budget of
+#          what `status` says is left less 100 s, and timeout_s the budget plus 50.
+#   Then give_back. `GPU_CHECK_BUDGET=250 GPU_CHECK_CALL=1 bash scripts/gpu-check.sh plan`
+#   prints a call's steps and caps here first.
+#
+# Library path: `run` logs LD_LIBRARY_PATH before and after, and gives the
+# profiler only the entries that provide libcuda, never torch's folders (its
+# lib/ or pip's nvidia/ wheels: docs/gpu-facts.md pitfall 1, pip's cuDNN on the path
+# breaks the system one); with none left it is unset, which is how the
+# profiler was shown to run there (libcuda from the loader's cache).
+# python3 is the machine's torch venv. The SEARCHER=1 steps put torch's lib/
+# in front of that path (extending it, not replacing it).
+#
+# FULL=1 also builds the full default table into $OUT/table.csv (a session
+# of its own: FULL=1 GPU_CHECK_BUDGET=560 GPU_CHECK_ONLY="full-table
+# full-check full-validate full-fit", timeout_s 600); a build the budget cuts
+# short comes back partial, and TABLE_FROM=that-file in the next call resumes
+# it. The summary then says whether issue 4's goal is met, and what a fitted
 # boundary (`fit --model boundary`) would change out of sample.
 # VALIDATE=1 also runs issue 4's whole-network checks (about 5 minutes more;
 # give it a call of its own, e.g. VALIDATE=1 GPU_CHECK_ONLY="table-two-ops
@@ -40,16 +78,13 @@
 # 224x224 against benches/pytorch_search_step.py; and with TABLE=a complete
 # GPU table, a search against it and the derived network measured end to
 # end against SEARCH_TARGET_MS (default 4).
-# GPU_CHECK_ONLY="step names" runs only those steps (a focused rerun).
-#
-# With 15 minutes of device time in all (the machine's start, 35-75 s,
-# included), two calls fit: the default run with GPU_CHECK_BUDGET=250
-# (timeout_s 300), then FULL=1 with the budget that is left less a minute
-# (e.g. GPU_CHECK_BUDGET=480, timeout_s 540). A full table cut short comes
-# back under $OUT and resumes with TABLE_FROM= in a later session.
+# GPU_CHECK_ONLY="step names" runs only those steps (a focused rerun; the
+# environment step always runs).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-bin=target/gpu-check
+# GPU_CHECK_BIN: where `build` puts the binaries and `run` finds them (tests
+# point it at stubs).
+bin=${GPU_CHECK_BIN:-target/gpu-check}
 
 build() {
     set -e
@@ -100,147 +135,134 @@ for line in sys.stdin:
     du -sh "$bin"
 }
 
-run() {
-    OUT=${OUT:-$PWD/gpu-check-out}
-    mkdir -p "$OUT"
-    unset LD_LIBRARY_PATH
-    local budget=${GPU_CHECK_BUDGET:-330}
-    local t_start=$SECONDS
-    local summary=$OUT/summary.txt
-    local steps_file=$OUT/steps.txt
-    : >"$steps_file"
-
-    # step NAME SECONDS [expect=RC[:TEXT]] CMD...: runs CMD with its output
-    # in $OUT/NAME.log (the last lines also on stdout), within SECONDS and
-    # the budget left; notes PASS/FAIL/TIMEOUT/SKIP in steps.txt. A step
-    # expected to fail passes on exit status RC with TEXT in its log (so
-    # that failing for another reason is a FAIL).
-    step() {
-        local name=$1 secs=$2 want=0 text=""
-        shift 2
-        case "${1:-}" in expect=*)
-            want=${1#expect=}
-            shift
-            case "$want" in *:*)
-                text=${want#*:}
-                want=${want%%:*}
-                ;;
-            esac
-            ;;
+# Prints the PATH-like list $1 less every entry that does not provide
+# libcuda and every folder of torch's (its lib/, libtorch, pip's nvidia/
+# wheels with their cuDNN: gpu-facts pitfall 1), each kept entry once, in
+# order, joined by ':' (empty when nothing is left).
+profiler_libpath() {
+    local IFS=: d
+    local -a parts kept=()
+    read -r -a parts <<<"${1:-}"
+    for d in "${parts[@]}"; do
+        [ -n "$d" ] || continue
+        case "$d" in
+        *torch* | */site-packages/nvidia | */site-packages/nvidia/*) continue ;;
         esac
-        if [ -n "${GPU_CHECK_ONLY:-}" ] && [[ " $GPU_CHECK_ONLY " != *" $name "* ]]; then
-            printf '%-22s SKIP     (not in GPU_CHECK_ONLY)\n' "$name" >>"$steps_file"
-            return 0
-        fi
-        local left=$((budget - (SECONDS - t_start)))
-        if [ "$left" -lt 15 ]; then
-            echo "== $name: SKIP (budget spent)"
-            printf '%-22s SKIP     (the %s s budget was spent)\n' "$name" "$budget" >>"$steps_file"
-            return 0
-        fi
-        [ "$secs" -gt "$left" ] && secs=$left
-        echo "== $name (timeout ${secs}s): $*"
-        local t0=$SECONDS
-        timeout -k 5 "$secs" "$@" >"$OUT/$name.log" 2>&1
-        local rc=$?
-        local took=$((SECONDS - t0)) verdict
-        if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
-            verdict=TIMEOUT
-        elif [ "$rc" -eq "$want" ] && { [ -z "$text" ] || grep -q -- "$text" "$OUT/$name.log"; }; then
-            verdict=PASS
-        else
-            verdict=FAIL
-        fi
-        tail -n 12 "$OUT/$name.log" | cut -c1-300
-        echo "   $name: $verdict (exit $rc, want $want) after ${took}s"
-        # The first error line, where there is one, for the summary.
-        local why=""
-        if [ "$verdict" != PASS ]; then
-            why=$(grep -m1 -E "^error|panicked|FAIL|Error|error:" "$OUT/$name.log" | cut -c1-160)
-            [ -n "$text" ] && why="want exit $want and '$text'; $why"
-        fi
-        printf '%-22s %-8s exit %-3s %4ss  %s\n' "$name" "$verdict" "$rc" "$took" "$why" >>"$steps_file"
-    }
+        compgen -G "$d/libcuda.so*" >/dev/null || continue
+        [[ ":${kept[*]}:" == *":$d:"* ]] && continue
+        kept+=("$d")
+    done
+    echo "${kept[*]}"
+}
 
+# What is there: the GPU, the libraries, the binaries. Nothing here touches
+# the GPU's state; `run` bounds it with the environment step's cap.
+environment() {
     local p=$bin/profiler
-    # The size of the default table, for target 4's projection.
-    FULL_ENTRIES=$("$p" plan --width-step 8 2>&1 | sed -n 's/^table plan at width step 8: \([0-9]*\) entries.*/\1/p')
-    export FULL_ENTRIES
+    date -u
+    uname -a
+    cat "$bin/BUILD_INFO" 2>/dev/null || echo "no $bin/BUILD_INFO: run 'scripts/gpu-check.sh build' and carry $bin"
+    ls -l "$bin" 2>&1
+    timeout 10 nvidia-smi --query-gpu=name,uuid,driver_version,clocks.sm,clocks.max.sm,clocks.applications.graphics,temperature.gpu,power.draw,clocks_event_reasons.active,mig.mode.current --format=csv 2>&1 ||
+        timeout 5 nvidia-smi 2>&1
+    echo "--- LD_LIBRARY_PATH the profiler runs with: ${LD_LIBRARY_PATH:-(unset)}"
+    echo "--- libraries the loader finds"
+    { /sbin/ldconfig -p 2>/dev/null || ldconfig -p 2>/dev/null; } | grep -E "libcuda\.so|libcudnn\.so|libcudnn_cnn|libnvrtc\.so|libcublas|libnvidia-ml" | head -20
+    echo "--- ldd profiler"
+    ldd "$p" 2>&1 | head -20
+    command -v python3 && timeout 8 python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)' 2>&1
+    # What failed above is in the log; the step itself passes.
+    true
+}
+
+# The steps of both calls, for `run` (mode=run) and `plan` (mode=plan:
+# printed with their caps, nothing run).
+checks() {
+    local p=$bin/profiler
     local arch=tests/fixtures/tfnas_a.json
     local pyt=benches/pytorch_reference.py
-
-    # 0. What is there: the GPU, the libraries, the binaries (no timeouts
-    #    needed; none of this touches the GPU's state).
-    {
-        date -u
-        uname -a
-        cat "$bin/BUILD_INFO" 2>/dev/null || echo "no $bin/BUILD_INFO: run 'scripts/gpu-check.sh build' and carry $bin"
-        ls -l "$bin" 2>&1
-        timeout 20 nvidia-smi --query-gpu=name,uuid,driver_version,clocks.sm,clocks.max.sm,clocks.applications.graphics,temperature.gpu,power.draw,clocks_event_reasons.active,mig.mode.current --format=csv 2>&1 ||
-            timeout 20 nvidia-smi 2>&1
-        echo "--- libraries the loader finds (the profiler runs with no LD_LIBRARY_PATH)"
-        { /sbin/ldconfig -p 2>/dev/null || ldconfig -p 2>/dev/null; } | grep -E "libcuda\.so|libcudnn\.so|libcudnn_cnn|libnvrtc\.so|libcublas|libnvidia-ml" | head -20
-        echo "--- ldd profiler"
-        ldd "$p" 2>&1 | head -20
-        command -v python3 && timeout 60 python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())' 2>&1
-    } >"$OUT/environment.log" 2>&1
-    cat "$OUT/environment.log" | cut -c1-300
-    if [ ! -x "$p" ] || [ ! -x "$bin/profiler-unit-tests" ]; then
-        echo "error: $bin/profiler or $bin/profiler-unit-tests missing: build and carry $bin" | tee "$summary"
-        return 1
+    call=0
+    step environment 25 bash scripts/gpu-check.sh environment
+    if [ "$mode" = run ]; then
+        cut -c1-300 "$OUT/environment.log"
+        if [ ! -x "$p" ] || [ ! -x "$bin/profiler-unit-tests" ]; then
+            echo "error: $bin/profiler or $bin/profiler-unit-tests missing: build and carry $bin" | tee "$summary"
+            return 1
+        fi
+        # The size of the default table, for target 4's projection.
+        FULL_ENTRIES=$("$p" plan --width-step 8 2>&1 | sed -n 's/^table plan at width step 8: \([0-9]*\) entries.*/\1/p')
+        export FULL_ENTRIES
     fi
 
-    # 1. The unit tests; on the GPU: every block kind against the CPU
-    #    reference, graph and eager, and every convolution algorithm and the
-    #    depthwise kernel preferred in turn (the rest takes seconds on the CPU).
-    step unit-tests 120 "$bin/profiler-unit-tests" --test-threads=1 --nocapture
-    # 2. The same from the binary, plus TF-NAS-A end to end at batch 1.
-    step verify 90 "$p" verify --device 0 --network
-    # 3. TF-NAS-A end to end and per block (target 2), in graph mode, with
-    #    every convolution algorithm choice and its candidates in the log.
-    PROFILER_LOG_CHOICES=1 step measure-graph 100 "$p" measure --arch "$arch" --device 0 --per-block --cap-ms 1000
-    # 4. PyTorch on the same blocks and network (target 1). Falls back to
+    # Call 1: what the first run must show whatever else fails.
+    call=1
+    # 1. The engine opens, a capture that allocates fails cleanly (the
+    #    capture mode), and one block (the stem) is prepared, captured and
+    #    timed; the second test reopens the device and gets its one context.
+    #    Matched by name, not path, and both must have run.
+    step open-one-block 30 "expect=0:test result: ok. 2 passed" "$bin/profiler-unit-tests" --test-threads=1 --nocapture \
+        gpu_a_capture_that_allocates_fails_cleanly_and_the_engine_goes_on gpu_opening_again_gets_the_same_context
+    # 2. TF-NAS-A end to end and per block (target 2), in graph mode, with
+    #    every convolution choice and its candidates' times in the log.
+    PROFILER_LOG_CHOICES=1 step measure-graph 75 "$p" measure --arch "$arch" --device 0 --per-block --cap-ms 1000
+    # 3. PyTorch on the same blocks and network (target 1). Falls back to
     #    the blocks from `predict` when the measurement above failed, so the
     #    PyTorch numbers come whatever the engine did.
-    "$p" predict --table tests/fixtures/tfnas_a_synthetic.csv --arch "$arch" --blocks >"$OUT/tfnas_a_blocks.txt" 2>&1
-    step pytorch 120 python3 "$pyt" "$OUT/measure-graph.log" --keys "$OUT/tfnas_a_blocks.txt" --batch 32
-    # 5. Repeatability (target 3): the same 20 entries twice.
-    step repeat-a 50 "$p" --device 0 --width-step 64 --limit 20 --out "$OUT/repeat-a.csv"
-    step repeat-b 50 "$p" --device 0 --width-step 64 --limit 20 --out "$OUT/repeat-b.csv"
+    [ "$mode" = run ] && "$p" predict --table tests/fixtures/tfnas_a_synthetic.csv --arch "$arch" --blocks >"$OUT/tfnas_a_blocks.txt" 2>&1
+    step pytorch 85 python3 "$pyt" "$OUT/measure-graph.log" --keys "$OUT/tfnas_a_blocks.txt" --batch 32
+    # 4. Every block kind against the CPU reference, graph mode.
+    step verify 30 "$p" verify --device 0
+
+    # Call 2: the long unit tests, then the targets' repeats and the rest.
+    call=2
+    # 5. The unit tests; on the GPU: every block kind against the CPU
+    #    reference, graph and eager, and every way of running a convolution
+    #    preferred in turn (the rest takes seconds on the CPU).
+    step unit-tests 120 "$bin/profiler-unit-tests" --test-threads=1 --nocapture
+    # 6. Repeatability (target 3): the same 20 entries twice.
+    step repeat-a 45 "$p" --device 0 --width-step 64 --limit 20 --out "$OUT/repeat-a.csv"
+    step repeat-b 45 "$p" --device 0 --width-step 64 --limit 20 --out "$OUT/repeat-b.csv"
     # How many of the 20 differ beyond their medians' 95% intervals (no GPU).
-    step repeat-compare 20 "$p" compare "$OUT/repeat-a.csv" "$OUT/repeat-b.csv" --top 5
-    # 6. A table subset cut by --limit and resumed, then checked; the
-    #    speed of the build (target 4); refusing other settings.
-    step subset-1 50 "$p" --device 0 --width-step 64 --limit 30 --out "$OUT/subset.csv"
-    step subset-2 50 "$p" --device 0 --width-step 64 --limit 30 --out "$OUT/subset.csv"
-    step subset-check 20 "$p" check --table "$OUT/subset.csv"
-    step refuse-other-batch 30 "expect=2:refusing to append" "$p" --device 0 --width-step 64 --batch 16 --out "$OUT/subset.csv"
-    # 7. The other launch and L2 modes.
-    step measure-eager 60 "$p" measure --arch "$arch" --device 0 --launch eager --cap-ms 500
-    step measure-cold 60 "$p" measure --arch "$arch" --device 0 --l2 cold --cap-ms 500
-    step verify-eager 60 "$p" verify --device 0 --launch eager
-    step bad-device 20 "expect=2:no CUDA device 7" "$p" verify --device 7
-    # 8. Out of GPU memory: a space whose one searchable block needs over
+    step repeat-compare 15 "$p" compare "$OUT/repeat-a.csv" "$OUT/repeat-b.csv" --top 5
+    # 7. A table subset cut by --limit and resumed, then checked; the
+    #    speed of the build (target 4).
+    step subset-1 45 "$p" --device 0 --width-step 64 --limit 30 --out "$OUT/subset.csv"
+    step subset-2 45 "$p" --device 0 --width-step 64 --limit 30 --out "$OUT/subset.csv"
+    step subset-check 15 "$p" check --table "$OUT/subset.csv"
+    # 8. The cold L2 (read flush), TF-NAS-A at batch 1 against the CPU, the
+    #    eager mode, and refusals.
+    step measure-cold 50 "$p" measure --arch "$arch" --device 0 --l2 cold --cap-ms 500
+    step verify-network 50 "$p" verify --device 0 --network
+    step measure-eager 50 "$p" measure --arch "$arch" --device 0 --launch eager --cap-ms 500
+    step verify-eager 45 "$p" verify --device 0 --launch eager
+    step bad-device 15 "expect=2:no CUDA device 7" "$p" verify --device 7
+    step refuse-other-batch 25 "expect=2:refusing to append" "$p" --device 0 --width-step 64 --batch 16 --out "$OUT/subset.csv"
+    # 9. Out of GPU memory: a space whose one searchable block needs over
     #    141 GB (tests/fixtures/space_oom.json). The build must keep the two
     #    finished rows, write none for that block, and exit 2 naming it.
-    step oom 60 "expect=2:out of GPU memory while preparing mbconv_r112_i16_o16_s1_k3_m128000" \
+    step oom 50 "expect=2:out of GPU memory while preparing mbconv_r112_i16_o16_s1_k3_m128000" \
         "$p" --device 0 --space tests/fixtures/space_oom.json --out "$OUT/oom.csv"
     step oom-rows 10 bash -c 'rows=$(grep -v "^#" "$1" | cut -d, -f1); echo "$rows";
         [ "$(echo "$rows" | tr "\n" " ")" = "key stem_r224_i3_o16_s2_k3_m0_se0_relu fixed_r112_i16_o16_s1_k3_m16_se0_relu " ]' \
         oom-rows "$OUT/oom.csv"
+
+    # Each of these is a call of its own, run only when asked for.
+    call=extra
     if [ "${SEARCHER:-0}" = 1 ]; then
         # Issue 5's GPU checks. The tch binaries need the machine's libtorch
-        # on LD_LIBRARY_PATH (the profiler must not have it: pitfall 1).
-        local tlib
-        tlib=$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))' 2>/dev/null)
+        # first on LD_LIBRARY_PATH (the profiler must not have it: pitfall
+        # 1), before what the profiler kept.
+        local tlib=/torch/lib/of/the/machine
+        [ "$mode" = run ] && tlib=$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))' 2>/dev/null)
+        local tpath="$tlib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
         # The main job's short search, on the GPU; --restart because a
         # checkpoint left by an earlier check would otherwise be resumed.
-        step searcher-demo 180 env LD_LIBRARY_PATH="$tlib" "$bin/searcher" --device cuda:0 \
+        step searcher-demo 180 env LD_LIBRARY_PATH="$tpath" "$bin/searcher" --device cuda:0 \
             --epochs 11 --warmup-epochs 9 --embedded-images 1000 --resolution 48 --target-ms 5 \
             --out "$OUT/arch-demo.json" --checkpoint /tmp/gpu-check-demo.ckpt --restart
         # One weight and one arch step at the method's batch 32 of 224x224,
         # against PyTorch on the same GPU.
-        step search-step 150 env LD_LIBRARY_PATH="$tlib" SEARCH_STEP_DEVICE=cuda:0 \
+        step search-step 150 env LD_LIBRARY_PATH="$tpath" SEARCH_STEP_DEVICE=cuda:0 \
             SEARCH_STEP_BATCH=32 SEARCH_STEP_RESOLUTION=224 "$bin/search_step" --bench
         step search-step-torch 120 python3 benches/pytorch_search_step.py --device cuda \
             --batch 32 --resolution 224
@@ -248,7 +270,7 @@ run() {
         # measure the derived network end to end (the goal: within 2% of
         # the target, SEARCH_TARGET_MS, 4 ms by default).
         if [ -n "${TABLE:-}" ] && [ -f "$TABLE" ]; then
-            step search-table 200 env LD_LIBRARY_PATH="$tlib" "$bin/searcher" --device cuda:0 \
+            step search-table 200 env LD_LIBRARY_PATH="$tpath" "$bin/searcher" --device cuda:0 \
                 --table "$TABLE" --target-ms "${SEARCH_TARGET_MS:-4}" --epochs 11 --warmup-epochs 9 \
                 --embedded-images 1000 --resolution 48 --out "$OUT/arch-table.json" \
                 --checkpoint /tmp/gpu-check-table.ckpt --restart
@@ -258,7 +280,9 @@ run() {
     if [ "${VALIDATE:-0}" = 1 ]; then
         # 380 s more for these steps, never past 560 s in all (a device
         # call stops at 600 s); an explicit GPU_CHECK_BUDGET rules.
-        budget=${GPU_CHECK_BUDGET:-$(((SECONDS - t_start + 380) < 560 ? SECONDS - t_start + 380 : 560))}
+        local used
+        used=$(elapsed)
+        budget=${GPU_CHECK_BUDGET:-$(((used + 380) < 560 ? used + 380 : 560))}
         local two=tests/fixtures/space_two_ops.json
         # How far linear interpolation between widths 8 apart is from
         # widths measured one by one (alignment can make latency a sawtooth
@@ -277,7 +301,7 @@ run() {
         # the summary must be written before that). The table is written
         # under $OUT as it grows, so a cut build still comes back; carry it
         # into the next call as TABLE_FROM=path and the build resumes it.
-        if [ -n "${TABLE_FROM:-}" ] && [ -f "$TABLE_FROM" ] && [ ! -f "$OUT/table.csv" ]; then
+        if [ "$mode" = run ] && [ -n "${TABLE_FROM:-}" ] && [ -f "$TABLE_FROM" ] && [ ! -f "$OUT/table.csv" ]; then
             cp "$TABLE_FROM" "$OUT/table.csv"
             echo "== full-table resumes $TABLE_FROM ($(grep -vc '^#' "$OUT/table.csv") lines)"
         fi
@@ -287,12 +311,140 @@ run() {
         # What a fitted boundary would change, out of sample (no GPU).
         step full-fit 20 "$p" fit --validation "$OUT/validate-full.csv" --table "$OUT/table.csv" --model boundary
     fi
+    return 0
+}
+
+# Seconds since the run (or plan) began: in a plan, the caps of the steps so
+# far, as if each took all of its cap (the worst case).
+elapsed() {
+    if [ "$mode" = plan ]; then
+        echo "$planned"
+    else
+        echo $((SECONDS - t_start))
+    fi
+}
+
+# step NAME SECONDS [expect=RC[:TEXT]] CMD...: runs CMD with its output in
+# $OUT/NAME.log (the last lines also on stdout), within SECONDS and the
+# budget left; notes PASS/FAIL/TIMEOUT/SKIP in steps.txt. A step expected to
+# fail passes on exit status RC with TEXT in its log (so that failing for
+# another reason is a FAIL). Steps of another call than GPU_CHECK_CALL, or
+# not in GPU_CHECK_ONLY, are skipped (call 0, the environment, never). In a
+# plan, prints the step's call, cap and the worst-case time it ends at.
+step() {
+    local name=$1 secs=$2 cap=$2 want=0 text=""
+    shift 2
+    case "${1:-}" in expect=*)
+        want=${1#expect=}
+        shift
+        case "$want" in *:*)
+            text=${want#*:}
+            want=${want%%:*}
+            ;;
+        esac
+        ;;
+    esac
+    if [ "$call" != 0 ]; then
+        local skip=""
+        if [ -n "${GPU_CHECK_CALL:-}" ] && [ "$call" != extra ] && [ "$call" != "$GPU_CHECK_CALL" ]; then
+            skip="not in call $GPU_CHECK_CALL"
+        elif [ -n "${GPU_CHECK_ONLY:-}" ] && [[ " $GPU_CHECK_ONLY " != *" $name "* ]]; then
+            skip="not in GPU_CHECK_ONLY"
+        fi
+        if [ -n "$skip" ]; then
+            [ "$mode" = run ] && printf '%-22s SKIP     (%s)\n' "$name" "$skip" >>"$steps_file"
+            return 0
+        fi
+    fi
+    local left=$((budget - $(elapsed)))
+    if [ "$mode" = plan ]; then
+        local verdict=fits
+        if [ "$left" -lt 15 ]; then
+            verdict="skipped unless earlier steps end early"
+            secs=0
+        elif [ "$secs" -gt "$left" ]; then
+            verdict="cut to ${left} s unless earlier steps end early"
+            secs=$left
+        fi
+        planned=$((planned + secs))
+        printf 'step %-6s %-22s cap %4s s  ends by %4s s  %s\n' "$call" "$name" "$cap" "$planned" "$verdict"
+        return 0
+    fi
+    if [ "$left" -lt 15 ]; then
+        echo "== $name: SKIP (budget spent)"
+        printf '%-22s SKIP     (the %s s budget was spent)\n' "$name" "$budget" >>"$steps_file"
+        return 0
+    fi
+    [ "$secs" -gt "$left" ] && secs=$left
+    echo "== $name (timeout ${secs}s): $*"
+    local t0=$SECONDS
+    timeout -k 5 "$secs" "$@" >"$OUT/$name.log" 2>&1
+    local rc=$?
+    local took=$((SECONDS - t0)) verdict
+    if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+        verdict=TIMEOUT
+    elif [ "$rc" -eq "$want" ] && { [ -z "$text" ] || grep -q -- "$text" "$OUT/$name.log"; }; then
+        verdict=PASS
+    else
+        verdict=FAIL
+    fi
+    tail -n 12 "$OUT/$name.log" | cut -c1-300
+    echo "   $name: $verdict (exit $rc, want $want) after ${took}s"
+    # The first error line, where there is one, for the summary.
+    local why=""
+    if [ "$verdict" != PASS ]; then
+        why=$(grep -m1 -E "^error|panicked|FAIL|Error|error:" "$OUT/$name.log" | cut -c1-160)
+        [ -n "$text" ] && why="want exit $want and '$text'; $why"
+    fi
+    printf '%-22s %-8s exit %-3s %4ss  %s\n' "$name" "$verdict" "$rc" "$took" "$why" >>"$steps_file"
+}
+
+# The steps `run` would take with these settings and their caps, nothing
+# run: each step's call, its cap, and when it ends if every step before it
+# takes all of its cap (a step that would start with under 15 s left is
+# skipped, one with less than its cap left is cut).
+plan() {
+    mode=plan
+    OUT=${OUT:-$PWD/gpu-check-out}
+    budget=${GPU_CHECK_BUDGET:-330}
+    planned=0
+    echo "plan: budget ${budget} s, call ${GPU_CHECK_CALL:-1 and 2}${GPU_CHECK_ONLY:+, only $GPU_CHECK_ONLY}"
+    checks
+    echo "total: ${planned} s of ${budget} s if every step takes all of its cap"
+}
+
+run() {
+    mode=run
+    OUT=${OUT:-$PWD/gpu-check-out}
+    mkdir -p "$OUT"
+    budget=${GPU_CHECK_BUDGET:-330}
+    t_start=$SECONDS
+    summary=$OUT/summary.txt
+    steps_file=$OUT/steps.txt
+    : >"$steps_file"
+    # Only the entries that provide libcuda, never torch's folders; both
+    # logged, and in the environment.
+    local before=${LD_LIBRARY_PATH-}
+    local kept
+    kept=$(profiler_libpath "$before")
+    if [ -n "$kept" ]; then
+        export LD_LIBRARY_PATH=$kept
+    else
+        unset LD_LIBRARY_PATH
+    fi
+    {
+        echo "LD_LIBRARY_PATH before: ${before:-(unset or empty)}"
+        echo "LD_LIBRARY_PATH for the profiler (entries providing libcuda, torch's folders dropped): ${LD_LIBRARY_PATH:-(unset)}"
+    } | tee "$OUT/library-path.log"
+
+    checks || return 1
     timeout 20 nvidia-smi --query-gpu=clocks.sm,temperature.gpu,power.draw,clocks_event_reasons.active --format=csv >"$OUT/nvidia-smi-after.csv" 2>&1
 
     # The summary: every step, then the targets.
     {
-        echo "GPU check, $(date -u +%Y-%m-%dT%H:%M:%SZ), $((SECONDS - t_start)) s of a $budget s budget; logs in $OUT"
+        echo "GPU check, $(date -u +%Y-%m-%dT%H:%M:%SZ), $((SECONDS - t_start)) s of a $budget s budget (call ${GPU_CHECK_CALL:-1 and 2}); logs in $OUT"
         grep -m1 -A1 "^name, uuid" "$OUT/environment.log" | tail -n 1
+        cat "$OUT/library-path.log"
         echo "--- steps"
         cat "$steps_file"
         echo "--- targets"
@@ -468,9 +620,15 @@ EOF
 case "${1:-}" in
 build) build ;;
 run) run ;;
+plan) plan ;;
 targets) targets "${2:-${OUT:-$PWD/gpu-check-out}}" ;;
+libpath)
+    echo "LD_LIBRARY_PATH before: ${LD_LIBRARY_PATH:-(unset or empty)}" >&2
+    profiler_libpath "${LD_LIBRARY_PATH-}"
+    ;;
+environment) environment ;;
 *)
-    echo "usage: $0 build|run|targets [OUT]" >&2
+    echo "usage: $0 build|run|plan|targets [OUT]|libpath|environment" >&2
     exit 2
     ;;
 esac
