@@ -461,8 +461,10 @@ fn the_width_multiple_defaults_to_the_tables_width_step_and_method_strict_restor
     let mut args = tiny_args(&out_path);
     let i = args.iter().position(|a| a == "--table").unwrap() + 1;
     args[i] = table.clone();
+    // Each run is another search on the same --out: --restart says so.
     let run = |extra: &[&str]| {
         let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
+        all.push("--restart");
         all.extend(extra);
         let out = searcher(&all);
         let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
@@ -518,53 +520,12 @@ fn the_width_multiple_defaults_to_the_tables_width_step_and_method_strict_restor
     assert!(text(&out.stderr).contains("cannot be used with"));
     // A table without the line: multiple 1, said so.
     let plain = tiny_args(&out_path);
-    let plain: Vec<&str> = plain.iter().map(String::as_str).collect();
+    let mut plain: Vec<&str> = plain.iter().map(String::as_str).collect();
+    plain.push("--restart");
     let out = searcher(&plain);
     assert!(
         text(&out.stdout).contains("the table records no width step"),
         "{}",
         text(&out.stdout)
     );
-}
-
-#[test]
-fn the_search_resolution_defaults_to_224_for_images_and_48_for_the_embedded_set() {
-    // `--resume` without a checkpoint stops right after the data line.
-    let dir = tempfile::tempdir().unwrap();
-    let images = dir.path().join("images");
-    for class in ["a", "b"] {
-        std::fs::create_dir_all(images.join(class)).unwrap();
-        for i in 0..4 {
-            let img = tch::Tensor::randint(255, [3, 12, 12], (tch::Kind::Uint8, tch::Device::Cpu));
-            tch::vision::image::save(&img, images.join(format!("{class}/{i}.png"))).unwrap();
-        }
-    }
-    let base = [
-        "--space",
-        &fixture("searcher_tiny_space.json"),
-        "--table",
-        &fixture("searcher_tiny_synthetic.csv"),
-        "--target-ms",
-        "3",
-        "--device",
-        "cpu",
-        "--resume",
-        "--checkpoint",
-        "/nonexistent/none.ckpt",
-    ];
-    let data_line = |extra: &[&str]| {
-        let mut args = base.to_vec();
-        args.extend(extra);
-        let out = searcher(&args);
-        assert_eq!(out.status.code(), Some(2));
-        text(&out.stdout)
-            .lines()
-            .find(|l| l.starts_with("data: "))
-            .unwrap_or_else(|| panic!("{}", text(&out.stdout)))
-            .to_string()
-    };
-    let images = images.display().to_string();
-    assert!(data_line(&[]).contains("48x48"));
-    assert!(data_line(&["--data", &images]).contains("224x224"));
-    assert!(data_line(&["--data", &images, "--resolution", "64"]).contains("64x64"));
 }

@@ -562,3 +562,29 @@ impl Session {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Inputs;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        inputs: Inputs,
+    }
+
+    fn resolution(args: &[&str]) -> u32 {
+        let argv = std::iter::once("searcher").chain(args.iter().copied());
+        Cli::parse_from(argv).inputs.resolution()
+    }
+
+    #[test]
+    fn the_search_resolution_defaults_to_224_for_images_and_48_for_the_embedded_set() {
+        assert_eq!(resolution(&[]), 48);
+        assert_eq!(resolution(&["--data", "images"]), 224);
+        assert_eq!(resolution(&["--data", "images", "--resolution", "64"]), 64);
+        assert_eq!(resolution(&["--resolution", "96"]), 96);
+    }
+}
