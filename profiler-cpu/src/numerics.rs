@@ -3,9 +3,9 @@
 //! the same comparison and tolerance ([`profiler::cuda::verify`]).
 
 use profiler::cuda::layers::reference_forward;
+use profiler::cuda::verify::{compare, failed, sample_blocks, Comparison};
 use profiler::engine::{Engine, Workload};
 use profiler::error::Result;
-use profiler::cuda::verify::{compare, failed, sample_blocks, Comparison};
 
 use crate::CpuEngine;
 

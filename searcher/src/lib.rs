@@ -9,8 +9,8 @@
 pub mod data;
 pub mod elastic;
 pub mod error;
-pub mod identity;
 pub mod extend;
+pub mod identity;
 pub mod images;
 pub mod latency;
 pub mod measured;

@@ -15,12 +15,12 @@ use tch::Device;
 
 use crate::data::{split_per_class, Dataset, Patterns, Split};
 use crate::error::{Result, SearchError};
+use crate::extend::Landing;
 use crate::images::{ImageSet, LoaderOptions};
 use crate::latency::LatencyModel;
+use crate::measured;
 use crate::proxy;
 use crate::search::{check_split, EpochLog, Search};
-use crate::extend::Landing;
-use crate::measured;
 use crate::settings::{Bound, Settings, WIDTH_MULTIPLE};
 
 /// Search images: 4 px is the least a stem and two strides keep a pixel of.
