@@ -100,15 +100,8 @@ pub fn run(args: &ValidateArgs) -> Result<()> {
         args.out.as_deref(),
         &mut log,
     )?;
-    let s = validate::stats(&rows)?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&s)?);
-    } else {
-        print!(
-            "{}",
-            validate::render_text(&job, &engine.info().device_name, &rows, &s)
-        );
-    }
+    let device = &engine.info().device_name;
+    print!("{}", validate::report(&job, device, &rows, args.json)?);
     if let Some(p) = &args.plot {
         validate::plot(p, &rows)?;
         eprintln!("wrote {}", p.display());

@@ -425,6 +425,18 @@ pub fn stats(rows: &[Row]) -> Result<ValidationStats> {
     validation_stats(&pairs)
 }
 
+/// What `validate` prints on stdout, for every engine's command line: the
+/// statistics as JSON, or the readable report.
+pub fn report(job: &Job, device: &str, rows: &[Row], json: bool) -> Result<String> {
+    let s = stats(rows)?;
+    if json {
+        let text = serde_json::to_string_pretty(&s)
+            .map_err(|e| ProfilerError::Invalid(format!("cannot write the report as JSON: {e}")))?;
+        return Ok(text + "\n");
+    }
+    Ok(render_text(job, device, rows, &s))
+}
+
 /// The readable report.
 pub fn render_text(job: &Job, device: &str, rows: &[Row], s: &ValidationStats) -> String {
     use std::fmt::Write as _;
