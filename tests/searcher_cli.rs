@@ -3,26 +3,10 @@
 //! before training with a non-zero exit.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn fixture(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures")
-        .join(name)
-        .display()
-        .to_string()
-}
-
-fn searcher(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_searcher"))
-        .args(args)
-        .output()
-        .expect("searcher runs")
-}
-
-fn text(out: &[u8]) -> String {
-    String::from_utf8_lossy(out).into_owned()
-}
+mod searcher_support;
+use searcher_support::{fixture, searcher, text};
 
 /// A short search on the two-stage toy space: seconds on a CPU.
 fn tiny_args(out: &Path) -> Vec<String> {

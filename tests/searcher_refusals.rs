@@ -7,26 +7,10 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
-fn fixture(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures")
-        .join(name)
-        .display()
-        .to_string()
-}
-
-fn searcher(args: &[String]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_searcher"))
-        .args(args)
-        .output()
-        .expect("searcher runs")
-}
-
-fn text(out: &[u8]) -> String {
-    String::from_utf8_lossy(out).into_owned()
-}
+mod searcher_support;
+use searcher_support::{fixture, searcher, text};
 
 /// A two-epoch search on the toy space writing into `dir`.
 fn tiny(dir: &Path) -> Vec<String> {
