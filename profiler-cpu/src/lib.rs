@@ -6,6 +6,7 @@
 //! `profiler --device cpu ...` runs this crate's binary.
 
 pub mod engine;
+pub mod memory;
 pub mod numerics;
 pub mod system;
 

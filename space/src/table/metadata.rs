@@ -67,6 +67,10 @@ pub mod meta {
     /// The clock around each timed run: `thread` (the thread's CPU time,
     /// blind to time other processes take the core) or `wall` (monotonic).
     pub const TIMER: &str = "timer";
+    /// How the process's memory was set up: glibc malloc's tunables and the
+    /// system's transparent huge pages (a CPU table's latencies depend on
+    /// both: page faults and TLB misses, docs/cpu.md).
+    pub const CPU_MEMORY: &str = "cpu_memory";
 }
 
 /// In JSON (an architecture's prediction), an object in header order.
