@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 use space::BlockSpec;
 
-use crate::error::Result;
+use crate::error::{ProfilerError, Result};
 
 /// Element type of weights and activations. fp32 first; the parameter exists
 /// so that fp16 follows without changing the interface.
@@ -171,6 +171,20 @@ pub trait Engine {
     /// Runs the prepared workload once and returns its time in milliseconds
     /// between two events on the device (L2 flushed before, when cold).
     fn run_timed(&mut self) -> Result<f64>;
+
+    /// Runs the prepared network once and returns each block's time inside
+    /// the run, in order, read back to back from one clock: their sum is
+    /// the run's time, and each block finds its input and weights where
+    /// the network leaves them (a CPU table's `--cache network`, built by
+    /// the table layer's `in_network`). An engine that cannot read a clock
+    /// between blocks without changing the run (a GPU's work is
+    /// asynchronous to the host) keeps this default, which refuses.
+    fn run_timed_blocks(&mut self) -> Result<Vec<f64>> {
+        Err(ProfilerError::Unsupported {
+            engine: self.info().engine.clone(),
+            what: "timing blocks inside a network".into(),
+        })
+    }
 }
 
 /// Sets the header lines that say what measured a file's numbers: device,

@@ -29,6 +29,10 @@ pub struct FakeEngine {
     /// instead of the run model: `validate`'s tests time networks as a
     /// table's prediction times a known factor.
     pub network_ms: Option<NetworkModel>,
+    /// The machine's speed, run after run, cycled: each block of a run
+    /// timed by [`Engine::run_timed_blocks`] takes its latency times the
+    /// run's speed. Empty: always 1.
+    pub speeds: Vec<f64>,
     current: Option<Workload>,
     runs: u64,
 }
@@ -62,6 +66,7 @@ impl FakeEngine {
             fail_after: None,
             bad_sample: None,
             network_ms: None,
+            speeds: Vec::new(),
             current: None,
             runs: 0,
         }
@@ -114,6 +119,19 @@ impl Engine for FakeEngine {
         }
         self.current = Some(workload.clone());
         Ok(())
+    }
+    fn run_timed_blocks(&mut self) -> Result<Vec<f64>> {
+        let workload = self.current.as_ref().expect("prepared");
+        let speed = match self.speeds.len() {
+            0 => 1.0,
+            n => self.speeds[(self.runs % n as u64) as usize],
+        };
+        self.runs += 1;
+        Ok(workload
+            .blocks()
+            .iter()
+            .map(|b| Self::latency(b) * speed)
+            .collect())
     }
     fn run_timed(&mut self) -> Result<f64> {
         let workload = self.current.as_ref().expect("prepared");

@@ -1,0 +1,169 @@
+//! Latency at a reference speed: a CPU whose speed drifts, measured
+//! against itself inside every run.
+//!
+//! A virtual machine's core runs faster or slower as the host's other
+//! tenants come and go: on the 2-core development VM the same network's
+//! median moved by ±15% between one second and the next, in one process,
+//! with nothing else running in the guest (docs/cpu.md, "Speed"). Within a
+//! run, though, the drift is one factor for every block: the time of the
+//! network over the time of its fixed parts (stem, second stem and head,
+//! which every network of a space has) moved by 0.5–0.7% between those
+//! same seconds. So each run is scaled by `reference_ms / fixed_ms`, where
+//! `fixed_ms` is the fixed parts' time in that run and `reference_ms` the
+//! table's: the latency the machine shows when its fixed parts take
+//! `reference_ms`. A table built `--cache network` measures its reference
+//! first and records it (`speed_reference_ms`); `validate` and `measure`
+//! with the table scale every run of a network by the same rule, so the
+//! table and the networks are compared at one speed, whatever the machine
+//! did in between, and the raw times are reported beside.
+//!
+//! It needs an engine that times the blocks of a run
+//! ([`Engine::run_timed_blocks`]); a GPU's clocks are watched instead
+//! (`measure::monitor`).
+
+use std::time::Duration;
+
+use space::{BlockKind, BlockSpec};
+
+use crate::error::{ProfilerError, Result};
+use crate::measure::engine::{Engine, Workload};
+use crate::measure::stop::{sample_until, StopRule, WallClock};
+use crate::stats::summary::{summarize, Summary};
+
+/// The header line with the reference, in ms.
+pub const REFERENCE_KEY: &str = "speed_reference_ms";
+/// The header line saying how it was measured and applied.
+pub const REFERENCE_NOTE_KEY: &str = "speed_reference";
+
+/// Runs used to measure a new table's reference.
+pub const CALIBRATION_RUNS: usize = 30;
+
+/// Whether a block is one of the fixed parts every network has.
+pub fn is_fixed(spec: &BlockSpec) -> bool {
+    spec.shape.kind != BlockKind::Mbconv
+}
+
+/// The fixed parts' time in one run, from the run's per-block times.
+pub fn fixed_ms(blocks: &[BlockSpec], times: &[f64]) -> f64 {
+    blocks
+        .iter()
+        .zip(times)
+        .filter(|(b, _)| is_fixed(b))
+        .map(|(_, t)| t)
+        .sum()
+}
+
+/// The factor that brings a run to the reference speed, refused when the
+/// run has no fixed part to measure its speed by.
+pub fn factor(blocks: &[BlockSpec], times: &[f64], reference_ms: f64) -> Result<f64> {
+    let fixed = fixed_ms(blocks, times);
+    if fixed > 0.0 && fixed.is_finite() {
+        Ok(reference_ms / fixed)
+    } else {
+        Err(ProfilerError::Invalid(format!(
+            "a run without fixed parts (stem, second stem, head) to measure the machine's speed by ({} blocks)",
+            blocks.len()
+        )))
+    }
+}
+
+/// One run of the prepared network: its per-block times, refused unless
+/// there is one positive finite time per block.
+pub fn checked_blocks(engine: &mut dyn Engine, blocks: &[BlockSpec]) -> Result<Vec<f64>> {
+    let times = engine.run_timed_blocks()?;
+    if times.len() != blocks.len() {
+        return Err(ProfilerError::Invalid(format!(
+            "the engine timed {} blocks of a network of {} (an engine bug)",
+            times.len(),
+            blocks.len()
+        )));
+    }
+    for (spec, &ms) in blocks.iter().zip(&times) {
+        if !(ms.is_finite() && ms > 0.0) {
+            return Err(ProfilerError::BadSample {
+                block: spec.key(),
+                value: ms,
+            });
+        }
+    }
+    Ok(times)
+}
+
+/// Runs the prepared network until `warmup` has passed (at least once).
+pub fn warm_up(engine: &mut dyn Engine, blocks: &[BlockSpec], warmup: Duration) -> Result<()> {
+    let warm = std::time::Instant::now();
+    loop {
+        checked_blocks(engine, blocks)?;
+        if warm.elapsed() >= warmup {
+            return Ok(());
+        }
+    }
+}
+
+/// A new table's reference: the median time of the fixed parts over
+/// [`CALIBRATION_RUNS`] runs of `blocks` (a network of the space).
+pub fn calibrate(
+    engine: &mut dyn Engine,
+    blocks: &[BlockSpec],
+    warmup: Duration,
+) -> Result<Summary> {
+    engine.prepare(&Workload::Network {
+        name: "speed reference".into(),
+        blocks: blocks.to_vec(),
+    })?;
+    warm_up(engine, blocks, warmup)?;
+    let mut fixed = Vec::with_capacity(CALIBRATION_RUNS);
+    for _ in 0..CALIBRATION_RUNS {
+        let times = checked_blocks(engine, blocks)?;
+        fixed.push(fixed_ms(blocks, &times));
+    }
+    summarize(&fixed)
+        .ok_or_else(|| ProfilerError::Invalid("the speed reference's runs were not finite".into()))
+}
+
+/// A network timed at the reference speed: the summaries of its scaled
+/// and of its raw run times, and the median speed factor.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AtReference {
+    pub scaled: Summary,
+    pub raw: Summary,
+    /// Median of `reference_ms / fixed_ms` over the runs: above 1 when the
+    /// machine ran slower than at the reference.
+    pub factor: f64,
+}
+
+/// Prepares `workload` (a network), warms it up for `warmup` and times it
+/// until `stop` says, every run scaled to `reference_ms` ([`factor`]); the
+/// stopping rule watches the scaled times.
+pub fn time_at_reference(
+    engine: &mut dyn Engine,
+    workload: &Workload,
+    warmup: Duration,
+    stop: &StopRule,
+    reference_ms: f64,
+) -> Result<AtReference> {
+    let blocks = workload.blocks().to_vec();
+    engine.prepare(workload)?;
+    warm_up(engine, &blocks, warmup)?;
+    let (mut raw, mut factors) = (Vec::new(), Vec::new());
+    let clock = WallClock::start();
+    let (scaled, _) = sample_until(stop, &clock, || -> Result<f64> {
+        let times = checked_blocks(engine, &blocks)?;
+        let f = factor(&blocks, &times, reference_ms)?;
+        let total: f64 = times.iter().sum();
+        raw.push(total);
+        factors.push(f);
+        Ok(total * f)
+    })?;
+    let raw = summarize(&raw)
+        .ok_or_else(|| ProfilerError::Invalid("no finite raw time (an engine bug)".into()))?;
+    let factor = summarize(&factors).map_or(1.0, |s| s.median);
+    Ok(AtReference {
+        scaled,
+        raw,
+        factor,
+    })
+}
+
+#[cfg(test)]
+mod tests;
