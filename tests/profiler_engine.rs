@@ -10,7 +10,7 @@ use profiler::measure::fake::{FakeEngine, FakeMonitor};
 use profiler::measure::{Boundary, EngineConfig, StopRule, TimingRule};
 use profiler::table::{build_table, BuildSettings, LogOnly, Output};
 use profiler::validate::network::{sum_of_blocks_alone, table_prediction, time_network};
-use profiler::validate::{run_validation, sha256_16, stats, Job};
+use profiler::validate::{run_validation, sha256_16, stats, Job, Sampling};
 use space::{meta, Architecture, LatencyTable, SearchSpaceConfig};
 
 fn quick() -> TimingRule {
@@ -31,6 +31,7 @@ fn build(path: &Path) -> LatencyTable {
         timing: quick(),
         command: "profiler_engine test".into(),
         limit: None,
+        in_network: None,
     };
     let mut engine = FakeEngine::new(EngineConfig::default());
     let report = build_table(
@@ -61,8 +62,11 @@ fn a_table_built_with_an_engine_predicts_the_networks_that_engine_times() {
         sha256_16(&std::fs::read(&path).unwrap()),
         SearchSpaceConfig::default(),
         EngineConfig::default(),
-        8,
-        12,
+        Sampling {
+            seed: 8,
+            samples: 12,
+            width_multiple: 1,
+        },
         quick(),
         "profiler_engine test".into(),
     )

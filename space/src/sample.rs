@@ -23,7 +23,16 @@ use crate::error::Result;
 impl Architecture {
     /// Draws one architecture of `space` from `rng`.
     pub fn sample(space: &SearchSpaceConfig, rng: &mut impl Rng) -> Result<Self> {
+        Self::sample_on(space, rng, 1)
+    }
+
+    /// Draws one architecture of `space` from `rng` whose mid widths are
+    /// multiples of `multiple` (as the searcher makes them with
+    /// `--width-multiple`); a range without a multiple draws any width.
+    /// `multiple` 1 (or 0) draws any width, as [`Architecture::sample`].
+    pub fn sample_on(space: &SearchSpaceConfig, rng: &mut impl Rng, multiple: u32) -> Result<Self> {
         space.validate()?;
+        let m = multiple.max(1);
         let layers = space.layers();
         let choices: Vec<Vec<(usize, u32)>> = space
             .stages
@@ -36,7 +45,13 @@ impl Architecture {
                     .map(|layer| {
                         let op = rng.gen_range(0..space.ops.len());
                         let range = space.width_range(&space.ops[op], layer.in_channels);
-                        (op, rng.gen_range(range.min..=range.max))
+                        let (lo, hi) = (range.min.div_ceil(m), range.max / m);
+                        let mid = if m > 1 && lo <= hi {
+                            rng.gen_range(lo..=hi) * m
+                        } else {
+                            rng.gen_range(range.min..=range.max)
+                        };
+                        (op, mid)
                     })
                     .collect()
             })
@@ -48,9 +63,20 @@ impl Architecture {
     /// `index` of `ChaCha8Rng::seed_from_u64(seed)`, independent of the
     /// other indices.
     pub fn sample_nth(space: &SearchSpaceConfig, seed: u64, index: u64) -> Result<Self> {
+        Self::sample_nth_on(space, seed, index, 1)
+    }
+
+    /// Network `index` of the run seeded with `seed`, its widths multiples
+    /// of `multiple` ([`Architecture::sample_on`]).
+    pub fn sample_nth_on(
+        space: &SearchSpaceConfig,
+        seed: u64,
+        index: u64,
+        multiple: u32,
+    ) -> Result<Self> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         rng.set_stream(index);
-        Self::sample(space, &mut rng)
+        Self::sample_on(space, &mut rng, multiple)
     }
 
     /// A one-line code of the choices, for CSV rows and logs: stages joined
@@ -151,6 +177,32 @@ mod tests {
         assert_eq!(ops.len(), space.ops.len());
         // Both ends of the (inclusive) width ranges are drawn.
         assert!(at_min && at_max);
+    }
+
+    #[test]
+    fn widths_on_a_multiple_are_multiples_and_cover_every_op_and_range_end() {
+        let space = SearchSpaceConfig::default();
+        let layers = space.layers();
+        let mut ends = (false, false);
+        for i in 0..300 {
+            let a = Architecture::sample_nth_on(&space, 5, i, 32).unwrap();
+            a.validate().unwrap();
+            for (s, stage) in a.stages.iter().enumerate() {
+                for (b, block) in stage.blocks.iter().enumerate() {
+                    let op = &space.ops[space.op_index(&block.op).unwrap()];
+                    let range = space.width_range(op, layers[s][b].in_channels);
+                    assert_eq!(block.mid_channels % 32, 0, "{}", a.code());
+                    ends.0 |= block.mid_channels == range.min.div_ceil(32) * 32;
+                    ends.1 |= block.mid_channels == range.max / 32 * 32;
+                }
+            }
+        }
+        assert!(ends.0 && ends.1);
+        // A multiple of 1 is the plain sampler, network for network.
+        assert_eq!(
+            Architecture::sample_nth_on(&space, 1, 0, 1).unwrap().code(),
+            PINNED_SEED1_INDEX0
+        );
     }
 
     #[test]

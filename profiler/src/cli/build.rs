@@ -49,6 +49,7 @@ pub fn run(args: &BuildArgs) -> Result<()> {
         timing: args.engine.timing()?,
         command: super::command_line(),
         limit: args.limit,
+        in_network: None,
     };
     let (mut engine, mut monitor) = args.engine.open()?;
     eprintln!(

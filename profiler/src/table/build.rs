@@ -24,16 +24,22 @@ use crate::files::timestamp::now_rfc3339;
 use crate::measure::boundary::Boundary;
 use crate::measure::engine::{Engine, EngineConfig, EngineInfo, Workload};
 use crate::measure::monitor::{settings_changes, ClockRange, Monitor};
+use crate::measure::speed;
 use crate::measure::timing::{time_workload, TimingRule};
+use crate::table::in_network::{reference_network, time_in_networks, InNetwork};
 use crate::table::progress::Progress;
 
 /// Header line with the timing rule (informative; not compared on resume).
 pub const TIMING_KEY: &str = "timing";
 
+/// Header line saying how entries were timed inside networks (informative:
+/// the engine's own lines, a CPU table's `cache: network`, are compared).
+pub const IN_NETWORK_KEY: &str = "in_network";
+
 /// The header keys that must match for a run to append to an existing table:
 /// everything that changes what a latency means. Timestamps, the command
 /// line, the timing rule and the clocks seen may differ.
-pub const RESUME_KEYS: [&str; 21] = [
+pub const RESUME_KEYS: [&str; 22] = [
     meta::FORMAT,
     meta::DEVICE_NAME,
     meta::DEVICE_UUID,
@@ -54,6 +60,7 @@ pub const RESUME_KEYS: [&str; 21] = [
     meta::LLC_BYTES,
     meta::CPU_GOVERNOR,
     meta::CPU_CAPABILITY,
+    meta::CPU_MEMORY,
     meta::CACHE,
     meta::TIMER,
 ];
@@ -69,6 +76,10 @@ pub struct BuildSettings {
     /// Time at most this many entries in this run; the table then stays
     /// unfinished, for a later run to resume.
     pub limit: Option<usize>,
+    /// Time the entries inside networks of the space instead of alone
+    /// ([`crate::table::in_network`]); needs an engine that can time blocks
+    /// inside a run.
+    pub in_network: Option<InNetwork>,
 }
 
 /// The fingerprint header of a new table.
@@ -88,6 +99,9 @@ pub fn fingerprint(
         .set(meta::PROFILER_VERSION, env!("CARGO_PKG_VERSION"))
         .set(meta::COMMAND, &settings.command)
         .set(meta::STARTED, started);
+    if let Some(how) = &settings.in_network {
+        m.set(IN_NETWORK_KEY, how.describe());
+    }
     m
 }
 
@@ -124,6 +138,8 @@ struct Resumed {
     gpu_settings: Option<String>,
     /// The file's `boundary_ms`, if it has the line.
     boundary_ms: Option<f64>,
+    /// The file's `speed_reference_ms`, if it has the line.
+    speed_reference_ms: Option<f64>,
     /// What was cut or dropped, for the log.
     notes: Vec<String>,
 }
@@ -201,6 +217,10 @@ fn prepare_resume(path: &Path, header: &Metadata) -> Result<Option<Resumed>> {
         done: table.entries().iter().map(|e| e.spec).collect(),
         clocks,
         boundary_ms: table.header_boundary_ms(),
+        speed_reference_ms: table
+            .metadata()
+            .get(speed::REFERENCE_KEY)
+            .and_then(|v| v.parse().ok()),
         gpu_settings: table.metadata().get(meta::GPU_SETTINGS).map(str::to_string),
         notes,
     }))
@@ -229,6 +249,31 @@ fn new_boundary(
     ));
     boundary.set_header(header);
     Ok(boundary)
+}
+
+/// Measures a new in-network table's speed reference
+/// ([`crate::measure::speed`]), logs it and puts it in `header`.
+fn new_reference(
+    engine: &mut dyn Engine,
+    settings: &BuildSettings,
+    header: &mut Metadata,
+    progress: &dyn Progress,
+) -> Result<f64> {
+    let plan = settings.space.table_plan(settings.width_step)?;
+    let blocks = reference_network(&settings.space, &plan)?;
+    let s = speed::calibrate(engine, &blocks, settings.timing.warmup)?;
+    progress.log(&format!(
+        "speed reference: the fixed parts take {:.4} ms (95% CI {:.4}..{:.4}) in a full-depth network; every run is scaled to it",
+        s.median, s.ci_low, s.ci_high
+    ));
+    header.set(speed::REFERENCE_KEY, format!("{:.6}", s.median)).set(
+        speed::REFERENCE_NOTE_KEY,
+        format!(
+            "median time of the fixed parts (stem, second stem, head) over {} runs of a full-depth network (95% CI {:.6}..{:.6} ms); each run's times are scaled by it over the fixed parts' time in that run",
+            speed::CALIBRATION_RUNS, s.ci_low, s.ci_high
+        ),
+    );
+    Ok(s.median)
 }
 
 /// Says on stderr what a resumed file lacks or what changed since it began.
@@ -408,8 +453,26 @@ pub fn build_table(
     // A new table's boundary is measured once, before any entry; a resume
     // keeps the one in the file's header.
     let mut probe_states = Vec::new();
+    let reference_ms =
+        match (&settings.in_network, &resumed, &output) {
+            (None, _, _) => None,
+            (Some(_), Some(r), Output::File(path)) => Some(r.speed_reference_ms.ok_or_else(
+                || ProfilerError::CannotResume {
+                    path: path.display().to_string(),
+                    reason: format!("it has no '{}' line", speed::REFERENCE_KEY),
+                },
+            )?),
+            (Some(_), _, _) => Some(new_reference(engine, settings, &mut header, progress)?),
+        };
     let boundary_ms = match &resumed {
         Some(r) => r.boundary_ms.unwrap_or(0.0),
+        None if settings.in_network.is_some() => {
+            header.set(meta::BOUNDARY_MS, "0").set(
+                meta::BOUNDARY,
+                "0: entries timed inside networks, between two readings of one clock, carry no start or end of a run",
+            );
+            0.0
+        }
         None => {
             let boundary = new_boundary(engine, monitor, settings, &mut header, progress)?;
             probe_states = boundary.states;
@@ -442,21 +505,44 @@ pub fn build_table(
     let todo = to_do(&plan.blocks, &done, settings.limit, &mut report, progress);
     progress.start(plan.len() as u64, report.skipped as u64);
     let start = Instant::now();
-    for spec in todo {
-        progress.working_on(&spec.key());
-        let entry = time_entry(
+    if let Some(how) = &settings.in_network {
+        let mut write = |entry: Entry| {
+            writer.write(&entry).map_err(io_error)?;
+            report.measured += 1;
+            Ok(())
+        };
+        let done = time_in_networks(
             engine,
-            monitor,
-            spec,
-            settings,
-            boundary_ms,
-            file_path.as_deref(),
-            &mut report,
+            &settings.space,
+            &plan,
+            &todo,
+            &settings.timing,
+            how,
+            reference_ms,
             progress,
+            &mut write,
         )?;
-        writer.write(&entry).map_err(io_error)?;
-        report.measured += 1;
-        progress.advance();
+        progress.log(&format!(
+            "timed {} entries inside {} networks",
+            done.written, done.networks
+        ));
+    } else {
+        for spec in todo {
+            progress.working_on(&spec.key());
+            let entry = time_entry(
+                engine,
+                monitor,
+                spec,
+                settings,
+                boundary_ms,
+                file_path.as_deref(),
+                &mut report,
+                progress,
+            )?;
+            writer.write(&entry).map_err(io_error)?;
+            report.measured += 1;
+            progress.advance();
+        }
     }
     report.seconds = start.elapsed().as_secs_f64();
     progress.finish();

@@ -4,9 +4,12 @@
 //! [`Progress`] trait, so the library draws no bar of its own.
 
 pub mod build;
+pub mod in_network;
 pub mod progress;
 
 pub use build::{
-    build_table, fingerprint, BuildReport, BuildSettings, Output, RESUME_KEYS, TIMING_KEY,
+    build_table, fingerprint, BuildReport, BuildSettings, Output, IN_NETWORK_KEY, RESUME_KEYS,
+    TIMING_KEY,
 };
+pub use in_network::InNetwork;
 pub use progress::{LogOnly, Progress};

@@ -9,6 +9,7 @@ use crate::error::ProfilerError;
 use crate::measure::boundary;
 use crate::measure::engine::{EngineConfig, L2};
 use crate::measure::fake::{hot, FakeEngine, FakeMonitor};
+use crate::measure::speed;
 use crate::measure::stop::StopRule;
 use crate::table::progress::LogOnly;
 
@@ -33,6 +34,7 @@ fn settings() -> BuildSettings {
         },
         command: "profiler --device 0 --out t.csv".into(),
         limit: None,
+        in_network: None,
     }
 }
 
@@ -548,4 +550,145 @@ fn a_table_begun_without_a_boundary_is_resumed_without_one() {
     let table = LatencyTable::from_path(&path).unwrap();
     assert!(table.metadata().get(meta::BOUNDARY_MS).is_none());
     assert_eq!(table.boundary_ms(), 0.0);
+}
+
+fn in_network_settings() -> BuildSettings {
+    BuildSettings {
+        in_network: Some(InNetwork::DEFAULT),
+        ..settings()
+    }
+}
+
+/// A machine whose speed swings by 60% from run to run.
+fn drifting_engine() -> FakeEngine {
+    let mut engine = FakeEngine::new(EngineConfig::default());
+    engine.speeds = vec![1.0, 1.3, 0.8, 1.1, 0.9];
+    engine
+}
+
+#[test]
+fn an_in_network_table_prices_every_entry_at_one_speed_however_the_machine_drifts() {
+    let mut engine = drifting_engine();
+    let mut out = Vec::new();
+    let report = build_table(
+        &mut engine,
+        &mut FakeMonitor::default(),
+        &in_network_settings(),
+        Output::Stream(&mut out),
+        &LogOnly,
+    )
+    .unwrap();
+    assert!(report.complete && report.measured == plan_len());
+    let table = LatencyTable::parse(std::str::from_utf8(&out).unwrap(), "stream").unwrap();
+    assert_eq!(table.len(), plan_len());
+    assert_eq!(engine.prepared.len(), 0, "no block was timed alone");
+    let md = table.metadata();
+    assert_eq!(md.get(meta::BOUNDARY_MS), Some("0"));
+    assert!(md.get(IN_NETWORK_KEY).is_some());
+    // The reference is the fixed parts at the calibration's median speed (1).
+    let fixed: f64 = settings()
+        .space
+        .fixed_parts()
+        .all()
+        .iter()
+        .map(FakeEngine::latency)
+        .sum();
+    let reference: f64 = md.get(speed::REFERENCE_KEY).unwrap().parse().unwrap();
+    assert!(
+        (reference / fixed - 1.0).abs() < 1e-5,
+        "{reference} vs {fixed}"
+    );
+    let how = InNetwork::DEFAULT;
+    for e in table.entries() {
+        let want = FakeEngine::latency(&e.spec);
+        assert!(
+            (e.stats.median_ms / want - 1.0).abs() < 1e-5,
+            "{}: {} vs {want}",
+            e.spec,
+            e.stats.median_ms
+        );
+        assert!(
+            e.stats.samples >= u64::from(how.min_networks * how.runs_per_network),
+            "{}: {} samples",
+            e.spec,
+            e.stats.samples
+        );
+    }
+}
+
+#[test]
+fn an_in_network_table_resumes_on_its_own_reference_and_never_on_a_file_without_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.csv");
+    let limited = BuildSettings {
+        limit: Some(4),
+        ..in_network_settings()
+    };
+    let mut monitor = FakeMonitor::default();
+    let report = build_table(
+        &mut drifting_engine(),
+        &mut monitor,
+        &limited,
+        Output::File(&path),
+        &LogOnly,
+    )
+    .unwrap();
+    assert_eq!((report.measured, report.complete), (4, false));
+    let first = LatencyTable::from_path(&path).unwrap();
+    let reference = first
+        .metadata()
+        .get(speed::REFERENCE_KEY)
+        .unwrap()
+        .to_string();
+    // A machine twice as slow now: the file's reference still rules, so the
+    // entries timed now are priced as those timed before.
+    let mut slow = FakeEngine::new(EngineConfig::default());
+    slow.speeds = vec![2.0];
+    let report = build_table(
+        &mut slow,
+        &mut monitor,
+        &in_network_settings(),
+        Output::File(&path),
+        &LogOnly,
+    )
+    .unwrap();
+    assert!(report.complete && report.skipped == 4);
+    let table = LatencyTable::from_path(&path).unwrap();
+    assert_eq!(
+        table.metadata().get(speed::REFERENCE_KEY),
+        Some(&*reference)
+    );
+    for e in table.entries() {
+        let want = FakeEngine::latency(&e.spec);
+        assert!((e.stats.median_ms / want - 1.0).abs() < 1e-5, "{}", e.spec);
+    }
+
+    // A table of blocks timed alone has no reference to go on with.
+    let alone = dir.path().join("alone.csv");
+    let limited_alone = BuildSettings {
+        limit: Some(2),
+        ..settings()
+    };
+    build_table(
+        &mut FakeEngine::new(EngineConfig::default()),
+        &mut monitor,
+        &limited_alone,
+        Output::File(&alone),
+        &LogOnly,
+    )
+    .unwrap();
+    let before = std::fs::read_to_string(&alone).unwrap();
+    let err = build_table(
+        &mut drifting_engine(),
+        &mut monitor,
+        &in_network_settings(),
+        Output::File(&alone),
+        &LogOnly,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, ProfilerError::CannotResume { reason, .. } if reason.contains("speed_reference_ms")),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&alone).unwrap(), before);
 }
