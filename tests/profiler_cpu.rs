@@ -239,7 +239,18 @@ fn a_tiny_table_builds_resumes_refuses_other_settings_measures_and_validates() {
     assert_eq!(table.len(), 21);
     let md = table.metadata();
     assert_eq!(md.get(meta::THREADS), Some("1"));
-    assert_eq!(md.get(meta::CACHE), Some("warm"));
+    // Timed inside networks by default, at a speed reference, in the
+    // process's tuned memory.
+    assert_eq!(md.get(meta::CACHE), Some("network"));
+    assert_eq!(md.get(meta::BOUNDARY_MS), Some("0"));
+    let reference: f64 = md.get("speed_reference_ms").unwrap().parse().unwrap();
+    assert!(reference > 0.0);
+    assert!(
+        md.get(meta::CPU_MEMORY)
+            .is_some_and(|m| m.contains("hugetlb=1")),
+        "{:?}",
+        md.get(meta::CPU_MEMORY)
+    );
     assert_eq!(md.get(meta::TIMER), Some("thread"));
     assert_eq!(md.get(meta::WIDTH_STEP), Some("64"));
     assert_eq!(md.get(meta::BATCH), Some("1"));
@@ -248,7 +259,7 @@ fn a_tiny_table_builds_resumes_refuses_other_settings_measures_and_validates() {
 
     // Another cache policy may not append to it; the file stays as it was.
     let o = build(&["--cache", "cold"]);
-    assert_refused(&o, "cache: file has 'warm', this run 'cold'");
+    assert_refused(&o, "cache: file has 'network', this run 'cold'");
     assert_eq!(std::fs::read_to_string(&out).unwrap(), text);
 
     let arch = dir.path().join("arch.json");
@@ -266,6 +277,8 @@ fn a_tiny_table_builds_resumes_refuses_other_settings_measures_and_validates() {
         "--arch",
         arch.to_str().unwrap(),
         "--per-block",
+        "--table",
+        out_s,
     ];
     args.extend_from_slice(&FAST);
     let o = profiler(&args);
@@ -273,7 +286,9 @@ fn a_tiny_table_builds_resumes_refuses_other_settings_measures_and_validates() {
     assert!(
         o.status.success()
             && stdout.contains("median")
-            && stdout.contains("sum of per-block medians"),
+            && stdout.contains("sum of per-block medians")
+            && stdout.contains("at the table's speed median")
+            && stdout.contains("the table predicts"),
         "{stdout}{}",
         stderr(&o)
     );
@@ -310,4 +325,26 @@ fn a_tiny_table_builds_resumes_refuses_other_settings_measures_and_validates() {
         gpu_table.to_str().unwrap(),
     ]);
     assert_refused(&o, "a GPU table");
+}
+
+#[test]
+fn blocks_timed_inside_a_run_give_one_positive_time_each() {
+    let mut engine = CpuEngine::open(settings(1)).unwrap();
+    let space = space::SearchSpaceConfig::default();
+    let blocks = space::Architecture::sample_nth(&space, 1, 2)
+        .unwrap()
+        .block_specs()
+        .unwrap();
+    engine
+        .prepare(&Workload::Network {
+            name: "n".into(),
+            blocks: blocks.clone(),
+        })
+        .unwrap();
+    let times = engine.run_timed_blocks().unwrap();
+    assert_eq!(times.len(), blocks.len());
+    assert!(times.iter().all(|t| t.is_finite() && *t > 0.0), "{times:?}");
+    // A block prepared alone is not a network to time inside.
+    engine.prepare(&Workload::Empty { kernels: 2 }).unwrap();
+    assert!(engine.run_timed_blocks().is_err());
 }

@@ -22,7 +22,7 @@ use tch::{Kind, Tensor};
 use crate::system::{cpu_capability, pin_to, Machine};
 
 /// Name and version of this engine, for the fingerprint.
-pub const ENGINE_NAME: &str = "profiler-cpu/1 (libtorch CPU kernels, BN folded, no_grad)";
+pub const ENGINE_NAME: &str = "profiler-cpu/2 (libtorch CPU kernels, BN folded, no_grad)";
 
 /// libtorch's version, read by build.rs.
 pub const LIBTORCH_VERSION: &str = env!("LIBTORCH_VERSION");
@@ -44,6 +44,11 @@ pub enum Cache {
     /// The last-level cache is evicted before each timed run (a buffer of
     /// twice its size is read), so weights and input come from memory.
     Cold,
+    /// No block is timed alone: each is timed inside networks of the space
+    /// run back to back, between two readings of the clock, and finds its
+    /// input and weights where the network leaves them
+    /// (`profiler::table::in_network`).
+    Network,
 }
 
 impl Cache {
@@ -52,6 +57,7 @@ impl Cache {
             Cache::Warm => "warm",
             Cache::Llc => "llc",
             Cache::Cold => "cold",
+            Cache::Network => "network",
         }
     }
 }
@@ -69,8 +75,9 @@ impl FromStr for Cache {
             "warm" => Ok(Cache::Warm),
             "llc" => Ok(Cache::Llc),
             "cold" => Ok(Cache::Cold),
+            "network" => Ok(Cache::Network),
             _ => Err(format!(
-                "unknown cache policy '{s}' (expected warm, llc or cold)"
+                "unknown cache policy '{s}' (expected network, warm, llc or cold)"
             )),
         }
     }
@@ -125,6 +132,12 @@ fn thread_cpu_ms() -> f64 {
     ts.tv_sec as f64 * 1e3 + ts.tv_nsec as f64 * 1e-6
 }
 
+/// Milliseconds on the monotonic clock since the first call.
+fn wall_ms() -> f64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_secs_f64() * 1e3
+}
+
 /// How the engine runs: batch, threads, cache policy and clock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CpuSettings {
@@ -149,7 +162,7 @@ impl CpuSettings {
             layout: Layout::Nchw,
             launch: Launch::Eager,
             l2: match self.cache {
-                Cache::Warm => L2::Warm,
+                Cache::Warm | Cache::Network => L2::Warm,
                 Cache::Llc | Cache::Cold => L2::Cold,
             },
             seed: self.seed,
@@ -359,7 +372,7 @@ impl CpuEngine {
         tch::set_num_threads(settings.threads as i32);
         let llc = machine.llc_bytes;
         let evict_bytes = match settings.cache {
-            Cache::Warm => Some(0),
+            Cache::Warm | Cache::Network => Some(0),
             Cache::Llc => machine.private_bytes,
             Cache::Cold => llc,
         };
@@ -390,6 +403,7 @@ impl CpuEngine {
                 (meta::CPU_GOVERNOR.into(), machine.governor.clone()),
                 (meta::LIBTORCH.into(), LIBTORCH_VERSION.into()),
                 (meta::CPU_CAPABILITY.into(), cpu_capability()),
+                (meta::CPU_MEMORY.into(), crate::memory::describe()),
                 (meta::CACHE.into(), settings.cache.to_string()),
                 (meta::TIMER.into(), settings.timer.to_string()),
             ],
@@ -515,9 +529,37 @@ impl Engine for CpuEngine {
         Ok(())
     }
 
+    fn run_timed_blocks(&mut self) -> Result<Vec<f64>> {
+        let Some(Prepared::Blocks { input, blocks, .. }) = &self.prepared else {
+            return Err(ProfilerError::Invalid(
+                "blocks timed inside a run need a prepared network (an engine bug)".into(),
+            ));
+        };
+        let now = match self.settings.timer {
+            Timer::Thread => thread_cpu_ms,
+            Timer::Wall => wall_ms,
+        };
+        // One clock reading between two blocks: block i's time is the gap
+        // between readings i and i + 1, so the times sum to the run's.
+        let mut times = Vec::with_capacity(blocks.len());
+        let mut x = input.shallow_clone();
+        let mut last = now();
+        for ops in blocks {
+            let block_input = x.shallow_clone();
+            for op in ops {
+                x = op.run(&x, &block_input);
+            }
+            let t = now();
+            times.push(t - last);
+            last = t;
+        }
+        drop(x);
+        Ok(times)
+    }
+
     fn run_timed(&mut self) -> Result<f64> {
         let alone = matches!(self.prepared, Some(Prepared::Blocks { alone: true, .. }));
-        if alone && self.settings.cache != Cache::Warm {
+        if alone && matches!(self.settings.cache, Cache::Llc | Cache::Cold) {
             self.evict_caches();
         }
         let ms = match self.settings.timer {

@@ -4,7 +4,7 @@
 //!
 //! Every failure prints one `error:` line on stderr and exits with status 2.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
@@ -13,17 +13,18 @@ use profiler::analysis::plot;
 use profiler::engine::{Engine, Workload};
 use profiler::files::command_line;
 use profiler::files::resume::check_out_folder;
+use profiler::measure::speed;
 use profiler::measure::timing::TimingFlags;
 use profiler::monitor::Unmonitored;
 use profiler::table::build::{build_table, BuildSettings, Output};
-use profiler::table::LogOnly;
+use profiler::table::{InNetwork, LogOnly};
 use profiler::timing::time_workload;
 use profiler::validate;
 use profiler_cpu::{Cache, CpuEngine, CpuSettings, Timer};
 use space::{meta, Architecture, LatencyTable, SearchSpaceConfig};
 
 /// The default cache policy of a CPU table (see docs/cpu.md for why).
-const DEFAULT_CACHE: &str = "warm";
+const DEFAULT_CACHE: &str = "network";
 /// The default clock: the thread's CPU time where one thread does the
 /// work (see docs/cpu.md), else the wall clock.
 fn default_timer(threads: usize) -> Timer {
@@ -141,9 +142,11 @@ struct CpuArgs {
     /// may run on.
     #[arg(long, default_value_t = 1)]
     threads: usize,
-    /// Before each timed run of a block: `warm` nothing; `llc` evicts the
-    /// core's private caches (data starts in the last-level cache, as inside
-    /// a network); `cold` evicts the last-level cache too.
+    /// Where a block finds its data when timed: `network` times each block
+    /// inside networks of the space run back to back (a clock read between
+    /// blocks); the others time it alone, and before each run `warm` does
+    /// nothing, `llc` evicts the core's private caches, `cold` the
+    /// last-level cache too.
     #[arg(long, default_value = DEFAULT_CACHE)]
     cache: Cache,
     /// `thread`: the thread's CPU time, blind to other processes' turns on
@@ -172,7 +175,7 @@ impl CpuArgs {
 
 fn describe(engine: &CpuEngine) {
     eprintln!(
-        "cpu: {} ({} cores), {} thread(s) {}, LLC {} bytes, governor {}, libtorch {} {}, batch {}, cache {}, timer {}",
+        "cpu: {} ({} cores), {} thread(s) {}, LLC {} bytes, governor {}, libtorch {} {}, batch {}, cache {}, timer {}\nmemory: {}",
         engine.info().device_name,
         engine.fact(meta::CPU_CORES),
         engine.settings().threads,
@@ -183,7 +186,8 @@ fn describe(engine: &CpuEngine) {
         engine.fact(meta::CPU_CAPABILITY),
         engine.settings().batch,
         engine.settings().cache,
-        engine.settings().timer
+        engine.settings().timer,
+        engine.fact(meta::CPU_MEMORY)
     );
 }
 
@@ -217,6 +221,11 @@ struct MeasureArgs {
     /// against the end-to-end time.
     #[arg(long)]
     per_block: bool,
+    /// Also time the network at this table's speed reference (a table
+    /// built `--cache network`), as `validate` does, and print its
+    /// prediction beside.
+    #[arg(long)]
+    table: Option<PathBuf>,
 }
 
 #[derive(Args, Clone, Debug)]
@@ -232,6 +241,12 @@ struct ValidateArgs {
     /// Seed of the network sampler; network i of a seed is always the same.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Draw every width as a multiple of N, as the searcher does with
+    /// `--width-multiple N`; by default the table's width step (the networks
+    /// the searcher derives from this table, every width a measured entry).
+    /// 1 draws any width, interpolation included.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    width_multiple: Option<u32>,
     /// Per-network rows as CSV, resumed when the file exists.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -279,6 +294,7 @@ fn build(args: &BuildArgs) -> Result<()> {
         timing: args.cpu.timing.flags().rule()?,
         command: command_line(),
         limit: args.limit,
+        in_network: (args.cpu.cache == Cache::Network).then(InNetwork::default),
     };
     let mut engine = args.cpu.open()?;
     eprintln!(
@@ -341,6 +357,9 @@ fn measure(args: &MeasureArgs) -> Result<()> {
         s.median, s.p10, s.p90, s.ci_low, s.ci_high, s.samples, args.cpu.batch, args.cpu.threads,
         engine.info().device_name
     );
+    if let Some(path) = &args.table {
+        at_table_speed(&mut engine, &workload, &rule, path)?;
+    }
     if args.per_block {
         let mut medians = std::collections::HashMap::new();
         let mut sum = 0.0;
@@ -364,6 +383,38 @@ fn measure(args: &MeasureArgs) -> Result<()> {
             s.median
         );
     }
+    Ok(())
+}
+
+/// `measure --table`: the network at the table's speed reference, and
+/// the table's prediction of it.
+fn at_table_speed(
+    engine: &mut CpuEngine,
+    workload: &Workload,
+    rule: &profiler::timing::TimingRule,
+    path: &Path,
+) -> Result<()> {
+    let table = LatencyTable::from_path(path)?;
+    let Some(reference) = table
+        .metadata()
+        .get(speed::REFERENCE_KEY)
+        .and_then(|v| v.parse::<f64>().ok())
+    else {
+        bail!(
+            "{}: no '{}' line (a table built with --cache network has one)",
+            path.display(),
+            speed::REFERENCE_KEY
+        );
+    };
+    let predicted = table.predict_blocks(workload.blocks())?.total_ms;
+    let t = speed::time_at_reference(engine, workload, rule.warmup, &rule.stop, reference)?;
+    let s = &t.scaled;
+    println!(
+        "{workload}: at the table's speed median {:.4} ms (p10 {:.4}, p90 {:.4}, 95% CI [{:.4}, {:.4}], {} runs; raw {:.4} ms, the machine {:+.1}% slower than the table's reference); the table predicts {predicted:.4} ms ({:+.2}%)",
+        s.median, s.p10, s.p90, s.ci_low, s.ci_high, s.samples, t.raw.median,
+        (t.factor - 1.0) * 100.0,
+        (predicted / s.median - 1.0) * 100.0
+    );
     Ok(())
 }
 
@@ -483,8 +534,7 @@ fn validate_cmd(args: &ValidateArgs) -> Result<()> {
         validate::sha256_16(text.as_bytes()),
         space,
         settings.engine_config(),
-        args.seed,
-        args.samples,
+        validate::Sampling::new(&table, args.seed, args.samples, args.width_multiple),
         args.timing.flags().rule()?,
         command_line(),
     )?;
@@ -520,6 +570,9 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn main() -> ExitCode {
+    if let Err(why) = profiler_cpu::memory::ensure_tunables() {
+        eprintln!("warning: {why}; timing with glibc's malloc defaults");
+    }
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

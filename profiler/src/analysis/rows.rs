@@ -41,13 +41,16 @@ pub mod keys {
     pub const TABLE_FINISHED: &str = "table_finished";
     pub const TABLE_ENTRIES: &str = "table_entries";
     pub const SEED: &str = "seed";
+    /// Every sampled width is a multiple of this (1: any width).
+    pub const WIDTH_MULTIPLE: &str = "width_multiple";
     pub const TIMING: &str = "timing";
 }
 
 /// What must match for a rerun to append: the table, the device and its
-/// libraries, the settings, the space and the seed. The sample count may
+/// libraries, the settings, the space, the seed and the width multiple.
+/// The sample count may
 /// grow (a rerun with `--samples 200` extends a run of 100).
-pub const RESUME_KEYS: [&str; 17] = [
+pub const RESUME_KEYS: [&str; 19] = [
     meta::FORMAT,
     keys::TABLE_SHA256,
     meta::DEVICE_UUID,
@@ -62,8 +65,10 @@ pub const RESUME_KEYS: [&str; 17] = [
     meta::BATCH,
     meta::SPACE_DIGEST,
     keys::SEED,
+    keys::WIDTH_MULTIPLE,
     // The CPU engine's settings (absent from GPU rows, so equal there).
     meta::THREADS,
+    meta::CPU_MEMORY,
     meta::CACHE,
     meta::TIMER,
 ];

@@ -27,6 +27,12 @@ pub struct ValidateArgs {
     /// Seed of the network sampler; network i of a seed is always the same.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Draw every width as a multiple of N, as the searcher does with
+    /// `--width-multiple N`; by default the table's width step (the networks
+    /// the searcher derives from this table, every width a measured entry).
+    /// 1 draws any width, interpolation included.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub width_multiple: Option<u32>,
     /// Write the per-network rows as CSV to FILE, resuming it when it exists
     /// and was written with the same table, device, settings and seed.
     #[arg(long)]
@@ -68,6 +74,7 @@ pub fn run(args: &ValidateArgs) -> Result<()> {
         table: args.table.clone(),
         samples: args.samples,
         seed: args.seed,
+        width_multiple: args.width_multiple,
         out: args.out.clone(),
         plot: args.plot.clone(),
         space: args.space.clone(),

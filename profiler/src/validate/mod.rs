@@ -31,6 +31,7 @@ use crate::measure::engine::{
     Dtype, Engine, EngineConfig, EngineInfo, Launch, Layout, Workload, L2,
 };
 use crate::measure::monitor::Monitor;
+use crate::measure::speed;
 use crate::measure::timing::{time_workload, TimingFlags, TimingRule};
 
 /// What `profiler validate` is asked to do; the engine is the caller's.
@@ -42,6 +43,9 @@ pub struct ValidateArgs {
     pub samples: usize,
     /// Seed of the network sampler; network i of a seed is always the same.
     pub seed: u64,
+    /// Sample widths on multiples of this; the table's width step if `None`
+    /// ([`Sampling::new`]).
+    pub width_multiple: Option<u32>,
     /// Where the per-network rows go (resumed when the file exists).
     pub out: Option<PathBuf>,
     /// Where the predicted-against-measured plot goes (.svg or .png).
@@ -163,6 +167,8 @@ pub struct Job {
     pub space: SearchSpaceConfig,
     pub config: EngineConfig,
     pub seed: u64,
+    /// Every sampled width is a multiple of this (1: any width).
+    pub width_multiple: u32,
     pub timing: TimingRule,
     pub command: String,
     pub networks: Vec<Network>,
@@ -174,6 +180,40 @@ pub struct Job {
     /// in the rows' predictions; the report also says how they fare
     /// without it.
     pub boundary_ms: f64,
+    /// The table's speed reference ([`crate::measure::speed`]): when it
+    /// has one, every run of a network is scaled to it, as the table's were.
+    pub speed_reference_ms: Option<f64>,
+}
+
+/// Which networks a validation samples.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sampling {
+    /// Network i of a seed is always the same.
+    pub seed: u64,
+    pub samples: usize,
+    /// Every width a multiple of this; 1 draws any width.
+    pub width_multiple: u32,
+}
+
+impl Sampling {
+    /// `--width-multiple` when given, else the table's `width_step` (the
+    /// searcher's default: the networks it derives from this table), else 1.
+    pub fn new(
+        table: &LatencyTable,
+        seed: u64,
+        samples: usize,
+        width_multiple: Option<u32>,
+    ) -> Self {
+        let from_table = table
+            .metadata()
+            .get(meta::WIDTH_STEP)
+            .and_then(|w| w.parse().ok());
+        Sampling {
+            seed,
+            samples,
+            width_multiple: width_multiple.or(from_table).unwrap_or(1).max(1),
+        }
+    }
 }
 
 /// More networks than anyone times on a GPU; the cap keeps a typo from
@@ -190,11 +230,15 @@ impl Job {
         table_sha256: String,
         space: SearchSpaceConfig,
         config: EngineConfig,
-        seed: u64,
-        samples: usize,
+        sampling: Sampling,
         timing: TimingRule,
         command: String,
     ) -> Result<Job> {
+        let Sampling {
+            seed,
+            samples,
+            width_multiple,
+        } = sampling;
         if !(1..=MAX_SAMPLES).contains(&samples) {
             bail!("--samples must be between 1 and {MAX_SAMPLES}, got {samples}");
         }
@@ -212,7 +256,7 @@ impl Job {
         let mut missing: Vec<String> = Vec::new();
         let mut unpredictable = 0;
         for index in 0..samples as u64 {
-            let arch = Architecture::sample_nth(&space, seed, index)?;
+            let arch = Architecture::sample_nth_on(&space, seed, index, width_multiple)?;
             let blocks = arch.block_specs()?;
             match table.predict_blocks(&blocks) {
                 Ok(p) => networks.push(Network {
@@ -251,11 +295,16 @@ impl Job {
             space,
             config,
             seed,
+            width_multiple,
             timing,
             command,
             networks,
             correction: table.correction(),
             boundary_ms: table.boundary_ms(),
+            speed_reference_ms: table
+                .metadata()
+                .get(speed::REFERENCE_KEY)
+                .and_then(|v| v.parse().ok()),
         })
     }
 
@@ -279,10 +328,17 @@ impl Job {
             .set(meta::SPACE, &self.space.name)
             .set(meta::SPACE_DIGEST, self.space.digest())
             .set(keys::SEED, self.seed)
+            .set(keys::WIDTH_MULTIPLE, self.width_multiple)
             .set(keys::TIMING, self.timing.describe())
             .set(meta::PROFILER_VERSION, env!("CARGO_PKG_VERSION"))
             .set(meta::COMMAND, &self.command)
             .set(meta::STARTED, started);
+        if let Some(r) = self.speed_reference_ms {
+            m.set(speed::REFERENCE_KEY, format!("{r:.6}")).set(
+                speed::REFERENCE_NOTE_KEY,
+                "the table's: each run's time scaled by it over the fixed parts' time in that run (measured_ms is at the reference speed)",
+            );
+        }
         m
     }
 }
@@ -343,7 +399,9 @@ pub fn run_validation(
     }
     let header = job.header(engine.info(), &crate::files::timestamp::now_rfc3339());
     let expected = |row: &Row| -> Result<()> {
-        let want = Architecture::sample_nth(&job.space, job.seed, row.index)?.code();
+        let want =
+            Architecture::sample_nth_on(&job.space, job.seed, row.index, job.width_multiple)?
+                .code();
         ensure!(
             row.seed == job.seed && row.arch == want,
             "row {} holds network '{}' of seed {}, but seed {} samples '{want}' there",
@@ -373,29 +431,18 @@ pub fn run_validation(
             name: format!("sample {} of seed {}", net.index, job.seed),
             blocks: net.blocks.clone(),
         };
-        let timed = time_workload(engine, monitor, &workload, &job.timing)?;
-        let s = &timed.summary;
-        let row = Row {
-            index: net.index,
-            seed: job.seed,
-            predicted_ms: net.predicted_ms,
-            measured_ms: s.median,
-            measured_p10_ms: s.p10,
-            measured_p90_ms: s.p90,
-            samples: s.samples,
-            throttled: timed.throttled(),
-            arch: net.code.clone(),
-        };
+        let (row, raw) = measure_row(engine, monitor, job, net, &workload)?;
         if let Some(w) = writer.as_mut() {
             w.write(&row)?;
         }
         log(&format!(
-            "{}/{}: predicted {:.4} ms, measured {:.4} ms ({:+.2}%){}",
+            "{}/{}: predicted {:.4} ms, measured {:.4} ms ({:+.2}%){}{}",
             net.index + 1,
             job.networks.len(),
             row.predicted_ms,
             row.measured_ms,
             row.error_pct(),
+            raw,
             if row.throttled { ", THROTTLED" } else { "" }
         ));
         rows.push(row);
@@ -414,6 +461,51 @@ pub fn run_validation(
         rows.truncate(job.networks.len());
     }
     Ok(rows)
+}
+
+/// Times one network of `job` (at the table's speed reference when it has
+/// one) and returns its row and, for the log, what the raw times were.
+fn measure_row(
+    engine: &mut dyn Engine,
+    monitor: &mut dyn Monitor,
+    job: &Job,
+    net: &Network,
+    workload: &Workload,
+) -> Result<(Row, String)> {
+    let (s, throttled, raw) = match job.speed_reference_ms {
+        Some(reference) => {
+            let t = speed::time_at_reference(
+                engine,
+                workload,
+                job.timing.warmup,
+                &job.timing.stop,
+                reference,
+            )?;
+            let raw = format!(
+                " at the table's speed (raw {:.4} ms, the machine {:+.1}% slower than the table's reference)",
+                t.raw.median,
+                (t.factor - 1.0) * 100.0
+            );
+            (t.scaled, false, raw)
+        }
+        None => {
+            let timed = time_workload(engine, monitor, workload, &job.timing)?;
+            let throttled = timed.throttled();
+            (timed.summary, throttled, String::new())
+        }
+    };
+    let row = Row {
+        index: net.index,
+        seed: job.seed,
+        predicted_ms: net.predicted_ms,
+        measured_ms: s.median,
+        measured_p10_ms: s.p10,
+        measured_p90_ms: s.p90,
+        samples: s.samples,
+        throttled,
+        arch: net.code.clone(),
+    };
+    Ok((row, raw))
 }
 
 /// The statistics of `rows`.
@@ -444,8 +536,14 @@ pub fn render_text(job: &Job, device: &str, rows: &[Row], s: &ValidationStats) -
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "validated {} networks of space '{}' (seed {}) against {} on {device}, batch {}, launch {}, l2 {}, {} {}",
-        s.count, job.space.name, job.seed, job.table_origin, c.batch, c.launch, c.l2, c.dtype, c.layout
+        "validated {} networks of space '{}' (seed {}, {}) against {} on {device}, batch {}, launch {}, l2 {}, {} {}{}",
+        s.count, job.space.name, job.seed,
+        match job.width_multiple {
+            1 => "any width".to_string(),
+            m => format!("widths on multiples of {m}"),
+        },
+        job.table_origin, c.batch, c.launch, c.l2, c.dtype, c.layout,
+        if job.speed_reference_ms.is_some() { ", at the table's speed reference" } else { "" }
     );
     // Each estimate with its 95% interval: 20 networks leave the goal's
     // numbers far less certain than their decimals suggest.
@@ -598,8 +696,7 @@ pub fn prepare(args: &ValidateArgs) -> Result<Job> {
         sha256_16(text.as_bytes()),
         space,
         config,
-        args.seed,
-        args.samples,
+        Sampling::new(&table, args.seed, args.samples, args.width_multiple),
         timing,
         args.command.clone(),
     )

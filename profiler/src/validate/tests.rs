@@ -14,6 +14,7 @@ use space::{meta, Entry, LatencyStats, LatencyTable, Metadata, SearchSpaceConfig
 
 use super::*;
 use crate::analysis::fit;
+use crate::measure::speed;
 
 /// The synthetic latency of a block, as a table would hold it.
 fn block_ms(spec: &BlockSpec) -> f64 {
@@ -106,8 +107,11 @@ fn job(table: &LatencyTable, path: &Path, seed: u64, samples: usize) -> Job {
         sha256_16(&std::fs::read(path).unwrap()),
         SearchSpaceConfig::default(),
         EngineConfig::default(),
-        seed,
-        samples,
+        Sampling {
+            seed,
+            samples,
+            width_multiple: 1,
+        },
         quick_timing(),
         "profiler validate (test)".into(),
     )
@@ -334,8 +338,11 @@ fn a_partial_table_stops_before_measuring_and_names_the_keys() {
         sha256_16(&std::fs::read(&path).unwrap()),
         space.clone(),
         EngineConfig::default(),
-        1,
-        5,
+        Sampling {
+            seed: 1,
+            samples: 5,
+            width_multiple: 1,
+        },
         quick_timing(),
         String::new(),
     )
@@ -356,8 +363,11 @@ fn a_partial_table_stops_before_measuring_and_names_the_keys() {
         String::new(),
         other,
         EngineConfig::default(),
-        1,
-        5,
+        Sampling {
+            seed: 1,
+            samples: 5,
+            width_multiple: 1,
+        },
         quick_timing(),
         String::new(),
     )
@@ -526,4 +536,41 @@ fn fit_reads_the_rows_and_writes_a_corrected_table() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("validated another table"), "{err}");
+}
+
+#[test]
+fn a_table_with_a_speed_reference_is_validated_at_its_speed_on_a_drifting_machine() {
+    let dir = tempfile::tempdir().unwrap();
+    let space = SearchSpaceConfig::default();
+    let fixed: f64 = space.fixed_parts().all().iter().map(block_ms).sum();
+    let mut header = table_header(&space);
+    header.set(speed::REFERENCE_KEY, format!("{fixed:.9}"));
+    let (path, table) = write_table(dir.path(), "t.csv", &space, &header, |_| true);
+    let job = job(&table, &path, 1, 6);
+    assert!((job.speed_reference_ms.unwrap() / fixed - 1.0).abs() < 1e-9);
+    let mut engine = FakeEngine::new(EngineConfig::default());
+    // Run by run, up to 60% apart.
+    engine.speeds = vec![1.0, 1.3, 0.8, 1.1, 0.9];
+    let out = dir.path().join("rows.csv");
+    let mut lines = Vec::new();
+    let mut monitor = Unmonitored { why: "test".into() };
+    let rows = run_validation(&mut engine, &mut monitor, &job, Some(&out), &mut |l| {
+        lines.push(l.to_string())
+    })
+    .unwrap();
+    for r in &rows {
+        assert!(r.error_pct().abs() < 1e-4, "{r:?}");
+        assert!(
+            (r.measured_p90_ms - r.measured_p10_ms).abs() < 1e-9,
+            "{r:?}"
+        );
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("at the table's speed (raw")),
+        "{lines:?}"
+    );
+    let written = std::fs::read_to_string(&out).unwrap();
+    assert!(written.contains("# speed_reference_ms: "), "{written}");
 }
