@@ -14,7 +14,9 @@ Usage: python3 benches/pytorch_reference.py PROFILER_LOG [--keys FILE] [--batch 
        python3 benches/pytorch_reference.py PROFILER_LOG --keys FILE --dry-run   # CPU: checks the blocks chain
 
 CPU mode (`--device cpu`): PyTorch eager on the CPU (eval, no_grad, fp32,
-NCHW, BN not folded: what a user's model runs), timed by perf_counter, at
+NCHW, BN not folded: what a user's model runs), under the engine's glibc
+malloc tunables (the script re-executes itself with them), timed by the
+engine's clock (thread_time with one thread, else perf_counter), at
 batch 1 and `--threads 1` unless told. With `--profiler BIN --arch A.json`
 it first runs `BIN measure --device cpu --arch A.json --per-block` itself
 into PROFILER_LOG, so both are timed in the same run, on the same CPUs
@@ -197,6 +199,22 @@ def engine_numbers(path):
     return blocks, e2e
 
 
+# The engine's glibc malloc tunables (profiler-cpu/src/memory.rs): PyTorch
+# eager gets the same allocator, so the ratio compares kernels, not page
+# faults. glibc reads them at start-up: re-execute once with them set.
+TUNABLES = ("glibc.malloc.hugetlb=1", "glibc.malloc.mmap_threshold=33554432",
+            "glibc.malloc.trim_threshold=4294967296")
+
+
+def same_memory_as_the_engine():
+    import os
+    have = [t for t in os.environ.get("GLIBC_TUNABLES", "").split(":") if t]
+    missing = [t for t in TUNABLES if t.split("=")[0] not in {h.split("=")[0] for h in have}]
+    if missing and "PYTORCH_REFERENCE_TUNED" not in os.environ:
+        env = dict(os.environ, GLIBC_TUNABLES=":".join(have + missing), PYTORCH_REFERENCE_TUNED="1")
+        os.execve(sys.executable, [sys.executable] + sys.argv, env)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("profiler_log", help="stdout of `profiler measure --arch A.json --per-block`")
@@ -211,6 +229,8 @@ def main():
     ap.add_argument("--profiler", help="CPU mode: run `PROFILER measure --device cpu --arch ARCH --per-block` first")
     ap.add_argument("--arch", help="CPU mode: the architecture JSON for --profiler")
     args = ap.parse_args()
+    if args.device == "cpu":
+        same_memory_as_the_engine()
     if args.device == "cpu" and args.batch == 32 and "--batch" not in sys.argv:
         args.batch = 1
     if args.profiler:

@@ -410,9 +410,9 @@ fn at_table_speed(
     let t = speed::time_at_reference(engine, workload, rule.warmup, &rule.stop, reference)?;
     let s = &t.scaled;
     println!(
-        "{workload}: at the table's speed median {:.4} ms (p10 {:.4}, p90 {:.4}, 95% CI [{:.4}, {:.4}], {} runs; raw {:.4} ms, the machine {:+.1}% slower than the table's reference); the table predicts {predicted:.4} ms ({:+.2}%)",
+        "{workload}: at the table's speed median {:.4} ms (p10 {:.4}, p90 {:.4}, 95% CI [{:.4}, {:.4}], {} runs; raw {:.4} ms, the machine at {:.3}x the table's reference speed); the table predicts {predicted:.4} ms ({:+.2}%)",
         s.median, s.p10, s.p90, s.ci_low, s.ci_high, s.samples, t.raw.median,
-        (t.factor - 1.0) * 100.0,
+        t.factor,
         (predicted / s.median - 1.0) * 100.0
     );
     Ok(())

@@ -127,8 +127,9 @@ pub fn calibrate(
 pub struct AtReference {
     pub scaled: Summary,
     pub raw: Summary,
-    /// Median of `reference_ms / fixed_ms` over the runs: above 1 when the
-    /// machine ran slower than at the reference.
+    /// Median of `reference_ms / fixed_ms` over the runs: the machine's
+    /// speed against the reference's, above 1 when it ran faster (its raw
+    /// times are scaled up).
     pub factor: f64,
 }
 

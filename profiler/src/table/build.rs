@@ -14,7 +14,9 @@ use std::path::Path;
 use std::time::Instant;
 
 use space::TableWriter;
-use space::{meta, BlockSpec, Entry, LatencyStats, LatencyTable, Metadata, SearchSpaceConfig};
+use space::{
+    meta, BlockSpec, Entry, LatencyStats, LatencyTable, Metadata, SearchSpaceConfig, TablePlan,
+};
 
 use crate::error::{ProfilerError, Result};
 use crate::files::resume::{
@@ -251,6 +253,61 @@ fn new_boundary(
     Ok(boundary)
 }
 
+/// What every entry of a build is measured against: the boundary, the
+/// speed reference of a `network` table, and the GPU states the probe saw.
+struct Baseline {
+    reference_ms: Option<f64>,
+    boundary_ms: f64,
+    probe_states: Vec<crate::measure::monitor::GpuState>,
+}
+
+/// A new table's boundary (or, for a `network` table, its speed reference
+/// and a boundary of 0) is measured once, before any entry, into `header`;
+/// a resume keeps the file's and refuses a `network` file without a
+/// reference.
+fn baseline(
+    engine: &mut dyn Engine,
+    monitor: &mut dyn Monitor,
+    settings: &BuildSettings,
+    output: &Output<'_>,
+    resumed: &Option<Resumed>,
+    header: &mut Metadata,
+    progress: &dyn Progress,
+) -> Result<Baseline> {
+    let mut probe_states = Vec::new();
+    let reference_ms =
+        match (&settings.in_network, resumed, output) {
+            (None, _, _) => None,
+            (Some(_), Some(r), Output::File(path)) => Some(r.speed_reference_ms.ok_or_else(
+                || ProfilerError::CannotResume {
+                    path: path.display().to_string(),
+                    reason: format!("it has no '{}' line", speed::REFERENCE_KEY),
+                },
+            )?),
+            (Some(_), _, _) => Some(new_reference(engine, settings, header, progress)?),
+        };
+    let boundary_ms = match resumed {
+        Some(r) => r.boundary_ms.unwrap_or(0.0),
+        None if settings.in_network.is_some() => {
+            header.set(meta::BOUNDARY_MS, "0").set(
+                meta::BOUNDARY,
+                "0: entries timed inside networks, between two readings of one clock, carry no start or end of a run",
+            );
+            0.0
+        }
+        None => {
+            let boundary = new_boundary(engine, monitor, settings, header, progress)?;
+            probe_states = boundary.states;
+            boundary.ms
+        }
+    };
+    Ok(Baseline {
+        reference_ms,
+        boundary_ms,
+        probe_states,
+    })
+}
+
 /// Measures a new in-network table's speed reference
 /// ([`crate::measure::speed`]), logs it and puts it in `header`.
 fn new_reference(
@@ -429,6 +486,63 @@ fn to_do(
     todo
 }
 
+/// Times the entries `todo`, inside networks or each alone as `settings`
+/// say, and hands each to `write` as soon as it is final.
+#[allow(clippy::too_many_arguments)]
+fn time_todo(
+    engine: &mut dyn Engine,
+    monitor: &mut dyn Monitor,
+    settings: &BuildSettings,
+    plan: &TablePlan,
+    todo: Vec<BlockSpec>,
+    (reference_ms, boundary_ms): (Option<f64>, f64),
+    file_path: Option<&Path>,
+    report: &mut BuildReport,
+    progress: &dyn Progress,
+    write: &mut dyn FnMut(&Entry) -> Result<()>,
+) -> Result<()> {
+    if let Some(how) = &settings.in_network {
+        let mut counted = |entry: Entry| {
+            write(&entry)?;
+            report.measured += 1;
+            Ok(())
+        };
+        let done = time_in_networks(
+            engine,
+            &settings.space,
+            plan,
+            &todo,
+            &settings.timing,
+            how,
+            reference_ms,
+            progress,
+            &mut counted,
+        )?;
+        progress.log(&format!(
+            "timed {} entries inside {} networks",
+            done.written, done.networks
+        ));
+        return Ok(());
+    }
+    for spec in todo {
+        progress.working_on(&spec.key());
+        let entry = time_entry(
+            engine,
+            monitor,
+            spec,
+            settings,
+            boundary_ms,
+            file_path,
+            report,
+            progress,
+        )?;
+        write(&entry)?;
+        report.measured += 1;
+        progress.advance();
+    }
+    Ok(())
+}
+
 /// Builds the table of `settings.space` with `engine` into `output`.
 pub fn build_table(
     engine: &mut dyn Engine,
@@ -450,35 +564,19 @@ pub fn build_table(
         Output::File(path) => prepare_resume(path, &header)?,
         Output::Stream(_) => None,
     };
-    // A new table's boundary is measured once, before any entry; a resume
-    // keeps the one in the file's header.
-    let mut probe_states = Vec::new();
-    let reference_ms =
-        match (&settings.in_network, &resumed, &output) {
-            (None, _, _) => None,
-            (Some(_), Some(r), Output::File(path)) => Some(r.speed_reference_ms.ok_or_else(
-                || ProfilerError::CannotResume {
-                    path: path.display().to_string(),
-                    reason: format!("it has no '{}' line", speed::REFERENCE_KEY),
-                },
-            )?),
-            (Some(_), _, _) => Some(new_reference(engine, settings, &mut header, progress)?),
-        };
-    let boundary_ms = match &resumed {
-        Some(r) => r.boundary_ms.unwrap_or(0.0),
-        None if settings.in_network.is_some() => {
-            header.set(meta::BOUNDARY_MS, "0").set(
-                meta::BOUNDARY,
-                "0: entries timed inside networks, between two readings of one clock, carry no start or end of a run",
-            );
-            0.0
-        }
-        None => {
-            let boundary = new_boundary(engine, monitor, settings, &mut header, progress)?;
-            probe_states = boundary.states;
-            boundary.ms
-        }
-    };
+    let Baseline {
+        reference_ms,
+        boundary_ms,
+        probe_states,
+    } = baseline(
+        engine,
+        monitor,
+        settings,
+        &output,
+        &resumed,
+        &mut header,
+        progress,
+    )?;
     if let (Output::File(path), Some(r)) = (&output, &resumed) {
         log_resume_notes(path, r, &gpu_settings, progress);
     }
@@ -505,45 +603,18 @@ pub fn build_table(
     let todo = to_do(&plan.blocks, &done, settings.limit, &mut report, progress);
     progress.start(plan.len() as u64, report.skipped as u64);
     let start = Instant::now();
-    if let Some(how) = &settings.in_network {
-        let mut write = |entry: Entry| {
-            writer.write(&entry).map_err(io_error)?;
-            report.measured += 1;
-            Ok(())
-        };
-        let done = time_in_networks(
-            engine,
-            &settings.space,
-            &plan,
-            &todo,
-            &settings.timing,
-            how,
-            reference_ms,
-            progress,
-            &mut write,
-        )?;
-        progress.log(&format!(
-            "timed {} entries inside {} networks",
-            done.written, done.networks
-        ));
-    } else {
-        for spec in todo {
-            progress.working_on(&spec.key());
-            let entry = time_entry(
-                engine,
-                monitor,
-                spec,
-                settings,
-                boundary_ms,
-                file_path.as_deref(),
-                &mut report,
-                progress,
-            )?;
-            writer.write(&entry).map_err(io_error)?;
-            report.measured += 1;
-            progress.advance();
-        }
-    }
+    time_todo(
+        engine,
+        monitor,
+        settings,
+        &plan,
+        todo,
+        (reference_ms, boundary_ms),
+        file_path.as_deref(),
+        &mut report,
+        progress,
+        &mut |entry| writer.write(entry).map_err(io_error),
+    )?;
     report.seconds = start.elapsed().as_secs_f64();
     progress.finish();
     if !report.complete {

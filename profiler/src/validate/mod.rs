@@ -482,9 +482,9 @@ fn measure_row(
                 reference,
             )?;
             let raw = format!(
-                " at the table's speed (raw {:.4} ms, the machine {:+.1}% slower than the table's reference)",
+                " at the table's speed (raw {:.4} ms, the machine at {:.3}x the table's reference speed)",
                 t.raw.median,
-                (t.factor - 1.0) * 100.0
+                t.factor
             );
             (t.scaled, false, raw)
         }
