@@ -177,6 +177,16 @@ pub fn time_in_networks(
     write: &mut dyn FnMut(Entry) -> Result<()>,
 ) -> Result<NetworkReport> {
     let positions = positions(space, plan)?;
+    // An entry no position takes would never be timed: refuse, not loop.
+    let placed: HashSet<BlockSpec> = positions
+        .iter()
+        .flat_map(|p| p.fit.iter().map(|&i| plan.blocks[i]))
+        .collect();
+    if let Some(stray) = todo.iter().find(|s| !placed.contains(s)) {
+        return Err(ProfilerError::Invalid(format!(
+            "{stray}: no position of the space's networks takes this entry"
+        )));
+    }
     let mut rng = ChaCha8Rng::seed_from_u64(how.seed);
     let mut pending: HashMap<BlockSpec, Gathered> =
         todo.iter().map(|s| (*s, Gathered::default())).collect();

@@ -692,3 +692,25 @@ fn an_in_network_table_resumes_on_its_own_reference_and_never_on_a_file_without_
     );
     assert_eq!(std::fs::read_to_string(&alone).unwrap(), before);
 }
+
+#[test]
+fn an_entry_no_network_position_takes_is_refused_not_waited_for() {
+    let s = in_network_settings();
+    let plan = s.space.table_plan(s.width_step).unwrap();
+    // A block of the full default space: not in the one-stage space.
+    let stray = SearchSpaceConfig::default().table_plan(8).unwrap().blocks[200];
+    assert!(!plan.blocks.contains(&stray));
+    let err = crate::table::in_network::time_in_networks(
+        &mut drifting_engine(),
+        &s.space,
+        &plan,
+        &[stray],
+        &s.timing,
+        &InNetwork::DEFAULT,
+        None,
+        &LogOnly,
+        &mut |_| Ok(()),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("no position"), "{err}");
+}
