@@ -14,9 +14,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use space::TableWriter;
-use space::{
-    meta, BlockSpec, Entry, LatencyStats, LatencyTable, Metadata, SearchSpaceConfig, TablePlan,
-};
+use space::{meta, BlockSpec, Entry, LatencyTable, Metadata, SearchSpaceConfig, TablePlan};
 
 use crate::error::{ProfilerError, Result};
 use crate::files::resume::{
@@ -28,6 +26,7 @@ use crate::measure::engine::{Engine, EngineConfig, EngineInfo, Workload};
 use crate::measure::monitor::{settings_changes, ClockRange, Monitor};
 use crate::measure::speed;
 use crate::measure::timing::{time_workload, TimingRule};
+use crate::table::entry::entry;
 use crate::table::in_network::{reference_network, time_in_networks, InNetwork};
 use crate::table::progress::Progress;
 
@@ -440,19 +439,7 @@ fn time_entry(
                 .map_or("the table".into(), |p| p.display().to_string()),
         });
     }
-    Ok(Entry {
-        spec,
-        batch,
-        stats: LatencyStats {
-            median_ms: s.median,
-            p10_ms: s.p10,
-            p90_ms: s.p90,
-            ci_low_ms: s.ci_low,
-            ci_high_ms: s.ci_high,
-            samples: s.samples,
-            throttled: timed.throttled(),
-        },
-    })
+    Ok(entry(spec, batch, s, timed.throttled()))
 }
 
 /// The planned entries this run times, in plan order: those not `done`,

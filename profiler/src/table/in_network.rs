@@ -32,13 +32,14 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use space::{BlockSpec, Entry, LatencyStats, SearchSpaceConfig, TablePlan};
+use space::{BlockSpec, Entry, SearchSpaceConfig, TablePlan};
 
 use crate::error::{ProfilerError, Result};
 use crate::measure::engine::{Engine, Workload};
 use crate::measure::speed::{checked_blocks, factor};
 use crate::measure::timing::TimingRule;
 use crate::stats::summary::summarize;
+use crate::table::entry::entry;
 use crate::table::progress::Progress;
 
 /// How entries are timed inside networks: the one place these defaults
@@ -322,17 +323,5 @@ fn finished(
     let done = (enough && converged)
         || g.networks >= how.max_networks.max(how.min_networks)
         || s.samples >= rule.stop.max_samples;
-    done.then_some(Entry {
-        spec: *spec,
-        batch,
-        stats: LatencyStats {
-            median_ms: s.median,
-            p10_ms: s.p10,
-            p90_ms: s.p90,
-            ci_low_ms: s.ci_low,
-            ci_high_ms: s.ci_high,
-            samples: s.samples,
-            throttled: false,
-        },
-    })
+    done.then(|| entry(*spec, batch, &s, false))
 }

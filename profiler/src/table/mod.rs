@@ -4,6 +4,7 @@
 //! [`Progress`] trait, so the library draws no bar of its own.
 
 pub mod build;
+pub mod entry;
 pub mod in_network;
 pub mod progress;
 
