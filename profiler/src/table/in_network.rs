@@ -59,9 +59,10 @@ pub struct InNetwork {
 impl InNetwork {
     /// The widest position of the TF-NAS space holds about 150 entries at
     /// width step 32, so the build runs about `150 * max_networks`
-    /// networks: 6 keeps a step-32 table near 100 s on one core of the
-    /// development VM, and gives each entry at least 9 samples from 3
-    /// different networks (docs/cpu.md, "Time to build a table").
+    /// networks: 12 keeps a step-32 table near 2 minutes on one core of
+    /// the development VM (1 800 networks) and gives each entry at least
+    /// 12 samples from 4 networks. With 6, the median validation error
+    /// rose from 1.8–2.4% to 3.4–3.5% (docs/cpu.md).
     pub const DEFAULT: InNetwork = InNetwork {
         runs_per_network: 3,
         min_networks: 4,
