@@ -108,9 +108,10 @@ struct TimingArgs {
     /// Untimed warm-up per entry, in milliseconds.
     #[arg(long, default_value_t = TimingFlags::DEFAULT.warmup_ms)]
     warmup_ms: u64,
-    /// Per-entry cap on sampling time, in milliseconds.
-    #[arg(long, default_value_t = TimingFlags::DEFAULT.cap_ms)]
-    cap_ms: u64,
+    /// Per-entry cap on sampling time, in milliseconds [default: 100 for a
+    /// table's entries, 1000 for a whole network (measure, validate)].
+    #[arg(long)]
+    cap_ms: Option<u64>,
     /// Stop once the 95% CI of the median is within this percentage of it.
     #[arg(long, default_value_t = TimingFlags::DEFAULT.ci_percent)]
     ci_percent: f64,
@@ -119,11 +120,19 @@ struct TimingArgs {
     min_samples: u64,
 }
 
+/// The default cap for timing a whole network on the CPU: a network at
+/// batch 1 runs 10 to 40 ms, so the table's 100 ms would stop at the
+/// minimum count; at 1 s (about 60 runs) the median at the speed
+/// reference moved by about 1% between windows on the development VM
+/// (docs/cpu.md, "Speed").
+const NETWORK_CAP_MS: u64 = 1000;
+
 impl TimingArgs {
-    fn flags(&self) -> TimingFlags {
+    /// The flags, with `cap_ms` when the command line does not say.
+    fn flags(&self, cap_ms: u64) -> TimingFlags {
         TimingFlags {
             warmup_ms: self.warmup_ms,
-            cap_ms: self.cap_ms,
+            cap_ms: self.cap_ms.unwrap_or(cap_ms),
             ci_percent: self.ci_percent,
             min_samples: self.min_samples,
         }
@@ -291,7 +300,7 @@ fn build(args: &BuildArgs) -> Result<()> {
     let settings = BuildSettings {
         space,
         width_step: args.width_step,
-        timing: args.cpu.timing.flags().rule()?,
+        timing: args.cpu.timing.flags(TimingFlags::DEFAULT.cap_ms).rule()?,
         command: command_line(),
         limit: args.limit,
         in_network: (args.cpu.cache == Cache::Network).then(InNetwork::default),
@@ -338,7 +347,7 @@ fn build(args: &BuildArgs) -> Result<()> {
 fn measure(args: &MeasureArgs) -> Result<()> {
     let arch = Architecture::from_path(&args.arch)?;
     let blocks = arch.block_specs()?;
-    let rule = args.cpu.timing.flags().rule()?;
+    let rule = args.cpu.timing.flags(NETWORK_CAP_MS).rule()?;
     let mut engine = args.cpu.open()?;
     let mut monitor = Unmonitored {
         why: "a CPU".into(),
@@ -535,7 +544,7 @@ fn validate_cmd(args: &ValidateArgs) -> Result<()> {
         space,
         settings.engine_config(),
         validate::Sampling::new(&table, args.seed, args.samples, args.width_multiple),
-        args.timing.flags().rule()?,
+        args.timing.flags(NETWORK_CAP_MS).rule()?,
         command_line(),
     )?;
     let mut engine = CpuEngine::open(settings)?;
