@@ -50,7 +50,7 @@ pub mod keys {
 /// libraries, the settings, the space, the seed and the width multiple.
 /// The sample count may
 /// grow (a rerun with `--samples 200` extends a run of 100).
-pub const RESUME_KEYS: [&str; 19] = [
+pub const RESUME_KEYS: [&str; 23] = [
     meta::FORMAT,
     keys::TABLE_SHA256,
     meta::DEVICE_UUID,
@@ -66,8 +66,13 @@ pub const RESUME_KEYS: [&str; 19] = [
     meta::SPACE_DIGEST,
     keys::SEED,
     keys::WIDTH_MULTIPLE,
-    // The CPU engine's settings (absent from GPU rows, so equal there).
+    // The CPU engine's (absent from GPU rows, so equal there): the same
+    // lines a CPU table resumes on (`table::build::RESUME_KEYS`).
+    meta::CPU_MODEL,
     meta::THREADS,
+    meta::LLC_BYTES,
+    meta::CPU_GOVERNOR,
+    meta::CPU_CAPABILITY,
     meta::CPU_MEMORY,
     meta::CACHE,
     meta::TIMER,

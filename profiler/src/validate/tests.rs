@@ -246,6 +246,22 @@ fn a_rerun_with_other_settings_is_refused() {
         .to_string();
     assert!(err.contains("device_uuid"), "{err}");
 
+    // Another CPU (or its cache, governor, vector unit, memory setting).
+    for key in [
+        meta::CPU_MODEL,
+        meta::LLC_BYTES,
+        meta::CPU_GOVERNOR,
+        meta::CPU_CAPABILITY,
+        meta::CPU_MEMORY,
+    ] {
+        let mut other_cpu = net_engine(&table);
+        other_cpu.info.extra = vec![(key.to_string(), "other".into())];
+        let err = run(&mut other_cpu, &job(&table, &path, 1, 4), Some(&out))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&format!("{key}: file has")), "{err}");
+    }
+
     // Another table (one more header line) is another table_sha256.
     let space = SearchSpaceConfig::default();
     let mut header = table_header(&space);
