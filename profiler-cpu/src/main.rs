@@ -404,11 +404,7 @@ fn at_table_speed(
     path: &Path,
 ) -> Result<()> {
     let table = LatencyTable::from_path(path)?;
-    let Some(reference) = table
-        .metadata()
-        .get(speed::REFERENCE_KEY)
-        .and_then(|v| v.parse::<f64>().ok())
-    else {
+    let Some(reference) = table.speed_reference_ms() else {
         bail!(
             "{}: no '{}' line (a table built with --cache network has one)",
             path.display(),

@@ -374,6 +374,17 @@ fn malformed_or_misplaced_header_lines_are_refused_with_their_line() {
         e.starts_with("t.csv:2:") && e.contains("16 hex digits"),
         "{e}"
     );
+    // A speed reference scales every run: nothing but a positive number.
+    for bad in ["0", "-1", "NaN", "fast", "inf"] {
+        let e = refusal(&small_table(&format!("# speed_reference_ms: {bad}\n"), ""));
+        assert!(
+            e.starts_with("t.csv:2:") && e.contains(&format!("speed_reference_ms '{bad}'")),
+            "{e}"
+        );
+    }
+    let ok =
+        LatencyTable::parse(&small_table("# speed_reference_ms: 3.19\n", ""), "t.csv").unwrap();
+    assert_eq!(ok.speed_reference_ms(), Some(3.19));
     let late = "key,batch,median_ms,p10_ms,p90_ms,ci_low_ms,ci_high_ms,samples,throttled\n# format: tfnas-latency-table/1\n";
     let e = refusal(late);
     assert!(

@@ -30,8 +30,9 @@ use crate::measure::engine::{Engine, Workload};
 use crate::measure::stop::{sample_until, StopRule, WallClock};
 use crate::stats::summary::{summarize, Summary};
 
-/// The header line with the reference, in ms.
-pub const REFERENCE_KEY: &str = "speed_reference_ms";
+/// The header line with the reference, in ms (the table reader checks it
+/// and `LatencyTable::speed_reference_ms` reads it).
+pub const REFERENCE_KEY: &str = space::meta::SPEED_REFERENCE_MS;
 /// The header line saying how it was measured and applied.
 pub const REFERENCE_NOTE_KEY: &str = "speed_reference";
 

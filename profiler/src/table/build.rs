@@ -218,10 +218,7 @@ fn prepare_resume(path: &Path, header: &Metadata) -> Result<Option<Resumed>> {
         done: table.entries().iter().map(|e| e.spec).collect(),
         clocks,
         boundary_ms: table.header_boundary_ms(),
-        speed_reference_ms: table
-            .metadata()
-            .get(speed::REFERENCE_KEY)
-            .and_then(|v| v.parse().ok()),
+        speed_reference_ms: table.speed_reference_ms(),
         gpu_settings: table.metadata().get(meta::GPU_SETTINGS).map(str::to_string),
         notes,
     }))

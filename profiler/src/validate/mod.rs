@@ -301,10 +301,7 @@ impl Job {
             networks,
             correction: table.correction(),
             boundary_ms: table.boundary_ms(),
-            speed_reference_ms: table
-                .metadata()
-                .get(speed::REFERENCE_KEY)
-                .and_then(|v| v.parse().ok()),
+            speed_reference_ms: table.speed_reference_ms(),
         })
     }
 

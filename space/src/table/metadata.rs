@@ -71,6 +71,9 @@ pub mod meta {
     /// system's transparent huge pages (a CPU table's latencies depend on
     /// both: page faults and TLB misses, docs/cpu.md).
     pub const CPU_MEMORY: &str = "cpu_memory";
+    /// A CPU table's speed reference in ms: the fixed parts' time every
+    /// run was scaled to (the profiler's `measure::speed`).
+    pub const SPEED_REFERENCE_MS: &str = "speed_reference_ms";
 }
 
 /// In JSON (an architecture's prediction), an object in header order.

@@ -151,6 +151,14 @@ impl LatencyTable {
         self.boundary_ms
     }
 
+    /// The header's `speed_reference_ms` (checked when the table was
+    /// read), `None` for a table without the line.
+    pub fn speed_reference_ms(&self) -> Option<f64> {
+        self.metadata
+            .get(meta::SPEED_REFERENCE_MS)
+            .and_then(speed_reference)
+    }
+
     /// The header's `boundary_ms`, `None` for a table without the line
     /// (which [`boundary_ms`](Self::boundary_ms) reads as 0).
     pub fn header_boundary_ms(&self) -> Option<f64> {
@@ -290,6 +298,18 @@ impl Header {
                 ));
             }
         }
+        if let Some(v) = metadata.get(meta::SPEED_REFERENCE_MS) {
+            if speed_reference(v).is_none() {
+                return Err(at.fail(
+                    line(meta::SPEED_REFERENCE_MS),
+                    None,
+                    format!(
+                        "header {} '{v}' is not a positive number of milliseconds",
+                        meta::SPEED_REFERENCE_MS
+                    ),
+                ));
+            }
+        }
         let boundary_ms = match metadata.get(meta::BOUNDARY_MS) {
             Some(v) => v
                 .parse::<f64>()
@@ -315,6 +335,14 @@ impl Header {
             boundary_ms,
         })
     }
+}
+
+/// A speed reference: a positive, finite number of milliseconds up to the
+/// largest median a table takes.
+fn speed_reference(text: &str) -> Option<f64> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|r| r.is_finite() && *r > 0.0 && *r <= super::MAX_MS)
 }
 
 fn positive_integer(text: &str) -> Option<u32> {
