@@ -300,6 +300,20 @@ impl Op {
     }
 }
 
+/// Runs `blocks` on `input` and returns the output, calling `after_block`
+/// as each block finishes.
+fn run_blocks(input: &Tensor, blocks: &[Vec<Op>], mut after_block: impl FnMut()) -> Tensor {
+    let mut x = input.shallow_clone();
+    for ops in blocks {
+        let block_input = x.shallow_clone();
+        for op in ops {
+            x = op.run(&x, &block_input);
+        }
+        after_block();
+    }
+    x
+}
+
 /// What a timed run executes.
 enum Prepared {
     Blocks {
@@ -470,16 +484,7 @@ impl CpuEngine {
             None => Err(ProfilerError::Invalid(
                 "run before prepare (an engine bug)".into(),
             )),
-            Some(Prepared::Blocks { input, blocks, .. }) => {
-                let mut x = input.shallow_clone();
-                for ops in blocks {
-                    let block_input = x.shallow_clone();
-                    for op in ops {
-                        x = op.run(&x, &block_input);
-                    }
-                }
-                Ok(x)
-            }
+            Some(Prepared::Blocks { input, blocks, .. }) => Ok(run_blocks(input, blocks, || {})),
             Some(Prepared::Empty { x, n }) => {
                 let mut y = x.shallow_clone();
                 for _ in 0..*n {
@@ -542,18 +547,12 @@ impl Engine for CpuEngine {
         // One clock reading between two blocks: block i's time is the gap
         // between readings i and i + 1, so the times sum to the run's.
         let mut times = Vec::with_capacity(blocks.len());
-        let mut x = input.shallow_clone();
         let mut last = now();
-        for ops in blocks {
-            let block_input = x.shallow_clone();
-            for op in ops {
-                x = op.run(&x, &block_input);
-            }
+        drop(run_blocks(input, blocks, || {
             let t = now();
             times.push(t - last);
             last = t;
-        }
-        drop(x);
+        }));
         Ok(times)
     }
 
