@@ -27,7 +27,7 @@ use space::{BlockKind, BlockSpec};
 
 use crate::error::{ProfilerError, Result};
 use crate::measure::engine::{Engine, Workload};
-use crate::measure::stop::{sample_until, StopRule, WallClock};
+use crate::measure::stop::{self, sample_until, StopRule, WallClock};
 use crate::stats::summary::{summarize, Summary};
 
 /// The header line with the reference, in ms (the table reader checks it
@@ -92,13 +92,7 @@ pub fn checked_blocks(engine: &mut dyn Engine, blocks: &[BlockSpec]) -> Result<V
 
 /// Runs the prepared network until `warmup` has passed (at least once).
 pub fn warm_up(engine: &mut dyn Engine, blocks: &[BlockSpec], warmup: Duration) -> Result<()> {
-    let warm = std::time::Instant::now();
-    loop {
-        checked_blocks(engine, blocks)?;
-        if warm.elapsed() >= warmup {
-            return Ok(());
-        }
-    }
+    stop::warm_up(warmup, || checked_blocks(engine, blocks).map(drop))
 }
 
 /// A new table's reference: the median time of the fixed parts over

@@ -58,6 +58,18 @@ impl Clock for WallClock {
     }
 }
 
+/// Calls `run` until `warmup` has passed, at least once: the untimed runs
+/// before an entry or a network is sampled.
+pub fn warm_up<E>(warmup: Duration, mut run: impl FnMut() -> Result<(), E>) -> Result<(), E> {
+    let warm = Instant::now();
+    loop {
+        run()?;
+        if warm.elapsed() >= warmup {
+            return Ok(());
+        }
+    }
+}
+
 /// Calls `sample` until `rule` says stop. Convergence is checked at the
 /// minimum count and then after every 10% more samples, so that sorting
 /// stays a small part of the cost however long the run.

@@ -2,12 +2,12 @@
 //! warm up by time, sample adaptively, read the GPU's state before and after,
 //! and re-measure once if it throttled meanwhile.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::error::{ProfilerError, Result};
 use crate::measure::engine::{Engine, Workload};
 use crate::measure::monitor::{GpuState, Monitor};
-use crate::measure::stop::{sample_until, StopReason, StopRule, WallClock};
+use crate::measure::stop::{sample_until, warm_up, StopReason, StopRule, WallClock};
 use crate::stats::summary::Summary;
 
 /// How long to warm up and when to stop sampling.
@@ -126,13 +126,7 @@ fn measure_once(
     workload: &Workload,
     rule: &TimingRule,
 ) -> Result<Timed> {
-    let warm = Instant::now();
-    loop {
-        checked(engine, workload)?;
-        if warm.elapsed() >= rule.warmup {
-            break;
-        }
-    }
+    warm_up(rule.warmup, || checked(engine, workload).map(drop))?;
     let before = monitor.read();
     let clock = WallClock::start();
     let (summary, reason) = sample_until(&rule.stop, &clock, || checked(engine, workload))?;
