@@ -325,6 +325,22 @@ fn a_tiny_table_builds_resumes_refuses_other_settings_measures_and_validates() {
         gpu_table.to_str().unwrap(),
     ]);
     assert_refused(&o, "a GPU table");
+    // measure --table needs a speed reference, and says so before timing.
+    let o = profiler(&[
+        "measure",
+        "--device",
+        "cpu",
+        "--arch",
+        arch.to_str().unwrap(),
+        "--table",
+        gpu_table.to_str().unwrap(),
+    ]);
+    assert_refused(&o, "no 'speed_reference_ms' line");
+    assert!(
+        o.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
 }
 
 #[test]

@@ -348,6 +348,10 @@ fn measure(args: &MeasureArgs) -> Result<()> {
     let arch = Architecture::from_path(&args.arch)?;
     let blocks = arch.block_specs()?;
     let rule = args.cpu.timing.flags(NETWORK_CAP_MS).rule()?;
+    let at_speed = match &args.table {
+        Some(path) => Some(table_speed(path, &blocks)?),
+        None => None,
+    };
     let mut engine = args.cpu.open()?;
     let mut monitor = Unmonitored {
         why: "a CPU".into(),
@@ -366,8 +370,8 @@ fn measure(args: &MeasureArgs) -> Result<()> {
         s.median, s.p10, s.p90, s.ci_low, s.ci_high, s.samples, args.cpu.batch, args.cpu.threads,
         engine.info().device_name
     );
-    if let Some(path) = &args.table {
-        at_table_speed(&mut engine, &workload, &rule, path)?;
+    if let Some(table) = at_speed {
+        at_table_speed(&mut engine, &workload, &rule, table)?;
     }
     if args.per_block {
         let mut medians = std::collections::HashMap::new();
@@ -395,14 +399,9 @@ fn measure(args: &MeasureArgs) -> Result<()> {
     Ok(())
 }
 
-/// `measure --table`: the network at the table's speed reference, and
-/// the table's prediction of it.
-fn at_table_speed(
-    engine: &mut CpuEngine,
-    workload: &Workload,
-    rule: &profiler::timing::TimingRule,
-    path: &Path,
-) -> Result<()> {
+/// `measure --table`: the table's speed reference and its prediction of
+/// `blocks`, read before anything is timed.
+fn table_speed(path: &Path, blocks: &[space::BlockSpec]) -> Result<(f64, f64)> {
     let table = LatencyTable::from_path(path)?;
     let Some(reference) = table.speed_reference_ms() else {
         bail!(
@@ -411,7 +410,17 @@ fn at_table_speed(
             speed::REFERENCE_KEY
         );
     };
-    let predicted = table.predict_blocks(workload.blocks())?.total_ms;
+    Ok((reference, table.predict_blocks(blocks)?.total_ms))
+}
+
+/// `measure --table`: the network at the table's speed reference, against
+/// the table's prediction of it.
+fn at_table_speed(
+    engine: &mut CpuEngine,
+    workload: &Workload,
+    rule: &profiler::timing::TimingRule,
+    (reference, predicted): (f64, f64),
+) -> Result<()> {
     let t = speed::time_at_reference(engine, workload, rule.warmup, &rule.stop, reference)?;
     let s = &t.scaled;
     println!(
