@@ -308,9 +308,21 @@ fn a_tiny_table_builds_resumes_refuses_other_settings_measures_and_validates() {
     let o = profiler(&args);
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(
-        o.status.success() && stdout.contains("validated 3 networks") && stdout.contains("MAPE"),
+        o.status.success()
+            && stdout.contains("validated 3 networks")
+            && stdout.contains("MAPE")
+            && stdout.contains("from the mean of its 3 passes"),
         "{stdout}{}",
         stderr(&o)
+    );
+    // clap's own refusal: its error line, then a hint to --help.
+    args.extend_from_slice(&["--passes", "0"]);
+    let o = profiler(&args);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.starts_with("error: invalid value '0' for '--passes"),
+        "{err}"
     );
 
     // A CPU table is not the GPU's to validate, a GPU table not the CPU's.

@@ -151,11 +151,11 @@ fn rows_file_with_archs(dir: &Path, table: &Path, rows: &[(f64, f64, String)]) -
         .map(|b| format!("{b:02x}"))
         .collect();
     let mut text = format!(
-        "# format: tfnas-validation/1\n# table_sha256: {sha}\n\
-         index,seed,predicted_ms,measured_ms,error_pct,measured_p10_ms,measured_p90_ms,samples,throttled,arch\n"
+        "# format: tfnas-validation/2\n# table_sha256: {sha}\n\
+         index,pass,seed,predicted_ms,measured_ms,error_pct,measured_p10_ms,measured_p90_ms,samples,throttled,arch\n"
     );
     for (i, (p, m, arch)) in rows.iter().enumerate() {
-        text.push_str(&format!("{i},1,{p},{m},0,{m},{m},10,0,{arch}\n"));
+        text.push_str(&format!("{i},0,1,{p},{m},0,{m},{m},10,0,{arch}\n"));
     }
     let path = dir.join("rows.csv");
     std::fs::write(&path, text).unwrap();
@@ -335,7 +335,7 @@ fn fit_names_the_file_line_of_a_bad_row_after_comment_lines() {
     let rows = rows_file(dir.path(), &table, &[(4.0, 4.1), (5.0, 5.2)]);
     let text = std::fs::read_to_string(&rows).unwrap();
     // Lines 1-3 header and columns, 4 and 5 comments, 6 and 7 rows.
-    let text = text.replacen("0,1,", "# a note\n# another\n0,1,", 1);
+    let text = text.replacen("0,0,1,", "# a note\n# another\n0,0,1,", 1);
     let text = text.replacen(",5.2,0,5.2,", ",banana,0,5.2,", 1);
     std::fs::write(&rows, text).unwrap();
     fails_with(&fit(&rows, &table, &[]), &["line 7", "banana"]);

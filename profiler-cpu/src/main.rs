@@ -127,6 +127,14 @@ struct TimingArgs {
 /// (docs/cpu.md, "Speed").
 const NETWORK_CAP_MS: u64 = 1000;
 
+/// `validate`'s default passes on the CPU. On the development VM one
+/// network's median at the speed reference wanders over tens of seconds:
+/// 1 s windows of one process spread by 1.5% (sd), windows a minute apart
+/// by 2 to 3%, so one contiguous measurement, however long, keeps one
+/// stretch of that wandering. Three sweeps put a network's passes 30 s or
+/// more apart in a validation of 30 networks (docs/cpu.md, "Accuracy").
+const VALIDATE_PASSES: u32 = 3;
+
 impl TimingArgs {
     /// The flags, with `cap_ms` when the command line does not say.
     fn flags(&self, cap_ms: u64) -> TimingFlags {
@@ -247,6 +255,12 @@ struct ValidateArgs {
     /// How many networks to sample and measure.
     #[arg(long, default_value_t = 100)]
     samples: usize,
+    /// Sweep the networks N times, each network timed for --cap-ms in every
+    /// sweep, and report each network's mean: its passes lie far apart in
+    /// time, and their spread is printed as the measurement's noise.
+    #[arg(long, default_value_t = VALIDATE_PASSES,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(profiler::analysis::rows::MAX_PASSES)))]
+    passes: u32,
     /// Seed of the network sampler; network i of a seed is always the same.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -256,7 +270,7 @@ struct ValidateArgs {
     /// 1 draws any width, interpolation included.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4096))]
     width_multiple: Option<u32>,
-    /// Per-network rows as CSV, resumed when the file exists.
+    /// A row per network and pass as CSV, resumed when the file exists.
     #[arg(long)]
     out: Option<PathBuf>,
     /// Also draw predicted against measured latency (.svg or .png).
@@ -551,7 +565,8 @@ fn validate_cmd(args: &ValidateArgs) -> Result<()> {
         validate::Sampling::new(&table, args.seed, args.samples, args.width_multiple),
         args.timing.flags(NETWORK_CAP_MS).rule()?,
         command_line(),
-    )?;
+    )?
+    .with_passes(args.passes)?;
     let mut engine = CpuEngine::open(settings)?;
     describe(&engine);
     let mut monitor = Unmonitored {

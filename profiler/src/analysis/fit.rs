@@ -307,7 +307,9 @@ pub fn run(args: &FitArgs) -> Result<Fitted> {
             ],
         )?;
     }
-    let report = fit(&rows.rows, args.model)?;
+    // One row per network: its passes combined, as `validate` reported.
+    let networks = crate::analysis::rows::combine(&rows.rows);
+    let report = fit(&networks, args.model)?;
     let mut notes = Vec::new();
     let copy = match &args.out {
         Some(_) => Some(corrected_copy(
@@ -315,7 +317,7 @@ pub fn run(args: &FitArgs) -> Result<Fitted> {
             &text,
             &table,
             &report,
-            rows.rows.len(),
+            networks.len(),
             &mut notes,
         )?),
         None => None,
@@ -398,6 +400,7 @@ mod tests {
     fn row(index: u64, predicted_ms: f64, measured_ms: f64) -> Row {
         Row {
             index,
+            pass: 0,
             seed: 1,
             predicted_ms,
             measured_ms,

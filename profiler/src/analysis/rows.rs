@@ -1,17 +1,23 @@
 //! The `validate --out` file: a `#` header naming the table and the
-//! settings, then one flushed CSV row per measured network, so that a run
-//! killed at any moment keeps every finished network and a rerun with the
-//! same settings goes on after the last complete row.
+//! settings, then one flushed CSV row per measured pass of a network, so
+//! that a run killed at any moment keeps every finished pass and a rerun
+//! with the same settings measures only the passes still missing.
 //!
 //! ```text
-//! # format: tfnas-validation/1
+//! # format: tfnas-validation/2
 //! # table: tables/h100.csv
 //! # table_sha256: 3f2a...
 //! ...
-//! index,seed,predicted_ms,measured_ms,error_pct,measured_p10_ms,measured_p90_ms,samples,throttled,arch
-//! 0,1,4.4312,4.3807,1.1528,4.3790,4.3850,22,0,k5_e6:78+k5_e3:72/...
+//! index,pass,seed,predicted_ms,measured_ms,error_pct,measured_p10_ms,measured_p90_ms,samples,throttled,arch
+//! 0,0,1,4.4312,4.3807,1.1528,4.3790,4.3850,22,0,k5_e6:78+k5_e3:72/...
 //! # finished: 2026-11-27T19:02:11Z
 //! ```
+//!
+//! A validation with `--passes P` sweeps its networks P times, so a
+//! network's passes lie far apart in time; [`combine`] makes one row per
+//! network (the mean of its passes' medians), which is what the statistics,
+//! the plot and `fit` see, and [`pass_noise`] says how far one pass of a
+//! network strays from another: the measurement's own noise.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -26,7 +32,9 @@ use crate::files::resume::{
 };
 
 /// The value of the `format` line of a rows file.
-pub const FORMAT: &str = "tfnas-validation/1";
+/// `/2` added the `pass` column (`/1` files are refused: rerun the
+/// validation).
+pub const FORMAT: &str = "tfnas-validation/2";
 
 /// Header keys of a rows file beyond the table's own [`meta`] keys.
 pub mod keys {
@@ -78,8 +86,9 @@ pub const RESUME_KEYS: [&str; 23] = [
     meta::TIMER,
 ];
 
-pub const COLUMNS: [&str; 10] = [
+pub const COLUMNS: [&str; 11] = [
     "index",
+    "pass",
     "seed",
     "predicted_ms",
     "measured_ms",
@@ -91,6 +100,10 @@ pub const COLUMNS: [&str; 10] = [
     "arch",
 ];
 
+/// More sweeps than any validation needs; the bound keeps a typo from
+/// queueing days of measurement.
+pub const MAX_PASSES: u32 = 100;
+
 /// First 16 hex digits of the SHA-256 of `bytes`: how the rows name the
 /// exact table they validated.
 pub fn sha256_16(bytes: &[u8]) -> String {
@@ -100,10 +113,14 @@ pub fn sha256_16(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// One validated network.
+/// One validated network: a pass of it as the file holds it, or its
+/// passes combined ([`combine`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Row {
     pub index: u64,
+    /// Which sweep over the networks measured it, from 0; in a combined
+    /// row, the last pass it holds.
+    pub pass: u32,
     pub seed: u64,
     pub predicted_ms: f64,
     pub measured_ms: f64,
@@ -122,9 +139,10 @@ impl Row {
         crate::analysis::accuracy::Pair::new(self.predicted_ms, self.measured_ms).error_pct()
     }
 
-    fn record(&self) -> [String; 10] {
+    fn record(&self) -> [String; 11] {
         [
             self.index.to_string(),
+            self.pass.to_string(),
             self.seed.to_string(),
             self.predicted_ms.to_string(),
             self.measured_ms.to_string(),
@@ -161,20 +179,27 @@ impl Row {
             record.len(),
             COLUMNS.len()
         );
+        let pass = int(1)?;
+        ensure!(
+            pass < u64::from(MAX_PASSES),
+            "line {line}: pass: {pass} is out of range (0 to {})",
+            MAX_PASSES - 1
+        );
         Ok(Row {
             index: int(0)?,
-            seed: int(1)?,
-            predicted_ms: num(2)?,
-            measured_ms: num(3)?,
-            measured_p10_ms: num(5)?,
-            measured_p90_ms: num(6)?,
-            samples: int(7)?,
-            throttled: match field(8) {
+            pass: pass as u32,
+            seed: int(2)?,
+            predicted_ms: num(3)?,
+            measured_ms: num(4)?,
+            measured_p10_ms: num(6)?,
+            measured_p90_ms: num(7)?,
+            samples: int(8)?,
+            throttled: match field(9) {
                 "0" => false,
                 "1" => true,
                 other => bail!("line {line}: throttled: '{other}' is not 0 or 1"),
             },
-            arch: field(9).to_string(),
+            arch: field(10).to_string(),
         })
     }
 }
@@ -192,7 +217,12 @@ pub fn parse(text: &str, origin: &str) -> Result<RowsFile> {
         .lines()
         .find_map(|l| (header_key(l) == Some(meta::FORMAT)).then(|| header_value(l)));
     if format != Some(FORMAT) {
-        bail!("{origin}: not a validation rows file (no '# format: {FORMAT}' line)");
+        match format {
+            Some(f) if f.starts_with("tfnas-validation/") => bail!(
+                "{origin}: a validation rows file of format {f}, this profiler reads {FORMAT} (rows with a pass column): validate again"
+            ),
+            _ => bail!("{origin}: not a validation rows file (no '# format: {FORMAT}' line)"),
+        }
     }
     let mut header = Metadata::new();
     let mut body = String::new();
@@ -230,7 +260,8 @@ pub fn parse(text: &str, origin: &str) -> Result<RowsFile> {
             }
         }
     }
-    let mut rows = Vec::new();
+    let mut rows: Vec<Row> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .comment(Some(b'#'))
@@ -243,11 +274,12 @@ pub fn parse(text: &str, origin: &str) -> Result<RowsFile> {
             .copied()
             .unwrap_or(0);
         let row = Row::parse(&record, line).with_context(|| origin.to_string())?;
-        if row.index != i as u64 {
+        if !seen.insert((row.index, row.pass)) {
             bail!(
-                "{origin}: row {} has index {}, expected {i}: the rows must be consecutive from 0",
-                i + 1,
-                row.index
+                "{origin}:{line}: network {} pass {} appears twice (row {})",
+                row.index,
+                row.pass,
+                i + 1
             );
         }
         rows.push(row);
@@ -386,5 +418,147 @@ impl RowsWriter {
         write_header(&mut file, trailing).map_err(|e| ProfilerError::io(&path, e))?;
         file.flush().map_err(|e| ProfilerError::io(&path, e))?;
         Ok(())
+    }
+}
+
+/// One row per network, in index order: its passes' medians, p10s and p90s
+/// averaged, their samples added, throttled if any pass was, and `pass`
+/// the last pass held. The mean, not the median, of the passes: with a
+/// few passes whose own medians already shed the outlying runs, it is the
+/// steadier estimate.
+pub fn combine(rows: &[Row]) -> Vec<Row> {
+    let mut by_index: std::collections::BTreeMap<u64, Vec<&Row>> = Default::default();
+    for r in rows {
+        by_index.entry(r.index).or_default().push(r);
+    }
+    by_index
+        .into_values()
+        .map(|passes| {
+            let n = passes.len() as f64;
+            let mean = |f: fn(&Row) -> f64| passes.iter().map(|r| f(r)).sum::<f64>() / n;
+            Row {
+                pass: passes.iter().map(|r| r.pass).max().unwrap_or(0),
+                measured_ms: mean(|r| r.measured_ms),
+                measured_p10_ms: mean(|r| r.measured_p10_ms),
+                measured_p90_ms: mean(|r| r.measured_p90_ms),
+                samples: passes.iter().map(|r| r.samples).sum(),
+                throttled: passes.iter().any(|r| r.throttled),
+                ..passes[0].clone()
+            }
+        })
+        .collect()
+}
+
+/// How far the passes of one network stray from each other.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct PassNoise {
+    /// Pooled standard deviation of one pass's median about its network's
+    /// mean, in percent of that mean.
+    pub sd_pct: f64,
+    /// Networks with two passes or more, which the estimate pools.
+    pub networks: usize,
+    /// Passes of a network (the most any network has).
+    pub passes: u32,
+}
+
+impl PassNoise {
+    /// The standard error of a network's combined time, in percent.
+    pub fn combined_sd_pct(&self) -> f64 {
+        self.sd_pct / f64::from(self.passes.max(1)).sqrt()
+    }
+}
+
+/// The measurement's own noise, from networks measured in two passes or
+/// more; `None` when none was.
+pub fn pass_noise(rows: &[Row]) -> Option<PassNoise> {
+    let mut by_index: std::collections::BTreeMap<u64, Vec<f64>> = Default::default();
+    for r in rows {
+        by_index.entry(r.index).or_default().push(r.measured_ms);
+    }
+    let (mut squares, mut dof, mut networks, mut passes) = (0.0, 0usize, 0usize, 1u32);
+    for times in by_index.values().filter(|t| t.len() >= 2) {
+        let mean = times.iter().sum::<f64>() / times.len() as f64;
+        squares += times.iter().map(|t| (t / mean - 1.0).powi(2)).sum::<f64>();
+        dof += times.len() - 1;
+        networks += 1;
+        passes = passes.max(times.len() as u32);
+    }
+    (dof > 0).then(|| PassNoise {
+        sd_pct: (squares / dof as f64).sqrt() * 100.0,
+        networks,
+        passes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(index: u64, pass: u32, measured_ms: f64) -> Row {
+        Row {
+            index,
+            pass,
+            seed: 1,
+            predicted_ms: 10.0,
+            measured_ms,
+            measured_p10_ms: measured_ms - 1.0,
+            measured_p90_ms: measured_ms + 1.0,
+            samples: 10,
+            throttled: pass == 1,
+            arch: format!("net{index}"),
+        }
+    }
+
+    #[test]
+    fn combined_rows_average_each_networks_passes_in_index_order() {
+        let rows = [
+            row(1, 0, 8.0),
+            row(0, 0, 10.0),
+            row(0, 1, 12.0),
+            row(1, 1, 10.0),
+        ];
+        let c = combine(&rows);
+        assert_eq!(c.len(), 2);
+        assert_eq!((c[0].index, c[0].pass, c[0].measured_ms), (0, 1, 11.0));
+        assert_eq!((c[0].measured_p10_ms, c[0].measured_p90_ms), (10.0, 12.0));
+        assert_eq!((c[0].samples, c[0].throttled), (20, true));
+        assert_eq!(
+            (c[1].index, c[1].measured_ms, c[1].arch.as_str()),
+            (1, 9.0, "net1")
+        );
+    }
+
+    #[test]
+    fn pass_noise_pools_the_relative_spread_of_networks_with_two_passes() {
+        // Network 0: 9 and 11 about 10 (±10%); network 1: one pass only.
+        let rows = [row(0, 0, 9.0), row(0, 1, 11.0), row(1, 0, 5.0)];
+        let n = pass_noise(&rows).unwrap();
+        // Squares 0.01 + 0.01 over one degree of freedom: sd 14.14%.
+        assert!((n.sd_pct - 200f64.sqrt()).abs() < 1e-9, "{n:?}");
+        assert_eq!((n.networks, n.passes), (1, 2));
+        assert!((n.combined_sd_pct() - 10.0).abs() < 1e-9);
+        assert_eq!(pass_noise(&[row(0, 0, 9.0), row(1, 0, 5.0)]), None);
+    }
+
+    #[test]
+    fn a_rows_file_with_a_pass_twice_or_of_the_old_format_is_refused() {
+        let header = "# format: tfnas-validation/2\n";
+        let cols = COLUMNS.join(",");
+        let line = "0,0,1,10,9,11.1,8,10,5,0,a";
+        let twice = format!("{header}{cols}\n{line}\n{line}\n");
+        let e = parse(&twice, "r.csv").unwrap_err().chain();
+        assert!(e.contains("network 0 pass 0 appears twice"), "{e}");
+        let old = "# format: tfnas-validation/1\nindex\n";
+        let e = parse(old, "r.csv").unwrap_err().chain();
+        assert!(
+            e.contains("format tfnas-validation/1") && e.contains("validate again"),
+            "{e}"
+        );
+        let far = format!("{header}{cols}\n0,100,1,10,9,11.1,8,10,5,0,a\n");
+        let e = parse(&far, "r.csv").unwrap_err().chain();
+        assert!(e.contains("pass: 100 is out of range (0 to 99)"), "{e}");
+        let ok =
+            format!("{header}{cols}\n1,0,1,10,9,11.1,8,10,5,0,a\n0,0,1,10,9,11.1,8,10,5,0,a\n");
+        assert_eq!(parse(&ok, "r.csv").unwrap().rows.len(), 2);
     }
 }

@@ -24,6 +24,12 @@ pub struct ValidateArgs {
     /// How many networks to sample and measure.
     #[arg(long, default_value_t = 100)]
     pub samples: usize,
+    /// Sweep the networks N times and report each network's mean: its
+    /// passes lie far apart in time, and their spread is the measurement's
+    /// noise. A GPU under a steady clock needs one.
+    #[arg(long, default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(profiler::analysis::rows::MAX_PASSES)))]
+    pub passes: u32,
     /// Seed of the network sampler; network i of a seed is always the same.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -33,8 +39,8 @@ pub struct ValidateArgs {
     /// 1 draws any width, interpolation included.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub width_multiple: Option<u32>,
-    /// Write the per-network rows as CSV to FILE, resuming it when it exists
-    /// and was written with the same table, device, settings and seed.
+    /// Write a row per network and pass as CSV to FILE, resuming it when it
+    /// exists and was written with the same table, device, settings and seed.
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Also draw predicted against measured latency (.svg or .png).
@@ -73,6 +79,7 @@ pub fn run(args: &ValidateArgs) -> Result<()> {
     let job = validate::prepare(&validate::ValidateArgs {
         table: args.table.clone(),
         samples: args.samples,
+        passes: args.passes,
         seed: args.seed,
         width_multiple: args.width_multiple,
         out: args.out.clone(),

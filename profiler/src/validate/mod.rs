@@ -41,6 +41,8 @@ pub struct ValidateArgs {
     pub table: PathBuf,
     /// How many networks to sample and measure.
     pub samples: usize,
+    /// How many sweeps over the networks ([`Job::passes`]).
+    pub passes: u32,
     /// Seed of the network sampler; network i of a seed is always the same.
     pub seed: u64,
     /// Sample widths on multiples of this; the table's width step if `None`
@@ -170,6 +172,13 @@ pub struct Job {
     /// Every sampled width is a multiple of this (1: any width).
     pub width_multiple: u32,
     pub timing: TimingRule,
+    /// Sweeps over the networks: each network is timed once per pass under
+    /// `timing`, its passes far apart in time, and its time is their mean
+    /// ([`rows::combine`]). On a machine whose speed wanders over tens of
+    /// seconds (a VM's core) one long measurement of a network shares one
+    /// stretch of that wandering; passes spread it, and their spread is the
+    /// measurement's noise ([`rows::pass_noise`]). 1 unless set.
+    pub passes: u32,
     pub command: String,
     pub networks: Vec<Network>,
     /// The table's `correction` line. Rows always hold the table's
@@ -297,12 +306,25 @@ impl Job {
             seed,
             width_multiple,
             timing,
+            passes: 1,
             command,
             networks,
             correction: table.correction(),
             boundary_ms: table.boundary_ms(),
             speed_reference_ms: table.speed_reference_ms(),
         })
+    }
+
+    /// The job with [`Job::passes`] set, refused outside 1 to
+    /// [`rows::MAX_PASSES`].
+    pub fn with_passes(self, passes: u32) -> Result<Job> {
+        if !(1..=rows::MAX_PASSES).contains(&passes) {
+            bail!(
+                "--passes must be between 1 and {}, got {passes}",
+                rows::MAX_PASSES
+            );
+        }
+        Ok(Job { passes, ..self })
     }
 
     /// The rows file's header: the table's identity and fingerprint summary,
@@ -373,9 +395,11 @@ fn check_engine(job: &Job, engine: &dyn Engine) -> Result<()> {
     Ok(())
 }
 
-/// Measures every network of `job` not already in `out` and returns all
-/// `job.networks.len()` rows in index order. Generic over the engine so the
-/// whole flow (settings check, resume, rows) runs in tests without a GPU.
+/// Measures every pass of every network of `job` not already in `out`,
+/// pass after pass, and returns the rows of them all (the file's first),
+/// one per network and pass: [`report`] and [`plot`] combine them. Generic
+/// over the engine so the whole flow (settings check, resume, rows) runs
+/// in tests without a GPU.
 pub fn run_validation(
     engine: &mut dyn Engine,
     monitor: &mut dyn Monitor,
@@ -416,48 +440,79 @@ pub fn run_validation(
         }
         None => (None, Vec::new()),
     };
-    if !rows.is_empty() {
+    let done: std::collections::HashSet<(u64, u32)> =
+        rows.iter().map(|r| (r.index, r.pass)).collect();
+    let todo = job.passes as usize * job.networks.len();
+    let kept = (0..job.passes)
+        .flat_map(|p| job.networks.iter().map(move |n| (n.index, p)))
+        .filter(|k| done.contains(k))
+        .count();
+    if kept > 0 {
         log(&format!(
-            "resuming: {} of {} networks already measured",
-            rows.len().min(job.networks.len()),
-            job.networks.len()
+            "resuming: {kept} of {todo} network passes already measured"
         ));
     }
-    for net in job.networks.iter().skip(rows.len()) {
-        let workload = Workload::Network {
-            name: format!("sample {} of seed {}", net.index, job.seed),
-            blocks: net.blocks.clone(),
-        };
-        let (row, raw) = measure_row(engine, monitor, job, net, &workload)?;
-        if let Some(w) = writer.as_mut() {
-            w.write(&row)?;
+    for pass in 0..job.passes {
+        for net in &job.networks {
+            if done.contains(&(net.index, pass)) {
+                continue;
+            }
+            let row = measure_pass(engine, monitor, job, net, pass, log)?;
+            if let Some(w) = writer.as_mut() {
+                w.write(&row)?;
+            }
+            rows.push(row);
         }
-        log(&format!(
-            "{}/{}: predicted {:.4} ms, measured {:.4} ms ({:+.2}%){}{}",
-            net.index + 1,
-            job.networks.len(),
-            row.predicted_ms,
-            row.measured_ms,
-            row.error_pct(),
-            raw,
-            if row.throttled { ", THROTTLED" } else { "" }
-        ));
-        rows.push(row);
     }
     if let Some(w) = writer {
         let mut trailing = Metadata::new();
         trailing.set(meta::FINISHED, crate::files::timestamp::now_rfc3339());
         w.finish(&trailing)?;
     }
-    if rows.len() > job.networks.len() {
+    let held = rows.len();
+    rows.retain(|r| r.index < job.networks.len() as u64 && r.pass < job.passes);
+    if rows.len() < held {
         log(&format!(
-            "the file holds {} networks; reporting the first {}",
+            "the file holds {held} network passes; reporting the {} of this run's {} networks and {} passes",
             rows.len(),
-            job.networks.len()
+            job.networks.len(),
+            job.passes
         ));
-        rows.truncate(job.networks.len());
     }
     Ok(rows)
+}
+
+/// Times pass `pass` of one network of `job`, logs it and returns its row.
+fn measure_pass(
+    engine: &mut dyn Engine,
+    monitor: &mut dyn Monitor,
+    job: &Job,
+    net: &Network,
+    pass: u32,
+    log: &mut dyn FnMut(&str),
+) -> Result<Row> {
+    let workload = Workload::Network {
+        name: format!("sample {} of seed {}", net.index, job.seed),
+        blocks: net.blocks.clone(),
+    };
+    let (row, raw) = measure_row(engine, monitor, job, net, &workload)?;
+    let row = Row { pass, ..row };
+    let of_passes = if job.passes > 1 {
+        format!("pass {}/{}, ", pass + 1, job.passes)
+    } else {
+        String::new()
+    };
+    log(&format!(
+        "{of_passes}{}/{}: predicted {:.4} ms, measured {:.4} ms ({:+.2}%){}{}",
+        net.index + 1,
+        job.networks.len(),
+        row.predicted_ms,
+        row.measured_ms,
+        row.error_pct(),
+        raw,
+        if row.throttled { ", THROTTLED" } else { "" }
+    ));
+    Ok(row)
 }
 
 /// Times one network of `job` (at the table's speed reference when it has
@@ -493,6 +548,7 @@ fn measure_row(
     };
     let row = Row {
         index: net.index,
+        pass: 0,
         seed: job.seed,
         predicted_ms: net.predicted_ms,
         measured_ms: s.median,
@@ -505,7 +561,7 @@ fn measure_row(
     Ok((row, raw))
 }
 
-/// The statistics of `rows`.
+/// The statistics of `rows`, one per network ([`rows::combine`]).
 pub fn stats(rows: &[Row]) -> Result<ValidationStats> {
     let pairs: Vec<Pair> = rows
         .iter()
@@ -514,16 +570,43 @@ pub fn stats(rows: &[Row]) -> Result<ValidationStats> {
     validation_stats(&pairs)
 }
 
+/// The JSON report: the statistics and, after two passes or more, the
+/// measurement's own noise.
+#[derive(serde::Serialize)]
+struct JsonReport<'a> {
+    #[serde(flatten)]
+    stats: &'a ValidationStats,
+    pass_noise: Option<rows::PassNoise>,
+}
+
 /// What `validate` prints on stdout, for every engine's command line: the
-/// statistics as JSON, or the readable report.
+/// statistics of `rows` (every pass of every network, as
+/// [`run_validation`] returns them) as JSON, or the readable report.
 pub fn report(job: &Job, device: &str, rows: &[Row], json: bool) -> Result<String> {
-    let s = stats(rows)?;
+    let networks = rows::combine(rows);
+    let s = stats(&networks)?;
+    let noise = rows::pass_noise(rows);
     if json {
-        let text = serde_json::to_string_pretty(&s)
-            .map_err(|e| ProfilerError::Invalid(format!("cannot write the report as JSON: {e}")))?;
+        let text = serde_json::to_string_pretty(&JsonReport {
+            stats: &s,
+            pass_noise: noise,
+        })
+        .map_err(|e| ProfilerError::Invalid(format!("cannot write the report as JSON: {e}")))?;
         return Ok(text + "\n");
     }
-    Ok(render_text(job, device, rows, &s))
+    let mut text = render_text(job, device, &networks, &s);
+    if let Some(n) = noise {
+        use std::fmt::Write as _;
+        let _ = writeln!(
+            text,
+            "measurement noise: one pass of a network strays {:.2}% (sd, pooled over {} networks) from the mean of its {} passes, so each network's time carries about ±{:.2}% (sd) of noise, inside the errors above",
+            n.sd_pct,
+            n.networks,
+            n.passes,
+            n.combined_sd_pct()
+        );
+    }
+    Ok(text)
 }
 
 /// The readable report.
@@ -640,9 +723,10 @@ fn render_other_predictions(out: &mut String, job: &Job, rows: &[Row]) {
     }
 }
 
-/// Draws predicted (y) against measured (x) latency.
+/// Draws predicted (y) against measured (x) latency, one point per
+/// network (its passes combined).
 pub fn plot(path: &Path, rows: &[Row]) -> Result<()> {
-    let points: Vec<crate::analysis::plot::Point> = rows
+    let points: Vec<crate::analysis::plot::Point> = rows::combine(rows)
         .iter()
         .map(|r| crate::analysis::plot::Point {
             group: if r.throttled { "throttled" } else { "network" }.into(),
@@ -696,5 +780,6 @@ pub fn prepare(args: &ValidateArgs) -> Result<Job> {
         Sampling::new(&table, args.seed, args.samples, args.width_multiple),
         timing,
         args.command.clone(),
-    )
+    )?
+    .with_passes(args.passes)
 }

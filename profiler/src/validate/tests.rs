@@ -590,3 +590,94 @@ fn a_table_with_a_speed_reference_is_validated_at_its_speed_on_a_drifting_machin
     let written = std::fs::read_to_string(&out).unwrap();
     assert!(written.contains("# speed_reference_ms: "), "{written}");
 }
+
+/// A fake whose networks run 10% slower from the second sweep on (the
+/// test's log callback says when the first ends), to tell the passes apart.
+fn drifting(table: &LatencyTable, slow: std::rc::Rc<std::cell::Cell<f64>>) -> FakeEngine {
+    let table = table.clone();
+    let mut engine = FakeEngine::new(EngineConfig::default());
+    engine.info.device_uuid = "GPU-fake-0".into();
+    engine.network_ms = Some(Box::new(move |blocks: &[BlockSpec]| {
+        table.predict_blocks(blocks).unwrap().total_ms * slow.get()
+    }));
+    engine
+}
+
+#[test]
+fn passes_sweep_every_network_in_turn_and_combine_into_their_mean() {
+    let (dir, path, table) = setup();
+    let job = job(&table, &path, 1, 3).with_passes(2).unwrap();
+    let slow = std::rc::Rc::new(std::cell::Cell::new(1.0));
+    let mut engine = drifting(&table, slow.clone());
+    let mut monitor = Unmonitored { why: "test".into() };
+    let mut logs = Vec::new();
+    let out = dir.path().join("rows.csv");
+    let rows = run_validation(&mut engine, &mut monitor, &job, Some(&out), &mut |m| {
+        if m.starts_with("pass 1/2, 3/3:") {
+            slow.set(1.1);
+        }
+        logs.push(m.to_string());
+    })
+    .unwrap();
+    let order: Vec<(u64, u32)> = rows.iter().map(|r| (r.index, r.pass)).collect();
+    assert_eq!(order, [(0, 0), (1, 0), (2, 0), (0, 1), (1, 1), (2, 1)]);
+    assert_eq!(engine.networks, 6, "each network prepared once a pass");
+    assert_eq!(rows::read(&out).unwrap().rows, rows);
+    let combined = rows::combine(&rows);
+    assert_eq!(combined.len(), 3);
+    for (c, net) in combined.iter().zip(&job.networks) {
+        let want = net.predicted_ms * 1.05;
+        assert!((c.measured_ms - want).abs() < 1e-12, "{c:?}");
+        assert_eq!(c.pass, 1);
+    }
+    // One pass strays ±1/21 from each mean of 1 and 1.1: squares
+    // 2/441 per network, one degree of freedom each.
+    let noise = rows::pass_noise(&rows).unwrap();
+    assert!((noise.sd_pct - (2.0f64 / 441.0).sqrt() * 100.0).abs() < 1e-9);
+    assert_eq!((noise.networks, noise.passes), (3, 2));
+    let text = report(&job, "Fake", &rows, false).unwrap();
+    assert!(text.contains("validated 3 networks"), "{text}");
+    assert!(
+        text.contains("measurement noise: one pass of a network strays 6.73%"),
+        "{text}"
+    );
+    let json = report(&job, "Fake", &rows, true).unwrap();
+    assert!(
+        json.contains("\"pass_noise\"") && json.contains("\"count\": 3"),
+        "{json}"
+    );
+}
+
+#[test]
+fn a_killed_run_of_passes_measures_only_the_missing_passes_again() {
+    let (dir, path, table) = setup();
+    let job = job(&table, &path, 1, 4).with_passes(3).unwrap();
+    let out = dir.path().join("rows.csv");
+    let mut killed = net_engine(&table);
+    killed.fail_after = Some(6);
+    assert!(run(&mut killed, &job, Some(&out)).is_err());
+    assert_eq!(rows::read(&out).unwrap().rows.len(), 6);
+    let mut logs = Vec::new();
+    let mut resumed = net_engine(&table);
+    let mut monitor = Unmonitored { why: "test".into() };
+    let rows = run_validation(&mut resumed, &mut monitor, &job, Some(&out), &mut |m| {
+        logs.push(m.to_string())
+    })
+    .unwrap();
+    assert_eq!(
+        resumed.networks, 6,
+        "pass 2 of networks 3 and 4, pass 3 of all four"
+    );
+    assert_eq!(rows.len(), 12);
+    assert!(
+        logs.iter()
+            .any(|l| l == "resuming: 6 of 12 network passes already measured"),
+        "{logs:?}"
+    );
+    // One pass fewer reports the first two passes of the same file.
+    let fewer = job.clone().with_passes(2).unwrap();
+    let mut none = net_engine(&table);
+    let two = run(&mut none, &fewer, Some(&out)).unwrap();
+    assert_eq!((none.networks, two.len()), (0, 8));
+    assert!(job.clone().with_passes(0).is_err() && job.with_passes(101).is_err());
+}
