@@ -11,8 +11,10 @@
 //! missing key rather than resampling, since resampling would quietly
 //! validate only the part of the space the table covers.
 //!
-//! The per-network rows go to `--out` and resume like the table build; the
-//! statistics are [`crate::analysis::accuracy::validation_stats`].
+//! With `--passes N` the networks are swept N times and each network's time
+//! is the mean of its passes ([`Job::passes`]). A row per network and pass
+//! goes to `--out` and resumes like the table build; the statistics are
+//! [`crate::analysis::accuracy::validation_stats`] of the combined rows.
 
 pub mod network;
 
@@ -48,7 +50,8 @@ pub struct ValidateArgs {
     /// Sample widths on multiples of this; the table's width step if `None`
     /// ([`Sampling::new`]).
     pub width_multiple: Option<u32>,
-    /// Where the per-network rows go (resumed when the file exists).
+    /// Where the rows go, one per network and pass (resumed when the file
+    /// exists).
     pub out: Option<PathBuf>,
     /// Where the predicted-against-measured plot goes (.svg or .png).
     pub plot: Option<PathBuf>,
