@@ -80,12 +80,17 @@ fn noise(predicted_ms: f64) -> f64 {
 /// The shared fake engine, timing a network as `FACTOR × (table sum) ×
 /// (1 + noise)`, on the device the test tables name.
 fn net_engine(table: &LatencyTable) -> FakeEngine {
+    model_engine(table, |sum| FACTOR * sum * (1.0 + noise(sum)))
+}
+
+/// A fake on the device the test tables name, timing a network as
+/// `model(table sum)`.
+fn model_engine(table: &LatencyTable, model: impl Fn(f64) -> f64 + 'static) -> FakeEngine {
     let table = table.clone();
     let mut engine = FakeEngine::new(EngineConfig::default());
     engine.info.device_uuid = "GPU-fake-0".into();
     engine.network_ms = Some(Box::new(move |blocks: &[BlockSpec]| {
-        let sum = table.predict_blocks(blocks).unwrap().total_ms;
-        FACTOR * sum * (1.0 + noise(sum))
+        model(table.predict_blocks(blocks).unwrap().total_ms)
     }));
     engine
 }
@@ -594,13 +599,7 @@ fn a_table_with_a_speed_reference_is_validated_at_its_speed_on_a_drifting_machin
 /// A fake whose networks run 10% slower from the second sweep on (the
 /// test's log callback says when the first ends), to tell the passes apart.
 fn drifting(table: &LatencyTable, slow: std::rc::Rc<std::cell::Cell<f64>>) -> FakeEngine {
-    let table = table.clone();
-    let mut engine = FakeEngine::new(EngineConfig::default());
-    engine.info.device_uuid = "GPU-fake-0".into();
-    engine.network_ms = Some(Box::new(move |blocks: &[BlockSpec]| {
-        table.predict_blocks(blocks).unwrap().total_ms * slow.get()
-    }));
-    engine
+    model_engine(table, move |sum| sum * slow.get())
 }
 
 #[test]
