@@ -261,10 +261,12 @@ struct Baseline {
 /// and a boundary of 0) is measured once, before any entry, into `header`;
 /// a resume keeps the file's and refuses a `network` file without a
 /// reference.
+#[allow(clippy::too_many_arguments)]
 fn baseline(
     engine: &mut dyn Engine,
     monitor: &mut dyn Monitor,
     settings: &BuildSettings,
+    plan: &TablePlan,
     output: &Output<'_>,
     resumed: &Option<Resumed>,
     header: &mut Metadata,
@@ -280,7 +282,7 @@ fn baseline(
                     reason: format!("it has no '{}' line", speed::REFERENCE_KEY),
                 },
             )?),
-            (Some(_), _, _) => Some(new_reference(engine, settings, header, progress)?),
+            (Some(_), _, _) => Some(new_reference(engine, settings, plan, header, progress)?),
         };
     let boundary_ms = match resumed {
         Some(r) => r.boundary_ms.unwrap_or(0.0),
@@ -309,11 +311,11 @@ fn baseline(
 fn new_reference(
     engine: &mut dyn Engine,
     settings: &BuildSettings,
+    plan: &TablePlan,
     header: &mut Metadata,
     progress: &dyn Progress,
 ) -> Result<f64> {
-    let plan = settings.space.table_plan(settings.width_step)?;
-    let blocks = reference_network(&settings.space, &plan)?;
+    let blocks = reference_network(&settings.space, plan)?;
     let s = speed::calibrate(engine, &blocks, settings.timing.warmup)?;
     progress.log(&format!(
         "speed reference: the fixed parts take {:.4} ms (95% CI {:.4}..{:.4}) in a full-depth network; every run is scaled to it",
@@ -556,6 +558,7 @@ pub fn build_table(
         engine,
         monitor,
         settings,
+        &plan,
         &output,
         &resumed,
         &mut header,

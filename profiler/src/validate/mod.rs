@@ -498,8 +498,7 @@ fn measure_pass(
         name: format!("sample {} of seed {}", net.index, job.seed),
         blocks: net.blocks.clone(),
     };
-    let (row, raw) = measure_row(engine, monitor, job, net, &workload)?;
-    let row = Row { pass, ..row };
+    let (row, raw) = measure_row(engine, monitor, job, net, pass, &workload)?;
     let of_passes = if job.passes > 1 {
         format!("pass {}/{}, ", pass + 1, job.passes)
     } else {
@@ -518,13 +517,15 @@ fn measure_pass(
     Ok(row)
 }
 
-/// Times one network of `job` (at the table's speed reference when it has
-/// one) and returns its row and, for the log, what the raw times were.
+/// Times pass `pass` of one network of `job` (at the table's speed
+/// reference when it has one) and returns its row and, for the log, what
+/// the raw times were.
 fn measure_row(
     engine: &mut dyn Engine,
     monitor: &mut dyn Monitor,
     job: &Job,
     net: &Network,
+    pass: u32,
     workload: &Workload,
 ) -> Result<(Row, String)> {
     let (s, throttled, raw) = match job.speed_reference_ms {
@@ -551,7 +552,7 @@ fn measure_row(
     };
     let row = Row {
         index: net.index,
-        pass: 0,
+        pass,
         seed: job.seed,
         predicted_ms: net.predicted_ms,
         measured_ms: s.median,
