@@ -346,13 +346,19 @@ impl RowsWriter {
         let has_columns = kept
             .lines()
             .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
-        let ours = kept
+        let format = kept
             .lines()
-            .any(|l| header_key(l) == Some(meta::FORMAT) && header_value(l) == FORMAT);
-        if !ours && !kept.trim().is_empty() {
+            .find_map(|l| (header_key(l) == Some(meta::FORMAT)).then(|| header_value(l)));
+        if format != Some(FORMAT) && !kept.trim().is_empty() {
+            let reason = match format {
+                Some(f) if f.starts_with("tfnas-validation/") => format!(
+                    "it holds rows of format {f}, this profiler writes {FORMAT}; refusing to overwrite it (choose another --out)"
+                ),
+                _ => "it is not a validation rows file; refusing to overwrite it".into(),
+            };
             return Err(ProfilerError::CannotResume {
                 path: origin,
-                reason: "it is not a validation rows file; refusing to overwrite it".into(),
+                reason,
             });
         }
         if !has_columns {
@@ -421,17 +427,22 @@ impl RowsWriter {
     }
 }
 
+/// The rows of each network (its passes), by index.
+fn by_network(rows: &[Row]) -> std::collections::BTreeMap<u64, Vec<&Row>> {
+    let mut by_index: std::collections::BTreeMap<u64, Vec<&Row>> = Default::default();
+    for r in rows {
+        by_index.entry(r.index).or_default().push(r);
+    }
+    by_index
+}
+
 /// One row per network, in index order: its passes' medians, p10s and p90s
 /// averaged, their samples added, throttled if any pass was, and `pass`
 /// the last pass held. The mean, not the median, of the passes: with a
 /// few passes whose own medians already shed the outlying runs, it is the
 /// steadier estimate.
 pub fn combine(rows: &[Row]) -> Vec<Row> {
-    let mut by_index: std::collections::BTreeMap<u64, Vec<&Row>> = Default::default();
-    for r in rows {
-        by_index.entry(r.index).or_default().push(r);
-    }
-    by_index
+    by_network(rows)
         .into_values()
         .map(|passes| {
             let n = passes.len() as f64;
@@ -471,17 +482,16 @@ impl PassNoise {
 /// The measurement's own noise, from networks measured in two passes or
 /// more; `None` when none was.
 pub fn pass_noise(rows: &[Row]) -> Option<PassNoise> {
-    let mut by_index: std::collections::BTreeMap<u64, Vec<f64>> = Default::default();
-    for r in rows {
-        by_index.entry(r.index).or_default().push(r.measured_ms);
-    }
     let (mut squares, mut dof, mut networks, mut passes) = (0.0, 0usize, 0usize, 1u32);
-    for times in by_index.values().filter(|t| t.len() >= 2) {
-        let mean = times.iter().sum::<f64>() / times.len() as f64;
-        squares += times.iter().map(|t| (t / mean - 1.0).powi(2)).sum::<f64>();
-        dof += times.len() - 1;
+    for network in by_network(rows).values().filter(|p| p.len() >= 2) {
+        let mean = network.iter().map(|r| r.measured_ms).sum::<f64>() / network.len() as f64;
+        squares += network
+            .iter()
+            .map(|r| (r.measured_ms / mean - 1.0).powi(2))
+            .sum::<f64>();
+        dof += network.len() - 1;
         networks += 1;
-        passes = passes.max(times.len() as u32);
+        passes = passes.max(network.len() as u32);
     }
     (dof > 0).then(|| PassNoise {
         sd_pct: (squares / dof as f64).sqrt() * 100.0,

@@ -293,6 +293,23 @@ fn a_rerun_with_other_settings_is_refused() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("refusing to overwrite"), "{err}");
+
+    // Nor is a rows file of the format before passes, and it says so.
+    let old = dir.path().join("old.csv");
+    let text = "# format: tfnas-validation/1\nindex,seed\n0,1\n";
+    std::fs::write(&old, text).unwrap();
+    let err = run(
+        &mut net_engine(&table),
+        &job(&table, &path, 1, 4),
+        Some(&old),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("format tfnas-validation/1") && err.contains("refusing to overwrite"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&old).unwrap(), text, "untouched");
 }
 
 #[test]
