@@ -46,11 +46,11 @@ fn bad_arguments_and_tables_exit_2_before_the_gpu() {
     let full = full.to_str().unwrap();
     fails_with(
         &profiler(&["validate", "--table", full, "--samples", "0"]),
-        &["--samples must be between 1 and 100000, got 0"],
+        &["--samples must be a number in [1, 100000], got 0"],
     );
     fails_with(
         &profiler(&["validate", "--table", full, "--samples", "1000000"]),
-        &["--samples must be between 1 and 100000"],
+        &["--samples must be a number in [1, 100000], got 1000000"],
     );
     for seed in ["--seed=-1", "--seed=abc", "--seed=1.5"] {
         let out = profiler(&["validate", "--table", full, seed]);

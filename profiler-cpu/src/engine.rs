@@ -96,6 +96,16 @@ pub enum Timer {
 }
 
 impl Timer {
+    /// The default clock: the thread's CPU time where one thread does the
+    /// work (docs/cpu.md), else the wall clock.
+    pub fn default_for(threads: usize) -> Timer {
+        if threads == 1 {
+            Timer::Thread
+        } else {
+            Timer::Wall
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Timer::Thread => "thread",
@@ -153,6 +163,17 @@ pub struct CpuSettings {
 pub const MAX_BATCH: u32 = 1024;
 
 impl CpuSettings {
+    /// The command line's defaults, stated once: batch 1 (the CPU
+    /// deployment case), one pinned thread, blocks timed inside networks
+    /// (docs/cpu.md says why), the thread's clock.
+    pub const DEFAULT: CpuSettings = CpuSettings {
+        batch: 1,
+        threads: 1,
+        cache: Cache::Network,
+        timer: Timer::Thread,
+        seed: 0,
+    };
+
     /// The profiler's engine settings these stand for: fp32, NCHW, eager
     /// (a CPU runs each op as it comes), `l2` cold when the cache is.
     pub fn engine_config(&self) -> EngineConfig {
@@ -328,6 +349,22 @@ enum Prepared {
     Empty { x: Tensor, n: u32 },
 }
 
+/// The fingerprint lines of [`EngineInfo::extra`] that change what a
+/// latency means: a CPU table or validation resumes only on the same
+/// model, last-level cache, governor, vector unit and allocator, with the
+/// same threads, cache policy and clock (the core count and the affinity
+/// are informative; libtorch's version is in the engine line).
+pub const RESUME_KEYS: [&str; 8] = [
+    meta::CPU_MODEL,
+    meta::THREADS,
+    meta::LLC_BYTES,
+    meta::CPU_GOVERNOR,
+    meta::CPU_CAPABILITY,
+    meta::CPU_MEMORY,
+    meta::CACHE,
+    meta::TIMER,
+];
+
 /// The CPU engine.
 pub struct CpuEngine {
     info: EngineInfo,
@@ -421,6 +458,7 @@ impl CpuEngine {
                 (meta::CACHE.into(), settings.cache.to_string()),
                 (meta::TIMER.into(), settings.timer.to_string()),
             ],
+            resume_keys: RESUME_KEYS.to_vec(),
         };
         Ok(CpuEngine {
             info,
@@ -434,6 +472,27 @@ impl CpuEngine {
 
     pub fn settings(&self) -> &CpuSettings {
         &self.settings
+    }
+
+    /// The engine's description line, as every command prints it on
+    /// stderr when the engine opens: the machine, the pinning, libtorch and
+    /// the settings, then the allocator's tunables.
+    pub fn describe(&self) -> String {
+        format!(
+            "cpu: {} ({} cores), {} thread(s) {}, LLC {} bytes, governor {}, libtorch {} {}, batch {}, cache {}, timer {}\nmemory: {}",
+            self.info.device_name,
+            self.fact(meta::CPU_CORES),
+            self.settings.threads,
+            self.fact(meta::CPU_AFFINITY),
+            self.fact(meta::LLC_BYTES),
+            self.fact(meta::CPU_GOVERNOR),
+            self.fact(meta::LIBTORCH),
+            self.fact(meta::CPU_CAPABILITY),
+            self.settings.batch,
+            self.settings.cache,
+            self.settings.timer,
+            self.fact(meta::CPU_MEMORY)
+        )
     }
 
     /// The value of one fingerprint line.

@@ -1,10 +1,10 @@
-//! The profiler's library: everything but the command line, in layers, each
+//! The profiler's library: everything but the command line (that is the
+//! `profiler_cli` crate, which every engine binary shares), in layers, each
 //! using only the layers below it (`scripts/check-layers.sh` checks the
 //! rules in CI):
 //!
 //! | Layer | What it holds |
 //! |-------|---------------|
-//! | `cli/` and `main.rs` (the binary) | clap, `anyhow`, printing, progress bars, the choice of engine; one file per command; `main.rs` parses and dispatches |
 //! | [`cuda`] | the cudarc engine and the `verify` command's check against its CPU reference; the only `unsafe` code; kernels in `.cu` files; one [`CudaError`](cuda::CudaError) |
 //! | [`table`], [`validate`] | building a table (with resume) and timing whole networks against a table, generic over [`Engine`] |
 //! | [`analysis`] | accuracy statistics, the validation rows format, `fit`, `compare`, plots: files and tables, never an engine |
@@ -16,8 +16,9 @@
 //! Another engine (a CPU one, in a crate of its own) implements [`Engine`]
 //! and reuses [`table`], [`validate`] and [`measure`] unchanged: a table is
 //! [`table::build::build_table`], a network [`validate::network`], a
-//! validation [`validate::prepare`] then [`validate::run_validation`], each
-//! with any engine and [`Monitor`]. Inside the crate, imports name the module
+//! validation [`validate::Request::job`] then [`validate::run_validation`],
+//! each with any engine and [`Monitor`]; its fingerprint keys that a resume
+//! must match are its [`EngineInfo::resume_keys`]. Inside the crate, imports name the module
 //! that defines what they use (the re-exports below are for other crates),
 //! which keeps the import graph at 7 floors (`scripts/import-floors.py`).
 //!

@@ -54,37 +54,13 @@ pub mod keys {
     pub const TIMING: &str = "timing";
 }
 
-/// What must match for a rerun to append: the table, the device and its
-/// libraries, the settings, the space, the seed and the width multiple.
-/// The sample count may
-/// grow (a rerun with `--samples 200` extends a run of 100).
-pub const RESUME_KEYS: [&str; 23] = [
-    meta::FORMAT,
-    keys::TABLE_SHA256,
-    meta::DEVICE_UUID,
-    meta::DRIVER,
-    meta::CUDA,
-    meta::CUDNN,
-    meta::ENGINE,
-    meta::LAUNCH,
-    meta::L2,
-    meta::DTYPE,
-    meta::LAYOUT,
-    meta::BATCH,
-    meta::SPACE_DIGEST,
-    keys::SEED,
-    keys::WIDTH_MULTIPLE,
-    // The CPU engine's (absent from GPU rows, so equal there): the same
-    // lines a CPU table resumes on (`table::build::RESUME_KEYS`).
-    meta::CPU_MODEL,
-    meta::THREADS,
-    meta::LLC_BYTES,
-    meta::CPU_GOVERNOR,
-    meta::CPU_CAPABILITY,
-    meta::CPU_MEMORY,
-    meta::CACHE,
-    meta::TIMER,
-];
+/// What must match for a rerun to append, before the engine's
+/// measurement lines: the format and the table; and after them: the space,
+/// the seed and the width multiple ([`crate::validate`] adds the engine's
+/// keys between and after). The sample count may grow (a rerun with
+/// `--samples 200` extends a run of 100).
+pub const RESUME_FIRST: [&str; 2] = [meta::FORMAT, keys::TABLE_SHA256];
+pub const RESUME_THEN: [&str; 3] = [meta::SPACE_DIGEST, keys::SEED, keys::WIDTH_MULTIPLE];
 
 pub const COLUMNS: [&str; 11] = [
     "index",
@@ -316,6 +292,7 @@ impl RowsWriter {
     pub fn open(
         path: &Path,
         header: &Metadata,
+        resume_keys: &[&str],
         mut check: impl FnMut(&Row) -> Result<()>,
         log: &mut dyn FnMut(&str),
     ) -> Result<(RowsWriter, Vec<Row>)> {
@@ -369,7 +346,7 @@ impl RowsWriter {
             path: origin.clone(),
             reason: e.chain(),
         })?;
-        let diffs = settings_diffs(&RESUME_KEYS, &file_rows.header, header);
+        let diffs = settings_diffs(resume_keys, &file_rows.header, header);
         if !diffs.is_empty() {
             return Err(ProfilerError::SettingsDiffer {
                 path: origin,

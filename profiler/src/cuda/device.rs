@@ -194,6 +194,7 @@ pub fn describe(ctx: &Arc<CudaContext>, engine: &str) -> Result<EngineInfo> {
             cudnn,
             engine: engine.to_string(),
             extra: Vec::new(),
+            resume_keys: Vec::new(),
         })
     })
 }

@@ -113,6 +113,39 @@ pub struct EngineInfo {
     /// policy...), written into every header [`set_measurement_lines`]
     /// writes; the GPU engine has none.
     pub extra: Vec<(String, String)>,
+    /// Those of [`extra`](Self::extra)'s keys that change what a latency
+    /// means, so that a table or a validation's rows resume only where they
+    /// match (after [`MEASUREMENT_KEYS`], which always must); the others
+    /// (a core count, an affinity) are informative.
+    pub resume_keys: Vec<&'static str>,
+}
+
+/// The keys of [`set_measurement_lines`]'s common lines that change what a
+/// latency means, in the order a refusal to resume lists them.
+pub const MEASUREMENT_KEYS: [&str; 10] = [
+    space::meta::DEVICE_UUID,
+    space::meta::DRIVER,
+    space::meta::CUDA,
+    space::meta::CUDNN,
+    space::meta::ENGINE,
+    space::meta::LAUNCH,
+    space::meta::L2,
+    space::meta::DTYPE,
+    space::meta::LAYOUT,
+    space::meta::BATCH,
+];
+
+impl EngineInfo {
+    /// The keys a file this engine writes must match to be resumed:
+    /// `first`, [`MEASUREMENT_KEYS`], `then`, and the engine's own
+    /// [`resume_keys`](Self::resume_keys).
+    pub fn resume_keys(&self, first: &[&'static str], then: &[&'static str]) -> Vec<&'static str> {
+        let mut keys = first.to_vec();
+        keys.extend(MEASUREMENT_KEYS);
+        keys.extend(then);
+        keys.extend(&self.resume_keys);
+        keys
+    }
 }
 
 /// What one prepared workload is: a table entry, a whole network timed

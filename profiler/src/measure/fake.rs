@@ -58,6 +58,7 @@ impl FakeEngine {
                 cudnn: "9.14.0".into(),
                 engine: "fake/1".into(),
                 extra: Vec::new(),
+                resume_keys: Vec::new(),
             },
             config,
             prepared: Vec::new(),

@@ -37,34 +37,16 @@ pub const TIMING_KEY: &str = "timing";
 /// the engine's own lines, a CPU table's `cache: network`, are compared).
 pub const IN_NETWORK_KEY: &str = "in_network";
 
-/// The header keys that must match for a run to append to an existing table:
-/// everything that changes what a latency means. Timestamps, the command
-/// line, the timing rule and the clocks seen may differ.
-pub const RESUME_KEYS: [&str; 22] = [
-    meta::FORMAT,
-    meta::DEVICE_NAME,
-    meta::DEVICE_UUID,
-    meta::DRIVER,
-    meta::CUDA,
-    meta::CUDNN,
-    meta::ENGINE,
-    meta::LAUNCH,
-    meta::L2,
-    meta::DTYPE,
-    meta::LAYOUT,
-    meta::BATCH,
-    meta::WIDTH_STEP,
-    meta::SPACE_DIGEST,
-    // The CPU engine's (absent from GPU tables, so equal there).
-    meta::CPU_MODEL,
-    meta::THREADS,
-    meta::LLC_BYTES,
-    meta::CPU_GOVERNOR,
-    meta::CPU_CAPABILITY,
-    meta::CPU_MEMORY,
-    meta::CACHE,
-    meta::TIMER,
-];
+/// The header keys that must match for a run of an engine described by
+/// `info` to append to an existing table: everything that changes what a
+/// latency means, the engine's own keys last. Timestamps, the command line,
+/// the timing rule and the clocks seen may differ.
+pub fn resume_keys(info: &EngineInfo) -> Vec<&'static str> {
+    info.resume_keys(
+        &[meta::FORMAT, meta::DEVICE_NAME],
+        &[meta::WIDTH_STEP, meta::SPACE_DIGEST],
+    )
+}
 
 /// What to build.
 #[derive(Clone, Debug)]
@@ -150,7 +132,7 @@ struct Resumed {
 /// Otherwise the file is rewritten without a truncated last line and
 /// without the trailing `clocks`/`finished` lines of an earlier run, and its
 /// settings are compared with `header`.
-fn prepare_resume(path: &Path, header: &Metadata) -> Result<Option<Resumed>> {
+fn prepare_resume(path: &Path, header: &Metadata, keys: &[&str]) -> Result<Option<Resumed>> {
     let origin = path.display().to_string();
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
@@ -204,7 +186,7 @@ fn prepare_resume(path: &Path, header: &Metadata) -> Result<Option<Resumed>> {
         path: origin.clone(),
         reason: e.to_string(),
     })?;
-    let diffs = settings_diffs(&RESUME_KEYS, table.metadata(), header);
+    let diffs = settings_diffs(keys, table.metadata(), header);
     if !diffs.is_empty() {
         return Err(ProfilerError::SettingsDiffer {
             path: origin,
@@ -547,7 +529,7 @@ pub fn build_table(
         ..BuildReport::default()
     };
     let resumed = match &output {
-        Output::File(path) => prepare_resume(path, &header)?,
+        Output::File(path) => prepare_resume(path, &header, &resume_keys(engine.info()))?,
         Output::Stream(_) => None,
     };
     let Baseline {

@@ -9,7 +9,7 @@ pub mod in_network;
 pub mod progress;
 
 pub use build::{
-    build_table, fingerprint, BuildReport, BuildSettings, Output, IN_NETWORK_KEY, RESUME_KEYS,
+    build_table, fingerprint, resume_keys, BuildReport, BuildSettings, Output, IN_NETWORK_KEY,
     TIMING_KEY,
 };
 pub use in_network::InNetwork;

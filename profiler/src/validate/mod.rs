@@ -36,11 +36,11 @@ use crate::measure::monitor::Monitor;
 use crate::measure::speed;
 use crate::measure::timing::{time_workload, TimingFlags, TimingRule};
 
-/// What `profiler validate` is asked to do; the engine is the caller's.
+/// What `validate` is asked to do besides the table and the engine
+/// settings, which each engine's command line resolves from the table
+/// ([`resolve_settings`] for the settings every engine has).
 #[derive(Clone, Debug)]
-pub struct ValidateArgs {
-    /// The latency table to validate.
-    pub table: PathBuf,
+pub struct Request {
     /// How many networks to sample and measure.
     pub samples: usize,
     /// How many sweeps over the networks ([`Job::passes`]).
@@ -55,10 +55,6 @@ pub struct ValidateArgs {
     pub out: Option<PathBuf>,
     /// Where the predicted-against-measured plot goes (.svg or .png).
     pub plot: Option<PathBuf>,
-    /// The space file the table was built for; the default space if none.
-    pub space: Option<PathBuf>,
-    /// Settings the command line states; see [`resolve_settings`].
-    pub flags: SettingFlags,
     pub timing: TimingFlags,
     /// The command line, for the rows' header.
     pub command: String,
@@ -252,7 +248,7 @@ impl Job {
             width_multiple,
         } = sampling;
         if !(1..=MAX_SAMPLES).contains(&samples) {
-            bail!("--samples must be between 1 and {MAX_SAMPLES}, got {samples}");
+            bail!("--samples must be a number in [1, {MAX_SAMPLES}], got {samples}");
         }
         if let Some(digest) = table.metadata().get(meta::SPACE_DIGEST) {
             if digest != space.digest() {
@@ -323,7 +319,7 @@ impl Job {
     pub fn with_passes(self, passes: u32) -> Result<Job> {
         if !(1..=rows::MAX_PASSES).contains(&passes) {
             bail!(
-                "--passes must be between 1 and {}, got {passes}",
+                "--passes must be a number in [1, {}], got {passes}",
                 rows::MAX_PASSES
             );
         }
@@ -438,7 +434,10 @@ pub fn run_validation(
     };
     let (mut writer, mut rows) = match out {
         Some(path) => {
-            let (w, r) = rows::RowsWriter::open(path, &header, expected, log)?;
+            let keys = engine
+                .info()
+                .resume_keys(&rows::RESUME_FIRST, &rows::RESUME_THEN);
+            let (w, r) = rows::RowsWriter::open(path, &header, &keys, expected, log)?;
             (Some(w), r)
         }
         None => (None, Vec::new()),
@@ -747,43 +746,54 @@ pub fn plot(path: &Path, rows: &[Row]) -> Result<()> {
     )
 }
 
-/// `profiler validate` up to the engine: checks everything that needs no
-/// engine (the sample count, the output paths, the space, the table and
-/// its settings) and samples and predicts every network, so that the
-/// caller opens an engine only for a job that can run. Returns the job
-/// with the engine settings it must be timed under.
-pub fn prepare(args: &ValidateArgs) -> Result<Job> {
-    if !(1..=MAX_SAMPLES).contains(&args.samples) {
-        bail!(
-            "--samples must be between 1 and {MAX_SAMPLES}, got {}",
-            args.samples
-        );
+impl Request {
+    /// Checks what needs neither the table nor an engine: the sample count
+    /// and the output paths.
+    pub fn check_paths(&self) -> Result<()> {
+        if !(1..=MAX_SAMPLES).contains(&self.samples) {
+            bail!(
+                "--samples must be a number in [1, {MAX_SAMPLES}], got {}",
+                self.samples
+            );
+        }
+        if let Some(p) = &self.plot {
+            crate::analysis::plot::check_plot_path(p)?;
+        }
+        if let Some(p) = &self.out {
+            crate::files::resume::check_out_folder("--out", p)?;
+        }
+        Ok(())
     }
-    if let Some(p) = &args.plot {
-        crate::analysis::plot::check_plot_path(p)?;
+
+    /// The job on `table` (read by [`read_table`], with its hash) under
+    /// `config`: every network sampled and predicted, so that the caller
+    /// opens an engine only for a job that can run.
+    pub fn job(
+        &self,
+        table: &LatencyTable,
+        table_sha256: String,
+        space: SearchSpaceConfig,
+        config: EngineConfig,
+    ) -> Result<Job> {
+        let timing = self.timing.rule()?;
+        Job::new(
+            table,
+            table_sha256,
+            space,
+            config,
+            Sampling::new(table, self.seed, self.samples, self.width_multiple),
+            timing,
+            self.command.clone(),
+        )?
+        .with_passes(self.passes)
     }
-    if let Some(p) = &args.out {
-        crate::files::resume::check_out_folder("--out", p)?;
-    }
-    let space = match &args.space {
-        Some(p) => SearchSpaceConfig::from_path(p)?,
-        None => SearchSpaceConfig::default(),
-    };
-    // One read for both the hash and the table, so the rows name exactly
-    // the table they were predicted with.
-    let text = std::fs::read_to_string(&args.table)
-        .with_context(|| format!("cannot read {}", args.table.display()))?;
-    let table = LatencyTable::parse(&text, &args.table.display().to_string())?;
-    let config = resolve_settings(&table, &args.flags)?;
-    let timing = args.timing.rule()?;
-    Job::new(
-        &table,
-        sha256_16(text.as_bytes()),
-        space,
-        config,
-        Sampling::new(&table, args.seed, args.samples, args.width_multiple),
-        timing,
-        args.command.clone(),
-    )?
-    .with_passes(args.passes)
+}
+
+/// The table at `path` and the hash of its bytes, from one read, so that
+/// the rows name exactly the table they were predicted with.
+pub fn read_table(path: &Path) -> Result<(LatencyTable, String)> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let table = LatencyTable::parse(&text, &path.display().to_string())?;
+    Ok((table, sha256_16(text.as_bytes())))
 }

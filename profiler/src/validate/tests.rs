@@ -224,6 +224,27 @@ fn a_killed_run_resumes_to_the_same_rows() {
 }
 
 #[test]
+fn a_rerun_resumes_when_only_an_informative_fingerprint_line_differs() {
+    let (dir, path, table) = setup();
+    let out = dir.path().join("rows.csv");
+    let mut first = net_engine(&table);
+    first.info.extra = vec![(meta::CPU_CORES.to_string(), "2".into())];
+    run(&mut first, &job(&table, &path, 1, 4), Some(&out)).unwrap();
+    // The core count is written but is none of the engine's resume keys.
+    let mut more_cores = net_engine(&table);
+    more_cores.info.extra = vec![(meta::CPU_CORES.to_string(), "64".into())];
+    let rows = run(&mut more_cores, &job(&table, &path, 1, 4), Some(&out)).unwrap();
+    assert_eq!(rows.len(), 4);
+    assert_eq!(more_cores.networks, 0, "nothing was measured again");
+    // Declared a resume key, the same difference is refused.
+    let mut strict = net_engine(&table);
+    strict.info.extra = vec![(meta::CPU_CORES.to_string(), "64".into())];
+    strict.info.resume_keys = vec![meta::CPU_CORES];
+    let err = run(&mut strict, &job(&table, &path, 1, 4), Some(&out)).unwrap_err();
+    assert!(err.to_string().contains("cpu_cores: file has '2'"), "{err}");
+}
+
+#[test]
 fn a_rerun_with_other_settings_is_refused() {
     let (dir, path, table) = setup();
     let out = dir.path().join("rows.csv");
@@ -251,7 +272,8 @@ fn a_rerun_with_other_settings_is_refused() {
         .to_string();
     assert!(err.contains("device_uuid"), "{err}");
 
-    // Another CPU (or its cache, governor, vector unit, memory setting).
+    // Another CPU (or its cache, governor, vector unit, memory setting):
+    // keys the engine says a resume must match.
     for key in [
         meta::CPU_MODEL,
         meta::LLC_BYTES,
@@ -261,6 +283,7 @@ fn a_rerun_with_other_settings_is_refused() {
     ] {
         let mut other_cpu = net_engine(&table);
         other_cpu.info.extra = vec![(key.to_string(), "other".into())];
+        other_cpu.info.resume_keys = vec![key];
         let err = run(&mut other_cpu, &job(&table, &path, 1, 4), Some(&out))
             .unwrap_err()
             .to_string();

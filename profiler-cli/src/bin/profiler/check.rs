@@ -17,7 +17,7 @@ pub struct CheckArgs {
 }
 
 pub fn run(args: &CheckArgs) -> Result<()> {
-    let space = super::load_space(args.space.as_ref())?;
+    let space = profiler_cli::flags::load_space(args.space.as_ref())?;
     let table = LatencyTable::from_path(&args.table)?;
     let md = table.metadata();
     println!(

@@ -15,7 +15,7 @@ pub struct SpaceArgs {
 pub fn run(args: &SpaceArgs) -> Result<()> {
     println!(
         "{}",
-        super::load_space(args.space.as_ref())?.to_json_pretty()
+        profiler_cli::flags::load_space(args.space.as_ref())?.to_json_pretty()
     );
     Ok(())
 }

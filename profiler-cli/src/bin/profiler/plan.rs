@@ -19,7 +19,7 @@ pub struct PlanArgs {
 }
 
 pub fn run(args: &PlanArgs) -> Result<()> {
-    let space = super::load_space(args.space.as_ref())?;
+    let space = profiler_cli::flags::load_space(args.space.as_ref())?;
     let plan = space.table_plan(args.width_step)?;
     eprint!("{}", space.describe());
     eprintln!("{}", plan.describe());

@@ -77,3 +77,9 @@ impl Progress for Bar {
         self.bar.finish_and_clear();
     }
 }
+
+impl Default for Bar {
+    fn default() -> Self {
+        Bar::new()
+    }
+}

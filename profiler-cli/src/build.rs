@@ -1,0 +1,95 @@
+//! `profiler [--out FILE] ...`: the latency table of a space on any
+//! engine (`profiler::table::build` does the work).
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+use profiler::files::command_line;
+use profiler::files::resume::check_out_folder;
+use profiler::measure::timing::TimingFlags;
+use profiler::table::build::{build_table, BuildSettings, Output};
+use profiler::table::progress::{LogOnly, Progress};
+
+use crate::engine::EngineCli;
+use crate::flags::{load_space, TimingArgs};
+use crate::progress::Bar;
+
+/// The table build's flags: the engine's settings, the timing rule, the
+/// space and where the table goes.
+#[derive(Args, Clone, Debug)]
+pub struct BuildArgs<S: Args> {
+    #[command(flatten)]
+    pub engine: S,
+    #[command(flatten)]
+    pub timing: TimingArgs,
+    /// Write the table to FILE instead of stdout, resuming it when it exists
+    /// and was built with the same settings.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Measure every N-th mid width (plus each op's min, initial and max).
+    #[arg(long, default_value_t = 8)]
+    pub width_step: u32,
+    /// Search space file (.json or .toml); the TF-NAS ImageNet space by default.
+    #[arg(long)]
+    pub space: Option<PathBuf>,
+    /// Time at most N entries in this run, leaving the table unfinished for
+    /// a later run with the same --out to resume.
+    #[arg(long)]
+    pub limit: Option<usize>,
+}
+
+/// Builds the table as `args` say; everything that needs no engine is
+/// checked before the engine opens.
+pub fn run<E: EngineCli>(args: &BuildArgs<E::Settings>) -> Result<()> {
+    let space = load_space(args.space.as_ref())?;
+    let plan_len = space.table_plan(args.width_step)?.len();
+    if let Some(out) = &args.out {
+        check_out_folder("--out", out)?;
+    }
+    let settings = BuildSettings {
+        space,
+        width_step: args.width_step,
+        timing: args.timing.flags(TimingFlags::DEFAULT.cap_ms).rule()?,
+        command: command_line(),
+        limit: args.limit,
+        in_network: E::in_network(&args.engine),
+    };
+    let (mut engine, mut monitor) = E::open(&args.engine)?;
+    eprintln!(
+        "timing {plan_len} entries of space '{}' at batch {}, width step {}",
+        settings.space.name,
+        E::batch(&args.engine),
+        args.width_step
+    );
+    let progress: Box<dyn Progress> = if E::DEFAULTS.progress_bar {
+        Box::new(Bar::new())
+    } else {
+        Box::new(LogOnly)
+    };
+    let report = match &args.out {
+        Some(path) => build_table(
+            &mut engine,
+            monitor.as_mut(),
+            &settings,
+            Output::File(path),
+            progress.as_ref(),
+        )?,
+        None => build_table(
+            &mut engine,
+            monitor.as_mut(),
+            &settings,
+            Output::Stream(&mut std::io::stdout().lock()),
+            progress.as_ref(),
+        )?,
+    };
+    eprintln!(
+        "measured {} entries ({} already there) in {:.1} s, {:.2} entries/s{}",
+        report.measured,
+        report.skipped,
+        report.seconds,
+        report.measured as f64 / report.seconds.max(1e-9),
+        E::build_note(&report)
+    );
+    Ok(())
+}

@@ -1,0 +1,106 @@
+//! The flags every engine's commands share: when to stop timing, the
+//! search space file, and the wording of a number out of its range.
+
+use std::fmt::Display;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use clap::Args;
+use profiler::measure::timing::TimingFlags;
+use space::SearchSpaceConfig;
+
+/// When to stop timing one workload, with the library's defaults.
+#[derive(Args, Clone, Debug)]
+pub struct TimingArgs {
+    /// Untimed warm-up per entry, in milliseconds.
+    #[arg(long, default_value_t = TimingFlags::DEFAULT.warmup_ms)]
+    pub warmup_ms: u64,
+    /// Per-entry cap on sampling time, in milliseconds [default: 100 for a
+    /// table's entries; for a whole network (measure, validate) the
+    /// engine's: 100 on a GPU, 1000 on the CPU].
+    #[arg(long)]
+    pub cap_ms: Option<u64>,
+    /// Stop once the 95% CI of the median is within this percentage of it.
+    #[arg(long, default_value_t = TimingFlags::DEFAULT.ci_percent)]
+    pub ci_percent: f64,
+    /// Fewest timed runs per entry.
+    #[arg(long, default_value_t = TimingFlags::DEFAULT.min_samples)]
+    pub min_samples: u64,
+}
+
+impl TimingArgs {
+    /// The flags, with `cap_ms` where the command line does not say.
+    pub fn flags(&self, cap_ms: u64) -> TimingFlags {
+        TimingFlags {
+            warmup_ms: self.warmup_ms,
+            cap_ms: self.cap_ms.unwrap_or(cap_ms),
+            ci_percent: self.ci_percent,
+            min_samples: self.min_samples,
+        }
+    }
+}
+
+/// The space file's space, or the TF-NAS ImageNet space.
+pub fn load_space(path: Option<&PathBuf>) -> anyhow::Result<SearchSpaceConfig> {
+    match path {
+        Some(p) => Ok(SearchSpaceConfig::from_path(p)?),
+        None => Ok(SearchSpaceConfig::default()),
+    }
+}
+
+/// A clap value parser for a whole number in `[min, max]`, refusing
+/// others in the wording all three binaries use (`--passes must be a
+/// number in [1, 100], got 0`).
+pub fn in_range<T>(
+    flag: &'static str,
+    min: T,
+    max: T,
+) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static
+where
+    T: FromStr + PartialOrd + Display + Copy + Send + Sync + 'static,
+{
+    move |text: &str| {
+        let v: T = text
+            .trim()
+            .parse()
+            .map_err(|_| format!("'{text}' is not a number ({flag} must lie in [{min}, {max}])"))?;
+        if v < min || v > max {
+            return Err(format!(
+                "{flag} must be a number in [{min}, {max}], got {v}"
+            ));
+        }
+        Ok(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_number_outside_its_range_is_refused_naming_the_flag_and_the_range() {
+        let parse = in_range::<u32>("--passes", 1, 100);
+        assert_eq!(parse("3"), Ok(3));
+        assert_eq!(
+            parse("0"),
+            Err("--passes must be a number in [1, 100], got 0".to_string())
+        );
+        assert_eq!(
+            parse("x"),
+            Err("'x' is not a number (--passes must lie in [1, 100])".to_string())
+        );
+    }
+
+    #[test]
+    fn the_cap_falls_back_to_the_commands_default_only_when_not_given() {
+        let mut t = TimingArgs {
+            warmup_ms: 1,
+            cap_ms: None,
+            ci_percent: 1.0,
+            min_samples: 3,
+        };
+        assert_eq!(t.flags(1000).cap_ms, 1000);
+        t.cap_ms = Some(5);
+        assert_eq!(t.flags(1000).cap_ms, 5);
+    }
+}

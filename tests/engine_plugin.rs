@@ -1,0 +1,137 @@
+//! An engine is a plug-in: `profiler-fake`, the fake engine on the shared
+//! command line (`profiler_cli`) and nothing else, builds a table, resumes
+//! it, measures a network and validates the table as the real engines do,
+//! with the same files, lines, refusals and exit status.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fake(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_profiler-fake"))
+        .args(args)
+        .output()
+        .expect("profiler-fake runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures")
+        .join(name)
+}
+
+#[track_caller]
+fn ok(o: &Output) -> String {
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    text(&o.stdout)
+}
+
+const FAST: [&str; 6] = ["--warmup-ms", "0", "--cap-ms", "5", "--min-samples", "3"];
+
+/// Builds the default space's table at width step 64 into `dir`.
+fn build(dir: &Path) -> (PathBuf, Output) {
+    let table = dir.join("fake.csv");
+    let mut args = vec!["--width-step", "64", "--out", table.to_str().unwrap()];
+    args.extend(FAST);
+    let out = fake(&args);
+    (table, out)
+}
+
+#[test]
+fn a_third_engine_builds_a_whole_table_and_resumes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (table, out) = build(dir.path());
+    ok(&out);
+    let parsed = space::LatencyTable::from_path(&table).unwrap();
+    let planned = space::SearchSpaceConfig::default()
+        .table_plan(64)
+        .unwrap()
+        .len();
+    assert_eq!(parsed.len(), planned);
+    assert_eq!(parsed.metadata().get(space::meta::ENGINE), Some("fake/1"));
+    assert!(parsed.boundary_ms() > 0.0, "the build probed the boundary");
+    let err = text(&out.stderr);
+    assert!(err.starts_with("fake: Fake GPU 80GB"), "{err}");
+    assert!(
+        err.contains(&format!("measured {planned} entries (0 already there)")),
+        "{err}"
+    );
+    let (_, again) = build(dir.path());
+    ok(&again);
+    assert!(
+        text(&again.stderr).contains(&format!("measured 0 entries ({planned} already there)")),
+        "{}",
+        text(&again.stderr)
+    );
+}
+
+#[test]
+fn a_third_engine_measures_a_network_and_its_blocks() {
+    let arch = fixture("tfnas_a.json");
+    let mut args = vec!["measure", "--arch", arch.to_str().unwrap(), "--per-block"];
+    args.extend(FAST);
+    let stdout = ok(&fake(&args));
+    let first = stdout.lines().next().unwrap();
+    assert!(first.starts_with("network tfnas_a ("), "{stdout}");
+    assert!(first.contains("at batch 32, Fake GPU 80GB"), "{stdout}");
+    assert!(stdout.contains("sum of per-block medians "), "{stdout}");
+    assert!(stdout.contains("table prediction "), "{stdout}");
+}
+
+#[test]
+fn a_third_engine_validates_its_table_with_its_own_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let (table, out) = build(dir.path());
+    ok(&out);
+    let rows = dir.path().join("rows.csv");
+    let mut args = vec![
+        "validate",
+        "--table",
+        table.to_str().unwrap(),
+        "--samples",
+        "4",
+        "--json",
+        "--out",
+        rows.to_str().unwrap(),
+    ];
+    args.extend(FAST);
+    let stdout = ok(&fake(&args));
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["count"], 4, "{stdout}");
+    // The fake's networks cost exactly what its table's sums and boundary
+    // say, so the table predicts them within the fake's ±0.05% jitter.
+    let median = report["median_ape_pct"].as_f64().unwrap();
+    assert!(median < 0.1, "{stdout}");
+    // Two passes: the fake's default, not a GPU's 1 or the CPU's 3.
+    let back = std::fs::read_to_string(&rows).unwrap();
+    let data: Vec<&str> = back
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .skip(1)
+        .collect();
+    assert_eq!(data.len(), 8, "{back}");
+}
+
+#[test]
+fn a_third_engine_refuses_a_flag_that_disagrees_with_the_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let (table, out) = build(dir.path());
+    ok(&out);
+    let o = fake(&[
+        "validate",
+        "--table",
+        table.to_str().unwrap(),
+        "--batch",
+        "8",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = text(&o.stderr);
+    assert!(
+        err.starts_with("error: ") && err.contains("batch: table '32', flag '8'"),
+        "{err}"
+    );
+    assert!(o.stdout.is_empty());
+}
