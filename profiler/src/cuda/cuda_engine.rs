@@ -41,17 +41,19 @@ use cudarc::driver::{
     CudaContext, CudaEvent, CudaFunction, CudaGraph, CudaSlice, CudaStream, DevicePtr, DriverError,
     LaunchConfig, PushKernelArg,
 };
+use space::layers::{block_input_len, block_layers, Layer};
 
 use super::cublas::{Blas, PointwiseShape};
 use super::cudnn::{Conv, ConvIo, ConvShape, FusedAct, Handle, ALGORITHMS};
 use super::device::{self, guard};
 use super::error::InBlock;
-use super::kernels::{self, grid_for, grid_for_warps, THREADS};
-use super::layers::{act_code, block_input_len, block_layers, random_params, Layer, Params, Rng};
+use super::kernels::{self, act_code, grid_for, grid_for_warps, THREADS};
 use crate::error::{ProfilerError, Result};
 use crate::measure::engine::{
     Dtype, Engine, EngineConfig, EngineInfo, Launch, Layout, Workload, L2,
 };
+use crate::reference::check::ReadsOutput;
+use crate::reference::weights::{random_params, Params, Rng};
 
 mod choice;
 mod spin;
@@ -758,11 +760,13 @@ impl CudaEngine {
         }
         Ok(())
     }
+}
 
+impl ReadsOutput for CudaEngine {
     /// Runs the prepared workload once (its graph, when captured) and copies
-    /// its output to the host,
-    /// for the numerics checks against [`super::layers::reference_layer`].
-    pub fn run_and_read_output(&mut self) -> Result<Vec<f32>> {
+    /// its output to the host, for the numerics check against the reference
+    /// (`crate::reference::check`).
+    fn run_and_read_output(&mut self) -> Result<Vec<f32>> {
         let prepared = self
             .prepared
             .as_ref()

@@ -1,14 +1,14 @@
 //! Tests of the CUDA engine together with the layers below it: what the
 //! engine's own modules cannot see (the boundary probe of `measure/`) or
-//! should not import only for a test (the `verify` comparison).
+//! should not import only for a test (the reference's comparison).
 
 use space::{meta, Metadata};
 
-use crate::cuda::verify::compare;
 use crate::measure::boundary::Boundary;
 use crate::measure::engine::{EngineConfig, Launch};
 use crate::measure::monitor::Unmonitored;
 use crate::measure::timing::TimingRule;
+use crate::reference::check::compare;
 
 #[test]
 fn the_poison_is_finite_and_far_from_any_output() {
