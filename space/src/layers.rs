@@ -148,59 +148,7 @@ pub fn block_layers(spec: &BlockSpec) -> Vec<Layer> {
             act: Some(s.activation),
             residual: false,
         }],
-        BlockKind::Fixed | BlockKind::Mbconv => {
-            let mut layers = Vec::new();
-            let mid = if spec.has_expansion() {
-                layers.push(Layer::Conv {
-                    cin: s.in_channels,
-                    cout: spec.mid_channels,
-                    kernel: 1,
-                    stride: 1,
-                    groups: 1,
-                    res_in: r,
-                    res_out: r,
-                    act: Some(s.activation),
-                    residual: false,
-                });
-                spec.mid_channels
-            } else {
-                // TF-NAS drops the expansion when mid <= in; the depthwise
-                // conv then runs on the input's channels.
-                s.in_channels
-            };
-            let r_out = conv_out(r, s.kernel, s.stride);
-            layers.push(Layer::Conv {
-                cin: mid,
-                cout: mid,
-                kernel: s.kernel,
-                stride: s.stride,
-                groups: mid,
-                res_in: r,
-                res_out: r_out,
-                act: Some(s.activation),
-                residual: false,
-            });
-            if s.se_channels > 0 {
-                layers.push(Layer::Se {
-                    channels: mid,
-                    se: s.se_channels,
-                    res: r_out,
-                    act: s.activation,
-                });
-            }
-            layers.push(Layer::Conv {
-                cin: mid,
-                cout: s.out_channels,
-                kernel: 1,
-                stride: 1,
-                groups: 1,
-                res_in: r_out,
-                res_out: r_out,
-                act: None,
-                residual: spec.has_residual(),
-            });
-            layers
-        }
+        BlockKind::Fixed | BlockKind::Mbconv => inverted_residual_layers(spec),
         BlockKind::Head => vec![
             Layer::Conv {
                 cin: s.in_channels,
@@ -223,6 +171,64 @@ pub fn block_layers(spec: &BlockSpec) -> Vec<Layer> {
             },
         ],
     }
+}
+
+/// The layers of an inverted-residual block (the second stem and the
+/// searchable blocks): expansion, depthwise, SE, projection.
+fn inverted_residual_layers(spec: &BlockSpec) -> Vec<Layer> {
+    let s = &spec.shape;
+    let r = s.resolution;
+    let mut layers = Vec::new();
+    let mid = if spec.has_expansion() {
+        layers.push(Layer::Conv {
+            cin: s.in_channels,
+            cout: spec.mid_channels,
+            kernel: 1,
+            stride: 1,
+            groups: 1,
+            res_in: r,
+            res_out: r,
+            act: Some(s.activation),
+            residual: false,
+        });
+        spec.mid_channels
+    } else {
+        // TF-NAS drops the expansion when mid <= in; the depthwise
+        // conv then runs on the input's channels.
+        s.in_channels
+    };
+    let r_out = conv_out(r, s.kernel, s.stride);
+    layers.push(Layer::Conv {
+        cin: mid,
+        cout: mid,
+        kernel: s.kernel,
+        stride: s.stride,
+        groups: mid,
+        res_in: r,
+        res_out: r_out,
+        act: Some(s.activation),
+        residual: false,
+    });
+    if s.se_channels > 0 {
+        layers.push(Layer::Se {
+            channels: mid,
+            se: s.se_channels,
+            res: r_out,
+            act: s.activation,
+        });
+    }
+    layers.push(Layer::Conv {
+        cin: mid,
+        cout: s.out_channels,
+        kernel: 1,
+        stride: 1,
+        groups: 1,
+        res_in: r_out,
+        res_out: r_out,
+        act: None,
+        residual: spec.has_residual(),
+    });
+    layers
 }
 
 /// Elements per image of a block's input.
