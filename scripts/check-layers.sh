@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The profiler's layering rules (issue 13), checked by grep:
-#   - analysis/, stats/, measure/, table/ and validate/ never use the CUDA
-#     engine (crate::cuda), clap or anyhow: they are library code generic
-#     over the engine and return the crate's error type;
+#   - analysis/, stats/, measure/, reference/, table/ and validate/ never
+#     use the CUDA engine (crate::cuda), clap or anyhow: they are library
+#     code generic over the engine and return the crate's error type;
 #   - stats/ imports nothing from the rest of the crate;
 #   - the import graph of profiler/src has no circle and at most 7 floors
 #     (scripts/import-floors.py says how it is drawn).
@@ -27,7 +27,7 @@ check() {
         echo "check-layers: $src/lib.rs not found" >&2
         return 2
     fi
-    for layer in analysis stats measure table validate; do
+    for layer in analysis stats measure reference table validate; do
         hits=$(code_matches "$src/$layer" '\b(crate|profiler)::(cuda\b|\{[^}]*\bcuda\b)|\bclap\b|\banyhow\b')
         if [ -n "$hits" ]; then
             echo "check-layers: $layer/ must not use the CUDA engine, clap or anyhow:" >&2
@@ -76,6 +76,8 @@ self_test() {
 cuda in measure|measure/mod.rs|use crate::cuda::CudaEngine;
 cuda in a group in table|table/mod.rs|use crate::{cuda, measure};
 clap in analysis|analysis/fit.rs|use clap::Args;
+cuda in reference|reference/check.rs|use crate::cuda::CudaEngine;
+anyhow in reference|reference/forward.rs|fn f() -> anyhow::Result<()> { Ok(()) }
 anyhow in validate|validate/mod.rs|fn f() -> anyhow::Result<()> { Ok(()) }
 anyhow in stats|stats/rank.rs|use anyhow::bail;
 crate in stats|stats/summary.rs|use crate::error::Result;

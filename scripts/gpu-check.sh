@@ -89,8 +89,10 @@ bin=${GPU_CHECK_BIN:-target/gpu-check}
 build() {
     set -e
     cargo build --release -p profiler
-    # The library's unit tests as one binary: the GPU tests in it skip
-    # without CUDA here and run there.
+    # The library's unit tests as one binary: the GPU tests in it (named
+    # gpu_*) are #[ignore]d, so a plain `cargo test` without a GPU reports
+    # them ignored rather than passed; `run` passes --ignored or
+    # --include-ignored to run them there.
     local exe
     exe=$(cargo test --release -p profiler --lib --no-run --message-format=json 2>/dev/null |
         python3 -c 'import sys, json
@@ -199,8 +201,9 @@ checks() {
     # 1. The engine opens, a capture that allocates fails cleanly (the
     #    capture mode), and one block (the stem) is prepared, captured and
     #    timed; the second test reopens the device and gets its one context.
-    #    Matched by name, not path, and both must have run.
-    step open-one-block 30 "expect=0:test result: ok. 2 passed" "$bin/profiler-unit-tests" --test-threads=1 --nocapture \
+    #    Matched by name, not path, and both must have run (--ignored: the
+    #    GPU tests are ignored where there is no GPU).
+    step open-one-block 30 "expect=0:test result: ok. 2 passed" "$bin/profiler-unit-tests" --ignored --test-threads=1 --nocapture \
         gpu_a_capture_that_allocates_fails_cleanly_and_the_engine_goes_on gpu_opening_again_gets_the_same_context
     # 2. TF-NAS-A end to end and per block (target 2), in graph mode, with
     #    every convolution choice and its candidates' times in the log.
@@ -218,7 +221,8 @@ checks() {
     # 5. The unit tests; on the GPU: every block kind against the CPU
     #    reference, graph and eager, and every way of running a convolution
     #    preferred in turn (the rest takes seconds on the CPU).
-    step unit-tests 120 "$bin/profiler-unit-tests" --test-threads=1 --nocapture
+    #    --include-ignored: the GPU tests as well as the others.
+    step unit-tests 120 "$bin/profiler-unit-tests" --include-ignored --test-threads=1 --nocapture
     # 6. Repeatability (target 3): the same 20 entries twice.
     step repeat-a 45 "$p" --device 0 --width-step 64 --limit 20 --out "$OUT/repeat-a.csv"
     step repeat-b 45 "$p" --device 0 --width-step 64 --limit 20 --out "$OUT/repeat-b.csv"

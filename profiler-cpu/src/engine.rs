@@ -2,20 +2,21 @@
 //! PyTorch CPU inference runs), with batch norm folded into the
 //! convolutions and autograd off, timed by the monotonic clock.
 //!
-//! Layers, weights and the input come from the GPU engine's host-side plan
-//! ([`profiler::cuda::layers`]): the same layer list, the same seeded
-//! weights drawn in the same order, so [`reference_forward`] there is this
-//! engine's numerical reference too.
+//! Layers come from [`space::layers`] and weights and the input from
+//! [`profiler::reference`], as in the GPU engine: the same layer list, the
+//! same seeded weights drawn in the same order, so [`reference_forward`]
+//! there is this engine's numerical reference too.
 //!
-//! [`reference_forward`]: profiler::cuda::layers::reference_forward
+//! [`reference_forward`]: profiler::reference::reference_forward
 
 use std::fmt;
 use std::str::FromStr;
 use std::time::Instant;
 
-use profiler::cuda::layers::{block_input_len, block_layers, random_params, Layer, Params, Rng};
 use profiler::engine::{Dtype, Engine, EngineConfig, EngineInfo, Launch, Layout, Workload, L2};
 use profiler::error::{ProfilerError, Result};
+use profiler::reference::{random_params, Params, ReadsOutput, Rng};
+use space::layers::{block_input_len, block_layers, Layer};
 use space::{meta, Activation, BlockSpec};
 use tch::{Kind, Tensor};
 
@@ -554,12 +555,6 @@ impl CpuEngine {
         }
     }
 
-    /// The output of one run, for the numerics check.
-    pub fn run_and_read_output(&mut self) -> Result<Vec<f32>> {
-        let y = self.forward()?.flatten(0, -1);
-        Vec::<f32>::try_from(&y).map_err(|e| ProfilerError::Invalid(format!("libtorch: {e}")))
-    }
-
     /// Reads the eviction buffer, one word per cache line, so the caches
     /// hold it instead of the block's data.
     fn evict_caches(&self) {
@@ -568,6 +563,14 @@ impl CpuEngine {
             sum = sum.wrapping_add(*line);
         }
         std::hint::black_box(sum);
+    }
+}
+
+impl ReadsOutput for CpuEngine {
+    /// The output of one run, for the numerics check.
+    fn run_and_read_output(&mut self) -> Result<Vec<f32>> {
+        let y = self.forward()?.flatten(0, -1);
+        Vec::<f32>::try_from(&y).map_err(|e| ProfilerError::Invalid(format!("libtorch: {e}")))
     }
 }
 

@@ -5,9 +5,10 @@
 //!
 //! | Layer | What it holds |
 //! |-------|---------------|
-//! | [`cuda`] | the cudarc engine and the `verify` command's check against its CPU reference; the only `unsafe` code; kernels in `.cu` files; one [`CudaError`](cuda::CudaError) |
+//! | [`cuda`] | the cudarc engine and its GPU tests against the CPU reference; the only `unsafe` code; kernels in `.cu` files; one [`CudaError`](cuda::CudaError) |
 //! | [`table`], [`validate`] | building a table (with resume) and timing whole networks against a table, generic over [`Engine`] |
 //! | [`analysis`] | accuracy statistics, the validation rows format, `fit`, `compare`, plots: files and tables, never an engine |
+//! | [`reference`] | what an engine's output must be: seeded weights, a plain CPU forward pass of [`space::layers`], and the `verify` check of any engine that reads its output back |
 //! | [`measure`] | the [`Engine`] and [`Monitor`] traits, timing, the stopping rule, the boundary; a fake engine behind `test-util` |
 //! | [`files`] | resumable output files: header lines, truncation, atomic replace, timestamps |
 //! | [`error`] | [`ProfilerError`], the one error type every layer returns |
@@ -30,6 +31,7 @@ pub mod cuda;
 pub mod error;
 pub mod files;
 pub mod measure;
+pub mod reference;
 pub mod stats;
 pub mod table;
 pub mod validate;

@@ -9,8 +9,9 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{conv_output_resolution, Activation};
+use crate::config::Activation;
 use crate::error::SpaceError;
+use crate::layers::conv_out;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -84,7 +85,7 @@ impl BlockShape {
     }
 
     pub fn output_resolution(&self) -> u32 {
-        conv_output_resolution(self.resolution, self.stride)
+        conv_out(self.resolution, self.kernel, self.stride)
     }
 }
 

@@ -187,8 +187,10 @@ pub const LIMITS: Limits = Limits {
 };
 
 /// Output size of a conv with padding `k/2` and odd `k`: `ceil(res / stride)`.
+/// The size is the same for every odd kernel, so this is
+/// [`conv_out`](crate::layers::conv_out), the one formula, at kernel 1.
 pub fn conv_output_resolution(resolution: u32, stride: u32) -> u32 {
-    (resolution - 1) / stride + 1
+    crate::layers::conv_out(resolution, 1, stride)
 }
 
 fn op(name: &str, kernel: u32, expansion: u32, se_ratio: u32) -> OpConfig {

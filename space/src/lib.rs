@@ -1,10 +1,11 @@
 //! The shared vocabulary of the profiler and the searcher.
 //!
 //! One source of truth for what a search space is ([`SearchSpaceConfig`]),
-//! what a timed block is and how it is named ([`BlockSpec`]), which blocks a
-//! table needs ([`TablePlan`]), how a table is stored and read
-//! ([`LatencyTable`], [`TableWriter`]), and how a derived network is written
-//! down ([`Architecture`]). Neither program redefines any of these.
+//! what a timed block is and how it is named ([`BlockSpec`]), which layers
+//! a block runs and their shapes ([`layers`]), which blocks a table needs
+//! ([`TablePlan`]), how a table is stored and read ([`LatencyTable`],
+//! [`TableWriter`]), and how a derived network is written down
+//! ([`Architecture`]). Neither program redefines any of these.
 //!
 //! This crate must never depend on libtorch: the profiler links it, and a
 //! process holding libtorch's cuDNN cannot use the system one (docs/gpu-facts.md,
@@ -16,6 +17,7 @@ pub mod config;
 mod cost;
 pub mod error;
 pub mod io;
+pub mod layers;
 pub mod plan;
 mod sample;
 pub use sample::blocks_in_code;
@@ -29,6 +31,7 @@ pub use config::{
     StemConfig, WidthRange,
 };
 pub use error::{Result, SpaceError};
+pub use layers::{block_input_len, block_layers, conv_out, Layer};
 pub use plan::{FixedParts, TablePlan};
 pub use table::{
     meta, ArchLatency, Correction, Entry, Estimate, LatencyStats, LatencyTable, Metadata, Source,

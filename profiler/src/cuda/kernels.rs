@@ -5,9 +5,10 @@
 //! candidate that does not depend on cuDNN), the small element-wise and SE
 //! kernels around the cuDNN convolutions, and the L2 flush. fp32 NCHW.
 //!
-//! `act` codes: 0 none, 1 ReLU, 2 swish, 3 hard swish (`layers::act_code`).
+//! `act` codes: 0 none, 1 ReLU, 2 swish, 3 hard swish ([`act_code`]).
 
 use cudarc::nvrtc::{compile_ptx_with_opts, CompileError, CompileOptions, Ptx};
+use space::Activation;
 
 use crate::error::{ProfilerError, Result};
 
@@ -62,6 +63,17 @@ pub fn compile(source: &str, major: i32, minor: i32) -> Result<Ptx> {
     })
 }
 
+/// The integer the kernels take for an activation; they compute each as
+/// [`crate::reference::forward::activate`] does.
+pub fn act_code(act: Option<Activation>) -> i32 {
+    match act {
+        None => 0,
+        Some(Activation::Relu) => 1,
+        Some(Activation::Swish) => 2,
+        Some(Activation::Hswish) => 3,
+    }
+}
+
 /// Threads per block for the element-wise kernels.
 pub const THREADS: u32 = 256;
 
@@ -94,6 +106,14 @@ pub fn grid_for_warps(items: usize) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn activation_codes_are_as_documented() {
+        assert_eq!(act_code(None), 0);
+        assert_eq!(act_code(Some(Activation::Relu)), 1);
+        assert_eq!(act_code(Some(Activation::Swish)), 2);
+        assert_eq!(act_code(Some(Activation::Hswish)), 3);
+    }
 
     #[test]
     fn every_named_kernel_is_in_the_source_once() {

@@ -1,8 +1,10 @@
 //! The CUDA engine, through cudarc only: raw cuDNN calls and NVRTC kernel
 //! source at the bottom ([`cudnn`], [`kernels`]), device opening and
-//! describing ([`device`]), one error type for all of them ([`error`]), the host-side layer description with BN folding
-//! and a CPU reference ([`layers`]), and the [`Engine`](crate::measure::engine::Engine)
-//! on top ([`CudaEngine`]).
+//! describing ([`device`]), one error type for all of them ([`error`]), and
+//! the [`Engine`](crate::measure::engine::Engine) on top ([`CudaEngine`]),
+//! which lowers the layers of [`space::layers`] with the seeded weights of
+//! [`crate::reference`] and is checked against its CPU reference
+//! ([`verify`]). [`layers`] keeps the former paths of those.
 //!
 //! It compiles without CUDA (cudarc loads every library at run time) and
 //! reports a missing driver, device or library as an error, never a panic.

@@ -1,14 +1,14 @@
 //! Tests of the CUDA engine together with the layers below it: what the
 //! engine's own modules cannot see (the boundary probe of `measure/`) or
-//! should not import only for a test (the `verify` comparison).
+//! should not import only for a test (the reference's comparison).
 
 use space::{meta, Metadata};
 
-use crate::cuda::verify::compare;
 use crate::measure::boundary::Boundary;
 use crate::measure::engine::{EngineConfig, Launch};
 use crate::measure::monitor::Unmonitored;
 use crate::measure::timing::TimingRule;
+use crate::reference::check::compare;
 
 #[test]
 fn the_poison_is_finite_and_far_from_any_output() {
@@ -24,13 +24,10 @@ fn the_poison_is_finite_and_far_from_any_output() {
 
 /// On the GPU: the boundary probe (`crate::measure::boundary`) runs in
 /// the CUDA engine, longer runs take longer, and the boundary lies
-/// between 0 and a run of one kernel. Skips where there is no CUDA.
+/// between 0 and a run of one kernel.
 #[test]
+#[ignore = "needs a CUDA GPU; scripts/gpu-check.sh runs it with --ignored"]
 fn gpu_the_boundary_is_measured_and_smaller_than_a_run() {
-    if !crate::cuda::device::driver_present() {
-        eprintln!("skipped: no CUDA driver on this machine");
-        return;
-    }
     for launch in [Launch::Graph, Launch::Eager] {
         let config = EngineConfig {
             launch,

@@ -4,6 +4,7 @@
 //! choice of an expansion and the depthwise convolution after it
 //! ([`Pending`], `plan_pair`).
 
+use super::timing::launch_spin;
 use super::*;
 
 /// How one convolution runs, chosen per shape by timing.
@@ -337,6 +338,8 @@ impl CudaEngine {
 
     /// The outer error: the stream is broken. The inner one: no candidate
     /// of the subset ran (the last one's error), also remembered per key.
+    /// (Over 80 lines: the cache lookup, the loop over candidates with its
+    /// pruning, and the log of the choice read best as one.)
     pub(super) fn try_choose(
         &mut self,
         layer: &Layer,
