@@ -161,6 +161,59 @@ fn count_correct(logits: &Tensor, labels: &Tensor) -> usize {
         .int64_value(&[]) as usize
 }
 
+/// What an epoch runs with, from its index.
+#[derive(Clone, Copy)]
+struct Schedule {
+    epoch: usize,
+    warmup: bool,
+    temperature: f64,
+    lr: f64,
+}
+
+/// Sums over an epoch's steps, for its [`EpochLog`].
+#[derive(Default)]
+struct Totals {
+    steps: usize,
+    weight_loss: f64,
+    path_a_loss: f64,
+    /// Correct predictions of path A and training images seen.
+    correct: usize,
+    train_seen: usize,
+    arch_steps: usize,
+    arch_ce: f64,
+    latency_loss: f64,
+    /// Correct held-out predictions and held-out images seen.
+    held_correct: usize,
+    held_seen: usize,
+}
+
+/// The held-out batches of the architecture steps, in the epoch's shuffled
+/// order, starting over where one more would run past the end.
+struct HeldOutBatches<'a> {
+    order: &'a [usize],
+    size: usize,
+    pos: usize,
+}
+
+impl<'a> HeldOutBatches<'a> {
+    fn new(order: &'a [usize], batch: usize) -> Self {
+        HeldOutBatches {
+            order,
+            size: batch.min(order.len()),
+            pos: 0,
+        }
+    }
+
+    fn next_batch(&mut self) -> &'a [usize] {
+        if self.pos + self.size > self.order.len() {
+            self.pos = 0;
+        }
+        let batch = &self.order[self.pos..self.pos + self.size];
+        self.pos += self.size;
+        batch
+    }
+}
+
 /// A search in progress: the supernet, its latency model, both optimizers
 /// and the history so far.
 pub struct Search {
@@ -272,89 +325,47 @@ impl Search {
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<EpochLog> {
         let epoch = self.next_epoch;
-        let s = self.settings.clone();
-        let bs = s.batch_size;
-        check_split(split, bs)?;
+        let s = &self.settings;
+        check_split(split, s.batch_size)?;
         let start = Instant::now();
-        let warmup = epoch < s.warmup_epochs;
-        let temperature = s.temperature_at(epoch);
-        let lr = s.lr_at(epoch);
+        let plan = Schedule {
+            epoch,
+            warmup: epoch < s.warmup_epochs,
+            temperature: s.temperature_at(epoch),
+            lr: s.lr_at(epoch),
+        };
+        // The draws' order is part of the replay: both shuffles, then each
+        // step's, then the warm-up's held-out paths.
         let mut rng = ChaCha8Rng::seed_from_u64(s.seed);
         rng.set_stream(epoch as u64 + 1);
         let mut train = split.train.clone();
         train.shuffle(&mut rng);
         let mut held_out = split.held_out.clone();
         held_out.shuffle(&mut rng);
-        let held_bs = bs.min(held_out.len());
-        let mut held_pos = 0;
-        let mut next_held = || {
-            if held_pos + held_bs > held_out.len() {
-                held_pos = 0;
-            }
-            let idx = held_out[held_pos..held_pos + held_bs].to_vec();
-            held_pos += held_bs;
-            idx
-        };
-        let device = self.net.device;
-        let steps = train.len() / bs;
-        let (mut w_loss, mut a_loss, mut correct, mut train_seen) = (0.0, 0.0, 0usize, 0usize);
-        let (mut arch_ce, mut lat_loss, mut held_correct, mut held_seen, mut arch_steps) =
-            (0.0, 0.0, 0usize, 0usize, 0usize);
-        let augment = Augment::Train {
-            epoch: epoch as u64,
-        };
-        let planned: Vec<Vec<usize>> = train[..steps * bs]
-            .chunks_exact(bs)
-            .map(<[usize]>::to_vec)
-            .collect();
-        data.prefetch(&planned, augment);
-        for (step, idx) in planned.iter().enumerate() {
-            let (x, y) = data.batch(idx, augment)?;
-            // A set may have skipped unreadable images.
-            train_seen += y.size()[0] as usize;
-            let (x, y) = (x.to_device(device), y.to_device(device));
-            let w = self.weight_step(&x, &y, warmup, lr, &mut rng);
-            self.check_loss(epoch, step, "weight", w.loss)?;
-            w_loss += w.loss;
-            a_loss += w.path_a_loss;
-            correct += w.correct;
-            // Architecture step on held-out data every other step.
-            if !warmup && step % 2 == 0 {
-                let hidx = next_held();
-                let (hx, hy) = data.batch(&hidx, Augment::HeldOut)?;
-                let (hx, hy) = (hx.to_device(device), hy.to_device(device));
-                let a = self.arch_step(&hx, &hy, temperature, &mut rng);
-                self.check_loss(epoch, step, "architecture", a.ce + a.latency_loss)?;
-                arch_ce += a.ce;
-                lat_loss += a.latency_loss;
-                held_correct += a.correct;
-                held_seen += hy.size()[0] as usize;
-                arch_steps += 1;
-            }
-            progress(step + 1, steps);
-        }
-        if warmup {
+        let mut held = HeldOutBatches::new(&held_out, s.batch_size);
+        let mut t = self.train_steps(data, &train, &mut held, plan, &mut rng, progress)?;
+        if plan.warmup {
             // No arch steps: measure held-out accuracy on sampled paths.
-            let (c, n) = self.sampled_path_accuracy(data, &held_out, held_bs, &mut rng)?;
-            held_correct += c;
-            held_seen += n;
+            let (c, n) = self.sampled_path_accuracy(data, &held_out, held.size, &mut rng)?;
+            t.held_correct += c;
+            t.held_seen += n;
         }
-        let elastic = (!warmup)
+        let elastic = (!plan.warmup)
             .then(|| self.scale_widths())
             .map(|o| (o.before_ms, o.after_ms));
-        let n = steps as f64;
-        let per_arch = |v: f64| (arch_steps > 0).then(|| v / arch_steps as f64);
+        let n = t.steps as f64;
+        let per_arch = |v: f64| (t.arch_steps > 0).then(|| v / t.arch_steps as f64);
         let log = EpochLog {
             epoch,
-            warmup,
-            lr,
-            temperature,
-            weight_loss: w_loss / n,
-            path_a_loss: a_loss / n,
-            train_acc: correct as f64 / train_seen.max(1) as f64,
-            arch_ce: per_arch(arch_ce),
-            latency_loss: per_arch(lat_loss),
-            held_out_acc: held_correct as f64 / held_seen.max(1) as f64,
+            warmup: plan.warmup,
+            lr: plan.lr,
+            temperature: plan.temperature,
+            weight_loss: t.weight_loss / n,
+            path_a_loss: t.path_a_loss / n,
+            train_acc: t.correct as f64 / t.train_seen.max(1) as f64,
+            arch_ce: per_arch(t.arch_ce),
+            latency_loss: per_arch(t.latency_loss),
+            held_out_acc: t.held_correct as f64 / t.held_seen.max(1) as f64,
             expected_ms: self.expected_ms(),
             argmax_ms: self.model.discrete_ms(&self.derive()),
             elastic,
@@ -363,6 +374,59 @@ impl Search {
         self.history.push(log.clone());
         self.next_epoch += 1;
         Ok(log)
+    }
+
+    /// The epoch's weight steps over the whole batches of `train`, after
+    /// warm-up with an architecture step on a held-out batch every other
+    /// step.
+    fn train_steps(
+        &mut self,
+        data: &dyn Dataset,
+        train: &[usize],
+        held: &mut HeldOutBatches,
+        plan: Schedule,
+        rng: &mut ChaCha8Rng,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Totals> {
+        let (epoch, bs, device) = (plan.epoch, self.settings.batch_size, self.net.device);
+        let steps = train.len() / bs;
+        let augment = Augment::Train {
+            epoch: epoch as u64,
+        };
+        let planned: Vec<Vec<usize>> = train[..steps * bs]
+            .chunks_exact(bs)
+            .map(<[usize]>::to_vec)
+            .collect();
+        data.prefetch(&planned, augment);
+        let mut t = Totals {
+            steps,
+            ..Totals::default()
+        };
+        for (step, idx) in planned.iter().enumerate() {
+            let (x, y) = data.batch(idx, augment)?;
+            // A set may have skipped unreadable images.
+            t.train_seen += y.size()[0] as usize;
+            let (x, y) = (x.to_device(device), y.to_device(device));
+            let w = self.weight_step(&x, &y, plan.warmup, plan.lr, rng);
+            self.check_loss(epoch, step, "weight", w.loss)?;
+            t.weight_loss += w.loss;
+            t.path_a_loss += w.path_a_loss;
+            t.correct += w.correct;
+            // Architecture step on held-out data every other step.
+            if !plan.warmup && step % 2 == 0 {
+                let (hx, hy) = data.batch(held.next_batch(), Augment::HeldOut)?;
+                let (hx, hy) = (hx.to_device(device), hy.to_device(device));
+                let a = self.arch_step(&hx, &hy, plan.temperature, rng);
+                self.check_loss(epoch, step, "architecture", a.ce + a.latency_loss)?;
+                t.arch_ce += a.ce;
+                t.latency_loss += a.latency_loss;
+                t.held_correct += a.correct;
+                t.held_seen += hy.size()[0] as usize;
+                t.arch_steps += 1;
+            }
+            progress(step + 1, steps);
+        }
+        Ok(t)
     }
 
     /// Correct predictions and images seen over the held-out split, each
