@@ -25,6 +25,12 @@ pub fn tiny_table() -> LatencyTable {
     LatencyTable::parse(TINY_TABLE, "searcher_tiny_synthetic.csv").expect("fixture table parses")
 }
 
+/// The tiny table's text with one more header line (`# width_step: 16`)
+/// before its `# batch` line.
+pub fn tiny_table_text_with(header: &str) -> String {
+    TINY_TABLE.replacen("# batch", &format!("{header}\n# batch"), 1)
+}
+
 /// The latency model of `space` over the tiny table.
 pub fn tiny_model(space: &SearchSpaceConfig) -> LatencyModel {
     LatencyModel::new(space, &tiny_table()).expect("the tiny table prices the tiny space")
