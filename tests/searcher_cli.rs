@@ -6,39 +6,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod searcher_support;
-use searcher_support::{fixture, searcher, text};
+use searcher_support::{
+    assert_refused, fixture, names, png_classes, searcher, text, tiny_search, tiny_table_text_with,
+    with,
+};
 
 /// A short search on the two-stage toy space: seconds on a CPU.
 fn tiny_args(out: &Path) -> Vec<String> {
-    [
-        "--space",
-        &fixture("searcher_tiny_space.json"),
-        "--table",
-        &fixture("searcher_tiny_synthetic.csv"),
-        "--target-ms",
-        "3.0",
-        "--epochs",
-        "3",
-        "--warmup-epochs",
-        "1",
-        "--embedded-images",
-        "200",
-        "--resolution",
-        "16",
-        "--batch-size",
-        "16",
-        "--lambda",
-        "1",
-        "--device",
-        "cpu",
-        "--threads",
-        "1",
-        "--out",
-        &out.display().to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    with(tiny_search(out, 3, 200), "--lambda", "1")
 }
 
 #[test]
@@ -105,16 +80,8 @@ fn refused(args: &[&str]) -> String {
     if !args.contains(&"--out") {
         args.extend(["--out", &default_out]);
     }
-    let out = searcher(&args);
-    let err = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(
-        !err.contains("epoch 1/"),
-        "refused only after training started: {err}"
-    );
-    assert!(!err.contains("panicked"), "{err}");
-    assert_eq!(text(&out.stdout), "", "printed before refusing: {err}");
-    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    let err = assert_refused(&searcher(&args), &format!("{args:?}"));
+    let left = names(dir.path());
     assert!(left.is_empty(), "left behind: {left:?}");
     err
 }
@@ -178,20 +145,19 @@ fn a_table_correction_is_aimed_through_and_reported_in_measured_terms() {
     let dir = tempfile::tempdir().unwrap();
     // The tiny table with a fitted correction: measured = 2 · sum + 0.5.
     let table = dir.path().join("corrected.csv");
-    let tiny = std::fs::read_to_string(fixture("searcher_tiny_synthetic.csv")).unwrap();
     std::fs::write(
         &table,
-        tiny.replacen("# batch", "# correction: linear a=2 b=0.5\n# batch", 1),
+        tiny_table_text_with("# correction: linear a=2 b=0.5"),
     )
     .unwrap();
     let out_path = dir.path().join("arch.json");
-    let mut args = tiny_args(&out_path);
-    let at = |flag: &str, args: &Vec<String>| args.iter().position(|a| a == flag).unwrap() + 1;
-    let i = at("--table", &args);
-    args[i] = table.display().to_string();
+    let args = with(
+        tiny_args(&out_path),
+        "--table",
+        &table.display().to_string(),
+    );
     // 6 ms measured is a sum of 2.75 ms, inside the table's 2.3..10.6.
-    let i = at("--target-ms", &args);
-    args[i] = "6.0".into();
+    let args = with(args, "--target-ms", "6.0");
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = searcher(&args);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
@@ -296,23 +262,11 @@ fn resume_without_a_checkpoint_is_refused() {
 #[test]
 fn searches_on_an_image_folder() {
     let dir = tempfile::tempdir().unwrap();
-    let images = dir.path().join("images");
-    for class in ["circles", "squares"] {
-        std::fs::create_dir_all(images.join(class)).unwrap();
-        for i in 0..10 {
-            let img = tch::Tensor::randint(255, [3, 12, 12], (tch::Kind::Uint8, tch::Device::Cpu));
-            tch::vision::image::save(&img, images.join(format!("{class}/{i}.png"))).unwrap();
-        }
-    }
+    let images = png_classes(dir.path(), &["circles", "squares"], 10, 12);
     let out_path = dir.path().join("arch.json");
-    let mut args = tiny_args(&out_path);
-    let mut set = |flag: &str, value: &str| {
-        let at = args.iter().position(|a| a == flag).expect("a tiny flag");
-        args[at + 1] = value.to_string();
-    };
-    set("--batch-size", "4");
-    set("--epochs", "2");
-    args.extend(["--data".to_string(), images.display().to_string()]);
+    let args = with(tiny_args(&out_path), "--batch-size", "4");
+    let args = with(args, "--epochs", "2");
+    let args = with(args, "--data", &images.display().to_string());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = searcher(&args);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
@@ -328,12 +282,7 @@ fn searches_on_an_image_folder() {
 #[test]
 fn a_killed_search_resumes_to_the_uninterrupted_result() {
     let dir = tempfile::tempdir().unwrap();
-    let with_epochs = |out: &Path| {
-        let mut args = tiny_args(out);
-        let at = args.iter().position(|a| a == "--epochs").unwrap();
-        args[at + 1] = "5".into();
-        args
-    };
+    let with_epochs = |out: &Path| with(tiny_args(out), "--epochs", "5");
     let straight = dir.path().join("straight.json");
     let args = with_epochs(&straight);
     let out = Command::new(env!("CARGO_BIN_EXE_searcher"))
@@ -419,10 +368,9 @@ fn the_pytorch_search_step_reference_runs_and_prints_its_line() {
 /// The tiny table with a `width_step` header line.
 fn tiny_table_with_width_step(dir: &Path, step: u32) -> String {
     let table = dir.join("stepped.csv");
-    let tiny = std::fs::read_to_string(fixture("searcher_tiny_synthetic.csv")).unwrap();
     std::fs::write(
         &table,
-        tiny.replacen("# batch", &format!("# width_step: {step}\n# batch"), 1),
+        tiny_table_text_with(&format!("# width_step: {step}")),
     )
     .unwrap();
     table.display().to_string()
@@ -442,9 +390,7 @@ fn the_width_multiple_defaults_to_the_tables_width_step_and_method_strict_restor
     let dir = tempfile::tempdir().unwrap();
     let table = tiny_table_with_width_step(dir.path(), 8);
     let out_path = dir.path().join("arch.json");
-    let mut args = tiny_args(&out_path);
-    let i = args.iter().position(|a| a == "--table").unwrap() + 1;
-    args[i] = table.clone();
+    let args = with(tiny_args(&out_path), "--table", &table);
     // Each run is another search on the same --out: --restart says so.
     let run = |extra: &[&str]| {
         let mut all: Vec<&str> = args.iter().map(String::as_str).collect();

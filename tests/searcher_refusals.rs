@@ -10,73 +10,23 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 mod searcher_support;
-use searcher_support::{fixture, searcher, text};
+use searcher_support::{
+    assert_refused, fixture, names, png_classes, searcher, text, tiny_search, tiny_table_text_with,
+    with, write_png,
+};
 
 /// A two-epoch search on the toy space writing into `dir`.
 fn tiny(dir: &Path) -> Vec<String> {
-    let out = dir.join("arch.json").display().to_string();
-    [
-        "--space",
-        &fixture("searcher_tiny_space.json"),
-        "--table",
-        &fixture("searcher_tiny_synthetic.csv"),
-        "--target-ms",
-        "3.0",
-        "--epochs",
-        "2",
-        "--warmup-epochs",
-        "1",
-        "--embedded-images",
-        "100",
-        "--resolution",
-        "16",
-        "--batch-size",
-        "16",
-        "--device",
-        "cpu",
-        "--threads",
-        "1",
-        "--out",
-        &out,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
-}
-
-fn with(mut args: Vec<String>, flag: &str, value: &str) -> Vec<String> {
-    match args.iter().position(|a| a == flag) {
-        Some(at) => args[at + 1] = value.to_string(),
-        None => args.extend([flag.to_string(), value.to_string()]),
-    }
-    args
-}
-
-/// The names in `dir`, sorted.
-fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
+    tiny_search(&dir.join("arch.json"), 2, 100)
 }
 
 /// Exit 2 with one `error:` line holding every word of `words`, nothing on
 /// stdout, no panic, no training; returns stderr.
 fn refused(args: &[String], words: &[&str]) -> String {
-    let out = searcher(args);
-    let err = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
-    assert!(err.contains("error:"), "{err}");
+    let err = assert_refused(&searcher(args), &format!("{args:?}"));
     for word in words {
         assert!(err.contains(word), "missing '{word}': {err}");
     }
-    assert!(
-        !err.contains("panicked") && !err.contains("epoch 1/"),
-        "{err}"
-    );
-    assert_eq!(text(&out.stdout), "", "printed before refusing: {err}");
     err
 }
 
@@ -263,7 +213,7 @@ fn a_table_with_keys_outside_the_space_or_a_bad_header_is_refused() {
             "no network of the space",
         ),
         (
-            tiny_table.replacen("# batch", "# width_step: banana\n# batch", 1),
+            tiny_table_text_with("# width_step: banana"),
             "width_step 'banana'",
         ),
         (
@@ -278,13 +228,6 @@ fn a_table_with_keys_outside_the_space_or_a_bad_header_is_refused() {
         refused(&args, &["bad.csv:", words]);
         assert_eq!(names(dir.path()), ["bad.csv"]);
     }
-}
-
-fn write_png(path: &Path, width: u32, height: u32) {
-    let pixels: Vec<u8> = (0..width * height * 3)
-        .map(|i| (i * 13 % 256) as u8)
-        .collect();
-    image::save_buffer(path, &pixels, width, height, image::ExtendedColorType::Rgb8).unwrap();
 }
 
 fn write_jpeg(path: &Path, width: u32, height: u32, keep: f64) {
@@ -302,13 +245,7 @@ fn write_jpeg(path: &Path, width: u32, height: u32, keep: f64) {
 /// Two classes of 48x48 images with one 1x1, one 1x300 and one truncated
 /// JPEG among them.
 fn odd_images(root: &Path) -> PathBuf {
-    let images = root.join("images");
-    for class in ["a", "b"] {
-        std::fs::create_dir_all(images.join(class)).unwrap();
-        for i in 0..10 {
-            write_png(&images.join(format!("{class}/{i}.png")), 48, 48);
-        }
-    }
+    let images = png_classes(root, &["a", "b"], 10, 48);
     write_png(&images.join("a/one.png"), 1, 1);
     write_png(&images.join("b/tall.png"), 1, 300);
     write_png(&images.join("b/wide.png"), 300, 1);

@@ -174,7 +174,7 @@ mod tests {
     /// every block at its op's initial width.
     fn blocks(ops: &[usize]) -> (f64, Vec<ElasticBlock>) {
         let space = fixture::tiny_space();
-        let model = LatencyModel::new(&space, &fixture::tiny_table()).unwrap();
+        let model = fixture::tiny_model(&space);
         let mut out = Vec::new();
         let mut n = 0;
         for (s, stage) in model.curves.iter().enumerate() {

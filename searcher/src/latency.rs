@@ -281,7 +281,7 @@ mod tests {
     #[test]
     fn expected_latency_has_gradients_for_ops_and_depth() {
         let space = fixture::tiny_space();
-        let model = LatencyModel::new(&space, &fixture::tiny_table()).unwrap();
+        let model = fixture::tiny_model(&space);
         let widths = fixture::initial_widths(&space);
         let alpha = Tensor::zeros([2], (Kind::Float, tch::Device::Cpu)).set_requires_grad(true);
         let beta = Tensor::zeros([2], (Kind::Float, tch::Device::Cpu)).set_requires_grad(true);
@@ -322,7 +322,7 @@ mod tests {
     #[test]
     fn a_table_boundary_is_paid_once_as_the_table_predicts() {
         let space = fixture::tiny_space();
-        let text = fixture::TINY_TABLE.replacen("# batch", "# boundary_ms: 0.05\n# batch", 1);
+        let text = fixture::tiny_table_text_with("# boundary_ms: 0.05");
         let table = LatencyTable::parse(&text, "boundary.csv").unwrap();
         let model = LatencyModel::new(&space, &table).unwrap();
         // Three fixed parts at their medians less the boundary, plus it once.
@@ -343,7 +343,7 @@ mod tests {
     #[test]
     fn bounds_span_the_cheapest_and_dearest_networks() {
         let space = fixture::tiny_space();
-        let model = LatencyModel::new(&space, &fixture::tiny_table()).unwrap();
+        let model = fixture::tiny_model(&space);
         let (min, max) = model.bounds();
         // Cheapest: base + the cheapest entry of each stage's first layer.
         assert!((min - (0.6 + 0.8 + 0.9)).abs() < 1e-9, "{min}");

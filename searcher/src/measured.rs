@@ -91,15 +91,11 @@ mod tests {
         let titan = default_width_multiple(&reference("titanrtx-tfnas-official.csv"));
         assert_eq!(titan.multiple, 1);
         assert!(titan.why.contains("records no width step"), "{}", titan.why);
-        let text = crate::fixture::TINY_TABLE.replacen("# batch", "# width_step: 16\n# batch", 1);
+        let text = crate::fixture::tiny_table_text_with("# width_step: 16");
         let sixteen = LatencyTable::parse(&text, "t.csv").unwrap();
         assert_eq!(default_width_multiple(&sixteen).multiple, 16);
         for bad in ["0", "eight", "-8"] {
-            let text = crate::fixture::TINY_TABLE.replacen(
-                "# batch",
-                &format!("# width_step: {bad}\n# batch"),
-                1,
-            );
+            let text = crate::fixture::tiny_table_text_with(&format!("# width_step: {bad}"));
             // The reader refuses a malformed width step with its line, so no
             // table reaches the default with one.
             let e = LatencyTable::parse(&text, "t.csv").unwrap_err().to_string();

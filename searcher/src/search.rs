@@ -10,7 +10,6 @@
 //! both optimizers' state), so a resumed search repeats the uninterrupted
 //! one exactly on the CPU.
 
-use std::path::Path;
 use std::time::Instant;
 
 use rand::seq::SliceRandom;
@@ -30,6 +29,8 @@ use crate::optim::{clip_grad_norm, Adam, Sgd};
 use crate::supernet::{Ops, Supernet};
 
 pub use crate::settings::Settings;
+
+mod checkpoint;
 
 /// One epoch's report: the per-epoch line and the checkpoint's history.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -160,6 +161,59 @@ fn count_correct(logits: &Tensor, labels: &Tensor) -> usize {
         .int64_value(&[]) as usize
 }
 
+/// What an epoch runs with, from its index.
+#[derive(Clone, Copy)]
+struct Schedule {
+    epoch: usize,
+    warmup: bool,
+    temperature: f64,
+    lr: f64,
+}
+
+/// Sums over an epoch's steps, for its [`EpochLog`].
+#[derive(Default)]
+struct Totals {
+    steps: usize,
+    weight_loss: f64,
+    path_a_loss: f64,
+    /// Correct predictions of path A and training images seen.
+    correct: usize,
+    train_seen: usize,
+    arch_steps: usize,
+    arch_ce: f64,
+    latency_loss: f64,
+    /// Correct held-out predictions and held-out images seen.
+    held_correct: usize,
+    held_seen: usize,
+}
+
+/// The held-out batches of the architecture steps, in the epoch's shuffled
+/// order, starting over where one more would run past the end.
+struct HeldOutBatches<'a> {
+    order: &'a [usize],
+    size: usize,
+    pos: usize,
+}
+
+impl<'a> HeldOutBatches<'a> {
+    fn new(order: &'a [usize], batch: usize) -> Self {
+        HeldOutBatches {
+            order,
+            size: batch.min(order.len()),
+            pos: 0,
+        }
+    }
+
+    fn next_batch(&mut self) -> &'a [usize] {
+        if self.pos + self.size > self.order.len() {
+            self.pos = 0;
+        }
+        let batch = &self.order[self.pos..self.pos + self.size];
+        self.pos += self.size;
+        batch
+    }
+}
+
 /// A search in progress: the supernet, its latency model, both optimizers
 /// and the history so far.
 pub struct Search {
@@ -174,19 +228,6 @@ pub struct Search {
     /// What a checkpoint must match to be resumed by this search.
     identity: Identity,
 }
-
-#[derive(Serialize, Deserialize)]
-struct CheckpointMeta {
-    format: String,
-    identity: Identity,
-    next_epoch: usize,
-    adam_steps: i64,
-    history: Vec<EpochLog>,
-}
-
-// 2: the identity became fields (table content, space, settings) rather
-// than one string.
-const CHECKPOINT_FORMAT: &str = "tfnas-rs-search-checkpoint/2";
 
 impl Search {
     /// A fresh search. `inputs` fingerprints everything outside `settings`
@@ -284,89 +325,47 @@ impl Search {
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<EpochLog> {
         let epoch = self.next_epoch;
-        let s = self.settings.clone();
-        let bs = s.batch_size;
-        check_split(split, bs)?;
+        let s = &self.settings;
+        check_split(split, s.batch_size)?;
         let start = Instant::now();
-        let warmup = epoch < s.warmup_epochs;
-        let temperature = s.temperature_at(epoch);
-        let lr = s.lr_at(epoch);
+        let plan = Schedule {
+            epoch,
+            warmup: epoch < s.warmup_epochs,
+            temperature: s.temperature_at(epoch),
+            lr: s.lr_at(epoch),
+        };
+        // The draws' order is part of the replay: both shuffles, then each
+        // step's, then the warm-up's held-out paths.
         let mut rng = ChaCha8Rng::seed_from_u64(s.seed);
         rng.set_stream(epoch as u64 + 1);
         let mut train = split.train.clone();
         train.shuffle(&mut rng);
         let mut held_out = split.held_out.clone();
         held_out.shuffle(&mut rng);
-        let held_bs = bs.min(held_out.len());
-        let mut held_pos = 0;
-        let mut next_held = || {
-            if held_pos + held_bs > held_out.len() {
-                held_pos = 0;
-            }
-            let idx = held_out[held_pos..held_pos + held_bs].to_vec();
-            held_pos += held_bs;
-            idx
-        };
-        let device = self.net.device;
-        let steps = train.len() / bs;
-        let (mut w_loss, mut a_loss, mut correct, mut train_seen) = (0.0, 0.0, 0usize, 0usize);
-        let (mut arch_ce, mut lat_loss, mut held_correct, mut held_seen, mut arch_steps) =
-            (0.0, 0.0, 0usize, 0usize, 0usize);
-        let augment = Augment::Train {
-            epoch: epoch as u64,
-        };
-        let planned: Vec<Vec<usize>> = train[..steps * bs]
-            .chunks_exact(bs)
-            .map(<[usize]>::to_vec)
-            .collect();
-        data.prefetch(&planned, augment);
-        for (step, idx) in planned.iter().enumerate() {
-            let (x, y) = data.batch(idx, augment)?;
-            // A set may have skipped unreadable images.
-            train_seen += y.size()[0] as usize;
-            let (x, y) = (x.to_device(device), y.to_device(device));
-            let w = self.weight_step(&x, &y, warmup, lr, &mut rng);
-            self.check_loss(epoch, step, "weight", w.loss)?;
-            w_loss += w.loss;
-            a_loss += w.path_a_loss;
-            correct += w.correct;
-            // Architecture step on held-out data every other step.
-            if !warmup && step % 2 == 0 {
-                let hidx = next_held();
-                let (hx, hy) = data.batch(&hidx, Augment::HeldOut)?;
-                let (hx, hy) = (hx.to_device(device), hy.to_device(device));
-                let a = self.arch_step(&hx, &hy, temperature, &mut rng);
-                self.check_loss(epoch, step, "architecture", a.ce + a.latency_loss)?;
-                arch_ce += a.ce;
-                lat_loss += a.latency_loss;
-                held_correct += a.correct;
-                held_seen += hy.size()[0] as usize;
-                arch_steps += 1;
-            }
-            progress(step + 1, steps);
-        }
-        if warmup {
+        let mut held = HeldOutBatches::new(&held_out, s.batch_size);
+        let mut t = self.train_steps(data, &train, &mut held, plan, &mut rng, progress)?;
+        if plan.warmup {
             // No arch steps: measure held-out accuracy on sampled paths.
-            let (c, n) = self.sampled_path_accuracy(data, &held_out, held_bs, &mut rng)?;
-            held_correct += c;
-            held_seen += n;
+            let (c, n) = self.sampled_path_accuracy(data, &held_out, held.size, &mut rng)?;
+            t.held_correct += c;
+            t.held_seen += n;
         }
-        let elastic = (!warmup)
+        let elastic = (!plan.warmup)
             .then(|| self.scale_widths())
             .map(|o| (o.before_ms, o.after_ms));
-        let n = steps as f64;
-        let per_arch = |v: f64| (arch_steps > 0).then(|| v / arch_steps as f64);
+        let n = t.steps as f64;
+        let per_arch = |v: f64| (t.arch_steps > 0).then(|| v / t.arch_steps as f64);
         let log = EpochLog {
             epoch,
-            warmup,
-            lr,
-            temperature,
-            weight_loss: w_loss / n,
-            path_a_loss: a_loss / n,
-            train_acc: correct as f64 / train_seen.max(1) as f64,
-            arch_ce: per_arch(arch_ce),
-            latency_loss: per_arch(lat_loss),
-            held_out_acc: held_correct as f64 / held_seen.max(1) as f64,
+            warmup: plan.warmup,
+            lr: plan.lr,
+            temperature: plan.temperature,
+            weight_loss: t.weight_loss / n,
+            path_a_loss: t.path_a_loss / n,
+            train_acc: t.correct as f64 / t.train_seen.max(1) as f64,
+            arch_ce: per_arch(t.arch_ce),
+            latency_loss: per_arch(t.latency_loss),
+            held_out_acc: t.held_correct as f64 / t.held_seen.max(1) as f64,
             expected_ms: self.expected_ms(),
             argmax_ms: self.model.discrete_ms(&self.derive()),
             elastic,
@@ -375,6 +374,59 @@ impl Search {
         self.history.push(log.clone());
         self.next_epoch += 1;
         Ok(log)
+    }
+
+    /// The epoch's weight steps over the whole batches of `train`, after
+    /// warm-up with an architecture step on a held-out batch every other
+    /// step.
+    fn train_steps(
+        &mut self,
+        data: &dyn Dataset,
+        train: &[usize],
+        held: &mut HeldOutBatches,
+        plan: Schedule,
+        rng: &mut ChaCha8Rng,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Totals> {
+        let (epoch, bs, device) = (plan.epoch, self.settings.batch_size, self.net.device);
+        let steps = train.len() / bs;
+        let augment = Augment::Train {
+            epoch: epoch as u64,
+        };
+        let planned: Vec<Vec<usize>> = train[..steps * bs]
+            .chunks_exact(bs)
+            .map(<[usize]>::to_vec)
+            .collect();
+        data.prefetch(&planned, augment);
+        let mut t = Totals {
+            steps,
+            ..Totals::default()
+        };
+        for (step, idx) in planned.iter().enumerate() {
+            let (x, y) = data.batch(idx, augment)?;
+            // A set may have skipped unreadable images.
+            t.train_seen += y.size()[0] as usize;
+            let (x, y) = (x.to_device(device), y.to_device(device));
+            let w = self.weight_step(&x, &y, plan.warmup, plan.lr, rng);
+            self.check_loss(epoch, step, "weight", w.loss)?;
+            t.weight_loss += w.loss;
+            t.path_a_loss += w.path_a_loss;
+            t.correct += w.correct;
+            // Architecture step on held-out data every other step.
+            if !plan.warmup && step % 2 == 0 {
+                let (hx, hy) = data.batch(held.next_batch(), Augment::HeldOut)?;
+                let (hx, hy) = (hx.to_device(device), hy.to_device(device));
+                let a = self.arch_step(&hx, &hy, plan.temperature, rng);
+                self.check_loss(epoch, step, "architecture", a.ce + a.latency_loss)?;
+                t.arch_ce += a.ce;
+                t.latency_loss += a.latency_loss;
+                t.held_correct += a.correct;
+                t.held_seen += hy.size()[0] as usize;
+                t.arch_steps += 1;
+            }
+            progress(step + 1, steps);
+        }
+        Ok(t)
     }
 
     /// Correct predictions and images seen over the held-out split, each
@@ -597,128 +649,6 @@ impl Search {
         };
         problem.land(&self.derive(), extend)
     }
-
-    /// Writes everything a resume needs to `path`, atomically (a temporary
-    /// file renamed over the old checkpoint).
-    pub fn save(&self, path: &Path) -> Result<()> {
-        let meta = CheckpointMeta {
-            format: CHECKPOINT_FORMAT.into(),
-            identity: self.identity.clone(),
-            next_epoch: self.next_epoch,
-            adam_steps: self.adam.steps,
-            history: self.history.clone(),
-        };
-        let meta = serde_json::to_vec(&meta).expect("checkpoint meta serializes");
-        let mut named: Vec<(String, Tensor)> = vec![("meta".into(), Tensor::from_slice(&meta))];
-        for (i, ((name, w), buf)) in self.net.weights().iter().zip(&self.sgd.buffers).enumerate() {
-            named.push((format!("w.{i}.{name}"), w.shallow_clone()));
-            named.push((format!("sgd.{i}"), buf.shallow_clone()));
-        }
-        for (i, ((a, m), v)) in self
-            .net
-            .arch_tensors()
-            .iter()
-            .zip(&self.adam.m)
-            .zip(&self.adam.v)
-            .enumerate()
-        {
-            named.push((format!("arch.{i}"), a.shallow_clone()));
-            named.push((format!("adam_m.{i}"), m.shallow_clone()));
-            named.push((format!("adam_v.{i}"), v.shallow_clone()));
-        }
-        named.extend(self.net.named_masks());
-        let cpu: Vec<(String, Tensor)> = named
-            .into_iter()
-            .map(|(n, t)| (n, t.detach().to_device(Device::Cpu).contiguous()))
-            .collect();
-        // A temporary file unique to this process, synced and renamed, so a
-        // crash never leaves a truncated checkpoint under the real name.
-        let file = space::io::AtomicFile::new(path)?;
-        Tensor::write_safetensors(&cpu, file.temp_path()).map_err(|e| SearchError::Checkpoint {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        Ok(file.commit()?)
-    }
-
-    /// Restores a checkpoint written by a search with the same identity.
-    pub fn load(&mut self, path: &Path) -> Result<()> {
-        let fail = |message: String| SearchError::Checkpoint {
-            path: path.to_path_buf(),
-            message,
-        };
-        check_safetensors(path).map_err(|m| {
-            fail(format!(
-                "is not a readable search checkpoint: {m}; move it away, or pass --restart to start the search over"
-            ))
-        })?;
-        let named = Tensor::read_safetensors(path).map_err(|e| fail(e.to_string()))?;
-        let map: std::collections::HashMap<String, Tensor> = named.into_iter().collect();
-        let get = |name: &str| {
-            map.get(name)
-                .ok_or_else(|| fail(format!("lacks tensor '{name}'")))
-        };
-        let meta_bytes = Vec::<u8>::try_from(get("meta")?).map_err(|e| fail(e.to_string()))?;
-        let format: serde_json::Value = serde_json::from_slice(&meta_bytes)
-            .map_err(|e| fail(format!("unreadable metadata: {e}")))?;
-        let format = format.get("format").and_then(|f| f.as_str()).unwrap_or("");
-        if format != CHECKPOINT_FORMAT {
-            return Err(fail(format!(
-                "format '{format}', this build reads '{CHECKPOINT_FORMAT}'; pass --restart to start the search over"
-            )));
-        }
-        let meta: CheckpointMeta = serde_json::from_slice(&meta_bytes)
-            .map_err(|e| fail(format!("unreadable metadata: {e}")))?;
-        let differences = self.identity.differences(&meta.identity);
-        if !differences.is_empty() {
-            return Err(fail(format!(
-                "was written by another search (other settings, space, table or data): {}; rerun with the checkpoint's values to continue it, or pass --restart to start over (the checkpoint is replaced after the first epoch)",
-                differences.join("; ")
-            )));
-        }
-        let device = self.net.device;
-        tch::no_grad(|| -> Result<()> {
-            for (i, ((name, w), buf)) in self
-                .net
-                .weights()
-                .iter()
-                .zip(&mut self.sgd.buffers)
-                .enumerate()
-            {
-                let mut w = w.shallow_clone();
-                w.copy_(&get(&format!("w.{i}.{name}"))?.to_device(device));
-                buf.copy_(&get(&format!("sgd.{i}"))?.to_device(device));
-            }
-            for (i, ((a, m), v)) in self
-                .net
-                .arch_tensors()
-                .iter()
-                .zip(&mut self.adam.m)
-                .zip(&mut self.adam.v)
-                .enumerate()
-            {
-                let mut a = a.shallow_clone();
-                a.copy_(&get(&format!("arch.{i}"))?.to_device(device));
-                m.copy_(&get(&format!("adam_m.{i}"))?.to_device(device));
-                v.copy_(&get(&format!("adam_v.{i}"))?.to_device(device));
-            }
-            Ok(())
-        })?;
-        let names: Vec<String> = self.net.named_masks().into_iter().map(|(n, _)| n).collect();
-        for name in names {
-            let mask = get(&name)?.shallow_clone();
-            let idx: Vec<usize> = name
-                .split('.')
-                .skip(1)
-                .map(|p| p.parse().expect("our own mask name"))
-                .collect();
-            self.net.load_mask(idx[0], idx[1], idx[2], &mask);
-        }
-        self.adam.steps = meta.adam_steps;
-        self.next_epoch = meta.next_epoch;
-        self.history = meta.history;
-        Ok(())
-    }
 }
 
 /// Whether `split` can feed an epoch at batch size `batch`: one whole
@@ -739,68 +669,10 @@ pub fn check_split(split: &Split, batch: usize) -> Result<()> {
     Ok(())
 }
 
-/// Whether `path` looks like a whole safetensors file: its 8-byte header
-/// length fits the file and the header is JSON. libtorch's own reader says
-/// only `HeaderTooLarge` about a cut or foreign file.
-fn check_safetensors(path: &Path) -> std::result::Result<(), String> {
-    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-    if bytes.len() < 8 {
-        return Err(format!("it has {} bytes, fewer than a header", bytes.len()));
-    }
-    let mut n = [0u8; 8];
-    n.copy_from_slice(&bytes[..8]);
-    let n = u64::from_le_bytes(n);
-    let rest = (bytes.len() - 8) as u64;
-    if n > rest {
-        return Err(format!(
-            "its header claims {n} bytes but the file has {rest} after it (cut short, or another kind of file)"
-        ));
-    }
-    serde_json::from_slice::<serde_json::Value>(&bytes[8..8 + n as usize])
-        .map(drop)
-        .map_err(|e| format!("its header is not JSON ({e})"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::{split_per_class, Patterns};
-    use crate::fixture;
-
-    fn tiny(settings: Settings) -> Search {
-        // Tests run in parallel on few cores; libtorch's own thread pool on
-        // top of that oversubscribes them badly.
-        tch::set_num_threads(1);
-        let space = fixture::tiny_space();
-        let model = LatencyModel::new(&space, &fixture::tiny_table()).unwrap();
-        Search::new(
-            settings,
-            &space,
-            model,
-            10,
-            Device::Cpu,
-            &[("test", "tiny")],
-        )
-        .unwrap()
-    }
-
-    fn tiny_settings(epochs: usize, warmup: usize) -> Settings {
-        Settings {
-            target_ms: 3.0,
-            epochs,
-            warmup_epochs: warmup,
-            batch_size: 16,
-            weight_lr: 0.1,
-            seed: 5,
-            ..Settings::default()
-        }
-    }
-
-    fn tiny_data(count: usize) -> (Patterns, Split) {
-        let data = Patterns::new(count, 16, 0.3, 11).unwrap();
-        let split = split_per_class(&data, 0.8, 11);
-        (data, split)
-    }
+    use crate::fixture::{self, tiny_data, tiny_search as tiny, tiny_settings};
 
     /// Boosts the depthwise filters that op `op` of layer `(s, b)` has
     /// masked out, so that an L1 re-ranking would now choose them.
@@ -928,63 +800,6 @@ mod tests {
         assert!((s.temperature_at(89) - 5.0 * 0.96f64.powi(79)).abs() < 1e-12);
         assert!((s.lr_at(10) - 0.02425).abs() < 1e-5);
         assert!((s.lr_at(89) - 8e-6).abs() < 1e-6);
-    }
-
-    #[test]
-    fn resume_repeats_the_uninterrupted_search() {
-        let (data, split) = tiny_data(200);
-        let mut straight = tiny(tiny_settings(3, 1));
-        for _ in 0..3 {
-            straight.run_epoch(&data, &split, &mut |_, _| {}).unwrap();
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("search.ckpt");
-        let mut first = tiny(tiny_settings(3, 1));
-        for _ in 0..2 {
-            first.run_epoch(&data, &split, &mut |_, _| {}).unwrap();
-        }
-        first.save(&path).unwrap();
-        drop(first);
-        let mut resumed = tiny(tiny_settings(3, 1));
-        resumed.load(&path).unwrap();
-        assert_eq!(resumed.next_epoch, 2);
-        assert_eq!(resumed.history.len(), 2);
-        resumed.run_epoch(&data, &split, &mut |_, _| {}).unwrap();
-        assert!(resumed.is_done());
-        let strip = |h: &[EpochLog]| {
-            h.iter()
-                .map(|l| EpochLog {
-                    seconds: 0.0,
-                    ..l.clone()
-                })
-                .map(|l| format!("{l:?}"))
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(strip(&resumed.history), strip(&straight.history));
-        assert_eq!(resumed.derive(), straight.derive());
-        assert_eq!(resumed.net.widths, straight.net.widths);
-        for (a, b) in resumed
-            .net
-            .arch_tensors()
-            .iter()
-            .zip(straight.net.arch_tensors())
-        {
-            assert!(a.equal(&b));
-        }
-        for ((_, a), (_, b)) in resumed.net.weights().iter().zip(straight.net.weights()) {
-            assert!(a.equal(b));
-        }
-        // A checkpoint of other settings is refused, saying why.
-        let mut other = tiny(Settings {
-            seed: 6,
-            ..tiny_settings(3, 1)
-        });
-        let err = other.load(&path).unwrap_err().to_string();
-        assert!(
-            err.contains("--seed: 6 in the checkpoint, 5 now")
-                || err.contains("--seed: 5 in the checkpoint, 6 now"),
-            "{err}"
-        );
     }
 
     #[test]

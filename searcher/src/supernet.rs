@@ -195,6 +195,122 @@ pub struct Supernet {
     masks: Vec<Vec<Vec<Tensor>>>,
 }
 
+/// A channel count as a tensor dimension.
+fn dim(v: u32) -> i64 {
+    v as i64
+}
+
+/// The second stem's block, which has no expansion conv unless its mid
+/// width exceeds its input width.
+fn second_stem(reg: &mut Registry, space: &SearchSpaceConfig) -> Result<MbConv> {
+    let s2 = &space.second_stem;
+    let cin = space.stem.out_channels;
+    if s2.mid_channels < cin {
+        return Err(SearchError::Config(format!(
+            "second stem: mid width {} below its input width {cin} needs an expansion conv TF-NAS does not have",
+            s2.mid_channels
+        )));
+    }
+    Ok(MbConv::new(
+        reg,
+        "second_stem",
+        cin,
+        s2.out_channels,
+        s2.mid_channels,
+        s2.se_channels,
+        s2.kernel,
+        s2.stride,
+        s2.activation,
+        s2.mid_channels > cin,
+    ))
+}
+
+/// `[stage][block][op]` blocks and their width masks.
+type Layers = (Vec<Vec<Vec<MbConv>>>, Vec<Vec<Vec<Tensor>>>);
+
+/// Every op of every searchable layer at its maximum mid width, masked to
+/// its width in `widths`.
+fn searchable_layers(
+    reg: &mut Registry,
+    space: &SearchSpaceConfig,
+    widths: &Widths,
+) -> Result<Layers> {
+    let mut layers = Vec::new();
+    let mut masks = Vec::new();
+    for (s, stage) in space.layers().iter().enumerate() {
+        let mut stage_ops = Vec::new();
+        let mut stage_masks = Vec::new();
+        for (b, layer) in stage.iter().enumerate() {
+            let mut ops = Vec::new();
+            let mut op_masks = Vec::new();
+            for (k, op) in space.ops.iter().enumerate() {
+                let range = space.width_range(op, layer.in_channels);
+                if range.min <= layer.in_channels {
+                    return Err(SearchError::Config(format!(
+                        "op '{}' may narrow to {} channels in a layer with {} inputs; width masks need every width above the input width (an expansion conv)",
+                        op.name, range.min, layer.in_channels
+                    )));
+                }
+                ops.push(MbConv::new(
+                    reg,
+                    &format!("s{}.b{}.{}", s + 1, b + 1, op.name),
+                    layer.in_channels,
+                    layer.out_channels,
+                    range.max,
+                    space.se_channels(op, layer.in_channels),
+                    op.kernel,
+                    layer.stride,
+                    layer.activation,
+                    true,
+                ));
+                op_masks.push(prefix_mask(widths[s][b][k], range.max, reg.device));
+            }
+            stage_ops.push(ops);
+            stage_masks.push(op_masks);
+        }
+        layers.push(stage_ops);
+        masks.push(stage_masks);
+    }
+    Ok((layers, masks))
+}
+
+/// The initial mask of `width` out of `max` mid channels: the first ones.
+fn prefix_mask(width: u32, max: u32, device: Device) -> Tensor {
+    let mask: Vec<f32> = (0..max)
+        .map(|i| if i < width { 1.0 } else { 0.0 })
+        .collect();
+    Tensor::from_slice(&mask)
+        .view([1, dim(max), 1, 1])
+        .to_device(device)
+}
+
+/// `[stage][block]` log-α: every op equally likely.
+fn uniform_alphas(space: &SearchSpaceConfig, device: Device) -> Vec<Vec<Tensor>> {
+    let n_ops = space.ops.len() as i64;
+    space
+        .layers()
+        .iter()
+        .map(|stage| {
+            stage
+                .iter()
+                .map(|_| {
+                    Tensor::full([n_ops], -(n_ops as f64).ln(), (Kind::Float, device))
+                        .set_requires_grad(true)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// `[stage]` β over the depths: every depth equally likely.
+fn zero_betas(space: &SearchSpaceConfig, device: Device) -> Vec<Tensor> {
+    space
+        .stages
+        .iter()
+        .map(|s| Tensor::zeros([s.max_depth as i64], (Kind::Float, device)).set_requires_grad(true))
+        .collect()
+}
+
 impl Supernet {
     /// Builds the supernet of `space` for `num_classes` classes (the search
     /// data's, not the space's: latency always refers to the table).
@@ -205,110 +321,29 @@ impl Supernet {
             device,
             named: Vec::new(),
         };
-        let c = |v: u32| v as i64;
+        // The order of the draws below is the order of the weights, and so
+        // of a checkpoint's tensors: stem, second stem, layers, head, fc.
         let stem = reg.param(
             "stem".into(),
             &[
-                c(space.stem.out_channels),
-                c(space.input_channels),
-                c(space.stem.kernel),
-                c(space.stem.kernel),
+                dim(space.stem.out_channels),
+                dim(space.input_channels),
+                dim(space.stem.kernel),
+                dim(space.stem.kernel),
             ],
-            c(space.input_channels * space.stem.kernel * space.stem.kernel),
+            dim(space.input_channels * space.stem.kernel * space.stem.kernel),
         );
-        let s2 = &space.second_stem;
-        let cin = space.stem.out_channels;
-        if s2.mid_channels < cin {
-            return Err(SearchError::Config(format!(
-                "second stem: mid width {} below its input width {cin} needs an expansion conv TF-NAS does not have",
-                s2.mid_channels
-            )));
-        }
-        let second_stem = MbConv::new(
-            &mut reg,
-            "second_stem",
-            cin,
-            s2.out_channels,
-            s2.mid_channels,
-            s2.se_channels,
-            s2.kernel,
-            s2.stride,
-            s2.activation,
-            s2.mid_channels > cin,
-        );
-        let mut layers = Vec::new();
-        let mut masks = Vec::new();
+        let second_stem = second_stem(&mut reg, space)?;
         let widths = initial_widths(space);
-        for (s, stage) in space.layers().iter().enumerate() {
-            let mut stage_ops = Vec::new();
-            let mut stage_masks = Vec::new();
-            for (b, layer) in stage.iter().enumerate() {
-                let mut ops = Vec::new();
-                let mut op_masks = Vec::new();
-                for (k, op) in space.ops.iter().enumerate() {
-                    let range = space.width_range(op, layer.in_channels);
-                    if range.min <= layer.in_channels {
-                        return Err(SearchError::Config(format!(
-                            "op '{}' may narrow to {} channels in a layer with {} inputs; width masks need every width above the input width (an expansion conv)",
-                            op.name, range.min, layer.in_channels
-                        )));
-                    }
-                    ops.push(MbConv::new(
-                        &mut reg,
-                        &format!("s{}.b{}.{}", s + 1, b + 1, op.name),
-                        layer.in_channels,
-                        layer.out_channels,
-                        range.max,
-                        space.se_channels(op, layer.in_channels),
-                        op.kernel,
-                        layer.stride,
-                        layer.activation,
-                        true,
-                    ));
-                    let mask: Vec<f32> = (0..range.max)
-                        .map(|i| if i < widths[s][b][k] { 1.0 } else { 0.0 })
-                        .collect();
-                    op_masks.push(
-                        Tensor::from_slice(&mask)
-                            .view([1, c(range.max), 1, 1])
-                            .to_device(device),
-                    );
-                }
-                stage_ops.push(ops);
-                stage_masks.push(op_masks);
-            }
-            layers.push(stage_ops);
-            masks.push(stage_masks);
-        }
+        let (layers, masks) = searchable_layers(&mut reg, space, &widths)?;
         let last = space
             .stages
             .last()
-            .map_or(s2.out_channels, |s| s.out_channels);
-        let feat = c(space.head.feature_channels);
-        let head = reg.param("head".into(), &[feat, c(last), 1, 1], c(last));
+            .map_or(space.second_stem.out_channels, |s| s.out_channels);
+        let feat = dim(space.head.feature_channels);
+        let head = reg.param("head".into(), &[feat, dim(last), 1, 1], dim(last));
         let fc_w = reg.param("fc.w".into(), &[num_classes, feat], feat);
         let fc_b = reg.bias("fc.b".into(), num_classes);
-        let n_ops = space.ops.len() as i64;
-        let alphas = space
-            .layers()
-            .iter()
-            .map(|stage| {
-                stage
-                    .iter()
-                    .map(|_| {
-                        Tensor::full([n_ops], -(n_ops as f64).ln(), (Kind::Float, device))
-                            .set_requires_grad(true)
-                    })
-                    .collect()
-            })
-            .collect();
-        let betas = space
-            .stages
-            .iter()
-            .map(|s| {
-                Tensor::zeros([s.max_depth as i64], (Kind::Float, device)).set_requires_grad(true)
-            })
-            .collect();
         Ok(Supernet {
             space: space.clone(),
             num_classes,
@@ -320,8 +355,8 @@ impl Supernet {
             head,
             fc_w,
             fc_b,
-            alphas,
-            betas,
+            alphas: uniform_alphas(space, device),
+            betas: zero_betas(space, device),
             widths,
             masks,
         })

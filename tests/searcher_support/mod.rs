@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::ffi::OsStr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// A fixture's path, as an argument.
@@ -26,4 +26,105 @@ pub fn searcher<S: AsRef<OsStr>>(args: &[S]) -> Output {
 
 pub fn text(out: &[u8]) -> String {
     String::from_utf8_lossy(out).into_owned()
+}
+
+/// The arguments of a tiny search on the two-stage toy space and table:
+/// `epochs` epochs (one of them warm-up) on `images` embedded 16x16 images,
+/// batch 16, aiming at 3 ms, one CPU thread, writing `out`.
+pub fn tiny_search(out: &Path, epochs: u32, images: u32) -> Vec<String> {
+    [
+        "--space",
+        &fixture("searcher_tiny_space.json"),
+        "--table",
+        &fixture("searcher_tiny_synthetic.csv"),
+        "--target-ms",
+        "3.0",
+        "--epochs",
+        &epochs.to_string(),
+        "--warmup-epochs",
+        "1",
+        "--embedded-images",
+        &images.to_string(),
+        "--resolution",
+        "16",
+        "--batch-size",
+        "16",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--out",
+        &out.display().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// `args` with `flag` set to `value`: replaced where it is, else added.
+pub fn with(mut args: Vec<String>, flag: &str, value: &str) -> Vec<String> {
+    match args.iter().position(|a| a == flag) {
+        Some(at) => args[at + 1] = value.to_string(),
+        None => args.extend([flag.to_string(), value.to_string()]),
+    }
+    args
+}
+
+/// The tiny table's text with one more header line (`# width_step: 8`)
+/// before its `# batch` line.
+pub fn tiny_table_text_with(header: &str) -> String {
+    std::fs::read_to_string(fixture("searcher_tiny_synthetic.csv"))
+        .unwrap()
+        .replacen("# batch", &format!("{header}\n# batch"), 1)
+}
+
+/// The names in `dir`, sorted.
+pub fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// What every refusal shares: exit 2 with an `error:` line, no panic, no
+/// training, nothing on stdout (no banner before the error); returns
+/// stderr.
+pub fn assert_refused(out: &Output, what: &str) -> String {
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{what}: {err}");
+    assert!(err.contains("error:"), "{what}: {err}");
+    assert!(!err.contains("panicked"), "{what}: {err}");
+    assert!(
+        !err.contains("epoch 1/"),
+        "{what}: refused only after training started: {err}"
+    );
+    assert_eq!(
+        text(&out.stdout),
+        "",
+        "{what}: printed before refusing: {err}"
+    );
+    err
+}
+
+/// A PNG of `width` x `height` pixels in a fixed pattern.
+pub fn write_png(path: &Path, width: u32, height: u32) {
+    let pixels: Vec<u8> = (0..width * height * 3)
+        .map(|i| (i * 13 % 256) as u8)
+        .collect();
+    image::save_buffer(path, &pixels, width, height, image::ExtendedColorType::Rgb8).unwrap();
+}
+
+/// An image folder data set under `root/images`: a folder per class of
+/// `class_names`, each with `per_class` PNGs of `size` x `size` pixels.
+pub fn png_classes(root: &Path, class_names: &[&str], per_class: usize, size: u32) -> PathBuf {
+    let images = root.join("images");
+    for class in class_names {
+        std::fs::create_dir_all(images.join(class)).unwrap();
+        for i in 0..per_class {
+            write_png(&images.join(format!("{class}/{i}.png")), size, size);
+        }
+    }
+    images
 }
