@@ -88,7 +88,7 @@ bin=${GPU_CHECK_BIN:-target/gpu-check}
 
 build() {
     set -e
-    cargo build --release -p profiler
+    cargo build --release -p profiler-cli
     # The library's unit tests as one binary: the GPU tests in it (named
     # gpu_*) are #[ignore]d, so a plain `cargo test` without a GPU reports
     # them ignored rather than passed; `run` passes --ignored or

@@ -25,7 +25,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
 if [ "$#" -gt 0 ]; then
-  cargo build --release -p searcher -p profiler
+  cargo build --release -p searcher -p profiler-cli
   exec ./target/release/searcher "$@"
 fi
 
@@ -34,11 +34,11 @@ if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 \
   && { ldconfig -p 2>/dev/null | grep -q 'libcuda\.so'; }; then
   device=(--device 0)
   table=tables/local/gpu0-w32.csv
-  cargo build --release -p searcher -p profiler
+  cargo build --release -p searcher -p profiler-cli
 else
   device=(--device cpu)
   table=tables/local/cpu-network-w32.csv
-  cargo build --release -p searcher -p profiler -p profiler-cpu
+  cargo build --release -p searcher -p profiler-cli -p profiler-cpu
 fi
 mkdir -p tables/local
 P=./target/release/profiler

@@ -460,9 +460,8 @@ fn the_tfnas_a_fixture_is_the_library_architecture() {
 /// `torch.nn.functional`, block by block. Runs where setup installed torch.
 #[test]
 fn the_cpu_reference_matches_pytorch() {
-    use profiler::cuda::layers::{
-        block_input_len, block_layers, random_params, reference_layer, Layer, Rng,
-    };
+    use profiler::reference::{random_params, reference_layer, Rng};
+    use space::layers::{block_input_len, block_layers, Layer};
     let Some(python) = venv_python_with("torch") else {
         return;
     };

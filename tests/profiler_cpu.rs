@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use profiler::engine::{Engine, Workload};
+use profiler::measure::engine::{Engine, Workload};
 use profiler_cpu::{Cache, CpuEngine, CpuSettings, Timer};
 use space::meta;
 
@@ -28,19 +28,18 @@ fn fixture(name: &str) -> PathBuf {
     root().join("tests/fixtures").join(name)
 }
 
-/// The `profiler` binary beside `profiler-cpu`, built when a run of this
-/// crate's tests alone has not built it (a workspace run has).
+/// The `profiler` binary beside `profiler-cpu` (package `profiler-cli`),
+/// which a workspace test run builds before any test runs; a run of this
+/// crate's tests alone is told so rather than building it from inside a
+/// test.
 fn profiler_bin() -> PathBuf {
     let cpu = PathBuf::from(env!("CARGO_BIN_EXE_profiler-cpu"));
     let bin = cpu.with_file_name("profiler");
-    if !bin.is_file() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "profiler", "--bin", "profiler"])
-            .current_dir(root())
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "cargo build -p profiler failed");
-    }
+    assert!(
+        bin.is_file(),
+        "{} is not built: run these tests with `cargo test --workspace` (scripts/test.sh does), or `cargo build -p profiler-cli` first",
+        bin.display()
+    );
     bin
 }
 
@@ -69,7 +68,7 @@ const FAST: [&str; 6] = ["--warmup-ms", "1", "--cap-ms", "5", "--min-samples", "
 #[test]
 fn every_block_kind_matches_the_cpu_reference() {
     let mut engine = CpuEngine::open(settings(2)).unwrap();
-    let results = profiler_cpu::numerics::check_blocks(&mut engine).unwrap();
+    let results = profiler::reference::check_blocks(&mut engine).unwrap();
     assert_eq!(results.len(), 7);
     for c in &results {
         assert!(c.ok() && c.len > 0, "{c:?}");
@@ -93,7 +92,7 @@ fn a_chained_network_matches_the_reference_block_after_block() {
     .collect();
     assert!(!blocks[2].has_expansion() && blocks[2].has_residual());
     let mut engine = CpuEngine::open(settings(3)).unwrap();
-    let c = profiler_cpu::numerics::check(
+    let c = profiler::reference::check(
         &mut engine,
         &Workload::Network {
             name: "chain".into(),
@@ -125,9 +124,9 @@ fn the_fingerprint_names_the_cpu_its_cache_and_settings() {
             || engine.fact(meta::CPU_CAPABILITY).starts_with("DEFAULT")
     );
     assert_eq!(engine.config().batch, 1);
-    assert_eq!(engine.config().l2, profiler::engine::L2::Cold);
+    assert_eq!(engine.config().l2, profiler::measure::engine::L2::Cold);
     let mut m = space::Metadata::new();
-    profiler::engine::set_measurement_lines(&mut m, info, engine.config());
+    profiler::measure::engine::set_measurement_lines(&mut m, info, engine.config());
     for key in [
         meta::CPU_MODEL,
         meta::THREADS,

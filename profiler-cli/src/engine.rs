@@ -7,9 +7,9 @@ use std::fmt::Debug;
 
 use anyhow::Result;
 use clap::Args;
-use profiler::cuda::verify::Comparison;
 use profiler::measure::engine::{Engine, EngineConfig};
 use profiler::measure::monitor::Monitor;
+use profiler::reference::Comparison;
 use profiler::table::build::BuildReport;
 use profiler::table::in_network::InNetwork;
 use space::LatencyTable;

@@ -2,7 +2,7 @@
 //! CPU reference (`profiler::reference`), printed one line each.
 
 use anyhow::{bail, Result};
-use profiler::cuda::verify::Comparison;
+use profiler::reference::Comparison;
 
 use crate::engine::EngineCli;
 

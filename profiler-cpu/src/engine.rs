@@ -13,8 +13,10 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Instant;
 
-use profiler::engine::{Dtype, Engine, EngineConfig, EngineInfo, Launch, Layout, Workload, L2};
 use profiler::error::{ProfilerError, Result};
+use profiler::measure::engine::{
+    Dtype, Engine, EngineConfig, EngineInfo, Launch, Layout, Workload, L2,
+};
 use profiler::reference::{random_params, Params, ReadsOutput, Rng};
 use space::layers::{block_input_len, block_layers, Layer};
 use space::{meta, Activation, BlockSpec};
@@ -134,12 +136,7 @@ impl FromStr for Timer {
 
 /// The calling thread's CPU time in milliseconds.
 fn thread_cpu_ms() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // Safety: `ts` is a valid timespec for the call to fill.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
     ts.tv_sec as f64 * 1e3 + ts.tv_nsec as f64 * 1e-6
 }
 

@@ -8,9 +8,9 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use profiler::cuda::verify::Comparison;
 use profiler::measure::engine::EngineConfig;
 use profiler::measure::monitor::{Monitor, Unmonitored};
+use profiler::reference::{check_blocks, Comparison};
 use profiler::table::in_network::InNetwork;
 use profiler_cli::flags::in_range;
 use profiler_cli::{Defaults, EngineCli};
@@ -124,7 +124,7 @@ impl EngineCli for Cpu {
             timer: Timer::Wall,
             seed: 0,
         })?;
-        Ok(profiler_cpu::numerics::check_blocks(&mut engine)?)
+        Ok(check_blocks(&mut engine)?)
     }
 }
 

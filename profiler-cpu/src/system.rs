@@ -3,6 +3,7 @@
 //! frequency governor, and which vector instructions libtorch's kernels use.
 //! Everything is read, never set.
 
+use rustix::thread::CpuSet;
 use std::path::Path;
 
 /// The facts, read once when the engine opens.
@@ -91,34 +92,20 @@ pub fn cpu_model(cpuinfo: &str) -> Option<String> {
 
 /// The CPUs the calling thread may run on.
 pub fn allowed_cpus() -> Vec<usize> {
-    // Safety: `set` is a plain bit set owned here; sched_getaffinity writes
-    // at most `size_of::<cpu_set_t>()` bytes into it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
-            return Vec::new();
-        }
-        (0..libc::CPU_SETSIZE as usize)
-            .filter(|&c| libc::CPU_ISSET(c, &set))
-            .collect()
+    match rustix::thread::sched_getaffinity(None) {
+        Ok(set) => (0..CpuSet::MAX_CPU).filter(|&c| set.is_set(c)).collect(),
+        Err(_) => Vec::new(),
     }
 }
 
 /// Pins the calling thread (and the threads libtorch starts from it later)
 /// to `cpus`; the error says why the OS refused.
 pub fn pin_to(cpus: &[usize]) -> Result<(), String> {
-    // Safety: as in `allowed_cpus`; the set holds CPU numbers the OS gave us.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        for &c in cpus {
-            libc::CPU_SET(c, &mut set);
-        }
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0 {
-            Ok(())
-        } else {
-            Err(std::io::Error::last_os_error().to_string())
-        }
+    let mut set = CpuSet::new();
+    for &c in cpus {
+        set.set(c);
     }
+    rustix::thread::sched_setaffinity(None, &set).map_err(|e| std::io::Error::from(e).to_string())
 }
 
 impl Machine {
@@ -177,6 +164,7 @@ pub fn cpu_capability() -> String {
 /// where that convention and libstdc++'s string layout (pointer, length,
 /// 16-byte local buffer) hold; `None` elsewhere or when the symbol is gone.
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#[allow(unsafe_code)] // The CPU engine's one foreign call that tch does not bind.
 fn libtorch_capability() -> Option<String> {
     // Make sure libtorch is loaded before the lookup (any tch call does).
     let _ = tch::utils::has_openmp();

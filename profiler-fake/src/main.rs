@@ -8,10 +8,10 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 use clap::Args;
-use profiler::cuda::verify::Comparison;
 use profiler::measure::engine::{Engine, EngineConfig};
 use profiler::measure::fake::{FakeEngine, FakeMonitor};
 use profiler::measure::monitor::Monitor;
+use profiler::reference::Comparison;
 use profiler::validate::{resolve_settings, SettingFlags};
 use profiler_cli::flags::in_range;
 use profiler_cli::{Defaults, EngineCli};

@@ -42,6 +42,3 @@ pub use measure::{
     GpuSettings, GpuState, Launch, Layout, Monitor, NvmlMonitor, StopRule, Timed, TimingRule,
     Unmonitored, Workload, L2,
 };
-// The modules' former paths at the root (`profiler::engine::Engine`,
-// `profiler::timing::time_workload`, ...), for code written against them.
-pub use measure::{boundary, engine, monitor, timing};

@@ -1,13 +1,8 @@
-//! Checking the GPU engine's numbers: each block kind's output against the
-//! plain CPU reference ([`crate::reference`]), from the same seeded input
-//! and weights. A fast engine that computes something else would time the
-//! wrong thing. The check itself is engine-neutral and lives in
-//! [`crate::reference::check`] (the CPU engine runs the same one); here are
-//! its former paths, which `profiler verify` uses, and the GPU tests.
-
-pub use crate::reference::check::{
-    check_blocks, check_tfnas_a, compare, failed, sample_blocks, Comparison, TOLERANCE,
-};
+//! The GPU tests of the CUDA engine's numbers: each block kind's output
+//! against the plain CPU reference ([`crate::reference`]), from the same
+//! seeded input and weights. A fast engine that computes something else
+//! would time the wrong thing. The check itself is engine-neutral
+//! ([`crate::reference::check`]); `profiler verify` runs it for any engine.
 
 #[cfg(test)]
 mod tests {

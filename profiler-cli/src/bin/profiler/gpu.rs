@@ -5,10 +5,9 @@
 use anyhow::Result;
 use clap::Args;
 use profiler::cuda::cuda_engine::CudaEngine;
-use profiler::cuda::verify::Comparison;
-use profiler::cuda::verify::{check_blocks, check_tfnas_a, TOLERANCE};
 use profiler::measure::engine::{Dtype, Engine, EngineConfig, Launch, Layout, L2};
 use profiler::measure::monitor::{Monitor, NvmlMonitor};
+use profiler::reference::{check_blocks, check_tfnas_a, Comparison, TOLERANCE};
 use profiler::table::build::BuildReport;
 use profiler::validate::{resolve_settings, SettingFlags};
 use profiler_cli::flags::in_range;
