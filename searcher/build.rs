@@ -1,38 +1,12 @@
-//! Links the searcher so it runs without environment variables.
-//!
-//! torch-sys (`links = "tch"`) tells dependents where libtorch lives through
-//! `DEP_TCH_LIBTORCH_LIB`. From it we
-//! - set an rpath, so the binary and its tests find libtorch where
-//!   `scripts/setup.sh` installed it;
-//! - keep `libtorch_cuda.so` as a NEEDED entry: the linker's `--as-needed`
-//!   drops it because no symbol is referenced directly, and without it
-//!   `tch::Cuda::is_available()` is false even on a GPU (docs/gpu-facts.md);
-//! - record libtorch's version for `searcher --version`-style reports.
+//! Links the searcher so it runs without environment variables
+//! (`build-support/libtorch.rs`): an rpath to the libtorch that torch-sys
+//! found, `libtorch_cuda.so` kept so that tch sees a GPU where there is
+//! one, and libtorch's version for reports.
 
-use std::path::Path;
+#[path = "../build-support/libtorch.rs"]
+mod libtorch;
 
 fn main() {
-    println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
-    let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
-        println!("cargo:rustc-env=LIBTORCH_VERSION=unknown");
-        return;
-    };
-    println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
-    if Path::new(&lib).join("libtorch_cuda.so").exists() {
-        println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
-        println!("cargo:rustc-link-arg=-ltorch_cuda");
-        println!("cargo:rustc-link-arg=-Wl,--as-needed");
-    }
-    // PyPI's torch keeps `__version__ = '2.11.0+cu130'` in torch/version.py.
-    let version_py = Path::new(&lib).join("../version.py");
-    println!("cargo:rerun-if-changed={}", version_py.display());
-    let version = std::fs::read_to_string(&version_py)
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find_map(|l| l.strip_prefix("__version__ = "))
-                .map(|v| v.trim_matches(['\'', '"', ' ']).to_string())
-        })
-        .unwrap_or_else(|| "unknown".into());
-    println!("cargo:rustc-env=LIBTORCH_VERSION={version}");
+    println!("cargo:rerun-if-changed=../build-support/libtorch.rs");
+    libtorch::link(true);
 }

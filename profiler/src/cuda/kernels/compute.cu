@@ -53,6 +53,29 @@ extern "C" __global__ void bias_residual(float* __restrict__ y, const float* __r
     }
 }
 
+// One output element's k x k window of one input channel (`xp`, h x h)
+// under its weights (`wp`, k x k), added to `acc`; taps outside the map are
+// the zero padding. K as in the convolutions below: a compile-time size
+// unrolls the loops.
+template <int K>
+__device__ __forceinline__ float window(const float* __restrict__ xp,
+                                        const float* __restrict__ wp, int h, int k_rt, int iy0,
+                                        int ix0, float acc) {
+    const int k = K > 0 ? K : k_rt;  // a constant where K > 0: loops unroll
+#pragma unroll
+    for (int ky = 0; ky < k; ++ky) {
+        int iy = iy0 + ky;
+        if (iy < 0 || iy >= h) continue;
+#pragma unroll
+        for (int kx = 0; kx < k; ++kx) {
+            int ix = ix0 + kx;
+            if (ix < 0 || ix >= h) continue;
+            acc = fmaf(__ldg(xp + iy * h + ix), __ldg(wp + ky * k + kx), acc);
+        }
+    }
+    return acc;
+}
+
 // Depthwise k x k convolution, "same" padding k/2, stride s, with bias and
 // activation: one thread per output element, weights [c][k][k]. K > 0 is a
 // compile-time kernel size (loops unrolled, the common 3, 5 and 7); K == 0
@@ -74,19 +97,8 @@ __device__ __forceinline__ void dwconv_body(const float* __restrict__ x,
         int c = (int)(nc % channels);
         const float* xp = x + nc * (long long)h * h;
         const float* wp = w + (long long)c * k * k;
-        float acc = __ldg(b + c);
         int iy0 = oy * stride - pad, ix0 = ox * stride - pad;
-#pragma unroll
-        for (int ky = 0; ky < k; ++ky) {
-            int iy = iy0 + ky;
-            if (iy < 0 || iy >= h) continue;
-#pragma unroll
-            for (int kx = 0; kx < k; ++kx) {
-                int ix = ix0 + kx;
-                if (ix < 0 || ix >= h) continue;
-                acc = fmaf(__ldg(xp + iy * h + ix), __ldg(wp + ky * k + kx), acc);
-            }
-        }
+        float acc = window<K>(xp, wp, h, k, iy0, ix0, __ldg(b + c));
         y[i] = activate(acc, act);
     }
 }
@@ -216,17 +228,7 @@ __device__ __forceinline__ void conv_direct_body(const float* __restrict__ x,
         for (int ci = 0; ci < cin; ++ci) {
             const float* xp = xn + (long long)ci * h * h;
             const float* wp = wc + ci * k * k;
-#pragma unroll
-            for (int ky = 0; ky < k; ++ky) {
-                int iy = iy0 + ky;
-                if (iy < 0 || iy >= h) continue;
-#pragma unroll
-                for (int kx = 0; kx < k; ++kx) {
-                    int ix = ix0 + kx;
-                    if (ix < 0 || ix >= h) continue;
-                    acc = fmaf(__ldg(xp + iy * h + ix), __ldg(wp + ky * k + kx), acc);
-                }
-            }
+            acc = window<K>(xp, wp, h, k, iy0, ix0, acc);
         }
         y[i] = activate(acc, act);
     }
