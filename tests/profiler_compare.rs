@@ -254,7 +254,10 @@ fn bad_input_exits_2_with_an_error_message() {
             vec![s(&a), "/nonexistent/b.csv"],
             "cannot read /nonexistent/b.csv",
         ),
-        (vec![s(&a), s(&a), "--top", "0"], "--top must be at least 1"),
+        (
+            vec![s(&a), s(&a), "--top", "0"],
+            "--top must be a number in [1, 100000], got 0",
+        ),
         (
             vec![s(&a), s(&a), "--plot", "out.pdf"],
             "must end in .svg or .png",

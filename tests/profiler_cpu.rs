@@ -160,6 +160,37 @@ fn threads_beyond_the_machine_or_zero_are_refused() {
     }
 }
 
+/// `profiler-cpu ... | head -1` (a table on stdout): the reader goes away
+/// after one line; the CPU engine's binary ends as Unix tools do (SIGPIPE,
+/// restored by the shared command line), not with a panic or an error.
+#[cfg(unix)]
+#[test]
+fn a_closed_stdout_ends_the_cpu_engine_quietly() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_profiler-cpu"))
+        .args(["--cache", "warm", "--width-step", "64"])
+        .args(["--warmup-ms", "0", "--cap-ms", "1", "--min-samples", "3"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with('#'), "the table's header: {first}");
+    // The reader is dropped here, with hundreds of rows still to write.
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert!(
+        !err.contains("panicked") && !err.contains("error:"),
+        "{err}"
+    );
+    assert_eq!(out.status.signal(), Some(13), "{:?}: {err}", out.status);
+}
+
 #[test]
 fn gpu_only_flags_are_refused_with_the_cpu() {
     for flag in ["--launch", "--l2"] {

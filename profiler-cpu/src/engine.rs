@@ -378,7 +378,7 @@ pub struct CpuEngine {
 pub fn check_threads(threads: usize, allowed: &[usize]) -> Result<()> {
     if threads == 0 || threads > allowed.len() {
         return Err(ProfilerError::Invalid(format!(
-            "--threads {threads}: must be between 1 and the {} CPUs this process may run on ({})",
+            "--threads must be a number in [1, {}] (the CPUs this process may run on: {}), got {threads}",
             allowed.len(),
             allowed
                 .iter()
@@ -397,7 +397,7 @@ impl CpuEngine {
         check_threads(settings.threads, &machine.allowed)?;
         if !(1..=MAX_BATCH).contains(&settings.batch) {
             return Err(ProfilerError::Invalid(format!(
-                "--batch {}: must be between 1 and {MAX_BATCH}",
+                "--batch must be a number in [1, {MAX_BATCH}], got {}",
                 settings.batch
             )));
         }

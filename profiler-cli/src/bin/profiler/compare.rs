@@ -7,6 +7,7 @@ use anyhow::{bail, Result};
 use clap::Args;
 use profiler::analysis::compare::{compare, render_text};
 use profiler::analysis::plot;
+use profiler_cli::flags::in_range;
 use space::{LatencyTable, SearchSpaceConfig};
 
 #[derive(Args, Clone, Debug)]
@@ -22,7 +23,7 @@ pub struct CompareArgs {
     #[arg(long)]
     plot: Option<PathBuf>,
     /// How many keys and entries each listing shows.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = in_range::<usize>("--top", 1, 100_000))]
     top: usize,
     /// Search space file for stages and layers; the TF-NAS ImageNet space by default.
     #[arg(long)]
@@ -33,9 +34,6 @@ pub struct CompareArgs {
 /// draws the plot. The text report carries its warnings; with `--json` they
 /// also go to stderr, so that JSON piped elsewhere still shows them.
 pub fn run(args: &CompareArgs) -> Result<()> {
-    if args.top == 0 {
-        bail!("--top must be at least 1");
-    }
     if let Some(p) = &args.plot {
         plot::check_plot_path(p)?;
         space::io::check_output(p, &[("table A", &args.a), ("table B", &args.b)])?;
