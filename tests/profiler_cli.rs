@@ -63,12 +63,13 @@ fn a_space_without_se_is_a_config_file() {
     std::fs::write(&path, space.to_json_pretty()).unwrap();
     let out = profiler(&["plan", "--space", path.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let err = text(&out.stderr);
+    // The plan is the command's output, on stdout.
+    let plan = text(&out.stdout);
     // 11 layer shapes × (k3, k5) without SE.
-    assert!(err.contains("on 22 curves"), "{err}");
+    assert!(plan.contains("on 22 curves"), "{plan}");
     assert!(
-        err.contains("fixed_r112_i32_o16_s1_k3_m32_se0_relu"),
-        "{err}"
+        plan.contains("fixed_r112_i32_o16_s1_k3_m32_se0_relu"),
+        "{plan}"
     );
 }
 

@@ -406,3 +406,265 @@ fn blocks_timed_inside_a_run_give_one_positive_time_each() {
     engine.prepare(&Workload::Empty { kernels: 2 }).unwrap();
     assert!(engine.run_timed_blocks().is_err());
 }
+
+// ---- Kills, concurrent writers and hostile paths (issue 24): every one
+// ends in a table that resumes, or one `error:` line and status 2 with the
+// inputs untouched.
+
+/// The processes whose command line holds `needle` (a unique output path).
+fn processes_with(needle: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains(needle) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// A table build through `profiler --device cpu` on `out`, timing fast.
+fn spawn_build(out: &Path) -> std::process::Child {
+    Command::new(profiler_bin())
+        .args(["--device", "cpu", "--cache", "warm", "--width-step", "8"])
+        .args(["--warmup-ms", "0", "--cap-ms", "1", "--min-samples", "3"])
+        .arg("--out")
+        .arg(out)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until `out` holds more than `rows` rows (its header and column
+/// line not counted).
+fn wait_for_rows(out: &Path, rows: usize) {
+    for _ in 0..600 {
+        let n = std::fs::read_to_string(out).map_or(0, |t| {
+            t.lines()
+                .filter(|l| !l.starts_with('#'))
+                .count()
+                .saturating_sub(1)
+        });
+        if n > rows {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("{} never grew past {rows} lines", out.display());
+}
+
+#[cfg(unix)]
+#[test]
+fn killing_the_profiler_ends_its_cpu_engine_and_the_table_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("killed.csv");
+    for signal in ["-KILL", "-TERM"] {
+        let mut child = spawn_build(&out);
+        wait_for_rows(&out, 30);
+        Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        child.wait().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let needle = out.to_str().unwrap();
+        assert!(
+            processes_with(needle).is_empty(),
+            "{signal}: an orphaned profiler-cpu still writes {needle}"
+        );
+        // What is left resumes: the table reads, and a rerun appends.
+        space::LatencyTable::from_path(&out).unwrap();
+    }
+    let o = profiler(&[
+        "--device",
+        "cpu",
+        "--cache",
+        "warm",
+        "--width-step",
+        "8",
+        "--warmup-ms",
+        "0",
+        "--cap-ms",
+        "1",
+        "--min-samples",
+        "3",
+        "--limit",
+        "3",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("resuming"), "{}", stderr(&o));
+    space::LatencyTable::from_path(&out).unwrap();
+}
+
+#[cfg(unix)]
+#[test]
+fn a_second_build_of_the_same_table_is_refused_while_the_first_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("shared.csv");
+    let mut first = spawn_build(&out);
+    wait_for_rows(&out, 20);
+    let o = profiler(&[
+        "--device",
+        "cpu",
+        "--cache",
+        "warm",
+        "--width-step",
+        "8",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_refused(&o, "another run is writing it");
+    first.kill().unwrap();
+    first.wait().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    space::LatencyTable::from_path(&out).unwrap();
+}
+
+#[cfg(unix)]
+#[test]
+fn an_output_that_is_not_a_regular_file_is_refused_and_left_as_it_is() {
+    use std::os::unix::fs::FileTypeExt;
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("pipe.csv");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let f = fifo.to_str().unwrap();
+    let table = fixture("tfnas_a_synthetic.csv");
+    for args in [
+        vec!["--device", "cpu", "--out", f],
+        vec![
+            "validate",
+            "--device",
+            "cpu",
+            "--table",
+            table.to_str().unwrap(),
+            "--out",
+            f,
+        ],
+    ] {
+        let o = profiler(&args);
+        assert_refused(&o, "not a regular file");
+    }
+    assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+}
+
+#[test]
+fn a_file_name_that_is_not_utf8_is_written_without_a_panic() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join(std::ffi::OsStr::from_bytes(b"t\xff.csv"));
+    let o = Command::new(profiler_bin())
+        .args([
+            "--device",
+            "cpu",
+            "--cache",
+            "warm",
+            "--width-step",
+            "64",
+            "--limit",
+            "1",
+        ])
+        .args(FAST)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("panicked"));
+    assert!(out.is_file());
+}
+
+#[test]
+fn running_out_of_memory_is_one_error_line_not_a_panic() {
+    let arch = fixture("tfnas_a.json");
+    // A 3 GB address space: libtorch's first large allocation fails.
+    let o = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -v 3000000; exec '{}' measure --device cpu --batch 256 --arch '{}' --warmup-ms 0 --cap-ms 10",
+            env!("CARGO_BIN_EXE_profiler-cpu"),
+            arch.display()
+        ))
+        .output()
+        .unwrap();
+    assert_refused(&o, "out of memory in ");
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("frame #"), "{}", stderr(&o));
+}
+
+#[cfg(unix)]
+#[test]
+fn a_cpu_engine_ended_by_a_signal_is_one_error_line_or_a_quiet_sigpipe() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let alone = dir.path().join("profiler");
+    std::fs::copy(profiler_bin(), &alone).unwrap();
+    let stand_in = dir.path().join("profiler-cpu");
+    for (signal, number) in [("KILL", 9), ("PIPE", 13)] {
+        std::fs::write(&stand_in, format!("#!/bin/sh\nkill -{signal} $$\n")).unwrap();
+        std::fs::set_permissions(&stand_in, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let o = Command::new(&alone)
+            .args(["--device", "cpu"])
+            .output()
+            .unwrap();
+        if number == 9 {
+            assert_refused(&o, "was ended by signal 9 (SIGKILL");
+            assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+        } else {
+            assert_eq!(o.status.signal(), Some(13), "{}", stderr(&o));
+            assert!(stderr(&o).is_empty(), "{}", stderr(&o));
+        }
+    }
+}
+
+#[test]
+fn a_network_table_that_lost_its_speed_reference_is_refused_by_validate() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("no-reference.csv");
+    let text = std::fs::read_to_string(fixture("tfnas_a_synthetic.csv")).unwrap();
+    let header = "# threads: 1\n# cache: network\n# timer: thread\n";
+    std::fs::write(&table, format!("{header}{text}")).unwrap();
+    let o = profiler(&[
+        "validate",
+        "--device",
+        "cpu",
+        "--table",
+        table.to_str().unwrap(),
+    ]);
+    assert_refused(&o, "has lost it");
+}
+
+#[test]
+fn measure_names_a_gpu_table_given_for_its_speed_reference() {
+    let o = profiler(&[
+        "measure",
+        "--device",
+        "cpu",
+        "--arch",
+        fixture("tfnas_a.json").to_str().unwrap(),
+        "--table",
+        root()
+            .join("tables/reference/h100-pytorch-2.11-graph.csv")
+            .to_str()
+            .unwrap(),
+    ]);
+    assert_refused(&o, "this is a GPU table");
+}
+
+#[test]
+fn a_minimum_sample_count_beyond_its_range_is_refused_before_timing() {
+    let o = profiler(&["--device", "cpu", "--min-samples", "4000000000"]);
+    assert_refused(
+        &o,
+        "--min-samples must be a number in [1, 10000], got 4000000000",
+    );
+}

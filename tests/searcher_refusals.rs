@@ -200,7 +200,7 @@ fn two_searches_with_one_output_cannot_run_at_once() {
     first.wait().unwrap();
     let err = text(&second.stderr);
     assert_eq!(second.status.code(), Some(2), "{err}");
-    assert!(err.contains("another search is writing it"), "{err}");
+    assert!(err.contains("another run is writing it"), "{err}");
 }
 
 #[test]

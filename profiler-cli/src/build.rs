@@ -10,6 +10,7 @@ use profiler::files::resume::check_out_folder;
 use profiler::measure::timing::TimingFlags;
 use profiler::table::build::{build_table, BuildSettings, Output};
 use profiler::table::progress::{LogOnly, Progress};
+use space::io::OutputLock;
 
 use crate::engine::EngineCli;
 use crate::flags::{load_space, TimingArgs};
@@ -44,9 +45,15 @@ pub struct BuildArgs<S: Args> {
 pub fn run<E: EngineCli>(args: &BuildArgs<E::Settings>) -> Result<()> {
     let space = load_space(args.space.as_ref())?;
     let plan_len = space.table_plan(args.width_step)?.len();
-    if let Some(out) = &args.out {
-        check_out_folder("--out", out)?;
-    }
+    // Held to the end: a second build of the same file (or an orphaned
+    // one still timing) is refused rather than appending rows of its own.
+    let _lock = match &args.out {
+        Some(out) => {
+            check_out_folder("--out", out)?;
+            Some(OutputLock::acquire(out)?)
+        }
+        None => None,
+    };
     let settings = BuildSettings {
         space,
         width_step: args.width_step,

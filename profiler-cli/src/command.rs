@@ -65,6 +65,7 @@ pub struct Command<S: Args, F: Args, V: Args> {
 /// line parsed under the engine's name, the command run, its error printed.
 pub fn main<E: EngineCli>() -> ExitCode {
     exit::restore_sigpipe();
+    exit::follow_parent();
     let cli = Command::<E::Settings, E::TableFlags, E::VerifyArgs>::command()
         .name(E::NAME)
         .bin_name(E::NAME)

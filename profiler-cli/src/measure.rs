@@ -121,10 +121,12 @@ fn per_block<E: EngineCli>(
 fn table_speed(path: &Path, blocks: &[BlockSpec]) -> Result<(f64, f64)> {
     let table = LatencyTable::from_path(path)?;
     let Some(reference) = table.speed_reference_ms() else {
+        let gpu = table.metadata().get(space::meta::THREADS).is_none();
         bail!(
-            "{}: no '{}' line (a table built with --cache network has one)",
+            "{}: no '{}' line: `measure --table` times the network at a table's speed reference, which only a CPU table built with --cache network has{}",
             path.display(),
-            speed::REFERENCE_KEY
+            speed::REFERENCE_KEY,
+            if gpu { " (this is a GPU table: its header has no 'threads' line)" } else { "" }
         );
     };
     Ok((reference, table.predict_blocks(blocks)?.total_ms))

@@ -11,6 +11,7 @@ use profiler::analysis::rows::MAX_PASSES;
 use profiler::files::command_line;
 use profiler::measure::engine::Engine;
 use profiler::validate::{self, Request};
+use space::io::OutputLock;
 
 use crate::engine::EngineCli;
 use crate::flags::{in_range, load_space, TimingArgs};
@@ -76,6 +77,11 @@ pub fn run<E: EngineCli>(args: &ValidateArgs<E::TableFlags>) -> Result<()> {
         command: command_line(),
     };
     request.check_paths()?;
+    // Held to the end, as the table build's: one writer per rows file.
+    let _lock = match &args.out {
+        Some(out) => Some(OutputLock::acquire(out)?),
+        None => None,
+    };
     let space = load_space(args.space.as_ref())?;
     let (table, sha256) = validate::read_table(&args.table)?;
     let settings = E::table_settings(&table, &args.engine)?;

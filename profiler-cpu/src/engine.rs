@@ -369,6 +369,8 @@ pub struct CpuEngine {
     config: EngineConfig,
     settings: CpuSettings,
     prepared: Option<Prepared>,
+    /// The prepared workload, for errors.
+    workload: String,
     /// Read before each timed run of a block under [`Cache::Cold`].
     evict: Vec<u64>,
     _no_grad: tch::NoGradGuard,
@@ -463,6 +465,7 @@ impl CpuEngine {
             config: settings.engine_config(),
             settings,
             prepared: None,
+            workload: String::new(),
             evict,
             _no_grad: tch::no_grad_guard(),
         })
@@ -582,6 +585,35 @@ impl Engine for CpuEngine {
 
     fn prepare(&mut self, workload: &Workload) -> Result<()> {
         self.prepared = None;
+        self.workload = workload.to_string();
+        guarded(|| workload.to_string(), || self.prepare_now(workload))
+    }
+
+    fn run_timed_blocks(&mut self) -> Result<Vec<f64>> {
+        // Taken out and put back: no allocation between timed runs.
+        let workload = std::mem::take(&mut self.workload);
+        let times = guarded(
+            || format!("a timed run of {workload}"),
+            || self.run_timed_blocks_now(),
+        );
+        self.workload = workload;
+        times
+    }
+
+    fn run_timed(&mut self) -> Result<f64> {
+        let workload = std::mem::take(&mut self.workload);
+        let ms = guarded(
+            || format!("a timed run of {workload}"),
+            || self.run_timed_now(),
+        );
+        self.workload = workload;
+        ms
+    }
+}
+
+/// The engine's work proper, each part called through [`guarded`].
+impl CpuEngine {
+    fn prepare_now(&mut self, workload: &Workload) -> Result<()> {
         self.prepared = Some(match workload {
             Workload::Block(spec) => self.prepare_blocks(std::slice::from_ref(spec), true)?,
             Workload::Network { blocks, .. } => self.prepare_blocks(blocks, false)?,
@@ -593,7 +625,7 @@ impl Engine for CpuEngine {
         Ok(())
     }
 
-    fn run_timed_blocks(&mut self) -> Result<Vec<f64>> {
+    fn run_timed_blocks_now(&mut self) -> Result<Vec<f64>> {
         let Some(Prepared::Blocks { input, blocks, .. }) = &self.prepared else {
             return Err(ProfilerError::Invalid(
                 "blocks timed inside a run need a prepared network (an engine bug)".into(),
@@ -615,7 +647,7 @@ impl Engine for CpuEngine {
         Ok(times)
     }
 
-    fn run_timed(&mut self) -> Result<f64> {
+    fn run_timed_now(&mut self) -> Result<f64> {
         let alone = matches!(self.prepared, Some(Prepared::Blocks { alone: true, .. }));
         if alone && matches!(self.settings.cache, Cache::Llc | Cache::Cold) {
             self.evict_caches();
@@ -638,4 +670,50 @@ impl Engine for CpuEngine {
         };
         Ok(ms)
     }
+}
+
+/// libtorch's message in a panic of tch (`called Result::unwrap() on an Err
+/// value: Torch("[enforce fail at ...] ... DefaultCPUAllocator: can't
+/// allocate memory: ...\nframe #0: ...")`): its first line, from the
+/// allocator's name where there is one, without the C++ frames.
+fn libtorch_message(text: &str) -> &str {
+    let inner = text.split_once("Torch(\"").map_or(text, |(_, t)| t);
+    let inner = inner
+        .split_once("DefaultCPUAllocator: ")
+        .map_or(inner, |(_, t)| t);
+    let end = [inner.find("\\n"), inner.find('\n'), inner.find("\")")]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(inner.len());
+    inner[..end].trim()
+}
+
+/// Runs `f`, turning a panic into the engine's error. tch's calls panic on
+/// any libtorch error (an allocation that fails, above all), so one
+/// workload's work is caught here: the user sees one `error:` line naming
+/// `what` and libtorch's message, not a panic with C++ frames. The panic
+/// hook is silenced meanwhile (this engine runs on one thread).
+fn guarded<T>(what: impl FnOnce() -> String, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    std::panic::set_hook(hook);
+    result.unwrap_or_else(|payload| {
+        let text = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("libtorch failed");
+        let first = libtorch_message(text);
+        let memory = ["alloc", "out of memory", "not enough memory"]
+            .iter()
+            .any(|m| first.to_lowercase().contains(m));
+        let what = what();
+        Err(ProfilerError::Invalid(if memory {
+            format!("out of memory in {what}: {first} (a smaller --batch, or fewer other programs, may fit)")
+        } else {
+            format!("libtorch failed in {what}: {first}")
+        }))
+    })
 }

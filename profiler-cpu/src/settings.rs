@@ -96,6 +96,15 @@ pub fn resolve(table: &LatencyTable, flags: &TableFlags) -> Result<CpuSettings> 
         ))
     })?;
     let cache: Cache = header(table, meta::CACHE, "warm")?;
+    if cache == Cache::Network && table.speed_reference_ms().is_none() {
+        // Its entries are at a speed reference the file no longer states:
+        // timed raw, the networks would be compared with another speed.
+        return Err(ProfilerError::Invalid(format!(
+            "{}: a table built with --cache network has a '{}' line, and this one has lost it; restore the line or rebuild the table",
+            table.origin(),
+            profiler::measure::speed::REFERENCE_KEY
+        )));
+    }
     let timer: Timer = header(table, meta::TIMER, "wall")?;
     let mut diffs = Vec::new();
     let mut differs = |key: &str, table: String, flag: Option<String>| {

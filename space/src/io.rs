@@ -62,6 +62,7 @@ pub fn check_output(output: &Path, inputs: &[(&str, &Path)]) -> Result<()> {
     if output.is_dir() {
         return Err(fail(output, "is a folder, not a file"));
     }
+    not_special(output)?;
     for (what, input) in inputs {
         if same_file(output, input) {
             return Err(fail(
@@ -83,6 +84,19 @@ pub fn check_output(output: &Path, inputs: &[(&str, &Path)]) -> Result<()> {
     // The only reliable test of a writable folder is writing into it; the
     // probe is removed when it drops.
     temp_in(output).map(drop)
+}
+
+/// Refuses an output that exists and is neither a regular file nor a link:
+/// a device, FIFO or socket would be replaced by a regular file (`/dev/null`
+/// gone, as root), or block a reader.
+pub fn not_special(output: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(output) {
+        Ok(m) if !m.is_file() && !m.file_type().is_symlink() && !m.is_dir() => Err(fail(
+            output,
+            "is not a regular file (a device, FIFO or socket); write results to a file",
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn temp_in(output: &Path) -> Result<tempfile::NamedTempFile> {
@@ -145,6 +159,9 @@ impl AtomicFile {
     /// leaves either the old output or the whole new one.
     pub fn commit(self) -> Result<()> {
         let output = self.output;
+        // Checked again at the rename: the path may have become a device
+        // node or FIFO since the run's start.
+        not_special(&output)?;
         // Reopened by path: a writer given `temp_path` may have replaced
         // the file rather than written into the open handle.
         File::open(self.temp.path())
@@ -196,7 +213,7 @@ impl OutputLock {
             try_lock(&file).map_err(|_| {
                 fail(
                     output,
-                    "another search is writing it (its lock is held); wait for it or choose another output",
+                    "another run is writing it (its lock is held); wait for it or choose another output",
                 )
             })?;
             if still_named(&file, &path) {
@@ -323,7 +340,7 @@ mod tests {
         let out = dir.path().join("arch.json");
         let first = OutputLock::acquire(&out).unwrap();
         let e = OutputLock::acquire(&out).err().unwrap().to_string();
-        assert!(e.contains("another search"), "{e}");
+        assert!(e.contains("another run"), "{e}");
         drop(first);
         assert!(names(dir.path()).is_empty());
         let _again = OutputLock::acquire(&out).unwrap();

@@ -6,9 +6,12 @@
 pub mod resume;
 pub mod timestamp;
 
-/// The command line as typed, for the header of a table or rows file.
+/// The command line as typed, for the header of a table or rows file; an
+/// argument that is not UTF-8 (a file name in another encoding) is written
+/// with its bytes replaced, never a panic.
 pub fn command_line() -> String {
-    std::env::args()
+    std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
         .map(|a| {
             if a.contains([' ', '\t']) {
                 format!("'{a}'")

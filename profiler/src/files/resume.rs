@@ -10,14 +10,24 @@ use space::Metadata;
 
 use crate::error::{ProfilerError, Result};
 
-/// Refuses, before any GPU work, an output file whose folder does not exist
-/// (`flag` names the option): a table build or a validation may time for a
+/// Refuses, before any engine work, an output file whose folder does not
+/// exist (`flag` names the option), and one that exists but is not a
+/// regular file (a device, FIFO or socket, which a resume would read
+/// without end or wait on): a table build or a validation may time for a
 /// while before its first write, and must not fail only then.
 pub fn check_out_folder(flag: &str, path: &Path) -> Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
+    if let Ok(m) = std::fs::metadata(path) {
+        if !m.is_file() {
+            return Err(ProfilerError::Invalid(format!(
+                "{flag} {}: not a regular file (a folder, device, FIFO or socket); the output must be a file, which a rerun resumes",
+                path.display()
+            )));
+        }
+    }
     if dir.is_dir() {
         Ok(())
     } else {

@@ -66,12 +66,46 @@ impl TimingFlags {
         min_samples: 10,
     };
 
-    /// The rule; refuses a `--ci-percent` that is not a positive number.
+    /// The largest warm-up and cap, in ms: an hour, beyond any sensible
+    /// entry or network.
+    pub const MAX_MS: u64 = 3_600_000;
+    /// The most runs `--min-samples` may ask for: the minimum count
+    /// overrides the cap, so a typo of a few more digits would time one
+    /// entry for hours.
+    pub const MAX_MIN_SAMPLES: u64 = 10_000;
+
+    /// The rule; refuses a flag outside its range, in the words every
+    /// binary uses.
     pub fn rule(&self) -> Result<TimingRule> {
-        if !(self.ci_percent > 0.0 && self.ci_percent.is_finite()) {
-            return Err(ProfilerError::Invalid(
-                "--ci-percent must be a positive number".into(),
-            ));
+        let out_of = |flag: &str, range: String, got: String| {
+            Err(ProfilerError::Invalid(format!(
+                "{flag} must be a number in {range}, got {got}"
+            )))
+        };
+        if !(self.ci_percent > 0.0 && self.ci_percent <= 100.0) {
+            return out_of(
+                "--ci-percent",
+                "(0, 100]".into(),
+                self.ci_percent.to_string(),
+            );
+        }
+        if self.warmup_ms > Self::MAX_MS {
+            return out_of(
+                "--warmup-ms",
+                format!("[0, {}]", Self::MAX_MS),
+                self.warmup_ms.to_string(),
+            );
+        }
+        if !(1..=Self::MAX_MS).contains(&self.cap_ms) {
+            return out_of(
+                "--cap-ms",
+                format!("[1, {}]", Self::MAX_MS),
+                self.cap_ms.to_string(),
+            );
+        }
+        if !(1..=Self::MAX_MIN_SAMPLES).contains(&self.min_samples) {
+            let range = format!("[1, {}]", Self::MAX_MIN_SAMPLES);
+            return out_of("--min-samples", range, self.min_samples.to_string());
         }
         Ok(TimingRule {
             warmup: Duration::from_millis(self.warmup_ms),

@@ -8,6 +8,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 
+use profiler_cli::exit::{self, PARENT_PID_VAR};
+
 /// The CPU binary's name, next to `profiler`.
 pub const CPU_BINARY: &str = "profiler-cpu";
 
@@ -43,9 +45,13 @@ pub fn run_if_cpu() -> Option<ExitCode> {
 
 /// Runs the CPU binary, passing its output through, and turns the dynamic
 /// loader's failure to find libtorch into one `error:` line.
-fn run_cpu(binary: &PathBuf, args: &[OsString]) -> ExitCode {
+fn run_cpu(binary: &Path, args: &[OsString]) -> ExitCode {
+    // The child ties its life to this process (`profiler_cli::exit::
+    // follow_parent`), so a killed `profiler` leaves no orphan appending to
+    // the table.
     let child = Command::new(binary)
         .args(args)
+        .env(PARENT_PID_VAR, std::process::id().to_string())
         .stderr(Stdio::piped())
         .spawn();
     let mut child = match child {
@@ -83,8 +89,31 @@ fn run_cpu(binary: &PathBuf, args: &[OsString]) -> ExitCode {
     }
     match status.code() {
         Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(2)),
-        None => ExitCode::from(2),
+        None => killed(binary, status),
     }
+}
+
+/// The exit of a child that a signal ended: a closed stdout (SIGPIPE) ends
+/// this process the same quiet way; any other signal is one `error:` line.
+fn killed(binary: &Path, status: std::process::ExitStatus) -> ExitCode {
+    use std::os::unix::process::ExitStatusExt;
+    let signal = status.signal().unwrap_or(0);
+    if signal == libc::SIGPIPE {
+        exit::end_by_sigpipe();
+    }
+    eprintln!(
+        "error: {} was ended by signal {signal}{}; a table or rows file it was writing resumes on a rerun",
+        binary.display(),
+        match signal {
+            libc::SIGKILL => " (SIGKILL: killed, perhaps for memory)",
+            libc::SIGTERM => " (SIGTERM)",
+            libc::SIGINT => " (SIGINT)",
+            libc::SIGSEGV => " (SIGSEGV: a crash)",
+            libc::SIGABRT => " (SIGABRT: an abort)",
+            _ => "",
+        }
+    );
+    ExitCode::from(2)
 }
 
 /// A GPU `validate` (no `--device cpu`) of a table whose header has the CPU

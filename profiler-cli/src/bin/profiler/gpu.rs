@@ -21,12 +21,22 @@ const MAX_BATCH: u32 = 4096;
 /// The CUDA engine, for the shared command line.
 pub struct Gpu;
 
+/// `--device`: a CUDA index; `cpu` never gets here (`cpu_exec` hands it
+/// over first), so anything else is a typo to name.
+fn cuda_index(text: &str) -> Result<usize, String> {
+    text.parse().map_err(|_| {
+        format!(
+            "--device takes a CUDA device index (0, 1, ...) or cpu (in lower case), got '{text}'"
+        )
+    })
+}
+
 /// The GPU's settings: every one is part of a table's fingerprint.
 #[derive(Args, Clone, Debug)]
 pub struct GpuArgs {
     /// The device: a CUDA device index (`profiler --device cpu ...` times
     /// on the CPU instead, with the CPU engine's flags).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = cuda_index)]
     pub device: usize,
     /// Images per run (TF-NAS times at batch 32).
     #[arg(long, default_value_t = 32, value_parser = in_range::<u32>("--batch", 1, MAX_BATCH))]
@@ -50,7 +60,7 @@ pub struct GpuArgs {
 pub struct GpuTableFlags {
     /// The device: a CUDA device index (`--device cpu` validates a CPU
     /// table on the CPU).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = cuda_index)]
     pub device: usize,
     /// Batch size; the table's own (refused if different).
     #[arg(long)]
@@ -75,7 +85,7 @@ pub struct GpuTableFlags {
 pub struct GpuVerifyArgs {
     /// The device: a CUDA device index (`--device cpu` checks the CPU
     /// engine).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = cuda_index)]
     pub device: usize,
     /// Images per check (the CPU reference is slow; keep it small).
     #[arg(long, default_value_t = 2, value_parser = in_range::<u32>("--batch", 1, MAX_BATCH))]

@@ -21,12 +21,17 @@ pub struct PlanArgs {
 pub fn run(args: &PlanArgs) -> Result<()> {
     let space = profiler_cli::flags::load_space(args.space.as_ref())?;
     let plan = space.table_plan(args.width_step)?;
-    eprint!("{}", space.describe());
-    eprintln!("{}", plan.describe());
+    // The plan is the command's output; with --keys the keys are, one per
+    // line for a script, and the plan goes to stderr for the reader.
     if args.keys {
+        eprint!("{}", space.describe());
+        eprintln!("{}", plan.describe());
         for block in &plan.blocks {
             println!("{block}");
         }
+    } else {
+        print!("{}", space.describe());
+        println!("{}", plan.describe());
     }
     Ok(())
 }
