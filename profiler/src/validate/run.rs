@@ -1,6 +1,7 @@
 //! Measuring a job's networks in the engine, pass after pass, resuming the
 //! rows file when there is one.
 
+use std::collections::HashSet;
 use std::path::Path;
 
 use space::{meta, Architecture, Metadata};
@@ -8,7 +9,7 @@ use space::{meta, Architecture, Metadata};
 use super::job::{check_engine, Job, Network};
 use crate::analysis::rows::{self, Row};
 use crate::error::{ensure, Result};
-use crate::measure::engine::{Engine, Workload};
+use crate::measure::engine::{Engine, EngineInfo, Workload};
 use crate::measure::monitor::Monitor;
 use crate::measure::speed;
 use crate::measure::timing::time_workload;
@@ -26,53 +27,9 @@ pub fn run_validation(
     log: &mut dyn FnMut(&str),
 ) -> Result<Vec<Row>> {
     check_engine(job, engine)?;
-    let table_device = job.table_header.get(meta::DEVICE_UUID);
-    if table_device.is_some_and(|u| u != engine.info().device_uuid) {
-        log(&format!(
-            "note: the table was measured on {} ({}), this run measures on {} ({}); the errors include the difference between the devices",
-            job.table_header.get(meta::DEVICE_NAME).unwrap_or("?"),
-            table_device.unwrap_or("?"),
-            engine.info().device_name,
-            engine.info().device_uuid
-        ));
-    }
-    let header = job.header(engine.info(), &crate::files::timestamp::now_rfc3339());
-    let expected = |row: &Row| -> Result<()> {
-        let want =
-            Architecture::sample_nth_on(&job.space, job.seed, row.index, job.width_multiple)?
-                .code();
-        ensure!(
-            row.seed == job.seed && row.arch == want,
-            "row {} holds network '{}' of seed {}, but seed {} samples '{want}' there",
-            row.index,
-            row.arch,
-            row.seed,
-            job.seed
-        );
-        Ok(())
-    };
-    let (mut writer, mut rows) = match out {
-        Some(path) => {
-            let keys = engine
-                .info()
-                .resume_keys(&rows::RESUME_FIRST, &rows::RESUME_THEN);
-            let (w, r) = rows::RowsWriter::open(path, &header, &keys, expected, log)?;
-            (Some(w), r)
-        }
-        None => (None, Vec::new()),
-    };
-    let done: std::collections::HashSet<(u64, u32)> =
-        rows.iter().map(|r| (r.index, r.pass)).collect();
-    let todo = job.passes as usize * job.networks.len();
-    let kept = (0..job.passes)
-        .flat_map(|p| job.networks.iter().map(move |n| (n.index, p)))
-        .filter(|k| done.contains(k))
-        .count();
-    if kept > 0 {
-        log(&format!(
-            "resuming: {kept} of {todo} network passes already measured"
-        ));
-    }
+    note_other_device(job, engine.info(), log);
+    let (mut writer, mut rows) = open_rows(job, engine.info(), out, log)?;
+    let done = already_measured(job, &rows, log);
     for pass in 0..job.passes {
         for net in &job.networks {
             if done.contains(&(net.index, pass)) {
@@ -90,6 +47,81 @@ pub fn run_validation(
         trailing.set(meta::FINISHED, crate::files::timestamp::now_rfc3339());
         w.finish(&trailing)?;
     }
+    keep_this_run(job, &mut rows, log);
+    Ok(rows)
+}
+
+/// Logs that the errors will include the difference between two devices
+/// when the table names a device other than the engine's.
+fn note_other_device(job: &Job, info: &EngineInfo, log: &mut dyn FnMut(&str)) {
+    let table_device = job.table_header.get(meta::DEVICE_UUID);
+    if table_device.is_some_and(|u| u != info.device_uuid) {
+        log(&format!(
+            "note: the table was measured on {} ({}), this run measures on {} ({}); the errors include the difference between the devices",
+            job.table_header.get(meta::DEVICE_NAME).unwrap_or("?"),
+            table_device.unwrap_or("?"),
+            info.device_name,
+            info.device_uuid
+        ));
+    }
+}
+
+/// The rows file at `out` opened to go on with, and the rows it already
+/// holds, each checked to be the network `job` samples at its index (a row
+/// of another seed or space would be reported as this job's); no writer
+/// and no rows without `out`.
+fn open_rows(
+    job: &Job,
+    info: &EngineInfo,
+    out: Option<&Path>,
+    log: &mut dyn FnMut(&str),
+) -> Result<(Option<rows::RowsWriter>, Vec<Row>)> {
+    let header = job.header(info, &crate::files::timestamp::now_rfc3339());
+    let expected = |row: &Row| -> Result<()> {
+        let want =
+            Architecture::sample_nth_on(&job.space, job.seed, row.index, job.width_multiple)?
+                .code();
+        ensure!(
+            row.seed == job.seed && row.arch == want,
+            "row {} holds network '{}' of seed {}, but seed {} samples '{want}' there",
+            row.index,
+            row.arch,
+            row.seed,
+            job.seed
+        );
+        Ok(())
+    };
+    Ok(match out {
+        Some(path) => {
+            let keys = info.resume_keys(&rows::RESUME_FIRST, &rows::RESUME_THEN);
+            let (w, r) = rows::RowsWriter::open(path, &header, &keys, expected, log)?;
+            (Some(w), r)
+        }
+        None => (None, Vec::new()),
+    })
+}
+
+/// The (network, pass) pairs `rows` already holds, to be skipped; logs how
+/// many of this job's they are when there are any.
+fn already_measured(job: &Job, rows: &[Row], log: &mut dyn FnMut(&str)) -> HashSet<(u64, u32)> {
+    let done: HashSet<(u64, u32)> = rows.iter().map(|r| (r.index, r.pass)).collect();
+    let todo = job.passes as usize * job.networks.len();
+    let kept = (0..job.passes)
+        .flat_map(|p| job.networks.iter().map(move |n| (n.index, p)))
+        .filter(|k| done.contains(k))
+        .count();
+    if kept > 0 {
+        log(&format!(
+            "resuming: {kept} of {todo} network passes already measured"
+        ));
+    }
+    done
+}
+
+/// Drops the rows of networks and passes beyond this run's (a file from a
+/// run with more samples or passes), saying so: the report covers this
+/// run's networks only.
+fn keep_this_run(job: &Job, rows: &mut Vec<Row>, log: &mut dyn FnMut(&str)) {
     let held = rows.len();
     rows.retain(|r| r.index < job.networks.len() as u64 && r.pass < job.passes);
     if rows.len() < held {
@@ -100,7 +132,6 @@ pub fn run_validation(
             job.passes
         ));
     }
-    Ok(rows)
 }
 
 /// Times pass `pass` of one network of `job`, logs it and returns its row.
