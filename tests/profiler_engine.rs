@@ -143,7 +143,7 @@ fn the_layering_gate_holds_and_refuses_each_broken_rule() {
     );
     assert_eq!(
         text.matches("is refused, as it must be").count(),
-        8,
+        10,
         "{text}"
     );
 }
