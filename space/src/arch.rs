@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::block::BlockSpec;
-use crate::config::SearchSpaceConfig;
+use crate::config::{LayerShape, SearchSpaceConfig};
 use crate::error::{Result, SpaceError};
 use crate::table::{LatencyTable, Metadata};
 
@@ -158,48 +158,7 @@ impl Architecture {
                 )));
             }
             for (b, (block, layer)) in stage.blocks.iter().zip(stage_layers).enumerate() {
-                let err = |message: String| SpaceError::Arch {
-                    stage: s + 1,
-                    block: Some(b + 1),
-                    message,
-                };
-                let op = space
-                    .ops
-                    .iter()
-                    .find(|o| o.name == block.op)
-                    .ok_or_else(|| {
-                        let names: Vec<&str> = space.ops.iter().map(|o| o.name.as_str()).collect();
-                        err(format!(
-                            "unknown op '{}' (the space has {})",
-                            block.op,
-                            names.join(", ")
-                        ))
-                    })?;
-                let expect = [
-                    ("in_channels", block.in_channels, layer.in_channels),
-                    ("out_channels", block.out_channels, layer.out_channels),
-                    ("stride", block.stride, layer.stride),
-                    (
-                        "se_channels",
-                        block.se_channels,
-                        space.se_channels(op, layer.in_channels),
-                    ),
-                ];
-                for (what, found, want) in expect {
-                    if found != want {
-                        return Err(err(format!(
-                            "{what} is {found}, but the space has {want} here for op '{}'",
-                            op.name
-                        )));
-                    }
-                }
-                let range = space.width_range(op, layer.in_channels);
-                if !range.contains(block.mid_channels) {
-                    return Err(err(format!(
-                        "width {} is out of range [{}, {}] for op '{}'",
-                        block.mid_channels, range.min, range.max, op.name
-                    )));
-                }
+                check_block(space, block, layer, s, b)?;
             }
         }
         Ok(())
@@ -279,6 +238,61 @@ impl Architecture {
         .collect();
         Architecture::from_choices(&space, &choices).expect("TF-NAS-A fits the default space")
     }
+}
+
+/// Checks block `b` of stage `s` (both from 0) against its `layer` of
+/// `space`: a known op, the layer's channels and stride, the op's SE
+/// channels and a width in the op's range; the error names the block.
+fn check_block(
+    space: &SearchSpaceConfig,
+    block: &BlockArch,
+    layer: &LayerShape,
+    s: usize,
+    b: usize,
+) -> Result<()> {
+    let err = |message: String| SpaceError::Arch {
+        stage: s + 1,
+        block: Some(b + 1),
+        message,
+    };
+    let op = space
+        .ops
+        .iter()
+        .find(|o| o.name == block.op)
+        .ok_or_else(|| {
+            let names: Vec<&str> = space.ops.iter().map(|o| o.name.as_str()).collect();
+            err(format!(
+                "unknown op '{}' (the space has {})",
+                block.op,
+                names.join(", ")
+            ))
+        })?;
+    let expect = [
+        ("in_channels", block.in_channels, layer.in_channels),
+        ("out_channels", block.out_channels, layer.out_channels),
+        ("stride", block.stride, layer.stride),
+        (
+            "se_channels",
+            block.se_channels,
+            space.se_channels(op, layer.in_channels),
+        ),
+    ];
+    for (what, found, want) in expect {
+        if found != want {
+            return Err(err(format!(
+                "{what} is {found}, but the space has {want} here for op '{}'",
+                op.name
+            )));
+        }
+    }
+    let range = space.width_range(op, layer.in_channels);
+    if !range.contains(block.mid_channels) {
+        return Err(err(format!(
+            "width {} is out of range [{}, {}] for op '{}'",
+            block.mid_channels, range.min, range.max, op.name
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

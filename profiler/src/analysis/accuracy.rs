@@ -93,19 +93,7 @@ const BAND_EPS_PCT: f64 = 1e-9;
 /// Computes the statistics; refuses an empty list and measurements that are
 /// not positive and finite (a relative error needs them), naming the pair.
 pub fn validation_stats(pairs: &[Pair]) -> Result<ValidationStats> {
-    ensure!(!pairs.is_empty(), "no (predicted, measured) pairs to score");
-    for (i, p) in pairs.iter().enumerate() {
-        ensure!(
-            p.measured_ms.is_finite() && p.measured_ms > 0.0,
-            "pair {i}: measured latency {} ms is not positive and finite",
-            p.measured_ms
-        );
-        ensure!(
-            p.predicted_ms.is_finite() && p.predicted_ms >= 0.0,
-            "pair {i}: predicted latency {} ms is not a finite non-negative number",
-            p.predicted_ms
-        );
-    }
+    check_pairs(pairs)?;
     let n = pairs.len() as f64;
     let errors: Vec<f64> = pairs.iter().map(Pair::error_pct).collect();
     let mut abs: Vec<f64> = errors.iter().map(|e| e.abs()).collect();
@@ -126,34 +114,12 @@ pub fn validation_stats(pairs: &[Pair]) -> Result<ValidationStats> {
         measured_ms: pairs[index].measured_ms,
         error_pct: errors[index],
     };
-    let bands = BANDS_PCT
-        .iter()
-        .map(|&k| {
-            let within = abs.iter().filter(|&&a| a <= k + BAND_EPS_PCT).count();
-            Band {
-                within_pct: k,
-                share: within as f64 / n,
-                share_ci: wilson_interval(within, pairs.len(), CONFIDENCE)
-                    .expect("at least one pair"),
-            }
-        })
-        .collect();
+    let bands = bands(&abs);
     abs.sort_by(f64::total_cmp);
     let median_ape_ci_pct =
         median_ci_indices(abs.len(), CONFIDENCE).map(|(lo, hi)| (abs[lo], abs[hi]));
     let mean_signed_error_pct = errors.iter().sum::<f64>() / n;
-    let mean_signed_error_ci_pct = (pairs.len() >= 2).then(|| {
-        let var = errors
-            .iter()
-            .map(|e| (e - mean_signed_error_pct).powi(2))
-            .sum::<f64>()
-            / (n - 1.0);
-        let t = StudentsT::new(0.0, 1.0, n - 1.0)
-            .expect("positive degrees of freedom")
-            .inverse_cdf(0.5 + CONFIDENCE / 2.0);
-        let half = t * (var / n).sqrt();
-        (mean_signed_error_pct - half, mean_signed_error_pct + half)
-    });
+    let mean_signed_error_ci_pct = mean_ci(&errors, mean_signed_error_pct);
     let predicted: Vec<f64> = pairs.iter().map(|p| p.predicted_ms).collect();
     let measured: Vec<f64> = pairs.iter().map(|p| p.measured_ms).collect();
     Ok(ValidationStats {
@@ -172,6 +138,57 @@ pub fn validation_stats(pairs: &[Pair]) -> Result<ValidationStats> {
             .map(|p| p.predicted_ms - p.measured_ms)
             .sum::<f64>()
             / n,
+    })
+}
+
+/// Refuses an empty list and any pair whose relative error is undefined or
+/// meaningless, naming the first such pair.
+fn check_pairs(pairs: &[Pair]) -> Result<()> {
+    ensure!(!pairs.is_empty(), "no (predicted, measured) pairs to score");
+    for (i, p) in pairs.iter().enumerate() {
+        ensure!(
+            p.measured_ms.is_finite() && p.measured_ms > 0.0,
+            "pair {i}: measured latency {} ms is not positive and finite",
+            p.measured_ms
+        );
+        ensure!(
+            p.predicted_ms.is_finite() && p.predicted_ms >= 0.0,
+            "pair {i}: predicted latency {} ms is not a finite non-negative number",
+            p.predicted_ms
+        );
+    }
+    Ok(())
+}
+
+/// The share of `abs` (|relative errors| in %, at least one) within each
+/// of [`BANDS_PCT`], with its Wilson interval.
+fn bands(abs: &[f64]) -> Vec<Band> {
+    let n = abs.len() as f64;
+    BANDS_PCT
+        .iter()
+        .map(|&k| {
+            let within = abs.iter().filter(|&&a| a <= k + BAND_EPS_PCT).count();
+            Band {
+                within_pct: k,
+                share: within as f64 / n,
+                share_ci: wilson_interval(within, abs.len(), CONFIDENCE)
+                    .expect("at least one pair"),
+            }
+        })
+        .collect()
+}
+
+/// The 95% Student-t interval of the mean `mean` of `errors`; `None` with
+/// fewer than two, which leave no spread to estimate.
+fn mean_ci(errors: &[f64], mean: f64) -> Option<(f64, f64)> {
+    let n = errors.len() as f64;
+    (errors.len() >= 2).then(|| {
+        let var = errors.iter().map(|e| (e - mean).powi(2)).sum::<f64>() / (n - 1.0);
+        let t = StudentsT::new(0.0, 1.0, n - 1.0)
+            .expect("positive degrees of freedom")
+            .inverse_cdf(0.5 + CONFIDENCE / 2.0);
+        let half = t * (var / n).sqrt();
+        (mean - half, mean + half)
     })
 }
 

@@ -283,6 +283,54 @@ fn write_header(out: &mut impl Write, header: &Metadata) -> std::io::Result<()> 
     Ok(())
 }
 
+/// Refuses to overwrite `kept`, a file's text, unless it is empty or a rows
+/// file of this [`FORMAT`]: rows of an older format, or another file named
+/// by mistake, would be lost.
+fn refuse_foreign(kept: &str, origin: &str) -> Result<()> {
+    let format = kept
+        .lines()
+        .find_map(|l| (header_key(l) == Some(meta::FORMAT)).then(|| header_value(l)));
+    if format != Some(FORMAT) && !kept.trim().is_empty() {
+        let reason = match format {
+            Some(f) if f.starts_with("tfnas-validation/") => format!(
+                "it holds rows of format {f}, this profiler writes {FORMAT}; refusing to overwrite it (choose another --out)"
+            ),
+            _ => "it is not a validation rows file; refusing to overwrite it".into(),
+        };
+        return Err(ProfilerError::CannotResume {
+            path: origin.to_string(),
+            reason,
+        });
+    }
+    Ok(())
+}
+
+/// Refuses to resume `file_rows` when its header's `resume_keys` differ
+/// from this run's `header`, or when `check` refuses one of its rows: the
+/// run would mix measurements of two settings or two samplings.
+fn check_held(
+    file_rows: &RowsFile,
+    origin: &str,
+    resume_keys: &[&str],
+    header: &Metadata,
+    mut check: impl FnMut(&Row) -> Result<()>,
+) -> Result<()> {
+    let diffs = settings_diffs(resume_keys, &file_rows.header, header);
+    if !diffs.is_empty() {
+        return Err(ProfilerError::SettingsDiffer {
+            path: origin.to_string(),
+            diffs: diffs.join("; "),
+        });
+    }
+    for row in &file_rows.rows {
+        check(row).map_err(|e| ProfilerError::CannotResume {
+            path: origin.to_string(),
+            reason: e.chain(),
+        })?;
+    }
+    Ok(())
+}
+
 impl RowsWriter {
     /// Opens `path` for this run: resumes it (returning the rows already
     /// there) when it holds rows written with the same settings, starts it
@@ -293,7 +341,7 @@ impl RowsWriter {
         path: &Path,
         header: &Metadata,
         resume_keys: &[&str],
-        mut check: impl FnMut(&Row) -> Result<()>,
+        check: impl FnMut(&Row) -> Result<()>,
         log: &mut dyn FnMut(&str),
     ) -> Result<(RowsWriter, Vec<Row>)> {
         let origin = path.display().to_string();
@@ -303,13 +351,7 @@ impl RowsWriter {
             Err(e) => return Err(ProfilerError::io(path, e)),
         };
         let io = |e: std::io::Error| ProfilerError::io(path, e);
-        let fresh = || -> Result<(RowsWriter, Vec<Row>)> {
-            let mut file = File::create(path).map_err(io)?;
-            write_header(&mut file, header).map_err(io)?;
-            writeln!(file, "{}", COLUMNS.join(",")).map_err(io)?;
-            file.flush().map_err(io)?;
-            Ok((RowsWriter::append(file, path), Vec::new()))
-        };
+        let fresh = || Ok((RowsWriter::create(path, header)?, Vec::new()));
         let Some(text) = text else {
             return fresh();
         };
@@ -323,21 +365,7 @@ impl RowsWriter {
         let has_columns = kept
             .lines()
             .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
-        let format = kept
-            .lines()
-            .find_map(|l| (header_key(l) == Some(meta::FORMAT)).then(|| header_value(l)));
-        if format != Some(FORMAT) && !kept.trim().is_empty() {
-            let reason = match format {
-                Some(f) if f.starts_with("tfnas-validation/") => format!(
-                    "it holds rows of format {f}, this profiler writes {FORMAT}; refusing to overwrite it (choose another --out)"
-                ),
-                _ => "it is not a validation rows file; refusing to overwrite it".into(),
-            };
-            return Err(ProfilerError::CannotResume {
-                path: origin,
-                reason,
-            });
-        }
+        refuse_foreign(&kept, &origin)?;
         if !has_columns {
             // Nothing measured yet: only a (partial) header or nothing.
             return fresh();
@@ -346,19 +374,7 @@ impl RowsWriter {
             path: origin.clone(),
             reason: e.chain(),
         })?;
-        let diffs = settings_diffs(resume_keys, &file_rows.header, header);
-        if !diffs.is_empty() {
-            return Err(ProfilerError::SettingsDiffer {
-                path: origin,
-                diffs: diffs.join("; "),
-            });
-        }
-        for row in &file_rows.rows {
-            check(row).map_err(|e| ProfilerError::CannotResume {
-                path: origin.clone(),
-                reason: e.chain(),
-            })?;
-        }
+        check_held(&file_rows, &origin, resume_keys, header, check)?;
         if let Some(cut) = cut {
             log(&format!(
                 "{origin}: dropped a truncated last line ('{}')",
@@ -371,6 +387,16 @@ impl RowsWriter {
         let mut file = OpenOptions::new().append(true).open(path).map_err(io)?;
         writeln!(file, "# resumed {}", crate::files::timestamp::now_rfc3339()).map_err(io)?;
         Ok((RowsWriter::append(file, path), file_rows.rows))
+    }
+
+    /// Starts `path` afresh: `header`, then the column line.
+    fn create(path: &Path, header: &Metadata) -> Result<RowsWriter> {
+        let io = |e: std::io::Error| ProfilerError::io(path, e);
+        let mut file = File::create(path).map_err(io)?;
+        write_header(&mut file, header).map_err(io)?;
+        writeln!(file, "{}", COLUMNS.join(",")).map_err(io)?;
+        file.flush().map_err(io)?;
+        Ok(RowsWriter::append(file, path))
     }
 
     fn append(file: File, path: &Path) -> RowsWriter {

@@ -586,20 +586,34 @@ pub fn build_table(
     )?;
     report.seconds = start.elapsed().as_secs_f64();
     progress.finish();
+    finish_table(writer, &report, plan.len(), io_error, progress)?;
+    Ok(report)
+}
+
+/// Closes a complete table with its trailing lines (the clocks seen, the
+/// finish time); a table stopped at the limit stays unfinished, without
+/// them, for a later run to resume.
+fn finish_table(
+    writer: Writer<'_>,
+    report: &BuildReport,
+    planned: usize,
+    io_error: impl Fn(space::SpaceError) -> ProfilerError,
+    progress: &dyn Progress,
+) -> Result<()> {
     if !report.complete {
         progress.log(&format!(
             "stopped at the limit: {} of {} entries in the table, run again to go on",
             report.skipped + report.measured,
-            plan.len()
+            planned
         ));
-        return Ok(report);
+        return Ok(());
     }
     let mut trailing = Metadata::new();
     trailing
         .set(meta::CLOCKS, &report.clocks)
         .set(meta::FINISHED, now_rfc3339());
     writer.finish(&trailing).map_err(io_error)?;
-    Ok(report)
+    Ok(())
 }
 
 #[cfg(test)]

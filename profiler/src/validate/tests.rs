@@ -10,10 +10,14 @@ use crate::measure::fake::FakeEngine;
 use crate::measure::monitor::Unmonitored;
 use crate::measure::stop::StopRule;
 use crate::measure::timing::TimingRule;
-use space::{meta, Entry, LatencyStats, LatencyTable, Metadata, SearchSpaceConfig, TableWriter};
+use space::{
+    meta, Architecture, BlockSpec, Entry, LatencyStats, LatencyTable, Metadata, SearchSpaceConfig,
+    TableWriter,
+};
 
 use super::*;
-use crate::analysis::fit;
+use crate::analysis::{fit, rows};
+use crate::error::Result;
 use crate::measure::speed;
 
 /// The synthetic latency of a block, as a table would hold it.

@@ -236,23 +236,7 @@ struct Header {
 
 impl Header {
     fn read(text: &str, at: &Locator) -> Result<Header> {
-        let mut metadata = Metadata::new();
-        let mut lines: HashMap<String, u64> = HashMap::new();
-        for (n, line) in text.lines().enumerate() {
-            let Some((k, v)) = Metadata::parse_line(line) else {
-                continue;
-            };
-            let n = n as u64 + 1;
-            if let Some(old) = metadata.get(k).filter(|old| *old != v) {
-                return Err(at.fail(
-                    n,
-                    None,
-                    format!("header line '{k}' repeats with another value ('{old}' then '{v}')"),
-                ));
-            }
-            metadata.set(k, v);
-            lines.entry(k.to_string()).or_insert(n);
-        }
+        let (metadata, lines) = header_lines(text, at)?;
         let line = |key: &str| lines.get(key).copied().unwrap_or(1);
         check_format(&metadata, line(meta::FORMAT), at)?;
         let batch = match metadata.get(meta::BATCH) {
@@ -265,51 +249,7 @@ impl Header {
             })?),
             None => None,
         };
-        if let Some(w) = metadata.get(meta::WIDTH_STEP) {
-            if positive_integer(w).is_none() {
-                return Err(at.fail(
-                    line(meta::WIDTH_STEP),
-                    None,
-                    format!(
-                        "header {} '{w}' is not a positive integer",
-                        meta::WIDTH_STEP
-                    ),
-                ));
-            }
-        }
-        if let Some(d) = metadata.get(meta::SPACE_DIGEST) {
-            if d.len() != 16 || !d.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(at.fail(
-                    line(meta::SPACE_DIGEST),
-                    None,
-                    format!(
-                        "header {} '{d}' is not a space digest (16 hex digits)",
-                        meta::SPACE_DIGEST
-                    ),
-                ));
-            }
-        }
-        if let Some(c) = metadata.get(meta::CORRECTION) {
-            if let Err(e) = c.parse::<super::Correction>() {
-                return Err(at.fail(
-                    line(meta::CORRECTION),
-                    None,
-                    format!("header correction: {e}"),
-                ));
-            }
-        }
-        if let Some(v) = metadata.get(meta::SPEED_REFERENCE_MS) {
-            if speed_reference(v).is_none() {
-                return Err(at.fail(
-                    line(meta::SPEED_REFERENCE_MS),
-                    None,
-                    format!(
-                        "header {} '{v}' is not a positive number of milliseconds",
-                        meta::SPEED_REFERENCE_MS
-                    ),
-                ));
-            }
-        }
+        check_kept_as_text(&metadata, &line, at)?;
         let boundary_ms = match metadata.get(meta::BOUNDARY_MS) {
             Some(v) => v
                 .parse::<f64>()
@@ -335,6 +275,83 @@ impl Header {
             boundary_ms,
         })
     }
+}
+
+/// The `# key: value` lines of `text` and the line each key first appears
+/// on; refuses a key repeated with another value, since either value would
+/// be a guess.
+fn header_lines(text: &str, at: &Locator) -> Result<(Metadata, HashMap<String, u64>)> {
+    let mut metadata = Metadata::new();
+    let mut lines: HashMap<String, u64> = HashMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let Some((k, v)) = Metadata::parse_line(line) else {
+            continue;
+        };
+        let n = n as u64 + 1;
+        if let Some(old) = metadata.get(k).filter(|old| *old != v) {
+            return Err(at.fail(
+                n,
+                None,
+                format!("header line '{k}' repeats with another value ('{old}' then '{v}')"),
+            ));
+        }
+        metadata.set(k, v);
+        lines.entry(k.to_string()).or_insert(n);
+    }
+    Ok((metadata, lines))
+}
+
+/// Checks the header lines the table keeps only as text (width step, space
+/// digest, correction, speed reference): their readers parse them leniently,
+/// so a bad one is refused here, at its line (`line` of its key), rather
+/// than taken later for an absent one.
+fn check_kept_as_text(metadata: &Metadata, line: &dyn Fn(&str) -> u64, at: &Locator) -> Result<()> {
+    if let Some(w) = metadata.get(meta::WIDTH_STEP) {
+        if positive_integer(w).is_none() {
+            return Err(at.fail(
+                line(meta::WIDTH_STEP),
+                None,
+                format!(
+                    "header {} '{w}' is not a positive integer",
+                    meta::WIDTH_STEP
+                ),
+            ));
+        }
+    }
+    if let Some(d) = metadata.get(meta::SPACE_DIGEST) {
+        if d.len() != 16 || !d.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(at.fail(
+                line(meta::SPACE_DIGEST),
+                None,
+                format!(
+                    "header {} '{d}' is not a space digest (16 hex digits)",
+                    meta::SPACE_DIGEST
+                ),
+            ));
+        }
+    }
+    if let Some(c) = metadata.get(meta::CORRECTION) {
+        if let Err(e) = c.parse::<super::Correction>() {
+            return Err(at.fail(
+                line(meta::CORRECTION),
+                None,
+                format!("header correction: {e}"),
+            ));
+        }
+    }
+    if let Some(v) = metadata.get(meta::SPEED_REFERENCE_MS) {
+        if speed_reference(v).is_none() {
+            return Err(at.fail(
+                line(meta::SPEED_REFERENCE_MS),
+                None,
+                format!(
+                    "header {} '{v}' is not a positive number of milliseconds",
+                    meta::SPEED_REFERENCE_MS
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A speed reference: a positive, finite number of milliseconds up to the

@@ -145,36 +145,14 @@ pub fn compare(
     space: &SearchSpaceConfig,
     top: usize,
 ) -> Result<Comparison> {
-    let in_a: HashSet<&BlockSpec> = a.entries().iter().map(|e| &e.spec).collect();
-    let in_b: HashSet<&BlockSpec> = b.entries().iter().map(|e| &e.spec).collect();
-    let only_a: Vec<&BlockSpec> = a
-        .entries()
-        .iter()
-        .map(|e| &e.spec)
-        .filter(|s| !in_b.contains(s))
-        .collect();
-    let only_b: Vec<&BlockSpec> = b
-        .entries()
-        .iter()
-        .map(|e| &e.spec)
-        .filter(|s| !in_a.contains(s))
-        .collect();
+    let only_a = only_in(a, b);
+    let only_b = only_in(b, a);
     let common = common_entries(a, b);
     if common.is_empty() {
         return Err(no_common_key(a, b, &only_a, &only_b));
     }
 
     let groups = Groups::new(space);
-    let header_differences: Vec<HeaderDifference> = a
-        .metadata()
-        .differences(b.metadata())
-        .into_iter()
-        .map(|(k, va, vb)| HeaderDifference {
-            key: k.to_string(),
-            a: va.map(str::to_string),
-            b: vb.map(str::to_string),
-        })
-        .collect();
     let mut warnings = warnings(a, b, space, &only_a, &only_b);
     let throttled = common.iter().filter(|c| c.throttled).count();
     if throttled > 0 {
@@ -191,20 +169,12 @@ pub fn compare(
         most_different,
     } = ratios(&common, &groups, top)?;
 
-    let xs: Vec<f64> = common.iter().map(|c| c.a_ms).collect();
-    let ys: Vec<f64> = common.iter().map(|c| c.b_ms).collect();
-    let rank_all = RankAgreement {
-        count: common.len(),
-        kendall_tau_b: kendall_tau_b(&xs, &ys),
-        spearman_rho: spearman_rho(&xs, &ys),
-    };
-
     Ok(Comparison {
         report: Report {
             a: info(a),
             b: info(b),
             space: format!("{} ({})", space.name, space.digest()),
-            header_differences,
+            header_differences: header_differences(a, b),
             warnings,
             common: common.len(),
             beyond_noise: common.iter().filter(|c| c.beyond_noise).count(),
@@ -213,13 +183,48 @@ pub fn compare(
             zero_latency_excluded: zero,
             ratio,
             ratio_by_group,
-            rank_all,
+            rank_all: rank_agreement(&common),
             ops_within_layers: ops_within_layers(a, b, space),
             most_different,
             references: references(a, b, space)?,
         },
         points,
     })
+}
+
+/// The blocks of `t` that `other` lacks, in `t`'s order.
+fn only_in<'t>(t: &'t LatencyTable, other: &LatencyTable) -> Vec<&'t BlockSpec> {
+    let in_other: HashSet<&BlockSpec> = other.entries().iter().map(|e| &e.spec).collect();
+    t.entries()
+        .iter()
+        .map(|e| &e.spec)
+        .filter(|s| !in_other.contains(s))
+        .collect()
+}
+
+/// Every header line whose value differs between `a` and `b`, or that
+/// only one of them has.
+fn header_differences(a: &LatencyTable, b: &LatencyTable) -> Vec<HeaderDifference> {
+    a.metadata()
+        .differences(b.metadata())
+        .into_iter()
+        .map(|(k, va, vb)| HeaderDifference {
+            key: k.to_string(),
+            a: va.map(str::to_string),
+            b: vb.map(str::to_string),
+        })
+        .collect()
+}
+
+/// How well the order of all common entries survives from `a` to `b`.
+fn rank_agreement(common: &[Common]) -> RankAgreement {
+    let xs: Vec<f64> = common.iter().map(|c| c.a_ms).collect();
+    let ys: Vec<f64> = common.iter().map(|c| c.b_ms).collect();
+    RankAgreement {
+        count: common.len(),
+        kendall_tau_b: kendall_tau_b(&xs, &ys),
+        spearman_rho: spearman_rho(&xs, &ys),
+    }
 }
 
 /// The entries both tables hold, each as its table prices it (its median

@@ -338,8 +338,6 @@ impl CudaEngine {
 
     /// The outer error: the stream is broken. The inner one: no candidate
     /// of the subset ran (the last one's error), also remembered per key.
-    /// (Over 80 lines: the cache lookup, the loop over candidates with its
-    /// pruning, and the log of the choice read best as one.)
     pub(super) fn try_choose(
         &mut self,
         layer: &Layer,
@@ -411,7 +409,16 @@ impl CudaEngine {
                 msg: "no convolution algorithm ran for this shape".into(),
             })));
         };
+        self.log_choice(&key, how, &log, block);
+        self.choices.insert(key, (how, ms));
+        Ok(Ok((how, ms)))
+    }
+
+    /// With `log_choices`, says on stderr which implementation `how` won
+    /// for `key` and how each candidate fared (`log`).
+    fn log_choice(&self, key: &ChoiceKey, how: ConvImpl, log: &[String], block: &str) {
         if self.log_choices {
+            let (shape, among) = (key.shape, key.among);
             eprintln!(
                 "choice for {shape:?} (act {}, residual {}, prologue {}, pooled {}, hand-off {}, scaled {}, among {among:?}) in {block}: {how:?}; candidates: {}",
                 key.act,
@@ -423,8 +430,6 @@ impl CudaEngine {
                 log.join("; ")
             );
         }
-        self.choices.insert(key, (how, ms));
-        Ok(Ok((how, ms)))
     }
 
     /// How a pending expansion and the depthwise convolution `dw` after it

@@ -3,6 +3,16 @@
 
 use super::*;
 
+/// The launch of an element-wise kernel over `total` elements: one thread
+/// per element, in a grid-stride loop.
+fn elementwise(total: i64) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (grid_for(total as usize), 1, 1),
+        block_dim: (THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
 impl CudaEngine {
     /// The library calls: a cuDNN convolution or a cuBLAS product.
     pub(super) fn launch_library(&self, step: &Step, block: &str) -> Result<()> {
@@ -27,11 +37,6 @@ impl CudaEngine {
 
     /// The empty `spin` and the element-wise bias kernels, one thread per element.
     pub(super) fn launch_elementwise(&self, step: &Step, block: &str) -> Result<()> {
-        let elementwise = |total: i64| LaunchConfig {
-            grid_dim: (grid_for(total as usize), 1, 1),
-            block_dim: (THREADS, 1, 1),
-            shared_mem_bytes: 0,
-        };
         // Safety (all launches below): every pointer is a live allocation
         // of the prepared workload with the sizes the arguments describe,
         // and the argument types match the kernel signatures in kernels/compute.cu.
@@ -100,14 +105,9 @@ impl CudaEngine {
         }
     }
 
-    /// The depthwise convolutions. (Over 80 lines only because rustfmt
-    /// puts each of the kernels' many arguments on a line of its own.)
+    /// The depthwise convolutions: a thread per output, or a thread block
+    /// per plane ([`Self::launch_dw_plane`]).
     pub(super) fn launch_depthwise(&self, step: &Step, block: &str) -> Result<()> {
-        let elementwise = |total: i64| LaunchConfig {
-            grid_dim: (grid_for(total as usize), 1, 1),
-            block_dim: (THREADS, 1, 1),
-            shared_mem_bytes: 0,
-        };
         // Safety (all launches below): every pointer is a live allocation
         // of the prepared workload with the sizes the arguments describe,
         // and the argument types match the kernel signatures in kernels/compute.cu.
@@ -144,62 +144,68 @@ impl CudaEngine {
             }
             .map(drop)
             .in_block(block),
-            // Safety: this arm's pointers are live buffers of the prepared
-            // workload (`pre_b` and `pooled` may be null, which the kernel
-            // checks), its arguments match the kernel (see above), and
-            // `shared_bytes` is within the limit set on the function.
-            Step::DwPlane {
-                x,
-                w,
-                b,
-                y,
-                pre_b,
-                pre_act,
-                pooled,
-                channels,
-                h,
-                oh,
-                k,
-                stride,
-                act,
-                planes,
-                threads,
-                shared_bytes,
-            } => unsafe {
-                self.stream
-                    .launch_builder(self.function("dwconv_plane"))
-                    .arg(x)
-                    .arg(w)
-                    .arg(b)
-                    .arg(y)
-                    .arg(pre_b)
-                    .arg(pre_act)
-                    .arg(pooled)
-                    .arg(channels)
-                    .arg(h)
-                    .arg(oh)
-                    .arg(k)
-                    .arg(stride)
-                    .arg(act)
-                    .launch(LaunchConfig {
-                        grid_dim: (*planes, 1, 1),
-                        block_dim: (*threads, 1, 1),
-                        shared_mem_bytes: *shared_bytes,
-                    })
-            }
-            .map(drop)
-            .in_block(block),
+            Step::DwPlane { .. } => self.launch_dw_plane(step, block),
             _ => unreachable!("launch_depthwise is called for its own steps only"),
         }
     }
 
+    /// A depthwise convolution with a thread block per plane, with its
+    /// optional prologue (`pre_b`, `pre_act`) and pool (`pooled`).
+    fn launch_dw_plane(&self, step: &Step, block: &str) -> Result<()> {
+        let Step::DwPlane {
+            x,
+            w,
+            b,
+            y,
+            pre_b,
+            pre_act,
+            pooled,
+            channels,
+            h,
+            oh,
+            k,
+            stride,
+            act,
+            planes,
+            threads,
+            shared_bytes,
+        } = step
+        else {
+            unreachable!("launch_dw_plane is called for Step::DwPlane only")
+        };
+        // Safety: the step's pointers are live buffers of the prepared
+        // workload (`pre_b` and `pooled` may be null, which the kernel
+        // checks), its arguments match the kernel's signature in
+        // kernels/compute.cu, and `shared_bytes` is within the limit set on
+        // the function.
+        unsafe {
+            self.stream
+                .launch_builder(self.function("dwconv_plane"))
+                .arg(x)
+                .arg(w)
+                .arg(b)
+                .arg(y)
+                .arg(pre_b)
+                .arg(pre_act)
+                .arg(pooled)
+                .arg(channels)
+                .arg(h)
+                .arg(oh)
+                .arg(k)
+                .arg(stride)
+                .arg(act)
+                .launch(LaunchConfig {
+                    grid_dim: (*planes, 1, 1),
+                    block_dim: (*threads, 1, 1),
+                    shared_mem_bytes: *shared_bytes,
+                })
+        }
+        .map(drop)
+        .in_block(block)
+    }
+
     /// The direct dense convolution (the stem's candidate without cuDNN).
     pub(super) fn launch_direct(&self, step: &Step, block: &str) -> Result<()> {
-        let elementwise = |total: i64| LaunchConfig {
-            grid_dim: (grid_for(total as usize), 1, 1),
-            block_dim: (THREADS, 1, 1),
-            shared_mem_bytes: 0,
-        };
         // Safety (all launches below): every pointer is a live allocation
         // of the prepared workload with the sizes the arguments describe,
         // and the argument types match the kernel signatures in kernels/compute.cu.
@@ -243,14 +249,8 @@ impl CudaEngine {
     }
 
     /// SE's two layers and its gate, applied to a map or folded into
-    /// weights. (Over 80 lines only because rustfmt puts each kernel
-    /// argument on a line of its own.)
+    /// weights.
     pub(super) fn launch_se(&self, step: &Step, block: &str) -> Result<()> {
-        let elementwise = |total: i64| LaunchConfig {
-            grid_dim: (grid_for(total as usize), 1, 1),
-            block_dim: (THREADS, 1, 1),
-            shared_mem_bytes: 0,
-        };
         // Safety (all launches below): every pointer is a live allocation
         // of the prepared workload with the sizes the arguments describe,
         // and the argument types match the kernel signatures in kernels/compute.cu.

@@ -1,0 +1,337 @@
+//! What a validation is asked ([`Request`]) and what it runs ([`Job`]): the
+//! table, its settings and the sampled networks, each predicted before an
+//! engine is opened.
+
+use std::path::{Path, PathBuf};
+
+use space::{meta, Architecture, BlockSpec, LatencyTable, Metadata, SearchSpaceConfig};
+
+use crate::analysis::rows::{self, sha256_16};
+use crate::error::{bail, Context, ProfilerError, Result};
+use crate::measure::engine::{Engine, EngineConfig, EngineInfo};
+use crate::measure::speed;
+use crate::measure::timing::{TimingFlags, TimingRule};
+
+/// What `validate` is asked to do besides the table and the engine
+/// settings, which each engine's command line resolves from the table
+/// ([`resolve_settings`](super::resolve_settings) for the settings every
+/// engine has).
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// How many networks to sample and measure.
+    pub samples: usize,
+    /// How many sweeps over the networks ([`Job::passes`]).
+    pub passes: u32,
+    /// Seed of the network sampler; network i of a seed is always the same.
+    pub seed: u64,
+    /// Sample widths on multiples of this; the table's width step if `None`
+    /// ([`Sampling::new`]).
+    pub width_multiple: Option<u32>,
+    /// Where the rows go, one per network and pass (resumed when the file
+    /// exists).
+    pub out: Option<PathBuf>,
+    /// Where the predicted-against-measured plot goes (.svg or .png).
+    pub plot: Option<PathBuf>,
+    pub timing: TimingFlags,
+    /// The command line, for the rows' header.
+    pub command: String,
+}
+
+impl Request {
+    /// Checks what needs neither the table nor an engine: the sample count
+    /// and the output paths.
+    pub fn check_paths(&self) -> Result<()> {
+        if !(1..=MAX_SAMPLES).contains(&self.samples) {
+            bail!(
+                "--samples must be a number in [1, {MAX_SAMPLES}], got {}",
+                self.samples
+            );
+        }
+        if let Some(p) = &self.plot {
+            crate::analysis::plot::check_plot_path(p)?;
+        }
+        if let Some(p) = &self.out {
+            crate::files::resume::check_out_folder("--out", p)?;
+        }
+        Ok(())
+    }
+
+    /// The job on `table` (read by [`read_table`], with its hash) under
+    /// `config`: every network sampled and predicted, so that the caller
+    /// opens an engine only for a job that can run.
+    pub fn job(
+        &self,
+        table: &LatencyTable,
+        table_sha256: String,
+        space: SearchSpaceConfig,
+        config: EngineConfig,
+    ) -> Result<Job> {
+        let timing = self.timing.rule()?;
+        Job::new(
+            table,
+            table_sha256,
+            space,
+            config,
+            Sampling::new(table, self.seed, self.samples, self.width_multiple),
+            timing,
+            self.command.clone(),
+        )?
+        .with_passes(self.passes)
+    }
+}
+
+/// The table at `path` and the hash of its bytes, from one read, so that
+/// the rows name exactly the table they were predicted with.
+pub fn read_table(path: &Path) -> Result<(LatencyTable, String)> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let table = LatencyTable::parse(&text, &path.display().to_string())?;
+    Ok((table, sha256_16(text.as_bytes())))
+}
+
+/// One sampled network, predicted.
+#[derive(Clone, Debug)]
+pub struct Network {
+    pub index: u64,
+    pub code: String,
+    pub blocks: Vec<BlockSpec>,
+    pub predicted_ms: f64,
+}
+
+/// Everything a validation run needs except the engine: the table's
+/// identity, the settings, and the sampled networks with their predictions.
+#[derive(Clone, Debug)]
+pub struct Job {
+    pub table_origin: String,
+    /// The table's header, summarised into the rows file.
+    pub table_header: Metadata,
+    pub table_entries: usize,
+    pub table_sha256: String,
+    pub space: SearchSpaceConfig,
+    pub config: EngineConfig,
+    pub seed: u64,
+    /// Every sampled width is a multiple of this (1: any width).
+    pub width_multiple: u32,
+    pub timing: TimingRule,
+    /// Sweeps over the networks: each network is timed once per pass under
+    /// `timing`, its passes far apart in time, and its time is their mean
+    /// ([`rows::combine`]). On a machine whose speed wanders over tens of
+    /// seconds (a VM's core) one long measurement of a network shares one
+    /// stretch of that wandering; passes spread it, and their spread is the
+    /// measurement's noise ([`rows::pass_noise`]). 1 unless set.
+    pub passes: u32,
+    pub command: String,
+    pub networks: Vec<Network>,
+    /// The table's `correction` line. Rows always hold the table's
+    /// prediction without it (what `fit` fits); the report adds the
+    /// corrected statistics.
+    pub correction: Option<space::Correction>,
+    /// The table's boundary (`space::LatencyTable::boundary_ms`), already
+    /// in the rows' predictions; the report also says how they fare
+    /// without it.
+    pub boundary_ms: f64,
+    /// The table's speed reference ([`crate::measure::speed`]): when it
+    /// has one, every run of a network is scaled to it, as the table's were.
+    pub speed_reference_ms: Option<f64>,
+}
+
+/// Which networks a validation samples.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sampling {
+    /// Network i of a seed is always the same.
+    pub seed: u64,
+    pub samples: usize,
+    /// Every width a multiple of this; 1 draws any width.
+    pub width_multiple: u32,
+}
+
+impl Sampling {
+    /// `--width-multiple` when given, else the table's `width_step` (the
+    /// searcher's default: the networks it derives from this table), else 1.
+    pub fn new(
+        table: &LatencyTable,
+        seed: u64,
+        samples: usize,
+        width_multiple: Option<u32>,
+    ) -> Self {
+        let from_table = table
+            .metadata()
+            .get(meta::WIDTH_STEP)
+            .and_then(|w| w.parse().ok());
+        Sampling {
+            seed,
+            samples,
+            width_multiple: width_multiple.or(from_table).unwrap_or(1).max(1),
+        }
+    }
+}
+
+/// More networks than anyone times on a GPU; the cap keeps a typo from
+/// sampling and predicting for minutes before failing.
+pub const MAX_SAMPLES: usize = 100_000;
+
+impl Job {
+    /// Samples `samples` networks of `space` with `seed` and predicts each
+    /// with `table`; refuses a table of another space and one that cannot
+    /// predict every sampled network (naming the missing keys).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        table: &LatencyTable,
+        table_sha256: String,
+        space: SearchSpaceConfig,
+        config: EngineConfig,
+        sampling: Sampling,
+        timing: TimingRule,
+        command: String,
+    ) -> Result<Job> {
+        let Sampling {
+            seed,
+            samples,
+            width_multiple,
+        } = sampling;
+        if !(1..=MAX_SAMPLES).contains(&samples) {
+            bail!("--samples must be a number in [1, {MAX_SAMPLES}], got {samples}");
+        }
+        if let Some(digest) = table.metadata().get(meta::SPACE_DIGEST) {
+            if digest != space.digest() {
+                bail!(
+                    "{}: the table was built for space digest {digest}, but the space '{}' has digest {}; pass the table's space with --space",
+                    table.origin(),
+                    space.name,
+                    space.digest()
+                );
+            }
+        }
+        let mut networks = Vec::with_capacity(samples);
+        let mut missing: Vec<String> = Vec::new();
+        let mut unpredictable = 0;
+        for index in 0..samples as u64 {
+            let arch = Architecture::sample_nth_on(&space, seed, index, width_multiple)?;
+            let blocks = arch.block_specs()?;
+            match table.predict_blocks(&blocks) {
+                Ok(p) => networks.push(Network {
+                    index,
+                    code: arch.code(),
+                    blocks,
+                    predicted_ms: p.total_ms,
+                }),
+                Err(space::SpaceError::MissingEntries { keys }) => {
+                    unpredictable += 1;
+                    for k in keys {
+                        if !missing.contains(&k) {
+                            missing.push(k);
+                        }
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if !missing.is_empty() {
+            const SHOWN: usize = 20;
+            bail!(
+                "{}: the table cannot predict {unpredictable} of the {samples} sampled networks; it lacks {} entr{}: {}{} (build the whole table first; nothing was measured)",
+                table.origin(),
+                missing.len(),
+                if missing.len() == 1 { "y" } else { "ies" },
+                missing[..missing.len().min(SHOWN)].join(", "),
+                if missing.len() > SHOWN { ", ..." } else { "" }
+            );
+        }
+        Ok(Job {
+            table_origin: table.origin().to_string(),
+            table_header: table.metadata().clone(),
+            table_entries: table.len(),
+            table_sha256,
+            space,
+            config,
+            seed,
+            width_multiple,
+            timing,
+            passes: 1,
+            command,
+            networks,
+            correction: table.correction(),
+            boundary_ms: table.boundary_ms(),
+            speed_reference_ms: table.speed_reference_ms(),
+        })
+    }
+
+    /// The job with [`Job::passes`] set, refused outside 1 to
+    /// [`rows::MAX_PASSES`].
+    pub fn with_passes(self, passes: u32) -> Result<Job> {
+        if !(1..=rows::MAX_PASSES).contains(&passes) {
+            bail!(
+                "--passes must be a number in [1, {}], got {passes}",
+                rows::MAX_PASSES
+            );
+        }
+        Ok(Job { passes, ..self })
+    }
+
+    /// The rows file's header: the table's identity and fingerprint summary,
+    /// the measuring device and the settings.
+    pub fn header(&self, info: &EngineInfo, started: &str) -> Metadata {
+        use rows::keys;
+        let t = |k: &str| self.table_header.get(k).unwrap_or("(unknown)").to_string();
+        let c = &self.config;
+        let mut m = Metadata::new();
+        m.set(meta::FORMAT, rows::FORMAT)
+            .set(keys::TABLE, &self.table_origin)
+            .set(keys::TABLE_SHA256, &self.table_sha256)
+            .set(keys::TABLE_DEVICE_NAME, t(meta::DEVICE_NAME))
+            .set(keys::TABLE_DEVICE_UUID, t(meta::DEVICE_UUID))
+            .set(keys::TABLE_ENGINE, t(meta::ENGINE))
+            .set(keys::TABLE_STARTED, t(meta::STARTED))
+            .set(keys::TABLE_FINISHED, t(meta::FINISHED))
+            .set(keys::TABLE_ENTRIES, self.table_entries);
+        crate::measure::engine::set_measurement_lines(&mut m, info, c)
+            .set(meta::SPACE, &self.space.name)
+            .set(meta::SPACE_DIGEST, self.space.digest())
+            .set(keys::SEED, self.seed)
+            .set(keys::WIDTH_MULTIPLE, self.width_multiple)
+            .set(keys::TIMING, self.timing.describe())
+            .set(meta::PROFILER_VERSION, env!("CARGO_PKG_VERSION"))
+            .set(meta::COMMAND, &self.command)
+            .set(meta::STARTED, started);
+        if let Some(r) = self.speed_reference_ms {
+            m.set(speed::REFERENCE_KEY, format!("{r:.6}")).set(
+                speed::REFERENCE_NOTE_KEY,
+                "the table's: each run's time scaled by it over the fixed parts' time in that run (measured_ms is at the reference speed)",
+            );
+        }
+        m
+    }
+}
+
+/// What the engine runs with, against what the job needs; refuses any
+/// difference, naming the keys.
+pub(super) fn check_engine(job: &Job, engine: &dyn Engine) -> Result<()> {
+    let (want, got) = (&job.config, engine.config());
+    let pairs = [
+        (meta::BATCH, want.batch.to_string(), got.batch.to_string()),
+        (
+            meta::LAUNCH,
+            want.launch.to_string(),
+            got.launch.to_string(),
+        ),
+        (meta::L2, want.l2.to_string(), got.l2.to_string()),
+        (meta::DTYPE, want.dtype.to_string(), got.dtype.to_string()),
+        (
+            meta::LAYOUT,
+            want.layout.to_string(),
+            got.layout.to_string(),
+        ),
+    ];
+    let diffs: Vec<String> = pairs
+        .iter()
+        .filter(|(_, w, g)| w != g)
+        .map(|(k, w, g)| format!("{k}: table '{w}', engine '{g}'"))
+        .collect();
+    if !diffs.is_empty() {
+        return Err(ProfilerError::FlagsDisagreeWithTable {
+            table: job.table_origin.clone(),
+            diffs: diffs.join("; "),
+        });
+    }
+    Ok(())
+}
