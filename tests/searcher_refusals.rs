@@ -11,8 +11,8 @@ use std::process::{Command, Stdio};
 
 mod searcher_support;
 use searcher_support::{
-    assert_refused, fixture, names, png_classes, searcher, text, tiny_search, tiny_table_text_with,
-    with, write_png,
+    assert_refused, fixture, mem_available, names, png_classes, searcher, text, tiny_search,
+    tiny_table_text_with, with, write_png,
 };
 
 /// A two-epoch search on the toy space writing into `dir`.
@@ -382,5 +382,47 @@ fn a_space_beyond_sane_bounds_is_refused_naming_the_field() {
         let args = with(tiny(dir.path()), "--space", &path.display().to_string());
         refused(&args, &["space.json", words]);
         assert_eq!(names(dir.path()), ["space.json"]);
+    }
+}
+
+#[test]
+fn a_search_too_big_for_this_machines_memory_is_refused_before_allocating() {
+    let Some(available) = mem_available() else {
+        return; // No /proc/meminfo: the check is skipped, as documented.
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // Petabytes: beyond any machine.
+    let huge = with(
+        with(tiny(dir.path()), "--embedded-images", "10000000"),
+        "--resolution",
+        "4096",
+    );
+    let err = refused(
+        &huge,
+        &[
+            "not enough memory",
+            "the embedded set, 10000000 images at 4096x4096",
+            "is available (MemAvailable in /proc/meminfo)",
+            "lower --embedded-images, --resolution",
+        ],
+    );
+    assert_eq!(err.matches("error:").count(), 1, "{err}");
+    assert!(names(dir.path()).is_empty(), "{:?}", names(dir.path()));
+    // The issue's command: about 25 GB, refused wherever that is more than
+    // what is available (it would be allocated, not refused, elsewhere).
+    if available < 25_100_000_000 {
+        let issue = with(
+            with(tiny(dir.path()), "--embedded-images", "2000"),
+            "--resolution",
+            "1024",
+        );
+        refused(
+            &issue,
+            &[
+                "the embedded set, 2000 images at 1024x1024 25.2 GB",
+                "--embedded-images",
+            ],
+        );
+        assert!(names(dir.path()).is_empty());
     }
 }

@@ -196,6 +196,7 @@ pub fn prepare(inputs: &Inputs, settings: &Settings) -> Result<Session> {
         Some(p) => SearchSpaceConfig::from_path(p)?,
         None => SearchSpaceConfig::default(),
     };
+    check_memory(inputs, settings, &space, device)?;
     let mut warnings = Vec::new();
     let table = load_table(inputs, &space, &mut warnings)?;
     let model = LatencyModel::new(&space, &table)?;
@@ -258,6 +259,26 @@ fn check_outputs(inputs: &Inputs, checkpoint: &Path) -> Result<[OutputLock; 2]> 
         OutputLock::acquire(&inputs.out)?,
         OutputLock::acquire(checkpoint)?,
     ])
+}
+
+/// Refuses, before anything is allocated, a search whose memory (at least
+/// the estimate of [`crate::memory`]) exceeds what this machine has.
+fn check_memory(
+    inputs: &Inputs,
+    settings: &Settings,
+    space: &SearchSpaceConfig,
+    device: Device,
+) -> Result<()> {
+    let plan = crate::memory::Plan {
+        space,
+        resolution: inputs.resolution(),
+        batch: settings.batch_size,
+        embedded_images: inputs.data.is_none().then_some(inputs.embedded_images),
+        prefetch: inputs.prefetch as usize,
+        on_cpu: device == Device::Cpu,
+        arch_steps: settings.epochs > settings.warmup_epochs,
+    };
+    crate::memory::check(&crate::memory::estimate(&plan), crate::memory::available())
 }
 
 fn parse_device(s: &str) -> Result<Device> {

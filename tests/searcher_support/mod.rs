@@ -128,3 +128,11 @@ pub fn png_classes(root: &Path, class_names: &[&str], per_class: usize, size: u3
     }
     images
 }
+
+/// `MemAvailable` of /proc/meminfo in bytes, where there is one.
+pub fn mem_available() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb = line.split_whitespace().nth(1)?.parse::<u64>().ok()?;
+    Some(kb * 1024)
+}
