@@ -11,8 +11,8 @@ use std::process::{Command, Stdio};
 
 mod searcher_support;
 use searcher_support::{
-    assert_refused, fixture, mem_available, names, png_classes, searcher, text, tiny_search,
-    tiny_table_text_with, with, write_png,
+    assert_refused, dead_pid, fixture, mem_available, names, png_classes, searcher, text,
+    tiny_search, tiny_table_text_with, with, write_png,
 };
 
 /// A two-epoch search on the toy space writing into `dir`.
@@ -425,4 +425,35 @@ fn a_search_too_big_for_this_machines_memory_is_refused_before_allocating() {
         );
         assert!(names(dir.path()).is_empty());
     }
+}
+
+#[test]
+fn a_killed_writers_temporary_file_is_removed_by_the_next_run_and_a_live_ones_kept() {
+    if !Path::new("/proc/self").exists() {
+        return; // Writers cannot be looked up: every temporary is kept.
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let dead = dead_pid();
+    // What a run killed while writing its checkpoint or its architecture
+    // leaves: its temporary files, under the names AtomicFile gives them.
+    let stale = [
+        format!(".arch.ckpt.{dead}.Ab12Cd.tmp.ckpt"),
+        format!(".arch.json.{dead}.Xy34Zw.tmp.json"),
+    ];
+    for name in &stale {
+        std::fs::write(dir.path().join(name), vec![7u8; 4096]).unwrap();
+    }
+    // A writer that still runs (this test) keeps its file.
+    let live = format!(".arch.ckpt.{}.Li56Ve.tmp.ckpt", std::process::id());
+    std::fs::write(dir.path().join(&live), "writing").unwrap();
+    let out = searcher(&tiny(dir.path()));
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    for name in &stale {
+        assert!(
+            err.contains(&format!("removed {}", dir.path().join(name).display())),
+            "{err}"
+        );
+    }
+    assert_eq!(names(dir.path()), [live.as_str(), "arch.ckpt", "arch.json"]);
 }

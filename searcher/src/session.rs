@@ -197,7 +197,7 @@ pub fn prepare(inputs: &Inputs, settings: &Settings) -> Result<Session> {
         None => SearchSpaceConfig::default(),
     };
     check_memory(inputs, settings, &space, device)?;
-    let mut warnings = Vec::new();
+    let mut warnings = stale_temporaries(&locks);
     let table = load_table(inputs, &space, &mut warnings)?;
     let model = LatencyModel::new(&space, &table)?;
     let (width_multiple, width_note) = width_multiple(inputs, &space, &model, &table)?;
@@ -259,6 +259,21 @@ fn check_outputs(inputs: &Inputs, checkpoint: &Path) -> Result<[OutputLock; 2]> 
         OutputLock::acquire(&inputs.out)?,
         OutputLock::acquire(checkpoint)?,
     ])
+}
+
+/// What taking the output locks removed: temporary files of killed runs.
+fn stale_temporaries(locks: &[OutputLock]) -> Vec<String> {
+    locks
+        .iter()
+        .flat_map(|lock| lock.removed())
+        .map(|(path, bytes)| {
+            format!(
+                "removed {} ({}), a temporary file left by a run that was killed while writing it",
+                path.display(),
+                crate::memory::human(*bytes)
+            )
+        })
+        .collect()
 }
 
 /// Refuses, before anything is allocated, a search whose memory (at least

@@ -129,6 +129,14 @@ pub fn png_classes(root: &Path, class_names: &[&str], per_class: usize, size: u3
     images
 }
 
+/// The pid of a process that has ended, as a killed writer's would be.
+pub fn dead_pid() -> u32 {
+    let mut child = Command::new("true").spawn().expect("`true` runs");
+    let pid = child.id();
+    child.wait().unwrap();
+    pid
+}
+
 /// `MemAvailable` of /proc/meminfo in bytes, where there is one.
 pub fn mem_available() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
