@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 
 mod searcher_support;
 use searcher_support::{
-    assert_refused, dead_pid, fixture, mem_available, names, png_classes, searcher, text,
+    assert_refused, dead_pid, fixture, mem_available, names, png_classes, searcher, snapshot, text,
     tiny_search, tiny_table_text_with, with, write_png,
 };
 
@@ -456,4 +456,68 @@ fn a_killed_writers_temporary_file_is_removed_by_the_next_run_and_a_live_ones_ke
         );
     }
     assert_eq!(names(dir.path()), [live.as_str(), "arch.ckpt", "arch.json"]);
+}
+
+/// An image folder with lists `train.txt` (whose third line is `bad`) and
+/// `val.txt` beside it, a PNG outside it and a link inside it to that PNG.
+fn listed_images(dir: &Path, bad: &str) -> [PathBuf; 3] {
+    let images = png_classes(dir, &["a", "b"], 6, 16);
+    let outside = dir.join("outside.png");
+    write_png(&outside, 16, 16);
+    #[cfg(unix)]
+    if !images.join("a/link.png").exists() {
+        std::os::unix::fs::symlink(&outside, images.join("a/link.png")).unwrap();
+    }
+    let train = dir.join("train.txt");
+    let val = dir.join("val.txt");
+    let mut lines = vec!["a/0.png 0", "b/0.png 1", bad];
+    lines.extend(["a/1.png 0", "a/2.png 0", "b/1.png 1", "b/2.png 1"]);
+    std::fs::write(&train, lines.join("\n") + "\n").unwrap();
+    std::fs::write(&val, "a/3.png 0\na/4.png 0\nb/3.png 1\nb/4.png 1\n").unwrap();
+    [images, train, val]
+}
+
+#[test]
+fn split_list_entries_outside_the_data_root_are_refused_with_their_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = dir.path().join("outside.png").display().to_string();
+    let mut cases = vec![
+        (
+            "../../../../etc/passwd 0".to_string(),
+            "'..' climbs above it",
+        ),
+        (format!("{outside} 0"), "an absolute path"),
+        ("a/../../outside.png 0".to_string(), "'..' climbs above it"),
+    ];
+    if cfg!(unix) {
+        cases.push(("a/link.png 0".to_string(), "through a symbolic link"));
+    }
+    let out_dir = dir.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    for (bad, why) in cases {
+        let [images, train, val] = listed_images(dir.path(), &bad);
+        let before = snapshot(dir.path());
+        let mut args = with(
+            with(tiny(&out_dir), "--data", &images.display().to_string()),
+            "--batch-size",
+            "2",
+        );
+        args = with(args, "--train-list", &train.display().to_string());
+        args = with(args, "--val-list", &val.display().to_string());
+        let err = refused(&args, &["train.txt:3:", "outside the data root", why]);
+        assert_eq!(err.matches("error:").count(), 1, "{err}");
+        assert_eq!(snapshot(dir.path()), before, "{bad}");
+        assert!(names(&out_dir).is_empty(), "{bad}");
+    }
+    // `..` that stays inside the root is an ordinary path.
+    let [images, train, val] = listed_images(dir.path(), "a/../a/5.png 0");
+    let mut args = with(
+        with(tiny(&out_dir), "--data", &images.display().to_string()),
+        "--batch-size",
+        "2",
+    );
+    args = with(args, "--train-list", &train.display().to_string());
+    args = with(args, "--val-list", &val.display().to_string());
+    let ok = searcher(&args);
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
 }

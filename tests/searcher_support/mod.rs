@@ -137,6 +137,19 @@ pub fn dead_pid() -> u32 {
     pid
 }
 
+/// Every file under `dir` (not descending into folders) with its bytes, to
+/// show that a refused run changed none of them.
+pub fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    names(dir)
+        .into_iter()
+        .filter(|n| dir.join(n).is_file())
+        .map(|n| {
+            let bytes = std::fs::read(dir.join(&n)).unwrap();
+            (n, bytes)
+        })
+        .collect()
+}
+
 /// `MemAvailable` of /proc/meminfo in bytes, where there is one.
 pub fn mem_available() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
