@@ -11,8 +11,8 @@ use std::process::{Command, Stdio};
 
 mod searcher_support;
 use searcher_support::{
-    assert_refused, dead_pid, fixture, mem_available, names, png_classes, searcher, snapshot, text,
-    tiny_search, tiny_table_text_with, with, write_png,
+    assert_refused, dead_pid, fixture, mem_available, names, png_classes, searcher, snapshot,
+    tensor_bytes, text, tiny_search, tiny_table_text_with, with, write_png,
 };
 
 /// A two-epoch search on the toy space writing into `dir`.
@@ -520,4 +520,104 @@ fn split_list_entries_outside_the_data_root_are_refused_with_their_line() {
     args = with(args, "--val-list", &val.display().to_string());
     let ok = searcher(&args);
     assert!(ok.status.success(), "{}", text(&ok.stderr));
+}
+
+/// A finished tiny search in `dir`: its arguments and its checkpoint.
+fn finished(dir: &Path) -> (Vec<String>, PathBuf) {
+    let args = tiny(dir);
+    let out = searcher(&args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    (args, dir.join("arch.ckpt"))
+}
+
+#[test]
+fn a_damaged_checkpoint_is_refused_naming_it_and_restart_replaces_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (args, checkpoint) = finished(dir.path());
+    let whole = std::fs::read(&checkpoint).unwrap();
+    let (at, len) = tensor_bytes(&whole, "w.");
+    type Damage = Box<dyn Fn(&mut Vec<u8>)>;
+    let cases: Vec<(&str, Damage, &str)> = vec![
+        (
+            "a finite weight changed",
+            Box::new(move |b| b[at + len / 2] ^= 0x01),
+            "checksum does not match",
+        ),
+        (
+            "a weight made NaN",
+            Box::new(move |b| b[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes())),
+            "checksum does not match",
+        ),
+        (
+            "its last bytes cut",
+            Box::new(|b| b.truncate(b.len() - 3)),
+            "cut short",
+        ),
+        (
+            "cut in half",
+            Box::new(|b| b.truncate(b.len() / 2)),
+            "cut short",
+        ),
+    ];
+    for (what, damage, why) in cases {
+        let mut bytes = whole.clone();
+        damage(&mut bytes);
+        std::fs::write(&checkpoint, &bytes).unwrap();
+        let before = snapshot(dir.path());
+        let err = refused(
+            &args,
+            &[
+                checkpoint.to_str().unwrap(),
+                "not a readable search checkpoint",
+                why,
+                "move it away",
+                "--restart",
+            ],
+        );
+        assert_eq!(err.matches("error:").count(), 1, "{what}: {err}");
+        for raw in ["MetadataIncompleteBuffer", "safetensors", "--weight-lr"] {
+            assert!(!err.contains(raw), "{what}: {err}");
+        }
+        assert_eq!(snapshot(dir.path()), before, "{what}");
+    }
+    let mut restart = args.clone();
+    restart.push("--restart".into());
+    let fresh = searcher(&restart);
+    assert!(fresh.status.success(), "{}", text(&fresh.stderr));
+    let again = searcher(&args);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert!(text(&again.stdout).contains("resumed from"));
+}
+
+#[test]
+fn a_checkpoint_of_the_previous_format_is_refused_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let (args, checkpoint) = finished(dir.path());
+    // Format 2: the same tensors, no checksum.
+    let named = tch::Tensor::read_safetensors(&checkpoint).unwrap();
+    let older: Vec<(String, tch::Tensor)> = named
+        .into_iter()
+        .filter(|(n, _)| n != "sha256")
+        .map(|(n, t)| {
+            if n != "meta" {
+                return (n, t);
+            }
+            let meta = Vec::<u8>::try_from(&t).unwrap();
+            let mut meta: serde_json::Value = serde_json::from_slice(&meta).unwrap();
+            meta["format"] = "tfnas-rs-search-checkpoint/2".into();
+            let meta = serde_json::to_vec(&meta).unwrap();
+            (n, tch::Tensor::from_slice(&meta))
+        })
+        .collect();
+    tch::Tensor::write_safetensors(&older, &checkpoint).unwrap();
+    let before = snapshot(dir.path());
+    refused(
+        &args,
+        &[
+            "format 'tfnas-rs-search-checkpoint/2'",
+            "this build reads 'tfnas-rs-search-checkpoint/3'",
+            "--restart",
+        ],
+    );
+    assert_eq!(snapshot(dir.path()), before);
 }

@@ -157,3 +157,19 @@ pub fn mem_available() -> Option<u64> {
     let kb = line.split_whitespace().nth(1)?.parse::<u64>().ok()?;
     Some(kb * 1024)
 }
+
+/// Where the bytes of the first tensor (by name) whose name starts with
+/// `prefix` start in the safetensors file `bytes`, and how many there are.
+pub fn tensor_bytes(bytes: &[u8], prefix: &str) -> (usize, usize) {
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let mut names: Vec<&String> = header.keys().filter(|k| k.starts_with(prefix)).collect();
+    names.sort();
+    let offsets = &header[names[0].as_str()]["data_offsets"];
+    let (begin, end) = (
+        offsets[0].as_u64().unwrap() as usize,
+        offsets[1].as_u64().unwrap() as usize,
+    );
+    (8 + n + begin, end - begin)
+}
