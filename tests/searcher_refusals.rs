@@ -11,8 +11,8 @@ use std::process::{Command, Stdio};
 
 mod searcher_support;
 use searcher_support::{
-    assert_refused, fixture, names, png_classes, searcher, text, tiny_search, tiny_table_text_with,
-    with, write_png,
+    assert_refused, dead_pid, fixture, mem_available, names, png_classes, searcher, snapshot,
+    tensor_bytes, text, tiny_search, tiny_table_text_with, with, write_png,
 };
 
 /// A two-epoch search on the toy space writing into `dir`.
@@ -383,4 +383,241 @@ fn a_space_beyond_sane_bounds_is_refused_naming_the_field() {
         refused(&args, &["space.json", words]);
         assert_eq!(names(dir.path()), ["space.json"]);
     }
+}
+
+#[test]
+fn a_search_too_big_for_this_machines_memory_is_refused_before_allocating() {
+    let Some(available) = mem_available() else {
+        return; // No /proc/meminfo: the check is skipped, as documented.
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // Petabytes: beyond any machine.
+    let huge = with(
+        with(tiny(dir.path()), "--embedded-images", "10000000"),
+        "--resolution",
+        "4096",
+    );
+    let err = refused(
+        &huge,
+        &[
+            "not enough memory",
+            "the embedded set, 10000000 images at 4096x4096",
+            "is available (MemAvailable in /proc/meminfo)",
+            "lower --embedded-images, --resolution",
+        ],
+    );
+    assert_eq!(err.matches("error:").count(), 1, "{err}");
+    assert!(names(dir.path()).is_empty(), "{:?}", names(dir.path()));
+    // The issue's command: about 25 GB, refused wherever that is more than
+    // what is available (it would be allocated, not refused, elsewhere).
+    if available < 25_100_000_000 {
+        let issue = with(
+            with(tiny(dir.path()), "--embedded-images", "2000"),
+            "--resolution",
+            "1024",
+        );
+        refused(
+            &issue,
+            &[
+                "the embedded set, 2000 images at 1024x1024 25.2 GB",
+                "--embedded-images",
+            ],
+        );
+        assert!(names(dir.path()).is_empty());
+    }
+}
+
+#[test]
+fn a_killed_writers_temporary_file_is_removed_by_the_next_run_and_a_live_ones_kept() {
+    if !Path::new("/proc/self").exists() {
+        return; // Writers cannot be looked up: every temporary is kept.
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let dead = dead_pid();
+    // What a run killed while writing its checkpoint or its architecture
+    // leaves: its temporary files, under the names AtomicFile gives them.
+    let stale = [
+        format!(".arch.ckpt.{dead}.Ab12Cd.tmp.ckpt"),
+        format!(".arch.json.{dead}.Xy34Zw.tmp.json"),
+    ];
+    for name in &stale {
+        std::fs::write(dir.path().join(name), vec![7u8; 4096]).unwrap();
+    }
+    // A writer that still runs (this test) keeps its file.
+    let live = format!(".arch.ckpt.{}.Li56Ve.tmp.ckpt", std::process::id());
+    std::fs::write(dir.path().join(&live), "writing").unwrap();
+    let out = searcher(&tiny(dir.path()));
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    for name in &stale {
+        assert!(
+            err.contains(&format!("removed {}", dir.path().join(name).display())),
+            "{err}"
+        );
+    }
+    assert_eq!(names(dir.path()), [live.as_str(), "arch.ckpt", "arch.json"]);
+}
+
+/// An image folder with lists `train.txt` (whose third line is `bad`) and
+/// `val.txt` beside it, a PNG outside it and a link inside it to that PNG.
+fn listed_images(dir: &Path, bad: &str) -> [PathBuf; 3] {
+    let images = png_classes(dir, &["a", "b"], 6, 16);
+    let outside = dir.join("outside.png");
+    write_png(&outside, 16, 16);
+    #[cfg(unix)]
+    if !images.join("a/link.png").exists() {
+        std::os::unix::fs::symlink(&outside, images.join("a/link.png")).unwrap();
+    }
+    let train = dir.join("train.txt");
+    let val = dir.join("val.txt");
+    let mut lines = vec!["a/0.png 0", "b/0.png 1", bad];
+    lines.extend(["a/1.png 0", "a/2.png 0", "b/1.png 1", "b/2.png 1"]);
+    std::fs::write(&train, lines.join("\n") + "\n").unwrap();
+    std::fs::write(&val, "a/3.png 0\na/4.png 0\nb/3.png 1\nb/4.png 1\n").unwrap();
+    [images, train, val]
+}
+
+#[test]
+fn split_list_entries_outside_the_data_root_are_refused_with_their_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = dir.path().join("outside.png").display().to_string();
+    let mut cases = vec![
+        (
+            "../../../../etc/passwd 0".to_string(),
+            "'..' climbs above it",
+        ),
+        (format!("{outside} 0"), "an absolute path"),
+        ("a/../../outside.png 0".to_string(), "'..' climbs above it"),
+    ];
+    if cfg!(unix) {
+        cases.push(("a/link.png 0".to_string(), "through a symbolic link"));
+    }
+    let out_dir = dir.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    for (bad, why) in cases {
+        let [images, train, val] = listed_images(dir.path(), &bad);
+        let before = snapshot(dir.path());
+        let mut args = with(
+            with(tiny(&out_dir), "--data", &images.display().to_string()),
+            "--batch-size",
+            "2",
+        );
+        args = with(args, "--train-list", &train.display().to_string());
+        args = with(args, "--val-list", &val.display().to_string());
+        let err = refused(&args, &["train.txt:3:", "outside the data root", why]);
+        assert_eq!(err.matches("error:").count(), 1, "{err}");
+        assert_eq!(snapshot(dir.path()), before, "{bad}");
+        assert!(names(&out_dir).is_empty(), "{bad}");
+    }
+    // `..` that stays inside the root is an ordinary path.
+    let [images, train, val] = listed_images(dir.path(), "a/../a/5.png 0");
+    let mut args = with(
+        with(tiny(&out_dir), "--data", &images.display().to_string()),
+        "--batch-size",
+        "2",
+    );
+    args = with(args, "--train-list", &train.display().to_string());
+    args = with(args, "--val-list", &val.display().to_string());
+    let ok = searcher(&args);
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
+}
+
+/// A finished tiny search in `dir`: its arguments and its checkpoint.
+fn finished(dir: &Path) -> (Vec<String>, PathBuf) {
+    let args = tiny(dir);
+    let out = searcher(&args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    (args, dir.join("arch.ckpt"))
+}
+
+#[test]
+fn a_damaged_checkpoint_is_refused_naming_it_and_restart_replaces_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (args, checkpoint) = finished(dir.path());
+    let whole = std::fs::read(&checkpoint).unwrap();
+    let (at, len) = tensor_bytes(&whole, "w.");
+    type Damage = Box<dyn Fn(&mut Vec<u8>)>;
+    let cases: Vec<(&str, Damage, &str)> = vec![
+        (
+            "a finite weight changed",
+            Box::new(move |b| b[at + len / 2] ^= 0x01),
+            "checksum does not match",
+        ),
+        (
+            "a weight made NaN",
+            Box::new(move |b| b[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes())),
+            "checksum does not match",
+        ),
+        (
+            "its last bytes cut",
+            Box::new(|b| b.truncate(b.len() - 3)),
+            "cut short",
+        ),
+        (
+            "cut in half",
+            Box::new(|b| b.truncate(b.len() / 2)),
+            "cut short",
+        ),
+    ];
+    for (what, damage, why) in cases {
+        let mut bytes = whole.clone();
+        damage(&mut bytes);
+        std::fs::write(&checkpoint, &bytes).unwrap();
+        let before = snapshot(dir.path());
+        let err = refused(
+            &args,
+            &[
+                checkpoint.to_str().unwrap(),
+                "not a readable search checkpoint",
+                why,
+                "move it away",
+                "--restart",
+            ],
+        );
+        assert_eq!(err.matches("error:").count(), 1, "{what}: {err}");
+        for raw in ["MetadataIncompleteBuffer", "safetensors", "--weight-lr"] {
+            assert!(!err.contains(raw), "{what}: {err}");
+        }
+        assert_eq!(snapshot(dir.path()), before, "{what}");
+    }
+    let mut restart = args.clone();
+    restart.push("--restart".into());
+    let fresh = searcher(&restart);
+    assert!(fresh.status.success(), "{}", text(&fresh.stderr));
+    let again = searcher(&args);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert!(text(&again.stdout).contains("resumed from"));
+}
+
+#[test]
+fn a_checkpoint_of_the_previous_format_is_refused_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let (args, checkpoint) = finished(dir.path());
+    // Format 2: the same tensors, no checksum.
+    let named = tch::Tensor::read_safetensors(&checkpoint).unwrap();
+    let older: Vec<(String, tch::Tensor)> = named
+        .into_iter()
+        .filter(|(n, _)| n != "sha256")
+        .map(|(n, t)| {
+            if n != "meta" {
+                return (n, t);
+            }
+            let meta = Vec::<u8>::try_from(&t).unwrap();
+            let mut meta: serde_json::Value = serde_json::from_slice(&meta).unwrap();
+            meta["format"] = "tfnas-rs-search-checkpoint/2".into();
+            let meta = serde_json::to_vec(&meta).unwrap();
+            (n, tch::Tensor::from_slice(&meta))
+        })
+        .collect();
+    tch::Tensor::write_safetensors(&older, &checkpoint).unwrap();
+    let before = snapshot(dir.path());
+    refused(
+        &args,
+        &[
+            "format 'tfnas-rs-search-checkpoint/2'",
+            "this build reads 'tfnas-rs-search-checkpoint/3'",
+            "--restart",
+        ],
+    );
+    assert_eq!(snapshot(dir.path()), before);
 }

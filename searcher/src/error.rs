@@ -71,6 +71,11 @@ pub enum SearchError {
         hint: String,
     },
 
+    /// A search that cannot fit in this machine's memory, refused before
+    /// anything is allocated.
+    #[error("not enough memory: {0}")]
+    Memory(String),
+
     #[error("invalid search settings: {0}")]
     Config(String),
 }

@@ -14,6 +14,7 @@ pub mod identity;
 pub mod images;
 pub mod latency;
 pub mod measured;
+pub mod memory;
 pub mod optim;
 pub mod proxy;
 pub mod search;

@@ -196,7 +196,8 @@ pub fn prepare(inputs: &Inputs, settings: &Settings) -> Result<Session> {
         Some(p) => SearchSpaceConfig::from_path(p)?,
         None => SearchSpaceConfig::default(),
     };
-    let mut warnings = Vec::new();
+    check_memory(inputs, settings, &space, device)?;
+    let mut warnings = stale_temporaries(&locks);
     let table = load_table(inputs, &space, &mut warnings)?;
     let model = LatencyModel::new(&space, &table)?;
     let (width_multiple, width_note) = width_multiple(inputs, &space, &model, &table)?;
@@ -258,6 +259,41 @@ fn check_outputs(inputs: &Inputs, checkpoint: &Path) -> Result<[OutputLock; 2]> 
         OutputLock::acquire(&inputs.out)?,
         OutputLock::acquire(checkpoint)?,
     ])
+}
+
+/// What taking the output locks removed: temporary files of killed runs.
+fn stale_temporaries(locks: &[OutputLock]) -> Vec<String> {
+    locks
+        .iter()
+        .flat_map(|lock| lock.removed())
+        .map(|(path, bytes)| {
+            format!(
+                "removed {} ({}), a temporary file left by a run that was killed while writing it",
+                path.display(),
+                crate::memory::human(*bytes)
+            )
+        })
+        .collect()
+}
+
+/// Refuses, before anything is allocated, a search whose memory (at least
+/// the estimate of [`crate::memory`]) exceeds what this machine has.
+fn check_memory(
+    inputs: &Inputs,
+    settings: &Settings,
+    space: &SearchSpaceConfig,
+    device: Device,
+) -> Result<()> {
+    let plan = crate::memory::Plan {
+        space,
+        resolution: inputs.resolution(),
+        batch: settings.batch_size,
+        embedded_images: inputs.data.is_none().then_some(inputs.embedded_images),
+        prefetch: inputs.prefetch as usize,
+        on_cpu: device == Device::Cpu,
+        arch_steps: settings.epochs > settings.warmup_epochs,
+    };
+    crate::memory::check(&crate::memory::estimate(&plan), crate::memory::available())
 }
 
 fn parse_device(s: &str) -> Result<Device> {

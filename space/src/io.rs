@@ -8,6 +8,11 @@
 //! work starts, [`check_output`] refuses an output whose folder is missing or
 //! read-only, an output that is a folder, and an output that is also one of
 //! the inputs; [`OutputLock`] keeps two runs from writing the same output.
+//!
+//! A temporary file is named `.NAME.PID.RANDOM.tmp` (`.tmp.EXT` where the
+//! output has an extension), so that a writer killed before it could remove
+//! its own is recognisable: [`OutputLock::acquire`] removes those of its
+//! output whose process is gone ([`remove_stale_temporaries`]).
 
 use std::fs::File;
 use std::io::Write;
@@ -99,7 +104,9 @@ pub fn not_special(output: &Path) -> Result<()> {
     }
 }
 
-fn temp_in(output: &Path) -> Result<tempfile::NamedTempFile> {
+/// The parts around the pid and the random letters in the name of an
+/// output's temporary files: `(".NAME.", ".tmp[.EXT]")`.
+fn temp_name_parts(output: &Path) -> (String, String) {
     let name = output
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -110,12 +117,17 @@ fn temp_in(output: &Path) -> Result<tempfile::NamedTempFile> {
         Some(ext) => format!(".tmp.{}", ext.to_string_lossy()),
         None => ".tmp".to_string(),
     };
+    (format!(".{name}."), suffix)
+}
+
+fn temp_in(output: &Path) -> Result<tempfile::NamedTempFile> {
+    let (prefix, suffix) = temp_name_parts(output);
     let mut builder = tempfile::Builder::new();
     // tempfile's own 0600 would leave results unreadable to the group.
     #[cfg(unix)]
     builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
     builder
-        .prefix(&format!(".{name}.{}.", std::process::id()))
+        .prefix(&format!("{prefix}{}.", std::process::id()))
         .suffix(&suffix)
         .tempfile_in(folder_of(output))
         .map_err(|e| {
@@ -127,6 +139,60 @@ fn temp_in(output: &Path) -> Result<tempfile::NamedTempFile> {
                 ),
             )
         })
+}
+
+/// The pid in `file_name` if it is one of `output`'s temporary files,
+/// `.NAME.PID.RANDOM.tmp[.EXT]` with RANDOM letters and digits only.
+fn temp_writer(output: &Path, file_name: &str) -> Option<u32> {
+    let (prefix, suffix) = temp_name_parts(output);
+    let middle = file_name.strip_prefix(&prefix)?.strip_suffix(&suffix)?;
+    let (pid, random) = middle.split_once('.')?;
+    let alphanumeric = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric());
+    if !alphanumeric(random) || !pid.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    pid.parse().ok()
+}
+
+/// Whether process `pid` is running, where this system says (Linux's
+/// `/proc`); `None` elsewhere. A pid reused since is taken as running, so
+/// a doubt keeps the file.
+fn process_alive(pid: u32) -> Option<bool> {
+    if !Path::new("/proc/self").exists() {
+        return None;
+    }
+    Some(Path::new(&format!("/proc/{pid}")).exists())
+}
+
+/// Removes the temporary files of `output` whose writer is gone: a run
+/// killed while writing (a checkpoint can be hundreds of MB) cannot remove
+/// its own. A file whose process still runs is kept (it may be writing
+/// now), and so is every file where processes cannot be looked up. Returns
+/// each removed file with its size in bytes; a file that cannot be removed
+/// is left, as it does no harm to this run.
+pub fn remove_stale_temporaries(output: &Path) -> Vec<(PathBuf, u64)> {
+    let folder = folder_of(output);
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| temp_writer(output, n)) else {
+            continue;
+        };
+        let Ok(meta) = entry.path().symlink_metadata() else {
+            continue;
+        };
+        if meta.is_file()
+            && process_alive(pid) == Some(false)
+            && std::fs::remove_file(entry.path()).is_ok()
+        {
+            removed.push((folder.join(&name), meta.len()));
+        }
+    }
+    removed.sort();
+    removed
 }
 
 /// A result being written: a temporary file beside the output, renamed over
@@ -188,10 +254,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 ///
 /// The lock is an advisory `flock` on a hidden `.<name>.lock` file beside
 /// the output, removed when the lock drops (a killed run leaves the file,
-/// but the kernel releases its lock, so the next run takes it).
+/// but the kernel releases its lock, so the next run takes it). Taking it
+/// removes the temporary files a killed writer of the output left
+/// ([`remove_stale_temporaries`]); [`removed`](Self::removed) lists them.
 pub struct OutputLock {
     path: PathBuf,
     _file: File,
+    removed: Vec<(PathBuf, u64)>,
 }
 
 impl OutputLock {
@@ -217,10 +286,20 @@ impl OutputLock {
                 )
             })?;
             if still_named(&file, &path) {
-                return Ok(OutputLock { path, _file: file });
+                let removed = remove_stale_temporaries(output);
+                return Ok(OutputLock {
+                    path,
+                    _file: file,
+                    removed,
+                });
             }
         }
         Err(fail(output, "its lock file keeps being replaced"))
+    }
+
+    /// The stale temporary files taking the lock removed, with their sizes.
+    pub fn removed(&self) -> &[(PathBuf, u64)] {
+        &self.removed
     }
 }
 
@@ -344,5 +423,54 @@ mod tests {
         drop(first);
         assert!(names(dir.path()).is_empty());
         let _again = OutputLock::acquire(&out).unwrap();
+    }
+
+    /// The pid of a process that has ended.
+    fn dead_pid() -> u32 {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
+    }
+
+    #[test]
+    fn taking_the_lock_removes_a_dead_writers_temporary_and_keeps_a_live_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("arch.ckpt");
+        let dead = format!(".arch.ckpt.{}.a1B2c3.tmp.ckpt", dead_pid());
+        let live = format!(".arch.ckpt.{}.x9Y8z7.tmp.ckpt", std::process::id());
+        // Not a temporary file of this output, whatever its pid.
+        let other = format!(".arch.ckpt.{}.notes.txt", dead_pid());
+        let another_output = format!(".arch.json.{}.a1B2c3.tmp.json", dead_pid());
+        for name in [&dead, &live, &other, &another_output] {
+            std::fs::write(dir.path().join(name), "half").unwrap();
+        }
+        let lock = OutputLock::acquire(&out).unwrap();
+        if Path::new("/proc/self").exists() {
+            assert_eq!(lock.removed(), [(dir.path().join(&dead), 4)]);
+            let mut kept = vec![".arch.ckpt.lock".to_string(), live, other, another_output];
+            kept.sort();
+            assert_eq!(names(dir.path()), kept);
+        } else {
+            assert!(lock.removed().is_empty());
+        }
+    }
+
+    #[test]
+    fn a_temporary_files_name_gives_its_writer() {
+        let out = Path::new("dir/arch.json");
+        let f = AtomicFile::new(&std::env::temp_dir().join("arch.json")).unwrap();
+        let name = f.temp_path().file_name().unwrap().to_str().unwrap();
+        assert_eq!(temp_writer(out, name), Some(std::process::id()));
+        for name in [
+            ".arch.json.12..tmp.json",
+            ".arch.json.x1.abc.tmp.json",
+            ".arch.json.12.a.b.tmp.json",
+            "arch.json.12.abc.tmp.json",
+            ".arch.json.12.abc.tmp",
+        ] {
+            assert_eq!(temp_writer(out, name), None, "{name}");
+        }
+        assert_eq!(temp_writer(Path::new("t"), ".t.7.Ab1.tmp"), Some(7));
     }
 }

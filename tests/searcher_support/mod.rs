@@ -128,3 +128,48 @@ pub fn png_classes(root: &Path, class_names: &[&str], per_class: usize, size: u3
     }
     images
 }
+
+/// The pid of a process that has ended, as a killed writer's would be.
+pub fn dead_pid() -> u32 {
+    let mut child = Command::new("true").spawn().expect("`true` runs");
+    let pid = child.id();
+    child.wait().unwrap();
+    pid
+}
+
+/// Every file under `dir` (not descending into folders) with its bytes, to
+/// show that a refused run changed none of them.
+pub fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    names(dir)
+        .into_iter()
+        .filter(|n| dir.join(n).is_file())
+        .map(|n| {
+            let bytes = std::fs::read(dir.join(&n)).unwrap();
+            (n, bytes)
+        })
+        .collect()
+}
+
+/// `MemAvailable` of /proc/meminfo in bytes, where there is one.
+pub fn mem_available() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb = line.split_whitespace().nth(1)?.parse::<u64>().ok()?;
+    Some(kb * 1024)
+}
+
+/// Where the bytes of the first tensor (by name) whose name starts with
+/// `prefix` start in the safetensors file `bytes`, and how many there are.
+pub fn tensor_bytes(bytes: &[u8], prefix: &str) -> (usize, usize) {
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let mut names: Vec<&String> = header.keys().filter(|k| k.starts_with(prefix)).collect();
+    names.sort();
+    let offsets = &header[names[0].as_str()]["data_offsets"];
+    let (begin, end) = (
+        offsets[0].as_u64().unwrap() as usize,
+        offsets[1].as_u64().unwrap() as usize,
+    );
+    (8 + n + begin, end - begin)
+}

@@ -3,7 +3,8 @@
 //! Image folders (one subfolder per class, split later by
 //! `data::split_per_class`) and the official split lists
 //! (`wnid/file.JPEG label`, read as they are). Every problem is found before
-//! training starts: an empty class, a list naming a missing file.
+//! training starts: an empty class, a list naming a missing file, a list
+//! naming a file outside the data root.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -87,9 +88,53 @@ pub fn scan_folder(root: &Path) -> Result<Vec<(String, Vec<PathBuf>)>> {
     Ok(out)
 }
 
+/// `file`, a split list's entry, under `root` (whose canonical path is
+/// `canonical_root`), unless it leaves the root: an absolute path, a `..`
+/// that climbs above it, or an existing file whose canonical path (every
+/// symbolic link followed) is outside it. A missing file is left for the
+/// missing-files check.
+fn confined(
+    root: &Path,
+    canonical_root: &Path,
+    file: &str,
+) -> std::result::Result<PathBuf, String> {
+    use std::path::Component;
+    let outside = || {
+        format!(
+            "'{file}' is outside the data root {}",
+            canonical_root.display()
+        )
+    };
+    let mut depth = 0usize;
+    for part in Path::new(file).components() {
+        match part {
+            Component::Normal(_) => depth += 1,
+            Component::CurDir => {}
+            Component::ParentDir if depth > 0 => depth -= 1,
+            Component::ParentDir => return Err(format!("{}: '..' climbs above it", outside())),
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(format!("{}: an absolute path", outside()))
+            }
+        }
+    }
+    let path = root.join(file);
+    if let Ok(canonical) = std::fs::canonicalize(&path) {
+        if !canonical.starts_with(canonical_root) {
+            return Err(format!(
+                "{}: it resolves to {} (through a symbolic link)",
+                outside(),
+                canonical.display()
+            ));
+        }
+    }
+    Ok(path)
+}
+
 /// Parses a split list in the official format, one `wnid/file.JPEG label`
-/// per line, relative to `root`. Labels must be consistent per folder.
+/// per line, relative to `root`. Labels must be consistent per folder, and
+/// every file must lie inside `root` ([`confined`]).
 pub fn parse_list(text: &str, list: &Path, root: &Path) -> Result<Vec<Sample>> {
+    let canonical_root = std::fs::canonicalize(root).map_err(io(root))?;
     let mut samples = Vec::new();
     let mut label_of: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     for (n, line) in text.lines().enumerate() {
@@ -110,6 +155,8 @@ pub fn parse_list(text: &str, list: &Path, root: &Path) -> Result<Vec<Sample>> {
             .parse()
             .map_err(|_| err(format!("label '{label}' is not a class index")))?;
         let file = file.trim();
+        let path = confined(root, &canonical_root, file)
+            .map_err(|m| err(format!("{m}; split-list paths must stay inside --data")))?;
         let folder = file.split('/').next().unwrap_or_default().to_string();
         if folder == file {
             return Err(err(format!("'{file}' has no class folder")));
@@ -123,10 +170,7 @@ pub fn parse_list(text: &str, list: &Path, root: &Path) -> Result<Vec<Sample>> {
         } else {
             label_of.insert(folder, (label, line_no));
         }
-        samples.push(Sample {
-            path: root.join(file),
-            label,
-        });
+        samples.push(Sample { path, label });
     }
     if samples.is_empty() {
         return Err(dataset_error(list, "the split list names no image"));

@@ -3,13 +3,17 @@
 //! `meta` (the JSON of `CheckpointMeta` as bytes: format, identity, next
 //! epoch, Adam's step count, history), per weight `w.{i}.{name}` and its
 //! SGD momentum `sgd.{i}`, per architecture parameter `arch.{i}` and Adam's
-//! `adam_m.{i}` and `adam_v.{i}`, and every channel mask under its own
-//! name. A child of `search` so that it reaches the optimizers' state
-//! without making it public.
+//! `adam_m.{i}` and `adam_v.{i}`, every channel mask under its own name,
+//! and `sha256`, the hex SHA-256 of all the others ([`checksum`]), checked
+//! before anything is resumed. A child of `search` so that it reaches the
+//! optimizers' state without making it public.
 
+use std::collections::HashMap;
+use std::io::Read;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use tch::{Device, Tensor};
 
 use super::{EpochLog, Search};
@@ -26,8 +30,42 @@ struct CheckpointMeta {
 }
 
 // 2: the identity became fields (table content, space, settings) rather
-// than one string.
-const CHECKPOINT_FORMAT: &str = "tfnas-rs-search-checkpoint/2";
+// than one string. 3: the `sha256` tensor, a checksum of all the others.
+const CHECKPOINT_FORMAT: &str = "tfnas-rs-search-checkpoint/3";
+
+/// The name of the checksum tensor.
+const CHECKSUM: &str = "sha256";
+
+/// The hex SHA-256 of `tensors` but the checksum itself, in name order:
+/// each one's name, kind, shape and bytes, every part length-prefixed so
+/// that no two different sets hash alike. Finite or not, any changed value
+/// changes it.
+fn checksum<'a>(
+    tensors: impl IntoIterator<Item = (&'a str, &'a Tensor)>,
+) -> std::result::Result<String, tch::TchError> {
+    let mut order: Vec<(&str, &Tensor)> = tensors
+        .into_iter()
+        .filter(|(name, _)| *name != CHECKSUM)
+        .collect();
+    order.sort_by_key(|(name, _)| *name);
+    let mut hasher = Sha256::new();
+    let mut part = |bytes: &[u8]| {
+        hasher.update((bytes.len() as u64).to_le_bytes());
+        hasher.update(bytes);
+    };
+    let mut buf = Vec::new();
+    for (name, tensor) in order {
+        let tensor = tensor.f_to_device(Device::Cpu)?.f_contiguous()?;
+        let numel = tensor.numel();
+        buf.resize(numel * tensor.f_kind()?.elt_size_in_bytes(), 0);
+        tensor.f_copy_data_u8(&mut buf, numel)?;
+        part(name.as_bytes());
+        part(format!("{:?} {:?}", tensor.f_kind()?, tensor.size()).as_bytes());
+        part(&buf);
+    }
+    let digest = hasher.finalize();
+    Ok(digest.iter().map(|b| format!("{b:02x}")).collect())
+}
 
 impl Search {
     /// Writes everything a resume needs to `path`, atomically (a temporary
@@ -63,44 +101,28 @@ impl Search {
             .into_iter()
             .map(|(n, t)| (n, t.detach().to_device(Device::Cpu).contiguous()))
             .collect();
+        let fail = |e: tch::TchError| SearchError::Checkpoint {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        };
+        let sum = checksum(cpu.iter().map(|(n, t)| (n.as_str(), t))).map_err(fail)?;
+        let mut cpu = cpu;
+        cpu.push((CHECKSUM.into(), Tensor::from_slice(sum.as_bytes())));
         // A temporary file unique to this process, synced and renamed, so a
         // crash never leaves a truncated checkpoint under the real name.
         let file = space::io::AtomicFile::new(path)?;
-        Tensor::write_safetensors(&cpu, file.temp_path()).map_err(|e| SearchError::Checkpoint {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        Tensor::write_safetensors(&cpu, file.temp_path()).map_err(fail)?;
         Ok(file.commit()?)
     }
 
-    /// Restores a checkpoint written by a search with the same identity.
+    /// Restores a checkpoint written by a search with the same identity,
+    /// after [`read_checked`] found it whole.
     pub fn load(&mut self, path: &Path) -> Result<()> {
+        let (meta, map) = read_checked(path)?;
         let fail = |message: String| SearchError::Checkpoint {
             path: path.to_path_buf(),
             message,
         };
-        check_safetensors(path).map_err(|m| {
-            fail(format!(
-                "is not a readable search checkpoint: {m}; move it away, or pass --restart to start the search over"
-            ))
-        })?;
-        let named = Tensor::read_safetensors(path).map_err(|e| fail(e.to_string()))?;
-        let map: std::collections::HashMap<String, Tensor> = named.into_iter().collect();
-        let get = |name: &str| {
-            map.get(name)
-                .ok_or_else(|| fail(format!("lacks tensor '{name}'")))
-        };
-        let meta_bytes = Vec::<u8>::try_from(get("meta")?).map_err(|e| fail(e.to_string()))?;
-        let format: serde_json::Value = serde_json::from_slice(&meta_bytes)
-            .map_err(|e| fail(format!("unreadable metadata: {e}")))?;
-        let format = format.get("format").and_then(|f| f.as_str()).unwrap_or("");
-        if format != CHECKPOINT_FORMAT {
-            return Err(fail(format!(
-                "format '{format}', this build reads '{CHECKPOINT_FORMAT}'; pass --restart to start the search over"
-            )));
-        }
-        let meta: CheckpointMeta = serde_json::from_slice(&meta_bytes)
-            .map_err(|e| fail(format!("unreadable metadata: {e}")))?;
         let differences = self.identity.differences(&meta.identity);
         if !differences.is_empty() {
             return Err(fail(format!(
@@ -108,6 +130,10 @@ impl Search {
                 differences.join("; ")
             )));
         }
+        let get = |name: &str| {
+            map.get(name)
+                .ok_or_else(|| fail(format!("lacks tensor '{name}'")))
+        };
         let device = self.net.device;
         tch::no_grad(|| -> Result<()> {
             for (i, ((name, w), buf)) in self
@@ -153,26 +179,94 @@ impl Search {
     }
 }
 
-/// Whether `path` looks like a whole safetensors file: its 8-byte header
-/// length fits the file and the header is JSON. libtorch's own reader says
-/// only `HeaderTooLarge` about a cut or foreign file.
+/// The advice for a checkpoint that is not whole.
+const DAMAGED: &str = "move it away (or delete it), or pass --restart to start the search over";
+
+/// A checkpoint's metadata and tensors, once it is known to be whole: its
+/// structure fits its length ([`check_safetensors`]), libtorch reads it, it
+/// is of this build's format, and its checksum matches. Any damage (cut
+/// short, a changed byte, a foreign file) is one message naming the file.
+fn read_checked(path: &Path) -> Result<(CheckpointMeta, HashMap<String, Tensor>)> {
+    let fail = |message: String| SearchError::Checkpoint {
+        path: path.to_path_buf(),
+        message,
+    };
+    let damaged = |m: String| {
+        fail(format!(
+            "is not a readable search checkpoint: {m}; {DAMAGED}"
+        ))
+    };
+    check_safetensors(path).map_err(damaged)?;
+    let named = Tensor::read_safetensors(path)
+        .map_err(|e| damaged(format!("libtorch cannot read it ({e})")))?;
+    let map: HashMap<String, Tensor> = named.into_iter().collect();
+    let bytes = |name: &str| map.get(name).and_then(|t| Vec::<u8>::try_from(t).ok());
+    let meta_bytes = bytes("meta").ok_or_else(|| damaged("it has no metadata".into()))?;
+    let stored = bytes(CHECKSUM);
+    let actual = checksum(map.iter().map(|(n, t)| (n.as_str(), t)))
+        .map_err(|e| damaged(format!("its tensors cannot be read ({e})")))?;
+    if stored.as_deref().is_some_and(|s| s != actual.as_bytes()) {
+        return Err(damaged(
+            "its checksum does not match its contents (the file was changed or damaged after it was written)".into(),
+        ));
+    }
+    // Only a whole file, or one without a checksum, gets this far: a format
+    // that is not this build's is an older search's, not damage.
+    let value: serde_json::Value = serde_json::from_slice(&meta_bytes)
+        .map_err(|e| damaged(format!("its metadata is not JSON ({e})")))?;
+    let format = value.get("format").and_then(|f| f.as_str()).unwrap_or("");
+    if format != CHECKPOINT_FORMAT {
+        return Err(fail(format!(
+            "format '{format}', this build reads '{CHECKPOINT_FORMAT}'; pass --restart to start the search over"
+        )));
+    }
+    if stored.is_none() {
+        return Err(damaged(format!(
+            "it lacks its checksum tensor '{CHECKSUM}'"
+        )));
+    }
+    let meta = serde_json::from_slice(&meta_bytes)
+        .map_err(|e| damaged(format!("its metadata is unreadable ({e})")))?;
+    Ok((meta, map))
+}
+
+/// Whether `path` is a whole safetensors file, reading only its header:
+/// the 8-byte header length fits the file, the header is a JSON object,
+/// and its tensors' data ends exactly where the file does. libtorch's own
+/// reader says only `HeaderTooLarge` or `MetadataIncompleteBuffer` about a
+/// cut or foreign file.
 fn check_safetensors(path: &Path) -> std::result::Result<(), String> {
-    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-    if bytes.len() < 8 {
-        return Err(format!("it has {} bytes, fewer than a header", bytes.len()));
+    let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let len = file.metadata().map_err(|e| e.to_string())?.len();
+    if len < 8 {
+        return Err(format!("it has {len} bytes, fewer than a header"));
     }
     let mut n = [0u8; 8];
-    n.copy_from_slice(&bytes[..8]);
+    file.read_exact(&mut n).map_err(|e| e.to_string())?;
     let n = u64::from_le_bytes(n);
-    let rest = (bytes.len() - 8) as u64;
+    let rest = len - 8;
     if n > rest {
         return Err(format!(
             "its header claims {n} bytes but the file has {rest} after it (cut short, or another kind of file)"
         ));
     }
-    serde_json::from_slice::<serde_json::Value>(&bytes[8..8 + n as usize])
-        .map(drop)
-        .map_err(|e| format!("its header is not JSON ({e})"))
+    let mut header = vec![0u8; n as usize];
+    file.read_exact(&mut header).map_err(|e| e.to_string())?;
+    let header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&header)
+        .map_err(|e| format!("its header is not a JSON object ({e})"))?;
+    let data_end = header
+        .iter()
+        .filter(|(name, _)| *name != "__metadata__")
+        .filter_map(|(_, t)| t.get("data_offsets")?.get(1)?.as_u64())
+        .max()
+        .unwrap_or(0);
+    let data = rest - n;
+    if data_end != data {
+        return Err(format!(
+            "its header places tensor data up to byte {data_end} but the file holds {data} (cut short, or extended)"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
