@@ -180,7 +180,7 @@ fn check_probe_keys(reference: &LatencyTable, probe: &LatencyTable) -> Result<()
 }
 
 /// The probe's `(t, log ratio)` points per curve of `reference`.
-fn observations(reference: &Reference, p: &LatencyTable) -> Vec<Vec<(f64, f64)>> {
+fn observations(reference: &Reference, p: &LatencyTable) -> Vec<Vec<model::Obs>> {
     let mut observed = vec![Vec::new(); reference.curves.len()];
     for e in p.entries() {
         let Some(&(c, i)) = reference.index.get(&e.spec) else {
@@ -190,7 +190,11 @@ fn observations(reference: &Reference, p: &LatencyTable) -> Vec<Vec<(f64, f64)>>
         let priced_p = e.stats.median_ms - p.boundary_ms();
         if priced_a > 0.0 && priced_p > 0.0 {
             let t = reference.curves[c].t(e.spec.mid_channels);
-            observed[c].push((t, (priced_p / priced_a).ln()));
+            observed[c].push(model::Obs {
+                t,
+                y: (priced_p / priced_a).ln(),
+                ln_a: priced_a.ln(),
+            });
         }
     }
     observed
@@ -213,7 +217,11 @@ pub fn transfer(args: &TransferArgs) -> Result<Transferred> {
         );
     };
     let cv_errors = model.cross_validate();
-    let cv_line = cv_summary(&cv_errors);
+    let cv_line = format!(
+        "{}; the reference's detail between probed widths weighted {:.2}",
+        cv_summary(&cv_errors),
+        model.detail_weight
+    );
     let (rows, measured) = predicted_rows(&reference, &a, &p, &model, &cv_errors);
     let header = header(&a, &p, args, &cv_line, &measured);
     let text = render(&header, &rows)?;
@@ -268,7 +276,11 @@ fn predicted_rows(
             continue;
         }
         let log_ratio = match reference.index.get(spec) {
-            Some(&(c, _)) => model.log_ratio(c, reference.curves[c].t(spec.mid_channels)),
+            Some(&(c, i)) => {
+                let curve = &reference.curves[c];
+                let ln_a = curve.points[i].1.max(1e-300).ln();
+                model.log_ratio(c, curve.t(spec.mid_channels), ln_a)
+            }
             None => model.global,
         };
         let ea = a.entry(spec).expect("a key of the reference");
@@ -334,7 +346,7 @@ fn header(
     md.set(
         meta::PREDICTED,
         format!(
-            "{} of {total} rows measured (the probe's), the other {} predicted by per-curve ratio interpolation against the reference; not a measurement",
+            "{} of {total} rows measured (the probe's), the other {} predicted from the reference along each curve (docs/transfer.md); not a measurement",
             measured.len(),
             total - measured.len()
         ),

@@ -1,22 +1,28 @@
 //! The ratio model: what a block costs on the probe's device relative to
-//! the reference, as a function of its curve and its place on the curve.
+//! the reference, from its curve and its place on the curve.
 //!
-//! Each curve of the reference (one block shape, the mid width varying)
-//! gets a log-ratio `y(t) = prior(t) + r(t)`, with `t` the mid width's
-//! place between the curve's ends (0 at its narrowest, 1 at its widest):
+//! A curve of the reference is one block shape, the mid width varying; `t`
+//! is a width's place between the curve's ends (0 narrowest, 1 widest).
 //!
-//! - `prior` is a line in `t` fitted to the probe's points on *other*
-//!   curves: those of the same position in the network (the same
-//!   resolution, widths and stride: the other kernels and SE choices), or,
-//!   with fewer than two there, those at the same resolution, or all;
-//! - `r` interpolates linearly in `t` the curve's own residuals (its probed
-//!   points less the prior), constant beyond its outermost probed points.
+//! - **Between two probed widths** of a curve, the probe's latencies are
+//!   interpolated linearly in milliseconds (a block's latency is close to
+//!   linear in its mid width), times the reference's own departure from
+//!   its interpolation through the same widths, raised to a weight `w`:
+//!   `B = interp(B) · (A / interp(A))^w`. With `w = 1` the ratio B/A is
+//!   interpolated (the devices share the reference's bends between probed
+//!   widths); with `w = 0`, the probe alone. `w` in [0, 1] is fitted by
+//!   least squares on the probe's inner points, each predicted from the
+//!   others (leave-one-out), so the probe says how much of the reference's
+//!   detail its device shares.
+//! - **Elsewhere** (beyond a curve's outermost probed widths, or on a curve
+//!   probed once or never), the log ratio is `prior(t) + r`: `prior` a line
+//!   in `t` fitted to the probe's points on *other* curves (those at the
+//!   same position in the network: the other kernels and SE choices; or,
+//!   with fewer than two there, those at the same resolution; or all), `r`
+//!   the curve's nearest probed residual (0 on an unprobed curve).
 //!
-//! A curve probed at two or more widths is thus priced by interpolating its
-//! own ratio (the prior only shapes it between and beyond them); a curve
-//! probed once is the prior shifted through that point; an unprobed curve
-//! is the prior. Leaving one probed point out changes its own curve's
-//! residuals only, because a curve's prior never uses the curve itself.
+//! Leaving one probed point out changes its own curve's prediction only,
+//! because a curve's prior never uses the curve itself.
 
 use std::collections::HashMap;
 
@@ -66,12 +72,24 @@ pub enum PriorLevel {
 /// The fitted model over a reference's curves.
 #[derive(Clone, Debug)]
 pub struct RatioModel {
-    /// Per curve, the probe's `(t, log ratio)` points sorted by `t`.
-    pub observed: Vec<Vec<(f64, f64)>>,
+    /// Per curve, the probe's `(t, log ratio, ln A)` points sorted by `t`.
+    pub observed: Vec<Vec<Obs>>,
+    /// How much of the reference's own detail between probed points the
+    /// probe's device shares (1: all of it, the ratio interpolated; 0: none,
+    /// the probe's latencies interpolated), fitted by leave-one-out.
+    pub detail_weight: f64,
     /// Per curve, its prior and where it came from.
     pub priors: Vec<(Line, PriorLevel)>,
     /// The median log ratio over every probed curve point.
     pub global: f64,
+}
+
+/// One probed point of a curve: where, the log ratio, and ln A there.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Obs {
+    pub t: f64,
+    pub y: f64,
+    pub ln_a: f64,
 }
 
 type PositionKey = (u32, u32, u32, u32, space::BlockKind);
@@ -89,11 +107,11 @@ fn position(s: &BlockShape) -> PositionKey {
 impl RatioModel {
     /// Fits the model to `observed` (per curve of `reference`, the probe's
     /// `(t, log ratio)` points). `None` when no curve has a point.
-    pub fn fit(reference: &Reference, mut observed: Vec<Vec<(f64, f64)>>) -> Option<RatioModel> {
+    pub fn fit(reference: &Reference, mut observed: Vec<Vec<Obs>>) -> Option<RatioModel> {
         for points in &mut observed {
-            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            points.sort_by(|a, b| a.t.total_cmp(&b.t));
         }
-        let mut all: Vec<f64> = observed.iter().flatten().map(|p| p.1).collect();
+        let mut all: Vec<f64> = observed.iter().flatten().map(|p| p.y).collect();
         if all.is_empty() {
             return None;
         }
@@ -134,29 +152,76 @@ impl RatioModel {
                 (line, PriorLevel::All)
             })
             .collect();
-        Some(RatioModel {
+        let mut model = RatioModel {
             observed,
             priors,
             global,
-        })
+            detail_weight: 1.0,
+        };
+        model.detail_weight = model.fit_detail_weight();
+        Some(model)
     }
 
-    /// The log ratio of curve `c` at `t`.
-    pub fn log_ratio(&self, c: usize, t: f64) -> f64 {
-        self.log_ratio_without(c, t, None)
+    /// The log ratio of curve `c` at `t`, where the reference has `ln_a`.
+    pub fn log_ratio(&self, c: usize, t: f64, ln_a: f64) -> f64 {
+        self.log_ratio_without(c, t, ln_a, None, self.detail_weight)
     }
 
-    /// The log ratio of curve `c` at `t`, leaving out its probed point
-    /// `skip` (an index into `observed[c]`), for cross-validation.
-    pub fn log_ratio_without(&self, c: usize, t: f64, skip: Option<usize>) -> f64 {
-        let prior = self.priors[c].0;
-        let residuals: Vec<(f64, f64)> = self.observed[c]
+    /// The log ratio of curve `c` at `t` (where the reference has `ln_a`),
+    /// leaving out its probed point `skip` (an index into `observed[c]`),
+    /// with the reference's detail weighted by `w`.
+    ///
+    /// Between two probed points: the probe's ln latency interpolated, plus
+    /// `w` times the reference's departure from its own interpolation
+    /// through the same points (`w = 1` interpolates the ratio). Elsewhere
+    /// the prior, shifted by the nearest probed residual.
+    pub fn log_ratio_without(
+        &self,
+        c: usize,
+        t: f64,
+        ln_a: f64,
+        skip: Option<usize>,
+        w: f64,
+    ) -> f64 {
+        let points: Vec<Obs> = self.observed[c]
             .iter()
             .enumerate()
             .filter(|(i, _)| Some(*i) != skip)
-            .map(|(_, &(pt, y))| (pt, y - prior.at(pt)))
+            .map(|(_, o)| *o)
             .collect();
+        if points.len() >= 2 && points[0].t <= t && t <= points[points.len() - 1].t {
+            // In milliseconds: a block's latency is close to linear in its
+            // mid width, its logarithm is not.
+            let b: Vec<(f64, f64)> = points.iter().map(|o| (o.t, (o.ln_a + o.y).exp())).collect();
+            let a: Vec<(f64, f64)> = points.iter().map(|o| (o.t, o.ln_a.exp())).collect();
+            let detail = ln_a - interpolate(&a, t).ln();
+            return interpolate(&b, t).ln() + w * detail - ln_a;
+        }
+        let prior = self.priors[c].0;
+        let residuals: Vec<(f64, f64)> =
+            points.iter().map(|o| (o.t, o.y - prior.at(o.t))).collect();
         prior.at(t) + interpolate(&residuals, t)
+    }
+
+    /// The detail weight that predicts the probe's inner points best from
+    /// their neighbours (least squares, within [0, 1]); 1 without any.
+    fn fit_detail_weight(&self) -> f64 {
+        let (mut sdd, mut sde) = (0.0, 0.0);
+        for (c, points) in self.observed.iter().enumerate() {
+            for i in 1..points.len().saturating_sub(1) {
+                let o = points[i];
+                // At w = 0 and w = 1, the prediction is linear in w.
+                let p0 = self.log_ratio_without(c, o.t, o.ln_a, Some(i), 0.0);
+                let p1 = self.log_ratio_without(c, o.t, o.ln_a, Some(i), 1.0);
+                let d = p1 - p0;
+                sdd += d * d;
+                sde += d * (o.y - p0);
+            }
+        }
+        if sdd <= 0.0 {
+            return 1.0;
+        }
+        (sde / sdd).clamp(0.0, 1.0)
     }
 
     /// Leave-one-out: for every probed curve point, the relative error of
@@ -164,8 +229,9 @@ impl RatioModel {
     pub fn cross_validate(&self) -> Vec<f64> {
         let mut errors = Vec::new();
         for (c, points) in self.observed.iter().enumerate() {
-            for (i, &(t, y)) in points.iter().enumerate() {
-                errors.push((self.log_ratio_without(c, t, Some(i)) - y).exp() - 1.0);
+            for (i, o) in points.iter().enumerate() {
+                let p = self.log_ratio_without(c, o.t, o.ln_a, Some(i), self.detail_weight);
+                errors.push((p - o.y).exp() - 1.0);
             }
         }
         errors
@@ -174,13 +240,13 @@ impl RatioModel {
 
 /// The points of the curves `members` other than `c`.
 fn others(
-    observed: &[Vec<(f64, f64)>],
+    observed: &[Vec<Obs>],
     members: impl Iterator<Item = usize>,
     c: usize,
 ) -> Vec<(f64, f64)> {
     members
         .filter(|&m| m != c)
-        .flat_map(|m| observed[m].iter().copied())
+        .flat_map(|m| observed[m].iter().map(|o| (o.t, o.y)))
         .collect()
 }
 

@@ -119,21 +119,38 @@ fn the_plan_covers_fixed_parts_and_every_curves_ends() {
 }
 
 #[test]
-fn a_per_curve_factor_smooth_in_width_is_predicted_exactly() {
-    // ln factor linear in t, a different line per curve: with both ends
-    // probed, interpolation is exact everywhere.
-    let (t, truth) = transfer_with(0.06, |c, mid| {
-        let k = f64::from(c.shape.resolution + c.shape.kernel) / 50.0;
-        (1.0 + k + (0.3 - k / 4.0) * c.t(mid)).exp()
+fn a_factor_per_curve_is_predicted_exactly() {
+    // B shares A's bends: the fitted detail weight is 1, and the ratio is
+    // interpolated exactly between the probed ends.
+    let (t, truth) = transfer_with(0.06, |c, _| {
+        (1.0 + f64::from(c.shape.resolution + c.shape.kernel) / 50.0).exp()
     });
     assert!(
         worst_error(&t, &truth) < 1e-9,
         "{}",
         worst_error(&t, &truth)
     );
-    // Held out, an end is extrapolated flat from its neighbour: not exact.
-    assert!(!t.cv_errors.is_empty());
+    assert!(t.cv_line.ends_with("weighted 1.00"), "{}", t.cv_line);
     assert_eq!(t.measured + t.predicted, truth.len());
+}
+
+#[test]
+fn a_device_without_the_references_bends_is_interpolated_exactly() {
+    // B is a straight line in the mid width on every curve (A's bumps are
+    // not B's): the fitted detail weight is 0 and B is interpolated.
+    let (t, truth) = transfer_with(0.06, |c, mid| {
+        let a = a_ms(&c.shape.at(mid));
+        let k = f64::from(c.shape.kernel);
+        (0.02 * k + 1e-4 * f64::from(mid) * f64::from(c.shape.resolution)) / a
+    });
+    assert!(
+        worst_error(&t, &truth) < 1e-9,
+        "{}",
+        worst_error(&t, &truth)
+    );
+    assert!(t.cv_line.ends_with("weighted 0.00"), "{}", t.cv_line);
+    // Held out, an end is extrapolated flat from its neighbour: not exact.
+    assert!(t.cv_errors.iter().any(|e| e.abs() > 1e-6));
 }
 
 #[test]
@@ -165,7 +182,7 @@ fn the_header_says_predicted_and_lists_the_measured_rows() {
 
 #[test]
 fn a_transferred_table_scores_perfectly_against_its_truth() {
-    let (t, truth) = transfer_with(0.06, |c, mid| (0.7 + 0.3 * c.t(mid)).exp());
+    let (t, truth) = transfer_with(0.06, |c, _| 2.0 + f64::from(c.shape.kernel) / 10.0);
     let dir = tempfile::tempdir().unwrap();
     let full = LatencyTable::from_path(&write(dir.path(), "full.csv", 32, &truth)).unwrap();
     let space = SearchSpaceConfig::default();
