@@ -208,8 +208,8 @@ impl RatioModel {
     fn fit_detail_weight(&self) -> f64 {
         let (mut sdd, mut sde) = (0.0, 0.0);
         for (c, points) in self.observed.iter().enumerate() {
-            for i in 1..points.len().saturating_sub(1) {
-                let o = points[i];
+            let inner = points.len().saturating_sub(1);
+            for (i, &o) in points.iter().enumerate().take(inner).skip(1) {
                 // At w = 0 and w = 1, the prediction is linear in w.
                 let p0 = self.log_ratio_without(c, o.t, o.ln_a, Some(i), 0.0);
                 let p1 = self.log_ratio_without(c, o.t, o.ln_a, Some(i), 1.0);
