@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Args;
 use profiler::analysis::compare::{compare, render_text};
 use profiler::analysis::plot;
