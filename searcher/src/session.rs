@@ -527,6 +527,11 @@ impl Session {
             self.table.batch(),
             self.target_ms
         ));
+        if let Some(what) = self.table.metadata().get(meta::PREDICTED) {
+            lines.push(format!(
+                "the table is predicted by `profiler transfer`, not measured: {what}"
+            ));
+        }
         lines.push(format!(
             "data: {} ({} for weights, {} held out for architecture steps)",
             self.data.describe(),

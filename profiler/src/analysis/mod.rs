@@ -8,3 +8,4 @@ pub mod compare;
 pub mod fit;
 pub mod plot;
 pub mod rows;
+pub mod transfer;

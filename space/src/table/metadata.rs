@@ -74,6 +74,21 @@ pub mod meta {
     /// A CPU table's speed reference in ms: the fixed parts' time every
     /// run was scaled to (the profiler's `measure::speed`).
     pub const SPEED_REFERENCE_MS: &str = "speed_reference_ms";
+
+    // A table predicted by `profiler transfer` from a reference table and
+    // a probe measured on its own device (docs/transfer.md).
+    /// What the table is: present only on a predicted table, whose rows are
+    /// partly predicted rather than measured (`check` and the searcher say so).
+    pub const PREDICTED: &str = "predicted";
+    /// The reference table the ratios were taken against: file, sha256, device.
+    pub const TRANSFER_REFERENCE: &str = "transfer_reference";
+    /// The probe measured on this table's device: file, sha256, device.
+    pub const TRANSFER_PROBE: &str = "transfer_probe";
+    /// The prediction's error estimated by leave-one-out over the probe.
+    pub const TRANSFER_CV: &str = "transfer_cv";
+    /// The keys of the measured rows (copied from the probe), space-separated;
+    /// every other row is predicted.
+    pub const TRANSFER_MEASURED: &str = "transfer_measured";
 }
 
 /// In JSON (an architecture's prediction), an object in header order.

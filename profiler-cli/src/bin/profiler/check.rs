@@ -27,6 +27,18 @@ pub fn run(args: &CheckArgs) -> Result<()> {
         table.batch(),
         md.get(meta::DEVICE_NAME).unwrap_or("unknown")
     );
+    if let Some(what) = md.get(meta::PREDICTED) {
+        println!("predicted table (profiler transfer): {what}");
+        for (key, name) in [
+            (meta::TRANSFER_REFERENCE, "reference"),
+            (meta::TRANSFER_PROBE, "probe"),
+            (meta::TRANSFER_CV, "estimated error"),
+        ] {
+            if let Some(v) = md.get(key) {
+                println!("  {name}: {v}");
+            }
+        }
+    }
     if let Some(digest) = md.get(meta::SPACE_DIGEST) {
         if digest != space.digest() {
             println!(

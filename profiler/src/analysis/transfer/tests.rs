@@ -1,0 +1,196 @@
+//! The plan's coverage and exact predictions where the true transfer is
+//! known: synthetic tables (made-up latencies, written to a temporary
+//! folder, never under tables/) whose device B is A times a factor.
+
+use std::path::{Path, PathBuf};
+
+use space::{meta, BlockSpec, Entry, LatencyStats, LatencyTable, Metadata, SearchSpaceConfig};
+
+use super::*;
+
+/// A made-up latency with bends: a curve per shape, a bump every 16 widths.
+fn a_ms(s: &BlockSpec) -> f64 {
+    let m = f64::from(s.mid_channels.max(1));
+    let r = f64::from(s.shape.resolution);
+    0.01 + 1e-6 * m * r * r / 4.0 * (1.0 + 0.1 * f64::from(s.shape.kernel))
+        + if s.mid_channels % 16 == 0 { 0.002 } else { 0.0 }
+}
+
+fn write(dir: &Path, name: &str, batch: u32, rows: &[(BlockSpec, f64)]) -> PathBuf {
+    let mut md = Metadata::new();
+    md.set(meta::FORMAT, space::table::FORMAT)
+        .set(
+            meta::DEVICE_NAME,
+            format!("SYNTHETIC {name}: not a measurement"),
+        )
+        .set(meta::BATCH, batch)
+        .set(meta::SPACE, "tfnas-imagenet")
+        .set(meta::WIDTH_STEP, 8);
+    let mut w = space::TableWriter::new(Vec::new(), &md).unwrap();
+    for &(spec, ms) in rows {
+        w.write(&Entry {
+            spec,
+            batch,
+            stats: LatencyStats::exact(ms, 10),
+        })
+        .unwrap();
+    }
+    let path = dir.join(name);
+    std::fs::write(&path, w.finish(&Metadata::new()).unwrap()).unwrap();
+    path
+}
+
+fn blocks() -> Vec<BlockSpec> {
+    SearchSpaceConfig::default().table_plan(8).unwrap().blocks
+}
+
+/// A, and B = A × factor(curve, t) restricted to `plan`'s keys, transferred.
+fn transfer_with(
+    fraction: f64,
+    factor: impl Fn(&Curve, u32) -> f64,
+) -> (Transferred, Vec<(BlockSpec, f64)>) {
+    let dir = tempfile::tempdir().unwrap();
+    let rows_a: Vec<(BlockSpec, f64)> = blocks().into_iter().map(|s| (s, a_ms(&s))).collect();
+    let a_path = write(dir.path(), "a.csv", 32, &rows_a);
+    let reference = Reference::new(&LatencyTable::from_path(&a_path).unwrap());
+    let truth: Vec<(BlockSpec, f64)> = rows_a
+        .iter()
+        .map(|&(s, ms)| {
+            let f = match reference.index.get(&s) {
+                Some(&(c, _)) => factor(&reference.curves[c], s.mid_channels),
+                None => 3.0,
+            };
+            (s, ms * f)
+        })
+        .collect();
+    let keys = plan::plan(&reference, fraction).keys;
+    let probe: Vec<(BlockSpec, f64)> = truth
+        .iter()
+        .filter(|(s, _)| keys.contains(s))
+        .copied()
+        .collect();
+    let p_path = write(dir.path(), "p.csv", 32, &probe);
+    let t = transfer(&TransferArgs {
+        reference: a_path,
+        probe: p_path,
+        allow_batch: false,
+        command: "test".into(),
+    })
+    .unwrap();
+    (t, truth)
+}
+
+fn worst_error(t: &Transferred, truth: &[(BlockSpec, f64)]) -> f64 {
+    truth
+        .iter()
+        .map(|(s, ms)| (t.table.entry(s).unwrap().stats.median_ms / ms - 1.0).abs())
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn the_plan_covers_fixed_parts_and_every_curves_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows: Vec<(BlockSpec, f64)> = blocks().into_iter().map(|s| (s, a_ms(&s))).collect();
+    let path = write(dir.path(), "a.csv", 32, &rows);
+    let reference = Reference::new(&LatencyTable::from_path(&path).unwrap());
+    assert_eq!(reference.fixed.len(), 3);
+    let p = plan::plan(&reference, 0.15);
+    assert_eq!(p.keys.len(), p.budget);
+    assert_eq!(p.curves_with_ends, reference.curves.len());
+    for f in &reference.fixed {
+        assert!(p.keys.contains(f));
+    }
+    for c in &reference.curves {
+        let (lo, hi) = (c.points[0].0, c.points[c.points.len() - 1].0);
+        assert!(p.keys.contains(&c.shape.at(lo)) && p.keys.contains(&c.shape.at(hi)));
+    }
+    // The bends (every 16 widths) are chosen before the straight parts.
+    let inner: Vec<_> = p
+        .keys
+        .iter()
+        .filter(|s| reference.index.contains_key(s))
+        .collect();
+    let bumps = inner.iter().filter(|s| s.mid_channels % 16 == 0).count();
+    assert!(bumps * 2 > inner.len(), "{bumps} of {}", inner.len());
+    // A budget below the fixed parts still measures them all.
+    let tiny = plan::plan(&reference, 1e-6);
+    assert_eq!(tiny.keys.len(), 3);
+    assert!(tiny.describe(reference.len()).contains("over the budget"));
+}
+
+#[test]
+fn a_factor_per_curve_is_predicted_exactly() {
+    // B shares A's bends: the fitted detail weight is 1, and the ratio is
+    // interpolated exactly between the probed ends.
+    let (t, truth) = transfer_with(0.06, |c, _| {
+        (1.0 + f64::from(c.shape.resolution + c.shape.kernel) / 50.0).exp()
+    });
+    assert!(
+        worst_error(&t, &truth) < 1e-9,
+        "{}",
+        worst_error(&t, &truth)
+    );
+    assert!(t.cv_line.ends_with("weighted 1.00"), "{}", t.cv_line);
+    assert_eq!(t.measured + t.predicted, truth.len());
+}
+
+#[test]
+fn a_device_without_the_references_bends_is_interpolated_exactly() {
+    // B is a straight line in the mid width on every curve (A's bumps are
+    // not B's): the fitted detail weight is 0 and B is interpolated.
+    let (t, truth) = transfer_with(0.06, |c, mid| {
+        let a = a_ms(&c.shape.at(mid));
+        let k = f64::from(c.shape.kernel);
+        (0.02 * k + 1e-4 * f64::from(mid) * f64::from(c.shape.resolution)) / a
+    });
+    assert!(
+        worst_error(&t, &truth) < 1e-9,
+        "{}",
+        worst_error(&t, &truth)
+    );
+    assert!(t.cv_line.ends_with("weighted 0.00"), "{}", t.cv_line);
+    // Held out, an end is extrapolated flat from its neighbour: not exact.
+    assert!(t.cv_errors.iter().any(|e| e.abs() > 1e-6));
+}
+
+#[test]
+fn one_factor_is_predicted_exactly_on_curves_never_probed() {
+    let (t, truth) = transfer_with(0.01, |_, _| 3.0);
+    assert!(t.measured < 60);
+    assert!(worst_error(&t, &truth) < 1e-9);
+}
+
+#[test]
+fn the_header_says_predicted_and_lists_the_measured_rows() {
+    let (t, _) = transfer_with(0.1, |_, _| 2.0);
+    let md = t.table.metadata();
+    assert!(md
+        .get(meta::PREDICTED)
+        .unwrap()
+        .contains("not a measurement"));
+    for key in [meta::TRANSFER_REFERENCE, meta::TRANSFER_PROBE] {
+        let v = md.get(key).unwrap();
+        assert!(v.contains(".csv sha256 ") && v.len() > 64, "{v}");
+    }
+    assert!(md
+        .get(meta::TRANSFER_CV)
+        .unwrap()
+        .starts_with("leave-one-out"));
+    assert_eq!(measured_keys(&t.table).len(), t.measured);
+    assert_eq!(md.get(meta::WIDTH_STEP), Some("8"));
+}
+
+#[test]
+fn a_transferred_table_scores_perfectly_against_its_truth() {
+    let (t, truth) = transfer_with(0.06, |c, _| 2.0 + f64::from(c.shape.kernel) / 10.0);
+    let dir = tempfile::tempdir().unwrap();
+    let full = LatencyTable::from_path(&write(dir.path(), "full.csv", 32, &truth)).unwrap();
+    let space = SearchSpaceConfig::default();
+    let ev = evaluate::evaluate(&t.table, &full, &space, 20, 8).unwrap();
+    assert_eq!(ev.compared, t.predicted);
+    let e = ev.entries.unwrap();
+    assert!(e.max_abs_pct < 1e-6 && e.within_1_pct == 100.0);
+    assert!(ev.kendall_tau.unwrap() > 0.999);
+    assert!(ev.networks.unwrap().max_abs_pct < 1e-6);
+    assert!(ev.tfnas_a.unwrap().2.abs() < 1e-6);
+}
