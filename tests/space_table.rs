@@ -413,6 +413,40 @@ fn a_median_beyond_a_million_ms_is_refused() {
 }
 
 #[test]
+fn a_median_of_zero_or_below_a_tenth_of_a_microsecond_is_refused() {
+    let row = |ms: &str| {
+        format!("head_r7_i320_o1000_s1_k1_m1280_se0_swish,32,{ms},{ms},{ms},{ms},{ms},5,0\n")
+    };
+    let e = refusal(&small_table("", &row("1e-300")));
+    assert!(e.contains("below 1e-4 ms"), "{e}");
+    let e = refusal(&small_table("", &row("0")));
+    assert!(e.contains("0 ms is no latency"), "{e}");
+    // The official TF-NAS tables fold their fixed parts into one row and
+    // say so: their other fixed rows hold 0.
+    let base = "# base: the stem row holds stem, second stem and head\n";
+    let text = small_table(base, &row("0"));
+    LatencyTable::parse(&text, "t.csv").unwrap();
+}
+
+#[test]
+fn a_correction_of_orders_of_magnitude_is_refused() {
+    for (line, want) in [
+        (
+            "linear a=1e300 b=0",
+            "the slope a must be a number in [0.1, 10]",
+        ),
+        (
+            "linear a=1 b=-1e9",
+            "the offset b must be a number in [-1e4, 1e4] ms",
+        ),
+    ] {
+        let e = line.parse::<space::Correction>().unwrap_err();
+        assert!(e.contains(want), "{line}: {e}");
+    }
+    assert!("linear a=1.03 b=-0.2".parse::<space::Correction>().is_ok());
+}
+
+#[test]
 fn a_huge_key_is_cut_short_in_the_message() {
     let key = "x".repeat(1_000_000);
     let e = refusal(&small_table("", &format!("{key},32,1,1,1,1,1,5,0\n")));

@@ -138,9 +138,11 @@ impl Row {
                 .parse()
                 .with_context(|| format!("line {line}: {}: '{}'", COLUMNS[i], field(i)))?;
             ensure!(
-                v.is_finite() && v >= 0.0,
-                "line {line}: {}: {v} is not a latency",
-                COLUMNS[i]
+                v.is_finite() && (space::table::MIN_MS..=space::table::MAX_MS).contains(&v),
+                "line {line}: {}: {v} is not a latency (a number of ms in [{:e}, {:e}])",
+                COLUMNS[i],
+                space::table::MIN_MS,
+                space::table::MAX_MS
             );
             Ok(v)
         };
@@ -189,6 +191,9 @@ pub struct RowsFile {
 
 /// Parses the text of a rows file (complete lines only).
 pub fn parse(text: &str, origin: &str) -> Result<RowsFile> {
+    // A byte-order mark (some editors start UTF-8 files with one) is no
+    // part of the first line, as in a table.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let format = text
         .lines()
         .find_map(|l| (header_key(l) == Some(meta::FORMAT)).then(|| header_value(l)));
@@ -551,6 +556,28 @@ mod tests {
         assert_eq!((n.networks, n.passes), (1, 2));
         assert!((n.combined_sd_pct() - 10.0).abs() < 1e-9);
         assert_eq!(pass_noise(&[row(0, 0, 9.0), row(1, 0, 5.0)]), None);
+    }
+
+    #[test]
+    fn a_latency_of_zero_or_of_orders_beyond_any_network_is_refused() {
+        let header = "# format: tfnas-validation/2\n";
+        let cols = COLUMNS.join(",");
+        for measured in ["1e308", "0"] {
+            let text = format!("{header}{cols}\n0,0,1,10,{measured},11.1,8,10,5,0,a\n");
+            let e = parse(&text, "r.csv").unwrap_err().chain();
+            assert!(
+                e.contains("measured_ms") && e.contains("is not a latency"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_rows_file_that_starts_with_a_byte_order_mark_reads() {
+        let cols = COLUMNS.join(",");
+        let text =
+            format!("\u{feff}# format: tfnas-validation/2\n{cols}\n0,0,1,10,9,11.1,8,10,5,0,a\n");
+        assert_eq!(parse(&text, "r.csv").unwrap().rows.len(), 1);
     }
 
     #[test]

@@ -44,6 +44,12 @@ impl fmt::Display for Correction {
     }
 }
 
+/// The bounds of a correction's slope and offset (see [`Correction`]'s
+/// parser).
+pub const MIN_SLOPE: f64 = 0.1;
+pub const MAX_SLOPE: f64 = 10.0;
+pub const MAX_OFFSET_MS: f64 = 1e4;
+
 impl FromStr for Correction {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -65,8 +71,18 @@ impl FromStr for Correction {
         if words.next().is_some() {
             return Err(bad());
         }
-        if a <= 0.0 {
-            return Err(format!("'{s}': the slope a must be positive"));
+        // A correction adjusts a table by percent, not by orders of
+        // magnitude: a slope outside [0.1, 10] or an offset beyond ±1e4 ms
+        // is a corrupt or mistyped line.
+        if !(MIN_SLOPE..=MAX_SLOPE).contains(&a) {
+            return Err(format!(
+                "'{s}': the slope a must be a number in [{MIN_SLOPE}, {MAX_SLOPE}], got {a}"
+            ));
+        }
+        if b.abs() > MAX_OFFSET_MS {
+            return Err(format!(
+                "'{s}': the offset b must be a number in [-{MAX_OFFSET_MS:e}, {MAX_OFFSET_MS:e}] ms, got {b}"
+            ));
         }
         Ok(Correction { a, b })
     }
@@ -110,7 +126,7 @@ mod tests {
             assert!(bad.parse::<Correction>().is_err(), "{bad}");
         }
         let e = "linear a=-1 b=0".parse::<Correction>().unwrap_err();
-        assert!(e.contains("positive"), "{e}");
+        assert!(e.contains("the slope a must be a number in"), "{e}");
     }
 
     const TABLE: &str = "# format: tfnas-latency-table/1\n# batch: 32\n\

@@ -48,6 +48,17 @@ pub const FORMAT: &str = "tfnas-latency-table/1";
 /// is a unit or typing error.
 pub const MAX_MS: f64 = 1e6;
 
+/// The smallest latency an entry may hold, but for zero (see
+/// [`BASE_KEY`]): 0.1 µs is below any kernel launch on any device, so a
+/// smaller median is a unit error or a corrupt row, not a measurement.
+pub const MIN_MS: f64 = 1e-4;
+
+/// The header line of a table that folds its fixed parts into one row (the
+/// official TF-NAS tables: stem, second stem and head as one `base`
+/// entry), whose other fixed rows hold 0 ms; no other table may hold a
+/// zero latency.
+pub const BASE_KEY: &str = "base";
+
 /// The measured statistics of one entry, in milliseconds per batch.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LatencyStats {
@@ -100,6 +111,12 @@ impl LatencyStats {
             }
             if v < 0.0 {
                 return Err((column, format!("negative latency {v}")));
+            }
+            if v > 0.0 && v < MIN_MS {
+                return Err((
+                    column,
+                    format!("{v} ms is below {MIN_MS:e} ms, faster than any block runs"),
+                ));
             }
             if v > MAX_MS {
                 return Err((

@@ -86,6 +86,16 @@ impl LatencyTable {
             })?;
             let line = record.position().map_or(0, |p| body.file_line(p.line()));
             let entry = parse_row(&record, line, table.boundary_ms, &at)?;
+            if entry.stats.median_ms == 0.0 && table.metadata.get(super::BASE_KEY).is_none() {
+                return Err(at.fail(
+                    line,
+                    Some("median_ms"),
+                    format!(
+                        "0 ms is no latency (only a table whose header has a '{}' line, which folds its fixed parts into one row, holds zero rows)",
+                        super::BASE_KEY
+                    ),
+                ));
+            }
             if table.entries.is_empty() && header.batch.is_none() {
                 table.batch = entry.batch;
                 first_batch_line = line;
