@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use serde_json::Value;
-use space::{meta, BlockSpec, Entry, LatencyStats, Metadata, SearchSpaceConfig, TableWriter};
+use space::{meta, BlockSpec, LatencyStats, SearchSpaceConfig};
 
 fn stats(median: f64) -> LatencyStats {
     LatencyStats {
@@ -25,26 +25,15 @@ fn stats(median: f64) -> LatencyStats {
 }
 
 fn write_table(path: &Path, device: &str, batch: u32, rows: &[(BlockSpec, f64)]) -> PathBuf {
-    let mut md = Metadata::new();
-    md.set(meta::FORMAT, space::table::FORMAT)
-        .set(
+    let header = [
+        (
             meta::DEVICE_NAME,
             format!("SYNTHETIC {device}: test data, not a measurement"),
-        )
-        .set(meta::BATCH, batch)
-        .set(meta::DTYPE, "fp32");
-    let file = std::fs::File::create(path).unwrap();
-    let mut w = TableWriter::new(file, &md).unwrap();
-    for &(spec, m) in rows {
-        w.write(&Entry {
-            spec,
-            batch,
-            stats: stats(m),
-        })
-        .unwrap();
-    }
-    w.finish(&Metadata::new()).unwrap();
-    path.to_path_buf()
+        ),
+        (meta::BATCH, batch.to_string()),
+        (meta::DTYPE, "fp32".to_string()),
+    ];
+    support::write_table(path, batch, &header, rows, stats)
 }
 
 /// The default space's plan at width step 64; entry `i` gets the median

@@ -8,26 +8,19 @@ use support::*;
 
 use std::path::{Path, PathBuf};
 
-use space::{meta, BlockSpec, Entry, LatencyStats, Metadata, SearchSpaceConfig, TableWriter};
+use space::{meta, BlockSpec, SearchSpaceConfig};
 
 fn write(path: &Path, batch: u32, space_name: &str, rows: &[(BlockSpec, f64)]) -> PathBuf {
-    let mut md = Metadata::new();
-    md.set(meta::FORMAT, space::table::FORMAT)
-        .set(meta::DEVICE_NAME, "SYNTHETIC: test data, not a measurement")
-        .set(meta::BATCH, batch)
-        .set(meta::SPACE, space_name)
-        .set(meta::WIDTH_STEP, 32);
-    let mut w = TableWriter::new(std::fs::File::create(path).unwrap(), &md).unwrap();
-    for &(spec, ms) in rows {
-        w.write(&Entry {
-            spec,
-            batch,
-            stats: LatencyStats::exact(ms, 10),
-        })
-        .unwrap();
-    }
-    w.finish(&Metadata::new()).unwrap();
-    path.to_path_buf()
+    let header = [
+        (
+            meta::DEVICE_NAME,
+            "SYNTHETIC: test data, not a measurement".to_string(),
+        ),
+        (meta::BATCH, batch.to_string()),
+        (meta::SPACE, space_name.to_string()),
+        (meta::WIDTH_STEP, "32".to_string()),
+    ];
+    write_table(path, batch, &header, rows, exact)
 }
 
 /// The default space at width step 32, with a made-up latency.

@@ -9,34 +9,35 @@ use support::*;
 
 use std::path::{Path, PathBuf};
 
-use space::{meta, Entry, LatencyStats, Metadata, SearchSpaceConfig, TableWriter};
+use space::{meta, SearchSpaceConfig};
 
 /// A complete synthetic table of the default space with every setting in
 /// its header.
 fn full_table(dir: &Path) -> PathBuf {
     let space = SearchSpaceConfig::default();
-    let mut m = Metadata::new();
-    m.set(meta::FORMAT, space::table::FORMAT)
-        .set(meta::DEVICE_NAME, "SYNTHETIC")
-        .set(meta::LAUNCH, "graph")
-        .set(meta::L2, "warm")
-        .set(meta::DTYPE, "fp32")
-        .set(meta::LAYOUT, "nchw")
-        .set(meta::BATCH, 32)
-        .set(meta::SPACE_DIGEST, space.digest());
-    let mut w = TableWriter::new(Vec::new(), &m).unwrap();
-    for spec in space.table_plan(8).unwrap().blocks {
-        let ms = 0.01 + 1e-5 * f64::from(spec.mid_channels);
-        w.write(&Entry {
-            spec,
-            batch: 32,
-            stats: LatencyStats::exact(ms, 10),
-        })
-        .unwrap();
-    }
-    let path = dir.join("full.csv");
-    std::fs::write(&path, w.finish(&Metadata::new()).unwrap()).unwrap();
-    path
+    let rows: Vec<_> = space
+        .table_plan(8)
+        .unwrap()
+        .blocks
+        .into_iter()
+        .map(|spec| (spec, 0.01 + 1e-5 * f64::from(spec.mid_channels)))
+        .collect();
+    let header = settings_header(&space, "SYNTHETIC");
+    write_table(&dir.join("full.csv"), 32, &header, &rows, exact)
+}
+
+/// Every setting a GPU table's header states, for `space`.
+fn settings_header(space: &SearchSpaceConfig, device: &str) -> Vec<(&'static str, String)> {
+    [
+        (meta::DEVICE_NAME, device.to_string()),
+        (meta::LAUNCH, "graph".into()),
+        (meta::L2, "warm".into()),
+        (meta::DTYPE, "fp32".into()),
+        (meta::LAYOUT, "nchw".into()),
+        (meta::BATCH, "32".into()),
+        (meta::SPACE_DIGEST, space.digest()),
+    ]
+    .into()
 }
 
 #[test]
@@ -300,17 +301,9 @@ fn the_two_op_space_fixture_is_small_and_validates_against_its_table() {
     // A table of that space is refused with the default space, and the
     // message says to pass --space.
     let dir = tempfile::tempdir().unwrap();
-    let mut m = Metadata::new();
-    m.set(meta::FORMAT, space::table::FORMAT)
-        .set(meta::LAUNCH, "graph")
-        .set(meta::L2, "warm")
-        .set(meta::DTYPE, "fp32")
-        .set(meta::LAYOUT, "nchw")
-        .set(meta::BATCH, 32)
-        .set(meta::SPACE_DIGEST, space.digest());
-    let table = dir.path().join("two.csv");
-    let w = TableWriter::new(Vec::new(), &m).unwrap();
-    std::fs::write(&table, w.finish(&Metadata::new()).unwrap()).unwrap();
+    let mut header = settings_header(&space, "SYNTHETIC");
+    header.remove(0);
+    let table = write_table(&dir.path().join("two.csv"), 32, &header, &[], exact);
     fails_with(
         &profiler(&["validate", "--table", table.to_str().unwrap()]),
         &["space digest", "--space"],

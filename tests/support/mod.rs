@@ -35,3 +35,38 @@ pub fn fails_with(out: &Output, words: &[&str]) {
     }
     assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
 }
+
+/// Writes a synthetic table to `path` with the space crate's own writer:
+/// the format line, then `header`'s lines, then one row per `(block,
+/// median)` at `batch`, each with `stats`' spread around its median. The
+/// end-to-end tests' one table builder; every latency is made up, so the
+/// header a caller passes names the device as synthetic.
+pub fn write_table(
+    path: &Path,
+    batch: u32,
+    header: &[(&str, String)],
+    rows: &[(space::BlockSpec, f64)],
+    stats: impl Fn(f64) -> space::LatencyStats,
+) -> PathBuf {
+    let mut md = space::Metadata::new();
+    md.set(space::meta::FORMAT, space::table::FORMAT);
+    for (key, value) in header {
+        md.set(key, value);
+    }
+    let mut w = space::TableWriter::new(Vec::new(), &md).unwrap();
+    for &(spec, median) in rows {
+        w.write(&space::Entry {
+            spec,
+            batch,
+            stats: stats(median),
+        })
+        .unwrap();
+    }
+    std::fs::write(path, w.finish(&space::Metadata::new()).unwrap()).unwrap();
+    path.to_path_buf()
+}
+
+/// An entry's statistics with no spread, as a fixture's exact latency.
+pub fn exact(median: f64) -> space::LatencyStats {
+    space::LatencyStats::exact(median, 10)
+}
