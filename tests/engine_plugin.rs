@@ -135,3 +135,71 @@ fn a_third_engine_refuses_a_flag_that_disagrees_with_the_table() {
     );
     assert!(o.stdout.is_empty());
 }
+
+#[test]
+fn given_networks_are_validated_by_file_and_resume_by_their_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let (table, out) = build(dir.path());
+    ok(&out);
+    // Two networks the searcher might derive: TF-NAS-A, and a folder
+    // holding a sampled one.
+    let folder = dir.path().join("derived");
+    std::fs::create_dir(&folder).unwrap();
+    let sampled =
+        space::Architecture::sample_nth_on(&space::SearchSpaceConfig::default(), 7, 0, 64).unwrap();
+    std::fs::write(folder.join("n0.json"), sampled.to_json_pretty()).unwrap();
+    let tfnas_a = fixture("tfnas_a.json");
+    let rows = dir.path().join("rows.csv");
+    let validate = |archs: &[&Path]| {
+        let mut args = vec![
+            "validate",
+            "--table",
+            table.to_str().unwrap(),
+            "--passes",
+            "1",
+        ];
+        args.extend(["--out", rows.to_str().unwrap()]);
+        args.push("--arch");
+        args.extend(archs.iter().map(|p| p.to_str().unwrap()));
+        args.extend(FAST);
+        fake(&args)
+    };
+    let o = validate(&[&tfnas_a, &folder]);
+    let report = ok(&o);
+    assert!(
+        report.starts_with("validated 2 networks of space 'tfnas-imagenet' (given by --arch)"),
+        "{report}"
+    );
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("tfnas_a.json"),
+        "each network named by its file: {err}"
+    );
+    let back = std::fs::read_to_string(&rows).unwrap();
+    assert!(back.contains(&sampled.code()), "{back}");
+    // The same files resume; another file at a measured index is refused.
+    let again = validate(&[&tfnas_a, &folder]);
+    assert!(
+        text(&again.stderr).contains("resuming: 2 of 2"),
+        "{}",
+        text(&again.stderr)
+    );
+    let swapped = validate(&[&folder, &tfnas_a]);
+    assert_eq!(swapped.status.code(), Some(2));
+    assert!(
+        text(&swapped.stderr).contains("this run's --arch gives"),
+        "{}",
+        text(&swapped.stderr)
+    );
+    // --arch replaces sampling: its flags are refused beside it.
+    let both = fake(&[
+        "validate",
+        "--table",
+        table.to_str().unwrap(),
+        "--samples",
+        "3",
+        "--arch",
+        tfnas_a.to_str().unwrap(),
+    ]);
+    assert_eq!(both.status.code(), Some(2));
+}

@@ -24,6 +24,11 @@ pub struct ValidateArgs<F: Args> {
     pub table: PathBuf,
     #[command(flatten)]
     pub engine: F,
+    /// Time these networks instead of sampled ones: architecture JSON
+    /// files (as `searcher` writes them), or folders whose `.json` files
+    /// are read in name order; network i is the i-th file.
+    #[arg(long, num_args = 1.., conflicts_with_all = ["samples", "seed", "width_multiple"])]
+    pub arch: Vec<PathBuf>,
     /// How many networks to sample and measure.
     #[arg(long, default_value_t = 100,
           value_parser = in_range::<usize>("--samples", 1, validate::MAX_SAMPLES))]
@@ -73,6 +78,7 @@ pub fn run<E: EngineCli>(args: &ValidateArgs<E::TableFlags>) -> Result<()> {
         width_multiple: args.width_multiple,
         out: args.out.clone(),
         plot: args.plot.clone(),
+        archs: args.arch.clone(),
         timing: args.timing.flags(E::DEFAULTS.network_cap_ms),
         command: command_line(),
     };

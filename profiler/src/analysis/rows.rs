@@ -52,6 +52,10 @@ pub mod keys {
     /// Every sampled width is a multiple of this (1: any width).
     pub const WIDTH_MULTIPLE: &str = "width_multiple";
     pub const TIMING: &str = "timing";
+    /// `sampled`, or the architecture files a validation was given
+    /// (`validate --arch`); informative: a row's network is checked by its
+    /// code.
+    pub const NETWORKS: &str = "networks";
 }
 
 /// What must match for a rerun to append, before the engine's

@@ -32,6 +32,9 @@ pub struct Request {
     pub out: Option<PathBuf>,
     /// Where the predicted-against-measured plot goes (.svg or .png).
     pub plot: Option<PathBuf>,
+    /// Architecture files (or folders of them) to time instead of sampled
+    /// networks: the networks the searcher derives, say. Empty: sample.
+    pub archs: Vec<PathBuf>,
     pub timing: TimingFlags,
     /// The command line, for the rows' header.
     pub command: String,
@@ -41,7 +44,7 @@ impl Request {
     /// Checks what needs neither the table nor an engine: the sample count
     /// and the output paths.
     pub fn check_paths(&self) -> Result<()> {
-        if !(1..=MAX_SAMPLES).contains(&self.samples) {
+        if self.archs.is_empty() && !(1..=MAX_SAMPLES).contains(&self.samples) {
             bail!(
                 "--samples must be a number in [1, {MAX_SAMPLES}], got {}",
                 self.samples
@@ -67,17 +70,54 @@ impl Request {
         config: EngineConfig,
     ) -> Result<Job> {
         let timing = self.timing.rule()?;
-        Job::new(
-            table,
-            table_sha256,
-            space,
-            config,
-            Sampling::new(table, self.seed, self.samples, self.width_multiple),
-            timing,
-            self.command.clone(),
-        )?
-        .with_passes(self.passes)
+        let job = if self.archs.is_empty() {
+            let sampling = Sampling::new(table, self.seed, self.samples, self.width_multiple);
+            Job::new(
+                table,
+                table_sha256,
+                space,
+                config,
+                sampling,
+                timing,
+                self.command.clone(),
+            )?
+        } else {
+            let command = self.command.clone();
+            let mut job = Job::of_table(table, table_sha256, space, config, timing, command)?;
+            job.given(table, read_archs(&self.archs)?)?;
+            job
+        };
+        job.with_passes(self.passes)
     }
+}
+
+/// The architectures of `paths`, each a file or a folder whose `.json`
+/// files are read in name order, named by their paths.
+pub fn read_archs(paths: &[PathBuf]) -> Result<Vec<(String, Architecture)>> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(path)
+                .with_context(|| format!("--arch {}: cannot list the folder", path.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                .collect();
+            found.sort();
+            if found.is_empty() {
+                bail!(
+                    "--arch {}: the folder holds no .json architecture",
+                    path.display()
+                );
+            }
+            files.extend(found);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    files
+        .into_iter()
+        .map(|f| Ok((f.display().to_string(), Architecture::from_path(&f)?)))
+        .collect()
 }
 
 /// The table at `path` and the hash of its bytes, from one read, so that
@@ -122,6 +162,9 @@ pub struct Job {
     pub passes: u32,
     pub command: String,
     pub networks: Vec<Network>,
+    /// The files of given networks ([`Job::given`]), by index; `None` for
+    /// sampled ones.
+    pub given: Option<Vec<String>>,
     /// The table's `correction` line. Rows always hold the table's
     /// prediction without it (what `fit` fits); the report adds the
     /// corrected statistics.
@@ -192,6 +235,23 @@ impl Job {
         if !(1..=MAX_SAMPLES).contains(&samples) {
             bail!("--samples must be a number in [1, {MAX_SAMPLES}], got {samples}");
         }
+        let mut job = Job::of_table(table, table_sha256, space, config, timing, command)?;
+        job.seed = seed;
+        job.width_multiple = width_multiple;
+        job.networks = job.sample(table, samples)?;
+        Ok(job)
+    }
+
+    /// A job on `table` with no networks yet; refuses a table of another
+    /// space.
+    fn of_table(
+        table: &LatencyTable,
+        table_sha256: String,
+        space: SearchSpaceConfig,
+        config: EngineConfig,
+        timing: TimingRule,
+        command: String,
+    ) -> Result<Job> {
         if let Some(digest) = table.metadata().get(meta::SPACE_DIGEST) {
             if digest != space.digest() {
                 bail!(
@@ -202,11 +262,36 @@ impl Job {
                 );
             }
         }
+        Ok(Job {
+            table_origin: table.origin().to_string(),
+            table_header: table.metadata().clone(),
+            table_entries: table.len(),
+            table_sha256,
+            space,
+            config,
+            seed: 0,
+            width_multiple: 1,
+            timing,
+            passes: 1,
+            command,
+            networks: Vec::new(),
+            given: None,
+            correction: table.correction(),
+            boundary_ms: table.boundary_ms(),
+            speed_reference_ms: table.speed_reference_ms(),
+        })
+    }
+
+    /// The first `samples` networks of the job's seed, each predicted with
+    /// `table`; refuses a table that cannot predict every one, naming the
+    /// missing keys.
+    fn sample(&self, table: &LatencyTable, samples: usize) -> Result<Vec<Network>> {
+        let (space, seed, width_multiple) = (&self.space, self.seed, self.width_multiple);
         let mut networks = Vec::with_capacity(samples);
         let mut missing: Vec<String> = Vec::new();
         let mut unpredictable = 0;
         for index in 0..samples as u64 {
-            let arch = Architecture::sample_nth_on(&space, seed, index, width_multiple)?;
+            let arch = Architecture::sample_nth_on(space, seed, index, width_multiple)?;
             let blocks = arch.block_specs()?;
             match table.predict_blocks(&blocks) {
                 Ok(p) => networks.push(Network {
@@ -237,23 +322,75 @@ impl Job {
                 if missing.len() > SHOWN { ", ..." } else { "" }
             );
         }
-        Ok(Job {
-            table_origin: table.origin().to_string(),
-            table_header: table.metadata().clone(),
-            table_entries: table.len(),
-            table_sha256,
-            space,
-            config,
-            seed,
-            width_multiple,
-            timing,
-            passes: 1,
-            command,
-            networks,
-            correction: table.correction(),
-            boundary_ms: table.boundary_ms(),
-            speed_reference_ms: table.speed_reference_ms(),
-        })
+        Ok(networks)
+    }
+
+    /// Replaces the sampled networks with `archs` (named by their files),
+    /// each predicted with `table`; refuses an architecture of another space
+    /// or one the table cannot predict, naming its file.
+    pub fn given(
+        &mut self,
+        table: &LatencyTable,
+        archs: Vec<(String, Architecture)>,
+    ) -> Result<()> {
+        let mut networks = Vec::with_capacity(archs.len());
+        for (index, (name, arch)) in archs.iter().enumerate() {
+            if arch.space.digest() != self.space.digest() {
+                bail!(
+                    "{name}: an architecture of space '{}' (digest {}), not of the table's space '{}' (digest {}); pass its space with --space",
+                    arch.space.name,
+                    arch.space.digest(),
+                    self.space.name,
+                    self.space.digest()
+                );
+            }
+            let blocks = arch.block_specs()?;
+            let predicted = table
+                .predict_blocks(&blocks)
+                .with_context(|| format!("{name}: the table cannot predict it"))?;
+            networks.push(Network {
+                index: index as u64,
+                code: arch.code(),
+                blocks,
+                predicted_ms: predicted.total_ms,
+            });
+        }
+        self.networks = networks;
+        self.given = Some(archs.into_iter().map(|(name, _)| name).collect());
+        Ok(())
+    }
+
+    /// The code of network `index` of this job: the given one, or the one
+    /// its seed samples there (the check of a resumed row).
+    pub fn expected_code(&self, index: u64) -> Result<String> {
+        match &self.given {
+            Some(_) => match usize::try_from(index)
+                .ok()
+                .and_then(|i| self.networks.get(i))
+            {
+                Some(n) => Ok(n.code.clone()),
+                None => bail!(
+                    "row {index} is beyond the {} given networks",
+                    self.networks.len()
+                ),
+            },
+            None => Ok(Architecture::sample_nth_on(
+                &self.space,
+                self.seed,
+                index,
+                self.width_multiple,
+            )?
+            .code()),
+        }
+    }
+
+    /// Network `net`'s name in messages: its file, or its sample.
+    pub fn name_of(&self, net: &Network) -> String {
+        let given = self.given.as_ref().and_then(|g| g.get(net.index as usize));
+        match given {
+            Some(name) => name.clone(),
+            None => format!("sample {} of seed {}", net.index, self.seed),
+        }
     }
 
     /// The job with [`Job::passes`] set, refused outside 1 to
@@ -289,6 +426,12 @@ impl Job {
             .set(meta::SPACE_DIGEST, self.space.digest())
             .set(keys::SEED, self.seed)
             .set(keys::WIDTH_MULTIPLE, self.width_multiple)
+            .set(
+                keys::NETWORKS,
+                self.given
+                    .as_ref()
+                    .map_or("sampled".into(), |g| g.join(", ")),
+            )
             .set(keys::TIMING, self.timing.describe())
             .set(meta::PROFILER_VERSION, env!("CARGO_PKG_VERSION"))
             .set(meta::COMMAND, &self.command)

@@ -64,11 +64,12 @@ pub fn render_text(job: &Job, device: &str, rows: &[Row], s: &ValidationStats) -
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "validated {} networks of space '{}' (seed {}, {}) against {} on {device}, batch {}, launch {}, l2 {}, {} {}{}",
-        s.count, job.space.name, job.seed,
-        match job.width_multiple {
-            1 => "any width".to_string(),
-            m => format!("widths on multiples of {m}"),
+        "validated {} networks of space '{}' ({}) against {} on {device}, batch {}, launch {}, l2 {}, {} {}{}",
+        s.count, job.space.name,
+        match (&job.given, job.width_multiple) {
+            (Some(_), _) => "given by --arch".to_string(),
+            (None, 1) => format!("seed {}, any width", job.seed),
+            (None, m) => format!("seed {}, widths on multiples of {m}", job.seed),
         },
         job.table_origin, c.batch, c.launch, c.l2, c.dtype, c.layout,
         if job.speed_reference_ms.is_some() { ", at the table's speed reference" } else { "" }

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use space::{meta, Architecture, Metadata};
+use space::{meta, Metadata};
 
 use super::job::{check_engine, Job, Network};
 use crate::analysis::rows::{self, Row};
@@ -78,16 +78,17 @@ fn open_rows(
 ) -> Result<(Option<rows::RowsWriter>, Vec<Row>)> {
     let header = job.header(info, &crate::files::timestamp::now_rfc3339());
     let expected = |row: &Row| -> Result<()> {
-        let want =
-            Architecture::sample_nth_on(&job.space, job.seed, row.index, job.width_multiple)?
-                .code();
+        let want = job.expected_code(row.index)?;
+        let there = match job.given {
+            Some(_) => format!("this run's --arch gives '{want}' there"),
+            None => format!("seed {} samples '{want}' there", job.seed),
+        };
         ensure!(
             row.seed == job.seed && row.arch == want,
-            "row {} holds network '{}' of seed {}, but seed {} samples '{want}' there",
+            "row {} holds network '{}' of seed {}, but {there}",
             row.index,
             row.arch,
             row.seed,
-            job.seed
         );
         Ok(())
     };
@@ -144,7 +145,7 @@ fn measure_pass(
     log: &mut dyn FnMut(&str),
 ) -> Result<Row> {
     let workload = Workload::Network {
-        name: format!("sample {} of seed {}", net.index, job.seed),
+        name: job.name_of(net),
         blocks: net.blocks.clone(),
     };
     let (row, raw) = measure_row(engine, monitor, job, net, pass, &workload)?;
@@ -154,9 +155,13 @@ fn measure_pass(
         String::new()
     };
     log(&format!(
-        "{of_passes}{}/{}: predicted {:.4} ms, measured {:.4} ms ({:+.2}%){}{}",
+        "{of_passes}{}/{}{}: predicted {:.4} ms, measured {:.4} ms ({:+.2}%){}{}",
         net.index + 1,
         job.networks.len(),
+        match job.given {
+            Some(_) => format!(" {}", job.name_of(net)),
+            None => String::new(),
+        },
         row.predicted_ms,
         row.measured_ms,
         row.error_pct(),
