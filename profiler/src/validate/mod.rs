@@ -18,6 +18,7 @@
 
 mod job;
 pub mod network;
+mod position;
 mod report;
 mod run;
 mod settings;

@@ -118,6 +118,7 @@ pub fn render_text(job: &Job, device: &str, rows: &[Row], s: &ValidationStats) -
         rows[w.index].index, w.predicted_ms, w.measured_ms, w.error_pct, rows[w.index].arch
     );
     render_other_predictions(&mut out, job, rows);
+    super::position::render_by_position(&mut out, job, rows);
     let throttled = rows.iter().filter(|r| r.throttled).count();
     if throttled > 0 {
         let _ = writeln!(

@@ -724,3 +724,34 @@ fn a_killed_run_of_passes_measures_only_the_missing_passes_again() {
     assert_eq!((none.networks, two.len()), (0, 8));
     assert!(job.clone().with_passes(0).is_err() && job.with_passes(101).is_err());
 }
+
+/// A table that prices deep networks low: the engine times each network
+/// 1% slower per searchable block than the table's sum. The report's split
+/// by depth shows the bias where it lives: the deeper half's mean error is
+/// the more negative (the table under-predicts it).
+#[test]
+fn the_report_splits_the_error_by_where_a_network_sits() {
+    let (_dir, path, table) = setup();
+    let mut engine = FakeEngine::new(EngineConfig::default());
+    engine.info.device_uuid = "GPU-fake-0".into();
+    let t = table.clone();
+    engine.network_ms = Some(Box::new(move |blocks: &[BlockSpec]| {
+        let depth = blocks
+            .iter()
+            .filter(|b| b.shape.kind == space::BlockKind::Mbconv)
+            .count();
+        t.predict_blocks(blocks).unwrap().total_ms * (1.0 + 0.01 * depth as f64)
+    }));
+    let job = job(&table, &path, 1, 12);
+    let rows = run(&mut engine, &job, None).unwrap();
+    let text = render_text(&job, "Fake", &rows, &stats(&rows).unwrap());
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("depth: <="))
+        .unwrap_or_else(|| panic!("{text}"));
+    let pct = |s: &str| -> f64 { s.trim().trim_end_matches('%').parse().unwrap() };
+    let (low, high) = line.split_once("above:").unwrap();
+    let low = pct(low.split(": ").nth(2).unwrap().split(" (").next().unwrap());
+    let high = pct(high.split(" (").next().unwrap());
+    assert!(low > high, "{line}");
+}
