@@ -72,12 +72,12 @@ fn mean(values: impl Iterator<Item = f64>) -> f64 {
     }
 }
 
-/// The mean signed error (%) and count of the networks at or below the
-/// median of `values`, and of those above; `None` when a half is empty.
-pub fn split_at_median(
-    values: &[f64],
-    errors: &[f64],
-) -> Option<((f64, usize), (f64, usize), f64)> {
+/// A half of the networks: their mean signed error (%) and their count.
+pub type Half = (f64, usize);
+
+/// The networks at or below the median of `values`, those above, and the
+/// median; `None` when a half is empty.
+pub fn split_at_median(values: &[f64], errors: &[f64]) -> Option<(Half, Half, f64)> {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     let median = sorted[(sorted.len() - 1) / 2];
