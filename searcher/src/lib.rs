@@ -12,6 +12,7 @@ pub mod error;
 pub mod extend;
 pub mod identity;
 pub mod images;
+pub mod landings;
 pub mod latency;
 pub mod measured;
 pub mod memory;
