@@ -51,6 +51,19 @@ fn a_closed_stdout_ends_the_profiler_quietly() {
 }
 
 #[test]
+fn a_device_that_is_neither_an_index_nor_cpu_is_named_in_the_refusal() {
+    let out = profiler(&["--device", "CPU"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(
+            "--device takes a CUDA device index (0, 1, ...) or cpu (in lower case), got 'CPU'"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_space_without_se_is_a_config_file() {
     let mut space = space::SearchSpaceConfig {
         name: "tfnas-wose".into(),

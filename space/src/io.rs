@@ -413,6 +413,21 @@ mod tests {
         assert!(e.contains("folder"), "{e}");
     }
 
+    #[cfg(unix)]
+    #[test]
+    fn an_output_that_is_a_fifo_is_refused_and_never_replaced() {
+        use std::os::unix::fs::FileTypeExt;
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("arch.json");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.unwrap().success());
+        let e = check_output(&fifo, &[]).unwrap_err().to_string();
+        assert!(e.contains("is not a regular file"), "{e}");
+        let e = write_atomic(&fifo, b"{}").unwrap_err().to_string();
+        assert!(e.contains("is not a regular file"), "{e}");
+        assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+    }
+
     #[test]
     fn a_held_lock_refuses_a_second_and_is_removed_when_dropped() {
         let dir = tempfile::tempdir().unwrap();
