@@ -10,9 +10,11 @@
 #   4. searches on the embedded data against the table (1000 images at
 #      48x48, 11 epochs of which 9 warm-up: a few minutes on 2 cores),
 #      writing arch.json;
-#   5. measures the searched network end to end with the same engine and
-#      prints the target, the table's prediction, the measured latency and
-#      the errors.
+#   5. measures the searched network and TF-NAS-A (the target's network)
+#      end to end with the same engine, alternately in three passes
+#      (`profiler validate --arch`), and prints each one's table error, the
+#      measured ratio of the two against the predicted ratio, and a
+#      one-line verdict (both within 2%: LANDED).
 # 48x48, not less: the space downsamples 32x, and below 33x33 the last
 # stages and the head run at 1x1, where batch norm on batch statistics
 # normalises each channel over the batch alone and the sampled paths learn
@@ -54,29 +56,30 @@ echo "== 3/4 search on the embedded data against $table"
 ./target/release/searcher --epochs 11 --warmup-epochs 9 --embedded-images 1000 --resolution 48 \
   --table "$table" --target-ms "$target" --out arch.json
 
-echo "== 4/4 the searched network, predicted and measured end to end (${device[*]})"
-predicted=$("$P" predict --table "$table" --arch arch.json | sed -n 's/^predicted \([0-9.]*\) ms.*/\1/p')
-# A longer cap than the table's: a network is one number, worth a tight
-# interval. A CPU table also has a speed reference: the network is timed at
-# it too (every run scaled by the fixed parts' time in that run, as the
-# table's entries were), which is the number the table predicts on a
-# machine whose speed drifts (docs/cpu.md, "Speed").
-measure=("$P" measure "${device[@]}" --arch arch.json --cap-ms 2000)
-[ "${device[1]}" = cpu ] && measure+=(--table "$table")
-measured_out=$("${measure[@]}")
-echo "$measured_out"
-measured=$(echo "$measured_out" | sed -n 's/.*): median \([0-9.]*\) ms.*/\1/p' | head -1)
-at_speed=$(echo "$measured_out" | sed -n "s/.*at the table's speed median \([0-9.]*\) ms.*/\1/p")
-awk -v t="$target" -v p="$predicted" -v m="$measured" -v a="${at_speed:-}" -v s="$(( $(date +%s) - start ))" 'BEGIN {
-  printf "target    %.4f ms (TF-NAS-A predicted by the table)\n", t
-  printf "predicted %.4f ms (the searched network, by the table)\n", p
-  printf "measured  %.4f ms (end to end, same engine)\n", m
-  if (a != "") {
-    printf "measured  %.4f ms at the table'"'"'s speed reference\n", a
-    printf "table error %+.2f%% (predicted against measured at the table'"'"'s speed); at that speed against target %+.2f%%\n", (p / a - 1) * 100, (a / t - 1) * 100
-    printf "raw: predicted against measured %+.2f%%, measured against target %+.2f%% (the machine'"'"'s speed now against the table'"'"'s)\n", (p / m - 1) * 100, (m / t - 1) * 100
-  } else {
-    printf "table error %+.2f%% (predicted against measured); measured against target %+.2f%%\n", (p / m - 1) * 100, (m / t - 1) * 100
-  }
-  printf "wall time after setup: %d s\n", s
-}'
+echo "== 4/4 the searched network and TF-NAS-A, predicted and measured alternately (${device[*]})"
+# Both networks timed in turns (searched, TF-NAS-A, searched, ...) in three
+# passes by `validate --arch`, so that a machine whose speed wanders weighs
+# on both alike; a CPU table's speed reference scales every run, as the
+# table's entries were (docs/cpu.md, "Speed"). A longer cap than the
+# table's: a network is one number, worth a tight interval.
+rows=tables/local/main-job-rows.csv
+speed=""
+[ "${device[1]}" = cpu ] && speed=" at the table's speed"
+rm -f "$rows"
+"$P" validate "${device[@]}" --table "$table" --arch arch.json tests/fixtures/tfnas_a.json \
+  --passes 3 --cap-ms 2000 --out "$rows" >/dev/null
+awk -F, -v t="$target" -v sp="$speed" -v s="$(( $(date +%s) - start ))" '
+  /^#/ || $1 == "index" { next }
+  { p[$1] = $4; m[$1] += $5; n[$1]++ }
+  END {
+    for (i = 0; i <= 1; i++) { m[i] /= n[i]; e[i] = (p[i] / m[i] - 1) * 100 }
+    rp = p[0] / p[1]; rm = m[0] / m[1]; re = (rp / rm - 1) * 100
+    printf "target    %.4f ms (TF-NAS-A predicted by the table)\n", t
+    printf "searched  predicted %.4f ms, measured %.4f ms (mean of %d passes%s): table error %+.2f%%\n", p[0], m[0], n[0], sp, e[0]
+    printf "TF-NAS-A  predicted %.4f ms, measured %.4f ms (mean of %d passes%s): table error %+.2f%%\n", p[1], m[1], n[1], sp, e[1]
+    printf "ratio searched/TF-NAS-A: predicted %.4f, measured %.4f (%+.2f%%)\n", rp, rm, re
+    printf "searched against target: %+.2f%% measured\n", (m[0] / t - 1) * 100
+    ok = (e[0] <= 2 && e[0] >= -2 && re <= 2 && re >= -2)
+    printf "verdict: %s: the searched network is %+.2f%% off its prediction and its ratio to TF-NAS-A %+.2f%% off (both must lie within 2%%)\n", ok ? "LANDED" : "MISSED", e[0], re
+    printf "wall time after setup: %d s\n", s
+  }' "$rows"
