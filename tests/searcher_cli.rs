@@ -211,6 +211,7 @@ fn a_transferred_table_is_searched_and_named_as_predicted() {
         said[0].contains("not measured: 10 of 21 rows measured (the probe's)"),
         "{stdout}"
     );
+    assert!(!stdout.contains("measured entry"), "{stdout}");
     let arch = space::Architecture::from_path(&out_path).unwrap();
     let t = space::LatencyTable::from_path(Path::new(&table)).unwrap();
     let sum = t.predict(&arch).unwrap().total_ms;
@@ -218,7 +219,12 @@ fn a_transferred_table_is_searched_and_named_as_predicted() {
 
     // The measured table it stands for prints no such line.
     let plain = searcher(&tiny_args(&dir.path().join("plain.json")));
-    assert!(plain.status.success());
+    assert!(
+        plain.status.success(),
+        "{:?}\n{}",
+        plain.status,
+        text(&plain.stderr)
+    );
     assert!(!text(&plain.stdout).contains("profiler transfer"));
 }
 
