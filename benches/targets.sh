@@ -59,7 +59,7 @@ mkdir -p "$outdir"
 
 # The table's range, as the searcher states it when refusing a target far
 # above it ("the smallest network costs X ms and the largest Y ms").
-refusal=$("$searcher" --table "$table" --target-ms 1e9 --device cpu "$@" 2>&1 >/dev/null || true)
+refusal=$("$searcher" --table "$table" --target-ms 1000000 --device cpu "$@" 2>&1 >/dev/null || true)
 min=$(sed -n 's/.*smallest network costs \([0-9.]*\) ms.*/\1/p' <<<"$refusal")
 max=$(sed -n 's/.*the largest \([0-9.]*\) ms.*/\1/p' <<<"$refusal")
 if [ -z "$min" ] || [ -z "$max" ]; then

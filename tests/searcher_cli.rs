@@ -186,6 +186,48 @@ fn a_table_correction_is_aimed_through_and_reported_in_measured_terms() {
     );
 }
 
+/// A table `profiler transfer` predicted (the tiny table as reference, a
+/// synthetic probe at 1.5 times on ten of its keys: the fixtures
+/// `searcher_tiny_probe.csv` and `searcher_tiny_transferred.csv`) is
+/// searched like a measured one, and the searcher says in one line that it
+/// is predicted.
+#[test]
+fn a_transferred_table_is_searched_and_named_as_predicted() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("arch.json");
+    let table = fixture("searcher_tiny_transferred.csv");
+    let args = with(tiny_args(&out_path), "--table", &table);
+    let args = with(args, "--target-ms", "4.5");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = searcher(&args);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let said: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains("predicted by `profiler transfer`"))
+        .collect();
+    assert_eq!(said.len(), 1, "{stdout}");
+    assert!(
+        said[0].contains("not measured: 10 of 21 rows measured (the probe's)"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("measured entry"), "{stdout}");
+    let arch = space::Architecture::from_path(&out_path).unwrap();
+    let t = space::LatencyTable::from_path(Path::new(&table)).unwrap();
+    let sum = t.predict(&arch).unwrap().total_ms;
+    assert!(sum <= 4.5 * (1.0 + 1e-12), "{sum}\n{stdout}");
+
+    // The measured table it stands for prints no such line.
+    let plain = searcher(&tiny_args(&dir.path().join("plain.json")));
+    assert!(
+        plain.status.success(),
+        "{:?}\n{}",
+        plain.status,
+        text(&plain.stderr)
+    );
+    assert!(!text(&plain.stdout).contains("profiler transfer"));
+}
+
 #[test]
 fn a_width_multiple_keeps_the_derived_widths_on_it() {
     let dir = tempfile::tempdir().unwrap();

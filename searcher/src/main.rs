@@ -138,7 +138,10 @@ fn print_report(session: &Session, report: &Report) -> Result<()> {
         arch.macs()? as f64 / 1e6,
     ))?;
     if report.interpolated.is_empty() {
-        say("every width of the derived network is a measured entry of the table")?;
+        say(&format!(
+            "every width of the derived network is {} of the table",
+            searcher::measured::entry_kind(&session.table)
+        ))?;
     } else {
         say(&format!(
             "{} width(s) interpolated by the table (optimistic: an unmeasured width tends to run slower): {}",

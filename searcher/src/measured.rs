@@ -19,6 +19,17 @@ pub struct DefaultMultiple {
     pub why: String,
 }
 
+/// What a width the table has is: "a measured entry", or on a table
+/// `profiler transfer` predicted (most of whose rows are not measured) "an
+/// entry of the predicted table".
+pub fn entry_kind(table: &LatencyTable) -> &'static str {
+    if table.metadata().get(meta::PREDICTED).is_some() {
+        "an entry of the predicted table (measured only where the probe was)"
+    } else {
+        "a measured entry"
+    }
+}
+
 /// The table's `width_step` header when it has a usable one, else 1 (the
 /// method's granularity), saying which.
 pub fn default_width_multiple(table: &LatencyTable) -> DefaultMultiple {
@@ -27,7 +38,8 @@ pub fn default_width_multiple(table: &LatencyTable) -> DefaultMultiple {
             Ok(step) if step >= 1 => DefaultMultiple {
                 multiple: step,
                 why: format!(
-                    "width multiple {step}: the table's width step, so every width of the derived network is a measured entry (--width-multiple 1 for the method's 1-channel granularity)"
+                    "width multiple {step}: the table's width step, so every width of the derived network is {} (--width-multiple 1 for the method's 1-channel granularity)",
+                    entry_kind(table)
                 ),
             },
             _ => DefaultMultiple {
@@ -94,6 +106,14 @@ mod tests {
         let text = crate::fixture::tiny_table_text_with("# width_step: 16");
         let sixteen = LatencyTable::parse(&text, "t.csv").unwrap();
         assert_eq!(default_width_multiple(&sixteen).multiple, 16);
+        assert!(default_width_multiple(&sixteen)
+            .why
+            .contains("is a measured entry"));
+        // A predicted table's widths are entries, not measurements.
+        let text = crate::fixture::tiny_table_text_with("# width_step: 16\n# predicted: 3 of 21");
+        let predicted = LatencyTable::parse(&text, "t.csv").unwrap();
+        let why = default_width_multiple(&predicted).why;
+        assert!(why.contains("an entry of the predicted table"), "{why}");
         for bad in ["0", "eight", "-8"] {
             let text = crate::fixture::tiny_table_text_with(&format!("# width_step: {bad}"));
             // The reader refuses a malformed width step with its line, so no
