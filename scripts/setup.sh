@@ -18,8 +18,14 @@ if ! have_torch; then
   command -v cargo >/dev/null || { echo "setup: cargo (Rust) is needed" >&2; exit 1; }
   echo "setup: installing torch==$TORCH_VERSION into $root/.venv (about 4.6 GB, a few minutes the first time)" >&2
   python3 -m venv .venv
-  .venv/bin/pip install --quiet --disable-pip-version-check "torch==$TORCH_VERSION" numpy pandas
+  .venv/bin/pip install --quiet --disable-pip-version-check "torch==$TORCH_VERSION" numpy pandas onnxruntime
   have_torch || { echo "setup: torch==$TORCH_VERSION did not install into .venv" >&2; exit 1; }
+fi
+# ONNX Runtime runs `searcher export`'s ONNX files in the round-trip tests;
+# a venv made before it was needed gets it here.
+if ! .venv/bin/python -c "import onnxruntime" 2>/dev/null; then
+  echo "setup: installing onnxruntime into $root/.venv" >&2
+  .venv/bin/pip install --quiet --disable-pip-version-check onnxruntime
 fi
 torch_dir="$(.venv/bin/python -c 'import torch, os; print(os.path.dirname(torch.__file__))' 2>/dev/null)"
 ln -sfn "$torch_dir" .venv/libtorch

@@ -10,4 +10,6 @@ if [ -d .venv/nvrtc ]; then
   export LD_LIBRARY_PATH="$PWD/.venv/nvrtc${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   export PROFILER_REQUIRE_NVRTC=1
 fi
+# setup.sh installed torch and onnxruntime: the export round trips must run.
+export SEARCHER_REQUIRE_PYTHON=1
 cargo test --workspace

@@ -668,3 +668,92 @@ fn a_minimum_sample_count_beyond_its_range_is_refused_before_timing() {
         "--min-samples must be a number in [1, 10000], got 4000000000",
     );
 }
+
+/// A tiny TorchScript network (a 3x3 convolution, ReLU, pooling), traced
+/// with tch as `searcher export` traces its networks.
+fn tiny_model(path: &Path) {
+    let w = tch::Tensor::randn([8, 3, 3, 3], (tch::Kind::Float, tch::Device::Cpu));
+    let x = tch::Tensor::randn([1, 3, 16, 16], (tch::Kind::Float, tch::Device::Cpu));
+    let module = tch::CModule::create_by_tracing("Tiny", "forward", &[x], &mut |xs| {
+        let y = xs[0]
+            .conv2d(&w, None::<tch::Tensor>, [1], [1], [1], 1)
+            .relu();
+        vec![y.mean_dim(&[2i64, 3][..], false, tch::Kind::Float)]
+    })
+    .unwrap();
+    module.save(path).unwrap();
+}
+
+#[test]
+fn measure_times_an_exported_model_alone_and_alternated_with_its_architecture() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tiny.pt");
+    tiny_model(&model);
+    let model_s = model.to_str().unwrap();
+    let mut args = vec![
+        "measure",
+        "--device",
+        "cpu",
+        "--model",
+        model_s,
+        "--model-resolution",
+        "16",
+    ];
+    args.extend_from_slice(&FAST);
+    let o = profiler(&args);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && stdout.contains("model ") && stdout.contains("median"),
+        "{stdout}{}",
+        stderr(&o)
+    );
+
+    let space = space::SearchSpaceConfig::from_path(&fixture("searcher_tiny_space.json")).unwrap();
+    let arch = dir.path().join("arch.json");
+    let sampled = space::Architecture::sample_nth(&space, 1, 0).unwrap();
+    std::fs::write(&arch, sampled.to_json_pretty()).unwrap();
+    let mut args = vec![
+        "measure",
+        "--device",
+        "cpu",
+        "--arch",
+        arch.to_str().unwrap(),
+        "--model",
+        model_s,
+        "--passes",
+        "2",
+    ];
+    args.extend_from_slice(&FAST);
+    let o = profiler(&args);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("pass ")).count(),
+        4,
+        "{stdout}"
+    );
+    assert!(stdout.contains("A/B over 2 passes"), "{stdout}");
+
+    // Only the CPU engine links libtorch; a file that is not there is named.
+    assert_refused(
+        &profiler(&["measure", "--model", model_s]),
+        "use --device cpu",
+    );
+    let missing = dir.path().join("missing.pt");
+    let o = profiler(&[
+        "measure",
+        "--device",
+        "cpu",
+        "--model",
+        missing.to_str().unwrap(),
+    ]);
+    assert_refused(&o, "no such file");
+    let o = profiler(&[
+        "measure",
+        "--device",
+        "cpu",
+        "--model",
+        arch.to_str().unwrap(),
+    ]);
+    assert_refused(&o, "not a TorchScript module");
+}

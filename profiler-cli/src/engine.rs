@@ -77,6 +77,13 @@ pub trait EngineCli {
         false
     }
 
+    /// Whether `measure --model` can time an exported TorchScript network
+    /// (`searcher export`): only an engine that links libtorch can; the
+    /// others keep this default, and `--model` is refused before they open.
+    fn times_models() -> bool {
+        false
+    }
+
     /// What the table build's last line adds after its rate (a GPU's
     /// throttling and clocks).
     fn build_note(_report: &BuildReport) -> String {

@@ -1,6 +1,8 @@
 //! `profiler measure --arch FILE ...`: a whole network timed end to end on
 //! any engine; with `--per-block` its blocks alone as a table times them,
 //! with `--table` at the table's speed reference beside its prediction.
+//! `--model F.pt` times a `searcher export` TorchScript instead, on an
+//! engine that links libtorch, alone or alternated with `--arch`'s network.
 
 use std::path::{Path, PathBuf};
 
@@ -10,9 +12,9 @@ use profiler::measure::boundary::Boundary;
 use profiler::measure::engine::{Engine, Workload};
 use profiler::measure::monitor::Monitor;
 use profiler::measure::speed;
-use profiler::measure::timing::TimingRule;
+use profiler::measure::timing::{time_workload, Timed, TimingRule};
 use profiler::validate::network::{sum_of_blocks_alone, table_prediction, time_network};
-use space::{Architecture, BlockSpec, LatencyTable};
+use space::{Architecture, BlockSpec, LatencyTable, SearchSpaceConfig};
 
 use crate::engine::EngineCli;
 use crate::flags::TimingArgs;
@@ -21,26 +23,48 @@ use crate::flags::TimingArgs;
 #[derive(Args, Clone, Debug)]
 pub struct MeasureArgs<S: Args> {
     /// Architecture JSON (as `searcher` writes and `predict` reads).
+    #[arg(long, required_unless_present = "model")]
+    pub arch: Option<PathBuf>,
+    /// A TorchScript network written by `searcher export`, timed with the
+    /// same rule (CPU engine only: `--device cpu`). With --arch too, the two
+    /// are timed alternately (A/B/A/B, --passes rounds) and printed side by
+    /// side.
     #[arg(long)]
-    pub arch: PathBuf,
+    pub model: Option<PathBuf>,
+    /// Input height and width of --model [default: --arch's space's, else
+    /// 224]; its batch is --batch and its channels the space's (3).
+    #[arg(long, requires = "model", value_parser = clap::value_parser!(u32).range(8..=2048))]
+    pub model_resolution: Option<u32>,
+    /// Rounds of the A/B alternation when --arch and --model are both given.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub passes: u32,
     #[command(flatten)]
     pub engine: S,
     #[command(flatten)]
     pub timing: TimingArgs,
     /// Also time every block alone, as the table does, and print their sum
     /// against the end-to-end time (how well a table predicts the network).
-    #[arg(long)]
+    #[arg(long, requires = "arch", conflicts_with = "model")]
     pub per_block: bool,
     /// Also time the network at this table's speed reference (a CPU table
     /// built `--cache network` has one), as `validate` does, and print the
     /// table's prediction beside.
-    #[arg(long)]
+    #[arg(long, requires = "arch", conflicts_with = "model")]
     pub table: Option<PathBuf>,
 }
 
-/// Times a whole network and prints its statistics on stdout.
+/// Times a whole network (or an exported model, or both alternately) and
+/// prints its statistics on stdout.
 pub fn run<E: EngineCli>(args: &MeasureArgs<E::Settings>) -> Result<()> {
-    let arch = Architecture::from_path(&args.arch)?;
+    match (&args.arch, &args.model) {
+        (_, Some(model)) => run_model::<E>(args, args.arch.as_deref(), model),
+        (Some(arch), None) => run_arch::<E>(args, arch),
+        (None, None) => bail!("measure needs --arch or --model"),
+    }
+}
+
+fn run_arch<E: EngineCli>(args: &MeasureArgs<E::Settings>, arch_path: &Path) -> Result<()> {
+    let arch = Architecture::from_path(arch_path)?;
     let blocks = arch.block_specs()?;
     let rule = args.timing.flags(E::DEFAULTS.network_cap_ms).rule()?;
     let at_speed = match &args.table {
@@ -48,39 +72,123 @@ pub fn run<E: EngineCli>(args: &MeasureArgs<E::Settings>) -> Result<()> {
         None => None,
     };
     let (mut engine, mut monitor) = E::open(&args.engine)?;
-    let name = args
-        .arch
-        .file_stem()
-        .map_or("network".into(), |s| s.to_string_lossy().into_owned());
-    let (workload, timed) = time_network(&mut engine, monitor.as_mut(), name, &blocks, &rule)?;
+    let (workload, timed) = time_network(
+        &mut engine,
+        monitor.as_mut(),
+        stem(arch_path),
+        &blocks,
+        &rule,
+    )?;
+    print_timed::<E>(&args.engine, &engine, &workload, &timed, "");
+    let median = timed.summary.median;
+    if let Some(table) = at_speed {
+        at_table_speed(&mut engine, &workload, &rule, table)?;
+    }
+    if args.per_block {
+        let note = E::per_block_note(&args.engine);
+        per_block::<E>(&mut engine, monitor.as_mut(), &blocks, &rule, &note, median)?;
+    }
+    Ok(())
+}
+
+fn stem(path: &Path) -> String {
+    path.file_stem()
+        .map_or("network".into(), |s| s.to_string_lossy().into_owned())
+}
+
+/// One timed workload's statistics line.
+fn print_timed<E: EngineCli>(
+    settings: &E::Settings,
+    engine: &E::Engine,
+    workload: &Workload,
+    timed: &Timed,
+    prefix: &str,
+) {
     let s = &timed.summary;
     println!(
-        "{workload}: median {:.4} ms (p10 {:.4}, p90 {:.4}, 95% CI [{:.4}, {:.4}], {} runs) at {}, {}{}",
+        "{prefix}{workload}: median {:.4} ms (p10 {:.4}, p90 {:.4}, 95% CI [{:.4}, {:.4}], {} runs) at {}, {}{}",
         s.median,
         s.p10,
         s.p90,
         s.ci_low,
         s.ci_high,
         s.samples,
-        E::describe(&args.engine),
+        E::describe(settings),
         engine.info().device_name,
         if timed.throttled() { ", THROTTLED" } else { "" }
     );
-    if let Some(table) = at_speed {
-        at_table_speed(&mut engine, &workload, &rule, table)?;
+}
+
+/// `--model`: the exported network alone, or alternated with `--arch`'s
+/// network built by the engine from its blocks.
+fn run_model<E: EngineCli>(
+    args: &MeasureArgs<E::Settings>,
+    arch_path: Option<&Path>,
+    model: &Path,
+) -> Result<()> {
+    if !E::times_models() {
+        bail!(
+            "--model: the {} engine cannot time a TorchScript network (it needs libtorch, which only the CPU engine links); use --device cpu",
+            E::NAME
+        );
     }
-    if args.per_block {
-        let note = E::per_block_note(&args.engine);
-        per_block::<E>(
-            &mut engine,
-            monitor.as_mut(),
-            &blocks,
-            &rule,
-            &note,
-            s.median,
-        )?;
+    if !model.is_file() {
+        bail!("--model {}: no such file", model.display());
     }
+    let arch = arch_path.map(Architecture::from_path).transpose()?;
+    let space = arch
+        .as_ref()
+        .map_or_else(SearchSpaceConfig::default, |a| a.space.clone());
+    let model_workload = Workload::Model {
+        path: model.to_path_buf(),
+        channels: space.input_channels,
+        resolution: args.model_resolution.unwrap_or(space.input_resolution),
+    };
+    let network = match (&arch, arch_path) {
+        (Some(a), Some(p)) => Some(Workload::Network {
+            name: stem(p),
+            blocks: a.block_specs()?,
+        }),
+        _ => None,
+    };
+    let rule = args.timing.flags(E::DEFAULTS.network_cap_ms).rule()?;
+    let (mut engine, mut monitor) = E::open(&args.engine)?;
+    let Some(network) = network else {
+        let timed = time_workload(&mut engine, monitor.as_mut(), &model_workload, &rule)?;
+        print_timed::<E>(&args.engine, &engine, &model_workload, &timed, "");
+        return Ok(());
+    };
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for pass in 1..=args.passes {
+        for (workload, medians) in [(&network, &mut a), (&model_workload, &mut b)] {
+            let timed = time_workload(&mut engine, monitor.as_mut(), workload, &rule)?;
+            print_timed::<E>(
+                &args.engine,
+                &engine,
+                workload,
+                &timed,
+                &format!("pass {pass}/{}: ", args.passes),
+            );
+            medians.push(timed.summary.median);
+        }
+    }
+    let (a, b) = (median_of(&mut a), median_of(&mut b));
+    println!(
+        "A/B over {} passes (median of pass medians): {network} {a:.4} ms, {model_workload} {b:.4} ms, model {:+.2}% against the network built from the architecture",
+        args.passes,
+        (b / a - 1.0) * 100.0
+    );
     Ok(())
+}
+
+fn median_of(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 /// `--per-block`: every block alone, their sum against the end-to-end

@@ -10,6 +10,7 @@
 //! [`reference_forward`]: profiler::reference::reference_forward
 
 use std::fmt;
+use std::path::Path;
 use std::str::FromStr;
 use std::time::Instant;
 
@@ -345,6 +346,8 @@ enum Prepared {
     },
     /// `n` of the cheapest ops libtorch dispatches, for the boundary probe.
     Empty { x: Tensor, n: u32 },
+    /// An exported TorchScript network and its input.
+    Model { module: tch::CModule, input: Tensor },
 }
 
 /// The fingerprint lines of [`EngineInfo::extra`] that change what a
@@ -552,6 +555,9 @@ impl CpuEngine {
                 }
                 Ok(y)
             }
+            Some(Prepared::Model { module, input }) => module
+                .forward_ts(&[input])
+                .map_err(|e| ProfilerError::Invalid(format!("{}: {e}", self.workload))),
         }
     }
 
@@ -621,8 +627,33 @@ impl CpuEngine {
                 x: Tensor::zeros([1], (Kind::Float, tch::Device::Cpu)),
                 n: *kernels,
             },
+            Workload::Model {
+                path,
+                channels,
+                resolution,
+            } => self.prepare_model(path, *channels, *resolution)?,
         });
         Ok(())
+    }
+
+    /// Loads a TorchScript network (`searcher export`) in eval mode, with
+    /// a seeded random input of the engine's batch.
+    fn prepare_model(&self, path: &Path, channels: u32, resolution: u32) -> Result<Prepared> {
+        let mut module = tch::CModule::load(path).map_err(|e| {
+            ProfilerError::Invalid(format!(
+                "{}: not a TorchScript module libtorch can load: {}",
+                path.display(),
+                libtorch_message(&e.to_string())
+            ))
+        })?;
+        module.set_eval();
+        let shape = [self.config.batch, channels, resolution, resolution];
+        let len = shape.iter().map(|&d| d as usize).product();
+        let input = tensor(
+            &Rng::new(self.config.seed).fill(len, -1.0, 1.0),
+            &shape.map(i64::from),
+        );
+        Ok(Prepared::Model { module, input })
     }
 
     fn run_timed_blocks_now(&mut self) -> Result<Vec<f64>> {

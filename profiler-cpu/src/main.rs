@@ -95,6 +95,10 @@ impl EngineCli for Cpu {
         (args.cache == Cache::Network).then(InNetwork::default)
     }
 
+    fn times_models() -> bool {
+        true
+    }
+
     fn per_block_note(args: &CpuArgs) -> String {
         format!("(cache {}) ", args.cache)
     }

@@ -76,6 +76,14 @@ pub enum SearchError {
     #[error("not enough memory: {0}")]
     Memory(String),
 
+    /// A weights file that is unreadable or not of this architecture.
+    #[error("weights {path}: {message}")]
+    Weights { path: PathBuf, message: String },
+
+    /// An export that would not hold the architecture's network.
+    #[error("export: {0}")]
+    Export(String),
+
     #[error("invalid search settings: {0}")]
     Config(String),
 }

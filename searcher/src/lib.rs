@@ -9,13 +9,17 @@
 pub mod data;
 pub mod elastic;
 pub mod error;
+pub mod export;
 pub mod extend;
+pub mod folded;
 pub mod identity;
 pub mod images;
 pub mod landings;
 pub mod latency;
 pub mod measured;
 pub mod memory;
+pub mod network;
+pub mod onnx;
 pub mod optim;
 pub mod proxy;
 pub mod search;

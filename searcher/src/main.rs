@@ -22,15 +22,33 @@ use searcher::settings::Settings;
     version,
     // `--lambda -1` is a value to refuse with its range, not a flag.
     allow_negative_numbers = true,
+    args_conflicts_with_subcommands = true,
     about = "TF-NAS search against a latency table",
     long_about = "TF-NAS search against a latency table. Hyper-parameter defaults are the method's \
                   (docs/method.md §5); scripts/run.sh passes a short run's settings when given no arguments."
 )]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     #[command(flatten)]
     inputs: Inputs,
     #[command(flatten)]
     settings: Settings,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Write an architecture's stand-alone network as TorchScript or ONNX, in
+    /// eval mode with batch norm folded, traced at batch 1 and the space's
+    /// resolution (224x224 for TF-NAS) unless --batch/--resolution say otherwise.
+    Export(searcher::export::ExportArgs),
+}
+
+fn export(args: &searcher::export::ExportArgs) -> Result<()> {
+    for line in searcher::export::run(args)?.lines() {
+        say(&line)?;
+    }
+    Ok(())
 }
 
 fn toolchain() -> String {
@@ -73,6 +91,9 @@ fn progress_bar(epoch: usize, epochs: usize) -> impl FnMut(usize, usize) {
 /// that can be checked has been: an error is the only line a bad command
 /// gets.
 fn run(cli: Cli) -> Result<()> {
+    if let Some(Command::Export(args)) = &cli.command {
+        return export(args);
+    }
     let mut session = session::prepare(&cli.inputs, &cli.settings)?;
     for warning in &session.warnings {
         note(&format!("warning: {warning}"));

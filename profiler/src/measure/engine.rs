@@ -163,6 +163,15 @@ pub enum Workload {
     Empty {
         kernels: u32,
     },
+    /// A whole network exported by `searcher export` as TorchScript, run
+    /// on a `batch × channels × resolution²` input (the batch is the
+    /// engine's). Only an engine that links libtorch can run it; the
+    /// others refuse it in `prepare`.
+    Model {
+        path: std::path::PathBuf,
+        channels: u32,
+        resolution: u32,
+    },
 }
 
 impl Workload {
@@ -171,7 +180,7 @@ impl Workload {
         match self {
             Workload::Block(spec) => std::slice::from_ref(spec),
             Workload::Network { blocks, .. } => blocks,
-            Workload::Empty { .. } => &[],
+            Workload::Empty { .. } | Workload::Model { .. } => &[],
         }
     }
 }
@@ -184,6 +193,7 @@ impl fmt::Display for Workload {
                 write!(f, "network {name} ({} blocks)", blocks.len())
             }
             Workload::Empty { kernels } => write!(f, "{kernels} empty kernels"),
+            Workload::Model { path, .. } => write!(f, "model {}", path.display()),
         }
     }
 }

@@ -117,6 +117,12 @@ impl Engine for FakeEngine {
             Workload::Block(spec) => self.prepared.push(*spec),
             Workload::Network { .. } => self.networks += 1,
             Workload::Empty { .. } => self.empties += 1,
+            Workload::Model { .. } => {
+                return Err(ProfilerError::Unsupported {
+                    engine: self.info.engine.clone(),
+                    what: "timing an exported model".into(),
+                })
+            }
         }
         self.current = Some(workload.clone());
         Ok(())

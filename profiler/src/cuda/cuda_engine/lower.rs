@@ -59,6 +59,12 @@ impl CudaEngine {
                 name,
             });
         }
+        if let Workload::Model { .. } = workload {
+            // A TorchScript model needs libtorch, which this binary never links.
+            return Err(unsupported(
+                "timing an exported TorchScript model (use --device cpu)".into(),
+            ));
+        }
         let specs = workload.blocks();
         let batch = self.config.batch as usize;
         let mut rng = Rng::new(self.config.seed);
