@@ -501,3 +501,62 @@ fn the_width_multiple_defaults_to_the_tables_width_step_and_method_strict_restor
         text(&out.stdout)
     );
 }
+
+/// `searcher land`: networks like the search's outputs, one JSON each, each
+/// just under its target, for `profiler validate --arch`; a seed replays.
+#[test]
+fn land_writes_networks_just_under_targets_spread_over_the_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tables/reference/h100-pytorch-2.11-graph.csv");
+    let land = |out: &Path| {
+        searcher(&[
+            "land",
+            "--table",
+            table.to_str().unwrap(),
+            "--count",
+            "3",
+            "--seed",
+            "5",
+            "--out-dir",
+            out.to_str().unwrap(),
+        ])
+    };
+    let first = dir.path().join("first");
+    let o = land(&first);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout).lines().count(), 3, "{}", text(&o.stdout));
+    assert_eq!(
+        names(&first),
+        ["landed-00.json", "landed-01.json", "landed-02.json"]
+    );
+    for line in text(&o.stdout).lines() {
+        let pct: f64 = line
+            .rsplit_once('(')
+            .unwrap()
+            .1
+            .trim_end_matches("%)")
+            .parse()
+            .unwrap();
+        assert!((-1.0..=0.0).contains(&pct), "{line}");
+    }
+    let second = dir.path().join("second");
+    assert!(land(&second).status.success());
+    for name in names(&first) {
+        assert_eq!(
+            std::fs::read(first.join(&name)).unwrap(),
+            std::fs::read(second.join(&name)).unwrap(),
+            "{name}: a seed replays"
+        );
+    }
+    let o = searcher(&[
+        "land",
+        "--table",
+        table.to_str().unwrap(),
+        "--count",
+        "0",
+        "--out-dir",
+        "x",
+    ]);
+    assert_refused(&o, "--count 0");
+}

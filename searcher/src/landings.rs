@@ -8,11 +8,13 @@
 //!
 //! Pure arithmetic on the table's curves, seeded, so a set replays.
 
+use std::path::PathBuf;
+
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use space::{Architecture, LatencyTable, SearchSpaceConfig};
 
-use crate::error::Result;
+use crate::error::{Result, SearchError};
 use crate::extend::Problem;
 use crate::latency::{initial_widths, Choices, LatencyModel, Widths};
 
@@ -64,6 +66,77 @@ pub fn landed(
         out.push(Landed { target_ms, arch });
     }
     Ok(out)
+}
+
+/// `searcher land`: networks like the searcher's outputs, written as
+/// architecture JSON for `profiler validate --arch`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct LandArgs {
+    /// The latency table the networks are landed on.
+    #[arg(long)]
+    pub table: PathBuf,
+    /// How many networks, on targets spread evenly from 10% to 95% of the
+    /// table's range.
+    #[arg(long, default_value_t = 20, value_parser = crate::settings::LAND_COUNT.parser())]
+    pub count: usize,
+    /// Seed of the random starts; a seed always lands the same networks.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Every width a multiple of N; the table's width step by default, as
+    /// the search's.
+    #[arg(long, value_parser = crate::settings::LAND_MULTIPLE.parser())]
+    pub width_multiple: Option<u32>,
+    /// Search space file the table was built for; the TF-NAS ImageNet space
+    /// by default.
+    #[arg(long)]
+    pub space: Option<PathBuf>,
+    /// The folder the networks go to (made if missing; its parent must
+    /// exist), as `landed-NN.json`.
+    #[arg(long)]
+    pub out_dir: PathBuf,
+}
+
+/// Lands the networks `args` ask for, writes each, and returns a line per
+/// network for the user.
+pub fn run(args: &LandArgs) -> Result<Vec<String>> {
+    let space = match &args.space {
+        Some(p) => SearchSpaceConfig::from_path(p)?,
+        None => SearchSpaceConfig::default(),
+    };
+    let table = LatencyTable::from_path(&args.table)?;
+    table.check_in_space(&space)?;
+    if !args.out_dir.is_dir() {
+        std::fs::create_dir(&args.out_dir).map_err(|e| {
+            SearchError::Data(format!(
+                "--out-dir {}: cannot make it: {e}",
+                args.out_dir.display()
+            ))
+        })?;
+    }
+    let multiple = args
+        .width_multiple
+        .unwrap_or_else(|| crate::measured::default_width_multiple(&table).multiple);
+    let mut lines = Vec::new();
+    for (k, l) in landed(&space, &table, args.count, args.seed, multiple)?
+        .iter()
+        .enumerate()
+    {
+        let path = args.out_dir.join(format!("landed-{k:02}.json"));
+        space::io::check_output(&path, &[("table", &args.table)])?;
+        space::io::write_atomic(&path, l.arch.to_json_pretty().as_bytes())?;
+        let ms = l
+            .arch
+            .prediction
+            .as_ref()
+            .map_or(f64::NAN, |p| p.latency_ms);
+        lines.push(format!(
+            "{}: target {:.4} ms, predicted {ms:.4} ms ({:+.2}%)",
+            path.display(),
+            l.target_ms,
+            (ms / l.target_ms - 1.0) * 100.0
+        ));
+    }
+    Ok(lines)
 }
 
 /// An argmax network: per stage a depth in 1..=max, per block an op, each

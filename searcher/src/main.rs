@@ -42,6 +42,11 @@ enum Command {
     /// eval mode with batch norm folded, traced at batch 1 and the space's
     /// resolution (224x224 for TF-NAS) unless --batch/--resolution say otherwise.
     Export(searcher::export::ExportArgs),
+    /// Write networks like the search's outputs without a search: random
+    /// starts landed on targets from 10% to 95% of a table's range by the
+    /// method's scaling and the landing extension, as architecture JSON for
+    /// `profiler validate --arch`.
+    Land(searcher::landings::LandArgs),
 }
 
 fn export(args: &searcher::export::ExportArgs) -> Result<()> {
@@ -91,8 +96,15 @@ fn progress_bar(epoch: usize, epochs: usize) -> impl FnMut(usize, usize) {
 /// that can be checked has been: an error is the only line a bad command
 /// gets.
 fn run(cli: Cli) -> Result<()> {
-    if let Some(Command::Export(args)) = &cli.command {
-        return export(args);
+    match &cli.command {
+        Some(Command::Export(args)) => return export(args),
+        Some(Command::Land(args)) => {
+            for line in searcher::landings::run(args)? {
+                say(&line)?;
+            }
+            return Ok(());
+        }
+        None => {}
     }
     let mut session = session::prepare(&cli.inputs, &cli.settings)?;
     for warning in &session.warnings {

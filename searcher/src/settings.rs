@@ -145,6 +145,9 @@ impl<T: Number> Bound<T> {
 // catch a typo or a sign error before a run of hours.
 pub const TARGET_MS: Bound<f64> = Bound::above("--target-ms", 0.0, 1e6);
 pub const EPOCHS: Bound<usize> = Bound::closed("--epochs", 1, 100_000);
+/// `searcher land`: how many networks, and their width multiple.
+pub const LAND_COUNT: Bound<usize> = Bound::closed("--count", 1, 1000);
+pub const LAND_MULTIPLE: Bound<u32> = Bound::closed("--width-multiple", 1, 4096);
 pub const WARMUP_EPOCHS: Bound<usize> = Bound::closed("--warmup-epochs", 0, 100_000);
 /// Batch norm on batch statistics needs two images.
 pub const BATCH_SIZE: Bound<usize> = Bound::closed("--batch-size", 2, 65_536);
