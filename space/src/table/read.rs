@@ -86,16 +86,7 @@ impl LatencyTable {
             })?;
             let line = record.position().map_or(0, |p| body.file_line(p.line()));
             let entry = parse_row(&record, line, table.boundary_ms, &at)?;
-            if entry.stats.median_ms == 0.0 && table.metadata.get(super::BASE_KEY).is_none() {
-                return Err(at.fail(
-                    line,
-                    Some("median_ms"),
-                    format!(
-                        "0 ms is no latency (only a table whose header has a '{}' line, which folds its fixed parts into one row, holds zero rows)",
-                        super::BASE_KEY
-                    ),
-                ));
-            }
+            check_zero(&entry, &table.metadata, line, &at)?;
             if table.entries.is_empty() && header.batch.is_none() {
                 table.batch = entry.batch;
                 first_batch_line = line;
@@ -445,6 +436,23 @@ fn check_columns(reader: &mut csv::Reader<&[u8]>, line: u64, at: &Locator) -> Re
                 "column header must be '{}', found '{}'",
                 COLUMNS.join(","),
                 found.join(",")
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a zero latency outside a table whose header has a
+/// [`super::BASE_KEY`] line (the official TF-NAS tables fold their fixed
+/// parts into one row and hold 0 in the others).
+fn check_zero(entry: &Entry, metadata: &Metadata, line: u64, at: &Locator) -> Result<()> {
+    if entry.stats.median_ms == 0.0 && metadata.get(super::BASE_KEY).is_none() {
+        return Err(at.fail(
+            line,
+            Some("median_ms"),
+            format!(
+                "0 ms is no latency (only a table whose header has a '{}' line, which folds its fixed parts into one row, holds zero rows)",
+                super::BASE_KEY
             ),
         ));
     }
