@@ -189,7 +189,8 @@ impl Block {
             let scale = activate(&pooled.apply(&se.reduce), se.act)
                 .apply(&se.expand)
                 .sigmoid();
-            y = y * scale;
+            // Not `*=`: in place would overwrite what autograd keeps for the SE gradient.
+            y = y.multiply(&scale);
         }
         y = self.project.forward(&y, train);
         if !self.residual {
