@@ -361,3 +361,37 @@ pub fn correct_top_k(logits: &Tensor, labels: &Tensor, k: i64) -> usize {
         .sum(Kind::Int64)
         .int64_value(&[]) as usize
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_network_has_the_parameters_the_cost_model_counts() {
+        let arch = Architecture::tfnas_a();
+        let net = Network::new(&arch, 1000, 0.2, 0.2, Device::Cpu).unwrap();
+        assert_eq!(net.parameter_count() as u64, arch.params().unwrap());
+        let x = Tensor::zeros([2, 3, 32, 32], (Kind::Float, Device::Cpu));
+        assert_eq!(net.forward(&x, true).size(), [2, 1000]);
+        // Batch norm starts at scale 1, not tch's uniform draw.
+        let names = net.named_variables();
+        let (_, bn) = names
+            .iter()
+            .find(|(n, _)| n == "stage2.0.depth_conv.bn.weight")
+            .unwrap();
+        assert_eq!(bn.min().double_value(&[]), 1.0);
+    }
+
+    #[test]
+    fn drop_connect_keeps_whole_images_scaled_or_none() {
+        let x = Tensor::ones([64, 2, 2, 2], (Kind::Float, Device::Cpu));
+        let y = drop_connect(&x, 0.25);
+        let per_image = y.sum_dim_intlist([1, 2, 3].as_slice(), false, Kind::Float);
+        let v: Vec<f32> = Vec::try_from(per_image).unwrap();
+        assert!(
+            v.iter().all(|&s| s == 0.0 || (s - 8.0 / 0.75).abs() < 1e-4),
+            "{v:?}"
+        );
+        assert!(v.contains(&0.0) && v.iter().any(|&s| s > 0.0));
+    }
+}
