@@ -213,6 +213,17 @@ fn a_nan_loss_stops_with_the_last_good_checkpoint_kept() {
     let stdout = text(&again.stdout);
     assert!(again.status.success(), "{stdout}\n{}", text(&again.stderr));
     assert!(stdout.contains("after epoch 1/2"), "{stdout}");
+    // A checkpoint of another recipe is refused, naming the difference.
+    let mut other = short_run(&arch, &out, 2, 300);
+    other.extend(["--dropout".into(), "0.3".into()]);
+    let ran = train(&other);
+    let stderr = text(&ran.stderr);
+    assert_eq!(ran.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("another training run")
+            && stderr.contains("--dropout: 0.2 in the checkpoint, 0.3 now"),
+        "{stderr}"
+    );
 }
 
 /// Refused with one `error:` line and status 2, nothing written.
