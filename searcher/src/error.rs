@@ -71,6 +71,18 @@ pub enum SearchError {
         hint: String,
     },
 
+    /// A training loss that stopped being a number (`searcher train`); the
+    /// checkpoint of the last whole epoch (`last_epoch`, 0 for none) is
+    /// kept. `step` 0 is the held-out measurement.
+    #[error("epoch {epoch}, {}: {message}; the training stopped{}{hint}", if *.step > 0 { format!("step {}", .step) } else { "held-out split".to_string() }, if *.last_epoch > 0 { format!(" and kept the checkpoint of epoch {}", .last_epoch) } else { " before its first checkpoint".to_string() })]
+    TrainingDiverged {
+        epoch: usize,
+        step: usize,
+        message: String,
+        last_epoch: usize,
+        hint: String,
+    },
+
     /// A search that cannot fit in this machine's memory, refused before
     /// anything is allocated.
     #[error("not enough memory: {0}")]

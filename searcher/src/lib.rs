@@ -26,6 +26,7 @@ pub mod search;
 pub mod session;
 pub mod settings;
 pub mod supernet;
+pub mod train;
 
 #[cfg(test)]
 mod fixture;

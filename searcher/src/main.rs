@@ -25,7 +25,8 @@ use searcher::settings::Settings;
     args_conflicts_with_subcommands = true,
     about = "TF-NAS search against a latency table",
     long_about = "TF-NAS search against a latency table. Hyper-parameter defaults are the method's \
-                  (docs/method.md §5); scripts/run.sh passes a short run's settings when given no arguments."
+                  (docs/method.md §5); scripts/run.sh passes a short run's settings when given no arguments. \
+                  `searcher train --arch A.json` trains a derived network from scratch (`searcher train --help`)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -249,6 +250,12 @@ fn note(line: &str) {
 }
 
 fn main() -> ExitCode {
+    // `searcher train ...` has a command line of its own (src/train/cli.rs).
+    let mut args = std::env::args_os();
+    if std::env::args_os().nth(1).is_some_and(|a| a == "train") {
+        let program = args.next().unwrap_or_default();
+        return searcher::train::cli::main(std::iter::once(program).chain(args.skip(1)));
+    }
     // SIGPIPE stays ignored (Rust's default), so a closed stdout is an
     // error `say` reports rather than a silent death mid-epoch.
     match run(Cli::parse()) {

@@ -30,7 +30,7 @@ use crate::supernet::{Ops, Supernet};
 
 pub use crate::settings::Settings;
 
-mod checkpoint;
+pub(crate) mod checkpoint;
 
 /// One epoch's report: the per-epoch line and the checkpoint's history.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -32,7 +32,7 @@ pub const LATENCY_BATCH: Bound<u32> = Bound::closed("--latency-batch", 1, 1 << 2
 
 /// `--threads`: at least one, at most the cores this machine has (more only
 /// oversubscribes them, and 0 makes libtorch abort).
-fn threads(text: &str) -> std::result::Result<i32, String> {
+pub fn threads(text: &str) -> std::result::Result<i32, String> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let bound = Bound::closed("--threads", 1, cores);
     bound.parse(text).map(|n| n as i32)
@@ -262,7 +262,7 @@ fn check_outputs(inputs: &Inputs, checkpoint: &Path) -> Result<[OutputLock; 2]> 
 }
 
 /// What taking the output locks removed: temporary files of killed runs.
-fn stale_temporaries(locks: &[OutputLock]) -> Vec<String> {
+pub fn stale_temporaries(locks: &[OutputLock]) -> Vec<String> {
     locks
         .iter()
         .flat_map(|lock| lock.removed())
@@ -296,7 +296,7 @@ fn check_memory(
     crate::memory::check(&crate::memory::estimate(&plan), crate::memory::available())
 }
 
-fn parse_device(s: &str) -> Result<Device> {
+pub fn parse_device(s: &str) -> Result<Device> {
     let bad = |m: String| Err(SearchError::Config(m));
     let device = match s {
         "cpu" => Device::Cpu,
@@ -437,22 +437,48 @@ fn table_bounds(table: &LatencyTable, model: &LatencyModel) -> (f64, f64) {
 }
 
 fn load_data(inputs: &Inputs, seed: u64) -> Result<(Box<dyn Dataset>, Split)> {
-    let options = LoaderOptions {
-        threads: inputs.loader_threads,
-        prefetch: inputs.prefetch as usize,
-        strict: inputs.strict,
-    };
-    let resolution = inputs.resolution();
+    open_data(
+        &DataSource {
+            data: inputs.data.as_deref(),
+            train_list: inputs.train_list.as_deref(),
+            val_list: inputs.val_list.as_deref(),
+            resolution: inputs.resolution(),
+            embedded_images: inputs.embedded_images,
+            noise: inputs.noise,
+            options: LoaderOptions {
+                threads: inputs.loader_threads,
+                prefetch: inputs.prefetch as usize,
+                strict: inputs.strict,
+            },
+        },
+        seed,
+    )
+}
+
+/// Where a run's images come from: the data flags the search and
+/// `searcher train` share.
+pub struct DataSource<'a> {
+    pub data: Option<&'a Path>,
+    pub train_list: Option<&'a Path>,
+    pub val_list: Option<&'a Path>,
+    pub resolution: u32,
+    pub embedded_images: usize,
+    pub noise: f32,
+    pub options: LoaderOptions,
+}
+
+/// Opens the data set and its split: the official lists, an image or
+/// CIFAR-10 folder split 80/20 per class, or the embedded set.
+pub fn open_data(source: &DataSource, seed: u64) -> Result<(Box<dyn Dataset>, Split)> {
+    let (resolution, options) = (source.resolution, source.options);
     // Absolute paths, so that the data's description (part of what a
     // checkpoint must match) does not depend on how the path was spelled.
-    let absolute = |p: &Option<PathBuf>| {
-        p.as_ref()
-            .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
-    };
+    let absolute =
+        |p: Option<&Path>| p.map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()));
     let (data, train, val) = (
-        absolute(&inputs.data),
-        absolute(&inputs.train_list),
-        absolute(&inputs.val_list),
+        absolute(source.data),
+        absolute(source.train_list),
+        absolute(source.val_list),
     );
     Ok(match (&data, &train, &val) {
         (Some(root), Some(train), Some(val)) => {
@@ -465,7 +491,7 @@ fn load_data(inputs: &Inputs, seed: u64) -> Result<(Box<dyn Dataset>, Split)> {
             (Box::new(set), split)
         }
         _ => {
-            let set = Patterns::new(inputs.embedded_images, resolution, inputs.noise, seed)?;
+            let set = Patterns::new(source.embedded_images, resolution, source.noise, seed)?;
             let split = split_per_class(&set, 0.8, seed);
             (Box::new(set), split)
         }

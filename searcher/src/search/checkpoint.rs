@@ -34,13 +34,13 @@ struct CheckpointMeta {
 const CHECKPOINT_FORMAT: &str = "tfnas-rs-search-checkpoint/3";
 
 /// The name of the checksum tensor.
-const CHECKSUM: &str = "sha256";
+pub(crate) const CHECKSUM: &str = "sha256";
 
 /// The hex SHA-256 of `tensors` but the checksum itself, in name order:
 /// each one's name, kind, shape and bytes, every part length-prefixed so
 /// that no two different sets hash alike. Finite or not, any changed value
 /// changes it.
-fn checksum<'a>(
+pub(crate) fn checksum<'a>(
     tensors: impl IntoIterator<Item = (&'a str, &'a Tensor)>,
 ) -> std::result::Result<String, tch::TchError> {
     let mut order: Vec<(&str, &Tensor)> = tensors
@@ -235,7 +235,7 @@ fn read_checked(path: &Path) -> Result<(CheckpointMeta, HashMap<String, Tensor>)
 /// and its tensors' data ends exactly where the file does. libtorch's own
 /// reader says only `HeaderTooLarge` or `MetadataIncompleteBuffer` about a
 /// cut or foreign file.
-fn check_safetensors(path: &Path) -> std::result::Result<(), String> {
+pub(crate) fn check_safetensors(path: &Path) -> std::result::Result<(), String> {
     let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let len = file.metadata().map_err(|e| e.to_string())?.len();
     if len < 8 {

@@ -1,0 +1,396 @@
+//! The command line of `searcher train`: its inputs, the checks before
+//! training (the search's rules: ranges, outputs that are inputs, locks,
+//! the checkpoint's identity), the epoch loop and the weights file.
+//! `main.rs` hands `searcher train ...` to [`main`] before parsing its own
+//! flags.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Parser;
+use space::io::{check_output, same_file, OutputLock};
+use space::Architecture;
+use tch::{Device, Kind, Tensor};
+
+use super::recipe::Recipe;
+use super::{check_split, Trainer};
+use crate::data::{Dataset, Split};
+use crate::error::{Result, SearchError};
+use crate::images::LoaderOptions;
+use crate::session::{
+    open_data, parse_device, stale_temporaries, threads, DataSource, EMBEDDED_IMAGES,
+    LOADER_THREADS, NOISE, RESOLUTION,
+};
+
+#[derive(Parser)]
+#[command(
+    name = "searcher train",
+    bin_name = "searcher train",
+    version,
+    allow_negative_numbers = true,
+    about = "Train a derived network from scratch with the TF-NAS recipe",
+    long_about = "Train a derived network (the architecture JSON the search wrote) from scratch as a stand-alone network, with the official TF-NAS ImageNet recipe by default (docs/train-export.md). Writes its weights as safetensors under TF-NAS's parameter names."
+)]
+pub struct TrainCli {
+    #[command(flatten)]
+    pub inputs: TrainInputs,
+    #[command(flatten)]
+    pub recipe: Recipe,
+}
+
+/// Everything a training run reads and writes besides its [`Recipe`].
+#[derive(Clone, Debug, clap::Args)]
+pub struct TrainInputs {
+    /// The architecture JSON to train (what `searcher --out` wrote).
+    #[arg(long)]
+    pub arch: PathBuf,
+    /// Where to write the trained weights (safetensors).
+    #[arg(long, default_value = "model.safetensors")]
+    pub out: PathBuf,
+    /// Checkpoint file, written after every epoch; by default `--out` with
+    /// its extension replaced by `.ckpt`. One of the same run is resumed;
+    /// one of another run is refused.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Require a checkpoint to continue from.
+    #[arg(long, conflicts_with = "restart")]
+    pub resume: bool,
+    /// Start over, replacing an existing checkpoint after the first epoch.
+    #[arg(long)]
+    pub restart: bool,
+    /// `cpu`, `cuda`, `cuda:N`, or `auto` (the first GPU if there is one).
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// libtorch CPU threads, 1 to the machine's cores.
+    #[arg(long, value_parser = threads)]
+    pub threads: Option<i32>,
+    /// Image folder (one subfolder per class, split 80/20 per class), a
+    /// CIFAR-10 binary folder, or the root of --train-list and --val-list.
+    /// Without it, the embedded pattern set.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Official-format split list (`wnid/file.JPEG label`) to train on.
+    #[arg(long, requires_all = ["data", "val_list"])]
+    pub train_list: Option<PathBuf>,
+    /// Official-format split list to measure accuracy on.
+    #[arg(long, requires_all = ["data", "train_list"])]
+    pub val_list: Option<PathBuf>,
+    /// Threads decoding images (0: one per core).
+    #[arg(long, default_value_t = 0, value_parser = LOADER_THREADS.parser())]
+    pub loader_threads: usize,
+    /// Training batches decoded ahead.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..1024))]
+    pub prefetch: u64,
+    /// Stop at the first unreadable image instead of skipping it.
+    #[arg(long)]
+    pub strict: bool,
+    /// Images of the embedded pattern set (10 classes, split 80/20).
+    #[arg(long, default_value_t = 2000, value_parser = EMBEDDED_IMAGES.parser())]
+    pub embedded_images: usize,
+    /// Side of the training images: 224 for image data, 48 for the
+    /// embedded set, by default.
+    #[arg(long, value_parser = RESOLUTION.parser())]
+    pub resolution: Option<u32>,
+    /// Pixel noise of the embedded set.
+    #[arg(long, default_value_t = 0.3, value_parser = NOISE.parser())]
+    pub noise: f32,
+    /// Testing hook: set a weight to NaN before this epoch (from 1).
+    #[arg(long, hide = true)]
+    pub poison_epoch: Option<usize>,
+}
+
+impl TrainInputs {
+    pub fn resolution(&self) -> u32 {
+        self.resolution
+            .unwrap_or(if self.data.is_some() { 224 } else { 48 })
+    }
+
+    pub fn checkpoint_path(&self) -> PathBuf {
+        self.checkpoint
+            .clone()
+            .unwrap_or_else(|| self.out.with_extension("ckpt"))
+    }
+
+    fn read_files(&self) -> Vec<(&'static str, &Path)> {
+        let named = [
+            ("data folder", &self.data),
+            ("train list", &self.train_list),
+            ("val list", &self.val_list),
+        ];
+        let mut files = vec![("architecture", self.arch.as_path())];
+        files.extend(
+            named
+                .into_iter()
+                .filter_map(|(what, p)| p.as_deref().map(|p| (what, p))),
+        );
+        files
+    }
+
+    fn source(&self) -> DataSource<'_> {
+        DataSource {
+            data: self.data.as_deref(),
+            train_list: self.train_list.as_deref(),
+            val_list: self.val_list.as_deref(),
+            resolution: self.resolution(),
+            embedded_images: self.embedded_images,
+            noise: self.noise,
+            options: LoaderOptions {
+                threads: self.loader_threads,
+                prefetch: self.prefetch as usize,
+                strict: self.strict,
+            },
+        }
+    }
+}
+
+/// A training run ready to go: inputs read and checked, outputs locked, a
+/// checkpoint of the same run resumed.
+pub struct TrainSession {
+    pub arch: Architecture,
+    pub data: Box<dyn Dataset>,
+    pub split: Split,
+    pub trainer: Trainer,
+    pub device: Device,
+    pub out: PathBuf,
+    pub checkpoint: PathBuf,
+    pub resumed_after: Option<usize>,
+    pub warnings: Vec<String>,
+    _locks: [OutputLock; 2],
+}
+
+/// Checks and loads everything; fails before training and before writing.
+pub fn prepare(inputs: &TrainInputs, recipe: &Recipe) -> Result<TrainSession> {
+    recipe.check()?;
+    let checkpoint = inputs.checkpoint_path();
+    let locks = check_outputs(inputs, &checkpoint)?;
+    if let Some(n) = inputs.threads {
+        tch::set_num_threads(n);
+    }
+    let device = parse_device(&inputs.device)?;
+    let arch = Architecture::from_path(&inputs.arch)?;
+    let (data, split) = open_data(&inputs.source(), recipe.seed)?;
+    check_split(&split, recipe.batch_size)?;
+    let data_id = data.describe();
+    let resolution = inputs.resolution().to_string();
+    let mut trainer = Trainer::new(
+        &arch,
+        data.num_classes(),
+        recipe,
+        device,
+        &[("data", &data_id), ("resolution", &resolution)],
+    )?;
+    trainer.poison_epoch = inputs.poison_epoch;
+    let resumed_after = resume_or_start(&mut trainer, &checkpoint, inputs)?;
+    Ok(TrainSession {
+        arch,
+        data,
+        split,
+        trainer,
+        device,
+        out: inputs.out.clone(),
+        checkpoint,
+        resumed_after,
+        warnings: stale_temporaries(&locks),
+        _locks: locks,
+    })
+}
+
+fn check_outputs(inputs: &TrainInputs, checkpoint: &Path) -> Result<[OutputLock; 2]> {
+    let read = inputs.read_files();
+    check_output(&inputs.out, &read)?;
+    if same_file(checkpoint, &inputs.out) {
+        return Err(SearchError::Config(format!(
+            "--out {} is also the checkpoint: the weights would overwrite it; choose another --out or --checkpoint",
+            inputs.out.display()
+        )));
+    }
+    check_output(checkpoint, &read)?;
+    Ok([
+        OutputLock::acquire(&inputs.out)?,
+        OutputLock::acquire(checkpoint)?,
+    ])
+}
+
+fn resume_or_start(
+    trainer: &mut Trainer,
+    checkpoint: &Path,
+    inputs: &TrainInputs,
+) -> Result<Option<usize>> {
+    let exists = checkpoint.exists();
+    if inputs.resume && !exists {
+        return Err(SearchError::Checkpoint {
+            path: checkpoint.to_path_buf(),
+            message: "--resume: there is no checkpoint at this path".into(),
+        });
+    }
+    if !exists || inputs.restart {
+        return Ok(None);
+    }
+    trainer.load(checkpoint)?;
+    Ok(Some(trainer.next_epoch))
+}
+
+impl TrainSession {
+    /// The run's header: toolchain, network, data, every recipe setting.
+    pub fn describe(&self) -> Vec<String> {
+        let t = &self.trainer;
+        let res = self.arch.space.input_resolution;
+        let mut lines = vec![
+            format!(
+                "searcher train {} with tch 0.24.0 on libtorch {}",
+                env!("CARGO_PKG_VERSION"),
+                env!("LIBTORCH_VERSION")
+            ),
+            format!(
+                "network: {} blocks, {:.3}M parameters ({} classes), {:.1}M multiply-adds per {res}x{res} image at 1000 classes",
+                self.arch.stages.iter().map(|s| s.blocks.len()).sum::<usize>() + 3,
+                t.net.parameter_count() as f64 / 1e6,
+                self.data.num_classes(),
+                self.arch.macs().unwrap_or(0) as f64 / 1e6,
+            ),
+            format!(
+                "data: {} ({} to train on, {} held out)",
+                self.data.describe(),
+                self.split.train.len(),
+                self.split.held_out.len()
+            ),
+        ];
+        lines.extend(t.recipe.describe());
+        if let Some(epoch) = self.resumed_after {
+            lines.push(format!(
+                "resumed from {} after epoch {epoch}/{}",
+                self.checkpoint.display(),
+                t.recipe.epochs
+            ));
+        }
+        lines.push(format!(
+            "training on {:?}; checkpoint {}; weights to {}",
+            self.device,
+            self.checkpoint.display(),
+            self.out.display()
+        ));
+        lines
+    }
+
+    /// Trains one epoch and checkpoints it; a loss that turned NaN stops
+    /// here with the previous epoch's checkpoint untouched.
+    pub fn run_epoch(&mut self, progress: &mut dyn FnMut(usize, usize)) -> Result<super::EpochLog> {
+        let log = self
+            .trainer
+            .run_epoch(self.data.as_ref(), &self.split, progress)
+            .map_err(|e| match e {
+                SearchError::TrainingDiverged { epoch, step, message, last_epoch, .. } => {
+                    SearchError::TrainingDiverged {
+                        epoch,
+                        step,
+                        message,
+                        last_epoch,
+                        hint: format!(
+                            " ({}); a smaller --lr avoids it, with --restart or another --out (the checkpoint's recipe differs)",
+                            self.checkpoint.display()
+                        ),
+                    }
+                }
+                other => other,
+            })?;
+        self.trainer.save(&self.checkpoint)?;
+        Ok(log)
+    }
+
+    /// Writes the weights (and each batch norm's `num_batches_tracked`, so
+    /// that PyTorch's strict `load_state_dict` takes the file) to `--out`.
+    pub fn finish(&self) -> Result<()> {
+        let steps: usize = self.trainer.history.iter().map(|l| l.steps).sum();
+        let mut named: Vec<(String, Tensor)> = Vec::new();
+        for (name, t) in self.trainer.net.named_variables() {
+            if let Some(bn) = name.strip_suffix(".running_var") {
+                let count = Tensor::from_slice(&[steps as i64]).reshape([]);
+                named.push((format!("{bn}.num_batches_tracked"), count));
+            }
+            named.push((
+                name,
+                t.detach()
+                    .to_device(Device::Cpu)
+                    .to_kind(Kind::Float)
+                    .contiguous(),
+            ));
+        }
+        let file = space::io::AtomicFile::new(&self.out)?;
+        Tensor::write_safetensors(&named, file.temp_path()).map_err(|e| SearchError::Io {
+            path: self.out.clone(),
+            error: std::io::Error::other(e.to_string()),
+        })?;
+        Ok(file.commit()?)
+    }
+}
+
+fn progress_bar(epoch: usize, epochs: usize) -> impl FnMut(usize, usize) {
+    let tty = std::io::stderr().is_terminal();
+    move |done, total| {
+        if tty {
+            let filled = done * 30 / total.max(1);
+            eprint!(
+                "\repoch {}/{epochs} [{}{}] {done}/{total}",
+                epoch + 1,
+                "#".repeat(filled),
+                " ".repeat(30 - filled)
+            );
+            if done == total {
+                eprint!("\r{}\r", " ".repeat(70));
+            }
+            let _ = std::io::stderr().flush();
+        }
+    }
+}
+
+fn run(cli: &TrainCli) -> anyhow::Result<()> {
+    let mut session = prepare(&cli.inputs, &cli.recipe)?;
+    for warning in &session.warnings {
+        note(&format!("warning: {warning}"));
+    }
+    for line in session.describe() {
+        say(&line)?;
+    }
+    let epochs = session.trainer.recipe.epochs;
+    while !session.trainer.is_done() {
+        let epoch = session.trainer.next_epoch;
+        let log = session.run_epoch(&mut progress_bar(epoch, epochs))?;
+        note(&log.line(epochs));
+    }
+    session.finish()?;
+    let last = session.trainer.history.last();
+    say(&format!(
+        "weights written to {} (held-out top-1 {:.2}%, top-5 {:.2}%)",
+        session.out.display(),
+        100.0 * last.map_or(f64::NAN, |l| l.top1),
+        100.0 * last.map_or(f64::NAN, |l| l.top5)
+    ))?;
+    Ok(())
+}
+
+/// A line on stdout; a closed stdout stops the run with an error, keeping
+/// every checkpoint written so far.
+fn say(line: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}").and_then(|()| out.flush()).map_err(|e| {
+        anyhow::anyhow!("cannot write to standard output ({e}); stopped here, keeping the checkpoint after each epoch: rerun the same command to continue")
+    })
+}
+
+fn note(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+/// `searcher train ...`: `args` start with the program's name, `train`
+/// dropped. Every failure is one `error:` line and status 2.
+pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
+    let cli = TrainCli::parse_from(args);
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            note(&format!("error: {e:#}"));
+            ExitCode::from(2)
+        }
+    }
+}
