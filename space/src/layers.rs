@@ -50,22 +50,34 @@ impl Layer {
         }
     }
 
+    /// A 1x1 convolution (stride 1, one group) on a `res × res` map: an
+    /// expansion, a projection, a head's conv, or an FC layer seen as one.
+    pub fn pointwise(
+        cin: u32,
+        cout: u32,
+        res: u32,
+        act: Option<Activation>,
+        residual: bool,
+    ) -> Layer {
+        Layer::Conv {
+            cin,
+            cout,
+            kernel: 1,
+            stride: 1,
+            groups: 1,
+            res_in: res,
+            res_out: res,
+            act,
+            residual,
+        }
+    }
+
     /// A fully connected layer as the 1x1 convolution on a 1x1 map it
     /// equals (the same weights, `cout × cin`, and bias); any other layer
     /// as it is.
     pub fn as_convolution(&self) -> Layer {
         match *self {
-            Layer::Fc { cin, cout } => Layer::Conv {
-                cin,
-                cout,
-                kernel: 1,
-                stride: 1,
-                groups: 1,
-                res_in: 1,
-                res_out: 1,
-                act: None,
-                residual: false,
-            },
+            Layer::Fc { cin, cout } => Layer::pointwise(cin, cout, 1, None, false),
             other => other,
         }
     }
@@ -150,17 +162,13 @@ pub fn block_layers(spec: &BlockSpec) -> Vec<Layer> {
         }],
         BlockKind::Fixed | BlockKind::Mbconv => inverted_residual_layers(spec),
         BlockKind::Head => vec![
-            Layer::Conv {
-                cin: s.in_channels,
-                cout: spec.mid_channels,
-                kernel: 1,
-                stride: 1,
-                groups: 1,
-                res_in: r,
-                res_out: r,
-                act: Some(s.activation),
-                residual: false,
-            },
+            Layer::pointwise(
+                s.in_channels,
+                spec.mid_channels,
+                r,
+                Some(s.activation),
+                false,
+            ),
             Layer::Pool {
                 channels: spec.mid_channels,
                 res: r,
@@ -180,17 +188,14 @@ fn inverted_residual_layers(spec: &BlockSpec) -> Vec<Layer> {
     let r = s.resolution;
     let mut layers = Vec::new();
     let mid = if spec.has_expansion() {
-        layers.push(Layer::Conv {
-            cin: s.in_channels,
-            cout: spec.mid_channels,
-            kernel: 1,
-            stride: 1,
-            groups: 1,
-            res_in: r,
-            res_out: r,
-            act: Some(s.activation),
-            residual: false,
-        });
+        let act = Some(s.activation);
+        layers.push(Layer::pointwise(
+            s.in_channels,
+            spec.mid_channels,
+            r,
+            act,
+            false,
+        ));
         spec.mid_channels
     } else {
         // TF-NAS drops the expansion when mid <= in; the depthwise
@@ -217,17 +222,8 @@ fn inverted_residual_layers(spec: &BlockSpec) -> Vec<Layer> {
             act: s.activation,
         });
     }
-    layers.push(Layer::Conv {
-        cin: mid,
-        cout: s.out_channels,
-        kernel: 1,
-        stride: 1,
-        groups: 1,
-        res_in: r_out,
-        res_out: r_out,
-        act: None,
-        residual: spec.has_residual(),
-    });
+    let residual = spec.has_residual();
+    layers.push(Layer::pointwise(mid, s.out_channels, r_out, None, residual));
     layers
 }
 
