@@ -1,12 +1,11 @@
 //! The flags every engine's commands share: when to stop timing, the
 //! search space file, and the wording of a number out of its range.
 
-use std::fmt::Display;
 use std::path::PathBuf;
-use std::str::FromStr;
 
 use clap::Args;
 use profiler::measure::timing::TimingFlags;
+use space::bound::{Bound, Number};
 use space::SearchSpaceConfig;
 
 /// When to stop timing one workload, with the library's defaults.
@@ -50,27 +49,13 @@ pub fn load_space(path: Option<&PathBuf>) -> anyhow::Result<SearchSpaceConfig> {
 
 /// A clap value parser for a whole number in `[min, max]`, refusing
 /// others in the wording all three binaries use (`--passes must be a
-/// number in [1, 100], got 0`).
-pub fn in_range<T>(
+/// number in [1, 100], got 0`): the searcher's [`space::bound::Bound`].
+pub fn in_range<T: Number>(
     flag: &'static str,
     min: T,
     max: T,
-) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static
-where
-    T: FromStr + PartialOrd + Display + Copy + Send + Sync + 'static,
-{
-    move |text: &str| {
-        let v: T = text
-            .trim()
-            .parse()
-            .map_err(|_| format!("'{text}' is not a number ({flag} must lie in [{min}, {max}])"))?;
-        if v < min || v > max {
-            return Err(format!(
-                "{flag} must be a number in [{min}, {max}], got {v}"
-            ));
-        }
-        Ok(v)
-    }
+) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static {
+    Bound::closed(flag, min, max).parser()
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@
 
 pub mod arch;
 pub mod block;
+pub mod bound;
 pub mod config;
 mod cost;
 pub mod error;
