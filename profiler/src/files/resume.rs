@@ -41,15 +41,12 @@ pub fn check_out_folder(flag: &str, path: &Path) -> Result<()> {
 
 /// The key of a `# key: value` header line; `None` for rows and remarks.
 pub fn header_key(line: &str) -> Option<&str> {
-    let body = line.strip_prefix('#')?.trim_start();
-    let (key, _) = body.split_once(':')?;
-    let key = key.trim();
-    (!key.is_empty() && !key.contains(' ')).then_some(key)
+    Metadata::parse_line(line).map(|(key, _)| key)
 }
 
 /// The value of a `# key: value` line (empty when there is none).
 pub fn header_value(line: &str) -> &str {
-    line.split_once(':').map_or("", |(_, v)| v.trim())
+    Metadata::parse_line(line).map_or("", |(_, value)| value)
 }
 
 /// Splits `text` into its complete lines and the truncated last line a kill

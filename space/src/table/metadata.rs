@@ -148,8 +148,9 @@ impl Metadata {
             .collect()
     }
 
-    /// Parses one `# key: value` line; `None` for other comments.
-    pub(crate) fn parse_line(line: &str) -> Option<(&str, &str)> {
+    /// Parses one `# key: value` line; `None` for other comments and rows.
+    /// Every reader of a header (tables, validation rows) parses with this.
+    pub fn parse_line(line: &str) -> Option<(&str, &str)> {
         let body = line.strip_prefix('#')?.trim_start();
         let (key, value) = body.split_once(':')?;
         let key = key.trim();

@@ -135,7 +135,7 @@ fn refuse_cpu_table(args: &[OsString]) -> Option<ExitCode> {
     let cpu = text
         .lines()
         .take_while(|l| l.starts_with('#'))
-        .any(|l| crate_header_key(l) == Some(space::meta::THREADS));
+        .any(|l| profiler::files::resume::header_key(l) == Some(space::meta::THREADS));
     cpu.then(|| {
         eprintln!(
             "error: {} is a CPU table (its header has a '{}' line): validate it with `profiler validate --device cpu --table {}`",
@@ -145,10 +145,6 @@ fn refuse_cpu_table(args: &[OsString]) -> Option<ExitCode> {
         );
         ExitCode::from(2)
     })
-}
-
-fn crate_header_key(line: &str) -> Option<&str> {
-    profiler::files::resume::header_key(line)
 }
 
 #[cfg(test)]
