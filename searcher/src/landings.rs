@@ -105,6 +105,11 @@ pub fn run(args: &LandArgs) -> Result<Vec<String>> {
     };
     let table = LatencyTable::from_path(&args.table)?;
     table.check_in_space(&space)?;
+    let multiple = args
+        .width_multiple
+        .unwrap_or_else(|| crate::measured::default_width_multiple(&table).multiple);
+    // Landed before the folder is made: a run refused here leaves nothing.
+    let set = landed(&space, &table, args.count, args.seed, multiple)?;
     if !args.out_dir.is_dir() {
         std::fs::create_dir(&args.out_dir).map_err(|e| {
             SearchError::Data(format!(
@@ -113,14 +118,8 @@ pub fn run(args: &LandArgs) -> Result<Vec<String>> {
             ))
         })?;
     }
-    let multiple = args
-        .width_multiple
-        .unwrap_or_else(|| crate::measured::default_width_multiple(&table).multiple);
     let mut lines = Vec::new();
-    for (k, l) in landed(&space, &table, args.count, args.seed, multiple)?
-        .iter()
-        .enumerate()
-    {
+    for (k, l) in set.iter().enumerate() {
         let path = args.out_dir.join(format!("landed-{k:02}.json"));
         space::io::check_output(&path, &[("table", &args.table)])?;
         space::io::write_atomic(&path, l.arch.to_json_pretty().as_bytes())?;
