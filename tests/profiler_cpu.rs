@@ -438,22 +438,42 @@ fn spawn_build(out: &Path) -> std::process::Child {
         .unwrap()
 }
 
-/// Waits until `out` holds more than `rows` rows (its header and column
-/// line not counted).
+/// The rows `out` holds (its header and column line not counted); 0 when
+/// it does not exist yet.
+fn rows_in(out: &Path) -> usize {
+    std::fs::read_to_string(out).map_or(0, |t| {
+        t.lines()
+            .filter(|l| !l.starts_with('#'))
+            .count()
+            .saturating_sub(1)
+    })
+}
+
+/// Waits until `out` holds more than `rows` rows.
 fn wait_for_rows(out: &Path, rows: usize) {
     for _ in 0..600 {
-        let n = std::fs::read_to_string(out).map_or(0, |t| {
-            t.lines()
-                .filter(|l| !l.starts_with('#'))
-                .count()
-                .saturating_sub(1)
-        });
-        if n > rows {
+        if rows_in(out) > rows {
             return;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     panic!("{} never grew past {rows} lines", out.display());
+}
+
+/// Waits up to 30 s for every process whose command line names `needle` to
+/// end, and says whether they did. The bound is generous because an engine
+/// that `profiler` started a moment before it was killed may still be
+/// loading libtorch (seconds on a loaded 2-core machine) before its `main`
+/// sees that its parent is gone and stops; what matters is that it ends
+/// and writes nothing after, not how soon.
+fn processes_end(needle: &str) -> bool {
+    for _ in 0..300 {
+        if processes_with(needle).is_empty() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    false
 }
 
 #[cfg(unix)]
@@ -462,18 +482,27 @@ fn killing_the_profiler_ends_its_cpu_engine_and_the_table_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("killed.csv");
     for signal in ["-KILL", "-TERM"] {
+        // Rows beyond those an earlier kill left: the engine is timing and
+        // appending when the signal comes, not still starting.
+        let before = rows_in(&out);
         let mut child = spawn_build(&out);
-        wait_for_rows(&out, 30);
+        wait_for_rows(&out, before + 30);
         Command::new("kill")
             .args([signal, &child.id().to_string()])
             .status()
             .unwrap();
         child.wait().unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(500));
         let needle = out.to_str().unwrap();
         assert!(
-            processes_with(needle).is_empty(),
-            "{signal}: an orphaned profiler-cpu still writes {needle}"
+            processes_end(needle),
+            "{signal}: an orphaned profiler-cpu still runs on {needle} 30 s after its profiler ended"
+        );
+        let left = rows_in(&out);
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        assert_eq!(
+            rows_in(&out),
+            left,
+            "{signal}: {needle} grew after the kill"
         );
         // What is left resumes: the table reads, and a rerun appends.
         space::LatencyTable::from_path(&out).unwrap();
