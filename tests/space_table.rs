@@ -528,3 +528,155 @@ fn a_row_after_a_comment_line_is_named_by_its_file_line() {
     let e = refusal(&text);
     assert!(e.starts_with("t.csv:6: column 'median_ms'"), "{e}");
 }
+
+/// A table of two curves of one layer (k3 and k5 at 14x14, 80 -> 80), each
+/// measured at the aligned widths 64, 72 and 80 and at one unaligned probe,
+/// under the header line `width_model` (none when `model` is `None`).
+fn aligned_table(model: Option<&str>) -> LatencyTable {
+    let mut text = String::from("# format: tfnas-latency-table/1\n");
+    if let Some(m) = model {
+        text.push_str(&format!("# width_model: {m}\n"));
+    }
+    text.push_str("key,batch,median_ms,p10_ms,p90_ms,ci_low_ms,ci_high_ms,samples,throttled\n");
+    // k3: 67 costs 1.2 x its aligned interpolation 1.375 (between 64 and 72).
+    // k5: 75 costs 1.1 x its aligned interpolation 2.875 (between 72 and 80).
+    for (k, mid, ms) in [
+        (3, 64, 1.0),
+        (3, 67, 1.65),
+        (3, 72, 2.0),
+        (3, 80, 3.0),
+        (5, 64, 2.0),
+        (5, 72, 2.5),
+        (5, 75, 3.1625),
+        (5, 80, 3.5),
+    ] {
+        text.push_str(&format!(
+            "mbconv_r14_i80_o80_s1_k{k}_m{mid}_se0_swish,1,{ms},{ms},{ms},{ms},{ms},10,0\n"
+        ));
+    }
+    LatencyTable::parse(&text, "aligned.csv").unwrap()
+}
+
+fn k3_at(mid: u32) -> BlockSpec {
+    format!("mbconv_r14_i80_o80_s1_k3_m{mid}_se0_swish")
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn an_aligned_table_prices_unaligned_widths_with_its_layers_measured_surcharge() {
+    let table = aligned_table(Some("align 8"));
+    assert_eq!(
+        table.width_model(),
+        space::WidthModel::Align { multiple: 8 }
+    );
+    // The layer's surcharge is the mean of its probes' ratios: (1.2 + 1.1) / 2.
+    let e = table.estimate(&k3_at(77)).unwrap();
+    let base = 2.0 + 5.0 / 8.0 * 1.0;
+    assert!((e.ms - base * 1.15).abs() < 1e-12, "{e:?}");
+    match e.source {
+        Source::Unaligned {
+            lower,
+            upper,
+            surcharge,
+        } => {
+            assert_eq!((lower, upper), (72, 80));
+            assert!((surcharge - 1.15).abs() < 1e-12);
+        }
+        other => panic!("{other:?}"),
+    }
+    // A probe is interpolated past, not through: 69 lies between the
+    // aligned 64 and 72 whatever 67 measured.
+    let e = table.estimate(&k3_at(69)).unwrap();
+    assert!((e.ms - (1.0 + 5.0 / 8.0) * 1.15).abs() < 1e-12, "{e:?}");
+    // Measured widths, probes included, are their measurements.
+    assert_eq!(table.estimate(&k3_at(67)).unwrap().ms, 1.65);
+    assert_eq!(table.estimate(&k3_at(72)).unwrap().ms, 2.0);
+    assert!(table.estimate(&k3_at(88)).is_none());
+}
+
+#[test]
+fn an_aligned_width_the_table_did_not_measure_pays_no_surcharge() {
+    let mut text = String::from("# format: tfnas-latency-table/1\n# width_model: align 4\n");
+    text.push_str("key,batch,median_ms,p10_ms,p90_ms,ci_low_ms,ci_high_ms,samples,throttled\n");
+    for (mid, ms) in [(64, 1.0), (67, 1.5), (72, 2.0)] {
+        text.push_str(&format!(
+            "mbconv_r14_i80_o80_s1_k3_m{mid}_se0_swish,1,{ms},{ms},{ms},{ms},{ms},10,0\n"
+        ));
+    }
+    let table = LatencyTable::parse(&text, "align4.csv").unwrap();
+    let e = table.estimate(&k3_at(68)).unwrap();
+    assert_eq!(e.ms, 1.5);
+    assert_eq!(
+        e.source,
+        Source::Interpolated {
+            lower: 64,
+            upper: 72
+        }
+    );
+}
+
+#[test]
+fn a_table_without_a_width_model_interpolates_linearly_through_every_measured_width() {
+    for table in [aligned_table(None), aligned_table(Some("linear"))] {
+        assert_eq!(table.width_model(), space::WidthModel::Linear);
+        let e = table.estimate(&k3_at(69)).unwrap();
+        assert!((e.ms - (1.65 + 2.0 / 5.0 * 0.35)).abs() < 1e-12, "{e:?}");
+        assert_eq!(
+            e.source,
+            Source::Interpolated {
+                lower: 67,
+                upper: 72
+            }
+        );
+    }
+}
+
+#[test]
+fn a_width_model_outside_its_range_is_refused_at_its_line() {
+    for bad in ["align 1", "align 300", "pad 8", "align x"] {
+        let text = format!(
+            "# format: tfnas-latency-table/1\n# width_model: {bad}\nkey,batch,median_ms,p10_ms,p90_ms,ci_low_ms,ci_high_ms,samples,throttled\n"
+        );
+        let e = LatencyTable::parse(&text, "bad.csv")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("bad.csv") && e.contains('2') && e.contains("width_model"),
+            "{bad}: {e}"
+        );
+        assert!(e.contains("[2, 256]"), "{bad}: {e}");
+    }
+}
+
+#[test]
+fn an_aligned_plan_adds_two_unaligned_probes_inside_each_ops_range() {
+    let space = space::SearchSpaceConfig::default();
+    let grid = space.table_plan(8).unwrap();
+    let aligned = space.table_plan_aligned(8, Some(8)).unwrap();
+    assert_eq!(
+        space.table_plan_aligned(8, None).unwrap().blocks,
+        grid.blocks
+    );
+    let probes: Vec<_> = aligned
+        .blocks
+        .iter()
+        .filter(|b| !grid.blocks.contains(b))
+        .collect();
+    assert!(probes.iter().all(|b| b.mid_channels % 8 != 0), "{probes:?}");
+    // Every searchable curve has at least two; shared curves (TF-NAS's
+    // non-SE e3 and e6) get their two ops' probes.
+    for shape in grid.searchable_shapes() {
+        let n = probes.iter().filter(|b| b.shape == shape).count();
+        assert!(n >= 2, "{shape:?} has {n} probes");
+    }
+    assert_eq!(aligned.len(), grid.len() + probes.len());
+    let range = space::WidthRange {
+        min: 64,
+        initial: 96,
+        max: 128,
+    };
+    assert_eq!(space::TablePlan::probe_widths(range, 8), vec![83, 107]);
+    assert_eq!(space::TablePlan::probe_widths(range, 16), vec![87, 103]);
+    assert!(space.table_plan_aligned(8, Some(1)).is_err());
+}

@@ -8,7 +8,7 @@
 //! the derived network a measured entry; `--width-multiple 1` keeps the
 //! method's 1-channel granularity.
 
-use space::{meta, Architecture, LatencyTable, Source};
+use space::{meta, Architecture, LatencyTable};
 
 use crate::error::Result;
 
@@ -67,7 +67,7 @@ pub fn interpolated_widths(table: &LatencyTable, arch: &Architecture) -> Result<
         for (b, block) in stage.blocks.iter().enumerate() {
             let spec = kept.next().expect("one spec per kept block");
             if let Some(e) = table.estimate(spec) {
-                if let Source::Interpolated { lower, upper } = e.source {
+                if let Some((lower, upper)) = e.source.between() {
                     out.push(format!(
                         "stage {} block {} {} m{} (between measured m{lower} and m{upper})",
                         s + 1,

@@ -36,5 +36,5 @@ pub use layers::{block_input_len, block_layers, conv_out, Layer};
 pub use plan::{FixedParts, TablePlan};
 pub use table::{
     meta, ArchLatency, Correction, Entry, Estimate, LatencyStats, LatencyTable, Metadata, Source,
-    TableWriter,
+    TableWriter, WidthModel,
 };

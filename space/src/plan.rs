@@ -87,7 +87,15 @@ impl SearchSpaceConfig {
 
     /// Every block a complete table of this space needs at `width_step`.
     pub fn table_plan(&self, width_step: u32) -> Result<TablePlan> {
-        TablePlan::new(self, width_step)
+        TablePlan::new(self, width_step, None)
+    }
+
+    /// [`table_plan`](Self::table_plan) plus, for an engine whose kernels
+    /// pad channels to multiples of `align`, the unaligned probes a table
+    /// with the `align N` width model prices unaligned widths from
+    /// ([`TablePlan::probe_widths`]).
+    pub fn table_plan_aligned(&self, width_step: u32, align: Option<u32>) -> Result<TablePlan> {
+        TablePlan::new(self, width_step, align)
     }
 }
 
@@ -95,18 +103,27 @@ impl SearchSpaceConfig {
 #[derive(Clone, Debug)]
 pub struct TablePlan {
     pub width_step: u32,
+    /// The alignment whose unaligned probes the plan holds, if any.
+    pub width_align: Option<u32>,
     pub blocks: Vec<BlockSpec>,
 }
 
 impl TablePlan {
     /// Per curve, every multiple of `width_step` inside each op's width
     /// range, plus each op's min, initial and max width; `width_step = 1`
-    /// gives every width.
-    pub fn new(space: &SearchSpaceConfig, width_step: u32) -> Result<Self> {
+    /// gives every width. With `align`, each op's range also gets its
+    /// [`probe_widths`](Self::probe_widths).
+    pub fn new(space: &SearchSpaceConfig, width_step: u32, align: Option<u32>) -> Result<Self> {
         if width_step == 0 {
             return Err(SpaceError::Config(
                 "the width step must be at least 1".into(),
             ));
+        }
+        if align.is_some_and(|a| !(2..=crate::table::WidthModel::MAX_MULTIPLE).contains(&a)) {
+            return Err(SpaceError::Config(format!(
+                "the width alignment must lie in [2, {}]",
+                crate::table::WidthModel::MAX_MULTIPLE
+            )));
         }
         space.validate()?;
         let fixed = space.fixed_parts();
@@ -129,9 +146,11 @@ impl TablePlan {
             for op in &space.ops {
                 let range = space.width_range(op, layer.in_channels);
                 let first = range.min.div_ceil(width_step) * width_step;
+                let probes = align.map_or(Vec::new(), |a| Self::probe_widths(range, a));
                 let mut mids = [range.min, range.initial, range.max]
                     .into_iter()
-                    .chain((first..=range.max).step_by(width_step as usize));
+                    .chain((first..=range.max).step_by(width_step as usize))
+                    .chain(probes);
                 add(space.op_shape(layer, op), &mut mids);
             }
         }
@@ -140,7 +159,30 @@ impl TablePlan {
             .iter()
             .flat_map(|shape| widths[shape].iter().map(|&m| shape.at(m)))
             .collect();
-        Ok(TablePlan { width_step, blocks })
+        Ok(TablePlan {
+            width_step,
+            width_align: align,
+            blocks,
+        })
+    }
+
+    /// The unaligned widths a build times in a range so that the `align`
+    /// width model can measure what unaligned widths cost: two, at about a
+    /// third and two thirds of the range, each `align / 2 - 1` past an
+    /// aligned width (3 past a multiple of 8: odd, as far from both aligned
+    /// neighbours as an odd width gets), kept only strictly inside the
+    /// range. A layer's six curves give twelve, whose mean is steady enough
+    /// (docs/table-format.md).
+    pub fn probe_widths(range: crate::config::WidthRange, align: u32) -> Vec<u32> {
+        let past = (align / 2).saturating_sub(1).max(1);
+        [1.0 / 3.0, 2.0 / 3.0]
+            .into_iter()
+            .map(|f| {
+                let target = f64::from(range.min) + f * f64::from(range.max - range.min);
+                (target as u32) / align * align + past
+            })
+            .filter(|&m| m > range.min && m < range.max && m % align != 0)
+            .collect()
     }
 
     pub fn len(&self) -> usize {

@@ -1,16 +1,19 @@
 //! Latency of a block at any width, and of a whole architecture.
 //!
-//! Widths between two measured widths of the same curve are interpolated
-//! linearly; every answer says whether it was measured or interpolated.
+//! Widths between two measured widths of the same curve are interpolated as
+//! the table's width model says ([`super::width`]: linearly, or between
+//! aligned widths with a surcharge for unaligned ones); every answer says
+//! whether it was measured or how it was priced.
 //! Anything outside the measured range is missing: never extrapolated, never
 //! a silent zero.
 
 use super::read::LatencyTable;
+use super::width::{interpolate, LayerKey, WidthModel};
 use crate::arch::Architecture;
 use crate::block::BlockSpec;
 use crate::error::{Result, SpaceError};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Source {
     Measured,
     /// Between the measured mid widths `lower` and `upper`.
@@ -18,12 +21,51 @@ pub enum Source {
         lower: u32,
         upper: u32,
     },
+    /// Under a table's `align N` width model, a width that is not a
+    /// multiple of N: interpolated between the measured aligned widths
+    /// `lower` and `upper`, times the layer's measured `surcharge`.
+    Unaligned {
+        lower: u32,
+        upper: u32,
+        surcharge: f64,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Estimate {
     pub ms: f64,
     pub source: Source,
+}
+
+impl Source {
+    /// The measured widths an unmeasured width was priced between; `None`
+    /// for a measured one.
+    pub fn between(&self) -> Option<(u32, u32)> {
+        match *self {
+            Source::Measured => None,
+            Source::Interpolated { lower, upper } | Source::Unaligned { lower, upper, .. } => {
+                Some((lower, upper))
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Measured => write!(f, "measured"),
+            Source::Interpolated { lower, upper } => write!(f, "interpolated {lower}..{upper}"),
+            Source::Unaligned {
+                lower,
+                upper,
+                surcharge,
+            } => write!(
+                f,
+                "interpolated {lower}..{upper}, unaligned {:+.1}%",
+                (surcharge - 1.0) * 100.0
+            ),
+        }
+    }
 }
 
 impl Estimate {
@@ -50,25 +92,73 @@ impl LatencyTable {
     pub fn estimate(&self, spec: &BlockSpec) -> Option<Estimate> {
         let points = self.curves.get(&spec.shape)?;
         let mid = spec.mid_channels;
-        match points.binary_search_by_key(&mid, |&(m, _)| m) {
-            Ok(i) => Some(Estimate {
+        if let Ok(i) = points.binary_search_by_key(&mid, |&(m, _)| m) {
+            return Some(Estimate {
                 ms: points[i].1,
                 source: Source::Measured,
-            }),
-            Err(i) if i > 0 && i < points.len() => {
-                let (m0, t0) = points[i - 1];
-                let (m1, t1) = points[i];
-                let f = f64::from(mid - m0) / f64::from(m1 - m0);
-                Some(Estimate {
-                    ms: t0 + f * (t1 - t0),
-                    source: Source::Interpolated {
-                        lower: m0,
-                        upper: m1,
-                    },
-                })
-            }
-            Err(_) => None,
+            });
         }
+        if let WidthModel::Align { multiple } = self.width_model {
+            if let Some(e) = self.aligned_estimate(spec, points, multiple) {
+                return Some(e);
+            }
+        }
+        let (ms, lower, upper) = interpolate(points, mid, |_| true)?;
+        Some(Estimate {
+            ms,
+            source: Source::Interpolated { lower, upper },
+        })
+    }
+
+    /// Under `align N`: `spec`'s width interpolated between the curve's
+    /// measured aligned widths, times its layer's surcharge when it is not
+    /// aligned itself. `None` where aligned widths do not bracket it (the
+    /// caller then interpolates between whatever was measured).
+    fn aligned_estimate(
+        &self,
+        spec: &BlockSpec,
+        points: &[(u32, f64)],
+        multiple: u32,
+    ) -> Option<Estimate> {
+        let mid = spec.mid_channels;
+        let (base, lower, upper) = interpolate(points, mid, |m| m % multiple == 0)?;
+        if mid % multiple == 0 {
+            return Some(Estimate {
+                ms: base,
+                source: Source::Interpolated { lower, upper },
+            });
+        }
+        let surcharge = self
+            .surcharges
+            .get(&LayerKey::of(&spec.shape))
+            .copied()
+            .unwrap_or(1.0);
+        Some(Estimate {
+            ms: base * surcharge,
+            source: Source::Unaligned {
+                lower,
+                upper,
+                surcharge,
+            },
+        })
+    }
+
+    /// How the table prices widths it did not measure.
+    pub fn width_model(&self) -> WidthModel {
+        self.width_model
+    }
+
+    /// This table pricing unmeasured widths by `model` instead of its
+    /// header's, the same rows and header otherwise: to show what a width
+    /// model changes on the same measurements.
+    pub fn with_width_model(&self, model: WidthModel) -> LatencyTable {
+        let mut twin = self.clone();
+        twin.width_model = model;
+        twin.surcharges = match model {
+            WidthModel::Align { multiple } => super::width::surcharges(&self.curves, multiple),
+            WidthModel::Linear => Default::default(),
+        };
+        twin
     }
 
     /// Like [`estimate`](Self::estimate), with a missing entry as an error.

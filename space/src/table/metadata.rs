@@ -22,6 +22,10 @@ pub mod meta {
     pub const LAYOUT: &str = "layout";
     pub const BATCH: &str = "batch";
     pub const WIDTH_STEP: &str = "width_step";
+    /// How a width the table did not measure is priced: `linear`, or
+    /// `align N` (kernels pad channels to multiples of N; the table holds
+    /// probes at unaligned widths). See [`crate::table::WidthModel`].
+    pub const WIDTH_MODEL: &str = "width_model";
     pub const SPACE: &str = "space";
     pub const SPACE_DIGEST: &str = "space_digest";
     pub const CLOCKS: &str = "clocks";

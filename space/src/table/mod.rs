@@ -16,6 +16,7 @@ mod lookup;
 mod metadata;
 mod read;
 mod scope;
+mod width;
 mod write;
 
 pub use correction::Correction;
@@ -23,6 +24,7 @@ pub use lookup::{ArchLatency, Estimate, Source};
 pub use metadata::{meta, Metadata};
 pub use read::LatencyTable;
 pub use scope::describe_outside;
+pub use width::WidthModel;
 pub use write::TableWriter;
 
 use crate::block::BlockSpec;

@@ -8,6 +8,7 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use super::metadata::{meta, Metadata};
+use super::width::{surcharges, LayerKey, WidthModel};
 use super::{Entry, LatencyStats, COLUMNS, FORMAT};
 use crate::block::{BlockShape, BlockSpec};
 use crate::error::{Result, SpaceError};
@@ -30,6 +31,11 @@ pub struct LatencyTable {
     /// Per shape, the `(mid, median_ms - boundary_ms)` points sorted by mid:
     /// what each block adds to a network.
     pub(super) curves: HashMap<BlockShape, Vec<(u32, f64)>>,
+    /// The header's `width_model` (linear without one).
+    pub(super) width_model: WidthModel,
+    /// Under `align N`, each layer's measured surcharge for unaligned
+    /// widths ([`super::width`]).
+    pub(super) surcharges: HashMap<LayerKey, f64>,
 }
 
 impl LatencyTable {
@@ -77,6 +83,8 @@ impl LatencyTable {
             by_spec: HashMap::new(),
             boundary_ms: header.boundary_ms,
             curves: HashMap::new(),
+            width_model: header.width_model,
+            surcharges: HashMap::new(),
         };
         let mut first_batch_line = 0;
         for record in reader.records() {
@@ -113,6 +121,9 @@ impl LatencyTable {
         }
         for points in table.curves.values_mut() {
             points.sort_by_key(|&(mid, _)| mid);
+        }
+        if let WidthModel::Align { multiple } = table.width_model {
+            table.surcharges = surcharges(&table.curves, multiple);
         }
         Ok(table)
     }
@@ -233,6 +244,7 @@ struct Header {
     /// Line of the `format` line.
     format_line: Option<u64>,
     lines: HashMap<String, u64>,
+    width_model: WidthModel,
 }
 
 impl Header {
@@ -268,12 +280,23 @@ impl Header {
                 })?,
             None => 0.0,
         };
+        let width_model = match metadata.get(meta::WIDTH_MODEL) {
+            Some(v) => WidthModel::parse(v).map_err(|why| {
+                at.fail(
+                    line(meta::WIDTH_MODEL),
+                    None,
+                    format!("header {} {why}", meta::WIDTH_MODEL),
+                )
+            })?,
+            None => WidthModel::Linear,
+        };
         Ok(Header {
             format_line: lines.get(meta::FORMAT).copied(),
             lines,
             metadata,
             batch,
             boundary_ms,
+            width_model,
         })
     }
 }

@@ -27,13 +27,7 @@ pub fn run(args: &PredictArgs) -> Result<()> {
         .with_context(|| format!("cannot predict the architecture from {}", table.origin()))?;
     if args.blocks {
         for (spec, e) in &latency.blocks {
-            let how = match e.source {
-                space::Source::Measured => "measured".to_string(),
-                space::Source::Interpolated { lower, upper } => {
-                    format!("interpolated {lower}..{upper}")
-                }
-            };
-            println!("{:>10.4} ms  {spec}  ({how})", e.ms);
+            println!("{:>10.4} ms  {spec}  ({})", e.ms, e.source);
         }
         if table.boundary_ms() > 0.0 {
             println!(
