@@ -7,6 +7,7 @@ use anyhow::Result;
 use clap::Args;
 use profiler::files::command_line;
 use profiler::files::resume::check_out_folder;
+use profiler::measure::engine::Engine;
 use profiler::measure::timing::TimingFlags;
 use profiler::table::build::{build_table, BuildSettings, Output};
 use profiler::table::progress::{LogOnly, Progress};
@@ -44,7 +45,9 @@ pub struct BuildArgs<S: Args> {
 /// checked before the engine opens.
 pub fn run<E: EngineCli>(args: &BuildArgs<E::Settings>) -> Result<()> {
     let space = load_space(args.space.as_ref())?;
-    let plan_len = space.table_plan(args.width_step)?.len();
+    // Checked before the engine opens; the engine's alignment adds its
+    // probes once it has.
+    space.table_plan(args.width_step)?;
     // Held to the end: a second build of the same file (or an orphaned
     // one still timing) is refused rather than appending rows of its own.
     let _lock = match &args.out {
@@ -63,6 +66,10 @@ pub fn run<E: EngineCli>(args: &BuildArgs<E::Settings>) -> Result<()> {
         in_network: E::in_network(&args.engine),
     };
     let (mut engine, mut monitor) = E::open(&args.engine)?;
+    let plan_len = settings
+        .space
+        .table_plan_aligned(args.width_step, engine.info().width_align)?
+        .len();
     eprintln!(
         "timing {plan_len} entries of space '{}' at batch {}, width step {}",
         settings.space.name,

@@ -23,7 +23,7 @@ use space::layers::{block_input_len, block_layers, Layer};
 use space::{meta, Activation, BlockSpec};
 use tch::{Kind, Tensor};
 
-use crate::system::{cpu_capability, pin_to, Machine};
+use crate::system::{cpu_capability, pin_to, vector_floats, Machine};
 
 /// Name and version of this engine, for the fingerprint.
 pub const ENGINE_NAME: &str = "profiler-cpu/2 (libtorch CPU kernels, BN folded, no_grad)";
@@ -438,6 +438,7 @@ impl CpuEngine {
         };
         // Twice the cache, so a non-inclusive (victim) cache is emptied too.
         let evict = vec![1u64; (2 * evict_bytes / 8) as usize];
+        let capability = cpu_capability();
         let info = EngineInfo {
             device_name: machine.model.clone(),
             device_uuid: format!("CPU-{}", machine.hostname),
@@ -456,12 +457,13 @@ impl CpuEngine {
                 ),
                 (meta::CPU_GOVERNOR.into(), machine.governor.clone()),
                 (meta::LIBTORCH.into(), LIBTORCH_VERSION.into()),
-                (meta::CPU_CAPABILITY.into(), cpu_capability()),
+                (meta::CPU_CAPABILITY.into(), capability.clone()),
                 (meta::CPU_MEMORY.into(), crate::memory::describe()),
                 (meta::CACHE.into(), settings.cache.to_string()),
                 (meta::TIMER.into(), settings.timer.to_string()),
             ],
             resume_keys: RESUME_KEYS.to_vec(),
+            width_align: Some(vector_floats(&capability)),
         };
         Ok(CpuEngine {
             info,

@@ -195,6 +195,10 @@ pub fn describe(ctx: &Arc<CudaContext>, engine: &str) -> Result<EngineInfo> {
             engine: engine.to_string(),
             extra: Vec::new(),
             resume_keys: Vec::new(),
+            // Tensor cores take channels in multiples of 8 (fp16/bf16);
+            // the probes measure what an unaligned width costs on top.
+            // Not yet run on a GPU (docs/gpu-check.md).
+            width_align: Some(8),
         })
     })
 }

@@ -118,6 +118,12 @@ pub struct EngineInfo {
     /// match (after [`MEASUREMENT_KEYS`], which always must); the others
     /// (a core count, an affinity) are informative.
     pub resume_keys: Vec<&'static str>,
+    /// The channel multiple the engine's kernels pad to (a CPU's vector
+    /// lanes, a GPU's tensor-core multiple), or `None` for none known. A
+    /// table built with one times a few unaligned widths per curve besides
+    /// its grid and says `width_model: align N`, so that unaligned widths
+    /// are priced with their measured surcharge (space's `WidthModel`).
+    pub width_align: Option<u32>,
 }
 
 /// The keys of [`set_measurement_lines`]'s common lines that change what a

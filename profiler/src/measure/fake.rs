@@ -59,6 +59,7 @@ impl FakeEngine {
                 engine: "fake/1".into(),
                 extra: Vec::new(),
                 resume_keys: Vec::new(),
+                width_align: None,
             },
             config,
             prepared: Vec::new(),

@@ -14,7 +14,9 @@ use std::path::Path;
 use std::time::Instant;
 
 use space::TableWriter;
-use space::{meta, BlockSpec, Entry, LatencyTable, Metadata, SearchSpaceConfig, TablePlan};
+use space::{
+    meta, BlockSpec, Entry, LatencyTable, Metadata, SearchSpaceConfig, TablePlan, WidthModel,
+};
 
 use crate::error::{ProfilerError, Result};
 use crate::files::resume::{
@@ -76,6 +78,7 @@ pub fn fingerprint(
     m.set(meta::FORMAT, space::table::FORMAT);
     crate::measure::engine::set_measurement_lines(&mut m, info, config)
         .set(meta::WIDTH_STEP, settings.width_step)
+        .set(meta::WIDTH_MODEL, width_model(info).describe())
         .set(meta::SPACE, &settings.space.name)
         .set(meta::SPACE_DIGEST, settings.space.digest())
         .set(TIMING_KEY, settings.timing.describe())
@@ -86,6 +89,16 @@ pub fn fingerprint(
         m.set(IN_NETWORK_KEY, how.describe());
     }
     m
+}
+
+/// How a table built by an engine described by `info` prices widths it
+/// did not measure: `align N` where its kernels pad channels to N (its
+/// plan then holds the probes that model needs), linear otherwise.
+pub fn width_model(info: &EngineInfo) -> WidthModel {
+    match info.width_align {
+        Some(multiple) => WidthModel::Align { multiple },
+        None => WidthModel::Linear,
+    }
 }
 
 /// What a build did.
@@ -298,7 +311,7 @@ fn new_reference(
     progress: &dyn Progress,
 ) -> Result<f64> {
     let blocks = reference_network(&settings.space, plan)?;
-    let s = speed::calibrate(engine, &blocks, settings.timing.warmup)?;
+    let s = speed::calibrate(engine, &blocks, settings.timing.warmup, &speed::CALIBRATION)?;
     progress.log(&format!(
         "speed reference: the fixed parts take {:.4} ms (95% CI {:.4}..{:.4}) in a full-depth network; every run is scaled to it",
         s.median, s.ci_low, s.ci_high
@@ -307,7 +320,7 @@ fn new_reference(
         speed::REFERENCE_NOTE_KEY,
         format!(
             "median time of the fixed parts (stem, second stem, head) over {} runs of a full-depth network (95% CI {:.6}..{:.6} ms); each run's times are scaled by it over the fixed parts' time in that run",
-            speed::CALIBRATION_RUNS, s.ci_low, s.ci_high
+            s.samples, s.ci_low, s.ci_high
         ),
     );
     Ok(s.median)
@@ -519,7 +532,9 @@ pub fn build_table(
     output: Output<'_>,
     progress: &dyn Progress,
 ) -> Result<BuildReport> {
-    let plan = settings.space.table_plan(settings.width_step)?;
+    let plan = settings
+        .space
+        .table_plan_aligned(settings.width_step, engine.info().width_align)?;
     let mut header = fingerprint(engine.info(), engine.config(), settings, &now_rfc3339());
     let gpu_settings = monitor.settings().to_string();
     header.set(meta::GPU_SETTINGS, &gpu_settings);

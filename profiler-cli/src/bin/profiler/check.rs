@@ -70,7 +70,11 @@ pub fn run(args: &CheckArgs) -> Result<()> {
         .get(meta::WIDTH_STEP)
         .and_then(|s| s.parse().ok())
         .unwrap_or(8);
-    let plan = space.table_plan(step)?;
+    let align = match table.width_model() {
+        space::WidthModel::Align { multiple } => Some(multiple),
+        space::WidthModel::Linear => None,
+    };
+    let plan = space.table_plan_aligned(step, align)?;
     let missing: Vec<_> = plan
         .blocks
         .iter()

@@ -13,6 +13,11 @@ pub struct PlanArgs {
     /// Measure every N-th mid width (plus each op's min, initial and max).
     #[arg(long, default_value_t = 8)]
     width_step: u32,
+    /// Add the unaligned widths a build times for an engine whose kernels
+    /// pad channels to multiples of N (`width_model: align N`): 8 on an
+    /// AVX2 CPU or a GPU, 16 with AVX-512.
+    #[arg(long, value_name = "N")]
+    align: Option<u32>,
     /// Also print every block key, one per line, on stdout.
     #[arg(long)]
     keys: bool,
@@ -20,7 +25,7 @@ pub struct PlanArgs {
 
 pub fn run(args: &PlanArgs) -> Result<()> {
     let space = profiler_cli::flags::load_space(args.space.as_ref())?;
-    let plan = space.table_plan(args.width_step)?;
+    let plan = space.table_plan_aligned(args.width_step, args.align)?;
     // The plan is the command's output; with --keys the keys are, one per
     // line for a script, and the plan goes to stderr for the reader.
     if args.keys {

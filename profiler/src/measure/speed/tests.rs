@@ -18,7 +18,12 @@ fn a_machine_that_drifts_is_timed_at_one_speed() {
     // Every run a different speed, up to 60% apart.
     engine.speeds = vec![1.0, 1.3, 0.8, 1.1, 0.9];
     let rule = crate::measure::timing::TimingRule::default();
-    let reference = calibrate(&mut engine, &blocks, rule.warmup).unwrap();
+    // Thirty runs: six of the fake's five-speed cycles.
+    let thirty = StopRule {
+        max_samples: 30,
+        ..CALIBRATION
+    };
+    let reference = calibrate(&mut engine, &blocks, rule.warmup, &thirty).unwrap();
     let at_1: f64 = blocks
         .iter()
         .filter(|b| is_fixed(b))

@@ -70,6 +70,39 @@ fn keys(table: &LatencyTable) -> Vec<String> {
 }
 
 #[test]
+fn an_engine_that_pads_channels_gets_unaligned_probes_and_says_its_width_model() {
+    let mut engine = FakeEngine::new(EngineConfig::default());
+    engine.info.width_align = Some(8);
+    let mut out = Vec::new();
+    let report = build_table(
+        &mut engine,
+        &mut FakeMonitor::default(),
+        &settings(),
+        Output::Stream(&mut out),
+        &LogOnly,
+    )
+    .unwrap();
+    let aligned = settings().space.table_plan_aligned(8, Some(8)).unwrap();
+    assert!(aligned.len() > plan_len());
+    assert_eq!(report.planned, aligned.len());
+    let table = LatencyTable::parse(std::str::from_utf8(&out).unwrap(), "stream").unwrap();
+    assert_eq!(table.metadata().get(meta::WIDTH_MODEL), Some("align 8"));
+    assert_eq!(
+        table.width_model(),
+        space::WidthModel::Align { multiple: 8 }
+    );
+    let want: Vec<String> = aligned.blocks.iter().map(|b| b.key()).collect();
+    assert_eq!(keys(&table), want);
+    // An engine without an alignment: the grid alone, priced linearly.
+    assert_eq!(whole_table().len(), plan_len());
+    assert_eq!(whole_table().width_model(), space::WidthModel::Linear);
+    assert_eq!(
+        whole_table().metadata().get(meta::WIDTH_MODEL),
+        Some("linear")
+    );
+}
+
+#[test]
 fn writes_every_planned_entry_with_the_fingerprint() {
     let mut engine = FakeEngine::new(EngineConfig::default());
     let mut out = Vec::new();
