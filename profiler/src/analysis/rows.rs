@@ -512,6 +512,60 @@ pub fn pass_noise(rows: &[Row]) -> Option<PassNoise> {
     })
 }
 
+/// A network whose passes disagree far beyond the others' noise: its
+/// latency has several modes (seen on the CPU for networks of unaligned
+/// widths, whose kernels can switch paths between runs), so the mean of
+/// its passes is not one number to trust.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Unstable {
+    pub index: u64,
+    /// Its passes' measured medians, in pass order.
+    pub passes_ms: Vec<f64>,
+    /// `max / min − 1` of those, in percent.
+    pub spread_pct: f64,
+}
+
+/// The floor of [`unstable`]'s threshold: a spread of passes below 5% is
+/// never called several modes, however steady the other networks ran.
+pub const UNSTABLE_FLOOR_PCT: f64 = 5.0;
+
+/// The networks of `rows` (two passes or more) whose passes spread wider
+/// than both [`UNSTABLE_FLOOR_PCT`] and three times the median spread of
+/// all networks: a rule a machine that is merely noisy (every network
+/// spreads alike) does not trip, and that the median keeps from being
+/// raised by the unstable networks themselves.
+pub fn unstable(rows: &[Row]) -> Vec<Unstable> {
+    let networks: Vec<Unstable> = by_network(rows)
+        .into_iter()
+        .filter(|(_, p)| p.len() >= 2)
+        .map(|(index, mut passes)| {
+            passes.sort_by_key(|r| r.pass);
+            let passes_ms: Vec<f64> = passes.iter().map(|r| r.measured_ms).collect();
+            let (lo, hi) = passes_ms
+                .iter()
+                .fold((f64::INFINITY, 0.0_f64), |(lo, hi), &m| {
+                    (lo.min(m), hi.max(m))
+                });
+            Unstable {
+                index,
+                passes_ms,
+                spread_pct: (hi / lo - 1.0) * 100.0,
+            }
+        })
+        .collect();
+    let mut spreads: Vec<f64> = networks.iter().map(|n| n.spread_pct).collect();
+    if spreads.is_empty() {
+        return Vec::new();
+    }
+    spreads.sort_by(f64::total_cmp);
+    let median = spreads[spreads.len() / 2];
+    let threshold = UNSTABLE_FLOOR_PCT.max(3.0 * median);
+    networks
+        .into_iter()
+        .filter(|n| n.spread_pct > threshold)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -604,5 +658,45 @@ mod tests {
         let ok =
             format!("{header}{cols}\n1,0,1,10,9,11.1,8,10,5,0,a\n0,0,1,10,9,11.1,8,10,5,0,a\n");
         assert_eq!(parse(&ok, "r.csv").unwrap().rows.len(), 2);
+    }
+
+    #[test]
+    fn a_network_whose_passes_jump_far_beyond_the_others_is_called_unstable() {
+        // Four steady networks (1% apart) and one taking 22.5, 29.6, 22.3 ms,
+        // as TF-NAS-A did on the CPU.
+        let mut rows = Vec::new();
+        for index in 0..4 {
+            for (pass, ms) in [20.0, 20.2, 20.1].into_iter().enumerate() {
+                rows.push(row(index, pass as u32, ms));
+            }
+        }
+        for (pass, ms) in [22.5, 29.6, 22.3].into_iter().enumerate() {
+            rows.push(row(4, pass as u32, ms));
+        }
+        let u = unstable(&rows);
+        assert_eq!(u.len(), 1);
+        assert_eq!(u[0].index, 4);
+        assert_eq!(u[0].passes_ms, vec![22.5, 29.6, 22.3]);
+        assert!((u[0].spread_pct - (29.6 / 22.3 - 1.0) * 100.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_machine_where_every_network_spreads_alike_shows_no_unstable_network() {
+        // Every network 8% apart: noise of the machine, not modes of one.
+        let mut rows = Vec::new();
+        for index in 0..5 {
+            for (pass, ms) in [20.0, 21.6, 20.8].into_iter().enumerate() {
+                rows.push(row(index, pass as u32, ms));
+            }
+        }
+        assert!(unstable(&rows).is_empty());
+        // One pass each: nothing to compare.
+        assert!(unstable(&rows[..1]).is_empty());
+        // Below the floor, even alone among steadier networks.
+        let mut calm: Vec<Row> = (0..3)
+            .flat_map(|i| [row(i, 0, 20.0), row(i, 1, 20.0)])
+            .collect();
+        calm.extend([row(3, 0, 20.0), row(3, 1, 20.9)]);
+        assert!(unstable(&calm).is_empty());
     }
 }

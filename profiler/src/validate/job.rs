@@ -136,6 +136,22 @@ pub struct Network {
     pub code: String,
     pub blocks: Vec<BlockSpec>,
     pub predicted_ms: f64,
+    /// The same network priced by linear interpolation, when the table's
+    /// width model is another (the report shows what the model changed,
+    /// on the same measurements).
+    pub linear_ms: Option<f64>,
+}
+
+/// `table` under linear interpolation, when its width model is another.
+fn linear_twin(table: &LatencyTable) -> Option<LatencyTable> {
+    (table.width_model() != space::WidthModel::Linear)
+        .then(|| table.with_width_model(space::WidthModel::Linear))
+}
+
+/// What `twin` (see [`linear_twin`]) predicts for `blocks`.
+fn twin_ms(twin: Option<&LatencyTable>, blocks: &[BlockSpec]) -> Option<f64> {
+    twin.and_then(|t| t.predict_blocks(blocks).ok())
+        .map(|p| p.total_ms)
 }
 
 /// Everything a validation run needs except the engine: the table's
@@ -290,6 +306,7 @@ impl Job {
         let mut networks = Vec::with_capacity(samples);
         let mut missing: Vec<String> = Vec::new();
         let mut unpredictable = 0;
+        let twin = linear_twin(table);
         for index in 0..samples as u64 {
             let arch = Architecture::sample_nth_on(space, seed, index, width_multiple)?;
             let blocks = arch.block_specs()?;
@@ -297,6 +314,7 @@ impl Job {
                 Ok(p) => networks.push(Network {
                     index,
                     code: arch.code(),
+                    linear_ms: twin_ms(twin.as_ref(), &blocks),
                     blocks,
                     predicted_ms: p.total_ms,
                 }),
@@ -334,6 +352,7 @@ impl Job {
         archs: Vec<(String, Architecture)>,
     ) -> Result<()> {
         let mut networks = Vec::with_capacity(archs.len());
+        let twin = linear_twin(table);
         for (index, (name, arch)) in archs.iter().enumerate() {
             if arch.space.digest() != self.space.digest() {
                 bail!(
@@ -351,6 +370,7 @@ impl Job {
             networks.push(Network {
                 index: index as u64,
                 code: arch.code(),
+                linear_ms: twin_ms(twin.as_ref(), &blocks),
                 blocks,
                 predicted_ms: predicted.total_ms,
             });

@@ -24,6 +24,8 @@ struct JsonReport<'a> {
     #[serde(flatten)]
     stats: &'a ValidationStats,
     pass_noise: Option<rows::PassNoise>,
+    /// Networks whose passes disagree far beyond the others' noise.
+    unstable: Vec<rows::Unstable>,
 }
 
 /// What `validate` prints on stdout, for every engine's command line: the
@@ -34,10 +36,12 @@ pub fn report(job: &Job, device: &str, rows: &[Row], json: bool) -> Result<Strin
     let networks = rows::combine(rows);
     let s = stats(&networks)?;
     let noise = rows::pass_noise(rows);
+    let unstable = rows::unstable(rows);
     if json {
         let text = serde_json::to_string_pretty(&JsonReport {
             stats: &s,
             pass_noise: noise,
+            unstable,
         })
         .map_err(|e| ProfilerError::Invalid(format!("cannot write the report as JSON: {e}")))?;
         return Ok(text + "\n");
@@ -54,7 +58,29 @@ pub fn report(job: &Job, device: &str, rows: &[Row], json: bool) -> Result<Strin
             n.combined_sd_pct()
         );
     }
+    render_unstable(&mut text, &networks, &unstable);
     Ok(text)
+}
+
+/// One line per network whose latency has several modes, so that no one
+/// reads its mean as a measurement.
+fn render_unstable(out: &mut String, networks: &[Row], unstable: &[rows::Unstable]) {
+    use std::fmt::Write as _;
+    for u in unstable {
+        let passes: Vec<String> = u.passes_ms.iter().map(|m| format!("{m:.4}")).collect();
+        let arch = networks
+            .iter()
+            .find(|r| r.index == u.index)
+            .map_or("", |r| r.arch.as_str());
+        let _ = writeln!(
+            out,
+            "unstable: network {} took {} ms in its passes ({:.1}% apart, beyond {:.0}% and three times the median network's spread): its latency has several modes, and its mean above is not one number: {arch}",
+            u.index,
+            passes.join(", "),
+            u.spread_pct,
+            rows::UNSTABLE_FLOOR_PCT
+        );
+    }
 }
 
 /// The readable report.
@@ -155,14 +181,21 @@ fn render_other_predictions(out: &mut String, job: &Job, rows: &[Row]) {
             c.apply(r.predicted_ms)
         });
     }
+    // Network i of the job is row i (`Job::new`, `Job::given`).
+    let network = |r: &Row| {
+        usize::try_from(r.index)
+            .ok()
+            .and_then(|i| job.networks.get(i))
+    };
+    if job.networks.iter().all(|n| n.linear_ms.is_some()) && !job.networks.is_empty() {
+        let model = job.table_header.get(space::meta::WIDTH_MODEL).unwrap_or("");
+        other(
+            format!("priced by linear interpolation instead of the table's width model ({model})"),
+            &|r: &Row| network(r).and_then(|n| n.linear_ms).unwrap_or(f64::NAN),
+        );
+    }
     if job.boundary_ms > 0.0 {
-        // Network i of the job is sample i (`Job::new`).
-        let blocks = |r: &Row| {
-            usize::try_from(r.index)
-                .ok()
-                .and_then(|i| job.networks.get(i))
-                .map_or(0, |n| n.blocks.len())
-        };
+        let blocks = |r: &Row| network(r).map_or(0, |n| n.blocks.len());
         other(
             format!(
                 "as plain sums of medians (without the table's boundary of {:.4} ms per block but one)",

@@ -755,3 +755,83 @@ fn the_report_splits_the_error_by_where_a_network_sits() {
     let high = pct(high.split(" (").next().unwrap());
     assert!(low > high, "{line}");
 }
+
+#[test]
+fn a_network_that_jumps_between_passes_is_reported_unstable() {
+    let (_dir, path, table) = setup();
+    let job = job(&table, &path, 1, 4).with_passes(2).unwrap();
+    let slow = std::rc::Rc::new(std::cell::Cell::new(1.0));
+    let mut engine = drifting(&table, slow.clone());
+    let mut monitor = Unmonitored { why: "test".into() };
+    // The last network's second pass runs 20% slower; every other pass of
+    // every network takes the same time.
+    let rows = run_validation(&mut engine, &mut monitor, &job, None, &mut |m| {
+        if m.starts_with("pass 2/2, 3/4:") {
+            slow.set(1.2);
+        }
+    })
+    .unwrap();
+    let text = report(&job, "Fake", &rows, false).unwrap();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("unstable:"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    assert!(lines[0].starts_with("unstable: network 3 took "), "{text}");
+    assert!(lines[0].contains("(20.0% apart"), "{text}");
+    let json = report(&job, "Fake", &rows, true).unwrap();
+    assert!(
+        json.contains("\"unstable\"") && json.contains("\"index\": 3"),
+        "{json}"
+    );
+}
+
+#[test]
+fn an_aligned_table_reports_what_linear_interpolation_would_have_said() {
+    let dir = tempfile::tempdir().unwrap();
+    let space = SearchSpaceConfig::default();
+    let mut header = table_header(&space);
+    header.set(meta::WIDTH_MODEL, "align 8");
+    // Every unaligned width costs 10% over the line through its aligned
+    // neighbours: the probes measure exactly that surcharge.
+    let plan = space.table_plan_aligned(8, Some(8)).unwrap();
+    let mut w = TableWriter::new(Vec::new(), &header).unwrap();
+    for spec in &plan.blocks {
+        let surcharge = if spec.mid_channels % 8 == 0 { 1.0 } else { 1.1 };
+        w.write(&Entry {
+            spec: *spec,
+            batch: 32,
+            stats: LatencyStats::exact(block_ms(spec) * surcharge, 10),
+        })
+        .unwrap();
+    }
+    let path = dir.path().join("aligned.csv");
+    std::fs::write(&path, w.finish(&Metadata::new()).unwrap()).unwrap();
+    let table = LatencyTable::from_path(&path).unwrap();
+    // Networks of any width, timed exactly as the aligned model prices them.
+    let aligned = job(&table, &path, 1, 6);
+    assert!(aligned.networks.iter().all(|n| n.linear_ms.is_some()));
+    let mut engine = model_engine(&table, |sum| sum);
+    let rows = run(&mut engine, &aligned, None).unwrap();
+    let text = report(&aligned, "Fake", &rows, false).unwrap();
+    assert!(text.contains("MAPE 0.000%"), "{text}");
+    let linear = text
+        .lines()
+        .find(|l| {
+            l.starts_with(
+                "priced by linear interpolation instead of the table's width model (align 8)",
+            )
+        })
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(!linear.contains("MAPE 0.000%"), "{linear}");
+    // A linear table has no such line.
+    let (plain_path, plain) = write_table(
+        dir.path(),
+        "plain.csv",
+        &space,
+        &table_header(&space),
+        |_| true,
+    );
+    let plain_job = job(&plain, &plain_path, 1, 2);
+    assert!(plain_job.networks.iter().all(|n| n.linear_ms.is_none()));
+}
