@@ -23,6 +23,26 @@ fn plan_prints_the_space_and_counts() {
     );
 }
 
+#[test]
+fn plan_with_an_alignment_adds_the_unaligned_probes() {
+    let out = profiler(&["plan", "--keys", "--width-step", "8", "--align", "8"]);
+    assert!(out.status.success());
+    assert!(
+        text(&out.stderr).contains("2981 entries"),
+        "{}",
+        text(&out.stderr)
+    );
+    let keys = text(&out.stdout);
+    assert_eq!(keys.lines().count(), 2981);
+    // TF-NAS-A's first width, 83, is a probe of its curve (a third of
+    // [64, 128], 3 past 80).
+    assert!(keys
+        .lines()
+        .any(|k| k == "mbconv_r112_i16_o24_s2_k3_m83_se32_relu"));
+    let out = profiler(&["plan", "--align", "1"]);
+    fails_with(&out, &["alignment", "[2, 256]"]);
+}
+
 /// `profiler plan --keys | head -1`: the reader goes away after one line;
 /// the profiler ends as Unix tools do (SIGPIPE), not with a panic.
 #[cfg(unix)]
