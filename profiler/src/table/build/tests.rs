@@ -51,18 +51,24 @@ fn build_file(
     build_table(engine, monitor, &settings(), Output::File(path), &LogOnly)
 }
 
-/// A whole table built by a fresh fake engine to a stream, read back.
-fn whole_table() -> LatencyTable {
+/// A whole table built by `engine` to a stream: the report and the text.
+fn stream_build(engine: &mut FakeEngine) -> (BuildReport, String) {
     let mut out = Vec::new();
-    build_table(
-        &mut FakeEngine::new(EngineConfig::default()),
+    let report = build_table(
+        engine,
         &mut FakeMonitor::default(),
         &settings(),
         Output::Stream(&mut out),
         &LogOnly,
     )
     .unwrap();
-    LatencyTable::parse(std::str::from_utf8(&out).unwrap(), "stream").unwrap()
+    (report, String::from_utf8(out).unwrap())
+}
+
+/// A whole table built by a fresh fake engine to a stream, read back.
+fn whole_table() -> LatencyTable {
+    let (_, text) = stream_build(&mut FakeEngine::new(EngineConfig::default()));
+    LatencyTable::parse(&text, "stream").unwrap()
 }
 
 fn keys(table: &LatencyTable) -> Vec<String> {
@@ -73,19 +79,11 @@ fn keys(table: &LatencyTable) -> Vec<String> {
 fn an_engine_that_pads_channels_gets_unaligned_probes_and_says_its_width_model() {
     let mut engine = FakeEngine::new(EngineConfig::default());
     engine.info.width_align = Some(8);
-    let mut out = Vec::new();
-    let report = build_table(
-        &mut engine,
-        &mut FakeMonitor::default(),
-        &settings(),
-        Output::Stream(&mut out),
-        &LogOnly,
-    )
-    .unwrap();
+    let (report, text) = stream_build(&mut engine);
     let aligned = settings().space.table_plan_aligned(8, Some(8)).unwrap();
     assert!(aligned.len() > plan_len());
     assert_eq!(report.planned, aligned.len());
-    let table = LatencyTable::parse(std::str::from_utf8(&out).unwrap(), "stream").unwrap();
+    let table = LatencyTable::parse(&text, "stream").unwrap();
     assert_eq!(table.metadata().get(meta::WIDTH_MODEL), Some("align 8"));
     assert_eq!(
         table.width_model(),
@@ -105,20 +103,11 @@ fn an_engine_that_pads_channels_gets_unaligned_probes_and_says_its_width_model()
 #[test]
 fn writes_every_planned_entry_with_the_fingerprint() {
     let mut engine = FakeEngine::new(EngineConfig::default());
-    let mut out = Vec::new();
-    let report = build_table(
-        &mut engine,
-        &mut FakeMonitor::default(),
-        &settings(),
-        Output::Stream(&mut out),
-        &LogOnly,
-    )
-    .unwrap();
+    let (report, text) = stream_build(&mut engine);
     let n = plan_len();
     assert!(n > 10, "{n}");
     assert_eq!((report.planned, report.measured, report.skipped), (n, n, 0));
 
-    let text = String::from_utf8(out).unwrap();
     let table = LatencyTable::parse(&text, "stdout").unwrap();
     let plan = settings().space.table_plan(8).unwrap();
     let want: Vec<String> = plan.blocks.iter().map(|b| b.key()).collect();
