@@ -82,6 +82,29 @@ fn a_third_engine_measures_a_network_and_its_blocks() {
 }
 
 #[test]
+fn measure_in_passes_prints_each_pass_and_their_median() {
+    let arch = fixture("tfnas_a.json");
+    let mut args = vec!["measure", "--arch", arch.to_str().unwrap(), "--passes", "3"];
+    args.extend(FAST);
+    let stdout = ok(&fake(&args));
+    for pass in 1..=3 {
+        assert!(
+            stdout.contains(&format!("pass {pass}/3: network tfnas_a (")),
+            "{stdout}"
+        );
+    }
+    assert!(stdout.contains("median of 3 pass medians"), "{stdout}");
+    // The fake times a network alike every pass: one mode.
+    assert!(!stdout.contains("unstable:"), "{stdout}");
+    // One pass by default: no pass prefix, no summary line.
+    let mut one = vec!["measure", "--arch", arch.to_str().unwrap()];
+    one.extend(FAST);
+    let stdout = ok(&fake(&one));
+    assert!(stdout.starts_with("network tfnas_a ("), "{stdout}");
+    assert!(!stdout.contains("pass medians"), "{stdout}");
+}
+
+#[test]
 fn a_third_engine_validates_its_table_with_its_own_defaults() {
     let dir = tempfile::tempdir().unwrap();
     let (table, out) = build(dir.path());

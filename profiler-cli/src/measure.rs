@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 use clap::Args;
+use profiler::analysis::rows::UNSTABLE_FLOOR_PCT;
 use profiler::measure::boundary::Boundary;
 use profiler::measure::engine::{Engine, Workload};
 use profiler::measure::monitor::Monitor;
@@ -35,9 +36,12 @@ pub struct MeasureArgs<S: Args> {
     /// 224]; its batch is --batch and its channels the space's (3).
     #[arg(long, requires = "model", value_parser = clap::value_parser!(u32).range(8..=2048))]
     pub model_resolution: Option<u32>,
-    /// Rounds of the A/B alternation when --arch and --model are both given.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
-    pub passes: u32,
+    /// Passes: with --arch alone, the network is prepared and timed N times
+    /// and a spread of its passes wider than 5% is named as several latency
+    /// modes [default: 1]; with --arch and --model, the rounds of the A/B
+    /// alternation [default: 3].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub passes: Option<u32>,
     #[command(flatten)]
     pub engine: S,
     #[command(flatten)]
@@ -72,15 +76,29 @@ fn run_arch<E: EngineCli>(args: &MeasureArgs<E::Settings>, arch_path: &Path) -> 
         None => None,
     };
     let (mut engine, mut monitor) = E::open(&args.engine)?;
-    let (workload, timed) = time_network(
-        &mut engine,
-        monitor.as_mut(),
-        stem(arch_path),
-        &blocks,
-        &rule,
-    )?;
-    print_timed::<E>(&args.engine, &engine, &workload, &timed, "");
-    let median = timed.summary.median;
+    let passes = args.passes.unwrap_or(1);
+    let mut medians = Vec::new();
+    let mut last = None;
+    for pass in 1..=passes {
+        let (workload, timed) = time_network(
+            &mut engine,
+            monitor.as_mut(),
+            stem(arch_path),
+            &blocks,
+            &rule,
+        )?;
+        let prefix = if passes > 1 {
+            format!("pass {pass}/{passes}: ")
+        } else {
+            String::new()
+        };
+        print_timed::<E>(&args.engine, &engine, &workload, &timed, &prefix);
+        medians.push(timed.summary.median);
+        last = Some(workload);
+    }
+    let workload = last.expect("at least one pass");
+    say_if_unstable(&workload, &medians);
+    let median = median_of(&mut medians);
     if let Some(table) = at_speed {
         at_table_speed(&mut engine, &workload, &rule, table)?;
     }
@@ -159,7 +177,8 @@ fn run_model<E: EngineCli>(
         return Ok(());
     };
     let (mut a, mut b) = (Vec::new(), Vec::new());
-    for pass in 1..=args.passes {
+    let passes = args.passes.unwrap_or(3);
+    for pass in 1..=passes {
         for (workload, medians) in [(&network, &mut a), (&model_workload, &mut b)] {
             let timed = time_workload(&mut engine, monitor.as_mut(), workload, &rule)?;
             print_timed::<E>(
@@ -167,18 +186,43 @@ fn run_model<E: EngineCli>(
                 &engine,
                 workload,
                 &timed,
-                &format!("pass {pass}/{}: ", args.passes),
+                &format!("pass {pass}/{passes}: "),
             );
             medians.push(timed.summary.median);
         }
     }
     let (a, b) = (median_of(&mut a), median_of(&mut b));
     println!(
-        "A/B over {} passes (median of pass medians): {network} {a:.4} ms, {model_workload} {b:.4} ms, model {:+.2}% against the network built from the architecture",
-        args.passes,
+        "A/B over {passes} passes (median of pass medians): {network} {a:.4} ms, {model_workload} {b:.4} ms, model {:+.2}% against the network built from the architecture",
         (b / a - 1.0) * 100.0
     );
     Ok(())
+}
+
+/// After several passes of one network: its median over them, and an
+/// `unstable:` line when they spread wider than validate's floor (with one
+/// network there is no median network's spread to compare with).
+fn say_if_unstable(workload: &Workload, medians: &[f64]) {
+    let (lo, hi) = medians
+        .iter()
+        .fold((f64::INFINITY, 0.0_f64), |(lo, hi), &m| {
+            (lo.min(m), hi.max(m))
+        });
+    let spread = (hi / lo - 1.0) * 100.0;
+    if medians.len() > 1 {
+        println!(
+            "{workload}: median of {} pass medians {:.4} ms, passes {spread:.1}% apart",
+            medians.len(),
+            median_of(&mut medians.to_vec())
+        );
+    }
+    if medians.len() > 1 && spread > UNSTABLE_FLOOR_PCT {
+        let passes: Vec<String> = medians.iter().map(|m| format!("{m:.4}")).collect();
+        println!(
+            "unstable: {workload} took {} ms in its passes ({spread:.1}% apart, beyond {UNSTABLE_FLOOR_PCT:.0}%): its latency has several modes, and no one of them is its latency",
+            passes.join(", ")
+        );
+    }
 }
 
 fn median_of(v: &mut [f64]) -> f64 {
