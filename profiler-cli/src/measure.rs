@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 use clap::Args;
-use profiler::analysis::rows::UNSTABLE_FLOOR_PCT;
+use profiler::analysis::rows::{spread_pct, UNSTABLE_FLOOR_PCT};
 use profiler::measure::boundary::Boundary;
 use profiler::measure::engine::{Engine, Workload};
 use profiler::measure::monitor::Monitor;
@@ -97,8 +97,8 @@ fn run_arch<E: EngineCli>(args: &MeasureArgs<E::Settings>, arch_path: &Path) -> 
         last = Some(workload);
     }
     let workload = last.expect("at least one pass");
-    say_if_unstable(&workload, &medians);
-    let median = median_of(&mut medians);
+    let median = median_of(&mut medians.clone());
+    say_if_unstable(&workload, &medians, median);
     if let Some(table) = at_speed {
         at_table_speed(&mut engine, &workload, &rule, table)?;
     }
@@ -199,24 +199,19 @@ fn run_model<E: EngineCli>(
     Ok(())
 }
 
-/// After several passes of one network: its median over them, and an
+/// After several passes of one network: their `median`, and an
 /// `unstable:` line when they spread wider than validate's floor (with one
 /// network there is no median network's spread to compare with).
-fn say_if_unstable(workload: &Workload, medians: &[f64]) {
-    let (lo, hi) = medians
-        .iter()
-        .fold((f64::INFINITY, 0.0_f64), |(lo, hi), &m| {
-            (lo.min(m), hi.max(m))
-        });
-    let spread = (hi / lo - 1.0) * 100.0;
-    if medians.len() > 1 {
-        println!(
-            "{workload}: median of {} pass medians {:.4} ms, passes {spread:.1}% apart",
-            medians.len(),
-            median_of(&mut medians.to_vec())
-        );
+fn say_if_unstable(workload: &Workload, medians: &[f64], median: f64) {
+    if medians.len() < 2 {
+        return;
     }
-    if medians.len() > 1 && spread > UNSTABLE_FLOOR_PCT {
+    let spread = spread_pct(medians);
+    println!(
+        "{workload}: median of {} pass medians {median:.4} ms, passes {spread:.1}% apart",
+        medians.len()
+    );
+    if spread > UNSTABLE_FLOOR_PCT {
         let passes: Vec<String> = medians.iter().map(|m| format!("{m:.4}")).collect();
         println!(
             "unstable: {workload} took {} ms in its passes ({spread:.1}% apart, beyond {UNSTABLE_FLOOR_PCT:.0}%): its latency has several modes, and no one of them is its latency",

@@ -103,8 +103,6 @@ impl SearchSpaceConfig {
 #[derive(Clone, Debug)]
 pub struct TablePlan {
     pub width_step: u32,
-    /// The alignment whose unaligned probes the plan holds, if any.
-    pub width_align: Option<u32>,
     pub blocks: Vec<BlockSpec>,
 }
 
@@ -119,11 +117,8 @@ impl TablePlan {
                 "the width step must be at least 1".into(),
             ));
         }
-        if align.is_some_and(|a| !(2..=crate::table::WidthModel::MAX_MULTIPLE).contains(&a)) {
-            return Err(SpaceError::Config(format!(
-                "the width alignment must lie in [2, {}]",
-                crate::table::WidthModel::MAX_MULTIPLE
-            )));
+        if let Some(a) = align {
+            crate::table::WidthModel::align(a).map_err(SpaceError::Config)?;
         }
         space.validate()?;
         let fixed = space.fixed_parts();
@@ -159,11 +154,7 @@ impl TablePlan {
             .iter()
             .flat_map(|shape| widths[shape].iter().map(|&m| shape.at(m)))
             .collect();
-        Ok(TablePlan {
-            width_step,
-            width_align: align,
-            blocks,
-        })
+        Ok(TablePlan { width_step, blocks })
     }
 
     /// The unaligned widths a build times in a range so that the `align`

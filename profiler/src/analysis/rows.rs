@@ -525,6 +525,21 @@ pub struct Unstable {
     pub spread_pct: f64,
 }
 
+/// How far apart one network's pass medians lie: `max / min − 1`, in
+/// percent (0 for fewer than two).
+pub fn spread_pct(passes_ms: &[f64]) -> f64 {
+    let (lo, hi) = passes_ms
+        .iter()
+        .fold((f64::INFINITY, 0.0_f64), |(lo, hi), &m| {
+            (lo.min(m), hi.max(m))
+        });
+    if passes_ms.len() < 2 {
+        0.0
+    } else {
+        (hi / lo - 1.0) * 100.0
+    }
+}
+
 /// The floor of [`unstable`]'s threshold: a spread of passes below 5% is
 /// never called several modes, however steady the other networks ran.
 pub const UNSTABLE_FLOOR_PCT: f64 = 5.0;
@@ -541,15 +556,10 @@ pub fn unstable(rows: &[Row]) -> Vec<Unstable> {
         .map(|(index, mut passes)| {
             passes.sort_by_key(|r| r.pass);
             let passes_ms: Vec<f64> = passes.iter().map(|r| r.measured_ms).collect();
-            let (lo, hi) = passes_ms
-                .iter()
-                .fold((f64::INFINITY, 0.0_f64), |(lo, hi), &m| {
-                    (lo.min(m), hi.max(m))
-                });
             Unstable {
                 index,
+                spread_pct: spread_pct(&passes_ms),
                 passes_ms,
-                spread_pct: (hi / lo - 1.0) * 100.0,
             }
         })
         .collect();

@@ -95,10 +95,10 @@ pub fn fingerprint(
 /// did not measure: `align N` where its kernels pad channels to N (its
 /// plan then holds the probes that model needs), linear otherwise.
 pub fn width_model(info: &EngineInfo) -> WidthModel {
-    match info.width_align {
-        Some(multiple) => WidthModel::Align { multiple },
-        None => WidthModel::Linear,
-    }
+    info.width_align
+        .map_or(WidthModel::Linear, |multiple| WidthModel::Align {
+            multiple,
+        })
 }
 
 /// What a build did.

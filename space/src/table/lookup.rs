@@ -153,12 +153,19 @@ impl LatencyTable {
     /// model changes on the same measurements.
     pub fn with_width_model(&self, model: WidthModel) -> LatencyTable {
         let mut twin = self.clone();
-        twin.width_model = model;
-        twin.surcharges = match model {
+        twin.set_width_model(model);
+        twin
+    }
+
+    /// Prices unmeasured widths by `model` from now on: under `align N`,
+    /// each layer's surcharge measured from the curves as they stand (so
+    /// called once the rows are read).
+    pub(super) fn set_width_model(&mut self, model: WidthModel) {
+        self.width_model = model;
+        self.surcharges = match model {
             WidthModel::Align { multiple } => super::width::surcharges(&self.curves, multiple),
             WidthModel::Linear => Default::default(),
         };
-        twin
     }
 
     /// Like [`estimate`](Self::estimate), with a missing entry as an error.

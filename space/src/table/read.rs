@@ -8,7 +8,7 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use super::metadata::{meta, Metadata};
-use super::width::{surcharges, LayerKey, WidthModel};
+use super::width::{LayerKey, WidthModel};
 use super::{Entry, LatencyStats, COLUMNS, FORMAT};
 use crate::block::{BlockShape, BlockSpec};
 use crate::error::{Result, SpaceError};
@@ -83,7 +83,7 @@ impl LatencyTable {
             by_spec: HashMap::new(),
             boundary_ms: header.boundary_ms,
             curves: HashMap::new(),
-            width_model: header.width_model,
+            width_model: WidthModel::Linear,
             surcharges: HashMap::new(),
         };
         let mut first_batch_line = 0;
@@ -122,9 +122,7 @@ impl LatencyTable {
         for points in table.curves.values_mut() {
             points.sort_by_key(|&(mid, _)| mid);
         }
-        if let WidthModel::Align { multiple } = table.width_model {
-            table.surcharges = surcharges(&table.curves, multiple);
-        }
+        table.set_width_model(header.width_model);
         Ok(table)
     }
 

@@ -37,6 +37,24 @@ impl WidthModel {
     /// more, and a larger one would leave no aligned widths to interpolate.
     pub const MAX_MULTIPLE: u32 = 256;
 
+    /// `align multiple`, refused outside [2, [`MAX_MULTIPLE`](Self::MAX_MULTIPLE)]
+    /// with a message that says the range (the header's reader and a
+    /// plan's alignment share it).
+    pub fn align(multiple: u32) -> Result<Self, String> {
+        if (2..=Self::MAX_MULTIPLE).contains(&multiple) {
+            Ok(WidthModel::Align { multiple })
+        } else {
+            Err(Self::range_error())
+        }
+    }
+
+    fn range_error() -> String {
+        format!(
+            "the alignment must be an integer in [2, {}]",
+            Self::MAX_MULTIPLE
+        )
+    }
+
     /// Parses a header value: `linear` or `align N` with N in
     /// [2, [`MAX_MULTIPLE`](Self::MAX_MULTIPLE)]. The error says what is
     /// allowed.
@@ -44,19 +62,23 @@ impl WidthModel {
         let words: Vec<&str> = value.split_whitespace().collect();
         match words.as_slice() {
             ["linear"] => Ok(WidthModel::Linear),
-            ["align", n] => match n.parse::<u32>() {
-                Ok(m) if (2..=Self::MAX_MULTIPLE).contains(&m) => {
-                    Ok(WidthModel::Align { multiple: m })
-                }
-                _ => Err(format!(
-                    "'{value}': the alignment must be an integer in [2, {}]",
-                    Self::MAX_MULTIPLE
-                )),
-            },
+            ["align", n] => n
+                .parse::<u32>()
+                .map_err(|_| Self::range_error())
+                .and_then(Self::align)
+                .map_err(|why| format!("'{value}': {why}")),
             _ => Err(format!(
                 "'{value}' is not a width model: `linear` or `align N` (N in [2, {}])",
                 Self::MAX_MULTIPLE
             )),
+        }
+    }
+
+    /// The multiple an `align N` model pads to; `None` for linear.
+    pub fn multiple(&self) -> Option<u32> {
+        match *self {
+            WidthModel::Linear => None,
+            WidthModel::Align { multiple } => Some(multiple),
         }
     }
 

@@ -70,11 +70,7 @@ pub fn run(args: &CheckArgs) -> Result<()> {
         .get(meta::WIDTH_STEP)
         .and_then(|s| s.parse().ok())
         .unwrap_or(8);
-    let align = match table.width_model() {
-        space::WidthModel::Align { multiple } => Some(multiple),
-        space::WidthModel::Linear => None,
-    };
-    let plan = space.table_plan_aligned(step, align)?;
+    let plan = space.table_plan_aligned(step, table.width_model().multiple())?;
     let missing: Vec<_> = plan
         .blocks
         .iter()
