@@ -37,10 +37,12 @@ pub const REFERENCE_KEY: &str = space::meta::SPEED_REFERENCE_MS;
 pub const REFERENCE_NOTE_KEY: &str = "speed_reference";
 
 /// How a new table's reference is measured: runs until the 95% interval of
-/// the median is within ±0.5% of it (at least 30 runs, at most 20 s, about
-/// 800 runs of a 25 ms network). With 30 runs, as before 2026-12-06, the
-/// interval was ±3–7% on the 2-core VM: every later run is scaled to this
-/// one number, so the table's absolute level was known no better.
+/// the median is within ±0.5% of it (at least 30 runs, at most 20 s: by
+/// arithmetic, 800 runs of a 25 ms network). With 30 runs, as before
+/// 2026-12-06, the interval's sides reached 2–7% on the 2-core VM (95% CI
+/// 3.9711..4.2473 around 4.0967 ms there that day): every later run is
+/// scaled to this one number, so the table's absolute level was known no
+/// better.
 pub const CALIBRATION: StopRule = StopRule {
     rel_half_width: 0.005,
     min_samples: 30,
