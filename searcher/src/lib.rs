@@ -6,6 +6,7 @@
 //! The binary (`main.rs`) is a thin command line over this library, so that
 //! tests and benchmarks drive the same code.
 
+pub mod args;
 pub mod data;
 pub mod elastic;
 pub mod error;

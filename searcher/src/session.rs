@@ -13,6 +13,7 @@ use space::io::{check_output, same_file, write_atomic, OutputLock};
 use space::{meta, Architecture, LatencyTable, SearchSpaceConfig};
 use tch::Device;
 
+use crate::args::{DataArgs, RunArgs};
 use crate::data::{split_per_class, Dataset, Patterns, Split};
 use crate::error::{Result, SearchError};
 use crate::extend::Landing;
@@ -48,25 +49,8 @@ pub struct Inputs {
     /// Where to write the derived architecture JSON.
     #[arg(long, default_value = "arch.json")]
     pub out: PathBuf,
-    /// Checkpoint file, written after every epoch; by default `--out` with
-    /// its extension replaced by `.ckpt`. An existing checkpoint of the
-    /// same search is resumed; one of another search is refused.
-    #[arg(long)]
-    pub checkpoint: Option<PathBuf>,
-    /// Require a checkpoint to continue from (one is resumed without this
-    /// flag too, when it exists).
-    #[arg(long, conflicts_with = "restart")]
-    pub resume: bool,
-    /// Start over, replacing an existing checkpoint after the first epoch.
-    #[arg(long)]
-    pub restart: bool,
-    /// `cpu`, `cuda`, `cuda:N`, or `auto` (the first GPU if there is one).
-    #[arg(long, default_value = "auto")]
-    pub device: String,
-    /// libtorch CPU threads, 1 to the machine's cores (libtorch's default
-    /// when omitted).
-    #[arg(long, value_parser = threads)]
-    pub threads: Option<i32>,
+    #[command(flatten)]
+    pub run: RunArgs,
     /// Search space file (.json or .toml); the TF-NAS ImageNet space by default.
     #[arg(long)]
     pub space: Option<PathBuf>,
@@ -74,43 +58,8 @@ pub struct Inputs {
     /// measured at it. Sets the proxy table's batch (default 32).
     #[arg(long, value_parser = LATENCY_BATCH.parser())]
     pub latency_batch: Option<u32>,
-
-    /// Image folder (one subfolder per class, JPEG or PNG, split 80/20 per
-    /// class), a CIFAR-10 binary folder (data_batch_1.bin ..), or the root
-    /// the --train-list and --val-list paths are relative to. Without it,
-    /// the embedded pattern set.
-    #[arg(long)]
-    pub data: Option<PathBuf>,
-    /// Threads decoding images (0: one per core).
-    #[arg(long, default_value_t = 0, value_parser = LOADER_THREADS.parser())]
-    pub loader_threads: usize,
-    /// Training batches decoded ahead of the search (memory: this many
-    /// batches plus the one in use).
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..1024))]
-    pub prefetch: u64,
-    /// Stop at the first unreadable image instead of skipping it with a
-    /// warning.
-    #[arg(long)]
-    pub strict: bool,
-    /// Official-format split list (`wnid/file.JPEG label`) for weight steps.
-    #[arg(long, requires_all = ["data", "val_list"])]
-    pub train_list: Option<PathBuf>,
-    /// Official-format split list for architecture steps.
-    #[arg(long, requires_all = ["data", "train_list"])]
-    pub val_list: Option<PathBuf>,
-    /// Images of the embedded pattern set (10 classes, split 80/20).
-    #[arg(long, default_value_t = 2000, value_parser = EMBEDDED_IMAGES.parser())]
-    pub embedded_images: usize,
-    /// Side of the search images: by default 224 for image data (--data,
-    /// with or without the official split lists), the method's search
-    /// resolution, and 48 for the embedded set. Below 33x33 the late stages
-    /// run at 1x1 and learn nothing. The table's deployment resolution is
-    /// independent of it.
-    #[arg(long, value_parser = RESOLUTION.parser())]
-    pub resolution: Option<u32>,
-    /// Pixel noise of the embedded set.
-    #[arg(long, default_value_t = 0.3, value_parser = NOISE.parser())]
-    pub noise: f32,
+    #[command(flatten)]
+    pub data: DataArgs,
 
     /// Keep the widths elasticity scaling sets multiples of N. By default
     /// the table's width step (its `width_step` header), so every width of
@@ -128,32 +77,19 @@ pub struct Inputs {
 }
 
 impl Inputs {
-    /// The search resolution: the flag, else the method's 224 for image
-    /// data and 48 for the embedded set.
-    pub fn resolution(&self) -> u32 {
-        self.resolution
-            .unwrap_or(if self.data.is_some() { 224 } else { 48 })
-    }
-
     pub fn checkpoint_path(&self) -> PathBuf {
-        self.checkpoint
-            .clone()
-            .unwrap_or_else(|| self.out.with_extension("ckpt"))
+        self.run.checkpoint_path(&self.out)
     }
 
     /// The files the search reads, named for messages.
     fn read_files(&self) -> Vec<(&'static str, &Path)> {
-        let named = [
-            ("table", &self.table),
-            ("space file", &self.space),
-            ("data folder", &self.data),
-            ("train list", &self.train_list),
-            ("val list", &self.val_list),
-        ];
-        named
+        let named = [("table", &self.table), ("space file", &self.space)];
+        let mut files: Vec<_> = named
             .into_iter()
             .filter_map(|(what, p)| p.as_deref().map(|p| (what, p)))
-            .collect()
+            .collect();
+        files.extend(self.data.read_files());
+        files
     }
 }
 
@@ -188,10 +124,10 @@ pub fn prepare(inputs: &Inputs, settings: &Settings) -> Result<Session> {
     settings.check()?;
     let checkpoint = inputs.checkpoint_path();
     let locks = check_outputs(inputs, &checkpoint)?;
-    if let Some(n) = inputs.threads {
+    if let Some(n) = inputs.run.threads {
         tch::set_num_threads(n);
     }
-    let device = parse_device(&inputs.device)?;
+    let device = parse_device(&inputs.run.device)?;
     let space = match &inputs.space {
         Some(p) => SearchSpaceConfig::from_path(p)?,
         None => SearchSpaceConfig::default(),
@@ -203,7 +139,7 @@ pub fn prepare(inputs: &Inputs, settings: &Settings) -> Result<Session> {
     let (width_multiple, width_note) = width_multiple(inputs, &space, &model, &table)?;
     let target_sum = check_target(&table, &model, settings.target_ms)?;
 
-    let (data, split) = load_data(inputs, settings.seed)?;
+    let (data, split) = open_data(&inputs.data.source(), settings.seed)?;
     check_split(&split, settings.batch_size)?;
     let table_id = match &inputs.table {
         Some(_) => format!("sha256:{}", table.content_sha256()),
@@ -286,10 +222,14 @@ fn check_memory(
 ) -> Result<()> {
     let plan = crate::memory::Plan {
         space,
-        resolution: inputs.resolution(),
+        resolution: inputs.data.resolution(),
         batch: settings.batch_size,
-        embedded_images: inputs.data.is_none().then_some(inputs.embedded_images),
-        prefetch: inputs.prefetch as usize,
+        embedded_images: inputs
+            .data
+            .data
+            .is_none()
+            .then_some(inputs.data.embedded_images),
+        prefetch: inputs.data.prefetch as usize,
         on_cpu: device == Device::Cpu,
         arch_steps: settings.epochs > settings.warmup_epochs,
     };
@@ -436,25 +376,6 @@ fn table_bounds(table: &LatencyTable, model: &LatencyModel) -> (f64, f64) {
     (table.corrected_total(min_ms), table.corrected_total(max_ms))
 }
 
-fn load_data(inputs: &Inputs, seed: u64) -> Result<(Box<dyn Dataset>, Split)> {
-    open_data(
-        &DataSource {
-            data: inputs.data.as_deref(),
-            train_list: inputs.train_list.as_deref(),
-            val_list: inputs.val_list.as_deref(),
-            resolution: inputs.resolution(),
-            embedded_images: inputs.embedded_images,
-            noise: inputs.noise,
-            options: LoaderOptions {
-                threads: inputs.loader_threads,
-                prefetch: inputs.prefetch as usize,
-                strict: inputs.strict,
-            },
-        },
-        seed,
-    )
-}
-
 /// Where a run's images come from: the data flags the search and
 /// `searcher train` share.
 pub struct DataSource<'a> {
@@ -507,14 +428,7 @@ fn resume_or_start(
     checkpoint: &Path,
     inputs: &Inputs,
 ) -> Result<Option<usize>> {
-    let exists = checkpoint.exists();
-    if inputs.resume && !exists {
-        return Err(SearchError::Checkpoint {
-            path: checkpoint.to_path_buf(),
-            message: "--resume: there is no checkpoint at this path".into(),
-        });
-    }
-    if !exists || inputs.restart {
+    if !inputs.run.resumes(checkpoint)? {
         return Ok(None);
     }
     search.load(checkpoint)?;
@@ -644,7 +558,7 @@ mod tests {
 
     fn resolution(args: &[&str]) -> u32 {
         let argv = std::iter::once("searcher").chain(args.iter().copied());
-        Cli::parse_from(argv).inputs.resolution()
+        Cli::parse_from(argv).inputs.data.resolution()
     }
 
     #[test]

@@ -15,13 +15,10 @@ use tch::{Device, Kind, Tensor};
 
 use super::recipe::Recipe;
 use super::{check_split, Trainer};
+use crate::args::{DataArgs, RunArgs};
 use crate::data::{Dataset, Split};
 use crate::error::{Result, SearchError};
-use crate::images::LoaderOptions;
-use crate::session::{
-    open_data, parse_device, stale_temporaries, threads, DataSource, EMBEDDED_IMAGES,
-    LOADER_THREADS, NOISE, RESOLUTION,
-};
+use crate::session::{open_data, parse_device, stale_temporaries};
 
 #[derive(Parser)]
 #[command(
@@ -48,99 +45,24 @@ pub struct TrainInputs {
     /// Where to write the trained weights (safetensors).
     #[arg(long, default_value = "model.safetensors")]
     pub out: PathBuf,
-    /// Checkpoint file, written after every epoch; by default `--out` with
-    /// its extension replaced by `.ckpt`. One of the same run is resumed;
-    /// one of another run is refused.
-    #[arg(long)]
-    pub checkpoint: Option<PathBuf>,
-    /// Require a checkpoint to continue from.
-    #[arg(long, conflicts_with = "restart")]
-    pub resume: bool,
-    /// Start over, replacing an existing checkpoint after the first epoch.
-    #[arg(long)]
-    pub restart: bool,
-    /// `cpu`, `cuda`, `cuda:N`, or `auto` (the first GPU if there is one).
-    #[arg(long, default_value = "auto")]
-    pub device: String,
-    /// libtorch CPU threads, 1 to the machine's cores.
-    #[arg(long, value_parser = threads)]
-    pub threads: Option<i32>,
-    /// Image folder (one subfolder per class, split 80/20 per class), a
-    /// CIFAR-10 binary folder, or the root of --train-list and --val-list.
-    /// Without it, the embedded pattern set.
-    #[arg(long)]
-    pub data: Option<PathBuf>,
-    /// Official-format split list (`wnid/file.JPEG label`) to train on.
-    #[arg(long, requires_all = ["data", "val_list"])]
-    pub train_list: Option<PathBuf>,
-    /// Official-format split list to measure accuracy on.
-    #[arg(long, requires_all = ["data", "train_list"])]
-    pub val_list: Option<PathBuf>,
-    /// Threads decoding images (0: one per core).
-    #[arg(long, default_value_t = 0, value_parser = LOADER_THREADS.parser())]
-    pub loader_threads: usize,
-    /// Training batches decoded ahead.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..1024))]
-    pub prefetch: u64,
-    /// Stop at the first unreadable image instead of skipping it.
-    #[arg(long)]
-    pub strict: bool,
-    /// Images of the embedded pattern set (10 classes, split 80/20).
-    #[arg(long, default_value_t = 2000, value_parser = EMBEDDED_IMAGES.parser())]
-    pub embedded_images: usize,
-    /// Side of the training images: 224 for image data, 48 for the
-    /// embedded set, by default.
-    #[arg(long, value_parser = RESOLUTION.parser())]
-    pub resolution: Option<u32>,
-    /// Pixel noise of the embedded set.
-    #[arg(long, default_value_t = 0.3, value_parser = NOISE.parser())]
-    pub noise: f32,
+    #[command(flatten)]
+    pub run: RunArgs,
+    #[command(flatten)]
+    pub data: DataArgs,
     /// Testing hook: set a weight to NaN before this epoch (from 1).
     #[arg(long, hide = true)]
     pub poison_epoch: Option<usize>,
 }
 
 impl TrainInputs {
-    pub fn resolution(&self) -> u32 {
-        self.resolution
-            .unwrap_or(if self.data.is_some() { 224 } else { 48 })
-    }
-
     pub fn checkpoint_path(&self) -> PathBuf {
-        self.checkpoint
-            .clone()
-            .unwrap_or_else(|| self.out.with_extension("ckpt"))
+        self.run.checkpoint_path(&self.out)
     }
 
     fn read_files(&self) -> Vec<(&'static str, &Path)> {
-        let named = [
-            ("data folder", &self.data),
-            ("train list", &self.train_list),
-            ("val list", &self.val_list),
-        ];
         let mut files = vec![("architecture", self.arch.as_path())];
-        files.extend(
-            named
-                .into_iter()
-                .filter_map(|(what, p)| p.as_deref().map(|p| (what, p))),
-        );
+        files.extend(self.data.read_files());
         files
-    }
-
-    fn source(&self) -> DataSource<'_> {
-        DataSource {
-            data: self.data.as_deref(),
-            train_list: self.train_list.as_deref(),
-            val_list: self.val_list.as_deref(),
-            resolution: self.resolution(),
-            embedded_images: self.embedded_images,
-            noise: self.noise,
-            options: LoaderOptions {
-                threads: self.loader_threads,
-                prefetch: self.prefetch as usize,
-                strict: self.strict,
-            },
-        }
     }
 }
 
@@ -164,15 +86,15 @@ pub fn prepare(inputs: &TrainInputs, recipe: &Recipe) -> Result<TrainSession> {
     recipe.check()?;
     let checkpoint = inputs.checkpoint_path();
     let locks = check_outputs(inputs, &checkpoint)?;
-    if let Some(n) = inputs.threads {
+    if let Some(n) = inputs.run.threads {
         tch::set_num_threads(n);
     }
-    let device = parse_device(&inputs.device)?;
+    let device = parse_device(&inputs.run.device)?;
     let arch = Architecture::from_path(&inputs.arch)?;
-    let (data, split) = open_data(&inputs.source(), recipe.seed)?;
+    let (data, split) = open_data(&inputs.data.source(), recipe.seed)?;
     check_split(&split, recipe.batch_size)?;
     let data_id = data.describe();
-    let resolution = inputs.resolution().to_string();
+    let resolution = inputs.data.resolution().to_string();
     let mut trainer = Trainer::new(
         &arch,
         data.num_classes(),
@@ -217,14 +139,7 @@ fn resume_or_start(
     checkpoint: &Path,
     inputs: &TrainInputs,
 ) -> Result<Option<usize>> {
-    let exists = checkpoint.exists();
-    if inputs.resume && !exists {
-        return Err(SearchError::Checkpoint {
-            path: checkpoint.to_path_buf(),
-            message: "--resume: there is no checkpoint at this path".into(),
-        });
-    }
-    if !exists || inputs.restart {
+    if !inputs.run.resumes(checkpoint)? {
         return Ok(None);
     }
     trainer.load(checkpoint)?;

@@ -1,0 +1,140 @@
+//! The flags the search and `searcher train` share, written once and
+//! flattened into both command lines: where the images come from
+//! ([`DataArgs`]) and how a run keeps its state, resumes it and picks its
+//! device ([`RunArgs`]).
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Result, SearchError};
+use crate::images::LoaderOptions;
+use crate::session::{threads, DataSource, EMBEDDED_IMAGES, LOADER_THREADS, NOISE, RESOLUTION};
+
+/// The data flags: an image folder, CIFAR-10 binaries, the official split
+/// lists or the embedded pattern set, and how they are decoded.
+#[derive(Clone, Debug, clap::Args)]
+pub struct DataArgs {
+    /// Image folder (one subfolder per class, JPEG or PNG, split 80/20 per
+    /// class), a CIFAR-10 binary folder (data_batch_1.bin ..), or the root
+    /// the --train-list and --val-list paths are relative to. Without it,
+    /// the embedded pattern set.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Threads decoding images (0: one per core).
+    #[arg(long, default_value_t = 0, value_parser = LOADER_THREADS.parser())]
+    pub loader_threads: usize,
+    /// Training batches decoded ahead (memory: this many batches plus the
+    /// one in use).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..1024))]
+    pub prefetch: u64,
+    /// Stop at the first unreadable image instead of skipping it with a
+    /// warning.
+    #[arg(long)]
+    pub strict: bool,
+    /// Official-format split list (`wnid/file.JPEG label`) of the images
+    /// weights are trained on (the search's weight steps).
+    #[arg(long, requires_all = ["data", "val_list"])]
+    pub train_list: Option<PathBuf>,
+    /// Official-format split list of the held-out images (the search's
+    /// architecture steps; training's accuracy).
+    #[arg(long, requires_all = ["data", "train_list"])]
+    pub val_list: Option<PathBuf>,
+    /// Images of the embedded pattern set (10 classes, split 80/20).
+    #[arg(long, default_value_t = 2000, value_parser = EMBEDDED_IMAGES.parser())]
+    pub embedded_images: usize,
+    /// Side of the images: by default 224 for image data (--data, with or
+    /// without the official split lists), the method's search and training
+    /// resolution, and 48 for the embedded set. Below 33x33 the late stages
+    /// run at 1x1 and learn nothing. The table's deployment resolution is
+    /// independent of it.
+    #[arg(long, value_parser = RESOLUTION.parser())]
+    pub resolution: Option<u32>,
+    /// Pixel noise of the embedded set.
+    #[arg(long, default_value_t = 0.3, value_parser = NOISE.parser())]
+    pub noise: f32,
+}
+
+impl DataArgs {
+    /// The image side: the flag, else the method's 224 for image data and
+    /// 48 for the embedded set.
+    pub fn resolution(&self) -> u32 {
+        self.resolution
+            .unwrap_or(if self.data.is_some() { 224 } else { 48 })
+    }
+
+    /// The files these flags name, for the checks of outputs against inputs.
+    pub fn read_files(&self) -> Vec<(&'static str, &Path)> {
+        let named = [
+            ("data folder", &self.data),
+            ("train list", &self.train_list),
+            ("val list", &self.val_list),
+        ];
+        named
+            .into_iter()
+            .filter_map(|(what, p)| p.as_deref().map(|p| (what, p)))
+            .collect()
+    }
+
+    pub fn source(&self) -> DataSource<'_> {
+        DataSource {
+            data: self.data.as_deref(),
+            train_list: self.train_list.as_deref(),
+            val_list: self.val_list.as_deref(),
+            resolution: self.resolution(),
+            embedded_images: self.embedded_images,
+            noise: self.noise,
+            options: LoaderOptions {
+                threads: self.loader_threads,
+                prefetch: self.prefetch as usize,
+                strict: self.strict,
+            },
+        }
+    }
+}
+
+/// The run flags: the checkpoint, resuming or restarting, the device and
+/// libtorch's threads.
+#[derive(Clone, Debug, clap::Args)]
+pub struct RunArgs {
+    /// Checkpoint file, written after every epoch; by default `--out` with
+    /// its extension replaced by `.ckpt`. An existing checkpoint of the
+    /// same run is resumed; one of another run is refused.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Require a checkpoint to continue from (one is resumed without this
+    /// flag too, when it exists).
+    #[arg(long, conflicts_with = "restart")]
+    pub resume: bool,
+    /// Start over, replacing an existing checkpoint after the first epoch.
+    #[arg(long)]
+    pub restart: bool,
+    /// `cpu`, `cuda`, `cuda:N`, or `auto` (the first GPU if there is one).
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// libtorch CPU threads, 1 to the machine's cores (libtorch's default
+    /// when omitted).
+    #[arg(long, value_parser = threads)]
+    pub threads: Option<i32>,
+}
+
+impl RunArgs {
+    /// `--checkpoint`, else `out` with its extension replaced by `.ckpt`.
+    pub fn checkpoint_path(&self, out: &Path) -> PathBuf {
+        self.checkpoint
+            .clone()
+            .unwrap_or_else(|| out.with_extension("ckpt"))
+    }
+
+    /// Whether the checkpoint at `path` is to be resumed: when it exists
+    /// and `--restart` is not given. A missing one is an error only under
+    /// `--resume`.
+    pub fn resumes(&self, path: &Path) -> Result<bool> {
+        let exists = path.exists();
+        if self.resume && !exists {
+            return Err(SearchError::Checkpoint {
+                path: path.to_path_buf(),
+                message: "--resume: there is no checkpoint at this path".into(),
+            });
+        }
+        Ok(exists && !self.restart)
+    }
+}
