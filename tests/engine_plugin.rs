@@ -226,3 +226,77 @@ fn given_networks_are_validated_by_file_and_resume_by_their_code() {
     ]);
     assert_eq!(both.status.code(), Some(2));
 }
+
+#[test]
+fn a_third_engine_measures_a_probe_that_transfer_turns_into_a_whole_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let (reference, out) = build(dir.path());
+    ok(&out);
+    let a = reference.to_str().unwrap();
+    let probe = dir.path().join("probe.csv");
+    let p = probe.to_str().unwrap();
+    let mut args = vec!["probe", "--reference", a, "--fraction", "0.15", "--out", p];
+    args.extend(FAST);
+    let err = text(&fake(&args).stderr);
+    assert!(err.contains("timing a probe of "), "{err}");
+    // The keys measured are the plan's, as --keys prints it.
+    let keys = ok(&fake(&[
+        "probe",
+        "--reference",
+        a,
+        "--fraction",
+        "0.15",
+        "--keys",
+    ]));
+    let planned: std::collections::BTreeSet<&str> = keys.lines().collect();
+    let table = space::LatencyTable::from_path(&probe).unwrap();
+    let measured: std::collections::BTreeSet<String> =
+        table.entries().iter().map(|e| e.spec.key()).collect();
+    assert_eq!(
+        measured,
+        planned.iter().map(|k| k.to_string()).collect(),
+        "the probe holds exactly the planned keys"
+    );
+    let whole = space::LatencyTable::from_path(&reference).unwrap();
+    let of = table.metadata().get(space::meta::PROBE_OF).unwrap();
+    assert!(
+        of.starts_with(&format!("fake.csv sha256 {}", whole.content_sha256())),
+        "{of}"
+    );
+    // Rerun: nothing to do. Another fraction, or the reference as --out:
+    // refused, both files as they were.
+    let again = text(&fake(&args).stderr);
+    assert!(again.contains("measured 0 entries ("), "{again}");
+    let before = std::fs::read(&probe).unwrap();
+    let mut other = vec!["probe", "--reference", a, "--fraction", "0.3", "--out", p];
+    other.extend(FAST);
+    let refused = fake(&other);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        text(&refused.stderr).contains("probe_of"),
+        "{}",
+        text(&refused.stderr)
+    );
+    let onto = fake(&["probe", "--reference", a, "--fraction", "0.15", "--out", a]);
+    assert_eq!(onto.status.code(), Some(2));
+    assert!(text(&onto.stderr).contains("is the reference table"));
+    assert_eq!(std::fs::read(&probe).unwrap(), before);
+    assert_eq!(
+        space::LatencyTable::from_path(&reference)
+            .unwrap()
+            .content_sha256(),
+        whole.content_sha256()
+    );
+    // transfer makes the whole table of the probe's device from it; the
+    // fake device is the reference's, so every entry comes back.
+    let made =
+        profiler::analysis::transfer::transfer(&profiler::analysis::transfer::TransferArgs {
+            reference: reference.clone(),
+            probe: probe.clone(),
+            allow_batch: false,
+            command: "test".into(),
+        })
+        .unwrap();
+    assert_eq!(made.table.len(), whole.len());
+    assert_eq!(made.measured, table.len());
+}

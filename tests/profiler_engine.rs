@@ -32,6 +32,7 @@ fn build(path: &Path) -> LatencyTable {
         command: "profiler_engine test".into(),
         limit: None,
         in_network: None,
+        probe: None,
     };
     let mut engine = FakeEngine::new(EngineConfig::default());
     let report = build_table(

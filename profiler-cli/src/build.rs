@@ -9,7 +9,7 @@ use profiler::files::command_line;
 use profiler::files::resume::check_out_folder;
 use profiler::measure::engine::Engine;
 use profiler::measure::timing::TimingFlags;
-use profiler::table::build::{build_table, BuildSettings, Output};
+use profiler::table::build::{build_table, BuildReport, BuildSettings, Output};
 use profiler::table::progress::{LogOnly, Progress};
 use space::io::OutputLock;
 
@@ -64,6 +64,7 @@ pub fn run<E: EngineCli>(args: &BuildArgs<E::Settings>) -> Result<()> {
         command: command_line(),
         limit: args.limit,
         in_network: E::in_network(&args.engine),
+        probe: None,
     };
     let (mut engine, mut monitor) = E::open(&args.engine)?;
     let plan_len = settings
@@ -76,11 +77,7 @@ pub fn run<E: EngineCli>(args: &BuildArgs<E::Settings>) -> Result<()> {
         E::batch(&args.engine),
         args.width_step
     );
-    let progress: Box<dyn Progress> = if E::DEFAULTS.progress_bar {
-        Box::new(Bar::new())
-    } else {
-        Box::new(LogOnly)
-    };
+    let progress = progress::<E>();
     let report = match &args.out {
         Some(path) => build_table(
             &mut engine,
@@ -97,13 +94,27 @@ pub fn run<E: EngineCli>(args: &BuildArgs<E::Settings>) -> Result<()> {
             progress.as_ref(),
         )?,
     };
+    log_report::<E>(&report);
+    Ok(())
+}
+
+/// The build's progress as engine `E` shows it: a bar, or log lines only.
+pub fn progress<E: EngineCli>() -> Box<dyn Progress> {
+    if E::DEFAULTS.progress_bar {
+        Box::new(Bar::new())
+    } else {
+        Box::new(LogOnly)
+    }
+}
+
+/// The build's last line: what it timed, how fast, and the engine's note.
+pub fn log_report<E: EngineCli>(report: &BuildReport) {
     eprintln!(
         "measured {} entries ({} already there) in {:.1} s, {:.2} entries/s{}",
         report.measured,
         report.skipped,
         report.seconds,
         report.measured as f64 / report.seconds.max(1e-9),
-        E::build_note(&report)
+        E::build_note(report)
     );
-    Ok(())
 }

@@ -11,6 +11,7 @@ use crate::build::{self, BuildArgs};
 use crate::engine::EngineCli;
 use crate::exit;
 use crate::measure::{self, MeasureArgs};
+use crate::probe::{self, ProbeArgs};
 use crate::validate::{self, ValidateArgs};
 use crate::verify;
 
@@ -29,6 +30,10 @@ pub enum EngineCommand<S: Args, F: Args, V: Args> {
     /// table predicts them (MAPE, ±k% shares, Kendall tau); `--out` rows
     /// resume.
     Validate(Box<ValidateArgs<F>>),
+    /// The keys of another device's table to measure on this one (a
+    /// probe) so that `transfer` predicts the rest best; with `--out`,
+    /// those keys timed on the engine's device into a table of their own.
+    Probe(Box<ProbeArgs<S>>),
 }
 
 /// The engine commands of plug-in `E`.
@@ -44,6 +49,7 @@ pub fn run<E: EngineCli>(command: &Commands<E>) -> Result<()> {
         EngineCommand::Measure(args) => measure::run::<E>(args),
         EngineCommand::Verify(args) => verify::run::<E>(args),
         EngineCommand::Validate(args) => validate::run::<E>(args),
+        EngineCommand::Probe(args) => probe::run::<E>(args),
     }
 }
 

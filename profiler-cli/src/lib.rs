@@ -7,7 +7,7 @@
 //! | Module | What it holds |
 //! |--------|---------------|
 //! | [`engine`] | [`EngineCli`], the plug-in: an engine's settings flags, its defaults, how it opens and describes itself |
-//! | [`build`], [`measure`], [`validate`], [`verify`] | one runner per command, generic over the plug-in |
+//! | [`build`], [`measure`], [`validate`], [`verify`], [`probe`] | one runner per command, generic over the plug-in |
 //! | [`command`] | the commands as clap types, and [`main`] for a binary that is an engine and nothing else |
 //! | [`flags`] | the flags every command shares (timing, ranges, the space) |
 //! | [`progress`] | the table build's progress bar |
@@ -25,6 +25,7 @@ pub mod engine;
 pub mod exit;
 pub mod flags;
 pub mod measure;
+pub mod probe;
 pub mod progress;
 pub mod validate;
 pub mod verify;

@@ -46,7 +46,7 @@ pub const IN_NETWORK_KEY: &str = "in_network";
 pub fn resume_keys(info: &EngineInfo) -> Vec<&'static str> {
     info.resume_keys(
         &[meta::FORMAT, meta::DEVICE_NAME],
-        &[meta::WIDTH_STEP, meta::SPACE_DIGEST],
+        &[meta::WIDTH_STEP, meta::SPACE_DIGEST, meta::PROBE_OF],
     )
 }
 
@@ -65,6 +65,21 @@ pub struct BuildSettings {
     /// ([`crate::table::in_network`]); needs an engine that can time blocks
     /// inside a run.
     pub in_network: Option<InNetwork>,
+    /// Time only these keys (a probe for `profiler transfer`), not the
+    /// whole plan.
+    pub probe: Option<ProbeKeys>,
+}
+
+/// A probe build: the keys of another device's table that `profiler
+/// probe` chose, timed on this engine's device into a table of their own
+/// (docs/transfer.md).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeKeys {
+    /// In the reference's order. Keys the plan lacks (another width step)
+    /// join it, so that a network of the space can hold them.
+    pub keys: Vec<BlockSpec>,
+    /// The `probe_of` header line: which table, of which device, how many.
+    pub of: String,
 }
 
 /// The fingerprint header of a new table.
@@ -87,6 +102,9 @@ pub fn fingerprint(
         .set(meta::STARTED, started);
     if let Some(how) = &settings.in_network {
         m.set(IN_NETWORK_KEY, how.describe());
+    }
+    if let Some(probe) = &settings.probe {
+        m.set(meta::PROBE_OF, &probe.of);
     }
     m
 }
@@ -532,15 +550,16 @@ pub fn build_table(
     output: Output<'_>,
     progress: &dyn Progress,
 ) -> Result<BuildReport> {
-    let plan = settings
+    let mut plan = settings
         .space
         .table_plan_aligned(settings.width_step, engine.info().width_align)?;
+    let wanted = wanted_keys(&mut plan, settings.probe.as_ref());
     let mut header = fingerprint(engine.info(), engine.config(), settings, &now_rfc3339());
     let gpu_settings = monitor.settings().to_string();
     header.set(meta::GPU_SETTINGS, &gpu_settings);
 
     let mut report = BuildReport {
-        planned: plan.len(),
+        planned: wanted.len(),
         ..BuildReport::default()
     };
     let resumed = match &output {
@@ -584,8 +603,8 @@ pub fn build_table(
         None => ProfilerError::Output(e.to_string()),
     };
 
-    let todo = to_do(&plan.blocks, &done, settings.limit, &mut report, progress);
-    progress.start(plan.len() as u64, report.skipped as u64);
+    let todo = to_do(&wanted, &done, settings.limit, &mut report, progress);
+    progress.start(wanted.len() as u64, report.skipped as u64);
     let start = Instant::now();
     time_todo(
         engine,
@@ -601,8 +620,20 @@ pub fn build_table(
     )?;
     report.seconds = start.elapsed().as_secs_f64();
     progress.finish();
-    finish_table(writer, &report, plan.len(), io_error, progress)?;
+    finish_table(writer, &report, wanted.len(), io_error, progress)?;
     Ok(report)
+}
+
+/// The entries this table holds when complete: the plan's, or a probe's
+/// keys (which then join the plan where it lacks them).
+fn wanted_keys(plan: &mut TablePlan, probe: Option<&ProbeKeys>) -> Vec<BlockSpec> {
+    let Some(probe) = probe else {
+        return plan.blocks.clone();
+    };
+    let planned: HashSet<BlockSpec> = plan.blocks.iter().copied().collect();
+    plan.blocks
+        .extend(probe.keys.iter().filter(|k| !planned.contains(*k)));
+    probe.keys.clone()
 }
 
 /// Closes a complete table with its trailing lines (the clocks seen, the

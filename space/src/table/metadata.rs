@@ -90,6 +90,9 @@ pub mod meta {
     pub const TRANSFER_PROBE: &str = "transfer_probe";
     /// The prediction's error estimated by leave-one-out over the probe.
     pub const TRANSFER_CV: &str = "transfer_cv";
+    /// On a probe (`profiler probe --out`): the reference table whose keys
+    /// it measured (file, sha256, device) and how many of them.
+    pub const PROBE_OF: &str = "probe_of";
     /// The keys of the measured rows (copied from the probe), space-separated;
     /// every other row is predicted.
     pub const TRANSFER_MEASURED: &str = "transfer_measured";

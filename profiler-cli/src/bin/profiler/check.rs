@@ -39,6 +39,9 @@ pub fn run(args: &CheckArgs) -> Result<()> {
             }
         }
     }
+    if let Some(of) = md.get(meta::PROBE_OF) {
+        println!("a probe (profiler probe --out), for `profiler transfer --probe`, of: {of}");
+    }
     if let Some(digest) = md.get(meta::SPACE_DIGEST) {
         if digest != space.digest() {
             println!(

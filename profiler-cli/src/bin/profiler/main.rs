@@ -22,7 +22,6 @@ mod fit;
 mod gpu;
 mod plan;
 mod predict;
-mod probe;
 mod space;
 mod transfer;
 
@@ -62,9 +61,6 @@ enum Command {
     /// Compare two tables (another GPU, driver, batch...): ratios B/A per
     /// stage, rank agreement, and reference networks under both.
     Compare(compare::CompareArgs),
-    /// The keys of a reference table to measure on a new device (a probe)
-    /// so that `transfer` predicts the rest best.
-    Probe(probe::ProbeArgs),
     /// A full table for a new device from its probe and another device's
     /// table: the probe's rows measured, the others predicted.
     Transfer(transfer::TransferArgs),
@@ -83,7 +79,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Predict(args) => predict::run(&args),
         Command::Fit(args) => fit::run(&args),
         Command::Compare(args) => compare::run(&args),
-        Command::Probe(args) => probe::run(&args),
         Command::Transfer(args) => transfer::run(&args),
     }
 }

@@ -359,7 +359,8 @@ fn header(
     md
 }
 
-fn describe(t: &LatencyTable, path: &Path) -> String {
+/// A table as another table's header names it: file, SHA-256, device, batch, size.
+pub fn describe(t: &LatencyTable, path: &Path) -> String {
     let name = path.file_name().map_or_else(
         || path.display().to_string(),
         |n| n.to_string_lossy().into(),

@@ -35,6 +35,7 @@ fn settings() -> BuildSettings {
         command: "profiler --device 0 --out t.csv".into(),
         limit: None,
         in_network: None,
+        probe: None,
     }
 }
 
@@ -735,4 +736,97 @@ fn an_entry_no_network_position_takes_is_refused_not_waited_for() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("no position"), "{err}");
+}
+
+/// Every third key of the plan, and one width the plan lacks (off the
+/// width-step grid): a probe as `profiler probe` might choose it.
+fn probe_keys() -> ProbeKeys {
+    let plan = settings().space.table_plan(8).unwrap();
+    let mut keys: Vec<BlockSpec> = plan.blocks.iter().step_by(3).copied().collect();
+    // A width inside a curve's range that the grid skips.
+    let same = |b: &BlockSpec, mid: u32| {
+        plan.blocks
+            .iter()
+            .any(|o| o.shape == b.shape && o.mid_channels == mid)
+    };
+    let inside = |b: &BlockSpec| {
+        plan.blocks
+            .iter()
+            .any(|o| o.shape == b.shape && o.mid_channels > b.mid_channels + 3)
+    };
+    let searchable = *plan
+        .blocks
+        .iter()
+        .find(|b| inside(b) && !same(b, b.mid_channels + 3))
+        .unwrap();
+    let off_grid = BlockSpec {
+        mid_channels: searchable.mid_channels + 3,
+        ..searchable
+    };
+    keys.push(off_grid);
+    ProbeKeys {
+        keys,
+        of: "a.csv sha256:00 (Other GPU), 12 of 34 entries (35.3%)".into(),
+    }
+}
+
+#[test]
+fn a_probe_build_times_exactly_its_keys_and_names_its_reference() {
+    let probe = probe_keys();
+    for in_network in [None, Some(InNetwork::DEFAULT)] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("probe.csv");
+        let probed = BuildSettings {
+            probe: Some(probe.clone()),
+            in_network,
+            ..settings()
+        };
+        let mut engine = FakeEngine::new(EngineConfig::default());
+        let mut monitor = FakeMonitor::default();
+        let report = build_table(
+            &mut engine,
+            &mut monitor,
+            &probed,
+            Output::File(&path),
+            &LogOnly,
+        )
+        .unwrap();
+        assert_eq!(report.planned, probe.keys.len());
+        assert!(report.complete);
+        let table = LatencyTable::from_path(&path).unwrap();
+        // Alone, in the probe's order; inside networks, as each is final.
+        let want: BTreeSet<String> = probe.keys.iter().map(|b| b.key()).collect();
+        let got: BTreeSet<String> = keys(&table).into_iter().collect();
+        assert_eq!(got, want, "{in_network:?}");
+        assert_eq!(table.len(), probe.keys.len());
+        assert_eq!(
+            table.metadata().get(meta::PROBE_OF),
+            Some(probe.of.as_str())
+        );
+        // A rerun resumes to nothing; a build of the whole plan, or of
+        // another probe, must not append to it.
+        let again = build_table(
+            &mut engine,
+            &mut monitor,
+            &probed,
+            Output::File(&path),
+            &LogOnly,
+        )
+        .unwrap();
+        assert_eq!((again.measured, again.skipped), (0, probe.keys.len()));
+        let whole = BuildSettings {
+            in_network,
+            ..settings()
+        };
+        let err = build_table(
+            &mut engine,
+            &mut monitor,
+            &whole,
+            Output::File(&path),
+            &LogOnly,
+        )
+        .unwrap_err();
+        assert!(matches!(err, ProfilerError::SettingsDiffer { .. }), "{err}");
+        assert!(err.to_string().contains(meta::PROBE_OF), "{err}");
+    }
 }
