@@ -152,11 +152,11 @@ fn rows_file_with_archs(dir: &Path, table: &Path, rows: &[(f64, f64, String)]) -
         .map(|b| format!("{b:02x}"))
         .collect();
     let mut text = format!(
-        "# format: tfnas-validation/2\n# table_sha256: {sha}\n\
-         index,pass,seed,predicted_ms,measured_ms,error_pct,measured_p10_ms,measured_p90_ms,samples,throttled,arch\n"
+        "# format: tfnas-validation/3\n# table_sha256: {sha}\n\
+         index,pass,seed,predicted_ms,measured_ms,error_pct,measured_p10_ms,measured_p90_ms,samples,throttled,raw_ms,arch\n"
     );
     for (i, (p, m, arch)) in rows.iter().enumerate() {
-        text.push_str(&format!("{i},0,1,{p},{m},0,{m},{m},10,0,{arch}\n"));
+        text.push_str(&format!("{i},0,1,{p},{m},0,{m},{m},10,0,{m},{arch}\n"));
     }
     let path = dir.join("rows.csv");
     std::fs::write(&path, text).unwrap();

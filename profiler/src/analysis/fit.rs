@@ -408,6 +408,7 @@ mod tests {
             measured_p90_ms: measured_ms,
             samples: 10,
             throttled: false,
+            raw_ms: measured_ms,
             arch: String::new(),
         }
     }

@@ -4,12 +4,12 @@
 //! with the same settings measures only the passes still missing.
 //!
 //! ```text
-//! # format: tfnas-validation/2
+//! # format: tfnas-validation/3
 //! # table: tables/h100.csv
 //! # table_sha256: 3f2a...
 //! ...
-//! index,pass,seed,predicted_ms,measured_ms,error_pct,measured_p10_ms,measured_p90_ms,samples,throttled,arch
-//! 0,0,1,4.4312,4.3807,1.1528,4.3790,4.3850,22,0,k5_e6:78+k5_e3:72/...
+//! index,pass,seed,predicted_ms,measured_ms,error_pct,measured_p10_ms,measured_p90_ms,samples,throttled,raw_ms,arch
+//! 0,0,1,4.4312,4.3807,1.1528,4.3790,4.3850,22,0,4.3807,k5_e6:78+k5_e3:72/...
 //! # finished: 2026-11-27T19:02:11Z
 //! ```
 //!
@@ -32,9 +32,9 @@ use crate::files::resume::{
 };
 
 /// The value of the `format` line of a rows file.
-/// `/2` added the `pass` column (`/1` files are refused: rerun the
-/// validation).
-pub const FORMAT: &str = "tfnas-validation/2";
+/// `/2` added the `pass` column, `/3` the `raw_ms` column (older files
+/// are refused: rerun the validation).
+pub const FORMAT: &str = "tfnas-validation/3";
 
 /// Header keys of a rows file beyond the table's own [`meta`] keys.
 pub mod keys {
@@ -66,7 +66,7 @@ pub mod keys {
 pub const RESUME_FIRST: [&str; 2] = [meta::FORMAT, keys::TABLE_SHA256];
 pub const RESUME_THEN: [&str; 3] = [meta::SPACE_DIGEST, keys::SEED, keys::WIDTH_MULTIPLE];
 
-pub const COLUMNS: [&str; 11] = [
+pub const COLUMNS: [&str; 12] = [
     "index",
     "pass",
     "seed",
@@ -77,6 +77,7 @@ pub const COLUMNS: [&str; 11] = [
     "measured_p90_ms",
     "samples",
     "throttled",
+    "raw_ms",
     "arch",
 ];
 
@@ -108,6 +109,10 @@ pub struct Row {
     pub measured_p90_ms: f64,
     pub samples: u64,
     pub throttled: bool,
+    /// The median as the clock read it, before the scaling to a CPU
+    /// table's speed reference (`measured_ms` where there is none): two
+    /// networks timed in turns compare by it with no gauge's noise.
+    pub raw_ms: f64,
     /// [`space::Architecture::code`].
     pub arch: String,
 }
@@ -119,7 +124,7 @@ impl Row {
         crate::analysis::accuracy::Pair::new(self.predicted_ms, self.measured_ms).error_pct()
     }
 
-    fn record(&self) -> [String; 11] {
+    fn record(&self) -> [String; 12] {
         [
             self.index.to_string(),
             self.pass.to_string(),
@@ -131,6 +136,7 @@ impl Row {
             self.measured_p90_ms.to_string(),
             self.samples.to_string(),
             u8::from(self.throttled).to_string(),
+            self.raw_ms.to_string(),
             self.arch.clone(),
         ]
     }
@@ -181,7 +187,8 @@ impl Row {
                 "1" => true,
                 other => bail!("line {line}: throttled: '{other}' is not 0 or 1"),
             },
-            arch: field(10).to_string(),
+            raw_ms: num(10)?,
+            arch: field(11).to_string(),
         })
     }
 }
@@ -204,7 +211,7 @@ pub fn parse(text: &str, origin: &str) -> Result<RowsFile> {
     if format != Some(FORMAT) {
         match format {
             Some(f) if f.starts_with("tfnas-validation/") => bail!(
-                "{origin}: a validation rows file of format {f}, this profiler reads {FORMAT} (rows with a pass column): validate again"
+                "{origin}: a validation rows file of format {f}, this profiler reads {FORMAT} (rows with pass and raw_ms columns): validate again"
             ),
             _ => bail!("{origin}: not a validation rows file (no '# format: {FORMAT}' line)"),
         }
@@ -464,6 +471,7 @@ pub fn combine(rows: &[Row]) -> Vec<Row> {
                 measured_ms: mean(|r| r.measured_ms),
                 measured_p10_ms: mean(|r| r.measured_p10_ms),
                 measured_p90_ms: mean(|r| r.measured_p90_ms),
+                raw_ms: mean(|r| r.raw_ms),
                 samples: passes.iter().map(|r| r.samples).sum(),
                 throttled: passes.iter().any(|r| r.throttled),
                 ..passes[0].clone()
@@ -591,6 +599,7 @@ mod tests {
             measured_p90_ms: measured_ms + 1.0,
             samples: 10,
             throttled: pass == 1,
+            raw_ms: 2.0 * measured_ms,
             arch: format!("net{index}"),
         }
     }
@@ -608,6 +617,7 @@ mod tests {
         assert_eq!((c[0].index, c[0].pass, c[0].measured_ms), (0, 1, 11.0));
         assert_eq!((c[0].measured_p10_ms, c[0].measured_p90_ms), (10.0, 12.0));
         assert_eq!((c[0].samples, c[0].throttled), (20, true));
+        assert_eq!(c[0].raw_ms, 22.0, "the mean of the passes' raw medians");
         assert_eq!(
             (c[1].index, c[1].measured_ms, c[1].arch.as_str()),
             (1, 9.0, "net1")
@@ -628,10 +638,10 @@ mod tests {
 
     #[test]
     fn a_latency_of_zero_or_of_orders_beyond_any_network_is_refused() {
-        let header = "# format: tfnas-validation/2\n";
+        let header = "# format: tfnas-validation/3\n";
         let cols = COLUMNS.join(",");
         for measured in ["1e308", "0"] {
-            let text = format!("{header}{cols}\n0,0,1,10,{measured},11.1,8,10,5,0,a\n");
+            let text = format!("{header}{cols}\n0,0,1,10,{measured},11.1,8,10,5,0,9,a\n");
             let e = parse(&text, "r.csv").unwrap_err().chain();
             assert!(
                 e.contains("measured_ms") && e.contains("is not a latency"),
@@ -644,29 +654,31 @@ mod tests {
     fn a_rows_file_that_starts_with_a_byte_order_mark_reads() {
         let cols = COLUMNS.join(",");
         let text =
-            format!("\u{feff}# format: tfnas-validation/2\n{cols}\n0,0,1,10,9,11.1,8,10,5,0,a\n");
+            format!("\u{feff}# format: tfnas-validation/3\n{cols}\n0,0,1,10,9,11.1,8,10,5,0,9,a\n");
         assert_eq!(parse(&text, "r.csv").unwrap().rows.len(), 1);
     }
 
     #[test]
     fn a_rows_file_with_a_pass_twice_or_of_the_old_format_is_refused() {
-        let header = "# format: tfnas-validation/2\n";
+        let header = "# format: tfnas-validation/3\n";
         let cols = COLUMNS.join(",");
-        let line = "0,0,1,10,9,11.1,8,10,5,0,a";
+        let line = "0,0,1,10,9,11.1,8,10,5,0,9,a";
         let twice = format!("{header}{cols}\n{line}\n{line}\n");
         let e = parse(&twice, "r.csv").unwrap_err().chain();
         assert!(e.contains("network 0 pass 0 appears twice"), "{e}");
-        let old = "# format: tfnas-validation/1\nindex\n";
-        let e = parse(old, "r.csv").unwrap_err().chain();
-        assert!(
-            e.contains("format tfnas-validation/1") && e.contains("validate again"),
-            "{e}"
-        );
-        let far = format!("{header}{cols}\n0,100,1,10,9,11.1,8,10,5,0,a\n");
+        for v in [1, 2] {
+            let old = format!("# format: tfnas-validation/{v}\nindex\n");
+            let e = parse(&old, "r.csv").unwrap_err().chain();
+            assert!(
+                e.contains(&format!("format tfnas-validation/{v}")) && e.contains("validate again"),
+                "{e}"
+            );
+        }
+        let far = format!("{header}{cols}\n0,100,1,10,9,11.1,8,10,5,0,9,a\n");
         let e = parse(&far, "r.csv").unwrap_err().chain();
         assert!(e.contains("pass: 100 is out of range (0 to 99)"), "{e}");
         let ok =
-            format!("{header}{cols}\n1,0,1,10,9,11.1,8,10,5,0,a\n0,0,1,10,9,11.1,8,10,5,0,a\n");
+            format!("{header}{cols}\n1,0,1,10,9,11.1,8,10,5,0,9,a\n0,0,1,10,9,11.1,8,10,5,0,9,a\n");
         assert_eq!(parse(&ok, "r.csv").unwrap().rows.len(), 2);
     }
 

@@ -182,7 +182,7 @@ fn measure_row(
     pass: u32,
     workload: &Workload,
 ) -> Result<(Row, String)> {
-    let (s, throttled, raw) = match job.speed_reference_ms {
+    let (s, throttled, raw, raw_ms) = match job.speed_reference_ms {
         Some(reference) => {
             let t = speed::time_at_reference(
                 engine,
@@ -196,12 +196,13 @@ fn measure_row(
                 t.raw.median,
                 t.factor
             );
-            (t.scaled, false, raw)
+            (t.scaled, false, raw, t.raw.median)
         }
         None => {
             let timed = time_workload(engine, monitor, workload, &job.timing)?;
             let throttled = timed.throttled();
-            (timed.summary, throttled, String::new())
+            let median = timed.summary.median;
+            (timed.summary, throttled, String::new(), median)
         }
     };
     let row = Row {
@@ -214,6 +215,7 @@ fn measure_row(
         measured_p90_ms: s.p90,
         samples: s.samples,
         throttled,
+        raw_ms,
         arch: net.code.clone(),
     };
     Ok((row, raw))
