@@ -4,7 +4,10 @@
 //! the same random batch size, resolution and thread count. TF-NAS-A by
 //! default, or `TRAIN_STEP_ARCH=arch.json`; `TRAIN_STEP_BATCH` (32),
 //! `TRAIN_STEP_RESOLUTION` (48), `TRAIN_STEP_STEPS` (20) and
-//! `TRAIN_STEP_THREADS` (all cores) change the size. CPU only.
+//! `TRAIN_STEP_THREADS` (all cores) change the size, `TRAIN_STEP_ROUNDS`
+//! (3) the rounds: the two sides take turns, A/B/A/B, and the speed
+//! ratio (PyTorch's step time over ours) is printed per round and as
+//! their median. CPU only.
 //!
 //! `cargo bench -p searcher --bench train_step`
 
@@ -65,50 +68,72 @@ fn main() {
     for _ in 0..3 {
         let _ = trainer.train_step(&x, &y, 0.1);
     }
-    let start = Instant::now();
-    for _ in 0..steps {
-        let _ = trainer.train_step(&x, &y, 0.1);
-    }
-    let ours = 1e3 * start.elapsed().as_secs_f64() / steps as f64;
-    println!("searcher train step {ours:.2} ms (batch {batch}, {res}x{res}, {threads} threads)");
-
     let dir = tempfile::tempdir().expect("a temporary folder");
     let blocks = dir.path().join("blocks.json");
     std::fs::write(&blocks, blocks_json(&arch)).expect("blocks written");
+    // A/B/A/B: the machine's speed drifts over a run, so the two sides
+    // take turns and each round gives a ratio of its own.
+    let rounds: usize = env_or("TRAIN_STEP_ROUNDS", 3);
+    let mut ratios = Vec::new();
+    for round in 1..=rounds {
+        let start = Instant::now();
+        for _ in 0..steps {
+            let _ = trainer.train_step(&x, &y, 0.1);
+        }
+        let ours = 1e3 * start.elapsed().as_secs_f64() / steps as f64;
+        let Some(theirs) = pytorch_step(&blocks, batch, res, steps, threads) else {
+            return;
+        };
+        println!(
+            "round {round}/{rounds}: searcher train step {ours:.2} ms, pytorch {theirs:.2} ms (batch {batch}, {res}x{res}, {threads} threads): speed {:.3}x pytorch's",
+            theirs / ours
+        );
+        ratios.push(theirs / ours);
+    }
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "speed against pytorch (its step time / ours), median of {rounds} rounds: {:.3}x (range {:.3}..{:.3})",
+        ratios[ratios.len() / 2],
+        ratios[0],
+        ratios[ratios.len() - 1]
+    );
+}
+
+/// PyTorch's step time on the same blocks and sizes, in ms (its script
+/// warms up on its own); `None`, said on stderr, when it cannot run.
+fn pytorch_step(
+    blocks: &std::path::Path,
+    batch: usize,
+    res: i64,
+    steps: usize,
+    threads: usize,
+) -> Option<f64> {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     let out = Command::new(format!("{root}/.venv/bin/python"))
         .arg(format!("{root}/benches/pytorch_train_step.py"))
         .arg("--blocks")
-        .arg(&blocks)
-        .args([
-            "--batch",
-            &batch.to_string(),
-            "--resolution",
-            &res.to_string(),
-        ])
-        .args([
-            "--steps",
-            &steps.to_string(),
-            "--threads",
-            &threads.to_string(),
-        ])
+        .arg(blocks)
+        .args(["--batch", &batch.to_string()])
+        .args(["--resolution", &res.to_string()])
+        .args(["--steps", &steps.to_string()])
+        .args(["--threads", &threads.to_string()])
         .output();
     let line = match out {
         Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
         Ok(o) => {
-            return eprintln!(
+            eprintln!(
                 "PyTorch reference failed: {}",
                 String::from_utf8_lossy(&o.stderr)
-            )
+            );
+            return None;
         }
-        Err(e) => return eprintln!("no PyTorch reference (.venv/bin/python: {e})"),
+        Err(e) => {
+            eprintln!("no PyTorch reference (.venv/bin/python: {e})");
+            return None;
+        }
     };
-    println!("{line}");
-    let theirs: f64 = line
-        .split("train step ")
+    line.split("train step ")
         .nth(1)
         .and_then(|r| r.split(" ms").next())
         .and_then(|v| v.parse().ok())
-        .unwrap_or(f64::NAN);
-    println!("ratio searcher / pytorch: {:.2}", ours / theirs);
 }

@@ -70,13 +70,21 @@ fn main() {
         eprintln!("warning: {why}");
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
-    assert!(args.len() >= 5, "usage: TABLE TRIALS RUNS ARCH.json ARCH.json ...");
+    assert!(
+        args.len() >= 5,
+        "usage: TABLE TRIALS RUNS ARCH.json ARCH.json ..."
+    );
     let table = LatencyTable::from_path(Path::new(&args[0])).expect("table");
     let (trials, runs): (usize, usize) = (args[1].parse().unwrap(), args[2].parse().unwrap());
     let names = &args[3..];
     let nets: Vec<Vec<BlockSpec>> = names
         .iter()
-        .map(|p| Architecture::from_path(Path::new(p)).unwrap().block_specs().unwrap())
+        .map(|p| {
+            Architecture::from_path(Path::new(p))
+                .unwrap()
+                .block_specs()
+                .unwrap()
+        })
         .collect();
     let predicted: Vec<f64> = nets
         .iter()
@@ -122,9 +130,16 @@ fn main() {
                 format!("{g} {:+.2}% (sd {:.2})", 100.0 * m, 100.0 * sd)
             })
             .collect();
-        println!("  {name}: predicted {:.3} ms; {}", predicted[i], cells.join(", "));
+        println!(
+            "  {name}: predicted {:.3} ms; {}",
+            predicted[i],
+            cells.join(", ")
+        );
     }
-    println!("error of the measured ratio to {} (mean, sd over trials):", names[0]);
+    println!(
+        "error of the measured ratio to {} (mean, sd over trials):",
+        names[0]
+    );
     for (i, name) in names.iter().enumerate().skip(1) {
         let cells: Vec<String> = gauges
             .iter()

@@ -7,18 +7,24 @@
 //! Unlike the official code, which rebuilds the network and so both
 //! optimizers every epoch, state is kept across epochs.
 
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 /// Scales `grads` in place (undefined ones skipped) so their joint L2 norm is at most `max_norm`
 /// (PyTorch's `clip_grad_norm_`); returns the norm before clipping.
 pub fn clip_grad_norm(grads: &mut [Tensor], max_norm: f64) -> f64 {
+    // One pass over each gradient (its 2-norm), not a squared copy and a
+    // sum: the step is memory-bound on a CPU, as PyTorch's own clip is.
     let total = tch::no_grad(|| {
-        grads
+        let norms: Vec<Tensor> = grads
             .iter()
             .filter(|g| g.defined())
-            .map(|g| g.square().sum(Kind::Float))
-            .reduce(|a, b| a + b)
-            .map_or(0.0, |t| t.double_value(&[]).sqrt())
+            .map(|g| g.norm())
+            .collect();
+        if norms.is_empty() {
+            0.0
+        } else {
+            Tensor::stack(&norms, 0).norm().double_value(&[])
+        }
     });
     let coef = max_norm / (total + 1e-6);
     if coef < 1.0 {
@@ -68,13 +74,24 @@ impl Sgd {
         masks: &[Option<Tensor>],
         lr: f64,
     ) {
+        // In place, through addcmul with a 0-dim factor: no temporary the
+        // size of a parameter (the step reads and writes each tensor as
+        // few times as PyTorch's), the same arithmetic. The gradients
+        // become the decayed ones, which nothing reads after the step.
+        // 0-dim factors: a scalar in type promotion, whatever the
+        // parameters' float kind.
+        let (decay, step) = (
+            Tensor::from(self.weight_decay as f32),
+            Tensor::from(-lr as f32),
+        );
         tch::no_grad(|| {
             for (((p, g), buf), mask) in params.iter().zip(grads).zip(&mut self.buffers).zip(masks)
             {
                 if !g.defined() {
                     continue;
                 }
-                let d = g + p * self.weight_decay;
+                let mut d = g.shallow_clone();
+                let _ = d.f_addcmul_(p, &decay);
                 let _ = buf
                     .f_mul_scalar_(self.momentum)
                     .and_then(|mut b| b.f_add_(&d));
@@ -82,7 +99,7 @@ impl Sgd {
                     let _ = buf.f_mul_(m);
                 }
                 let mut p = p.shallow_clone();
-                let _ = p.f_sub_(&(&*buf * lr));
+                let _ = p.f_addcmul_(buf, &step);
             }
         });
     }
@@ -138,7 +155,7 @@ impl Adam {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::Device;
+    use tch::{Device, Kind};
 
     fn t(v: &[f32]) -> Tensor {
         Tensor::from_slice(v)

@@ -265,12 +265,12 @@ impl Trainer {
         if !value.is_finite() {
             return (value, logits.detach());
         }
-        for (_, p) in &self.params {
-            p.shallow_clone().zero_grad();
-        }
-        loss.backward();
         let tensors: Vec<Tensor> = self.params.iter().map(|(_, p)| p.shallow_clone()).collect();
-        let mut grads: Vec<Tensor> = tensors.iter().map(Tensor::grad).collect();
+        // The gradients as backward returns them, not accumulated into
+        // each parameter's `.grad` (which would want zeroing first, and a
+        // pass over every gradient each way): PyTorch's `zero_grad(set_to_
+        // none=True)` default does the same.
+        let mut grads = Tensor::run_backward(&[&loss], &tensors, false, false);
         clip_grad_norm(&mut grads, self.recipe.grad_clip);
         self.sgd.step(&tensors, &grads, lr);
         (value, logits.detach())
