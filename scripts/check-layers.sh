@@ -10,8 +10,8 @@
 #   - the shared command line (profiler-cli/src but its bin/) names no
 #     engine: not the CUDA engine, the CPU engine or tch;
 #   - space, profiler and profiler-cli, the crates the `profiler` binary
-#     links, depend on neither tch, torch-sys nor profiler-cpu (a process
-#     holding libtorch's cuDNN cannot use the system cuDNN);
+#     links, depend on neither tch, torch-sys, profiler-cpu nor blocks-tch
+#     (a process holding libtorch's cuDNN cannot use the system cuDNN);
 #   - an engine crate (profiler-cpu, profiler-fake) declares no commands of
 #     its own: its binary is a plug-in of profiler_cli.
 # Comment lines are skipped, so the docs may name what the code must not use.
@@ -73,7 +73,7 @@ check_engines() {
         failed=1
     fi
     for crate in space profiler profiler-cli; do
-        hits=$(grep -HnP '^\s*(tch|torch-sys|profiler-cpu)\b' "$root/$crate/Cargo.toml" || true)
+        hits=$(grep -HnP '^\s*(tch|torch-sys|profiler-cpu|blocks-tch)\b' "$root/$crate/Cargo.toml" || true)
         if [ -n "$hits" ]; then
             echo "check-layers: $crate, linked by the profiler binary, must not depend on libtorch or the CPU engine:" >&2
             echo "$hits" >&2
@@ -129,6 +129,7 @@ the CUDA engine in the shared command line|profiler-cli/src/build.rs|use profile
 tch in the shared command line|profiler-cli/src/flags.rs|fn f(_: tch::Tensor) {}
 tch in the profiler library's dependencies|profiler/Cargo.toml|tch.workspace = true
 the CPU engine in the shared command line's dependencies|profiler-cli/Cargo.toml|profiler-cpu = { path = "../profiler-cpu" }
+libtorch's ops in the profiler library's dependencies|profiler/Cargo.toml|blocks-tch.workspace = true
 a command of the CPU engine's own|profiler-cpu/src/settings.rs|#[derive(clap::Subcommand)] enum Extra { A }
 a parser of the fake engine's own|profiler-fake/src/main.rs|#[derive(Debug, clap::Parser)] struct Own;
 CASES

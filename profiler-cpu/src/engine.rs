@@ -14,13 +14,14 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Instant;
 
+use blocks_tch::{run_blocks, Op};
 use profiler::error::{ProfilerError, Result};
 use profiler::measure::engine::{
     Dtype, Engine, EngineConfig, EngineInfo, Launch, Layout, Workload, L2,
 };
 use profiler::reference::{random_params, Params, ReadsOutput, Rng};
 use space::layers::{block_input_len, block_layers, Layer};
-use space::{meta, Activation, BlockSpec};
+use space::{meta, BlockSpec};
 use tch::{Kind, Tensor};
 
 use crate::system::{cpu_capability, pin_to, vector_floats, Machine};
@@ -190,148 +191,44 @@ impl CpuSettings {
     }
 }
 
-/// One op of a prepared block.
-enum Op {
-    Conv {
-        w: Tensor,
-        b: Tensor,
-        stride: i64,
-        pad: i64,
-        groups: i64,
-        act: Option<Activation>,
-        residual: bool,
-    },
-    Se {
-        w1: Tensor,
-        b1: Tensor,
-        w2: Tensor,
-        b2: Tensor,
-        act: Activation,
-    },
-    Pool,
-    Fc {
-        w: Tensor,
-        b: Tensor,
-    },
-}
-
-fn activate_(x: &mut Tensor, act: Option<Activation>) {
-    match act {
-        None => {}
-        Some(Activation::Relu) => {
-            let _ = x.relu_();
-        }
-        Some(Activation::Swish) => {
-            let _ = x.silu_();
-        }
-        Some(Activation::Hswish) => {
-            let _ = x.hardswish_();
-        }
-    }
-}
-
 fn tensor(v: &[f32], shape: &[i64]) -> Tensor {
     Tensor::from_slice(v).view(shape)
 }
 
-impl Op {
-    fn new(layer: &Layer, p: &Params) -> Op {
-        match *layer {
-            Layer::Conv {
-                cin,
-                cout,
-                kernel,
-                stride,
-                groups,
-                act,
-                residual,
-                ..
-            } => Op::Conv {
-                w: tensor(
-                    &p.w,
-                    &[
-                        cout.into(),
-                        (cin / groups).into(),
-                        kernel.into(),
-                        kernel.into(),
-                    ],
-                ),
-                b: tensor(&p.b, &[cout.into()]),
-                stride: stride.into(),
-                pad: (kernel / 2).into(),
-                groups: groups.into(),
-                act,
-                residual,
-            },
-            Layer::Se {
-                channels, se, act, ..
-            } => Op::Se {
-                w1: tensor(&p.w, &[se.into(), channels.into()]),
-                b1: tensor(&p.b, &[se.into()]),
-                w2: tensor(&p.w2, &[channels.into(), se.into()]),
-                b2: tensor(&p.b2, &[channels.into()]),
-                act,
-            },
-            Layer::Pool { .. } => Op::Pool,
-            Layer::Fc { cin, cout } => Op::Fc {
-                w: tensor(&p.w, &[cout.into(), cin.into()]),
-                b: tensor(&p.b, &[cout.into()]),
-            },
+/// A layer of `space::layers` with its seeded weights, as `blocks_tch`
+/// runs it (the same ops `searcher export` traces).
+fn op_of(layer: &Layer, p: &Params) -> Op {
+    match *layer {
+        Layer::Conv {
+            cin,
+            cout,
+            kernel,
+            stride,
+            groups,
+            act,
+            residual,
+            ..
+        } => {
+            let (cin, cout, k, g): (i64, i64, i64, i64) =
+                (cin.into(), cout.into(), kernel.into(), groups.into());
+            let w = tensor(&p.w, &[cout, cin / g, k, k]);
+            Op::conv(w, tensor(&p.b, &[cout]), stride.into(), g, act, residual)
         }
+        Layer::Se {
+            channels, se, act, ..
+        } => Op::Se {
+            w1: tensor(&p.w, &[se.into(), channels.into()]),
+            b1: tensor(&p.b, &[se.into()]),
+            w2: tensor(&p.w2, &[channels.into(), se.into()]),
+            b2: tensor(&p.b2, &[channels.into()]),
+            act,
+        },
+        Layer::Pool { .. } => Op::Pool,
+        Layer::Fc { cin, cout } => Op::Fc {
+            w: tensor(&p.w, &[cout.into(), cin.into()]),
+            b: tensor(&p.b, &[cout.into()]),
+        },
     }
-
-    /// `x` is this op's input, `block_input` the block's (for the residual).
-    fn run(&self, x: &Tensor, block_input: &Tensor) -> Tensor {
-        match self {
-            Op::Conv {
-                w,
-                b,
-                stride,
-                pad,
-                groups,
-                act,
-                residual,
-            } => {
-                let mut y = x.conv2d(w, Some(b), [*stride; 2], [*pad; 2], [1, 1], *groups);
-                activate_(&mut y, *act);
-                if *residual {
-                    let _ = y.g_add_(block_input);
-                }
-                y
-            }
-            Op::Se {
-                w1,
-                b1,
-                w2,
-                b2,
-                act,
-            } => {
-                let pooled = x.mean_dim(&[2i64, 3][..], false, Kind::Float);
-                let mut hidden = pooled.linear(w1, Some(b1));
-                activate_(&mut hidden, Some(*act));
-                let mut gate = hidden.linear(w2, Some(b2));
-                let _ = gate.sigmoid_();
-                let (n, c) = (gate.size()[0], gate.size()[1]);
-                x * gate.view([n, c, 1, 1])
-            }
-            Op::Pool => x.mean_dim(&[2i64, 3][..], false, Kind::Float),
-            Op::Fc { w, b } => x.linear(w, Some(b)),
-        }
-    }
-}
-
-/// Runs `blocks` on `input` and returns the output, calling `after_block`
-/// as each block finishes.
-fn run_blocks(input: &Tensor, blocks: &[Vec<Op>], mut after_block: impl FnMut()) -> Tensor {
-    let mut x = input.shallow_clone();
-    for ops in blocks {
-        let block_input = x.shallow_clone();
-        for op in ops {
-            x = op.run(&x, &block_input);
-        }
-        after_block();
-    }
-    x
 }
 
 /// What a timed run executes.
@@ -532,7 +429,7 @@ impl CpuEngine {
             .map(|spec| {
                 block_layers(spec)
                     .iter()
-                    .map(|layer| Op::new(layer, &random_params(layer, &mut rng)))
+                    .map(|layer| op_of(layer, &random_params(layer, &mut rng)))
                     .collect()
             })
             .collect();

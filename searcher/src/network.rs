@@ -337,14 +337,14 @@ fn fold_unit(u: &Unit) -> crate::folded::Op {
             let gamma = bn.ws.as_ref().expect("affine batch norm").detach();
             let beta = bn.bs.as_ref().expect("affine batch norm").detach();
             let scale = &gamma / (bn.running_var.detach() + BN_EPS).sqrt();
-            Op::Conv {
-                w: conv.ws.detach() * scale.view([-1, 1, 1, 1]),
-                b: beta - bn.running_mean.detach() * &scale,
-                stride: *stride,
-                groups: *groups,
-                act: *act,
-                residual: *residual,
-            }
+            Op::conv(
+                conv.ws.detach() * scale.view([-1, 1, 1, 1]),
+                beta - bn.running_mean.detach() * &scale,
+                *stride,
+                *groups,
+                *act,
+                *residual,
+            )
         }
         Unit::Se {
             reduce,

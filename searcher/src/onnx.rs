@@ -285,6 +285,7 @@ impl Builder {
                 groups,
                 act,
                 residual,
+                ..
             } => {
                 let y = self.conv(x, w, b, *stride, *groups)?;
                 let y = self.activation(&y, *act);
