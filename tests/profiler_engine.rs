@@ -143,10 +143,10 @@ fn the_layering_gate_holds_and_refuses_each_broken_rule() {
         String::from_utf8_lossy(&out.stderr)
     );
     // The profiler's layers (10 cases, reference/ included) and the
-    // engines' rules (6).
+    // engines' rules (7, blocks-tch's included).
     assert_eq!(
         text.matches("is refused, as it must be").count(),
-        16,
+        17,
         "{text}"
     );
 }
