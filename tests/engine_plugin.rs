@@ -277,6 +277,32 @@ fn a_third_engine_measures_a_probe_that_transfer_turns_into_a_whole_table() {
         "{}",
         text(&refused.stderr)
     );
+    // A reference of another space: refused before anything is timed.
+    let table_text = std::fs::read_to_string(&reference).unwrap();
+    let digest = space::SearchSpaceConfig::default().digest();
+    let other_space = dir.path().join("other-space.csv");
+    std::fs::write(
+        &other_space,
+        table_text.replace(&digest, "0123456789abcdef"),
+    )
+    .unwrap();
+    let elsewhere = dir.path().join("elsewhere.csv");
+    let o = fake(&[
+        "probe",
+        "--reference",
+        other_space.to_str().unwrap(),
+        "--fraction",
+        "0.15",
+        "--out",
+        elsewhere.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("contradicts the space"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(!elsewhere.exists());
     let onto = fake(&["probe", "--reference", a, "--fraction", "0.15", "--out", a]);
     assert_eq!(onto.status.code(), Some(2));
     assert!(text(&onto.stderr).contains("is the reference table"));

@@ -1,7 +1,7 @@
 //! `profiler [--out FILE] ...`: the latency table of a space on any
 //! engine (`profiler::table::build` does the work).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use clap::Args;
@@ -12,6 +12,7 @@ use profiler::measure::timing::TimingFlags;
 use profiler::table::build::{build_table, BuildReport, BuildSettings, Output};
 use profiler::table::progress::{LogOnly, Progress};
 use space::io::OutputLock;
+use space::TablePlan;
 
 use crate::engine::EngineCli;
 use crate::flags::{load_space, TimingArgs};
@@ -30,7 +31,7 @@ pub struct BuildArgs<S: Args> {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Measure every N-th mid width (plus each op's min, initial and max).
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = TablePlan::DEFAULT_WIDTH_STEP)]
     pub width_step: u32,
     /// Search space file (.json or .toml); the TF-NAS ImageNet space by default.
     #[arg(long)]
@@ -48,15 +49,6 @@ pub fn run<E: EngineCli>(args: &BuildArgs<E::Settings>) -> Result<()> {
     // Checked before the engine opens; the engine's alignment adds its
     // probes once it has.
     space.table_plan(args.width_step)?;
-    // Held to the end: a second build of the same file (or an orphaned
-    // one still timing) is refused rather than appending rows of its own.
-    let _lock = match &args.out {
-        Some(out) => {
-            check_out_folder("--out", out)?;
-            Some(OutputLock::acquire(out)?)
-        }
-        None => None,
-    };
     let settings = BuildSettings {
         space,
         width_step: args.width_step,
@@ -66,30 +58,55 @@ pub fn run<E: EngineCli>(args: &BuildArgs<E::Settings>) -> Result<()> {
         in_network: E::in_network(&args.engine),
         probe: None,
     };
-    let (mut engine, mut monitor) = E::open(&args.engine)?;
-    let plan_len = settings
-        .space
-        .table_plan_aligned(args.width_step, engine.info().width_align)?
-        .len();
-    eprintln!(
-        "timing {plan_len} entries of space '{}' at batch {}, width step {}",
-        settings.space.name,
-        E::batch(&args.engine),
-        args.width_step
-    );
+    build::<E>(&args.engine, &settings, args.out.as_deref(), |engine| {
+        let plan = settings
+            .space
+            .table_plan_aligned(args.width_step, engine.info().width_align)?;
+        eprintln!(
+            "timing {} entries of space '{}' at batch {}, width step {}",
+            plan.len(),
+            settings.space.name,
+            E::batch(&args.engine),
+            args.width_step
+        );
+        Ok(())
+    })
+}
+
+/// A table build on engine `E` into `out` (stdout without one), for every
+/// command that builds one (the table, a probe): `out` locked first, the
+/// engine opened, `announce` given it to say what will be timed, the
+/// table built and its last line logged.
+pub fn build<E: EngineCli>(
+    engine_settings: &E::Settings,
+    settings: &BuildSettings,
+    out: Option<&Path>,
+    announce: impl FnOnce(&E::Engine) -> Result<()>,
+) -> Result<()> {
+    // Held to the end: a second build of the same file (or an orphaned
+    // one still timing) is refused rather than appending rows of its own.
+    let _lock = match out {
+        Some(out) => {
+            check_out_folder("--out", out)?;
+            Some(OutputLock::acquire(out)?)
+        }
+        None => None,
+    };
+    let (mut engine, mut monitor) = E::open(engine_settings)?;
+    announce(&engine)?;
     let progress = progress::<E>();
-    let report = match &args.out {
+    let report = match out {
         Some(path) => build_table(
             &mut engine,
             monitor.as_mut(),
-            &settings,
+            settings,
             Output::File(path),
             progress.as_ref(),
         )?,
         None => build_table(
             &mut engine,
             monitor.as_mut(),
-            &settings,
+            settings,
             Output::Stream(&mut std::io::stdout().lock()),
             progress.as_ref(),
         )?,
@@ -99,7 +116,7 @@ pub fn run<E: EngineCli>(args: &BuildArgs<E::Settings>) -> Result<()> {
 }
 
 /// The build's progress as engine `E` shows it: a bar, or log lines only.
-pub fn progress<E: EngineCli>() -> Box<dyn Progress> {
+fn progress<E: EngineCli>() -> Box<dyn Progress> {
     if E::DEFAULTS.progress_bar {
         Box::new(Bar::new())
     } else {
@@ -108,7 +125,7 @@ pub fn progress<E: EngineCli>() -> Box<dyn Progress> {
 }
 
 /// The build's last line: what it timed, how fast, and the engine's note.
-pub fn log_report<E: EngineCli>(report: &BuildReport) {
+fn log_report<E: EngineCli>(report: &BuildReport) {
     eprintln!(
         "measured {} entries ({} already there) in {:.1} s, {:.2} entries/s{}",
         report.measured,

@@ -11,18 +11,14 @@ use anyhow::{bail, Result};
 use clap::Args;
 use profiler::analysis::transfer::{describe, plan, read_table, Reference};
 use profiler::files::command_line;
-use profiler::files::resume::check_out_folder;
 use profiler::measure::timing::TimingFlags;
-use profiler::table::build::{build_table, BuildSettings, Output, ProbeKeys};
-use space::io::{same_file, OutputLock};
-use space::{meta, LatencyTable};
+use profiler::table::build::{BuildSettings, ProbeKeys};
+use space::io::same_file;
+use space::{LatencyTable, TablePlan};
 
-use crate::build::{log_report, progress};
+use crate::build::build;
 use crate::engine::EngineCli;
 use crate::flags::{in_range, load_space, TimingArgs};
-
-/// A table's width step when its header has none (the build's default).
-const DEFAULT_WIDTH_STEP: u32 = 8;
 
 #[derive(Args, Clone, Debug)]
 pub struct ProbeArgs<S: Args> {
@@ -93,45 +89,23 @@ fn measure<E: EngineCli>(
         );
     }
     let space = load_space(args.space.as_ref())?;
-    if let Some(digest) = table.metadata().get(meta::SPACE_DIGEST) {
-        if digest != space.digest() {
-            bail!(
-                "{}: a table of another space (space_digest {digest}, this run's '{}' is {}); give its space with --space",
-                args.reference.display(),
-                space.name,
-                space.digest()
-            );
-        }
-    }
-    let width_step = match table.metadata().get(meta::WIDTH_STEP) {
-        Some(w) => w.parse()?,
-        None => DEFAULT_WIDTH_STEP,
-    };
-    check_out_folder("--out", out)?;
-    let _lock = OutputLock::acquire(out)?;
+    table.check_in_space(&space)?;
+    let keys = probe.keys.len();
     let settings = BuildSettings {
         space,
-        width_step,
+        width_step: table.width_step().unwrap_or(TablePlan::DEFAULT_WIDTH_STEP),
         timing: args.timing.flags(TimingFlags::DEFAULT.cap_ms).rule()?,
         command: command_line(),
         limit: None,
         in_network: E::in_network(&args.engine),
         probe: Some(probe),
     };
-    let (mut engine, mut monitor) = E::open(&args.engine)?;
-    eprintln!(
-        "timing a probe of {} entries at batch {} into {}",
-        settings.probe.as_ref().map_or(0, |p| p.keys.len()),
-        E::batch(&args.engine),
-        out.display()
-    );
-    let report = build_table(
-        &mut engine,
-        monitor.as_mut(),
-        &settings,
-        Output::File(out),
-        progress::<E>().as_ref(),
-    )?;
-    log_report::<E>(&report);
-    Ok(())
+    build::<E>(&args.engine, &settings, Some(out), |_| {
+        eprintln!(
+            "timing a probe of {keys} entries at batch {} into {}",
+            E::batch(&args.engine),
+            out.display()
+        );
+        Ok(())
+    })
 }

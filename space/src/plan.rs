@@ -107,6 +107,10 @@ pub struct TablePlan {
 }
 
 impl TablePlan {
+    /// The width step of a table that names none: the build's and `plan`'s
+    /// default (every 8th mid width, plus each op's min, initial and max).
+    pub const DEFAULT_WIDTH_STEP: u32 = 8;
+
     /// Per curve, every multiple of `width_step` inside each op's width
     /// range, plus each op's min, initial and max width; `width_step = 1`
     /// gives every width. With `align`, each op's range also gets its

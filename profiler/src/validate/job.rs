@@ -213,10 +213,7 @@ impl Sampling {
         samples: usize,
         width_multiple: Option<u32>,
     ) -> Self {
-        let from_table = table
-            .metadata()
-            .get(meta::WIDTH_STEP)
-            .and_then(|w| w.parse().ok());
+        let from_table = table.width_step();
         Sampling {
             seed,
             samples,

@@ -161,6 +161,14 @@ impl LatencyTable {
         self.boundary_ms
     }
 
+    /// The header's `width_step` (checked to be a positive integer when the
+    /// table was read), `None` for a table without the line.
+    pub fn width_step(&self) -> Option<u32> {
+        self.metadata
+            .get(meta::WIDTH_STEP)
+            .and_then(positive_integer)
+    }
+
     /// The header's `speed_reference_ms` (checked when the table was
     /// read), `None` for a table without the line.
     pub fn speed_reference_ms(&self) -> Option<f64> {

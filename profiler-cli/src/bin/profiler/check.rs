@@ -69,10 +69,9 @@ pub fn run(args: &CheckArgs) -> Result<()> {
         Some(ms) => println!("boundary {ms:.4} ms: taken off every block, added once per network"),
         None => println!("no boundary line: blocks are priced at their medians"),
     }
-    let step = md
-        .get(meta::WIDTH_STEP)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(8);
+    let step = table
+        .width_step()
+        .unwrap_or(space::TablePlan::DEFAULT_WIDTH_STEP);
     let plan = space.table_plan_aligned(step, table.width_model().multiple())?;
     let missing: Vec<_> = plan
         .blocks

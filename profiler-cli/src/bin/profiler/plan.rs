@@ -11,7 +11,7 @@ pub struct PlanArgs {
     #[arg(long)]
     space: Option<PathBuf>,
     /// Measure every N-th mid width (plus each op's min, initial and max).
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = space::TablePlan::DEFAULT_WIDTH_STEP)]
     width_step: u32,
     /// Add the unaligned widths a build times for an engine whose kernels
     /// pad channels to multiples of N (`width_model: align N`): 8 on an

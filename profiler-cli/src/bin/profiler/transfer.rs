@@ -68,12 +68,7 @@ pub fn run(args: &TransferArgs) -> Result<()> {
     let evaluation = match &full {
         Some(full) => {
             transfer::check_compatible(&made.table, full, ("probe", "full table"), false)?;
-            let step = made
-                .table
-                .metadata()
-                .get(space::meta::WIDTH_STEP)
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(1);
+            let step = made.table.width_step().unwrap_or(1);
             Some(evaluate::evaluate(
                 &made.table,
                 full,
