@@ -5,9 +5,14 @@
 
 use std::path::{Path, PathBuf};
 
+use space::io::{check_output, same_file, OutputLock};
+use tch::Device;
+
 use crate::error::{Result, SearchError};
 use crate::images::LoaderOptions;
-use crate::session::{threads, DataSource, EMBEDDED_IMAGES, LOADER_THREADS, NOISE, RESOLUTION};
+use crate::session::{
+    parse_device, threads, DataSource, EMBEDDED_IMAGES, LOADER_THREADS, NOISE, RESOLUTION,
+};
 
 /// The data flags: an image folder, CIFAR-10 binaries, the official split
 /// lists or the embedded pattern set, and how they are decoded.
@@ -122,6 +127,34 @@ impl RunArgs {
         self.checkpoint
             .clone()
             .unwrap_or_else(|| out.with_extension("ckpt"))
+    }
+
+    /// `--threads` applied to libtorch, and the `--device` to run on.
+    pub fn device(&self) -> Result<Device> {
+        if let Some(n) = self.threads {
+            tch::set_num_threads(n);
+        }
+        parse_device(&self.device)
+    }
+
+    /// Checks that `out` (which receives the run's `what`) and `checkpoint`
+    /// can be written, are none of the files it `reads` nor each other,
+    /// and locks both, so that no other run writes them meanwhile.
+    pub fn lock_outputs(
+        out: &Path,
+        checkpoint: &Path,
+        what: &str,
+        reads: &[(&'static str, &Path)],
+    ) -> Result<[OutputLock; 2]> {
+        check_output(out, reads)?;
+        if same_file(checkpoint, out) {
+            return Err(SearchError::Config(format!(
+                "--out {} is also the checkpoint: {what} would overwrite it; choose another --out or --checkpoint",
+                out.display()
+            )));
+        }
+        check_output(checkpoint, reads)?;
+        Ok([OutputLock::acquire(out)?, OutputLock::acquire(checkpoint)?])
     }
 
     /// Whether the checkpoint at `path` is to be resumed: when it exists

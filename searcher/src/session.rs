@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use space::io::{check_output, same_file, write_atomic, OutputLock};
+use space::io::{write_atomic, OutputLock};
 use space::{meta, Architecture, LatencyTable, SearchSpaceConfig};
 use tch::Device;
 
@@ -123,11 +123,13 @@ pub struct Session {
 pub fn prepare(inputs: &Inputs, settings: &Settings) -> Result<Session> {
     settings.check()?;
     let checkpoint = inputs.checkpoint_path();
-    let locks = check_outputs(inputs, &checkpoint)?;
-    if let Some(n) = inputs.run.threads {
-        tch::set_num_threads(n);
-    }
-    let device = parse_device(&inputs.run.device)?;
+    let locks = RunArgs::lock_outputs(
+        &inputs.out,
+        &checkpoint,
+        "the architecture",
+        &inputs.read_files(),
+    )?;
+    let device = inputs.run.device()?;
     let space = match &inputs.space {
         Some(p) => SearchSpaceConfig::from_path(p)?,
         None => SearchSpaceConfig::default(),
@@ -175,26 +177,6 @@ pub fn prepare(inputs: &Inputs, settings: &Settings) -> Result<Session> {
         method_strict: inputs.method_strict,
         _locks: locks,
     })
-}
-
-/// The output and the checkpoint can be written, are none of the inputs nor
-/// each other, and no other search holds them.
-fn check_outputs(inputs: &Inputs, checkpoint: &Path) -> Result<[OutputLock; 2]> {
-    let read = inputs.read_files();
-    check_output(&inputs.out, &read)?;
-    let mut with_out = read.clone();
-    with_out.push(("--out file", &inputs.out));
-    if same_file(checkpoint, &inputs.out) {
-        return Err(SearchError::Config(format!(
-            "--out {} is also the checkpoint: the architecture would overwrite it; choose another --out or --checkpoint",
-            inputs.out.display()
-        )));
-    }
-    check_output(checkpoint, &read)?;
-    Ok([
-        OutputLock::acquire(&inputs.out)?,
-        OutputLock::acquire(checkpoint)?,
-    ])
 }
 
 /// What taking the output locks removed: temporary files of killed runs.

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
-use space::io::{check_output, same_file, OutputLock};
+use space::io::OutputLock;
 use space::Architecture;
 use tch::{Device, Kind, Tensor};
 
@@ -18,7 +18,7 @@ use super::{check_split, Trainer};
 use crate::args::{DataArgs, RunArgs};
 use crate::data::{Dataset, Split};
 use crate::error::{Result, SearchError};
-use crate::session::{open_data, parse_device, stale_temporaries};
+use crate::session::{open_data, stale_temporaries};
 
 #[derive(Parser)]
 #[command(
@@ -85,11 +85,13 @@ pub struct TrainSession {
 pub fn prepare(inputs: &TrainInputs, recipe: &Recipe) -> Result<TrainSession> {
     recipe.check()?;
     let checkpoint = inputs.checkpoint_path();
-    let locks = check_outputs(inputs, &checkpoint)?;
-    if let Some(n) = inputs.run.threads {
-        tch::set_num_threads(n);
-    }
-    let device = parse_device(&inputs.run.device)?;
+    let locks = RunArgs::lock_outputs(
+        &inputs.out,
+        &checkpoint,
+        "the weights",
+        &inputs.read_files(),
+    )?;
+    let device = inputs.run.device()?;
     let arch = Architecture::from_path(&inputs.arch)?;
     let (data, split) = open_data(&inputs.data.source(), recipe.seed)?;
     check_split(&split, recipe.batch_size)?;
@@ -116,22 +118,6 @@ pub fn prepare(inputs: &TrainInputs, recipe: &Recipe) -> Result<TrainSession> {
         warnings: stale_temporaries(&locks),
         _locks: locks,
     })
-}
-
-fn check_outputs(inputs: &TrainInputs, checkpoint: &Path) -> Result<[OutputLock; 2]> {
-    let read = inputs.read_files();
-    check_output(&inputs.out, &read)?;
-    if same_file(checkpoint, &inputs.out) {
-        return Err(SearchError::Config(format!(
-            "--out {} is also the checkpoint: the weights would overwrite it; choose another --out or --checkpoint",
-            inputs.out.display()
-        )));
-    }
-    check_output(checkpoint, &read)?;
-    Ok([
-        OutputLock::acquire(&inputs.out)?,
-        OutputLock::acquire(checkpoint)?,
-    ])
 }
 
 fn resume_or_start(
