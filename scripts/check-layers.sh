@@ -10,7 +10,7 @@
 #   - the shared command line (profiler-cli/src but its bin/) names no
 #     engine: not the CUDA engine, the CPU engine or tch;
 #   - space, profiler and profiler-cli, the crates the `profiler` binary
-#     links, depend on neither tch, torch-sys, profiler-cpu nor blocks-tch
+#     links, depend on neither tch, torch-sys, profiler-cpu, blocks-tch nor c10d-tch
 #     (a process holding libtorch's cuDNN cannot use the system cuDNN);
 #   - an engine crate (profiler-cpu, profiler-fake) declares no commands of
 #     its own: its binary is a plug-in of profiler_cli.
@@ -73,7 +73,7 @@ check_engines() {
         failed=1
     fi
     for crate in space profiler profiler-cli; do
-        hits=$(grep -HnP '^\s*(tch|torch-sys|profiler-cpu|blocks-tch)\b' "$root/$crate/Cargo.toml" || true)
+        hits=$(grep -HnP '^\s*(tch|torch-sys|profiler-cpu|blocks-tch|c10d-tch)\b' "$root/$crate/Cargo.toml" || true)
         if [ -n "$hits" ]; then
             echo "check-layers: $crate, linked by the profiler binary, must not depend on libtorch or the CPU engine:" >&2
             echo "$hits" >&2

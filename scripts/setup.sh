@@ -27,7 +27,9 @@ if ! .venv/bin/python -c "import onnxruntime" 2>/dev/null; then
   echo "setup: installing onnxruntime into $root/.venv" >&2
   .venv/bin/pip install --quiet --disable-pip-version-check onnxruntime
 fi
-torch_dir="$(.venv/bin/python -c 'import torch, os; print(os.path.dirname(torch.__file__))' 2>/dev/null)"
+# realpath: where .venv is itself a link (a clone sharing a checkout's venv),
+# the link must not name the clone's path, which may go away.
+torch_dir="$(.venv/bin/python -c 'import torch, os; print(os.path.realpath(os.path.dirname(torch.__file__)))' 2>/dev/null)"
 ln -sfn "$torch_dir" .venv/libtorch
 
 # NVRTC needs no GPU, so the tests compile the engine's CUDA kernels with the
