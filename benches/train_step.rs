@@ -66,7 +66,7 @@ fn main() {
     let x = Tensor::randn([batch as i64, 3, res, res], (Kind::Float, Device::Cpu));
     let y = Tensor::randint(10, [batch as i64], (Kind::Int64, Device::Cpu));
     for _ in 0..3 {
-        let _ = trainer.train_step(&x, &y, 0.1);
+        let _ = trainer.train_step(&x, &y, 0.1, batch);
     }
     let dir = tempfile::tempdir().expect("a temporary folder");
     let blocks = dir.path().join("blocks.json");
@@ -78,7 +78,7 @@ fn main() {
     for round in 1..=rounds {
         let start = Instant::now();
         for _ in 0..steps {
-            let _ = trainer.train_step(&x, &y, 0.1);
+            let _ = trainer.train_step(&x, &y, 0.1, batch);
         }
         let ours = 1e3 * start.elapsed().as_secs_f64() / steps as f64;
         let Some(theirs) = pytorch_step(&blocks, batch, res, steps, threads) else {

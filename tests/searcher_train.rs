@@ -7,7 +7,8 @@
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use space::{Architecture, SearchSpaceConfig};
+mod searcher_support;
+use searcher_support::small_arch;
 
 fn train(args: &[String]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_searcher"))
@@ -19,37 +20,6 @@ fn train(args: &[String]) -> Output {
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// A small network of the default space, written to `dir/arch.json`: two
-/// blocks per stage (one for the last), alternating an SE op and a plain
-/// one, each at its narrowest width, so some blocks skip the expansion.
-fn small_arch(dir: &Path) -> String {
-    let space = SearchSpaceConfig::default();
-    let ops = [
-        space.op_index("k3_e6_se").unwrap(),
-        space.op_index("k5_e3").unwrap(),
-    ];
-    let choices: Vec<Vec<(usize, u32)>> = space
-        .layers()
-        .iter()
-        .map(|stage| {
-            stage
-                .iter()
-                .take(2)
-                .enumerate()
-                .map(|(b, layer)| {
-                    let op = ops[b % 2];
-                    let range = space.width_range(&space.ops[op], layer.in_channels);
-                    (op, range.min)
-                })
-                .collect()
-        })
-        .collect();
-    let arch = Architecture::from_choices(&space, &choices).unwrap();
-    let path = dir.join("arch.json");
-    std::fs::write(&path, arch.to_json_pretty()).unwrap();
-    path.display().to_string()
 }
 
 /// A short run on `images` embedded 48x48 images (80% trained on), batch

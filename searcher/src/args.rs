@@ -13,6 +13,7 @@ use crate::images::LoaderOptions;
 use crate::session::{
     parse_device, threads, DataSource, EMBEDDED_IMAGES, LOADER_THREADS, NOISE, RESOLUTION,
 };
+use crate::settings::Bound;
 
 /// The data flags: an image folder, CIFAR-10 binaries, the official split
 /// lists or the embedded pattern set, and how they are decoded.
@@ -119,9 +120,41 @@ pub struct RunArgs {
     /// when omitted).
     #[arg(long, value_parser = threads)]
     pub threads: Option<i32>,
+    /// Run as a data-parallel group of this many processes on this machine
+    /// (one per GPU with `--device cuda`), each with its share of every
+    /// batch; the same as `torchrun --nproc-per-node N --no-python
+    /// searcher ...`, whose environment is honoured when set
+    /// (docs/distributed.md).
+    #[arg(long, default_value_t = 1, value_parser = NPROC.parser())]
+    pub nproc: usize,
+    /// In a data-parallel group, batch norm's statistics over the whole
+    /// batch instead of each process's share (torch.nn.SyncBatchNorm).
+    #[arg(long)]
+    pub sync_bn: bool,
+    /// Seconds a process of a group waits for the others (the rendezvous,
+    /// each collective) before it stops with an error.
+    #[arg(long, default_value_t = 300, value_parser = DIST_TIMEOUT.parser())]
+    pub dist_timeout: u64,
 }
 
+/// `--nproc`: processes of a group on one machine.
+pub const NPROC: Bound<usize> = Bound::closed("--nproc", 1, 1024);
+/// `--dist-timeout`: seconds.
+pub const DIST_TIMEOUT: Bound<u64> = Bound::closed("--dist-timeout", 1, 86_400);
+
 impl RunArgs {
+    /// The process group the environment describes (torchrun's, or
+    /// [`crate::dist::launch`]'s), joined; `None` for a single process.
+    pub fn join(&self) -> Result<Option<crate::dist::Dist>> {
+        let timeout = std::time::Duration::from_secs(self.dist_timeout);
+        crate::dist::Dist::from_env(timeout, self.sync_bn)
+    }
+
+    /// Whether this command line asks [`crate::dist::launch`] to start the
+    /// group: `--nproc` above 1 outside a group.
+    pub fn launches(&self) -> bool {
+        self.nproc > 1 && std::env::var_os("WORLD_SIZE").is_none()
+    }
     /// `--checkpoint`, else `out` with its extension replaced by `.ckpt`.
     pub fn checkpoint_path(&self, out: &Path) -> PathBuf {
         self.checkpoint

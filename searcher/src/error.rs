@@ -14,6 +14,10 @@ pub enum SearchError {
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
 
+    /// The process group: a rendezvous that failed, a peer that died.
+    #[error("data-parallel run: {0} (the checkpoint keeps the last finished epoch: rerun the same command to continue)")]
+    Distributed(c10d_tch::C10dError),
+
     // The cause is in the message, not a `#[source]`, as in `SpaceError`.
     #[error("cannot read {path}: {error}")]
     Io {
@@ -101,3 +105,11 @@ pub enum SearchError {
 }
 
 pub type Result<T, E = SearchError> = std::result::Result<T, E>;
+
+// By hand, not `#[from]`: that would make the c10d error a `source` too, and
+// `error: {e:#}` would print its message twice.
+impl From<c10d_tch::C10dError> for SearchError {
+    fn from(e: c10d_tch::C10dError) -> Self {
+        SearchError::Distributed(e)
+    }
+}

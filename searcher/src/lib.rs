@@ -8,6 +8,7 @@
 
 pub mod args;
 pub mod data;
+pub mod dist;
 pub mod elastic;
 pub mod error;
 pub mod export;

@@ -173,3 +173,34 @@ pub fn tensor_bytes(bytes: &[u8], prefix: &str) -> (usize, usize) {
     );
     (8 + n + begin, end - begin)
 }
+
+/// A small network of the default space, written to `dir/arch.json`: two
+/// blocks per stage (one for the last), alternating an SE op and a plain
+/// one, each at its narrowest width, so some blocks skip the expansion.
+pub fn small_arch(dir: &Path) -> String {
+    let space = space::SearchSpaceConfig::default();
+    let ops = [
+        space.op_index("k3_e6_se").unwrap(),
+        space.op_index("k5_e3").unwrap(),
+    ];
+    let choices: Vec<Vec<(usize, u32)>> = space
+        .layers()
+        .iter()
+        .map(|stage| {
+            stage
+                .iter()
+                .take(2)
+                .enumerate()
+                .map(|(b, layer)| {
+                    let op = ops[b % 2];
+                    let range = space.width_range(&space.ops[op], layer.in_channels);
+                    (op, range.min)
+                })
+                .collect()
+        })
+        .collect();
+    let arch = space::Architecture::from_choices(&space, &choices).unwrap();
+    let path = dir.join("arch.json");
+    std::fs::write(&path, arch.to_json_pretty()).unwrap();
+    path.display().to_string()
+}

@@ -7,6 +7,7 @@
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::rc::Rc;
 
 use clap::Parser;
 use space::io::OutputLock;
@@ -17,6 +18,7 @@ use super::recipe::Recipe;
 use super::{check_split, Trainer};
 use crate::args::{DataArgs, RunArgs};
 use crate::data::{Dataset, Split};
+use crate::dist::Dist;
 use crate::error::{Result, SearchError};
 use crate::session::{open_data, stale_temporaries};
 
@@ -78,20 +80,29 @@ pub struct TrainSession {
     pub checkpoint: PathBuf,
     pub resumed_after: Option<usize>,
     pub warnings: Vec<String>,
-    _locks: [OutputLock; 2],
+    /// This process's data-parallel group, if any: rank 0 alone writes.
+    pub dist: Option<Rc<Dist>>,
+    _locks: Vec<OutputLock>,
 }
 
 /// Checks and loads everything; fails before training and before writing.
 pub fn prepare(inputs: &TrainInputs, recipe: &Recipe) -> Result<TrainSession> {
     recipe.check()?;
+    let dist = inputs.run.join()?.map(Rc::new);
     let checkpoint = inputs.checkpoint_path();
-    let locks = RunArgs::lock_outputs(
-        &inputs.out,
-        &checkpoint,
-        "the weights",
-        &inputs.read_files(),
-    )?;
+    // Only the rank that writes locks the outputs.
+    let locks = match dist.as_ref().is_none_or(|d| d.rank() == 0) {
+        true => RunArgs::lock_outputs(
+            &inputs.out,
+            &checkpoint,
+            "the weights",
+            &inputs.read_files(),
+        )?
+        .into(),
+        false => Vec::new(),
+    };
     let device = inputs.run.device()?;
+    let device = dist.as_ref().map_or(device, |d| d.device(device));
     let arch = Architecture::from_path(&inputs.arch)?;
     let (data, split) = open_data(&inputs.data.source(), recipe.seed)?;
     check_split(&split, recipe.batch_size)?;
@@ -106,6 +117,9 @@ pub fn prepare(inputs: &TrainInputs, recipe: &Recipe) -> Result<TrainSession> {
     )?;
     trainer.poison_epoch = inputs.poison_epoch;
     let resumed_after = resume_or_start(&mut trainer, &checkpoint, inputs)?;
+    if let Some(d) = &dist {
+        trainer.join(d.clone())?;
+    }
     Ok(TrainSession {
         arch,
         data,
@@ -116,6 +130,7 @@ pub fn prepare(inputs: &TrainInputs, recipe: &Recipe) -> Result<TrainSession> {
         checkpoint,
         resumed_after,
         warnings: stale_temporaries(&locks),
+        dist,
         _locks: locks,
     })
 }
@@ -165,6 +180,15 @@ impl TrainSession {
                 t.recipe.epochs
             ));
         }
+        if let Some(d) = &self.dist {
+            lines.push(format!(
+                "data-parallel: {} processes on Gloo, each with 1/{} of every batch of {}; batch norm over {}",
+                d.world(),
+                d.world(),
+                t.recipe.batch_size,
+                if d.sync_bn { "the whole batch (--sync-bn)" } else { "each process's share" }
+            ));
+        }
         lines.push(format!(
             "training on {:?}; checkpoint {}; weights to {}",
             self.device,
@@ -195,13 +219,24 @@ impl TrainSession {
                 }
                 other => other,
             })?;
-        self.trainer.save(&self.checkpoint)?;
+        if self.writes() {
+            self.trainer.save(&self.checkpoint)?;
+        }
         Ok(log)
+    }
+
+    /// Whether this process writes the checkpoint and the weights: rank 0
+    /// of a group, or the one process.
+    pub fn writes(&self) -> bool {
+        self.dist.as_ref().is_none_or(|d| d.rank() == 0)
     }
 
     /// Writes the weights (and each batch norm's `num_batches_tracked`, so
     /// that PyTorch's strict `load_state_dict` takes the file) to `--out`.
     pub fn finish(&self) -> Result<()> {
+        if !self.writes() {
+            return Ok(());
+        }
         let steps: usize = self.trainer.history.iter().map(|l| l.steps).sum();
         let mut named: Vec<(String, Tensor)> = Vec::new();
         for (name, t) in self.trainer.net.named_variables() {
@@ -247,6 +282,13 @@ fn progress_bar(epoch: usize, epochs: usize) -> impl FnMut(usize, usize) {
 
 fn run(cli: &TrainCli) -> anyhow::Result<()> {
     let mut session = prepare(&cli.inputs, &cli.recipe)?;
+    if !session.writes() {
+        // Another rank of the group: the same steps, silently.
+        while !session.trainer.is_done() {
+            session.run_epoch(&mut |_, _| {})?;
+        }
+        return Ok(());
+    }
     for warning in &session.warnings {
         note(&format!("warning: {warning}"));
     }
@@ -286,7 +328,16 @@ fn note(line: &str) {
 /// `searcher train ...`: `args` start with the program's name, `train`
 /// dropped. Every failure is one `error:` line and status 2.
 pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
-    let cli = TrainCli::parse_from(args);
+    let args: Vec<std::ffi::OsString> = args.into_iter().collect();
+    let cli = TrainCli::parse_from(&args);
+    let run_args = &cli.inputs.run;
+    if run_args.launches() {
+        // The ranks run `searcher train` with the same flags.
+        let mut relaunch = vec![args[0].clone(), "train".into()];
+        relaunch.extend(args[1..].iter().cloned());
+        let timeout = std::time::Duration::from_secs(run_args.dist_timeout);
+        return crate::dist::launch(run_args.nproc, &relaunch, timeout);
+    }
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

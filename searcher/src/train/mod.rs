@@ -8,6 +8,7 @@
 //! dropout and drop-connect from libtorch's generator seeded per epoch, so
 //! a resumed run replays the uninterrupted one on the CPU.
 
+use std::rc::Rc;
 use std::time::Instant;
 
 use rand::seq::SliceRandom;
@@ -19,6 +20,7 @@ use space::Architecture;
 use tch::{Device, Kind, Reduction, Tensor};
 
 use crate::data::{image_stream, Augment, Dataset, Split};
+use crate::dist::Dist;
 use crate::error::{Result, SearchError};
 use crate::optim::{clip_grad_norm, Sgd};
 
@@ -119,6 +121,8 @@ pub struct Trainer {
     /// A testing hook: before this epoch (from 1) a weight is set to NaN,
     /// as a step too large leaves it.
     pub poison_epoch: Option<usize>,
+    /// The data-parallel group this trainer is a rank of, if any.
+    dist: Option<Rc<Dist>>,
 }
 
 /// Sums over an epoch's steps or held-out batches.
@@ -164,6 +168,43 @@ impl Trainer {
                 recipe: recipe.resolved(),
             },
             poison_epoch: None,
+            dist: None,
+        })
+    }
+
+    /// Makes this trainer a rank of `dist`: every variable set to rank 0's
+    /// (call after a resume, which every rank does from the same file), and
+    /// batch norm over the whole batch under `--sync-bn`.
+    pub fn join(&mut self, dist: Rc<Dist>) -> Result<()> {
+        let vars: Vec<Tensor> = self
+            .net
+            .named_variables()
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect();
+        tch::no_grad(|| dist.broadcast(&vars))?;
+        if dist.sync_bn {
+            self.net.sync_bn = Some(dist.clone());
+        }
+        self.dist = Some(dist);
+        Ok(())
+    }
+
+    /// The run's share of `batch` on this rank (all of it alone).
+    fn share<'a>(&self, batch: &'a [usize]) -> &'a [usize] {
+        self.dist.as_ref().map_or(batch, |d| d.share(batch))
+    }
+
+    /// Sums over the ranks of this rank's `t` (itself alone).
+    fn sum_tally(&self, t: Tally) -> Result<Tally> {
+        let Some(d) = &self.dist else { return Ok(t) };
+        let v = d.sum(&[t.top1 as f64, t.top5 as f64, t.seen as f64, t.loss])?;
+        Ok(Tally {
+            top1: v[0] as usize,
+            top5: v[1] as usize,
+            seen: v[2] as usize,
+            loss: v[3],
+            batches: t.batches,
         })
     }
 
@@ -221,12 +262,16 @@ impl Trainer {
         rng.set_stream(epoch as u64 + 1);
         let mut order = train.to_vec();
         order.shuffle(&mut rng);
-        tch::manual_seed(image_stream(seed, epoch as u64, u64::MAX) as i64);
-        let batches: Vec<Vec<usize>> = order
+        let rank = self.dist.as_ref().map_or(0, |d| d.rank()) as u64;
+        tch::manual_seed(image_stream(seed, epoch as u64, u64::MAX - rank) as i64);
+        // The whole batches, and this rank's shares of them (each rank
+        // needs two images of a partial last batch for its batch norm).
+        let world = self.dist.as_ref().map_or(1, |d| d.world());
+        let whole: Vec<&[usize]> = order
             .chunks(self.recipe.batch_size)
-            .filter(|c| c.len() >= 2)
-            .map(<[usize]>::to_vec)
+            .filter(|c| c.len() >= 2 * world)
             .collect();
+        let batches: Vec<Vec<usize>> = whole.iter().map(|c| self.share(c).to_vec()).collect();
         let augment = Augment::Train {
             epoch: epoch as u64,
         };
@@ -236,7 +281,7 @@ impl Trainer {
         for (step, idx) in batches.iter().enumerate() {
             let (x, y) = data.batch(idx, augment)?;
             let (x, y) = (x.to_device(device), y.to_device(device));
-            let (loss, logits) = self.train_step(&x, &y, lr);
+            let (loss, logits) = self.train_step(&x, &y, lr, whole[step].len())?;
             if !loss.is_finite() {
                 return Err(self.diverged(step + 1, format!("the training loss became {loss}")));
             }
@@ -246,13 +291,23 @@ impl Trainer {
             t.seen += y.size()[0] as usize;
             progress(step + 1, batches.len());
         }
+        let loss = t.loss;
+        let mut t = self.sum_tally(t)?;
+        t.loss = loss;
         Ok(t)
     }
 
-    /// One SGD step on a batch on the device: label-smoothed cross-entropy,
-    /// gradients clipped to the recipe's norm. Returns the loss (the step
-    /// is skipped when it is not finite) and the logits.
-    pub fn train_step(&mut self, x: &Tensor, y: &Tensor, lr: f64) -> (f64, Tensor) {
+    /// One SGD step on a batch on the device (this rank's share of a batch
+    /// of `whole` images): label-smoothed cross-entropy, gradients clipped
+    /// to the recipe's norm. Returns the whole batch's loss (the step is
+    /// skipped when it is not finite) and this share's logits.
+    pub fn train_step(
+        &mut self,
+        x: &Tensor,
+        y: &Tensor,
+        lr: f64,
+        whole: usize,
+    ) -> Result<(f64, Tensor)> {
         let logits = self.net.forward(x, true);
         let loss = logits.cross_entropy_loss::<Tensor>(
             y,
@@ -261,19 +316,27 @@ impl Trainer {
             -100,
             self.recipe.label_smoothing,
         );
-        let value = loss.double_value(&[]);
+        let mut value = loss.double_value(&[]);
+        let local = y.size()[0] as usize;
+        if let Some(d) = &self.dist {
+            d.check()?;
+            value = d.sum(&[value * local as f64 / whole as f64])?[0];
+        }
         if !value.is_finite() {
-            return (value, logits.detach());
+            return Ok((value, logits.detach()));
         }
         let tensors: Vec<Tensor> = self.params.iter().map(|(_, p)| p.shallow_clone()).collect();
         // The gradients as backward returns them, not accumulated into
         // each parameter's `.grad` (which would want zeroing first, and a
         // pass over every gradient each way): PyTorch's `zero_grad(set_to_
         // none=True)` default does the same.
-        let mut grads = Tensor::run_backward(&[&loss], &tensors, false, false);
+        let mut grads = Tensor::f_run_backward(&[&loss], &tensors, false, false)?;
+        if let Some(d) = &self.dist {
+            d.average_gradients(&grads, local, whole)?;
+        }
         clip_grad_norm(&mut grads, self.recipe.grad_clip);
         self.sgd.step(&tensors, &grads, lr);
-        (value, logits.detach())
+        Ok((value, logits.detach()))
     }
 
     /// Summed cross-entropy (no smoothing, as the official validation),
@@ -281,8 +344,14 @@ impl Trainer {
     fn evaluate(&self, data: &dyn Dataset, held_out: &[usize]) -> Result<Tally> {
         let device = self.net.device();
         let mut t = Tally::default();
+        self.align_statistics()?;
+        let (rank, world) = self.dist.as_ref().map_or((0, 1), |d| (d.rank(), d.world()));
         tch::no_grad(|| -> Result<()> {
-            for chunk in held_out.chunks(self.recipe.batch_size) {
+            for chunk in held_out
+                .chunks(self.recipe.batch_size)
+                .skip(rank)
+                .step_by(world)
+            {
                 let (x, y) = data.batch(chunk, Augment::HeldOut)?;
                 let (x, y) = (x.to_device(device), y.to_device(device));
                 let logits = self.net.forward(&x, false);
@@ -295,7 +364,24 @@ impl Trainer {
             }
             Ok(())
         })?;
-        Ok(t)
+        self.sum_tally(t)
+    }
+
+    /// Every rank's batch-norm statistics set to rank 0's, as DDP's
+    /// `broadcast_buffers` does (here once an epoch, before they are used):
+    /// without `--sync-bn` each rank's follow its own share.
+    fn align_statistics(&self) -> Result<()> {
+        let Some(d) = self.dist.as_ref().filter(|d| !d.sync_bn) else {
+            return Ok(());
+        };
+        let stats: Vec<Tensor> = self
+            .net
+            .named_variables()
+            .into_iter()
+            .filter(|(name, _)| name.ends_with(".running_mean") || name.ends_with(".running_var"))
+            .map(|(_, t)| t)
+            .collect();
+        tch::no_grad(|| d.broadcast(&stats))
     }
 
     fn diverged(&self, step: usize, message: String) -> SearchError {

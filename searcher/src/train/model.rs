@@ -21,10 +21,13 @@
 //! `feature_mix_layer.bn.weight`, `classifier.linear.weight`
 //! (docs/train-export.md).
 
+use std::rc::Rc;
+
 use space::{Activation, Architecture, BlockKind, BlockSpec};
 use tch::nn::{self, Init, ModuleT};
 use tch::{Device, Kind, Tensor};
 
+use crate::dist::Dist;
 use crate::error::{Result, SearchError};
 use crate::train::recipe::BN_INIT_SCALE;
 
@@ -114,8 +117,18 @@ impl ConvBn {
         }
     }
 
-    fn forward(&self, x: &Tensor, train: bool) -> Tensor {
-        let y = self.bn.forward_t(&x.apply(&self.conv), train);
+    fn forward(&self, x: &Tensor, pass: Pass) -> Tensor {
+        let x = x.apply(&self.conv);
+        let y = match pass.sync {
+            Some(d) if pass.train => {
+                let bn = &self.bn;
+                let config = nn::BatchNormConfig::default();
+                let affine = bn.ws.as_ref().zip(bn.bs.as_ref());
+                let running = Some((&bn.running_mean, &bn.running_var));
+                d.batch_norm(&x, affine, running, config.momentum, config.eps)
+            }
+            _ => self.bn.forward_t(&x, pass.train),
+        };
         match self.act {
             Some(act) => activate(&y, act),
             None => y,
@@ -180,12 +193,13 @@ impl Block {
         }
     }
 
-    fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+    fn forward(&self, x: &Tensor, pass: Pass) -> Tensor {
+        let train = pass.train;
         let mut y = match &self.expand {
-            Some(e) => e.forward(x, train),
+            Some(e) => e.forward(x, pass),
             None => x.shallow_clone(),
         };
-        y = self.depthwise.forward(&y, train);
+        y = self.depthwise.forward(&y, pass);
         if let Some(se) = &self.se {
             let pooled = y.adaptive_avg_pool2d([1, 1]);
             let scale = activate(&pooled.apply(&se.reduce), se.act)
@@ -194,7 +208,7 @@ impl Block {
             // Not `*=`: in place would overwrite what autograd keeps for the SE gradient.
             y = y.multiply(&scale);
         }
-        y = self.project.forward(&y, train);
+        y = self.project.forward(&y, pass);
         if !self.residual {
             return y;
         }
@@ -222,6 +236,16 @@ pub struct Network {
     head: ConvBn,
     classifier: nn::Linear,
     dropout: f64,
+    /// The group whose whole batch training-mode batch norm spans
+    /// (`--sync-bn`), if any.
+    pub sync_bn: Option<Rc<Dist>>,
+}
+
+/// How a forward pass runs: training or evaluation, and over whose batch.
+#[derive(Clone, Copy)]
+struct Pass<'a> {
+    train: bool,
+    sync: Option<&'a Dist>,
 }
 
 /// The TF-NAS name of each block of `arch.block_specs()`, in order.
@@ -309,19 +333,24 @@ impl Network {
             head: head_layer,
             classifier,
             dropout,
+            sync_bn: None,
         })
     }
 
     /// Logits `[n, classes]`; `train` selects batch statistics, dropout and
     /// drop-connect.
     pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
-        let mut y = self.stem.forward(x, train);
+        let pass = Pass {
+            train,
+            sync: self.sync_bn.as_deref(),
+        };
+        let mut y = self.stem.forward(x, pass);
         for block in &self.blocks {
-            y = block.forward(&y, train);
+            y = block.forward(&y, pass);
         }
         let y = self
             .head
-            .forward(&y, train)
+            .forward(&y, pass)
             .adaptive_avg_pool2d([1, 1])
             .flatten(1, -1);
         y.dropout(self.dropout, train).apply(&self.classifier)
