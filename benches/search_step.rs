@@ -54,10 +54,10 @@ fn steps(c: &mut Criterion) {
     let what = format!("default space, {batch}x3x{resolution}x{resolution}, {device:?}");
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     c.bench_function(&format!("weight step, bi-sampled ({what})"), |b| {
-        b.iter(|| search.weight_step(&x, &y, false, 0.01, &mut rng))
+        b.iter(|| search.weight_step(&x, &y, false, 0.01, &mut rng, batch))
     });
     c.bench_function(&format!("arch step, all ops mixed ({what})"), |b| {
-        b.iter(|| search.arch_step(&x, &y, 1.0, &mut rng))
+        b.iter(|| search.arch_step(&x, &y, 1.0, &mut rng, batch))
     });
 }
 

@@ -116,7 +116,7 @@ struct SyncBatchNorm : public torch::autograd::Function<SyncBatchNorm> {
     auto invstd = (var + eps).rsqrt();
     {
       at::NoGradGuard no_grad;
-      if (running_mean.defined()) {
+      if (momentum > 0.0) {
         running_mean.mul_(1.0 - momentum).add_(mean.to(running_mean.scalar_type()) * momentum);
         auto unbiased = var * (count / std::max(count - 1.0, 1.0));
         running_var.mul_(1.0 - momentum).add_(unbiased.to(running_var.scalar_type()) * momentum);
@@ -222,9 +222,17 @@ int c10d_sync_batch_norm(c10d_group g, tensor x, tensor weight, tensor bias, ten
                          tensor running_var, double momentum, double eps, tensor* out,
                          char** err) {
   return guarded(err, [&] {
-    auto opt = [](tensor t) { return t ? *t : at::Tensor(); };
-    auto y = SyncBatchNorm::apply(*x, opt(weight), opt(bias), opt(running_mean), opt(running_var),
-                                  momentum, eps, reinterpret_cast<int64_t>(g));
+    // autograd::Function wants defined tensors: absent ones become ones,
+    // zeros and empty statistics (momentum 0 then updates nothing).
+    int64_t c = x->size(1);
+    auto options = x->options().requires_grad(false);
+    auto w = weight ? *weight : at::ones({c}, options);
+    auto b = bias ? *bias : at::zeros({c}, options);
+    bool running = running_mean && running_var;
+    auto rm = running ? *running_mean : at::zeros({c}, options);
+    auto rv = running ? *running_var : at::ones({c}, options);
+    auto y = SyncBatchNorm::apply(*x, w, b, rm, rv, running ? momentum : 0.0, eps,
+                                  reinterpret_cast<int64_t>(g));
     *out = new at::Tensor(y);
   });
 }

@@ -108,6 +108,13 @@ fn run(cli: Cli) -> Result<()> {
         None => {}
     }
     let mut session = session::prepare(&cli.inputs, &cli.settings)?;
+    if !session.writes() {
+        // Another rank of a data-parallel group: the same steps, silently.
+        while !session.is_done() {
+            session.run_epoch(&mut |_, _| {})?;
+        }
+        return Ok(());
+    }
     for warning in &session.warnings {
         note(&format!("warning: {warning}"));
     }
@@ -258,7 +265,14 @@ fn main() -> ExitCode {
     }
     // SIGPIPE stays ignored (Rust's default), so a closed stdout is an
     // error `say` reports rather than a silent death mid-epoch.
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    let run_args = &cli.inputs.run;
+    if cli.command.is_none() && run_args.launches() {
+        let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        let timeout = std::time::Duration::from_secs(run_args.dist_timeout);
+        return searcher::dist::launch(run_args.nproc, &args, timeout);
+    }
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             note(&format!("error: {e:#}"));

@@ -10,6 +10,7 @@
 //! both optimizers' state), so a resumed search repeats the uninterrupted
 //! one exactly on the CPU.
 
+use std::rc::Rc;
 use std::time::Instant;
 
 use rand::seq::SliceRandom;
@@ -20,6 +21,7 @@ use space::SearchSpaceConfig;
 use tch::{Device, Kind, Tensor};
 
 use crate::data::{Augment, Dataset, Split};
+use crate::dist::Dist;
 use crate::elastic::{self, ElasticBlock, Outcome};
 use crate::error::{Result, SearchError};
 use crate::extend::{Landing, Problem};
@@ -227,6 +229,8 @@ pub struct Search {
     pub history: Vec<EpochLog>,
     /// What a checkpoint must match to be resumed by this search.
     identity: Identity,
+    /// The data-parallel group this search is a rank of, if any.
+    dist: Option<Rc<Dist>>,
 }
 
 impl Search {
@@ -274,7 +278,48 @@ impl Search {
             next_epoch: 0,
             history: Vec::new(),
             identity,
+            dist: None,
         })
+    }
+
+    /// Makes this search a rank of `dist`: weights, α, β and masks set to
+    /// rank 0's (call after a resume, which every rank does from the same
+    /// file), batch norm over the whole batch under `--sync-bn`. The ranks
+    /// then sample the same paths and noise from the same seeded streams.
+    pub fn join(&mut self, dist: Rc<Dist>) -> Result<()> {
+        let mut state = self.net.weight_tensors();
+        state.extend(self.net.arch_tensors());
+        tch::no_grad(|| dist.broadcast(&state))?;
+        self.net.share_widths(&dist)?;
+        if dist.sync_bn {
+            self.net.sync_bn = Some(dist.clone());
+        }
+        self.dist = Some(dist);
+        Ok(())
+    }
+
+    /// This rank's share of a batch (all of it alone).
+    fn share<'a>(&self, batch: &'a [usize]) -> &'a [usize] {
+        self.dist.as_ref().map_or(batch, |d| d.share(batch))
+    }
+
+    /// A loss over this rank's `local` of `whole` images as the whole
+    /// batch's (itself alone).
+    fn whole_loss(&self, loss: f64, local: usize, whole: usize) -> Result<f64> {
+        match &self.dist {
+            Some(d) => Ok(d.sum(&[loss * local as f64 / whole as f64])?[0]),
+            None => Ok(loss),
+        }
+    }
+
+    /// The counts summed over the ranks (as they are alone).
+    fn sum_counts(&self, t: &mut Totals) -> Result<()> {
+        let Some(d) = &self.dist else { return Ok(()) };
+        let counts = [t.correct, t.train_seen, t.held_correct, t.held_seen];
+        let v = d.sum(&counts.map(|c| c as f64))?;
+        (t.correct, t.train_seen, t.held_correct, t.held_seen) =
+            (v[0] as usize, v[1] as usize, v[2] as usize, v[3] as usize);
+        Ok(())
     }
 
     pub fn is_done(&self) -> bool {
@@ -350,9 +395,13 @@ impl Search {
             t.held_correct += c;
             t.held_seen += n;
         }
+        self.sum_counts(&mut t)?;
         let elastic = (!plan.warmup)
             .then(|| self.scale_widths())
             .map(|o| (o.before_ms, o.after_ms));
+        if let Some(d) = self.dist.clone() {
+            self.net.share_widths(&d)?;
+        }
         let n = t.steps as f64;
         let per_arch = |v: f64| (t.arch_steps > 0).then(|| v / t.arch_steps as f64);
         let log = EpochLog {
@@ -395,7 +444,7 @@ impl Search {
         };
         let planned: Vec<Vec<usize>> = train[..steps * bs]
             .chunks_exact(bs)
-            .map(<[usize]>::to_vec)
+            .map(|whole| self.share(whole).to_vec())
             .collect();
         data.prefetch(&planned, augment);
         let mut t = Totals {
@@ -407,16 +456,17 @@ impl Search {
             // A set may have skipped unreadable images.
             t.train_seen += y.size()[0] as usize;
             let (x, y) = (x.to_device(device), y.to_device(device));
-            let w = self.weight_step(&x, &y, plan.warmup, plan.lr, rng);
+            let w = self.weight_step(&x, &y, plan.warmup, plan.lr, rng, bs)?;
             self.check_loss(epoch, step, "weight", w.loss)?;
             t.weight_loss += w.loss;
             t.path_a_loss += w.path_a_loss;
             t.correct += w.correct;
             // Architecture step on held-out data every other step.
             if !plan.warmup && step % 2 == 0 {
-                let (hx, hy) = data.batch(held.next_batch(), Augment::HeldOut)?;
+                let whole = held.next_batch();
+                let (hx, hy) = data.batch(self.share(whole), Augment::HeldOut)?;
                 let (hx, hy) = (hx.to_device(device), hy.to_device(device));
-                let a = self.arch_step(&hx, &hy, plan.temperature, rng);
+                let a = self.arch_step(&hx, &hy, plan.temperature, rng, whole.len())?;
                 self.check_loss(epoch, step, "architecture", a.ce + a.latency_loss)?;
                 t.arch_ce += a.ce;
                 t.latency_loss += a.latency_loss;
@@ -440,12 +490,13 @@ impl Search {
     ) -> Result<(usize, usize)> {
         let device = self.net.device;
         let (mut correct, mut seen) = (0, 0);
+        let world = self.dist.as_ref().map_or(1, |d| d.world());
         tch::no_grad(|| -> Result<()> {
             for chunk in held_out.chunks(batch) {
-                if chunk.len() < 2 {
+                if chunk.len() < 2 * world {
                     continue;
                 }
-                let (hx, hy) = data.batch(chunk, Augment::HeldOut)?;
+                let (hx, hy) = data.batch(self.share(chunk), Augment::HeldOut)?;
                 let (hx, hy) = (hx.to_device(device), hy.to_device(device));
                 let path = gumbel_max_path(&self.alpha_values(), rng);
                 let logits = self.net.forward(&hx, &Ops::Path(&path));
@@ -499,7 +550,8 @@ impl Search {
         warmup: bool,
         lr: f64,
         rng: &mut ChaCha8Rng,
-    ) -> WeightStep {
+        whole: usize,
+    ) -> Result<WeightStep> {
         let weights = self.net.weight_tensors();
         let n_ops = self.net.space.ops.len();
         let path_a = gumbel_max_path(&self.alpha_values(), rng);
@@ -516,16 +568,34 @@ impl Search {
                 .forward(x, &Ops::Path(&path_b))
                 .cross_entropy_for_logits(y)
         };
-        let mut grads = Tensor::run_backward(&[&loss], &weights, false, false);
+        let local = y.size()[0] as usize;
+        let value = self.whole_loss(loss.double_value(&[]), local, whole)?;
+        let path_a_loss = self.whole_loss(path_a_loss, local, whole)?;
+        let step = WeightStep {
+            loss: value,
+            path_a_loss,
+            correct,
+        };
+        if !value.is_finite() {
+            return Ok(step);
+        }
+        let mut grads = Tensor::f_run_backward(&[&loss], &weights, false, false)?;
+        if let Some(d) = &self.dist {
+            // Only the sampled ops' gradients exist, alike on every rank
+            // (the same paths): unsampled ops get no zeros, and so neither
+            // momentum nor decay, as alone.
+            let defined: Vec<Tensor> = grads
+                .iter()
+                .filter(|g| g.defined())
+                .map(Tensor::shallow_clone)
+                .collect();
+            d.average_gradients(&defined, local, whole)?;
+        }
         clip_grad_norm(&mut grads, self.settings.weight_clip);
         // Masked-out channels exist only as zeros: no decay, no momentum.
         self.sgd
             .step_masked(&weights, &grads, &self.net.weight_masks(), lr);
-        WeightStep {
-            loss: loss.double_value(&[]),
-            path_a_loss,
-            correct,
-        }
+        Ok(step)
     }
 
     /// One architecture step on a held-out batch already on the device:
@@ -538,7 +608,8 @@ impl Search {
         y: &Tensor,
         temperature: f64,
         rng: &mut ChaCha8Rng,
-    ) -> ArchStep {
+        whole: usize,
+    ) -> Result<ArchStep> {
         let arch = self.net.arch_tensors();
         let n_ops = self.net.space.ops.len();
         let device = self.net.device;
@@ -563,17 +634,27 @@ impl Search {
             .model
             .expected(&soft, &self.net.betas, &self.net.widths);
         let l_lat = (lat / self.settings.target_ms - 1.0).abs() * self.settings.lambda;
+        let local = y.size()[0] as usize;
         let step = ArchStep {
-            ce: ce.double_value(&[]),
+            ce: self.whole_loss(ce.double_value(&[]), local, whole)?,
+            // A function of α and β alone: the same on every rank.
             latency_loss: l_lat.double_value(&[]),
             correct: count_correct(&logits, y),
         };
+        if !(step.ce + step.latency_loss).is_finite() {
+            return Ok(step);
+        }
+        // The latency term is the same on every rank; weighted by the
+        // shares in the average, its gradient still sums to one whole.
         let loss = ce + l_lat;
-        let mut grads = Tensor::run_backward(&[&loss], &arch, false, false);
+        let mut grads = Tensor::f_run_backward(&[&loss], &arch, false, false)?;
         for (g, p) in grads.iter_mut().zip(&arch) {
             if !g.defined() {
                 *g = p.zeros_like();
             }
+        }
+        if let Some(d) = &self.dist {
+            d.average_gradients(&grads, local, whole)?;
         }
         clip_grad_norm(&mut grads, self.settings.arch_clip);
         self.adam.step(&arch, &grads);
@@ -583,7 +664,7 @@ impl Search {
                 p.copy_(&p.log_softmax(0, Kind::Float));
             }
         });
-        step
+        Ok(step)
     }
 
     /// Elasticity scaling of the argmax network's widths to the target.

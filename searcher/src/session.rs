@@ -8,6 +8,7 @@
 //! [`Session::warnings`], [`Session::describe`] and [`Report`].
 
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use space::io::{write_atomic, OutputLock};
 use space::{meta, Architecture, LatencyTable, SearchSpaceConfig};
@@ -15,6 +16,7 @@ use tch::Device;
 
 use crate::args::{DataArgs, RunArgs};
 use crate::data::{split_per_class, Dataset, Patterns, Split};
+use crate::dist::Dist;
 use crate::error::{Result, SearchError};
 use crate::extend::Landing;
 use crate::images::{ImageSet, LoaderOptions};
@@ -114,22 +116,31 @@ pub struct Session {
     pub width_note: String,
     /// `--method-strict`: derive the method's network, no landing extension.
     pub method_strict: bool,
-    // Held until the session drops: no other search writes these files.
-    _locks: [OutputLock; 2],
+    /// This process's data-parallel group, if any: rank 0 alone writes.
+    pub dist: Option<Rc<Dist>>,
+    // Held until the session drops: no other search writes these files
+    // (taken by the writing rank only).
+    _locks: Vec<OutputLock>,
 }
 
 /// Checks and loads everything a search needs; fails before any training
 /// and before writing anything.
 pub fn prepare(inputs: &Inputs, settings: &Settings) -> Result<Session> {
     settings.check()?;
+    let dist = inputs.run.join()?.map(Rc::new);
     let checkpoint = inputs.checkpoint_path();
-    let locks = RunArgs::lock_outputs(
-        &inputs.out,
-        &checkpoint,
-        "the architecture",
-        &inputs.read_files(),
-    )?;
+    let locks = match dist.as_ref().is_none_or(|d| d.rank() == 0) {
+        true => RunArgs::lock_outputs(
+            &inputs.out,
+            &checkpoint,
+            "the architecture",
+            &inputs.read_files(),
+        )?
+        .into(),
+        false => Vec::new(),
+    };
     let device = inputs.run.device()?;
+    let device = dist.as_ref().map_or(device, |d| d.device(device));
     let space = match &inputs.space {
         Some(p) => SearchSpaceConfig::from_path(p)?,
         None => SearchSpaceConfig::default(),
@@ -161,6 +172,9 @@ pub fn prepare(inputs: &Inputs, settings: &Settings) -> Result<Session> {
         &[("table", &table_id), ("data", &data_id)],
     )?;
     let resumed_after = resume_or_start(&mut search, &checkpoint, inputs)?;
+    if let Some(d) = &dist {
+        search.join(d.clone())?;
+    }
     Ok(Session {
         space,
         table,
@@ -175,6 +189,7 @@ pub fn prepare(inputs: &Inputs, settings: &Settings) -> Result<Session> {
         warnings,
         width_note,
         method_strict: inputs.method_strict,
+        dist,
         _locks: locks,
     })
 }
@@ -468,6 +483,15 @@ impl Session {
             ));
         }
         lines.push(self.width_note.clone());
+        if let Some(d) = &self.dist {
+            lines.push(format!(
+                "data-parallel: {} processes on Gloo, each with 1/{} of every batch of {}; batch norm over {}",
+                d.world(),
+                d.world(),
+                self.search.settings.batch_size,
+                if d.sync_bn { "the whole batch (--sync-bn)" } else { "each process's share" }
+            ));
+        }
         lines.push(format!(
             "searching on {:?}; checkpoint {}",
             self.device,
@@ -505,8 +529,16 @@ impl Session {
                 },
                 other => other,
             })?;
-        self.search.save(&self.checkpoint)?;
+        if self.writes() {
+            self.search.save(&self.checkpoint)?;
+        }
         Ok(log)
+    }
+
+    /// Whether this process writes the checkpoint and the architecture:
+    /// rank 0 of a group, or the one process.
+    pub fn writes(&self) -> bool {
+        self.dist.as_ref().is_none_or(|d| d.rank() == 0)
     }
 
     /// Derives the network and writes it to `--out`.

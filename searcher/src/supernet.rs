@@ -21,9 +21,12 @@
 //! 1/(1 − momentum) = 10: a channel masked out for a whole 90-epoch search
 //! would shrink by about 30% and be ranked down when widths are re-chosen.)
 
+use std::rc::Rc;
+
 use space::{Activation, SearchSpaceConfig};
 use tch::{Device, Kind, Tensor};
 
+use crate::dist::Dist;
 use crate::error::{Result, SearchError};
 use crate::latency::{initial_widths, Choices, Widths};
 
@@ -44,8 +47,12 @@ fn act(x: &Tensor, a: Activation) -> Tensor {
     }
 }
 
-/// Batch norm on batch statistics, no affine parameters, no running stats.
-fn bn(x: &Tensor) -> Tensor {
+/// Batch norm on batch statistics, no affine parameters, no running stats;
+/// over a data-parallel group's whole batch when `sync` is given.
+fn bn(x: &Tensor, sync: Option<&Dist>) -> Tensor {
+    if let Some(d) = sync {
+        return d.batch_norm(x, None, None, 0.1, 1e-5);
+    }
     x.batch_norm(
         None::<Tensor>,
         None::<Tensor>,
@@ -144,7 +151,8 @@ impl MbConv {
         }
     }
 
-    fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Tensor {
+    fn forward(&self, x: &Tensor, mask: Option<&Tensor>, sync: Option<&Dist>) -> Tensor {
+        let bn = |x: &Tensor| bn(x, sync);
         let masked = |h: Tensor| match mask {
             Some(m) => h * m,
             None => h,
@@ -193,6 +201,9 @@ pub struct Supernet {
     pub widths: Widths,
     /// `[stage][block][op]` masks of shape `[1, max_mid, 1, 1]`.
     masks: Vec<Vec<Vec<Tensor>>>,
+    /// The data-parallel group whose whole batch batch norm spans
+    /// (`--sync-bn`), if any.
+    pub sync_bn: Option<Rc<Dist>>,
 }
 
 /// A channel count as a tensor dimension.
@@ -359,6 +370,7 @@ impl Supernet {
             betas: zero_betas(space, device),
             widths,
             masks,
+            sync_bn: None,
         })
     }
 
@@ -431,11 +443,15 @@ impl Supernet {
     /// Logits for a batch `[n, c, h, w]`.
     pub fn forward(&self, x: &Tensor, ops: &Ops) -> Tensor {
         let space = &self.space;
+        let sync = self.sync_bn.as_deref();
         let mut h = act(
-            &bn(&conv(x, &self.stem, None, space.stem.stride as i64, 1)),
+            &bn(
+                &conv(x, &self.stem, None, space.stem.stride as i64, 1),
+                sync,
+            ),
             space.stem.activation,
         );
-        h = self.second_stem.forward(&h, None);
+        h = self.second_stem.forward(&h, None, sync);
         for (s, stage) in self.layers.iter().enumerate() {
             let depth = self.betas[s].softmax(0, Kind::Float);
             let mut sink: Option<Tensor> = None;
@@ -443,13 +459,14 @@ impl Supernet {
                 h = match ops {
                     Ops::Path(path) => {
                         let k = path[s][b];
-                        layer[k].forward(&h, Some(&self.masks[s][b][k]))
+                        layer[k].forward(&h, Some(&self.masks[s][b][k]), sync)
                     }
                     Ops::Mixed(weights) => layer
                         .iter()
                         .enumerate()
                         .map(|(k, op)| {
-                            op.forward(&h, Some(&self.masks[s][b][k])) * weights[s][b].get(k as i64)
+                            op.forward(&h, Some(&self.masks[s][b][k]), sync)
+                                * weights[s][b].get(k as i64)
                         })
                         .reduce(|a, b| a + b)
                         .expect("a space has ops"),
@@ -463,7 +480,7 @@ impl Supernet {
             h = sink.expect("a stage has a block");
         }
         let h = act(
-            &bn(&conv(&h, &self.head, None, 1, 1)),
+            &bn(&conv(&h, &self.head, None, 1, 1), sync),
             space.head.activation,
         );
         let h = h.adaptive_avg_pool2d([1, 1]).flatten(1, -1);
@@ -490,6 +507,33 @@ impl Supernet {
         });
         self.masks[stage][block][op] = mask;
         self.widths[stage][block][op] = mid;
+    }
+
+    /// Every rank's widths and masks set to rank 0's: the ranks decide
+    /// alike from the same α and weights, and this keeps them so.
+    pub fn share_widths(&mut self, dist: &Dist) -> Result<()> {
+        let masks: Vec<Tensor> = self
+            .masks
+            .iter()
+            .flatten()
+            .flatten()
+            .map(Tensor::shallow_clone)
+            .collect();
+        let flat: Vec<f32> = self
+            .widths
+            .iter()
+            .flatten()
+            .flatten()
+            .map(|&w| w as f32)
+            .collect();
+        let widths = Tensor::from_slice(&flat).to_device(self.device);
+        dist.broadcast(&masks)?;
+        dist.broadcast(std::slice::from_ref(&widths))?;
+        let flat = Vec::<f32>::try_from(widths.to_device(Device::Cpu))?;
+        for (w, v) in self.widths.iter_mut().flatten().flatten().zip(flat) {
+            *w = v as u32;
+        }
+        Ok(())
     }
 
     /// The mask of op `op` in layer `(stage, block)` as 0/1 values.
@@ -622,7 +666,7 @@ mod tests {
         let keep = Tensor::from_slice(&kept);
         let op = &net.layers[1][0][0];
         let x = Tensor::randn([4, 16, 4, 4], (Kind::Float, Device::Cpu));
-        let masked = op.forward(&x, Some(&net.masks[1][0][0]));
+        let masked = op.forward(&x, Some(&net.masks[1][0][0]), None);
         let sliced = MbConv {
             expand: op.expand.as_ref().map(|w| w.index_select(0, &keep)),
             dw: op.dw.index_select(0, &keep),
@@ -632,7 +676,7 @@ mod tests {
             activation: op.activation,
             residual: op.residual,
         }
-        .forward(&x, None);
+        .forward(&x, None, None);
         let diff = (masked - sliced).abs().max().double_value(&[]);
         assert!(diff < 1e-5, "{diff}");
     }
