@@ -73,7 +73,8 @@
 # of two curves, to measure the error of interpolating at width step 8.
 # SEARCHER=1 also runs issue 5's GPU checks (a call of its own, about 6
 # minutes: SEARCHER=1 GPU_CHECK_BUDGET=560 GPU_CHECK_ONLY="searcher-demo
-# search-step search-step-torch search-table measure-derived"): the main
+# search-step search-step-torch search-solo search-group search-table
+# measure-derived"): the main
 # job's short search on cuda:0; one weight and one arch step at batch 32 of
 # 224x224 against benches/pytorch_search_step.py; and with TABLE=a complete
 # GPU table, a search against it and the derived network measured end to
@@ -270,6 +271,17 @@ checks() {
             SEARCH_STEP_BATCH=32 SEARCH_STEP_RESOLUTION=224 "$bin/search_step" --bench
         step search-step-torch 120 python3 benches/pytorch_search_step.py --device cuda \
             --batch 32 --resolution 224
+        # The data-parallel layer on the GPU (docs/distributed.md): three
+        # short epochs alone, then the same as a 1-rank group on Gloo with
+        # CUDA tensors (NCCL is not bound yet); the epoch lines' seconds
+        # compare the two.
+        local short=(--device cuda:0 --epochs 3 --warmup-epochs 1 --embedded-images 1000
+            --resolution 48 --target-ms 5 --restart)
+        step search-solo 90 env LD_LIBRARY_PATH="$tpath" "$bin/searcher" "${short[@]}" \
+            --out "$OUT/arch-solo.json" --checkpoint /tmp/gpu-check-solo.ckpt
+        step search-group 90 env LD_LIBRARY_PATH="$tpath" WORLD_SIZE=1 RANK=0 \
+            MASTER_ADDR=127.0.0.1 MASTER_PORT=29531 "$bin/searcher" "${short[@]}" \
+            --out "$OUT/arch-group.json" --checkpoint /tmp/gpu-check-group.ckpt
         # With a complete GPU table (TABLE=path): search against it, then
         # measure the derived network end to end (the goal: within 2% of
         # the target, SEARCH_TARGET_MS, 4 ms by default).

@@ -279,3 +279,44 @@ fn a_two_process_search_matches_one_process_on_the_joined_batches_and_resumes() 
     assert!(!stderr.contains("epoch 1/3"), "{stderr}");
     assert_eq!(derived(&one), derived(&two));
 }
+
+/// `torchrun`'s own launcher (from the torch that setup installed) runs the
+/// search as a group: its agent hosts the store, the ranks join as
+/// clients, and the result is the single process's.
+#[test]
+fn torchrun_launches_a_search_group_that_matches_one_process() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let torchrun = root.join(".venv/bin/torchrun");
+    if !torchrun.exists() {
+        eprintln!("skipped: no torchrun in .venv (run scripts/setup.sh)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (one, two) = (dir.path().join("one.json"), dir.path().join("two.json"));
+    search(&tiny(&one, &[]));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let ran = Command::new(&torchrun)
+        .args([
+            "--nproc-per-node",
+            "2",
+            "--master-port",
+            &port.to_string(),
+            "--no-python",
+        ])
+        .arg(env!("CARGO_BIN_EXE_searcher"))
+        .args(tiny(&two, &["--sync-bn"]))
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (text(&ran.stdout), text(&ran.stderr));
+    assert!(ran.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("data-parallel: 2 processes on Gloo"),
+        "{stdout}"
+    );
+    let derived = |p: &Path| space::Architecture::from_path(p).unwrap();
+    assert_eq!(derived(&one), derived(&two));
+}

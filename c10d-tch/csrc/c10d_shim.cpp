@@ -171,8 +171,8 @@ extern "C" {
 
 void c10d_free_string(char* s) { std::free(s); }
 
-int c10d_group_new(const char* host, int port, int rank, int world, int is_server,
-                   int64_t timeout_ms, c10d_group* out, char** err) {
+int c10d_group_new(const char* host, int port, const char* prefix, int rank, int world,
+                   int is_server, int64_t timeout_ms, c10d_group* out, char** err) {
   return guarded(err, [&] {
     auto timeout = std::chrono::milliseconds(timeout_ms);
     c10d::TCPStoreOptions opts;
@@ -182,7 +182,7 @@ int c10d_group_new(const char* host, int port, int rank, int world, int is_serve
     opts.waitWorkers = true;
     opts.timeout = timeout;
     auto tcp = c10::make_intrusive<c10d::TCPStore>(std::string(host), opts);
-    auto store = c10::make_intrusive<c10d::PrefixStore>("searcher", tcp);
+    auto store = c10::make_intrusive<c10d::PrefixStore>(std::string(prefix), tcp);
     auto options = c10d::ProcessGroupGloo::Options::create_default(timeout);
     auto backend = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world, options);
     *out = new Group{store, backend, rank, world};

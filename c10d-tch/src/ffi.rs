@@ -8,7 +8,7 @@ use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use tch::Tensor;
 use torch_sys::C_tensor;
 
-use crate::{C10dError, Result};
+use crate::{C10dError, Rendezvous, Result};
 
 type Group = *mut c_void;
 
@@ -17,6 +17,7 @@ extern "C" {
     fn c10d_group_new(
         host: *const c_char,
         port: c_int,
+        prefix: *const c_char,
         rank: c_int,
         world: c_int,
         is_server: c_int,
@@ -81,25 +82,23 @@ fn ptr(t: Option<&Tensor>) -> *mut C_tensor {
 pub struct RawGroup(Group);
 
 impl RawGroup {
-    pub fn new(
-        host: &str,
-        port: u16,
-        rank: usize,
-        world: usize,
-        server: bool,
-        timeout_ms: i64,
-    ) -> Result<Self> {
-        let host = CString::new(host)
-            .map_err(|_| C10dError::Config("MASTER_ADDR holds a NUL byte".into()))?;
+    /// Joins the group `r` describes (blocks until every rank has).
+    pub fn new(r: &Rendezvous) -> Result<Self> {
+        let nul = |what: &str| C10dError::Config(format!("{what} holds a NUL byte"));
+        let host = CString::new(r.host.as_str()).map_err(|_| nul("MASTER_ADDR"))?;
+        let prefix = CString::new(r.prefix.as_str()).map_err(|_| nul("the store prefix"))?;
+        let timeout_ms = r.timeout.as_millis().min(i64::MAX as u128) as i64;
         let (mut g, mut err) = (std::ptr::null_mut(), std::ptr::null_mut());
-        // Safety: `host` outlives the call; `g` and `err` are out-pointers.
+        // Safety: `host` and `prefix` outlive the call; `g` and `err` are
+        // out-pointers.
         let status = unsafe {
             c10d_group_new(
                 host.as_ptr(),
-                c_int::from(port),
-                rank as c_int,
-                world as c_int,
-                c_int::from(server),
+                c_int::from(r.port),
+                prefix.as_ptr(),
+                r.rank as c_int,
+                r.world as c_int,
+                c_int::from(r.hosts_store),
                 timeout_ms,
                 &mut g,
                 &mut err,

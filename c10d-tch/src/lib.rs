@@ -49,6 +49,10 @@ pub struct Rendezvous {
     pub hosts_store: bool,
     /// How long the rendezvous and each collective wait for the others.
     pub timeout: Duration,
+    /// The keys' prefix in the store: per torchrun restart
+    /// (`TORCHELASTIC_RESTART_COUNT`), so that a restarted group does not
+    /// read the keys of the attempt before it.
+    pub prefix: String,
 }
 
 impl Rendezvous {
@@ -76,6 +80,7 @@ impl Rendezvous {
         let port = require(&get, "MASTER_PORT", 1, 65_535)? as u16;
         let host = get("MASTER_ADDR").unwrap_or_else(|| "127.0.0.1".into());
         let agent_store = get("TORCHELASTIC_USE_AGENT_STORE").is_some_and(|v| v == "True");
+        let attempt = get("TORCHELASTIC_RESTART_COUNT").unwrap_or_else(|| "0".into());
         Ok(Some(Rendezvous {
             host,
             port,
@@ -84,6 +89,7 @@ impl Rendezvous {
             local_rank,
             hosts_store: rank == 0 && !agent_store,
             timeout: Self::DEFAULT_TIMEOUT,
+            prefix: format!("searcher/attempt_{}", attempt.trim()),
         }))
     }
 }
@@ -131,8 +137,7 @@ pub struct ProcessGroup {
 impl ProcessGroup {
     /// Joins the group: blocks until all `world` ranks have arrived.
     pub fn join(r: &Rendezvous) -> Result<Self> {
-        let timeout_ms = r.timeout.as_millis().min(i64::MAX as u128) as i64;
-        let raw = ffi::RawGroup::new(&r.host, r.port, r.rank, r.world, r.hosts_store, timeout_ms)?;
+        let raw = ffi::RawGroup::new(r)?;
         Ok(ProcessGroup {
             raw,
             rank: r.rank,

@@ -39,6 +39,7 @@ fn join(rank: usize, port: u16, timeout: Duration) -> ProcessGroup {
         local_rank: rank,
         hosts_store: rank == 0,
         timeout,
+        prefix: "test".into(),
     })
     .unwrap()
 }
