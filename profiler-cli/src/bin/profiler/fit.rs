@@ -13,6 +13,8 @@ pub enum ModelArg {
     Linear,
     /// measured ≈ predicted + b: only a constant offset (a = 1).
     Offset,
+    /// measured ≈ a · predicted: only a factor (b = 0).
+    Scale,
     /// measured ≈ predicted − (blocks − 1)·δ: the table's boundary grows by
     /// δ (least squares through the origin).
     Boundary,
@@ -23,6 +25,7 @@ impl From<ModelArg> for Model {
         match m {
             ModelArg::Linear => Model::Linear,
             ModelArg::Offset => Model::Offset,
+            ModelArg::Scale => Model::Scale,
             ModelArg::Boundary => Model::Boundary,
         }
     }
