@@ -85,9 +85,11 @@ factor=$(sed -n 's/^# correction: linear a=\([0-9.eE+-]*\) b=.*/\1/p' "$table")
 
 reference=tests/fixtures/tfnas_a_up8.json
 echo "== 3/5 target: TF-NAS-A/8 (TF-NAS-A, widths rounded up to multiples of 8) as the table predicts it"
+# In measured terms: through the calibrated table's correction, the line
+# `predict` prints after the sum of blocks.
 target=$("$P" predict --table "$table" --arch "$reference" \
-  | sed -n 's/^predicted \([0-9.]*\) ms.*/\1/p')
-echo "target ${target} ms (TF-NAS-A/8's predicted latency on this table)"
+  | sed -n -e 's/^predicted \([0-9.]*\) ms.*/\1/p' -e "s/^with the table's correction .*: \([0-9.]*\) ms\$/\1/p" | tail -1)
+echo "target ${target} ms (TF-NAS-A/8's predicted latency on this table, through its correction)"
 
 echo "== 4/5 search on the embedded data against $table"
 # The search's checkpoint is the main job's own: resumed when this run
@@ -133,7 +135,7 @@ awk -F, -v t="$target" -v a="${factor:-1}" -v sp="$speed" -v s="$(( $(date +%s) 
     for (i = 0; i <= 1; i++) { m[i] /= n[i]; r[i] /= n[i]; e[i] = (p[i] / m[i] - 1) * 100 }
     rp = p[0] / p[1]; rm = m[0] / m[1]; rr = r[0] / r[1]
     re = (rp / rr - 1) * 100; rs = (rp / rm - 1) * 100
-    printf "target     %.4f ms (TF-NAS-A/8 predicted by the table)\n", t
+    printf "target     %.4f ms (TF-NAS-A/8 predicted by the calibrated table)\n", t
     printf "searched   predicted %.4f ms, measured %.4f ms (mean of %d passes%s): table error %+.2f%%\n", p[0], m[0], n[0], sp, e[0]
     printf "TF-NAS-A/8 predicted %.4f ms, measured %.4f ms (mean of %d passes%s): table error %+.2f%%\n", p[1], m[1], n[1], sp, e[1]
     printf "ratio searched/TF-NAS-A/8: predicted %.4f, measured %.4f raw (%+.2f%%)", rp, rr, re

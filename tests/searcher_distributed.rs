@@ -5,14 +5,14 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tch::Tensor;
 
 mod searcher_support;
-use searcher_support::{searcher, small_arch, text, tiny_search, with};
+use searcher_support::{searcher, small_arch, text, tiny_search, train, with};
 
 /// How close a two-process run's weights come to one process's after ten
 /// steps ([`weight_difference`]). Rounding differs between the two (batch
@@ -21,14 +21,6 @@ use searcher_support::{searcher, small_arch, text, tiny_search, with};
 /// 2-core VM, where one process on two threads instead of one lands 3e-6
 /// away and batch norm over each rank's half 1.6e-2.
 const WEIGHT_TOLERANCE: f64 = 5e-4;
-
-fn train(args: &[String]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_searcher"))
-        .arg("train")
-        .args(args)
-        .output()
-        .expect("searcher runs")
-}
 
 /// A few steps on the embedded set: 80 images trained on in batches of 16
 /// (five steps an epoch), no dropout or drop-connect (their masks are

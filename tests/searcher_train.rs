@@ -5,18 +5,10 @@
 //! training.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 mod searcher_support;
-use searcher_support::small_arch;
-
-fn train(args: &[String]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_searcher"))
-        .arg("train")
-        .args(args)
-        .output()
-        .expect("searcher runs")
-}
+use searcher_support::{small_arch, train};
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()

@@ -8,7 +8,7 @@ use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use tch::Tensor;
 use torch_sys::C_tensor;
 
-use crate::{C10dError, Rendezvous, Result};
+use crate::{BatchNorm, C10dError, Rendezvous, Result};
 
 type Group = *mut c_void;
 
@@ -145,17 +145,7 @@ impl RawGroup {
         check(status, err, "a barrier")
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub fn batch_norm(
-        &self,
-        x: &Tensor,
-        weight: Option<&Tensor>,
-        bias: Option<&Tensor>,
-        running_mean: Option<&Tensor>,
-        running_var: Option<&Tensor>,
-        momentum: f64,
-        eps: f64,
-    ) -> Result<Tensor> {
+    pub fn batch_norm(&self, x: &Tensor, bn: &BatchNorm) -> Result<Tensor> {
         let (mut out, mut err) = (std::ptr::null_mut(), std::ptr::null_mut());
         // Safety: the group is live; the tensors outlive the call; on
         // success `out` is a new `at::Tensor*` that tch's Tensor owns.
@@ -163,12 +153,12 @@ impl RawGroup {
             c10d_sync_batch_norm(
                 self.0,
                 ptr(Some(x)),
-                ptr(weight),
-                ptr(bias),
-                ptr(running_mean),
-                ptr(running_var),
-                momentum,
-                eps,
+                ptr(bn.affine.map(|a| a.0)),
+                ptr(bn.affine.map(|a| a.1)),
+                ptr(bn.running.map(|r| r.0)),
+                ptr(bn.running.map(|r| r.1)),
+                bn.momentum,
+                bn.eps,
                 &mut out,
                 &mut err,
             )

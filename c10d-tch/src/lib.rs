@@ -123,6 +123,16 @@ fn parse(
     }
 }
 
+/// A batch norm's parameters besides its input: the affine weight and
+/// bias, the running mean and variance to update, momentum and epsilon.
+#[derive(Clone, Copy)]
+pub struct BatchNorm<'a> {
+    pub affine: Option<(&'a Tensor, &'a Tensor)>,
+    pub running: Option<(&'a Tensor, &'a Tensor)>,
+    pub momentum: f64,
+    pub eps: f64,
+}
+
 /// A joined process group (Gloo). Collectives block until every rank has
 /// called them, or fail with the peers' error or at the timeout.
 pub struct ProcessGroup {
@@ -191,24 +201,11 @@ impl ProcessGroup {
     /// order. Differentiable; its backward pass reduces over the group too.
     /// A failure is kept for [`ProcessGroup::check`] and `x` is returned
     /// unnormalised, so a forward pass needs no `Result` at every layer.
-    #[allow(clippy::too_many_arguments)]
-    pub fn batch_norm(
-        &self,
-        x: &Tensor,
-        weight: Option<&Tensor>,
-        bias: Option<&Tensor>,
-        running_mean: Option<&Tensor>,
-        running_var: Option<&Tensor>,
-        momentum: f64,
-        eps: f64,
-    ) -> Tensor {
+    pub fn batch_norm(&self, x: &Tensor, bn: &BatchNorm) -> Tensor {
         if self.failure.borrow().is_some() {
             return x.shallow_clone();
         }
-        match self
-            .raw
-            .batch_norm(x, weight, bias, running_mean, running_var, momentum, eps)
-        {
+        match self.raw.batch_norm(x, bn) {
             Ok(y) => y,
             Err(e) => {
                 *self.failure.borrow_mut() = Some(e);

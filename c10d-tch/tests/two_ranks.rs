@@ -4,7 +4,7 @@
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use c10d_tch::{ProcessGroup, Rendezvous};
+use c10d_tch::{BatchNorm, ProcessGroup, Rendezvous};
 use tch::{Kind, Tensor};
 
 fn free_port() -> u16 {
@@ -109,15 +109,13 @@ fn a_batch_norm_over_two_ranks_equals_one_over_their_joined_batch() {
         Tensor::zeros([3], tch::kind::FLOAT_CPU),
         Tensor::ones([3], tch::kind::FLOAT_CPU),
     );
-    let y_half = g.batch_norm(
-        &half,
-        Some(&w),
-        Some(&bias),
-        Some(&mean),
-        Some(&var),
-        0.1,
-        1e-5,
-    );
+    let bn = BatchNorm {
+        affine: Some((&w, &bias)),
+        running: Some((&mean, &var)),
+        momentum: 0.1,
+        eps: 1e-5,
+    };
+    let y_half = g.batch_norm(&half, &bn);
     g.check().unwrap();
     let loss = (&y_half * r.narrow(0, 3 * rank as i64, 3)).sum(Kind::Float);
     let got = Tensor::run_backward(&[loss], &[&half, &w, &bias], false, false);

@@ -190,6 +190,21 @@ impl RunArgs {
         Ok([OutputLock::acquire(out)?, OutputLock::acquire(checkpoint)?])
     }
 
+    /// [`RunArgs::lock_outputs`] for the process that writes (see
+    /// [`crate::dist::writes`]); the other ranks of a group lock nothing.
+    pub fn lock_writer_outputs(
+        dist: Option<&crate::dist::Dist>,
+        out: &Path,
+        checkpoint: &Path,
+        what: &str,
+        reads: &[(&'static str, &Path)],
+    ) -> Result<Vec<OutputLock>> {
+        if !crate::dist::writes(dist) {
+            return Ok(Vec::new());
+        }
+        Ok(Self::lock_outputs(out, checkpoint, what, reads)?.into())
+    }
+
     /// Whether the checkpoint at `path` is to be resumed: when it exists
     /// and `--restart` is not given. A missing one is an error only under
     /// `--resume`.

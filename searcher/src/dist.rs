@@ -16,6 +16,7 @@
 use std::process::{Child, Command, ExitCode, ExitStatus};
 use std::time::{Duration, Instant};
 
+pub use c10d_tch::BatchNorm;
 use c10d_tch::{ProcessGroup, Rendezvous};
 use tch::{Device, Kind, Tensor};
 
@@ -104,24 +105,20 @@ impl Dist {
 
     /// Batch norm in training mode over the whole batch (see
     /// [`ProcessGroup::batch_norm`]).
-    pub fn batch_norm(
-        &self,
-        x: &Tensor,
-        affine: Option<(&Tensor, &Tensor)>,
-        running: Option<(&Tensor, &Tensor)>,
-        momentum: f64,
-        eps: f64,
-    ) -> Tensor {
-        self.group.batch_norm(
-            x,
-            affine.map(|a| a.0),
-            affine.map(|a| a.1),
-            running.map(|r| r.0),
-            running.map(|r| r.1),
-            momentum,
-            eps,
-        )
+    pub fn batch_norm(&self, x: &Tensor, bn: &BatchNorm) -> Tensor {
+        self.group.batch_norm(x, bn)
     }
+}
+
+/// Whether this process writes results: rank 0 of a group, or the one
+/// process.
+pub fn writes(dist: Option<&Dist>) -> bool {
+    dist.is_none_or(|d| d.rank() == 0)
+}
+
+/// This process's share of `batch`: all of it alone.
+pub fn share_in<'a, T>(dist: Option<&Dist>, batch: &'a [T]) -> &'a [T] {
+    dist.map_or(batch, |d| d.share(batch))
 }
 
 /// `batch`'s share for `rank` of `world` (see [`Dist::share`]).

@@ -300,7 +300,7 @@ impl Search {
 
     /// This rank's share of a batch (all of it alone).
     fn share<'a>(&self, batch: &'a [usize]) -> &'a [usize] {
-        self.dist.as_ref().map_or(batch, |d| d.share(batch))
+        crate::dist::share_in(self.dist.as_deref(), batch)
     }
 
     /// A loss over this rank's `local` of `whole` images as the whole

@@ -129,16 +129,13 @@ pub fn prepare(inputs: &Inputs, settings: &Settings) -> Result<Session> {
     settings.check()?;
     let dist = inputs.run.join()?.map(Rc::new);
     let checkpoint = inputs.checkpoint_path();
-    let locks = match dist.as_ref().is_none_or(|d| d.rank() == 0) {
-        true => RunArgs::lock_outputs(
-            &inputs.out,
-            &checkpoint,
-            "the architecture",
-            &inputs.read_files(),
-        )?
-        .into(),
-        false => Vec::new(),
-    };
+    let locks = RunArgs::lock_writer_outputs(
+        dist.as_deref(),
+        &inputs.out,
+        &checkpoint,
+        "the architecture",
+        &inputs.read_files(),
+    )?;
     let device = inputs.run.device()?;
     let device = dist.as_ref().map_or(device, |d| d.device(device));
     let space = match &inputs.space {
@@ -538,7 +535,7 @@ impl Session {
     /// Whether this process writes the checkpoint and the architecture:
     /// rank 0 of a group, or the one process.
     pub fn writes(&self) -> bool {
-        self.dist.as_ref().is_none_or(|d| d.rank() == 0)
+        crate::dist::writes(self.dist.as_deref())
     }
 
     /// Derives the network and writes it to `--out`.

@@ -26,7 +26,7 @@ use std::rc::Rc;
 use space::{Activation, SearchSpaceConfig};
 use tch::{Device, Kind, Tensor};
 
-use crate::dist::Dist;
+use crate::dist::{BatchNorm, Dist};
 use crate::error::{Result, SearchError};
 use crate::latency::{initial_widths, Choices, Widths};
 
@@ -51,7 +51,13 @@ fn act(x: &Tensor, a: Activation) -> Tensor {
 /// over a data-parallel group's whole batch when `sync` is given.
 fn bn(x: &Tensor, sync: Option<&Dist>) -> Tensor {
     if let Some(d) = sync {
-        return d.batch_norm(x, None, None, 0.1, 1e-5);
+        let bn = BatchNorm {
+            affine: None,
+            running: None,
+            momentum: 0.1,
+            eps: 1e-5,
+        };
+        return d.batch_norm(x, &bn);
     }
     x.batch_norm(
         None::<Tensor>,

@@ -24,6 +24,15 @@ pub fn searcher<S: AsRef<OsStr>>(args: &[S]) -> Output {
         .expect("searcher runs")
 }
 
+/// Runs `searcher train` with `args`.
+pub fn train(args: &[String]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_searcher"))
+        .arg("train")
+        .args(args)
+        .output()
+        .expect("searcher runs")
+}
+
 pub fn text(out: &[u8]) -> String {
     String::from_utf8_lossy(out).into_owned()
 }

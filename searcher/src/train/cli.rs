@@ -90,17 +90,13 @@ pub fn prepare(inputs: &TrainInputs, recipe: &Recipe) -> Result<TrainSession> {
     recipe.check()?;
     let dist = inputs.run.join()?.map(Rc::new);
     let checkpoint = inputs.checkpoint_path();
-    // Only the rank that writes locks the outputs.
-    let locks = match dist.as_ref().is_none_or(|d| d.rank() == 0) {
-        true => RunArgs::lock_outputs(
-            &inputs.out,
-            &checkpoint,
-            "the weights",
-            &inputs.read_files(),
-        )?
-        .into(),
-        false => Vec::new(),
-    };
+    let locks = RunArgs::lock_writer_outputs(
+        dist.as_deref(),
+        &inputs.out,
+        &checkpoint,
+        "the weights",
+        &inputs.read_files(),
+    )?;
     let device = inputs.run.device()?;
     let device = dist.as_ref().map_or(device, |d| d.device(device));
     let arch = Architecture::from_path(&inputs.arch)?;
@@ -228,7 +224,7 @@ impl TrainSession {
     /// Whether this process writes the checkpoint and the weights: rank 0
     /// of a group, or the one process.
     pub fn writes(&self) -> bool {
-        self.dist.as_ref().is_none_or(|d| d.rank() == 0)
+        crate::dist::writes(self.dist.as_deref())
     }
 
     /// Writes the weights (and each batch norm's `num_batches_tracked`, so

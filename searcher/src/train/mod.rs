@@ -20,7 +20,7 @@ use space::Architecture;
 use tch::{Device, Kind, Reduction, Tensor};
 
 use crate::data::{image_stream, Augment, Dataset, Split};
-use crate::dist::Dist;
+use crate::dist::{share_in, Dist};
 use crate::error::{Result, SearchError};
 use crate::optim::{clip_grad_norm, Sgd};
 
@@ -190,11 +190,6 @@ impl Trainer {
         Ok(())
     }
 
-    /// The run's share of `batch` on this rank (all of it alone).
-    fn share<'a>(&self, batch: &'a [usize]) -> &'a [usize] {
-        self.dist.as_ref().map_or(batch, |d| d.share(batch))
-    }
-
     /// Sums over the ranks of this rank's `t` (itself alone).
     fn sum_tally(&self, t: Tally) -> Result<Tally> {
         let Some(d) = &self.dist else { return Ok(t) };
@@ -271,7 +266,8 @@ impl Trainer {
             .chunks(self.recipe.batch_size)
             .filter(|c| c.len() >= 2 * world)
             .collect();
-        let batches: Vec<Vec<usize>> = whole.iter().map(|c| self.share(c).to_vec()).collect();
+        let dist = self.dist.as_deref();
+        let batches: Vec<Vec<usize>> = whole.iter().map(|c| share_in(dist, c).to_vec()).collect();
         let augment = Augment::Train {
             epoch: epoch as u64,
         };

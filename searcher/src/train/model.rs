@@ -27,7 +27,7 @@ use space::{Activation, Architecture, BlockKind, BlockSpec};
 use tch::nn::{self, Init, ModuleT};
 use tch::{Device, Kind, Tensor};
 
-use crate::dist::Dist;
+use crate::dist::{BatchNorm, Dist};
 use crate::error::{Result, SearchError};
 use crate::train::recipe::BN_INIT_SCALE;
 
@@ -121,11 +121,14 @@ impl ConvBn {
         let x = x.apply(&self.conv);
         let y = match pass.sync {
             Some(d) if pass.train => {
-                let bn = &self.bn;
-                let config = nn::BatchNormConfig::default();
-                let affine = bn.ws.as_ref().zip(bn.bs.as_ref());
-                let running = Some((&bn.running_mean, &bn.running_var));
-                d.batch_norm(&x, affine, running, config.momentum, config.eps)
+                let (bn, config) = (&self.bn, nn::BatchNormConfig::default());
+                let params = BatchNorm {
+                    affine: bn.ws.as_ref().zip(bn.bs.as_ref()),
+                    running: Some((&bn.running_mean, &bn.running_var)),
+                    momentum: config.momentum,
+                    eps: config.eps,
+                };
+                d.batch_norm(&x, &params)
             }
             _ => self.bn.forward_t(&x, pass.train),
         };
