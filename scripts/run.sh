@@ -109,7 +109,9 @@ echo "$key" > "$ckpt.key"
 echo "== 5/5 the searched network and TF-NAS-A/8, predicted and measured alternately (${device[*]})"
 # Both networks timed in turns (searched, TF-NAS-A/8, searched, ...) in six
 # passes by `validate --arch`, so that a machine whose speed wanders weighs
-# on both alike. Each one's error against the table is at the table's speed
+# on both alike; the ratio is the median of the six pass pairs' raw ratios
+# (a mean of raw times did not survive single passes the machine slowed
+# 25-35%: docs/benchmarks/cpu.md, "The main job holds its level"). Each one's error against the table is at the table's speed
 # (a CPU table's speed reference scales every run, as the table's entries
 # were: docs/cpu.md, "Speed"). Their ratio is taken from the raw medians:
 # timed in turns, the machine's speed cancels in it, while the speed gauge
@@ -130,15 +132,21 @@ unstable=$(printf '%s\n' "$report" | grep '^unstable:' || true)
 [ -n "$unstable" ] && printf '%s\n' "$unstable"
 awk -F, -v t="$target" -v a="${factor:-1}" -v sp="$speed" -v s="$(( $(date +%s) - start ))" -v unstable="${unstable:+1}" '
   /^#/ || $1 == "index" { next }
-  { p[$1] = a * $4; m[$1] += $5; r[$1] += $11; n[$1]++ }
+  { p[$1] = a * $4; m[$1] += $5; n[$1]++; raw[$1, $2] = $11 }
   END {
-    for (i = 0; i <= 1; i++) { m[i] /= n[i]; r[i] /= n[i]; e[i] = (p[i] / m[i] - 1) * 100 }
-    rp = p[0] / p[1]; rm = m[0] / m[1]; rr = r[0] / r[1]
+    for (i = 0; i <= 1; i++) { m[i] /= n[i]; e[i] = (p[i] / m[i] - 1) * 100 }
+    # The raw ratio of each pass pair (timed back to back), sorted: their
+    # median, robust to a pass the machine slowed.
+    k = 0
+    for (j = 0; j < n[0]; j++) if (((0, j) in raw) && ((1, j) in raw)) q[++k] = raw[0, j] / raw[1, j]
+    for (x = 2; x <= k; x++) { v = q[x]; for (y = x - 1; y >= 1 && q[y] > v; y--) q[y + 1] = q[y]; q[y + 1] = v }
+    rr = (k % 2) ? q[(k + 1) / 2] : (q[k / 2] + q[k / 2 + 1]) / 2
+    rp = p[0] / p[1]; rm = m[0] / m[1]
     re = (rp / rr - 1) * 100; rs = (rp / rm - 1) * 100
     printf "target     %.4f ms (TF-NAS-A/8 predicted by the calibrated table)\n", t
     printf "searched   predicted %.4f ms, measured %.4f ms (mean of %d passes%s): table error %+.2f%%\n", p[0], m[0], n[0], sp, e[0]
     printf "TF-NAS-A/8 predicted %.4f ms, measured %.4f ms (mean of %d passes%s): table error %+.2f%%\n", p[1], m[1], n[1], sp, e[1]
-    printf "ratio searched/TF-NAS-A/8: predicted %.4f, measured %.4f raw (%+.2f%%)", rp, rr, re
+    printf "ratio searched/TF-NAS-A/8: predicted %.4f, measured %.4f raw, the median of %d pass pairs (range %.4f..%.4f; %+.2f%%)", rp, rr, k, q[1], q[k], re
     if (sp != "") printf "; %.4f at the table'"'"'s speed (%+.2f%%)", rm, rs
     printf "\n"
     printf "searched against target: %+.2f%% measured\n", (m[0] / t - 1) * 100
