@@ -162,12 +162,14 @@ impl RunArgs {
             .unwrap_or_else(|| out.with_extension("ckpt"))
     }
 
-    /// `--threads` applied to libtorch, and the `--device` to run on.
-    pub fn device(&self) -> Result<Device> {
+    /// `--threads` applied to libtorch, and the `--device` to run on: in a
+    /// data-parallel group, `cuda` is the GPU of the process's local rank.
+    pub fn device(&self, dist: Option<&crate::dist::Dist>) -> Result<Device> {
         if let Some(n) = self.threads {
             tch::set_num_threads(n);
         }
-        parse_device(&self.device)
+        let device = parse_device(&self.device)?;
+        Ok(dist.map_or(device, |d| d.device(device)))
     }
 
     /// Checks that `out` (which receives the run's `what`) and `checkpoint`

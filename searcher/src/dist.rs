@@ -77,7 +77,6 @@ impl Dist {
     /// batch's `total` items, turned into those of the mean over the whole
     /// batch, on every rank.
     pub fn average_gradients(&self, grads: &[Tensor], local: usize, total: usize) -> Result<()> {
-        self.group.check()?;
         let weight = (local * self.world()) as f64 / total as f64;
         if weight != 1.0 {
             for g in grads {
@@ -98,11 +97,6 @@ impl Dist {
             .collect())
     }
 
-    /// A failure kept from a forward pass's synchronised batch norm.
-    pub fn check(&self) -> Result<()> {
-        Ok(self.group.check()?)
-    }
-
     /// Batch norm in training mode over the whole batch (see
     /// [`ProcessGroup::batch_norm`]).
     pub fn batch_norm(&self, x: &Tensor, bn: &BatchNorm) -> Tensor {
@@ -114,6 +108,19 @@ impl Dist {
 /// process.
 pub fn writes(dist: Option<&Dist>) -> bool {
     dist.is_none_or(|d| d.rank() == 0)
+}
+
+/// Means over this rank's `local` items of a batch of `whole` turned into
+/// the whole batch's means, in one collective (unchanged alone).
+pub fn whole_means<const N: usize>(
+    dist: Option<&Dist>,
+    means: [f64; N],
+    local: usize,
+    whole: usize,
+) -> Result<[f64; N]> {
+    let Some(d) = dist else { return Ok(means) };
+    let sums = d.sum(&means.map(|m| m * local as f64 / whole as f64))?;
+    Ok(std::array::from_fn(|i| sums[i]))
 }
 
 /// This process's share of `batch`: all of it alone.

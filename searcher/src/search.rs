@@ -21,7 +21,7 @@ use space::SearchSpaceConfig;
 use tch::{Device, Kind, Tensor};
 
 use crate::data::{Augment, Dataset, Split};
-use crate::dist::Dist;
+use crate::dist::{whole_means, Dist};
 use crate::elastic::{self, ElasticBlock, Outcome};
 use crate::error::{Result, SearchError};
 use crate::extend::{Landing, Problem};
@@ -303,15 +303,6 @@ impl Search {
         crate::dist::share_in(self.dist.as_deref(), batch)
     }
 
-    /// A loss over this rank's `local` of `whole` images as the whole
-    /// batch's (itself alone).
-    fn whole_loss(&self, loss: f64, local: usize, whole: usize) -> Result<f64> {
-        match &self.dist {
-            Some(d) => Ok(d.sum(&[loss * local as f64 / whole as f64])?[0]),
-            None => Ok(loss),
-        }
-    }
-
     /// The counts summed over the ranks (as they are alone).
     fn sum_counts(&self, t: &mut Totals) -> Result<()> {
         let Some(d) = &self.dist else { return Ok(()) };
@@ -569,8 +560,12 @@ impl Search {
                 .cross_entropy_for_logits(y)
         };
         let local = y.size()[0] as usize;
-        let value = self.whole_loss(loss.double_value(&[]), local, whole)?;
-        let path_a_loss = self.whole_loss(path_a_loss, local, whole)?;
+        let [value, path_a_loss] = whole_means(
+            self.dist.as_deref(),
+            [loss.double_value(&[]), path_a_loss],
+            local,
+            whole,
+        )?;
         let step = WeightStep {
             loss: value,
             path_a_loss,
@@ -635,8 +630,9 @@ impl Search {
             .expected(&soft, &self.net.betas, &self.net.widths);
         let l_lat = (lat / self.settings.target_ms - 1.0).abs() * self.settings.lambda;
         let local = y.size()[0] as usize;
+        let [ce_value] = whole_means(self.dist.as_deref(), [ce.double_value(&[])], local, whole)?;
         let step = ArchStep {
-            ce: self.whole_loss(ce.double_value(&[]), local, whole)?,
+            ce: ce_value,
             // A function of α and β alone: the same on every rank.
             latency_loss: l_lat.double_value(&[]),
             correct: count_correct(&logits, y),

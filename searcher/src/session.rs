@@ -136,8 +136,7 @@ pub fn prepare(inputs: &Inputs, settings: &Settings) -> Result<Session> {
         "the architecture",
         &inputs.read_files(),
     )?;
-    let device = inputs.run.device()?;
-    let device = dist.as_ref().map_or(device, |d| d.device(device));
+    let device = inputs.run.device(dist.as_deref())?;
     let space = match &inputs.space {
         Some(p) => SearchSpaceConfig::from_path(p)?,
         None => SearchSpaceConfig::default(),

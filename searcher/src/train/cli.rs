@@ -97,8 +97,7 @@ pub fn prepare(inputs: &TrainInputs, recipe: &Recipe) -> Result<TrainSession> {
         "the weights",
         &inputs.read_files(),
     )?;
-    let device = inputs.run.device()?;
-    let device = dist.as_ref().map_or(device, |d| d.device(device));
+    let device = inputs.run.device(dist.as_deref())?;
     let arch = Architecture::from_path(&inputs.arch)?;
     let (data, split) = open_data(&inputs.data.source(), recipe.seed)?;
     check_split(&split, recipe.batch_size)?;

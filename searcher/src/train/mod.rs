@@ -20,7 +20,7 @@ use space::Architecture;
 use tch::{Device, Kind, Reduction, Tensor};
 
 use crate::data::{image_stream, Augment, Dataset, Split};
-use crate::dist::{share_in, Dist};
+use crate::dist::{share_in, whole_means, Dist};
 use crate::error::{Result, SearchError};
 use crate::optim::{clip_grad_norm, Sgd};
 
@@ -312,12 +312,8 @@ impl Trainer {
             -100,
             self.recipe.label_smoothing,
         );
-        let mut value = loss.double_value(&[]);
         let local = y.size()[0] as usize;
-        if let Some(d) = &self.dist {
-            d.check()?;
-            value = d.sum(&[value * local as f64 / whole as f64])?[0];
-        }
+        let [value] = whole_means(self.dist.as_deref(), [loss.double_value(&[])], local, whole)?;
         if !value.is_finite() {
             return Ok((value, logits.detach()));
         }
