@@ -312,3 +312,28 @@ fn torchrun_launches_a_search_group_that_matches_one_process() {
     let derived = |p: &Path| space::Architecture::from_path(p).unwrap();
     assert_eq!(derived(&one), derived(&two));
 }
+
+/// A group's environment out of range is refused like any bad input: one
+/// `error:` line naming the variable and its range, status 2, nothing
+/// written.
+#[test]
+fn a_rank_outside_the_world_is_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("arch.json");
+    let ran = Command::new(env!("CARGO_BIN_EXE_searcher"))
+        .args(tiny(&out, &[]))
+        .env("WORLD_SIZE", "2")
+        .env("RANK", "5")
+        .env("MASTER_PORT", "29999")
+        .output()
+        .unwrap();
+    let stderr = text(&ran.stderr);
+    assert_eq!(ran.status.code(), Some(2), "{stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(
+        errors[0].contains("RANK=\"5\" is not a whole number in 0..=1"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}

@@ -108,8 +108,13 @@ pub type Result<T, E = SearchError> = std::result::Result<T, E>;
 
 // By hand, not `#[from]`: that would make the c10d error a `source` too, and
 // `error: {e:#}` would print its message twice.
+// A rendezvous setting out of range is a refused input like any other, not
+// a failed run with a checkpoint to resume.
 impl From<c10d_tch::C10dError> for SearchError {
     fn from(e: c10d_tch::C10dError) -> Self {
-        SearchError::Distributed(e)
+        match e {
+            c10d_tch::C10dError::Config(message) => SearchError::Config(message),
+            other => SearchError::Distributed(other),
+        }
     }
 }
