@@ -347,6 +347,24 @@ fn a_tiny_table_builds_resumes_refuses_other_settings_measures_and_validates() {
         "{stdout}{}",
         stderr(&o)
     );
+    // With the table, each block inside the network beside its price, in
+    // network order, and their sums.
+    let in_network: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("in network: block "))
+        .collect();
+    let specs = sampled.block_specs().unwrap();
+    assert_eq!(in_network.len(), specs.len(), "{stdout}");
+    for (line, spec) in in_network.iter().zip(&specs) {
+        assert!(
+            line.starts_with(&format!("{spec} ")),
+            "{line} is not {spec}"
+        );
+    }
+    assert!(
+        stdout.contains("in network: sum of block medians"),
+        "{stdout}"
+    );
 
     let mut args = vec![
         "validate",

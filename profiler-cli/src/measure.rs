@@ -15,7 +15,7 @@ use profiler::measure::monitor::Monitor;
 use profiler::measure::speed;
 use profiler::measure::timing::{time_workload, Timed, TimingRule};
 use profiler::validate::network::{sum_of_blocks_alone, table_prediction, time_network};
-use space::{Architecture, BlockSpec, LatencyTable, SearchSpaceConfig};
+use space::{ArchLatency, Architecture, BlockSpec, LatencyTable, SearchSpaceConfig};
 
 use crate::engine::EngineCli;
 use crate::flags::TimingArgs;
@@ -48,6 +48,9 @@ pub struct MeasureArgs<S: Args> {
     pub timing: TimingArgs,
     /// Also time every block alone, as the table does, and print their sum
     /// against the end-to-end time (how well a table predicts the network).
+    /// With --table, first each block's time inside the network at the
+    /// table's speed beside the table's price of it (where the table
+    /// misprices this network).
     #[arg(long, requires = "arch", conflicts_with = "model")]
     pub per_block: bool,
     /// Also time the network at this table's speed reference (a CPU table
@@ -100,7 +103,7 @@ fn run_arch<E: EngineCli>(args: &MeasureArgs<E::Settings>, arch_path: &Path) -> 
     let median = median_of(&mut medians.clone());
     say_if_unstable(&workload, &medians, median);
     if let Some(table) = at_speed {
-        at_table_speed(&mut engine, &workload, &rule, table)?;
+        at_table_speed(&mut engine, &workload, &rule, table, args.per_block)?;
     }
     if args.per_block {
         let note = E::per_block_note(&args.engine);
@@ -265,7 +268,7 @@ fn per_block<E: EngineCli>(
 
 /// `--table`: the table's speed reference and its prediction of `blocks`,
 /// read before anything is timed.
-fn table_speed(path: &Path, blocks: &[BlockSpec]) -> Result<(f64, f64)> {
+fn table_speed(path: &Path, blocks: &[BlockSpec]) -> Result<(f64, ArchLatency)> {
     let table = LatencyTable::from_path(path)?;
     let Some(reference) = table.speed_reference_ms() else {
         let gpu = table.metadata().get(space::meta::THREADS).is_none();
@@ -276,18 +279,24 @@ fn table_speed(path: &Path, blocks: &[BlockSpec]) -> Result<(f64, f64)> {
             if gpu { " (this is a GPU table: its header has no 'threads' line)" } else { "" }
         );
     };
-    Ok((reference, table.predict_blocks(blocks)?.total_ms))
+    Ok((reference, table.predict_blocks(blocks)?))
 }
 
 /// `--table`: the network at the table's speed reference, against the
-/// table's prediction of it.
+/// table's prediction of it; with `per_block`, each block's median inside
+/// the network against the table's price of it.
 fn at_table_speed(
     engine: &mut dyn Engine,
     workload: &Workload,
     rule: &TimingRule,
-    (reference, predicted): (f64, f64),
+    (reference, prediction): (f64, ArchLatency),
+    per_block: bool,
 ) -> Result<()> {
     let t = speed::time_at_reference(engine, workload, rule.warmup, &rule.stop, reference)?;
+    if per_block {
+        print_in_network(&t.blocks, &prediction);
+    }
+    let predicted = prediction.total_ms;
     let s = &t.scaled;
     println!(
         "{workload}: at the table's speed median {:.4} ms (p10 {:.4}, p90 {:.4}, 95% CI [{:.4}, {:.4}], {} runs; raw {:.4} ms, the machine at {:.3}x the table's reference speed); the table predicts {predicted:.4} ms ({:+.2}%)",
@@ -296,4 +305,28 @@ fn at_table_speed(
         (predicted / s.median - 1.0) * 100.0
     );
     Ok(())
+}
+
+/// Each block's median inside the network (at the table's speed) beside
+/// the table's price of it, the error as `validate`'s (predicted over
+/// measured − 1), and the sums. The medians of blocks need not sum to the
+/// median of the network; their errors say where a bias lives.
+fn print_in_network(measured: &[f64], prediction: &ArchLatency) {
+    for (ms, (spec, estimate)) in measured.iter().zip(&prediction.blocks) {
+        let how = match estimate.source.between() {
+            Some((lo, hi)) => format!(" (priced between {lo} and {hi})"),
+            None => String::new(),
+        };
+        println!(
+            "in network: block {spec} {ms:.4} ms, the table {:.4} ms{how} ({:+.2}%)",
+            estimate.ms,
+            (estimate.ms / ms - 1.0) * 100.0
+        );
+    }
+    let sum: f64 = measured.iter().sum();
+    let priced: f64 = prediction.blocks.iter().map(|(_, e)| e.ms).sum();
+    println!(
+        "in network: sum of block medians {sum:.4} ms, the table's {priced:.4} ms ({:+.2}%)",
+        (priced / sum - 1.0) * 100.0
+    );
 }

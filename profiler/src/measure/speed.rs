@@ -144,6 +144,9 @@ pub struct AtReference {
     /// speed against the reference's, above 1 when it ran faster (its raw
     /// times are scaled up).
     pub factor: f64,
+    /// Each block's median over the runs, scaled as its run was: where in
+    /// the network the time goes, to set beside a table's entries.
+    pub blocks: Vec<f64>,
 }
 
 /// Prepares `workload` (a network), warms it up for `warmup` and times it
@@ -160,6 +163,7 @@ pub fn time_at_reference(
     engine.prepare(workload)?;
     warm_up(engine, &blocks, warmup)?;
     let (mut raw, mut factors) = (Vec::new(), Vec::new());
+    let mut per_block: Vec<Vec<f64>> = vec![Vec::new(); blocks.len()];
     let clock = WallClock::start();
     let (scaled, _) = sample_until(stop, &clock, || -> Result<f64> {
         let times = checked_blocks(engine, &blocks)?;
@@ -167,15 +171,23 @@ pub fn time_at_reference(
         let total: f64 = times.iter().sum();
         raw.push(total);
         factors.push(f);
+        for (series, t) in per_block.iter_mut().zip(&times) {
+            series.push(t * f);
+        }
         Ok(total * f)
     })?;
     let raw = summarize(&raw)
         .ok_or_else(|| ProfilerError::Invalid("no finite raw time (an engine bug)".into()))?;
     let factor = summarize(&factors).map_or(1.0, |s| s.median);
+    let blocks = per_block
+        .iter()
+        .map(|series| summarize(series).map_or(f64::NAN, |s| s.median))
+        .collect();
     Ok(AtReference {
         scaled,
         raw,
         factor,
+        blocks,
     })
 }
 

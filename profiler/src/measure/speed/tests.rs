@@ -49,6 +49,15 @@ fn a_machine_that_drifts_is_timed_at_one_speed() {
     assert!((t.scaled.p90 - t.scaled.p10).abs() < 1e-9, "{t:?}");
     // The raw times keep the drift.
     assert!(t.raw.p90 / t.raw.p10 > 1.2, "{t:?}");
+    // Each block at speed 1 too, in network order.
+    assert_eq!(t.blocks.len(), blocks.len());
+    for (spec, ms) in blocks.iter().zip(&t.blocks) {
+        let want = FakeEngine::latency(spec);
+        assert!(
+            (ms / want - 1.0).abs() < 1e-9,
+            "{spec}: {ms} against {want}"
+        );
+    }
 }
 
 #[test]
