@@ -15,12 +15,15 @@ mod searcher_support;
 use searcher_support::{searcher, small_arch, text, tiny_search, train, with};
 
 /// How close a two-process run's weights come to one process's after ten
-/// steps ([`weight_difference`]). Rounding differs between the two (batch
-/// statistics summed per rank in double precision, the gradient's mean
-/// taken over two sums) and grows over the steps: 6e-5 measured on the
-/// 2-core VM, where one process on two threads instead of one lands 3e-6
-/// away and batch norm over each rank's half 1.6e-2.
-const WEIGHT_TOLERANCE: f64 = 5e-4;
+/// steps ([`weight_difference`]), in units of the rounding that the thread
+/// count alone makes (one process on two threads against one thread).
+/// Rounding differs between the two (batch statistics summed per rank in
+/// double precision, the gradient's mean taken over two sums) and grows
+/// over the steps. On the 2-core VM, with the CPU network held
+/// channels-last (whose kernels' sums depend on the thread count): two
+/// processes 7.5e-4 away, one process on two threads 7.1e-4, batch norm
+/// over each rank's half 1.6e-2 (contiguous, before: 6e-5, 3e-6, 1.6e-2).
+const ROUNDING_MARGIN: f64 = 3.0;
 
 /// A few steps on the embedded set: 80 images trained on in batches of 16
 /// (five steps an epoch), no dropout or drop-connect (their masks are
@@ -122,15 +125,26 @@ fn two_processes_train_as_one_on_their_joined_batches() {
     let unsynced = weight_difference(&one, &per_rank_bn);
     let threaded = weight_difference(&one, &threads);
     eprintln!("weights after 10 steps, relative to one process: --sync-bn {synced:.2e}, batch norm per rank {unsynced:.2e}, one process on 2 threads {threaded:.2e}");
-    assert!(synced < WEIGHT_TOLERANCE, "{synced}");
+    assert!(synced < ROUNDING_MARGIN * threaded.max(1e-5), "{synced}");
     // The check can fail: each rank's own batch statistics move the weights
-    // far more than the tolerance.
-    assert!(unsynced > 10.0 * WEIGHT_TOLERANCE, "{unsynced}");
-    // The logged losses and accuracies agree too (printed to 4-5 digits).
+    // far more than the two processes differ.
+    assert!(unsynced > 10.0 * synced, "{unsynced}");
+    // The logged losses and accuracies agree too (printed to 4-5 digits),
+    // as closely as the thread count alone lets them.
     let (a, b) = (epoch_numbers(&logs[1].1), epoch_numbers(&logs[2].1));
-    assert_eq!(a.len(), b.len());
+    let t = epoch_numbers(&logs[0].1);
+    assert!(a.len() == b.len() && a.len() == t.len());
+    let apart = |x: f64, y: f64| (x - y).abs() / x.abs().max(1.0);
+    let rounding = a
+        .iter()
+        .zip(&t)
+        .map(|(x, y)| apart(*x, *y))
+        .fold(0.0, f64::max);
     for (x, y) in a.iter().zip(&b) {
-        assert!((x - y).abs() <= 2e-4 * x.abs().max(1.0), "{a:?}\n{b:?}");
+        assert!(
+            apart(*x, *y) <= (ROUNDING_MARGIN * rounding).max(2e-4),
+            "{a:?}\n{b:?}\n(two threads: {t:?})"
+        );
     }
 }
 

@@ -242,6 +242,32 @@ pub struct Network {
     /// The group whose whole batch training-mode batch norm spans
     /// (`--sync-bn`), if any.
     pub sync_bn: Option<Rc<Dist>>,
+    /// Whether the weights and each input are held channels-last: on the
+    /// CPU only, where it is the faster layout for every op of the
+    /// network; a GPU's fp32 kernels are not known to gain from it here.
+    channels_last: bool,
+}
+
+/// Every 4-d variable of `vs` (the convolutions' weights) re-laid
+/// channels-last in place: each handle to it (the optimizer's, the
+/// module's) sees the new strides.
+fn hold_channels_last(vs: &nn::VarStore) {
+    for (_, mut v) in vs.variables() {
+        if v.dim() == 4 {
+            let nhwc = channels_last(&v.detach());
+            tch::no_grad(|| v.set_data(&nhwc));
+        }
+    }
+}
+
+/// `x` with channels-last strides (NHWC in memory) under the same NCHW
+/// sizes, as PyTorch's `memory_format=torch.channels_last` (which tch does
+/// not bind). On a CPU, libtorch's oneDNN convolutions, batch norm and
+/// pooling then run their NHWC kernels: the same training step of
+/// TF-NAS-A took 340-373 ms in PyTorch channels-last against 454-485 ms
+/// contiguous, alternated on the 2-core VM (docs/train-export.md).
+pub fn channels_last(x: &Tensor) -> Tensor {
+    x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
 }
 
 /// How a forward pass runs: training or evaluation, and over whose batch.
@@ -329,6 +355,10 @@ impl Network {
             classes as i64,
             linear,
         );
+        let on_cpu = device == Device::Cpu;
+        if on_cpu {
+            hold_channels_last(&vs);
+        }
         Ok(Network {
             vs,
             stem: stem_layer,
@@ -337,6 +367,7 @@ impl Network {
             classifier,
             dropout,
             sync_bn: None,
+            channels_last: on_cpu,
         })
     }
 
@@ -347,7 +378,12 @@ impl Network {
             train,
             sync: self.sync_bn.as_deref(),
         };
-        let mut y = self.stem.forward(x, pass);
+        let x = if self.channels_last {
+            channels_last(x)
+        } else {
+            x.shallow_clone()
+        };
+        let mut y = self.stem.forward(&x, pass);
         for block in &self.blocks {
             y = block.forward(&y, pass);
         }
@@ -414,6 +450,39 @@ mod tests {
             .find(|(n, _)| n == "stage2.0.depth_conv.bn.weight")
             .unwrap();
         assert_eq!(bn.min().double_value(&[]), 1.0);
+    }
+
+    #[test]
+    fn a_channels_last_network_computes_what_a_contiguous_one_does() {
+        tch::manual_seed(5);
+        let arch = Architecture::tfnas_a();
+        let mut net = Network::new(&arch, 10, 0.0, 0.0, Device::Cpu).unwrap();
+        let x = Tensor::randn([2, 3, 48, 48], (Kind::Float, Device::Cpu));
+        let nhwc = net.forward(&x, true);
+        // The stem's 3x3 convolution over 3 channels is held with NHWC
+        // strides (depthwise and 1x1 weights are laid out alike either way) ...
+        let (name, w) = net
+            .named_variables()
+            .into_iter()
+            .find(|(n, _)| n == "first_stem.conv.weight")
+            .unwrap();
+        let [_, c, h, k] = w.size()[..] else {
+            panic!("{name}")
+        };
+        assert_eq!(w.stride(), [h * k * c, 1, k * c, c], "{name}");
+        assert!(!w.is_contiguous(), "{name}");
+        // ... and the same network held contiguous gives the same logits.
+        for (_, mut v) in net.vs.variables() {
+            if v.dim() == 4 {
+                let c = v.detach().contiguous();
+                tch::no_grad(|| v.set_data(&c));
+            }
+        }
+        net.channels_last = false;
+        let nchw = net.forward(&x, true);
+        let diff = (&nhwc - &nchw).abs().max().double_value(&[]);
+        let scale = nchw.abs().max().double_value(&[]);
+        assert!(diff <= 1e-4 * scale, "{diff} against {scale}");
     }
 
     #[test]
