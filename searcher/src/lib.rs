@@ -18,6 +18,7 @@ pub mod identity;
 pub mod images;
 pub mod landings;
 pub mod latency;
+pub mod layout;
 pub mod measured;
 pub mod memory;
 pub mod network;

@@ -29,6 +29,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::dist::{BatchNorm, Dist};
 use crate::error::{Result, SearchError};
+use crate::layout;
 use crate::train::recipe::BN_INIT_SCALE;
 
 /// PyTorch's default initialisation of a convolution or linear layer
@@ -242,32 +243,9 @@ pub struct Network {
     /// The group whose whole batch training-mode batch norm spans
     /// (`--sync-bn`), if any.
     pub sync_bn: Option<Rc<Dist>>,
-    /// Whether the weights and each input are held channels-last: on the
-    /// CPU only, where it is the faster layout for every op of the
-    /// network; a GPU's fp32 kernels are not known to gain from it here.
+    /// Whether the weights and each input are held channels-last
+    /// ([`layout`]: on the CPU).
     channels_last: bool,
-}
-
-/// Every 4-d variable of `vs` (the convolutions' weights) re-laid
-/// channels-last in place: each handle to it (the optimizer's, the
-/// module's) sees the new strides.
-fn hold_channels_last(vs: &nn::VarStore) {
-    for (_, mut v) in vs.variables() {
-        if v.dim() == 4 {
-            let nhwc = channels_last(&v.detach());
-            tch::no_grad(|| v.set_data(&nhwc));
-        }
-    }
-}
-
-/// `x` with channels-last strides (NHWC in memory) under the same NCHW
-/// sizes, as PyTorch's `memory_format=torch.channels_last` (which tch does
-/// not bind). On a CPU, libtorch's oneDNN convolutions, batch norm and
-/// pooling then run their NHWC kernels: the same training step of
-/// TF-NAS-A took 340-373 ms in PyTorch channels-last against 454-485 ms
-/// contiguous, alternated on the 2-core VM (docs/train-export.md).
-pub fn channels_last(x: &Tensor) -> Tensor {
-    x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
 }
 
 /// How a forward pass runs: training or evaluation, and over whose batch.
@@ -355,9 +333,9 @@ impl Network {
             classes as i64,
             linear,
         );
-        let on_cpu = device == Device::Cpu;
+        let on_cpu = layout::wanted_on(device);
         if on_cpu {
-            hold_channels_last(&vs);
+            layout::hold_channels_last(vs.variables().values());
         }
         Ok(Network {
             vs,
@@ -379,7 +357,7 @@ impl Network {
             sync: self.sync_bn.as_deref(),
         };
         let x = if self.channels_last {
-            channels_last(x)
+            layout::channels_last(x)
         } else {
             x.shallow_clone()
         };
