@@ -26,7 +26,10 @@
 #      end to end with the same engine, alternately in six passes
 #      (`profiler validate --arch`), and prints each one's table error, the
 #      measured ratio of the two (raw, alternated) against the predicted
-#      ratio, and a one-line verdict (both within 2%: LANDED).
+#      ratio, on a CPU the fixed parts' time inside the one over inside
+#      the other (the same blocks: off 1, the network around them moved
+#      them, which the at-speed figures scale away), and a one-line
+#      verdict (both within 2%: LANDED).
 # 48x48, not less: the space downsamples 32x, and below 33x33 the last
 # stages and the head run at 1x1, where batch norm on batch statistics
 # normalises each channel over the batch alone and the sampled paths learn
@@ -132,7 +135,7 @@ unstable=$(printf '%s\n' "$report" | grep '^unstable:' || true)
 [ -n "$unstable" ] && printf '%s\n' "$unstable"
 awk -F, -v t="$target" -v a="${factor:-1}" -v sp="$speed" -v s="$(( $(date +%s) - start ))" -v unstable="${unstable:+1}" '
   /^#/ || $1 == "index" { next }
-  { p[$1] = a * $4; m[$1] += $5; n[$1]++; raw[$1, $2] = $11 }
+  { p[$1] = a * $4; m[$1] += $5; n[$1]++; raw[$1, $2] = $11; sc[$1, $2] = $5 }
   END {
     for (i = 0; i <= 1; i++) { m[i] /= n[i]; e[i] = (p[i] / m[i] - 1) * 100 }
     # The raw ratio of each pass pair (timed back to back), sorted: their
@@ -149,6 +152,19 @@ awk -F, -v t="$target" -v a="${factor:-1}" -v sp="$speed" -v s="$(( $(date +%s) 
     printf "ratio searched/TF-NAS-A/8: predicted %.4f, measured %.4f raw, the median of %d pass pairs (range %.4f..%.4f; %+.2f%%)", rp, rr, k, q[1], q[k], re
     if (sp != "") printf "; %.4f at the table'"'"'s speed (%+.2f%%)", rm, rs
     printf "\n"
+    # The fixed parts are the same blocks in both networks; the speed
+    # factor of a run is the reference over their time in that run,
+    # so factor(TF-NAS-A/8) / factor(searched) is their time inside the
+    # searched network over inside TF-NAS-A/8, pair by pair. Away from 1,
+    # the network around them moved them, and the at-speed figures scale
+    # that away (docs/benchmarks/cpu.md, "Where the ranking bias lived").
+    if (sp != "") {
+      k = 0
+      for (j = 0; j < n[0]; j++) if (((0, j) in raw) && ((1, j) in raw)) g[++k] = (sc[1, j] / raw[1, j]) / (sc[0, j] / raw[0, j])
+      for (x = 2; x <= k; x++) { v = g[x]; for (y = x - 1; y >= 1 && g[y] > v; y--) g[y + 1] = g[y]; g[y + 1] = v }
+      gg = (k % 2) ? g[(k + 1) / 2] : (g[k / 2] + g[k / 2 + 1]) / 2
+      printf "fixed parts (stem, second stem, head) inside the searched network over inside TF-NAS-A/8: %.4f, the median of %d pass pairs (range %.4f..%.4f)\n", gg, k, g[1], g[k]
+    }
     printf "searched against target: %+.2f%% measured\n", (m[0] / t - 1) * 100
     ok = (e[0] <= 2 && e[0] >= -2 && re <= 2 && re >= -2)
     verdict = unstable ? "UNSURE (a network above has several latency modes)" : ok ? "LANDED" : "MISSED"
