@@ -114,8 +114,9 @@ echo "== 5/5 the searched network and TF-NAS-A/8, predicted and measured alterna
 # passes by `validate --arch`, so that a machine whose speed wanders weighs
 # on both alike; the ratio is the median of the six pass pairs' raw ratios
 # (a mean of raw times did not survive single passes the machine slowed
-# 25-35%: docs/benchmarks/cpu.md, "The main job holds its level"). Each one's error against the table is at the table's speed
-# (a CPU table's speed reference scales every run, as the table's entries
+# 25-35%: docs/benchmarks/cpu.md, "The main job holds its level"). Each
+# one's error against the table is at the table's speed (a CPU table's
+# speed reference scales every run, as the table's entries
 # were: docs/cpu.md, "Speed"). Their ratio is taken from the raw medians:
 # timed in turns, the machine's speed cancels in it, while the speed gauge
 # (the fixed parts, whose time moves by a few percent from one preparation
@@ -134,6 +135,11 @@ report=$("$P" validate "${device[@]}" --table "$table" --arch arch.json "$refere
 unstable=$(printf '%s\n' "$report" | grep '^unstable:' || true)
 [ -n "$unstable" ] && printf '%s\n' "$unstable"
 awk -F, -v t="$target" -v a="${factor:-1}" -v sp="$speed" -v s="$(( $(date +%s) - start ))" -v unstable="${unstable:+1}" '
+  # Sorts v[1..k] in place (insertion sort: six values) and returns their median.
+  function median(v, k,    x, y, w) {
+    for (x = 2; x <= k; x++) { w = v[x]; for (y = x - 1; y >= 1 && v[y] > w; y--) v[y + 1] = v[y]; v[y + 1] = w }
+    return (k % 2) ? v[(k + 1) / 2] : (v[k / 2] + v[k / 2 + 1]) / 2
+  }
   /^#/ || $1 == "index" { next }
   { p[$1] = a * $4; m[$1] += $5; n[$1]++; raw[$1, $2] = $11; sc[$1, $2] = $5 }
   END {
@@ -142,8 +148,7 @@ awk -F, -v t="$target" -v a="${factor:-1}" -v sp="$speed" -v s="$(( $(date +%s) 
     # median, robust to a pass the machine slowed.
     k = 0
     for (j = 0; j < n[0]; j++) if (((0, j) in raw) && ((1, j) in raw)) q[++k] = raw[0, j] / raw[1, j]
-    for (x = 2; x <= k; x++) { v = q[x]; for (y = x - 1; y >= 1 && q[y] > v; y--) q[y + 1] = q[y]; q[y + 1] = v }
-    rr = (k % 2) ? q[(k + 1) / 2] : (q[k / 2] + q[k / 2 + 1]) / 2
+    rr = median(q, k)
     rp = p[0] / p[1]; rm = m[0] / m[1]
     re = (rp / rr - 1) * 100; rs = (rp / rm - 1) * 100
     printf "target     %.4f ms (TF-NAS-A/8 predicted by the calibrated table)\n", t
@@ -161,8 +166,7 @@ awk -F, -v t="$target" -v a="${factor:-1}" -v sp="$speed" -v s="$(( $(date +%s) 
     if (sp != "") {
       k = 0
       for (j = 0; j < n[0]; j++) if (((0, j) in raw) && ((1, j) in raw)) g[++k] = (sc[1, j] / raw[1, j]) / (sc[0, j] / raw[0, j])
-      for (x = 2; x <= k; x++) { v = g[x]; for (y = x - 1; y >= 1 && g[y] > v; y--) g[y + 1] = g[y]; g[y + 1] = v }
-      gg = (k % 2) ? g[(k + 1) / 2] : (g[k / 2] + g[k / 2 + 1]) / 2
+      gg = median(g, k)
       printf "fixed parts (stem, second stem, head) inside the searched network over inside TF-NAS-A/8: %.4f, the median of %d pass pairs (range %.4f..%.4f)\n", gg, k, g[1], g[k]
     }
     printf "searched against target: %+.2f%% measured\n", (m[0] / t - 1) * 100

@@ -8,11 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 mod searcher_support;
-use searcher_support::{small_arch, train};
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use searcher_support::{small_arch, text, train};
 
 /// A short run on `images` embedded 48x48 images (80% trained on), batch
 /// 16 at lr 0.05, on one CPU thread (two oversubscribe a busy 2-core
