@@ -25,11 +25,19 @@
 #   tests/fixtures/tfnas_a_up8.json). ROUNDS: 3. Run it on a quiet machine.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-if [ $# -lt 3 ]; then
-  sed -n '2,25p' "$0"
+# Refusals: one `error:` line, status 2, nothing left behind (the work
+# folder goes with the trap below).
+refuse() {
+  echo "error: $*" >&2
   exit 2
-fi
+}
+[ $# -ge 3 ] && [ $# -le 4 ] || refuse "usage: bash benches/context.sh TABLE A.json B.json [ROUNDS] (see the comment at its top)"
 table=$1 a=$2 b=$3 rounds=${4:-3}
+for f in "$table" "$a" "$b"; do
+  [ -f "$f" ] || refuse "$f: no such file"
+done
+[[ $rounds =~ ^[0-9]+$ ]] && [ "$rounds" -ge 1 ] && [ "$rounds" -le 100 ] \
+  || refuse "ROUNDS $rounds: a whole number in 1..=100"
 cargo build --release -q -p profiler-cli -p profiler-cpu
 P=./target/release/profiler
 work=$(mktemp -d)
@@ -39,8 +47,12 @@ for round in $(seq 1 "$rounds"); do
     # shellcheck disable=SC2086 # two paths, split on purpose
     set -- $order
     rows=$work/rows-$round-$(basename "$1" .json).csv
-    "$P" validate --device cpu --table "$table" --arch "$1" "$2" \
-      --passes 6 --cap-ms 2000 --out "$rows" >/dev/null 2>&1
+    # Its progress lines are dropped; a refusal keeps its own error line.
+    if ! "$P" validate --device cpu --table "$table" --arch "$1" "$2" \
+      --passes 6 --cap-ms 2000 --out "$rows" >/dev/null 2>"$work/stderr"; then
+      grep -m1 '^error:' "$work/stderr" >&2 || refuse "profiler validate failed: $(tail -1 "$work/stderr")"
+      exit 2
+    fi
     python3 - "$rows" "$1" "$a" >>"$work/summary" <<'PY'
 import statistics as st
 import sys
