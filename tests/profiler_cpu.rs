@@ -300,6 +300,11 @@ fn a_tiny_table_builds_resumes_refuses_other_settings_measures_and_validates() {
     assert_eq!(md.get(meta::BOUNDARY_MS), Some("0"));
     let reference: f64 = md.get("speed_reference_ms").unwrap().parse().unwrap();
     assert!(reference > 0.0);
+    // The speed standard: the calibration network's whole time, above its
+    // fixed parts', and its blocks.
+    let (standard_ms, standard) = table.speed_standard().unwrap();
+    assert!(standard_ms > reference, "{standard_ms} vs {reference}");
+    assert!(standard.len() > 3, "{standard:?}");
     assert!(
         md.get(meta::CPU_MEMORY)
             .is_some_and(|m| m.contains("hugetlb=1")),
@@ -387,6 +392,18 @@ fn a_tiny_table_builds_resumes_refuses_other_settings_measures_and_validates() {
             && stdout.contains("from the mean of its 3 passes"),
         "{stdout}{}",
         stderr(&o)
+    );
+    // Gauged by the table's speed standard instead, said per network.
+    let mut standard = args.clone();
+    standard.extend_from_slice(&["--gauge", "standard", "--passes", "1"]);
+    let o = profiler(&standard);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let err = stderr(&o);
+    assert!(
+        o.status.success()
+            && stdout.contains("validated 3 networks")
+            && err.matches("by its speed standard, ").count() == 3,
+        "{stdout}{err}"
     );
     // clap's own refusal: its error line, then a hint to --help.
     args.extend_from_slice(&["--passes", "0"]);

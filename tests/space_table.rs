@@ -385,6 +385,37 @@ fn malformed_or_misplaced_header_lines_are_refused_with_their_line() {
     let ok =
         LatencyTable::parse(&small_table("# speed_reference_ms: 3.19\n", ""), "t.csv").unwrap();
     assert_eq!(ok.speed_reference_ms(), Some(3.19));
+    assert_eq!(ok.speed_standard(), None);
+    // The speed standard: a positive time and the keys of its blocks, the
+    // two lines together.
+    let stem = "stem_r224_i3_o32_s2_k3_m0_se0_relu";
+    let head = "head_r7_i320_o1000_s1_k1_m1280_se0_swish";
+    let both = |ms: &str, keys: &str| {
+        small_table(
+            &format!("# speed_standard_ms: {ms}\n# speed_standard_network: {keys}\n"),
+            "",
+        )
+    };
+    let good = LatencyTable::parse(&both("24.5", &format!("{stem} {head}")), "t.csv").unwrap();
+    let (ms, blocks) = good.speed_standard().unwrap();
+    assert_eq!((ms, blocks.len()), (24.5, 2));
+    assert_eq!(blocks[1].key(), head);
+    for (text, says) in [
+        (both("0", stem), "speed_standard_ms '0'"),
+        (both("NaN", stem), "speed_standard_ms 'NaN'"),
+        (both("24.5", "stem_r224"), "speed_standard_network"),
+        (
+            small_table("# speed_standard_ms: 24.5\n", ""),
+            "go together: one is missing",
+        ),
+        (
+            small_table(&format!("# speed_standard_network: {stem}\n"), ""),
+            "go together: one is missing",
+        ),
+    ] {
+        let e = refusal(&text);
+        assert!(e.starts_with("t.csv:") && e.contains(says), "{e}");
+    }
     let late = "key,batch,median_ms,p10_ms,p90_ms,ci_low_ms,ci_high_ms,samples,throttled\n# format: tfnas-latency-table/1\n";
     let e = refusal(late);
     assert!(

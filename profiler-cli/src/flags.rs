@@ -89,3 +89,34 @@ mod tests {
         assert_eq!(t.flags(1000).cap_ms, 5);
     }
 }
+
+/// How `measure --table` and `validate` bring a CPU network's runs to the
+/// table's speed (`profiler::measure::speed::Gauge`).
+#[derive(Args, Clone, Copy, Debug, Default)]
+pub struct GaugeArgs {
+    /// Gauge the machine's speed by the table's speed standard (a network
+    /// of the space timed in its own context before and after each
+    /// network, timed again while the two disagree by over 3%) instead of
+    /// each run's fixed parts, whose time moves with the network around
+    /// them (docs/cpu.md, "The speed gauge"). Needs a table built with a
+    /// `speed_standard_ms` line.
+    #[arg(long, value_enum, default_value_t = Gauge::FixedParts)]
+    pub gauge: Gauge,
+}
+
+/// `--gauge`'s values.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Gauge {
+    /// Each run scaled by the table's reference over its fixed parts' time.
+    #[default]
+    FixedParts,
+    /// The table's speed standard, timed beside each network.
+    Standard,
+}
+
+impl GaugeArgs {
+    /// Whether the standard gauges.
+    pub fn standard(&self) -> bool {
+        self.gauge == Gauge::Standard
+    }
+}

@@ -18,7 +18,7 @@ use profiler::validate::network::{sum_of_blocks_alone, table_prediction, time_ne
 use space::{ArchLatency, Architecture, BlockSpec, LatencyTable, SearchSpaceConfig};
 
 use crate::engine::EngineCli;
-use crate::flags::TimingArgs;
+use crate::flags::{GaugeArgs, TimingArgs};
 
 /// `measure`'s flags.
 #[derive(Args, Clone, Debug)]
@@ -58,6 +58,8 @@ pub struct MeasureArgs<S: Args> {
     /// table's prediction beside.
     #[arg(long, requires = "arch", conflicts_with = "model")]
     pub table: Option<PathBuf>,
+    #[command(flatten)]
+    pub gauge: GaugeArgs,
 }
 
 /// Times a whole network (or an exported model, or both alternately) and
@@ -75,7 +77,7 @@ fn run_arch<E: EngineCli>(args: &MeasureArgs<E::Settings>, arch_path: &Path) -> 
     let blocks = arch.block_specs()?;
     let rule = args.timing.flags(E::DEFAULTS.network_cap_ms).rule()?;
     let at_speed = match &args.table {
-        Some(path) => Some(table_speed(path, &blocks)?),
+        Some(path) => Some(table_speed(path, &blocks, args.gauge.standard())?),
         None => None,
     };
     let (mut engine, mut monitor) = E::open(&args.engine)?;
@@ -268,9 +270,13 @@ fn per_block<E: EngineCli>(
 
 /// `--table`: the table's speed reference and its prediction of `blocks`,
 /// read before anything is timed.
-fn table_speed(path: &Path, blocks: &[BlockSpec]) -> Result<(f64, ArchLatency)> {
+fn table_speed(
+    path: &Path,
+    blocks: &[BlockSpec],
+    standard: bool,
+) -> Result<(speed::Gauge, ArchLatency)> {
     let table = LatencyTable::from_path(path)?;
-    let Some(reference) = table.speed_reference_ms() else {
+    let Some(gauge) = speed::Gauge::of(&table, standard)? else {
         let gpu = table.metadata().get(space::meta::THREADS).is_none();
         bail!(
             "{}: no '{}' line: `measure --table` times the network at a table's speed reference, which only a CPU table built with --cache network has{}",
@@ -279,7 +285,7 @@ fn table_speed(path: &Path, blocks: &[BlockSpec]) -> Result<(f64, ArchLatency)> 
             if gpu { " (this is a GPU table: its header has no 'threads' line)" } else { "" }
         );
     };
-    Ok((reference, table.predict_blocks(blocks)?))
+    Ok((gauge, table.predict_blocks(blocks)?))
 }
 
 /// `--table`: the network at the table's speed reference, against the
@@ -289,17 +295,18 @@ fn at_table_speed(
     engine: &mut dyn Engine,
     workload: &Workload,
     rule: &TimingRule,
-    (reference, prediction): (f64, ArchLatency),
+    (gauge, prediction): (speed::Gauge, ArchLatency),
     per_block: bool,
 ) -> Result<()> {
-    let t = speed::time_at_reference(engine, workload, rule.warmup, &rule.stop, reference)?;
+    let t = speed::time_at_reference(engine, workload, rule.warmup, &rule.stop, &gauge)?;
     if per_block {
         print_in_network(&t.blocks, &prediction);
     }
     let predicted = prediction.total_ms;
     let s = &t.scaled;
+    let by = t.standard_note();
     println!(
-        "{workload}: at the table's speed median {:.4} ms (p10 {:.4}, p90 {:.4}, 95% CI [{:.4}, {:.4}], {} runs; raw {:.4} ms, the machine at {:.3}x the table's reference speed); the table predicts {predicted:.4} ms ({:+.2}%)",
+        "{workload}: at the table's speed median {:.4} ms (p10 {:.4}, p90 {:.4}, 95% CI [{:.4}, {:.4}], {} runs; raw {:.4} ms, the machine at {:.3}x the table's reference speed{by}); the table predicts {predicted:.4} ms ({:+.2}%)",
         s.median, s.p10, s.p90, s.ci_low, s.ci_high, s.samples, t.raw.median,
         t.factor,
         (predicted / s.median - 1.0) * 100.0

@@ -14,7 +14,7 @@ use profiler::validate::{self, Request};
 use space::io::OutputLock;
 
 use crate::engine::EngineCli;
-use crate::flags::{in_range, load_space, TimingArgs};
+use crate::flags::{in_range, load_space, GaugeArgs, TimingArgs};
 
 /// `validate`'s flags.
 #[derive(Args, Clone, Debug)]
@@ -65,6 +65,8 @@ pub struct ValidateArgs<F: Args> {
     pub space: Option<PathBuf>,
     #[command(flatten)]
     pub timing: TimingArgs,
+    #[command(flatten)]
+    pub gauge: GaugeArgs,
 }
 
 /// `validate`: everything that needs no engine (the output paths, the
@@ -80,6 +82,7 @@ pub fn run<E: EngineCli>(args: &ValidateArgs<E::TableFlags>) -> Result<()> {
         plot: args.plot.clone(),
         archs: args.arch.clone(),
         timing: args.timing.flags(E::DEFAULTS.network_cap_ms),
+        standard: args.gauge.standard(),
         command: command_line(),
     };
     request.check_paths()?;

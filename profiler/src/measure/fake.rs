@@ -33,6 +33,10 @@ pub struct FakeEngine {
     /// timed by [`Engine::run_timed_blocks`] takes its latency times the
     /// run's speed. Empty: always 1.
     pub speeds: Vec<f64>,
+    /// The network around a block, as a factor on every block's time in
+    /// [`Engine::run_timed_blocks`] (a CPU's caches: the same block runs
+    /// slower inside a heavier network). `None`: 1.
+    pub context: Option<fn(&[BlockSpec]) -> f64>,
     current: Option<Workload>,
     runs: u64,
 }
@@ -69,6 +73,7 @@ impl FakeEngine {
             bad_sample: None,
             network_ms: None,
             speeds: Vec::new(),
+            context: None,
             current: None,
             runs: 0,
         }
@@ -135,10 +140,11 @@ impl Engine for FakeEngine {
             n => self.speeds[(self.runs % n as u64) as usize],
         };
         self.runs += 1;
+        let context = self.context.map_or(1.0, |f| f(workload.blocks()));
         Ok(workload
             .blocks()
             .iter()
-            .map(|b| Self::latency(b) * speed)
+            .map(|b| Self::latency(b) * speed * context)
             .collect())
     }
     fn run_timed(&mut self) -> Result<f64> {

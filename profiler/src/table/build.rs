@@ -329,18 +329,24 @@ fn new_reference(
     progress: &dyn Progress,
 ) -> Result<f64> {
     let blocks = reference_network(&settings.space, plan)?;
-    let s = speed::calibrate(engine, &blocks, settings.timing.warmup, &speed::CALIBRATION)?;
+    let c = speed::calibrate(engine, &blocks, settings.timing.warmup, &speed::CALIBRATION)?;
+    let s = &c.fixed;
     progress.log(&format!(
-        "speed reference: the fixed parts take {:.4} ms (95% CI {:.4}..{:.4}) in a full-depth network; every run is scaled to it",
-        s.median, s.ci_low, s.ci_high
+        "speed reference: the fixed parts take {:.4} ms (95% CI {:.4}..{:.4}) in a full-depth network, the whole network {:.4} ms; every run is scaled to it",
+        s.median, s.ci_low, s.ci_high, c.standard_ms
     ));
-    header.set(speed::REFERENCE_KEY, format!("{:.6}", s.median)).set(
-        speed::REFERENCE_NOTE_KEY,
-        format!(
-            "median time of the fixed parts (stem, second stem, head) over {} runs of a full-depth network (95% CI {:.6}..{:.6} ms); each run's times are scaled by it over the fixed parts' time in that run",
-            s.samples, s.ci_low, s.ci_high
-        ),
-    );
+    let keys: Vec<String> = blocks.iter().map(BlockSpec::key).collect();
+    header
+        .set(speed::REFERENCE_KEY, format!("{:.6}", s.median))
+        .set(
+            speed::REFERENCE_NOTE_KEY,
+            format!(
+                "median time of the fixed parts (stem, second stem, head) over {} runs of a full-depth network (95% CI {:.6}..{:.6} ms); each run's times are scaled by it over the fixed parts' time in that run",
+                s.samples, s.ci_low, s.ci_high
+            ),
+        )
+        .set(meta::SPEED_STANDARD_MS, format!("{:.6}", c.standard_ms))
+        .set(meta::SPEED_STANDARD_NETWORK, keys.join(" "));
     Ok(s.median)
 }
 

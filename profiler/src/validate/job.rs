@@ -36,6 +36,9 @@ pub struct Request {
     /// networks: the networks the searcher derives, say. Empty: sample.
     pub archs: Vec<PathBuf>,
     pub timing: TimingFlags,
+    /// Gauge the machine's speed by the table's speed standard instead of
+    /// each run's fixed parts ([`speed::Gauge`]).
+    pub standard: bool,
     /// The command line, for the rows' header.
     pub command: String,
 }
@@ -87,7 +90,11 @@ impl Request {
             job.given(table, read_archs(&self.archs)?)?;
             job
         };
-        job.with_passes(self.passes)
+        let gauge = speed::Gauge::of(table, self.standard)?;
+        Ok(Job {
+            gauge,
+            ..job.with_passes(self.passes)?
+        })
     }
 }
 
@@ -189,9 +196,9 @@ pub struct Job {
     /// in the rows' predictions; the report also says how they fare
     /// without it.
     pub boundary_ms: f64,
-    /// The table's speed reference ([`crate::measure::speed`]): when it
-    /// has one, every run of a network is scaled to it, as the table's were.
-    pub speed_reference_ms: Option<f64>,
+    /// The table's speed gauge ([`crate::measure::speed`]): when it has a
+    /// speed reference, every run of a network is brought to its speed.
+    pub gauge: Option<speed::Gauge>,
 }
 
 /// Which networks a validation samples.
@@ -291,7 +298,7 @@ impl Job {
             given: None,
             correction: table.correction(),
             boundary_ms: table.boundary_ms(),
-            speed_reference_ms: table.speed_reference_ms(),
+            gauge: speed::Gauge::of(table, false)?,
         })
     }
 
@@ -453,11 +460,9 @@ impl Job {
             .set(meta::PROFILER_VERSION, env!("CARGO_PKG_VERSION"))
             .set(meta::COMMAND, &self.command)
             .set(meta::STARTED, started);
-        if let Some(r) = self.speed_reference_ms {
-            m.set(speed::REFERENCE_KEY, format!("{r:.6}")).set(
-                speed::REFERENCE_NOTE_KEY,
-                "the table's: each run's time scaled by it over the fixed parts' time in that run (measured_ms is at the reference speed)",
-            );
+        if let Some(g) = &self.gauge {
+            m.set(speed::REFERENCE_KEY, format!("{:.6}", g.reference_ms()))
+                .set(speed::REFERENCE_NOTE_KEY, g.describe());
         }
         m
     }

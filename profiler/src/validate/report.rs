@@ -98,7 +98,7 @@ pub fn render_text(job: &Job, device: &str, rows: &[Row], s: &ValidationStats) -
             (None, m) => format!("seed {}, widths on multiples of {m}", job.seed),
         },
         job.table_origin, c.batch, c.launch, c.l2, c.dtype, c.layout,
-        if job.speed_reference_ms.is_some() { ", at the table's speed reference" } else { "" }
+        if job.gauge.is_some() { ", at the table's speed reference" } else { "" }
     );
     // Each estimate with its 95% interval: 20 networks leave the goal's
     // numbers far less certain than their decimals suggest.

@@ -182,19 +182,20 @@ fn measure_row(
     pass: u32,
     workload: &Workload,
 ) -> Result<(Row, String)> {
-    let (s, throttled, raw, raw_ms) = match job.speed_reference_ms {
-        Some(reference) => {
+    let (s, throttled, raw, raw_ms) = match &job.gauge {
+        Some(gauge) => {
             let t = speed::time_at_reference(
                 engine,
                 workload,
                 job.timing.warmup,
                 &job.timing.stop,
-                reference,
+                gauge,
             )?;
             let raw = format!(
-                " at the table's speed (raw {:.4} ms, the machine at {:.3}x the table's reference speed)",
+                " at the table's speed (raw {:.4} ms, the machine at {:.3}x the table's reference speed{})",
                 t.raw.median,
-                t.factor
+                t.factor,
+                t.standard_note()
             );
             (t.scaled, false, raw, t.raw.median)
         }

@@ -612,7 +612,8 @@ fn a_table_with_a_speed_reference_is_validated_at_its_speed_on_a_drifting_machin
     header.set(speed::REFERENCE_KEY, format!("{fixed:.9}"));
     let (path, table) = write_table(dir.path(), "t.csv", &space, &header, |_| true);
     let job = job(&table, &path, 1, 6);
-    assert!((job.speed_reference_ms.unwrap() / fixed - 1.0).abs() < 1e-9);
+    assert!((job.gauge.as_ref().unwrap().reference_ms() / fixed - 1.0).abs() < 1e-9);
+    assert!(matches!(job.gauge, Some(speed::Gauge::FixedParts { .. })));
     let mut engine = FakeEngine::new(EngineConfig::default());
     // Run by run, up to 45% apart, mostly slower than the table's speed.
     engine.speeds = vec![1.2, 1.3, 0.9, 1.1, 1.25];

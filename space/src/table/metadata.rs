@@ -78,6 +78,14 @@ pub mod meta {
     /// A CPU table's speed reference in ms: the fixed parts' time every
     /// run was scaled to (the profiler's `measure::speed`).
     pub const SPEED_REFERENCE_MS: &str = "speed_reference_ms";
+    /// A CPU table's speed standard in ms: the whole time of
+    /// [`SPEED_STANDARD_NETWORK`] run back to back, measured with the
+    /// speed reference. `measure` and `validate` time that network in its
+    /// own context beside every network they time, so the machine's speed
+    /// is gauged by a network that does not change with the one timed.
+    pub const SPEED_STANDARD_MS: &str = "speed_standard_ms";
+    /// The speed standard's blocks: their keys, space-separated, in order.
+    pub const SPEED_STANDARD_NETWORK: &str = "speed_standard_network";
 
     // A table predicted by `profiler transfer` from a reference table and
     // a probe measured on its own device (docs/transfer.md).

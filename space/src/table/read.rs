@@ -177,6 +177,17 @@ impl LatencyTable {
             .and_then(speed_reference)
     }
 
+    /// The header's speed standard (checked when the table was read): its
+    /// time in ms and its blocks; `None` for a table without both lines.
+    pub fn speed_standard(&self) -> Option<(f64, Vec<BlockSpec>)> {
+        let ms = self
+            .metadata
+            .get(meta::SPEED_STANDARD_MS)
+            .and_then(speed_reference)?;
+        let blocks = standard_network(self.metadata.get(meta::SPEED_STANDARD_NETWORK)?).ok()?;
+        Some((ms, blocks))
+    }
+
     /// The header's `boundary_ms`, `None` for a table without the line
     /// (which [`boundary_ms`](Self::boundary_ms) reads as 0).
     pub fn header_boundary_ms(&self) -> Option<f64> {
@@ -381,7 +392,55 @@ fn check_kept_as_text(metadata: &Metadata, line: &dyn Fn(&str) -> u64, at: &Loca
             ));
         }
     }
-    Ok(())
+    check_standard(metadata, at, line)
+}
+
+/// The speed standard's two lines: both or neither, a positive time, and
+/// block keys that parse.
+fn check_standard(metadata: &Metadata, at: &Locator, line: &dyn Fn(&str) -> u64) -> Result<()> {
+    let ms = metadata.get(meta::SPEED_STANDARD_MS);
+    let network = metadata.get(meta::SPEED_STANDARD_NETWORK);
+    let fail = |key: &str, why: String| Err(at.fail(line(key), None, why));
+    match (ms, network) {
+        (None, None) => Ok(()),
+        (Some(_), None) | (None, Some(_)) => fail(
+            meta::SPEED_STANDARD_MS,
+            format!(
+                "header {} and {} go together: one is missing",
+                meta::SPEED_STANDARD_MS,
+                meta::SPEED_STANDARD_NETWORK
+            ),
+        ),
+        (Some(v), Some(_)) if speed_reference(v).is_none() => fail(
+            meta::SPEED_STANDARD_MS,
+            format!(
+                "header {} '{v}' is not a positive number of milliseconds",
+                meta::SPEED_STANDARD_MS
+            ),
+        ),
+        (Some(_), Some(n)) => match standard_network(n) {
+            Ok(_) => Ok(()),
+            Err(e) => fail(
+                meta::SPEED_STANDARD_NETWORK,
+                format!("header {}: {e}", meta::SPEED_STANDARD_NETWORK),
+            ),
+        },
+    }
+}
+
+/// The speed standard's blocks from their space-separated keys.
+fn standard_network(text: &str) -> std::result::Result<Vec<BlockSpec>, SpaceError> {
+    let blocks = text
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<std::result::Result<Vec<BlockSpec>, _>>()?;
+    if blocks.is_empty() {
+        return Err(SpaceError::Key {
+            key: String::new(),
+            reason: "no block keys".into(),
+        });
+    }
+    Ok(blocks)
 }
 
 /// A speed reference: a positive, finite number of milliseconds up to the

@@ -23,7 +23,9 @@ fn a_machine_that_drifts_is_timed_at_one_speed() {
         max_samples: 30,
         ..CALIBRATION
     };
-    let reference = calibrate(&mut engine, &blocks, rule.warmup, &thirty).unwrap();
+    let reference = calibrate(&mut engine, &blocks, rule.warmup, &thirty)
+        .unwrap()
+        .fixed;
     let at_1: f64 = blocks
         .iter()
         .filter(|b| is_fixed(b))
@@ -40,7 +42,9 @@ fn a_machine_that_drifts_is_timed_at_one_speed() {
         &workload,
         rule.warmup,
         &rule.stop,
-        reference.median,
+        &Gauge::FixedParts {
+            reference_ms: reference.median,
+        },
     )
     .unwrap();
     let true_ms: f64 = blocks.iter().map(FakeEngine::latency).sum();
@@ -66,4 +70,112 @@ fn a_run_without_fixed_parts_cannot_be_scaled() {
     let times = vec![1.0; blocks.len()];
     let err = factor(&blocks, &times, 2.0).unwrap_err().to_string();
     assert!(err.contains("without fixed parts"), "{err}");
+}
+
+/// Every block of a network slowed by its own mid channels: 1% per 10 000
+/// (the fake's stand-in for a CPU's caches).
+fn by_width(blocks: &[BlockSpec]) -> f64 {
+    1.0 + 1e-6
+        * blocks
+            .iter()
+            .map(|b| f64::from(b.mid_channels))
+            .sum::<f64>()
+}
+
+#[test]
+fn the_standard_keeps_a_networks_own_context_which_the_fixed_parts_scale_away() {
+    let space = space::SearchSpaceConfig::default();
+    let net = |i| {
+        space::Architecture::sample_nth(&space, 3, i)
+            .unwrap()
+            .block_specs()
+            .unwrap()
+    };
+    let (standard, timed) = (net(0), net(1));
+    assert!(by_width(&standard) != by_width(&timed));
+    let mut engine = FakeEngine::new(EngineConfig::default());
+    engine.context = Some(by_width);
+    let rule = crate::measure::timing::TimingRule::default();
+    let thirty = StopRule {
+        max_samples: 30,
+        ..CALIBRATION
+    };
+    // Calibrated at speed 1, timed on a machine 1.25 times slower.
+    let c = calibrate(&mut engine, &standard, rule.warmup, &thirty).unwrap();
+    let whole = |b: &[BlockSpec]| b.iter().map(FakeEngine::latency).sum::<f64>();
+    assert!((c.standard_ms / (whole(&standard) * by_width(&standard)) - 1.0).abs() < 1e-9);
+    engine.speeds = vec![1.25];
+    let workload = Workload::Network {
+        name: "timed".into(),
+        blocks: timed.clone(),
+    };
+    let at = |engine: &mut FakeEngine, gauge: &Gauge| {
+        time_at_reference(engine, &workload, rule.warmup, &rule.stop, gauge).unwrap()
+    };
+    let by_standard = at(
+        &mut engine,
+        &Gauge::Standard {
+            reference_ms: c.fixed.median,
+            standard_ms: c.standard_ms,
+            blocks: standard.clone(),
+        },
+    );
+    // The standard: the machine's 1.25 gone, the network's own context kept.
+    let own = whole(&timed) * by_width(&timed);
+    assert!(
+        (by_standard.scaled.median / own - 1.0).abs() < 1e-9,
+        "{by_standard:?}"
+    );
+    assert!((by_standard.factor - 0.8).abs() < 1e-9);
+    let (before, after) = by_standard.standard.unwrap();
+    assert!((before / after - 1.0).abs() < 1e-12);
+    assert!(by_standard
+        .standard_note()
+        .contains("by its speed standard"));
+    // The fixed parts: the network's context replaced by the standard's.
+    let by_fixed = at(
+        &mut engine,
+        &Gauge::FixedParts {
+            reference_ms: c.fixed.median,
+        },
+    );
+    let theirs = whole(&timed) * by_width(&standard);
+    assert!(
+        (by_fixed.scaled.median / theirs - 1.0).abs() < 1e-9,
+        "{by_fixed:?}"
+    );
+    assert!(by_fixed.standard.is_none());
+}
+
+#[test]
+fn the_standard_gauges_only_when_asked_and_only_a_table_that_has_one() {
+    let table = |lines: &str| {
+        space::LatencyTable::parse(
+            &format!(
+                "# format: tfnas-latency-table/1\n{lines}key,batch,median_ms,p10_ms,p90_ms,ci_low_ms,ci_high_ms,samples,throttled\nstem_r224_i3_o32_s2_k3_m0_se0_relu,1,0.1,0.1,0.1,0.1,0.1,5,0\n"
+            ),
+            "t.csv",
+        )
+        .unwrap()
+    };
+    let old = table("# speed_reference_ms: 2.5\n");
+    let new = table("# speed_reference_ms: 2.5\n# speed_standard_ms: 13.25\n# speed_standard_network: stem_r224_i3_o32_s2_k3_m0_se0_relu\n");
+    let none = table("");
+    assert_eq!(
+        Gauge::of(&new, false).unwrap(),
+        Some(Gauge::FixedParts { reference_ms: 2.5 })
+    );
+    match Gauge::of(&new, true).unwrap() {
+        Some(Gauge::Standard {
+            standard_ms,
+            blocks,
+            ..
+        }) => assert_eq!((standard_ms, blocks.len()), (13.25, 1)),
+        other => panic!("{other:?}"),
+    }
+    let err = Gauge::of(&old, true).unwrap_err().to_string();
+    assert!(err.contains("t.csv: no 'speed_standard_ms' line"), "{err}");
+    assert_eq!(Gauge::of(&none, false).unwrap(), None);
+    let err = Gauge::of(&none, true).unwrap_err().to_string();
+    assert!(err.contains("no 'speed_reference_ms' line"), "{err}");
 }

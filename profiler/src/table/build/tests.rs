@@ -621,6 +621,23 @@ fn an_in_network_table_prices_every_entry_at_one_speed_however_the_machine_drift
         (reference / fixed - 1.0).abs() < 1e-5,
         "{reference} vs {fixed}"
     );
+    // The speed standard: the same network's whole time at that speed, and
+    // its blocks, which `measure` and `validate` time beside a network.
+    let s = settings();
+    let plan = s.space.table_plan(s.width_step).unwrap();
+    let standard = reference_network(&s.space, &plan).unwrap();
+    let whole: f64 = standard.iter().map(FakeEngine::latency).sum();
+    match speed::Gauge::of(&table, true).unwrap() {
+        Some(speed::Gauge::Standard {
+            standard_ms,
+            blocks,
+            ..
+        }) => {
+            assert!((standard_ms / whole - 1.0).abs() < 1e-5, "{standard_ms}");
+            assert_eq!(blocks, standard);
+        }
+        other => panic!("{other:?}"),
+    }
     let how = InNetwork::DEFAULT;
     for e in table.entries() {
         let want = FakeEngine::latency(&e.spec);
