@@ -108,6 +108,9 @@ pub struct Row {
     pub measured_p10_ms: f64,
     pub measured_p90_ms: f64,
     pub samples: u64,
+    /// The device's speed was not steady while this row was timed: a GPU
+    /// throttled, or a CPU table's speed standard disagreed with itself
+    /// around the network (`measure::speed::AtReference::unsteady`).
     pub throttled: bool,
     /// The median as the clock read it, before the scaling to a CPU
     /// table's speed reference (`measured_ms` where there is none): two

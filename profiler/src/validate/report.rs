@@ -149,7 +149,7 @@ pub fn render_text(job: &Job, device: &str, rows: &[Row], s: &ValidationStats) -
     if throttled > 0 {
         let _ = writeln!(
             out,
-            "{throttled} networks were measured while the GPU throttled"
+            "{throttled} network passes were measured while the device's speed was not steady (a GPU throttling, or a CPU table's speed standard moving over 3% around them)"
         );
     }
     out

@@ -166,7 +166,12 @@ fn measure_pass(
         row.measured_ms,
         row.error_pct(),
         raw,
-        if row.throttled { ", THROTTLED" } else { "" }
+        // A CPU row's unsteadiness is in its standard's note already.
+        if row.throttled && job.gauge.is_none() {
+            ", THROTTLED"
+        } else {
+            ""
+        }
     ));
     Ok(row)
 }
@@ -197,7 +202,7 @@ fn measure_row(
                 t.factor,
                 t.standard_note()
             );
-            (t.scaled, false, raw, t.raw.median)
+            (t.scaled, t.unsteady(), raw, t.raw.median)
         }
         None => {
             let timed = time_workload(engine, monitor, workload, &job.timing)?;

@@ -179,3 +179,30 @@ fn the_standard_gauges_only_when_asked_and_only_a_table_that_has_one() {
     let err = Gauge::of(&none, true).unwrap_err().to_string();
     assert!(err.contains("no 'speed_reference_ms' line"), "{err}");
 }
+
+#[test]
+fn a_standard_that_moved_over_three_percent_around_a_network_names_it_unsteady() {
+    let s = summarize(&[1.0, 1.0, 1.0, 1.0, 1.0, 1.0]).unwrap();
+    let with = |standard, tries| AtReference {
+        scaled: s,
+        raw: s,
+        factor: 1.0,
+        blocks: Vec::new(),
+        standard,
+        tries,
+    };
+    let steady = with(Some((10.0, 10.29)), 1);
+    assert!(!steady.unsteady());
+    assert_eq!(
+        steady.standard_note(),
+        " by its speed standard, 10.0000 ms before and 10.2900 ms after"
+    );
+    let moved = with(Some((10.0, 10.5)), 2);
+    assert!(moved.unsteady());
+    assert_eq!(
+        moved.standard_note(),
+        " by its speed standard, 10.0000 ms before and 10.5000 ms after, timed 2 times, UNSTEADY: the machine's speed moved +5.0% meanwhile"
+    );
+    let fixed_parts = with(None, 1);
+    assert!(!fixed_parts.unsteady() && fixed_parts.standard_note().is_empty());
+}
