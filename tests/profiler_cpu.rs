@@ -370,6 +370,28 @@ fn a_tiny_table_builds_resumes_refuses_other_settings_measures_and_validates() {
         stdout.contains("in network: sum of block medians"),
         "{stdout}"
     );
+    // Gauged by the table's speed standard, the line says so.
+    let mut args = vec![
+        "measure",
+        "--device",
+        "cpu",
+        "--arch",
+        arch.to_str().unwrap(),
+        "--table",
+        out_s,
+        "--gauge",
+        "standard",
+    ];
+    args.extend_from_slice(&FAST);
+    let o = profiler(&args);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success()
+            && stdout.contains("by its speed standard, ")
+            && stdout.contains("the table predicts"),
+        "{stdout}{}",
+        stderr(&o)
+    );
 
     let mut args = vec![
         "validate",
