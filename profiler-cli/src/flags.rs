@@ -96,7 +96,7 @@ mod tests {
 pub struct GaugeArgs {
     /// Gauge the machine's speed by the table's speed standard (a network
     /// of the space timed in its own context before and after each
-    /// network, timed again while the two disagree by over 3%) instead of
+    /// network, timed a second time when the two disagree by over 3%) instead of
     /// each run's fixed parts, whose time moves with the network around
     /// them (docs/cpu.md, "The speed gauge"). Needs a table built with a
     /// `speed_standard_ms` line.
