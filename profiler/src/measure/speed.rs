@@ -158,7 +158,9 @@ pub enum Gauge {
     /// in that run. The fixed parts' time depends on the network around
     /// them as well as on the machine (on the development VM by up to 3%
     /// either way, docs/cpu.md), so this gauge scales a network's own
-    /// context away: tables built before the speed standard.
+    /// context away; the default all the same, since it follows the
+    /// machine run by run, where the standard sees it only on either side
+    /// of a network (worse on a busy host).
     FixedParts { reference_ms: f64 },
     /// The table's standard network, timed in its own context just before
     /// and just after the network: every run scaled by the standard's time
