@@ -50,10 +50,20 @@ start=$(date +%s)
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 \
   && { ldconfig -p 2>/dev/null | grep -q 'libcuda\.so'; }; then
   device=(--device 0)
+  gauge=()
   table=tables/local/gpu0-w32.csv
   cargo build --release -p searcher -p profiler-cli
 else
   device=(--device cpu)
+  # Networks are brought to the table's speed by its speed standard, timed
+  # in its own context before and after each pass, not by each run's fixed
+  # parts: those ran 1.6-4.7% slower inside the searched networks than
+  # inside TF-NAS-A/8, and scaling by them moved the searched network's
+  # figure by as much; in quiet spells the standard held it within 1.3%
+  # where the fixed parts put it 0.8-5% off (docs/cpu.md, "The speed
+  # gauge"). A pass the standard saw the machine change speed around is
+  # marked, and its pair left out below.
+  gauge=(--gauge standard)
   table=tables/local/cpu-network-w32.csv
   cargo build --release -p searcher -p profiler-cli -p profiler-cpu
 fi
@@ -73,8 +83,8 @@ if [ ! -f "$calibrated" ] || [ "$(cat "$calibrated.key" 2>/dev/null)" != "$table
   landed=tables/local/main-job-landed
   rm -rf "$landed" "$calibrated" tables/local/main-job-level.csv
   ./target/release/searcher land --table "$measured_table" --count 8 --out-dir "$landed" >/dev/null
-  "$P" validate "${device[@]}" --table "$measured_table" --arch "$landed" --passes 2 --cap-ms 1000 \
-    --out tables/local/main-job-level.csv >/dev/null
+  "$P" validate "${device[@]}" "${gauge[@]}" --table "$measured_table" --arch "$landed" --passes 2 \
+    --cap-ms 1000 --out tables/local/main-job-level.csv >/dev/null
   "$P" fit --validation tables/local/main-job-level.csv --table "$measured_table" --model scale \
     --out "$calibrated"
   echo "$table_key" > "$calibrated.key"
@@ -115,12 +125,10 @@ echo "== 5/5 the searched network and TF-NAS-A/8, predicted and measured alterna
 # on both alike; the ratio is the median of the six pass pairs' raw ratios
 # (a mean of raw times did not survive single passes the machine slowed
 # 25-35%: docs/benchmarks/cpu.md, "The main job holds its level"). Each
-# one's error against the table is at the table's speed (a CPU table's
-# speed reference scales every run, as the table's entries
-# were: docs/cpu.md, "Speed"). Their ratio is taken from the raw medians:
-# timed in turns, the machine's speed cancels in it, while the speed gauge
-# (the fixed parts, whose time moves by a few percent from one preparation
-# of a network to the next) would add its own noise to each side. Six
+# one's error against the table is at the table's speed (on a CPU by the
+# table's speed standard, above). Their ratio is taken from the raw
+# medians: timed in turns, the machine's speed cancels in it, while any
+# gauge would add its own noise to each side. Six
 # passes, not three: one pass of a network strays 2-3% on this VM, and the
 # verdict's 2% asks for the mean of several. A longer cap than the table's:
 # a network is one number, worth a tight interval.
@@ -128,13 +136,13 @@ rows=tables/local/main-job-rows.csv
 speed=""
 [ "${device[1]}" = cpu ] && speed=" at the table's speed"
 rm -f "$rows"
-report=$("$P" validate "${device[@]}" --table "$table" --arch arch.json "$reference" \
+report=$("$P" validate "${device[@]}" "${gauge[@]}" --table "$table" --arch arch.json "$reference" \
   --passes 6 --cap-ms 2000 --out "$rows")
 # A network whose passes disagree far beyond the other's (several latency
 # modes) makes any verdict on its mean a guess: validate names it.
 unstable=$(printf '%s\n' "$report" | grep '^unstable:' || true)
 [ -n "$unstable" ] && printf '%s\n' "$unstable"
-awk -F, -v t="$target" -v a="${factor:-1}" -v sp="$speed" -v s="$(( $(date +%s) - start ))" -v unstable="${unstable:+1}" '
+awk -F, -v t="$target" -v a="${factor:-1}" -v sp="$speed" -v s="$(( $(date +%s) - start ))" -v unstable="${unstable:+1}" -v standard="${gauge[*]:+1}" '
   # Sorts v[1..k] in place (insertion sort: six values) and returns their median.
   function median(v, k,    x, y, w) {
     for (x = 2; x <= k; x++) { w = v[x]; for (y = x - 1; y >= 1 && v[y] > w; y--) v[y + 1] = v[y]; v[y + 1] = w }
@@ -142,9 +150,8 @@ awk -F, -v t="$target" -v a="${factor:-1}" -v sp="$speed" -v s="$(( $(date +%s) 
   }
   /^#/ || $1 == "index" { next }
   # A pass pair either of whose passes validate marked throttled (a GPU
-  # that throttled; on a CPU, with `--gauge standard`, a speed standard
-  # that moved over 3% around it) is left out whole, so both networks keep
-  # the same passes.
+  # that throttled; on a CPU, a speed standard that moved over 3% around
+  # it, twice) is left out whole, so both networks keep the same passes.
   { p[$1] = a * $4; sc[$1, $2] = $5; raw[$1, $2] = $11; if ($10 == 1) out[$2] = 1; passes[$2] = 1 }
   END {
     left = 0; k = 0
@@ -173,7 +180,7 @@ awk -F, -v t="$target" -v a="${factor:-1}" -v sp="$speed" -v s="$(( $(date +%s) 
     # searched network over inside TF-NAS-A/8, pair by pair. Away from 1,
     # the network around them moved them, and the at-speed figures scale
     # that away (docs/benchmarks/cpu.md, "Where the ranking bias lived").
-    if (sp != "") {
+    if (sp != "" && !standard) {
       for (x = 1; x <= k; x++) { j = pair[x]; g[x] = (sc[1, j] / raw[1, j]) / (sc[0, j] / raw[0, j]) }
       gg = median(g, k)
       printf "fixed parts (stem, second stem, head) inside the searched network over inside TF-NAS-A/8: %.4f, the median of %d pass pairs (range %.4f..%.4f)\n", gg, k, g[1], g[k]
