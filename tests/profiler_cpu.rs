@@ -65,6 +65,21 @@ fn assert_refused(o: &Output, want: &str) {
 
 const FAST: [&str; 6] = ["--warmup-ms", "1", "--cap-ms", "5", "--min-samples", "3"];
 
+/// `profiler measure --device cpu --arch ARCH EXTRA...` under the fast
+/// timing flags.
+fn measure_arch(arch: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "measure",
+        "--device",
+        "cpu",
+        "--arch",
+        arch.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&FAST);
+    profiler(&args)
+}
+
 #[test]
 fn every_block_kind_matches_the_cpu_reference() {
     let mut engine = CpuEngine::open(settings(2)).unwrap();
@@ -330,18 +345,7 @@ fn a_tiny_table_builds_resumes_refuses_other_settings_measures_and_validates() {
     )
     .unwrap();
     std::fs::write(&arch, sampled.to_json_pretty()).unwrap();
-    let mut args = vec![
-        "measure",
-        "--device",
-        "cpu",
-        "--arch",
-        arch.to_str().unwrap(),
-        "--per-block",
-        "--table",
-        out_s,
-    ];
-    args.extend_from_slice(&FAST);
-    let o = profiler(&args);
+    let o = measure_arch(&arch, &["--per-block", "--table", out_s]);
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(
         o.status.success()
@@ -371,19 +375,7 @@ fn a_tiny_table_builds_resumes_refuses_other_settings_measures_and_validates() {
         "{stdout}"
     );
     // Gauged by the table's speed standard, the line says so.
-    let mut args = vec![
-        "measure",
-        "--device",
-        "cpu",
-        "--arch",
-        arch.to_str().unwrap(),
-        "--table",
-        out_s,
-        "--gauge",
-        "standard",
-    ];
-    args.extend_from_slice(&FAST);
-    let o = profiler(&args);
+    let o = measure_arch(&arch, &["--table", out_s, "--gauge", "standard"]);
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(
         o.status.success()
@@ -825,19 +817,7 @@ fn measure_times_an_exported_model_alone_and_alternated_with_its_architecture() 
     let arch = dir.path().join("arch.json");
     let sampled = space::Architecture::sample_nth(&space, 1, 0).unwrap();
     std::fs::write(&arch, sampled.to_json_pretty()).unwrap();
-    let mut args = vec![
-        "measure",
-        "--device",
-        "cpu",
-        "--arch",
-        arch.to_str().unwrap(),
-        "--model",
-        model_s,
-        "--passes",
-        "2",
-    ];
-    args.extend_from_slice(&FAST);
-    let o = profiler(&args);
+    let o = measure_arch(&arch, &["--model", model_s, "--passes", "2"]);
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
