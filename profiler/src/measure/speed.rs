@@ -354,30 +354,23 @@ pub fn time_at_reference(
 struct Timed {
     scaled: Summary,
     raw: Summary,
-    factors: Vec<f64>,
+    /// The median of the runs' factors.
+    factor: f64,
     blocks: Vec<f64>,
 }
 
 impl Timed {
-    /// The result, with the standard's factor and windows when it gauged.
+    /// The result, scaled once more by the standard's factor, with its
+    /// windows, when it gauged (its runs were raw, their factor 1).
     fn finish(self, standard: Option<(f64, (f64, f64))>, tries: u32) -> AtReference {
-        match standard {
-            Some((f, windows)) => AtReference {
-                scaled: scale(&self.scaled, f),
-                raw: self.raw,
-                factor: f,
-                blocks: self.blocks.iter().map(|b| b * f).collect(),
-                standard: Some(windows),
-                tries,
-            },
-            None => AtReference {
-                scaled: self.scaled,
-                raw: self.raw,
-                factor: summarize(&self.factors).map_or(1.0, |s| s.median),
-                blocks: self.blocks,
-                standard: None,
-                tries,
-            },
+        let f = standard.map_or(1.0, |(f, _)| f);
+        AtReference {
+            scaled: scale(&self.scaled, f),
+            raw: self.raw,
+            factor: self.factor * f,
+            blocks: self.blocks.iter().map(|b| b * f).collect(),
+            standard: standard.map(|(_, windows)| windows),
+            tries,
         }
     }
 }
@@ -418,7 +411,7 @@ fn time_scaled(
     Ok(Timed {
         scaled,
         raw,
-        factors,
+        factor: summarize(&factors).map_or(1.0, |s| s.median),
         blocks,
     })
 }
