@@ -416,6 +416,12 @@ fn malformed_or_misplaced_header_lines_are_refused_with_their_line() {
         let e = refusal(&text);
         assert!(e.starts_with("t.csv:") && e.contains(says), "{e}");
     }
+    // A line without its partner is named where it stands.
+    let e = refusal(&small_table(
+        &format!("# speed_standard_network: {stem}\n"),
+        "",
+    ));
+    assert!(e.starts_with("t.csv:2:"), "{e}");
     let late = "key,batch,median_ms,p10_ms,p90_ms,ci_low_ms,ci_high_ms,samples,throttled\n# format: tfnas-latency-table/1\n";
     let e = refusal(late);
     assert!(

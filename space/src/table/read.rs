@@ -403,8 +403,13 @@ fn check_standard(metadata: &Metadata, at: &Locator, line: &dyn Fn(&str) -> u64)
     let fail = |key: &str, why: String| Err(at.fail(line(key), None, why));
     match (ms, network) {
         (None, None) => Ok(()),
+        // Located at the line that is there.
         (Some(_), None) | (None, Some(_)) => fail(
-            meta::SPEED_STANDARD_MS,
+            if ms.is_some() {
+                meta::SPEED_STANDARD_MS
+            } else {
+                meta::SPEED_STANDARD_NETWORK
+            },
             format!(
                 "header {} and {} go together: one is missing",
                 meta::SPEED_STANDARD_MS,
