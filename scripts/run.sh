@@ -26,10 +26,8 @@
 #      end to end with the same engine, alternately in six passes
 #      (`profiler validate --arch`), and prints each one's table error, the
 #      measured ratio of the two (raw, alternated) against the predicted
-#      ratio, on a CPU the fixed parts' time inside the one over inside
-#      the other (the same blocks: off 1, the network around them moved
-#      them, which the at-speed figures scale away), and a one-line
-#      verdict (both within 2%: LANDED).
+#      ratio, and a one-line verdict (both within 2%: LANDED); on a CPU
+#      each pass is brought to the table's speed by its speed standard.
 # 48x48, not less: the space downsamples 32x, and below 33x33 the last
 # stages and the head run at 1x1, where batch norm on batch statistics
 # normalises each channel over the batch alone and the sampled paths learn
@@ -142,7 +140,7 @@ report=$("$P" validate "${device[@]}" "${gauge[@]}" --table "$table" --arch arch
 # modes) makes any verdict on its mean a guess: validate names it.
 unstable=$(printf '%s\n' "$report" | grep '^unstable:' || true)
 [ -n "$unstable" ] && printf '%s\n' "$unstable"
-awk -F, -v t="$target" -v a="${factor:-1}" -v sp="$speed" -v s="$(( $(date +%s) - start ))" -v unstable="${unstable:+1}" -v standard="${gauge[*]:+1}" '
+awk -F, -v t="$target" -v a="${factor:-1}" -v sp="$speed" -v s="$(( $(date +%s) - start ))" -v unstable="${unstable:+1}" '
   # Sorts v[1..k] in place (insertion sort: six values) and returns their median.
   function median(v, k,    x, y, w) {
     for (x = 2; x <= k; x++) { w = v[x]; for (y = x - 1; y >= 1 && v[y] > w; y--) v[y + 1] = v[y]; v[y + 1] = w }
@@ -160,7 +158,7 @@ awk -F, -v t="$target" -v a="${factor:-1}" -v sp="$speed" -v s="$(( $(date +%s) 
       for (i = 0; i <= 1; i++) { m[i] += sc[i, j]; n[i]++ }
       # The raw ratio of each pass pair (timed back to back); their median
       # below, robust to a pass the machine slowed.
-      q[++k] = raw[0, j] / raw[1, j]; pair[k] = j
+      q[++k] = raw[0, j] / raw[1, j]
     }
     if (k == 0) { print "verdict: UNSURE: every pass pair was throttled"; exit }
     for (i = 0; i <= 1; i++) { m[i] /= n[i]; e[i] = (p[i] / m[i] - 1) * 100 }
@@ -174,17 +172,6 @@ awk -F, -v t="$target" -v a="${factor:-1}" -v sp="$speed" -v s="$(( $(date +%s) 
     printf "ratio searched/TF-NAS-A/8: predicted %.4f, measured %.4f raw, the median of %d pass pairs (range %.4f..%.4f; %+.2f%%)", rp, rr, k, q[1], q[k], re
     if (sp != "") printf "; %.4f at the table'"'"'s speed (%+.2f%%)", rm, rs
     printf "\n"
-    # The fixed parts are the same blocks in both networks; the speed
-    # factor of a run is the reference over their time in that run,
-    # so factor(TF-NAS-A/8) / factor(searched) is their time inside the
-    # searched network over inside TF-NAS-A/8, pair by pair. Away from 1,
-    # the network around them moved them, and the at-speed figures scale
-    # that away (docs/benchmarks/cpu.md, "Where the ranking bias lived").
-    if (sp != "" && !standard) {
-      for (x = 1; x <= k; x++) { j = pair[x]; g[x] = (sc[1, j] / raw[1, j]) / (sc[0, j] / raw[0, j]) }
-      gg = median(g, k)
-      printf "fixed parts (stem, second stem, head) inside the searched network over inside TF-NAS-A/8: %.4f, the median of %d pass pairs (range %.4f..%.4f)\n", gg, k, g[1], g[k]
-    }
     printf "searched against target: %+.2f%% measured\n", (m[0] / t - 1) * 100
     ok = (e[0] <= 2 && e[0] >= -2 && re <= 2 && re >= -2)
     verdict = unstable ? "UNSURE (a network above has several latency modes)" : k < 3 ? "UNSURE (fewer than 3 pass pairs left)" : ok ? "LANDED" : "MISSED"
