@@ -27,6 +27,16 @@ if ! .venv/bin/python -c "import onnxruntime" 2>/dev/null; then
   echo "setup: installing onnxruntime into $root/.venv" >&2
   .venv/bin/pip install --quiet --disable-pip-version-check onnxruntime
 fi
+# The C++ binding to c10d (c10d-tch) compiles NCCL's process group in
+# against torch's CUDA headers; the wheel's CUDA runtime headers include
+# crt/ and nv/target, which only NVIDIA's crt and CCCL wheels bring (3 MB,
+# the same CUDA 13.0, headers only). Without them the binding offers Gloo
+# alone.
+if [ -d "$(.venv/bin/python -c 'import torch, os; print(os.path.dirname(torch.__file__))')/../nvidia/cu13/include" ] &&
+  ! .venv/bin/python -c "import importlib.metadata as m; m.version('nvidia-cuda-crt'); m.version('nvidia-cuda-cccl')" 2>/dev/null; then
+  echo "setup: installing CUDA 13.0's crt and CCCL headers (for NCCL's process group) into $root/.venv" >&2
+  .venv/bin/pip install --quiet --disable-pip-version-check --no-deps "nvidia-cuda-crt==13.0.88" "nvidia-cuda-cccl==13.0.85"
+fi
 # realpath: where .venv is itself a link (a clone sharing a checkout's venv),
 # the link must not name the clone's path, which may go away.
 torch_dir="$(.venv/bin/python -c 'import torch, os; print(os.path.realpath(os.path.dirname(torch.__file__)))' 2>/dev/null)"

@@ -1,5 +1,5 @@
 // The searcher's binding to libtorch's c10d: a TCPStore rendezvous, a Gloo
-// process group, the three collectives the data-parallel search and
+// or NCCL process group, the three collectives the data-parallel search and
 // training use (broadcast, all-reduce of a list, barrier) and a batch norm
 // whose statistics and gradients are reduced over the group.
 //
@@ -8,6 +8,10 @@
 // third_party/, since the wheel leaves them out). ProcessGroupGloo's own
 // members are standard containers and shared pointers, so its layout does
 // not depend on Gloo's classes, only on their declarations.
+//
+// NCCL is compiled in where build.rs found a CUDA libtorch with NCCL's and
+// the CUDA runtime's headers (C10D_SHIM_NCCL); ProcessGroupNCCL itself lives
+// in libtorch_cuda. Without it, asking for NCCL fails with a message.
 //
 // Every entry point catches what libtorch throws and hands back the message
 // (without c10's backtrace) through `err`, to be freed by c10d_free_string:
@@ -18,6 +22,10 @@
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#ifdef C10D_SHIM_NCCL
+#include <c10/cuda/CUDAFunctions.h>
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
 
 #include <chrono>
 #include <cstring>
@@ -33,6 +41,11 @@ struct Group {
   c10::intrusive_ptr<c10d::Backend> backend;
   int rank;
   int world;
+  // Where the collectives' buffers live: the tensors' own device on Gloo
+  // (which stages CUDA tensors itself), the group's GPU on NCCL, which
+  // takes CUDA tensors only (so a list of CPU numbers travels there and
+  // back).
+  std::optional<at::Device> device;
 };
 
 char* copy_string(const std::string& s) {
@@ -65,12 +78,13 @@ std::vector<at::Tensor> tensor_list(tensor* ts, int n) {
 }
 
 // The tensors as one contiguous buffer (one collective instead of one per
-// tensor, as DDP's buckets do), and back.
-at::Tensor flatten(const std::vector<at::Tensor>& ts) {
+// tensor, as DDP's buckets do) on the group's device, and back.
+at::Tensor flatten(const Group* g, const std::vector<at::Tensor>& ts) {
   std::vector<at::Tensor> flat;
   flat.reserve(ts.size());
   for (const auto& t : ts) flat.push_back(t.detach().reshape({-1}));
-  return at::cat(flat);
+  auto out = at::cat(flat);
+  return g->device ? out.to(*g->device) : out;
 }
 
 void unflatten_into(const at::Tensor& flat, std::vector<at::Tensor>& ts) {
@@ -105,6 +119,7 @@ struct SyncBatchNorm : public torch::autograd::Function<SyncBatchNorm> {
     Group* g = reinterpret_cast<Group*>(group);
     std::vector<int64_t> dims{0, 2, 3};
     int64_t c = x.size(1);
+    // On NCCL x is on the group's GPU already (the model runs there).
     auto xd = x.to(at::kDouble);
     auto local_count = x.numel() / c;
     auto stats = at::cat({xd.sum(dims), (xd * xd).sum(dims),
@@ -165,6 +180,33 @@ struct SyncBatchNorm : public torch::autograd::Function<SyncBatchNorm> {
   }
 };
 
+// The backend of `kind` (0 Gloo, 1 NCCL on GPU `device`) over `store`.
+c10::intrusive_ptr<c10d::Backend> make_backend(const c10::intrusive_ptr<c10d::Store>& store,
+                                               int rank, int world, int kind, int device,
+                                               std::chrono::milliseconds timeout) {
+  if (kind == 0) {
+    auto options = c10d::ProcessGroupGloo::Options::create_default(timeout);
+    return c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world, options);
+  }
+#ifdef C10D_SHIM_NCCL
+  c10::cuda::set_device(static_cast<c10::DeviceIndex>(device));
+  auto options = c10d::ProcessGroupNCCL::Options::create();
+  options->timeout = timeout;
+  auto backend = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, world, options);
+  // Bound to its GPU, its barrier knows the device to use; connected now,
+  // a missing peer fails the join, as on Gloo, not the first collective.
+  at::Device gpu(at::kCUDA, static_cast<c10::DeviceIndex>(device));
+  backend->setBoundDeviceId(gpu);
+  backend->eagerConnectSingleDevice(gpu);
+  return backend;
+#else
+  (void)device;
+  throw std::runtime_error(
+      "NCCL is not compiled into this binary: its libtorch has no CUDA (build.rs found no "
+      "libtorch_cuda with NCCL's headers)");
+#endif
+}
+
 }  // namespace
 
 extern "C" {
@@ -172,7 +214,8 @@ extern "C" {
 void c10d_free_string(char* s) { std::free(s); }
 
 int c10d_group_new(const char* host, int port, const char* prefix, int rank, int world,
-                   int is_server, int64_t timeout_ms, c10d_group* out, char** err) {
+                   int is_server, int64_t timeout_ms, int kind, int device, c10d_group* out,
+                   char** err) {
   return guarded(err, [&] {
     auto timeout = std::chrono::milliseconds(timeout_ms);
     c10d::TCPStoreOptions opts;
@@ -183,18 +226,30 @@ int c10d_group_new(const char* host, int port, const char* prefix, int rank, int
     opts.timeout = timeout;
     auto tcp = c10::make_intrusive<c10d::TCPStore>(std::string(host), opts);
     auto store = c10::make_intrusive<c10d::PrefixStore>(std::string(prefix), tcp);
-    auto options = c10d::ProcessGroupGloo::Options::create_default(timeout);
-    auto backend = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world, options);
-    *out = new Group{store, backend, rank, world};
+    auto backend = make_backend(store, rank, world, kind, device, timeout);
+    std::optional<at::Device> on;
+    if (kind == 1) on = at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(device));
+    *out = new Group{store, backend, rank, world, on};
   });
 }
 
-void c10d_group_free(c10d_group g) { delete static_cast<Group*>(g); }
+void c10d_group_free(c10d_group g) {
+  auto* group = static_cast<Group*>(g);
+  // NCCL's communicators are torn down explicitly (its destructor warns
+  // otherwise); Gloo has nothing to shut down.
+  if (group->device) {
+    try {
+      group->backend->shutdown();
+    } catch (...) {
+    }
+  }
+  delete group;
+}
 
 int c10d_broadcast(c10d_group g, tensor* ts, int n, int root, char** err) {
   return guarded(err, [&] {
     auto list = tensor_list(ts, n);
-    auto flat = flatten(list);
+    auto flat = flatten(static_cast<Group*>(g), list);
     std::vector<at::Tensor> one{flat};
     c10d::BroadcastOptions opts;
     opts.rootRank = root;
@@ -207,7 +262,7 @@ int c10d_allreduce_mean(c10d_group g, tensor* ts, int n, char** err) {
   return guarded(err, [&] {
     auto* group = static_cast<Group*>(g);
     auto list = tensor_list(ts, n);
-    auto flat = flatten(list);
+    auto flat = flatten(group, list);
     allreduce_sum(group, flat);
     flat.div_(static_cast<double>(group->world));
     unflatten_into(flat, list);

@@ -17,7 +17,8 @@ typedef void* c10d_group;
 
 void c10d_free_string(char* s);
 int c10d_group_new(const char* host, int port, const char* prefix, int rank, int world,
-                   int is_server, int64_t timeout_ms, c10d_group* out, char** err);
+                   int is_server, int64_t timeout_ms, int kind, int device, c10d_group* out,
+                   char** err);
 void c10d_group_free(c10d_group g);
 int c10d_broadcast(c10d_group g, tensor* ts, int n, int root, char** err);
 int c10d_allreduce_mean(c10d_group g, tensor* ts, int n, char** err);

@@ -8,7 +8,7 @@ use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use tch::Tensor;
 use torch_sys::C_tensor;
 
-use crate::{BatchNorm, C10dError, Rendezvous, Result};
+use crate::{Backend, BatchNorm, C10dError, Rendezvous, Result};
 
 type Group = *mut c_void;
 
@@ -22,6 +22,8 @@ extern "C" {
         world: c_int,
         is_server: c_int,
         timeout_ms: i64,
+        kind: c_int,
+        device: c_int,
         out: *mut Group,
         err: *mut *mut c_char,
     ) -> c_int;
@@ -82,12 +84,17 @@ fn ptr(t: Option<&Tensor>) -> *mut C_tensor {
 pub struct RawGroup(Group);
 
 impl RawGroup {
-    /// Joins the group `r` describes (blocks until every rank has).
-    pub fn new(r: &Rendezvous) -> Result<Self> {
+    /// Joins the group `r` describes on `backend` (blocks until every rank
+    /// has).
+    pub fn new(r: &Rendezvous, backend: Backend) -> Result<Self> {
         let nul = |what: &str| C10dError::Config(format!("{what} holds a NUL byte"));
         let host = CString::new(r.host.as_str()).map_err(|_| nul("MASTER_ADDR"))?;
         let prefix = CString::new(r.prefix.as_str()).map_err(|_| nul("the store prefix"))?;
         let timeout_ms = r.timeout.as_millis().min(i64::MAX as u128) as i64;
+        let (kind, device) = match backend {
+            Backend::Gloo => (0, 0),
+            Backend::Nccl { device } => (1, device as c_int),
+        };
         let (mut g, mut err) = (std::ptr::null_mut(), std::ptr::null_mut());
         // Safety: `host` and `prefix` outlive the call; `g` and `err` are
         // out-pointers.
@@ -100,6 +107,8 @@ impl RawGroup {
                 r.world as c_int,
                 c_int::from(r.hosts_store),
                 timeout_ms,
+                kind,
+                device,
                 &mut g,
                 &mut err,
             )

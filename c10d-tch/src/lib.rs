@@ -1,7 +1,7 @@
 //! A thin binding to libtorch's c10d, the collective layer under every
 //! PyTorch DDP job: a rendezvous on a TCPStore with `torchrun`'s
 //! environment (`RANK`, `WORLD_SIZE`, `LOCAL_RANK`, `MASTER_ADDR`,
-//! `MASTER_PORT`), a Gloo process group, and what data-parallel search and
+//! `MASTER_PORT`), a Gloo or NCCL process group, and what data-parallel search and
 //! training need of it: broadcast, all-reduce (mean) of a list of tensors,
 //! barrier, and a batch norm whose statistics span the group.
 //!
@@ -11,8 +11,10 @@
 //! | [`ffi`] | the `unsafe` calls, pointers in, [`C10dError`] out |
 //! | this module | [`Rendezvous`] (from the environment) and [`ProcessGroup`] |
 //!
-//! Gloo runs CPU tensors and, staged through the host, CUDA ones; NCCL is
-//! not bound yet.
+//! Gloo runs CPU tensors and, staged through the host, CUDA ones; NCCL runs
+//! on one GPU per process (a list of CPU numbers is carried there and back).
+//! NCCL is compiled in where the libtorch tch links has CUDA and NCCL's
+//! headers were found ([`NCCL_COMPILED`]).
 
 use std::cell::RefCell;
 use std::time::Duration;
@@ -123,6 +125,40 @@ fn parse(
     }
 }
 
+/// Whether this build can make NCCL groups (see build.rs).
+pub const NCCL_COMPILED: bool = cfg!(c10d_nccl);
+
+/// The collective library under a group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// Gloo: CPU tensors, and CUDA ones staged through the host.
+    Gloo,
+    /// NCCL on this process's GPU `cuda:device`: CUDA tensors.
+    Nccl { device: usize },
+}
+
+impl Backend {
+    /// Refuses a backend this build or machine cannot run, before any peer
+    /// waits on it.
+    fn check(self) -> Result<()> {
+        let Backend::Nccl { device } = self else {
+            return Ok(());
+        };
+        if !NCCL_COMPILED {
+            return Err(C10dError::Config(
+                "NCCL is not compiled into this binary (its libtorch has no CUDA, or NCCL's headers were not found when it was built): use Gloo".into(),
+            ));
+        }
+        let gpus = tch::Cuda::device_count().max(0) as usize;
+        if device >= gpus {
+            return Err(C10dError::Config(format!(
+                "NCCL needs a CUDA GPU per process: cuda:{device} is not there (this machine has {gpus}); use Gloo on the CPU"
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// A batch norm's parameters besides its input: the affine weight and
 /// bias, the running mean and variance to update, momentum and epsilon.
 #[derive(Clone, Copy)]
@@ -133,7 +169,7 @@ pub struct BatchNorm<'a> {
     pub eps: f64,
 }
 
-/// A joined process group (Gloo). Collectives block until every rank has
+/// A joined process group (Gloo or NCCL). Collectives block until every rank has
 /// called them, or fail with the peers' error or at the timeout.
 pub struct ProcessGroup {
     raw: ffi::RawGroup,
@@ -145,9 +181,11 @@ pub struct ProcessGroup {
 }
 
 impl ProcessGroup {
-    /// Joins the group: blocks until all `world` ranks have arrived.
-    pub fn join(r: &Rendezvous) -> Result<Self> {
-        let raw = ffi::RawGroup::new(r)?;
+    /// Joins the group on `backend`: blocks until all `world` ranks have
+    /// arrived.
+    pub fn join(r: &Rendezvous, backend: Backend) -> Result<Self> {
+        backend.check()?;
+        let raw = ffi::RawGroup::new(r, backend)?;
         Ok(ProcessGroup {
             raw,
             rank: r.rank,

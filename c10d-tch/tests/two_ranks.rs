@@ -4,7 +4,7 @@
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use c10d_tch::{BatchNorm, ProcessGroup, Rendezvous};
+use c10d_tch::{Backend, BatchNorm, ProcessGroup, Rendezvous};
 use tch::{Kind, Tensor};
 
 fn free_port() -> u16 {
@@ -31,16 +31,19 @@ fn start(test: &str) -> (usize, u16, Option<Child>) {
 }
 
 fn join(rank: usize, port: u16, timeout: Duration) -> ProcessGroup {
-    ProcessGroup::join(&Rendezvous {
-        host: "127.0.0.1".into(),
-        port,
-        rank,
-        world: 2,
-        local_rank: rank,
-        hosts_store: rank == 0,
-        timeout,
-        prefix: "test".into(),
-    })
+    ProcessGroup::join(
+        &Rendezvous {
+            host: "127.0.0.1".into(),
+            port,
+            rank,
+            world: 2,
+            local_rank: rank,
+            hosts_store: rank == 0,
+            timeout,
+            prefix: "test".into(),
+        },
+        Backend::Gloo,
+    )
     .unwrap()
 }
 
