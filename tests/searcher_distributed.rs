@@ -351,3 +351,31 @@ fn a_rank_outside_the_world_is_refused_before_anything_is_written() {
     );
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
+
+/// NCCL asked for on the CPU is refused before any rank starts: one
+/// `error:` line naming the flags (not one per rank), status 2, nothing
+/// written; the same inside a group that torchrun started.
+#[test]
+fn nccl_on_the_cpu_is_refused_once_before_the_ranks_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("arch.json");
+    let flags = ["--dist-backend", "nccl"];
+    for (nproc, env) in [("2", None), ("1", Some(("WORLD_SIZE", "2")))] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_searcher"));
+        cmd.args(tiny(&out, &[&flags[..], &["--nproc", nproc]].concat()));
+        if let Some((k, v)) = env {
+            cmd.env(k, v).env("RANK", "0").env("MASTER_PORT", "29998");
+        }
+        let ran = cmd.output().unwrap();
+        let stderr = text(&ran.stderr);
+        assert_eq!(ran.status.code(), Some(2), "{stderr}");
+        let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+        assert_eq!(errors.len(), 1, "{stderr}");
+        assert!(
+            errors[0].contains("--dist-backend nccl runs on GPUs only"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("rank 0 of 2"), "{stderr}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+}

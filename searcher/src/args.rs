@@ -135,6 +135,35 @@ pub struct RunArgs {
     /// each collective) before it stops with an error.
     #[arg(long, default_value_t = 300, value_parser = DIST_TIMEOUT.parser())]
     pub dist_timeout: u64,
+    /// The collective library of a data-parallel group: `auto` is NCCL when
+    /// the ranks run on GPUs, Gloo on the CPU.
+    #[arg(long, value_enum, default_value_t = DistBackend::Auto)]
+    pub dist_backend: DistBackend,
+}
+
+/// `--dist-backend`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DistBackend {
+    Auto,
+    Gloo,
+    Nccl,
+}
+
+impl DistBackend {
+    /// The backend a rank on `device` with local rank `local_rank` uses.
+    /// NCCL off a GPU is refused, naming the flags.
+    pub fn resolve(self, device: Device, local_rank: usize) -> Result<c10d_tch::Backend> {
+        match (self, device) {
+            (DistBackend::Auto | DistBackend::Nccl, Device::Cuda(_)) => {
+                Ok(c10d_tch::Backend::Nccl { device: local_rank })
+            }
+            (DistBackend::Nccl, _) => Err(SearchError::Config(
+                "--dist-backend nccl runs on GPUs only: give --device cuda (or auto on a machine with one), or --dist-backend gloo"
+                    .into(),
+            )),
+            _ => Ok(c10d_tch::Backend::Gloo),
+        }
+    }
 }
 
 /// `--nproc`: processes of a group on one machine.
@@ -147,13 +176,29 @@ impl RunArgs {
     /// [`crate::dist::launch`]'s), joined; `None` for a single process.
     pub fn join(&self) -> Result<Option<crate::dist::Dist>> {
         let timeout = std::time::Duration::from_secs(self.dist_timeout);
-        crate::dist::Dist::from_env(timeout, self.sync_bn)
+        let asked = parse_device(&self.device)?;
+        crate::dist::Dist::from_env(timeout, self.sync_bn, |local_rank| {
+            self.dist_backend.resolve(asked, local_rank)
+        })
     }
 
     /// Whether this command line asks [`crate::dist::launch`] to start the
     /// group: `--nproc` above 1 outside a group.
     pub fn launches(&self) -> bool {
         self.nproc > 1 && std::env::var_os("WORLD_SIZE").is_none()
+    }
+
+    /// Starts the group of `--nproc` ranks running `args` (see
+    /// [`crate::dist::launch`]), once the device and backend are known to
+    /// go together: a refusal is one line here, not one per rank.
+    pub fn launch(&self, args: &[std::ffi::OsString]) -> std::process::ExitCode {
+        let checked = parse_device(&self.device).and_then(|d| self.dist_backend.resolve(d, 0));
+        if let Err(e) = checked {
+            eprintln!("error: {e}");
+            return std::process::ExitCode::from(2);
+        }
+        let timeout = std::time::Duration::from_secs(self.dist_timeout);
+        crate::dist::launch(self.nproc, args, timeout)
     }
     /// `--checkpoint`, else `out` with its extension replaced by `.ckpt`.
     pub fn checkpoint_path(&self, out: &Path) -> PathBuf {
@@ -219,5 +264,26 @@ impl RunArgs {
             });
         }
         Ok(exists && !self.restart)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DistBackend;
+    use c10d_tch::Backend;
+    use tch::Device;
+
+    #[test]
+    fn auto_is_nccl_on_the_local_ranks_gpu_and_gloo_on_the_cpu_and_nccl_needs_a_gpu() {
+        let auto = DistBackend::Auto;
+        assert_eq!(
+            auto.resolve(Device::Cuda(0), 3).unwrap(),
+            Backend::Nccl { device: 3 }
+        );
+        assert_eq!(auto.resolve(Device::Cpu, 3).unwrap(), Backend::Gloo);
+        let gloo = DistBackend::Gloo.resolve(Device::Cuda(0), 1).unwrap();
+        assert_eq!(gloo, Backend::Gloo);
+        let err = DistBackend::Nccl.resolve(Device::Cpu, 0).unwrap_err();
+        assert!(err.to_string().contains("--device cuda"), "{err}");
     }
 }

@@ -17,7 +17,7 @@ use std::process::{Child, Command, ExitCode, ExitStatus};
 use std::time::{Duration, Instant};
 
 pub use c10d_tch::BatchNorm;
-use c10d_tch::{ProcessGroup, Rendezvous};
+use c10d_tch::{Backend, ProcessGroup, Rendezvous};
 use tch::{Device, Kind, Tensor};
 
 use crate::error::Result;
@@ -25,6 +25,7 @@ use crate::error::Result;
 /// This process's place in a data-parallel group.
 pub struct Dist {
     group: ProcessGroup,
+    backend: Backend,
     local_rank: usize,
     /// Batch norm over the whole batch rather than each rank's share.
     pub sync_bn: bool,
@@ -32,15 +33,22 @@ pub struct Dist {
 
 impl Dist {
     /// Joins the group the environment describes (`WORLD_SIZE` and the
-    /// rest, as `torchrun` or [`launch`] set them); `None` without one.
-    pub fn from_env(timeout: Duration, sync_bn: bool) -> Result<Option<Dist>> {
+    /// rest, as `torchrun` or [`launch`] set them) on the backend `backend`
+    /// picks for this process's local rank; `None` without a group.
+    pub fn from_env(
+        timeout: Duration,
+        sync_bn: bool,
+        backend: impl FnOnce(usize) -> Result<Backend>,
+    ) -> Result<Option<Dist>> {
         let Some(mut r) = Rendezvous::from_env()? else {
             return Ok(None);
         };
         r.timeout = timeout;
-        let group = ProcessGroup::join(&r)?;
+        let backend = backend(r.local_rank)?;
+        let group = ProcessGroup::join(&r, backend)?;
         Ok(Some(Dist {
             group,
+            backend,
             local_rank: r.local_rank,
             sync_bn,
         }))
@@ -52,6 +60,21 @@ impl Dist {
 
     pub fn world(&self) -> usize {
         self.group.world()
+    }
+
+    /// The run header's line on the group: its size and backend, each
+    /// rank's share of a batch of `batch`, and where batch norm normalises.
+    pub fn describe(&self, batch: usize) -> String {
+        let backend = match self.backend {
+            Backend::Gloo => "Gloo".to_string(),
+            Backend::Nccl { .. } => "NCCL, one GPU each".to_string(),
+        };
+        format!(
+            "data-parallel: {} processes on {backend}, each with 1/{} of every batch of {batch}; batch norm over {}",
+            self.world(),
+            self.world(),
+            if self.sync_bn { "the whole batch (--sync-bn)" } else { "each process's share" }
+        )
     }
 
     /// The device of this rank: `cuda` means the GPU of its local rank.

@@ -269,8 +269,7 @@ fn main() -> ExitCode {
     let run_args = &cli.inputs.run;
     if cli.command.is_none() && run_args.launches() {
         let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-        let timeout = std::time::Duration::from_secs(run_args.dist_timeout);
-        return searcher::dist::launch(run_args.nproc, &args, timeout);
+        return run_args.launch(&args);
     }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -480,13 +480,7 @@ impl Session {
         }
         lines.push(self.width_note.clone());
         if let Some(d) = &self.dist {
-            lines.push(format!(
-                "data-parallel: {} processes on Gloo, each with 1/{} of every batch of {}; batch norm over {}",
-                d.world(),
-                d.world(),
-                self.search.settings.batch_size,
-                if d.sync_bn { "the whole batch (--sync-bn)" } else { "each process's share" }
-            ));
+            lines.push(d.describe(self.search.settings.batch_size));
         }
         lines.push(format!(
             "searching on {:?}; checkpoint {}",

@@ -176,13 +176,7 @@ impl TrainSession {
             ));
         }
         if let Some(d) = &self.dist {
-            lines.push(format!(
-                "data-parallel: {} processes on Gloo, each with 1/{} of every batch of {}; batch norm over {}",
-                d.world(),
-                d.world(),
-                t.recipe.batch_size,
-                if d.sync_bn { "the whole batch (--sync-bn)" } else { "each process's share" }
-            ));
+            lines.push(d.describe(t.recipe.batch_size));
         }
         lines.push(format!(
             "training on {:?}; checkpoint {}; weights to {}",
@@ -330,8 +324,7 @@ pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
         // The ranks run `searcher train` with the same flags.
         let mut relaunch = vec![args[0].clone(), "train".into()];
         relaunch.extend(args[1..].iter().cloned());
-        let timeout = std::time::Duration::from_secs(run_args.dist_timeout);
-        return crate::dist::launch(run_args.nproc, &relaunch, timeout);
+        return run_args.launch(&relaunch);
     }
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
