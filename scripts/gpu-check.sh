@@ -10,7 +10,7 @@
 #   scripts/gpu-check.sh environment    # what `run` logs first about the machine
 #
 # `build` writes target/gpu-check/{profiler,profiler-unit-tests,searcher,
-# search_step,BUILD_INFO} (about 19 MB; the searcher needs the libtorch that
+# search_step,c10d-unit-tests,BUILD_INFO} (about 25 MB; the searcher needs the libtorch that
 # scripts/setup.sh installs); carry that folder to the GPU machine. `run` writes every log
 # under $OUT (./gpu-check-out when unset) and ends with $OUT/summary.txt,
 # also printed last: one line per step (PASS, FAIL, TIMEOUT, SKIP) and the
@@ -73,10 +73,12 @@
 # of two curves, to measure the error of interpolating at width step 8.
 # SEARCHER=1 also runs issue 5's GPU checks (a call of its own, about 6
 # minutes: SEARCHER=1 GPU_CHECK_BUDGET=560 GPU_CHECK_ONLY="searcher-demo
-# search-step search-step-torch search-solo search-group search-table
-# measure-derived"): the main
+# search-step search-step-torch c10d-nccl search-solo search-group-nccl
+# search-group search-table measure-derived"): the main
 # job's short search on cuda:0; one weight and one arch step at batch 32 of
-# 224x224 against benches/pytorch_search_step.py; and with TABLE=a complete
+# 224x224 against benches/pytorch_search_step.py; the c10d binding's NCCL
+# tests and a short search alone, as a 1-rank NCCL group and as a 1-rank
+# Gloo group (issue 25); and with TABLE=a complete
 # GPU table, a search against it and the derived network measured end to
 # end against SEARCH_TARGET_MS (default 4).
 # GPU_CHECK_ONLY="step names" runs only those steps (a focused rerun; the
@@ -121,6 +123,19 @@ for line in sys.stdin:
         echo "build: could not find the search_step bench binary" >&2
         exit 1
     fi
+    # The c10d binding's one-rank tests (NCCL on cuda:0, #[ignore]d here).
+    local c10d
+    c10d=$(cargo test --release -p c10d-tch --test one_rank --no-run --message-format=json 2>/dev/null |
+        python3 -c 'import sys, json
+for line in sys.stdin:
+    m = json.loads(line)
+    if (m.get("reason") == "compiler-artifact" and m.get("executable")
+            and m["target"]["name"] == "one_rank"):
+        print(m["executable"])')
+    if [ -z "$c10d" ] || [ ! -x "$c10d" ]; then
+        echo "build: could not find c10d-tch's one_rank test binary" >&2
+        exit 1
+    fi
     rm -rf "$bin"
     mkdir -p "$bin"
     # Debug info stripped: the carried folder must stay small (64 MiB at most).
@@ -128,11 +143,13 @@ for line in sys.stdin:
     strip --strip-debug -o "$bin/profiler-unit-tests" "$exe"
     strip --strip-debug -o "$bin/searcher" target/release/searcher
     strip --strip-debug -o "$bin/search_step" "$bench"
+    strip --strip-debug -o "$bin/c10d-unit-tests" "$c10d"
     {
         echo "built $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname)"
         echo "git $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- profiler space 2>/dev/null || echo ' (with uncommitted changes)')"
         echo "unit tests from $exe"
-        sha256sum "$bin/profiler" "$bin/profiler-unit-tests" "$bin/searcher" "$bin/search_step"
+        sha256sum "$bin/profiler" "$bin/profiler-unit-tests" "$bin/searcher" "$bin/search_step" \
+            "$bin/c10d-unit-tests"
     } >"$bin/BUILD_INFO"
     cat "$bin/BUILD_INFO"
     du -sh "$bin"
@@ -271,17 +288,24 @@ checks() {
             SEARCH_STEP_BATCH=32 SEARCH_STEP_RESOLUTION=224 "$bin/search_step" --bench
         step search-step-torch 120 python3 benches/pytorch_search_step.py --device cuda \
             --batch 32 --resolution 224
-        # The data-parallel layer on the GPU (docs/distributed.md): three
-        # short epochs alone, then the same as a 1-rank group on Gloo with
-        # CUDA tensors (NCCL is not bound yet); the epoch lines' seconds
-        # compare the two.
+        # The data-parallel layer on the GPU (docs/distributed.md): the
+        # binding's NCCL tests on cuda:0 (every collective, CPU numbers
+        # carried there and back, batch norm), then three short epochs
+        # alone, as a 1-rank group on NCCL (the default on a GPU) and on
+        # Gloo with CUDA tensors; the summary compares their epoch seconds.
+        step c10d-nccl 60 "expect=0:test result: ok. 1 passed" env LD_LIBRARY_PATH="$tpath" \
+            "$bin/c10d-unit-tests" --ignored --test-threads=1 --nocapture
         local short=(--device cuda:0 --epochs 3 --warmup-epochs 1 --embedded-images 1000
             --resolution 48 --target-ms 5 --restart)
+        local group=(WORLD_SIZE=1 RANK=0 MASTER_ADDR=127.0.0.1)
         step search-solo 90 env LD_LIBRARY_PATH="$tpath" "$bin/searcher" "${short[@]}" \
             --out "$OUT/arch-solo.json" --checkpoint /tmp/gpu-check-solo.ckpt
-        step search-group 90 env LD_LIBRARY_PATH="$tpath" WORLD_SIZE=1 RANK=0 \
-            MASTER_ADDR=127.0.0.1 MASTER_PORT=29531 "$bin/searcher" "${short[@]}" \
-            --out "$OUT/arch-group.json" --checkpoint /tmp/gpu-check-group.ckpt
+        step search-group-nccl 90 env LD_LIBRARY_PATH="$tpath" "${group[@]}" MASTER_PORT=29532 \
+            "$bin/searcher" "${short[@]}" --out "$OUT/arch-group-nccl.json" \
+            --checkpoint /tmp/gpu-check-group-nccl.ckpt
+        step search-group 90 env LD_LIBRARY_PATH="$tpath" "${group[@]}" MASTER_PORT=29531 \
+            "$bin/searcher" "${short[@]}" --dist-backend gloo --out "$OUT/arch-group.json" \
+            --checkpoint /tmp/gpu-check-group.ckpt
         # With a complete GPU table (TABLE=path): search against it, then
         # measure the derived network end to end (the goal: within 2% of
         # the target, SEARCH_TARGET_MS, 4 ms by default).
@@ -532,7 +556,7 @@ for name in ("interp-early", "interp-late"):
               f"at widths 4 mod 8 {med(by4):.2f}%, not a multiple of 4 {med(rest):.2f}%")
 EOF
     # Issue 5, where SEARCHER=1 ran.
-    if [ -f "$out/search-step.log" ] || [ -f "$out/measure-derived.log" ]; then
+    if [ -f "$out/search-step.log" ] || [ -f "$out/measure-derived.log" ] || [ -f "$out/search-solo.log" ]; then
         SEARCH_TARGET_MS=${SEARCH_TARGET_MS:-4} python3 - "$out" <<'EOF' 2>&1
 import os, re, sys
 out = sys.argv[1]
@@ -558,6 +582,19 @@ if rust or torch:
             print(f"searcher {name}: no result (tch {r}, PyTorch {t}; see search-step*.log)")
         else:
             print(f"searcher {name} at batch 32 of 224x224: tch {r:.1f} ms, PyTorch {t:.1f} ms, ratio {r / t:.2f} (want <= 1)")
+# Issue 25: the same short search alone and as 1-rank groups.
+def epoch_seconds(text):
+    return [float(x) for x in re.findall(r"^epoch \d+/\d+: .*, ([0-9.]+)s$", text, re.M)]
+solo = epoch_seconds(read("search-solo.log"))
+for log, what in (("search-group-nccl.log", "NCCL"), ("search-group.log", "Gloo")):
+    group = epoch_seconds(read(log))
+    if solo and group:
+        # The first epoch holds the start-up (cuDNN's choices, NCCL's
+        # communicator); the last two are the steady state.
+        s, g = sum(solo[1:]) or solo[0], sum(group[1:]) or group[0]
+        print(f"search as a 1-rank {what} group: {g:.1f} s for epochs 2-3 against {s:.1f} s alone, ratio {g / s:.2f}")
+    elif read(log):
+        print(f"search as a 1-rank {what} group: no epoch lines (see {log} and search-solo.log)")
 derived = read("measure-derived.log")
 m = re.search(r": median ([0-9.]+) ms", derived)
 target = float(os.environ["SEARCH_TARGET_MS"])
