@@ -28,6 +28,7 @@
 #endif
 
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -189,6 +190,11 @@ c10::intrusive_ptr<c10d::Backend> make_backend(const c10::intrusive_ptr<c10d::St
     return c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world, options);
   }
 #ifdef C10D_SHIM_NCCL
+  // A collective that times out (a dead peer) then throws from wait(), which
+  // the caller turns into one error message, instead of NCCL's watchdog
+  // aborting the process; a value the user set is kept. The group reads it
+  // when constructed.
+  setenv("TORCH_NCCL_BLOCKING_WAIT", "1", 0);
   c10::cuda::set_device(static_cast<c10::DeviceIndex>(device));
   auto options = c10d::ProcessGroupNCCL::Options::create();
   options->timeout = timeout;
