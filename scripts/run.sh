@@ -26,8 +26,10 @@
 #      end to end with the same engine, alternately in six passes
 #      (`profiler validate --arch`), and prints each one's table error, the
 #      measured ratio of the two (raw, alternated) against the predicted
-#      ratio, and a one-line verdict (both within 2%: LANDED); on a CPU
-#      each pass is brought to the table's speed by its speed standard.
+#      ratio, each with its interval, and a one-line verdict (both within
+#      2%: LANDED; a miss whose intervals reach into the 2% band is marked
+#      within the noise; scripts/verdict.awk); on a CPU each pass is
+#      brought to the table's speed by its speed standard.
 # 48x48, not less: the space downsamples 32x, and below 33x33 the last
 # stages and the head run at 1x1, where batch norm on batch statistics
 # normalises each channel over the batch alone and the sampled paths learn
@@ -140,41 +142,6 @@ report=$("$P" validate "${device[@]}" "${gauge[@]}" --table "$table" --arch arch
 # modes) makes any verdict on its mean a guess: validate names it.
 unstable=$(printf '%s\n' "$report" | grep '^unstable:' || true)
 [ -n "$unstable" ] && printf '%s\n' "$unstable"
-awk -F, -v t="$target" -v a="${factor:-1}" -v sp="$speed" -v s="$(( $(date +%s) - start ))" -v unstable="${unstable:+1}" '
-  # Sorts v[1..k] in place (insertion sort: six values) and returns their median.
-  function median(v, k,    x, y, w) {
-    for (x = 2; x <= k; x++) { w = v[x]; for (y = x - 1; y >= 1 && v[y] > w; y--) v[y + 1] = v[y]; v[y + 1] = w }
-    return (k % 2) ? v[(k + 1) / 2] : (v[k / 2] + v[k / 2 + 1]) / 2
-  }
-  /^#/ || $1 == "index" { next }
-  # A pass pair either of whose passes validate marked throttled (a GPU
-  # that throttled; on a CPU, a speed standard that moved over 3% around
-  # it, twice) is left out whole, so both networks keep the same passes.
-  { p[$1] = a * $4; sc[$1, $2] = $5; raw[$1, $2] = $11; if ($10 == 1) out[$2] = 1; passes[$2] = 1 }
-  END {
-    left = 0; k = 0
-    for (j in passes) {
-      if ((j in out) || !((0, j) in raw) || !((1, j) in raw)) { left++; continue }
-      for (i = 0; i <= 1; i++) { m[i] += sc[i, j]; n[i]++ }
-      # The raw ratio of each pass pair (timed back to back); their median
-      # below, robust to a pass the machine slowed.
-      q[++k] = raw[0, j] / raw[1, j]
-    }
-    if (k == 0) { print "verdict: UNSURE: every pass pair was throttled"; exit }
-    for (i = 0; i <= 1; i++) { m[i] /= n[i]; e[i] = (p[i] / m[i] - 1) * 100 }
-    rr = median(q, k)
-    rp = p[0] / p[1]; rm = m[0] / m[1]
-    re = (rp / rr - 1) * 100; rs = (rp / rm - 1) * 100
-    printf "target     %.4f ms (TF-NAS-A/8 predicted by the calibrated table)\n", t
-    if (left > 0) printf "left out: %d of %d pass pairs, throttled\n", left, left + k
-    printf "searched   predicted %.4f ms, measured %.4f ms (mean of %d passes%s): table error %+.2f%%\n", p[0], m[0], n[0], sp, e[0]
-    printf "TF-NAS-A/8 predicted %.4f ms, measured %.4f ms (mean of %d passes%s): table error %+.2f%%\n", p[1], m[1], n[1], sp, e[1]
-    printf "ratio searched/TF-NAS-A/8: predicted %.4f, measured %.4f raw, the median of %d pass pairs (range %.4f..%.4f; %+.2f%%)", rp, rr, k, q[1], q[k], re
-    if (sp != "") printf "; %.4f at the table'"'"'s speed (%+.2f%%)", rm, rs
-    printf "\n"
-    printf "searched against target: %+.2f%% measured\n", (m[0] / t - 1) * 100
-    ok = (e[0] <= 2 && e[0] >= -2 && re <= 2 && re >= -2)
-    verdict = unstable ? "UNSURE (a network above has several latency modes)" : k < 3 ? "UNSURE (fewer than 3 pass pairs left)" : ok ? "LANDED" : "MISSED"
-    printf "verdict: %s: the searched network is %+.2f%% off its prediction and its ratio to TF-NAS-A/8 %+.2f%% off (both must lie within 2%%)\n", verdict, e[0], re
-    printf "wall time after setup: %d s\n", s
-  }' "$rows"
+# The verdict, each figure with its interval (scripts/verdict.awk).
+awk -F, -v t="$target" -v a="${factor:-1}" -v sp="$speed" -v s="$(( $(date +%s) - start ))" \
+  -v unstable="${unstable:+1}" -f scripts/verdict.awk "$rows"

@@ -1,0 +1,70 @@
+# The main job's verdict (scripts/run.sh, step 5) from `profiler validate
+# --out` rows of two networks timed in turns: 0 the searched network, 1
+# TF-NAS-A/8. Variables: t the target (ms), a the table's correction factor
+# (validate's rows hold the sum of blocks), sp " at the table's speed" or
+# "" (a GPU), s the seconds since the job began, unstable 1 when validate
+# named a network with several latency modes.
+#
+# Each figure comes with its interval, so that a miss inside the noise is
+# told from one beyond it: a network's mean over its passes with a 95%
+# Student t interval; the ratio's median of the pass pairs with the
+# interval from their smallest to their largest value, which holds the
+# median with probability 1 - 2 * 0.5^k for k pairs (97% for six).
+
+# Sorts v[1..k] in place (insertion sort: six values) and returns their median.
+function median(v, k,    x, y, w) {
+  for (x = 2; x <= k; x++) { w = v[x]; for (y = x - 1; y >= 1 && v[y] > w; y--) v[y + 1] = v[y]; v[y + 1] = w }
+  return (k % 2) ? v[(k + 1) / 2] : (v[k / 2] + v[k / 2 + 1]) / 2
+}
+# Student's t at 97.5% for df degrees of freedom (1..10, then the normal's).
+function t975(df) {
+  split("12.706 4.303 3.182 2.776 2.571 2.447 2.365 2.306 2.262 2.228", tt, " ")
+  return (df >= 1 && df <= 10) ? tt[df] : 1.96
+}
+# The error (%) of prediction p against the mean of network i's passes, and
+# its 95% interval through the mean's: lo[i], hi[i].
+function error_interval(i, p,    j, mean, ss, h) {
+  mean = m[i]
+  for (j = 1; j <= n[i]; j++) ss += (v[i, j] - mean) ^ 2
+  h = n[i] > 1 ? t975(n[i] - 1) * sqrt(ss / (n[i] - 1) / n[i]) : 0
+  lo[i] = (p / (mean + h) - 1) * 100
+  hi[i] = (mean > h) ? (p / (mean - h) - 1) * 100 : 1e9
+  return (p / mean - 1) * 100
+}
+/^#/ || $1 == "index" { next }
+# A pass pair either of whose passes validate marked throttled (a GPU
+# that throttled; on a CPU, a speed standard that moved over 3% around
+# it, twice) is left out whole, so both networks keep the same passes.
+{ p[$1] = a * $4; sc[$1, $2] = $5; raw[$1, $2] = $11; if ($10 == 1) out[$2] = 1; passes[$2] = 1 }
+END {
+  left = 0; k = 0
+  for (j in passes) {
+    if ((j in out) || !((0, j) in raw) || !((1, j) in raw)) { left++; continue }
+    for (i = 0; i <= 1; i++) { m[i] += sc[i, j]; v[i, ++n[i]] = sc[i, j] }
+    # The raw ratio of each pass pair (timed back to back); their median
+    # below, robust to a pass the machine slowed.
+    q[++k] = raw[0, j] / raw[1, j]
+  }
+  if (k == 0) { print "verdict: UNSURE: every pass pair was throttled"; exit }
+  for (i = 0; i <= 1; i++) { m[i] /= n[i]; e[i] = error_interval(i, p[i]) }
+  rr = median(q, k)
+  rp = p[0] / p[1]; rm = m[0] / m[1]
+  re = (rp / rr - 1) * 100; rs = (rp / rm - 1) * 100
+  # q is sorted now: the median's interval is q[1]..q[k].
+  rlo = (rp / q[k] - 1) * 100; rhi = (rp / q[1] - 1) * 100
+  conf = (1 - 2 * 0.5 ^ k) * 100
+  printf "target     %.4f ms (TF-NAS-A/8 predicted by the calibrated table)\n", t
+  if (left > 0) printf "left out: %d of %d pass pairs, throttled\n", left, left + k
+  printf "searched   predicted %.4f ms, measured %.4f ms (mean of %d passes%s): table error %+.2f%% (95%% interval %+.2f..%+.2f%%)\n", p[0], m[0], n[0], sp, e[0], lo[0], hi[0]
+  printf "TF-NAS-A/8 predicted %.4f ms, measured %.4f ms (mean of %d passes%s): table error %+.2f%% (95%% interval %+.2f..%+.2f%%)\n", p[1], m[1], n[1], sp, e[1], lo[1], hi[1]
+  printf "ratio searched/TF-NAS-A/8: predicted %.4f, measured %.4f raw, the median of %d pass pairs (range %.4f..%.4f; %+.2f%%, %.0f%% interval %+.2f..%+.2f%%)", rp, rr, k, q[1], q[k], re, conf, rlo, rhi
+  if (sp != "") printf "; %.4f at the table's speed (%+.2f%%)", rm, rs
+  printf "\n"
+  printf "searched against target: %+.2f%% measured\n", (m[0] / t - 1) * 100
+  ok = (e[0] <= 2 && e[0] >= -2 && re <= 2 && re >= -2)
+  # Beyond the noise: the 2% band and a figure's interval do not overlap.
+  beyond = (lo[0] > 2 || hi[0] < -2 || rlo > 2 || rhi < -2)
+  verdict = unstable ? "UNSURE (a network above has several latency modes)" : k < 3 ? "UNSURE (fewer than 3 pass pairs left)" : ok ? "LANDED" : beyond ? "MISSED" : "MISSED (within the noise: each figure's interval reaches into the 2% band)"
+  printf "verdict: %s: the searched network is %+.2f%% off its prediction and its ratio to TF-NAS-A/8 %+.2f%% off (both must lie within 2%%)\n", verdict, e[0], re
+  printf "wall time after setup: %d s\n", s
+}
