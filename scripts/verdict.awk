@@ -53,7 +53,7 @@ END {
   # q is sorted now: the median's interval is q[1]..q[k].
   rlo = (rp / q[k] - 1) * 100; rhi = (rp / q[1] - 1) * 100
   conf = (1 - 2 * 0.5 ^ k) * 100
-  printf "target     %.4f ms (TF-NAS-A/8 predicted by the calibrated table)\n", t
+  printf "target     %.4f ms (TF-NAS-A/8 as the table predicts it)\n", t
   if (left > 0) printf "left out: %d of %d pass pairs, throttled\n", left, left + k
   printf "searched   predicted %.4f ms, measured %.4f ms (mean of %d passes%s): table error %+.2f%% (95%% interval %+.2f..%+.2f%%)\n", p[0], m[0], n[0], sp, e[0], lo[0], hi[0]
   printf "TF-NAS-A/8 predicted %.4f ms, measured %.4f ms (mean of %d passes%s): table error %+.2f%% (95%% interval %+.2f..%+.2f%%)\n", p[1], m[1], n[1], sp, e[1], lo[1], hi[1]
