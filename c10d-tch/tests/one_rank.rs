@@ -7,25 +7,17 @@ use std::time::{Duration, Instant};
 use c10d_tch::{Backend, BatchNorm, ProcessGroup, Rendezvous, NCCL_COMPILED};
 use tch::{Device, Kind, Tensor};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+mod support;
 
+/// A group of `world` on a free port of the loopback, this process rank 0.
 fn rendezvous(world: usize) -> Rendezvous {
-    Rendezvous {
-        host: "127.0.0.1".into(),
-        port: free_port(),
-        rank: 0,
+    support::rendezvous(
+        0,
         world,
-        local_rank: 0,
-        hosts_store: true,
-        timeout: Duration::from_secs(60),
-        prefix: "one".into(),
-    }
+        support::free_port(),
+        Duration::from_secs(60),
+        "one",
+    )
 }
 
 #[test]

@@ -4,16 +4,11 @@
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use c10d_tch::{Backend, BatchNorm, ProcessGroup, Rendezvous};
-use tch::{Kind, Tensor};
+use c10d_tch::{Backend, BatchNorm, ProcessGroup};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+mod support;
+use support::{free_port, rendezvous};
+use tch::{Kind, Tensor};
 
 /// This process's rank: 1 in the child, else 0 after starting the child
 /// (which runs only `test`).
@@ -31,20 +26,7 @@ fn start(test: &str) -> (usize, u16, Option<Child>) {
 }
 
 fn join(rank: usize, port: u16, timeout: Duration) -> ProcessGroup {
-    ProcessGroup::join(
-        &Rendezvous {
-            host: "127.0.0.1".into(),
-            port,
-            rank,
-            world: 2,
-            local_rank: rank,
-            hosts_store: rank == 0,
-            timeout,
-            prefix: "test".into(),
-        },
-        Backend::Gloo,
-    )
-    .unwrap()
+    ProcessGroup::join(&rendezvous(rank, 2, port, timeout, "test"), Backend::Gloo).unwrap()
 }
 
 fn finish(child: Option<Child>) {
