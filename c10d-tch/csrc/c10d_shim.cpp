@@ -181,11 +181,12 @@ struct SyncBatchNorm : public torch::autograd::Function<SyncBatchNorm> {
   }
 };
 
-// The backend of `kind` (0 Gloo, 1 NCCL on GPU `device`) over `store`.
+// Gloo over `store`, or NCCL on `gpu` when one is given.
 c10::intrusive_ptr<c10d::Backend> make_backend(const c10::intrusive_ptr<c10d::Store>& store,
-                                               int rank, int world, int kind, int device,
+                                               int rank, int world,
+                                               const std::optional<at::Device>& gpu,
                                                std::chrono::milliseconds timeout) {
-  if (kind == 0) {
+  if (!gpu) {
     auto options = c10d::ProcessGroupGloo::Options::create_default(timeout);
     return c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world, options);
   }
@@ -195,18 +196,16 @@ c10::intrusive_ptr<c10d::Backend> make_backend(const c10::intrusive_ptr<c10d::St
   // aborting the process; a value the user set is kept. The group reads it
   // when constructed.
   setenv("TORCH_NCCL_BLOCKING_WAIT", "1", 0);
-  c10::cuda::set_device(static_cast<c10::DeviceIndex>(device));
+  c10::cuda::set_device(gpu->index());
   auto options = c10d::ProcessGroupNCCL::Options::create();
   options->timeout = timeout;
   auto backend = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, world, options);
   // Bound to its GPU, its barrier knows the device to use; connected now,
   // a missing peer fails the join, as on Gloo, not the first collective.
-  at::Device gpu(at::kCUDA, static_cast<c10::DeviceIndex>(device));
-  backend->setBoundDeviceId(gpu);
-  backend->eagerConnectSingleDevice(gpu);
+  backend->setBoundDeviceId(*gpu);
+  backend->eagerConnectSingleDevice(*gpu);
   return backend;
 #else
-  (void)device;
   throw std::runtime_error(
       "NCCL is not compiled into this binary: its libtorch has no CUDA (build.rs found no "
       "libtorch_cuda with NCCL's headers)");
@@ -232,10 +231,11 @@ int c10d_group_new(const char* host, int port, const char* prefix, int rank, int
     opts.timeout = timeout;
     auto tcp = c10::make_intrusive<c10d::TCPStore>(std::string(host), opts);
     auto store = c10::make_intrusive<c10d::PrefixStore>(std::string(prefix), tcp);
-    auto backend = make_backend(store, rank, world, kind, device, timeout);
-    std::optional<at::Device> on;
-    if (kind == 1) on = at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(device));
-    *out = new Group{store, backend, rank, world, on};
+    // kind 0 is Gloo, 1 NCCL on GPU `device`.
+    std::optional<at::Device> gpu;
+    if (kind == 1) gpu = at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(device));
+    auto backend = make_backend(store, rank, world, gpu, timeout);
+    *out = new Group{store, backend, rank, world, gpu};
   });
 }
 
