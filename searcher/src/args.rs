@@ -176,9 +176,10 @@ impl RunArgs {
     /// [`crate::dist::launch`]'s), joined; `None` for a single process.
     pub fn join(&self) -> Result<Option<crate::dist::Dist>> {
         let timeout = std::time::Duration::from_secs(self.dist_timeout);
-        let asked = parse_device(&self.device)?;
+        // The device is read only where there is a group to put it in.
         crate::dist::Dist::from_env(timeout, self.sync_bn, |local_rank| {
-            self.dist_backend.resolve(asked, local_rank)
+            self.dist_backend
+                .resolve(parse_device(&self.device)?, local_rank)
         })
     }
 
