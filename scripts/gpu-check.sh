@@ -89,6 +89,26 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # point it at stubs).
 bin=${GPU_CHECK_BIN:-target/gpu-check}
 
+# executable WHAT KIND NAME CARGO-ARGS...: builds with `cargo CARGO-ARGS
+# --no-run` and prints the path of the executable cargo made for target NAME
+# of kind KIND (lib: its unit tests; test; bench), or fails naming WHAT.
+executable() {
+    local what=$1 kind=$2 name=$3 path
+    shift 3
+    path=$(cargo "$@" --no-run --message-format=json 2>/dev/null |
+        KIND="$kind" NAME="$name" python3 -c 'import os, sys, json
+for line in sys.stdin:
+    m = json.loads(line)
+    if (m.get("reason") == "compiler-artifact" and m.get("executable")
+            and os.environ["KIND"] in m["target"]["kind"] and m["target"]["name"] == os.environ["NAME"]):
+        print(m["executable"])')
+    if [ -z "$path" ] || [ ! -x "$path" ]; then
+        echo "build: could not find $what" >&2
+        return 1
+    fi
+    echo "$path"
+}
+
 build() {
     set -e
     cargo build --release -p profiler-cli
@@ -96,46 +116,14 @@ build() {
     # gpu_*) are #[ignore]d, so a plain `cargo test` without a GPU reports
     # them ignored rather than passed; `run` passes --ignored or
     # --include-ignored to run them there.
-    local exe
-    exe=$(cargo test --release -p profiler --lib --no-run --message-format=json 2>/dev/null |
-        python3 -c 'import sys, json
-for line in sys.stdin:
-    m = json.loads(line)
-    if (m.get("reason") == "compiler-artifact" and m.get("executable")
-            and m["target"]["kind"] == ["lib"] and m["profile"]["test"]):
-        print(m["executable"])')
-    if [ -z "$exe" ] || [ ! -x "$exe" ]; then
-        echo "build: could not find the profiler's unit-test binary" >&2
-        exit 1
-    fi
+    local exe bench c10d
+    exe=$(executable "the profiler's unit-test binary" lib profiler test --release -p profiler --lib)
     # The searcher (tch, libtorch from .venv: scripts/setup.sh) and its
     # step benchmark, for SEARCHER=1.
     cargo build --release -p searcher
-    local bench
-    bench=$(cargo bench -p searcher --bench search_step --no-run --message-format=json 2>/dev/null |
-        python3 -c 'import sys, json
-for line in sys.stdin:
-    m = json.loads(line)
-    if (m.get("reason") == "compiler-artifact" and m.get("executable")
-            and m["target"]["kind"] == ["bench"] and m["target"]["name"] == "search_step"):
-        print(m["executable"])')
-    if [ -z "$bench" ] || [ ! -x "$bench" ]; then
-        echo "build: could not find the search_step bench binary" >&2
-        exit 1
-    fi
+    bench=$(executable "the search_step bench binary" bench search_step bench -p searcher --bench search_step)
     # The c10d binding's one-rank tests (NCCL on cuda:0, #[ignore]d here).
-    local c10d
-    c10d=$(cargo test --release -p c10d-tch --test one_rank --no-run --message-format=json 2>/dev/null |
-        python3 -c 'import sys, json
-for line in sys.stdin:
-    m = json.loads(line)
-    if (m.get("reason") == "compiler-artifact" and m.get("executable")
-            and m["target"]["name"] == "one_rank"):
-        print(m["executable"])')
-    if [ -z "$c10d" ] || [ ! -x "$c10d" ]; then
-        echo "build: could not find c10d-tch's one_rank test binary" >&2
-        exit 1
-    fi
+    c10d=$(executable "c10d-tch's one_rank test binary" test one_rank test --release -p c10d-tch --test one_rank)
     rm -rf "$bin"
     mkdir -p "$bin"
     # Debug info stripped: the carried folder must stay small (64 MiB at most).
