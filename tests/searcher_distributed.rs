@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tch::Tensor;
 
 mod searcher_support;
-use searcher_support::{searcher, small_arch, text, tiny_search, train, with};
+use searcher_support::{assert_refused, searcher, small_arch, text, tiny_search, train, with};
 
 /// How close a two-process run's weights come to one process's after ten
 /// steps ([`weight_difference`]), in units of the rounding that the thread
@@ -341,15 +341,22 @@ fn a_rank_outside_the_world_is_refused_before_anything_is_written() {
         .env("MASTER_PORT", "29999")
         .output()
         .unwrap();
-    let stderr = text(&ran.stderr);
-    assert_eq!(ran.status.code(), Some(2), "{stderr}");
+    refused_once(
+        &ran,
+        dir.path(),
+        "RANK=\"5\" is not a whole number in 0..=1",
+    );
+}
+
+/// A refusal (see [`assert_refused`]) in exactly one `error:` line that
+/// says `want`, with nothing written into `dir`; returns stderr.
+fn refused_once(ran: &std::process::Output, dir: &Path, want: &str) -> String {
+    let stderr = assert_refused(ran, want);
     let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(errors.len(), 1, "{stderr}");
-    assert!(
-        errors[0].contains("RANK=\"5\" is not a whole number in 0..=1"),
-        "{stderr}"
-    );
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    assert!(errors[0].contains(want), "{stderr}");
+    assert_eq!(std::fs::read_dir(dir).unwrap().count(), 0);
+    stderr
 }
 
 /// NCCL asked for on the CPU is refused before any rank starts: one
@@ -367,15 +374,7 @@ fn nccl_on_the_cpu_is_refused_once_before_the_ranks_start() {
             cmd.env(k, v).env("RANK", "0").env("MASTER_PORT", "29998");
         }
         let ran = cmd.output().unwrap();
-        let stderr = text(&ran.stderr);
-        assert_eq!(ran.status.code(), Some(2), "{stderr}");
-        let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
-        assert_eq!(errors.len(), 1, "{stderr}");
-        assert!(
-            errors[0].contains("--dist-backend nccl runs on GPUs only"),
-            "{stderr}"
-        );
+        let stderr = refused_once(&ran, dir.path(), "--dist-backend nccl runs on GPUs only");
         assert!(!stderr.contains("rank 0 of 2"), "{stderr}");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }
