@@ -105,6 +105,53 @@ fn measure_in_passes_prints_each_pass_and_their_median() {
 }
 
 #[test]
+fn measure_versus_times_two_networks_in_turns_and_prints_their_ratio() {
+    let (a, b) = (fixture("tfnas_a.json"), fixture("tfnas_a_up32.json"));
+    let mut args = vec!["measure", "--arch", a.to_str().unwrap()];
+    args.extend(["--versus", b.to_str().unwrap(), "--passes", "2"]);
+    args.extend(FAST);
+    let stdout = ok(&fake(&args));
+    // The fake times a network by its blocks: the ratio is the one their
+    // sums make, in each pass and in the summary.
+    let table = |arch: &std::path::Path| {
+        let blocks = space::Architecture::from_path(arch)
+            .unwrap()
+            .block_specs()
+            .unwrap();
+        profiler::measure::fake::FakeEngine::run_latency(
+            &profiler::measure::engine::Workload::Network {
+                name: String::new(),
+                blocks,
+            },
+        )
+    };
+    let pct = (table(&b) / table(&a) - 1.0) * 100.0;
+    let summary = stdout
+        .lines()
+        .find(|l| l.starts_with("A/B over 2 passes, run by run"))
+        .unwrap();
+    let before = summary
+        .split("% against network tfnas_a (21 blocks)")
+        .next()
+        .unwrap();
+    let printed: f64 = before.rsplit(' ').next().unwrap().parse().unwrap();
+    // Within the fake's ±0.05% jitter.
+    assert!((printed - pct).abs() < 0.11, "{pct:+.2}% against\n{stdout}");
+    assert!(
+        before.ends_with(&format!("network tfnas_a_up32 (21 blocks) {printed:+.2}")),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("pass ")).count(),
+        2,
+        "{stdout}"
+    );
+    // --versus compares two architectures: without --arch it is refused.
+    let o = fake(&["measure", "--versus", b.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+}
+
+#[test]
 fn a_third_engine_validates_its_table_with_its_own_defaults() {
     let dir = tempfile::tempdir().unwrap();
     let (table, out) = build(dir.path());

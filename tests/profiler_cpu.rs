@@ -820,12 +820,14 @@ fn measure_times_an_exported_model_alone_and_alternated_with_its_architecture() 
     let o = measure_arch(&arch, &["--model", model_s, "--passes", "2"]);
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(
-        stdout.lines().filter(|l| l.starts_with("pass ")).count(),
-        4,
-        "{stdout}"
-    );
-    assert!(stdout.contains("A/B over 2 passes"), "{stdout}");
+    // One line per pass: the two timed in turns, run by run.
+    let passes: Vec<&str> = stdout.lines().filter(|l| l.starts_with("pass ")).collect();
+    assert_eq!(passes.len(), 2, "{stdout}");
+    for line in passes {
+        assert!(line.contains(", run by run: network "), "{line}");
+        assert!(line.contains("pairs) against network "), "{line}");
+    }
+    assert!(stdout.contains("A/B over 2 passes, run by run"), "{stdout}");
 
     // Only the CPU engine links libtorch; a file that is not there is named.
     assert_refused(

@@ -2,7 +2,10 @@
 //! any engine; with `--per-block` its blocks alone as a table times them,
 //! with `--table` at the table's speed reference beside its prediction.
 //! `--model F.pt` times a `searcher export` TorchScript instead, on an
-//! engine that links libtorch, alone or alternated with `--arch`'s network.
+//! engine that links libtorch, alone or in turns with `--arch`'s network;
+//! `--versus B.json` times a second architecture in turns with `--arch`'s.
+//! Two things compared are timed run by run (A B A B ...), each on an
+//! engine of its own ([`time_paired`]): their ratio is the figure.
 
 use std::path::{Path, PathBuf};
 
@@ -12,6 +15,7 @@ use profiler::analysis::rows::{spread_pct, UNSTABLE_FLOOR_PCT};
 use profiler::measure::boundary::Boundary;
 use profiler::measure::engine::{Engine, Workload};
 use profiler::measure::monitor::Monitor;
+use profiler::measure::paired::time_paired;
 use profiler::measure::speed;
 use profiler::measure::timing::{time_workload, Timed, TimingRule};
 use profiler::validate::network::{sum_of_blocks_alone, table_prediction, time_network};
@@ -28,18 +32,24 @@ pub struct MeasureArgs<S: Args> {
     pub arch: Option<PathBuf>,
     /// A TorchScript network written by `searcher export`, timed with the
     /// same rule (CPU engine only: `--device cpu`). With --arch too, the two
-    /// are timed alternately (A/B/A/B, --passes rounds) and printed side by
-    /// side.
+    /// are timed in turns, run by run (A B A B ...), in --passes passes, and
+    /// the model's time is printed against the network's with its interval.
     #[arg(long)]
     pub model: Option<PathBuf>,
+    /// A second architecture JSON, timed in turns with --arch's network run
+    /// by run (A B A B ...), in --passes passes; prints its time against
+    /// --arch's with the ratio's 95% interval (each of its runs against the
+    /// --arch runs either side, so the machine's speed cancels).
+    #[arg(long, requires = "arch", conflicts_with = "model")]
+    pub versus: Option<PathBuf>,
     /// Input height and width of --model [default: --arch's space's, else
     /// 224]; its batch is --batch and its channels the space's (3).
     #[arg(long, requires = "model", value_parser = clap::value_parser!(u32).range(8..=2048))]
     pub model_resolution: Option<u32>,
     /// Passes: with --arch alone, the network is prepared and timed N times
     /// and a spread of its passes wider than 5% is named as several latency
-    /// modes [default: 1]; with --arch and --model, the rounds of the A/B
-    /// alternation [default: 3].
+    /// modes [default: 1]; with --model or --versus, the passes of runs in
+    /// turns, each prepared afresh [default: 3].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub passes: Option<u32>,
     #[command(flatten)]
@@ -51,12 +61,12 @@ pub struct MeasureArgs<S: Args> {
     /// With --table, first each block's time inside the network at the
     /// table's speed beside the table's price of it (where the table
     /// misprices this network).
-    #[arg(long, requires = "arch", conflicts_with = "model")]
+    #[arg(long, requires = "arch", conflicts_with_all = ["model", "versus"])]
     pub per_block: bool,
     /// Also time the network at this table's speed reference (a CPU table
     /// built `--cache network` has one), as `validate` does, and print the
     /// table's prediction beside.
-    #[arg(long, requires = "arch", conflicts_with = "model")]
+    #[arg(long, requires = "arch", conflicts_with_all = ["model", "versus"])]
     pub table: Option<PathBuf>,
     #[command(flatten)]
     pub gauge: GaugeArgs,
@@ -67,7 +77,10 @@ pub struct MeasureArgs<S: Args> {
 pub fn run<E: EngineCli>(args: &MeasureArgs<E::Settings>) -> Result<()> {
     match (&args.arch, &args.model) {
         (_, Some(model)) => run_model::<E>(args, args.arch.as_deref(), model),
-        (Some(arch), None) => run_arch::<E>(args, arch),
+        (Some(arch), None) => match &args.versus {
+            Some(versus) => run_versus::<E>(args, arch, versus),
+            None => run_arch::<E>(args, arch),
+        },
         (None, None) => bail!("measure needs --arch or --model"),
     }
 }
@@ -175,31 +188,77 @@ fn run_model<E: EngineCli>(
         _ => None,
     };
     let rule = args.timing.flags(E::DEFAULTS.network_cap_ms).rule()?;
-    let (mut engine, mut monitor) = E::open(&args.engine)?;
     let Some(network) = network else {
+        let (mut engine, mut monitor) = E::open(&args.engine)?;
         let timed = time_workload(&mut engine, monitor.as_mut(), &model_workload, &rule)?;
         print_timed::<E>(&args.engine, &engine, &model_workload, &timed, "");
         return Ok(());
     };
-    let (mut a, mut b) = (Vec::new(), Vec::new());
+    in_turns::<E>(args, &network, &model_workload, &rule)?;
+    Ok(())
+}
+
+/// `--versus`: two architectures timed in turns, run by run.
+fn run_versus<E: EngineCli>(
+    args: &MeasureArgs<E::Settings>,
+    arch: &Path,
+    versus: &Path,
+) -> Result<()> {
+    let workload = |path: &Path| -> Result<Workload> {
+        Ok(Workload::Network {
+            name: stem(path),
+            blocks: Architecture::from_path(path)?.block_specs()?,
+        })
+    };
+    let (a, b) = (workload(arch)?, workload(versus)?);
+    let rule = args.timing.flags(E::DEFAULTS.network_cap_ms).rule()?;
+    in_turns::<E>(args, &a, &b, &rule)?;
+    Ok(())
+}
+
+/// Times `a` and `b` in turns, run by run, `--passes` times (each pass
+/// prepares both afresh, on an engine each), prints every pass and the
+/// passes' summary: the median of the passes' ratios of B over A
+/// ([`time_paired`]) and their range.
+fn in_turns<E: EngineCli>(
+    args: &MeasureArgs<E::Settings>,
+    a: &Workload,
+    b: &Workload,
+    rule: &TimingRule,
+) -> Result<()> {
+    let (mut ea, _monitor) = E::open(&args.engine)?;
+    let (mut eb, _) = E::open(&args.engine)?;
     let passes = args.passes.unwrap_or(3);
+    let (mut ma, mut mb, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for pass in 1..=passes {
-        for (workload, medians) in [(&network, &mut a), (&model_workload, &mut b)] {
-            let timed = time_workload(&mut engine, monitor.as_mut(), workload, &rule)?;
-            print_timed::<E>(
-                &args.engine,
-                &engine,
-                workload,
-                &timed,
-                &format!("pass {pass}/{passes}: "),
-            );
-            medians.push(timed.summary.median);
-        }
+        let p = time_paired(&mut ea, a, &mut eb, b, rule)?;
+        println!(
+            "pass {pass}/{passes}, run by run: {a} median {:.4} ms ({} runs), {b} median {:.4} ms ({} runs), {b} {} against {a}",
+            p.a.median,
+            p.a.samples,
+            p.b.median,
+            p.b.samples,
+            p.describe_ratio()
+        );
+        ma.push(p.a.median);
+        mb.push(p.b.median);
+        ratios.push(p.ratio.median);
     }
-    let (a, b) = (median_of(&mut a), median_of(&mut b));
+    let ratio = median_of(&mut ratios.clone());
+    let (lo, hi) = ratios
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &r| {
+            (l.min(r), h.max(r))
+        });
     println!(
-        "A/B over {passes} passes (median of pass medians): {network} {a:.4} ms, {model_workload} {b:.4} ms, model {:+.2}% against the network built from the architecture",
-        (b / a - 1.0) * 100.0
+        "A/B over {passes} passes, run by run (median of pass medians): {a} {:.4} ms, {b} {:.4} ms, {b} {:+.2}% against {a} (passes {:+.2}..{:+.2}%) at {}, {}",
+        median_of(&mut ma),
+        median_of(&mut mb),
+        (ratio - 1.0) * 100.0,
+        (lo - 1.0) * 100.0,
+        (hi - 1.0) * 100.0,
+        E::describe(&args.engine),
+        ea.info().device_name,
     );
     Ok(())
 }

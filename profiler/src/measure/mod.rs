@@ -9,6 +9,7 @@ pub mod engine;
 #[cfg(any(test, feature = "test-util"))]
 pub mod fake;
 pub mod monitor;
+pub mod paired;
 pub mod speed;
 pub mod stop;
 pub mod timing;

@@ -142,7 +142,7 @@ impl Timed {
 
 /// One sample, refused unless it is a positive finite latency, so that no
 /// NaN ever reaches the statistics or the table.
-fn checked(engine: &mut dyn Engine, workload: &Workload) -> Result<f64> {
+pub(crate) fn checked(engine: &mut dyn Engine, workload: &Workload) -> Result<f64> {
     let ms = engine.run_timed()?;
     if ms.is_finite() && ms > 0.0 {
         Ok(ms)
