@@ -25,9 +25,10 @@
 #      writing arch.json;
 #   6. measures the searched network and TF-NAS-A/8 (the target's network)
 #      end to end with the same engine, alternately in six passes
-#      (`profiler validate --arch`), and prints each one's table error, the
-#      measured ratio of the two (raw, alternated) against the predicted
-#      ratio, each with its interval, and a one-line verdict (both within
+#      (`profiler validate --arch`), then the two in turns run by run
+#      (`profiler measure --versus`), and prints each one's table error, the
+#      measured ratio of the two (raw, from the runs in turns) against the
+#      predicted ratio, each with its interval, and a one-line verdict (both within
 #      2%: LANDED; a miss whose intervals reach into the 2% band is marked
 #      within the noise; scripts/verdict.awk); on a CPU each pass is
 #      brought to the table's speed by its speed standard.
@@ -130,18 +131,14 @@ echo "$key" > "$ckpt.key"
   --table "$table" --target-ms "$target" --out arch.json --checkpoint "$ckpt"
 
 echo "== 5/5 the searched network and TF-NAS-A/8, predicted and measured alternately (${device[*]})"
-# Both networks timed in turns (searched, TF-NAS-A/8, searched, ...) in six
-# passes by `validate --arch`, so that a machine whose speed wanders weighs
-# on both alike; the ratio is the median of the six pass pairs' raw ratios
-# (a mean of raw times did not survive single passes the machine slowed
-# 25-35%: docs/benchmarks/cpu.md, "The main job holds its level"). Each
-# one's error against the table is at the table's speed (on a CPU by the
-# table's speed standard, above). Their ratio is taken from the raw
-# medians: timed in turns, the machine's speed cancels in it, while any
-# gauge would add its own noise to each side. Six
+# Each network's error against the table: both timed in turns (searched,
+# TF-NAS-A/8, searched, ...) in six passes by `validate --arch`, so that a
+# machine whose speed wanders weighs on both alike, each pass at the
+# table's speed (on a CPU by the table's speed standard, above). Six
 # passes, not three: one pass of a network strays 2-3% on this VM, and the
 # verdict's 2% asks for the mean of several. A longer cap than the table's:
-# a network is one number, worth a tight interval.
+# a network is one number, worth a tight interval. Their ratio comes from
+# the runs in turns below (the pass pairs' raw ratios are the fallback).
 rows=tables/local/main-job-rows.csv
 speed=""
 [ "${device[1]}" = cpu ] && speed=" at the table's speed"
@@ -152,6 +149,16 @@ report=$("$P" validate "${device[@]}" "${gauge[@]}" --table "$table" --arch arch
 # modes) makes any verdict on its mean a guess: validate names it.
 unstable=$(printf '%s\n' "$report" | grep '^unstable:' || true)
 [ -n "$unstable" ] && printf '%s\n' "$unstable"
+# Their ratio from the two timed in turns run by run, each of the searched
+# network's runs against the TF-NAS-A/8 runs either side of it: passes of
+# two seconds each carry the machine's wandering into a ratio (sd 1.7% on
+# this VM), runs in turns do not (sd 0.35%: docs/benchmarks/cpu.md,
+# "Paired runs"). Three passes of 3 s, each prepared afresh.
+turns=tables/local/main-job-turns.txt
+"$P" measure "${device[@]}" --arch "$reference" --versus arch.json --passes 3 --cap-ms 3000 \
+  > "$turns.tmp.$$"
+mv "$turns.tmp.$$" "$turns"
+grep '^A/B over' "$turns"
 # The verdict, each figure with its interval (scripts/verdict.awk).
 awk -F, -v t="$target" -v a="${factor:-1}" -v sp="$speed" -v s="$(( $(date +%s) - start ))" \
-  -v unstable="${unstable:+1}" -f scripts/verdict.awk "$rows"
+  -v unstable="${unstable:+1}" -v tf="$turns" -f scripts/verdict.awk "$rows" "$turns"

@@ -3,13 +3,19 @@
 # TF-NAS-A/8. Variables: t the target (ms), a the table's correction factor
 # (validate's rows hold the sum of blocks), sp " at the table's speed" or
 # "" (a GPU), s the seconds since the job began, unstable 1 when validate
-# named a network with several latency modes.
+# named a network with several latency modes, tf the file of `profiler
+# measure --arch TF-NAS-A/8 --versus SEARCHED` (the two timed in turns, run
+# by run), read after the rows: awk -f verdict.awk ROWS TURNS.
 #
 # Each figure comes with its interval, so that a miss inside the noise is
 # told from one beyond it: a network's mean over its passes with a 95%
-# Student t interval; the ratio's median of the pass pairs with the
-# interval from their smallest to their largest value, which holds the
-# median with probability 1 - 2 * 0.5^k for k pairs (97% for six).
+# Student t interval. The ratio: from the runs in turns when tf has them,
+# the median of its passes' ratios, with an interval from the lowest to the
+# highest end of their 95% intervals; else the median of the rows' pass
+# pairs, with the interval from their smallest to their largest value,
+# which holds the median with probability 1 - 2 * 0.5^k for k pairs (97%
+# for six). Runs in turns hold the ratio five times tighter than passes
+# (docs/benchmarks/cpu.md, "Paired runs").
 
 # Sorts v[1..k] in place (insertion sort: six values) and returns their median.
 function median(v, k,    x, y, w) {
@@ -31,6 +37,16 @@ function error_interval(i, p,    j, mean, ss, h) {
   hi[i] = (mean > h) ? (p / (mean - h) - 1) * 100 : 1e9
   return (p / mean - 1) * 100
 }
+# A pass of the runs in turns: "pass 1/3, run by run: ... SEARCHED +1.81%
+# (95% CI +1.50..+2.47%, 20 pairs) against TF-NAS-A/8".
+FILENAME == tf {
+  if ($0 !~ /^pass [0-9]+\/[0-9]+, run by run: /) next
+  if (!match($0, /[-+][0-9.]+% \(95% CI [-+][0-9.]+\.\.[-+][0-9.]+%, [0-9]+ pairs\)/)) next
+  f = substr($0, RSTART, RLENGTH); gsub(/\.\./, " ", f); gsub(/[()%,]/, " ", f)
+  split(f, w, " ")
+  tq[++tk] = 1 + w[1] / 100; tlo[tk] = 1 + w[4] / 100; thi[tk] = 1 + w[5] / 100
+  next
+}
 /^#/ || $1 == "index" { next }
 # A pass pair either of whose passes validate marked throttled (a GPU
 # that throttled; on a CPU, a speed standard that moved over 3% around
@@ -47,17 +63,22 @@ END {
   }
   if (k == 0) { print "verdict: UNSURE: every pass pair was throttled"; exit }
   for (i = 0; i <= 1; i++) { m[i] /= n[i]; e[i] = error_interval(i, p[i]) }
-  rr = median(q, k)
-  rp = p[0] / p[1]; rm = m[0] / m[1]
-  re = (rp / rr - 1) * 100; rs = (rp / rm - 1) * 100
-  # q is sorted now: the median's interval is q[1]..q[k].
-  rlo = (rp / q[k] - 1) * 100; rhi = (rp / q[1] - 1) * 100
-  conf = (1 - 2 * 0.5 ^ k) * 100
+  rp = p[0] / p[1]; rm = m[0] / m[1]; rs = (rp / rm - 1) * 100
+  if (tk > 0) {
+    rr = median(tq, tk); qlo = tlo[1]; qhi = thi[1]
+    for (j = 2; j <= tk; j++) { if (tlo[j] < qlo) qlo = tlo[j]; if (thi[j] > qhi) qhi = thi[j] }
+    how = sprintf("in turns run by run, the median of %d passes (their 95%% intervals within %.4f..%.4f", tk, qlo, qhi)
+  } else {
+    # q sorted by median(): the median's interval is q[1]..q[k].
+    rr = median(q, k); qlo = q[1]; qhi = q[k]
+    how = sprintf("the median of %d pass pairs (range %.4f..%.4f, a %.0f%% interval", k, qlo, qhi, (1 - 2 * 0.5 ^ k) * 100)
+  }
+  re = (rp / rr - 1) * 100; rlo = (rp / qhi - 1) * 100; rhi = (rp / qlo - 1) * 100
   printf "target     %.4f ms (TF-NAS-A/8 as the table predicts it)\n", t
   if (left > 0) printf "left out: %d of %d pass pairs, throttled\n", left, left + k
   printf "searched   predicted %.4f ms, measured %.4f ms (mean of %d passes%s): table error %+.2f%% (95%% interval %+.2f..%+.2f%%)\n", p[0], m[0], n[0], sp, e[0], lo[0], hi[0]
   printf "TF-NAS-A/8 predicted %.4f ms, measured %.4f ms (mean of %d passes%s): table error %+.2f%% (95%% interval %+.2f..%+.2f%%)\n", p[1], m[1], n[1], sp, e[1], lo[1], hi[1]
-  printf "ratio searched/TF-NAS-A/8: predicted %.4f, measured %.4f raw, the median of %d pass pairs (range %.4f..%.4f; %+.2f%%, %.0f%% interval %+.2f..%+.2f%%)", rp, rr, k, q[1], q[k], re, conf, rlo, rhi
+  printf "ratio searched/TF-NAS-A/8: predicted %.4f, measured %.4f raw, %s): %+.2f%% (interval %+.2f..%+.2f%%)", rp, rr, how, re, rlo, rhi
   if (sp != "") printf "; %.4f at the table's speed (%+.2f%%)", rm, rs
   printf "\n"
   printf "searched against target: %+.2f%% measured\n", (m[0] / t - 1) * 100

@@ -11,7 +11,15 @@ type Row = (u32, u32, f64, f64, bool, f64);
 
 /// The verdict's output on `rows`, target 20 ms, no correction.
 fn verdict(rows: &[Row]) -> String {
+    verdict_with(rows, "")
+}
+
+/// The verdict's output on `rows` and `turns`, the output of `profiler
+/// measure --arch TF-NAS-A/8 --versus SEARCHED` (empty: none).
+fn verdict_with(rows: &[Row], turns: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
+    let turns_path = dir.path().join("turns.txt");
+    std::fs::write(&turns_path, turns).unwrap();
     let path = dir.path().join("rows.csv");
     let mut text = String::from("# format: tfnas-validation/3\nindex,pass,seed,predicted_ms,measured_ms,error_pct,measured_p10_ms,measured_p90_ms,samples,throttled,raw_ms,arch\n");
     for &(i, pass, p, m, throttled, raw) in rows {
@@ -33,9 +41,12 @@ fn verdict(rows: &[Row]) -> String {
             "-v",
             "sp= at the table's speed",
         ])
-        .args(["-v", "s=500", "-v", "unstable=", "-f"])
+        .args(["-v", "s=500", "-v", "unstable=", "-v"])
+        .arg(format!("tf={}", turns_path.display()))
+        .arg("-f")
         .arg(script)
         .arg(&path)
+        .arg(&turns_path)
         .output()
         .unwrap();
     assert!(
@@ -81,7 +92,9 @@ fn a_network_on_its_price_lands_with_its_interval_printed() {
     assert!(line(&out, "TF-NAS-A/8 ").ends_with("table error +0.00% (95% interval +0.00..+0.00%)"));
     // Three pairs: their range holds the median with probability 75%.
     assert!(
-        line(&out, "ratio ").contains("(range 0.9429..0.9619; +0.00%, 75% interval -0.99..+1.01%)"),
+        line(&out, "ratio ").ends_with(
+            "the median of 3 pass pairs (range 0.9429..0.9619, a 75% interval): +0.00% (interval -0.99..+1.01%); 0.9524 at the table's speed (+0.00%)"
+        ),
         "{out}"
     );
     assert!(
@@ -127,4 +140,55 @@ fn throttled_pairs_are_left_out_whole_and_too_few_left_is_unsure() {
     rows.truncate(4);
     assert!(line(&verdict(&rows), "verdict: ")
         .starts_with("verdict: UNSURE (fewer than 3 pass pairs left)"));
+}
+
+/// `measure --versus`'s pass lines, as it prints them.
+fn turns(passes: &[(f64, f64, f64)]) -> String {
+    let mut text = String::from("cpu: a line on stderr is not here\n");
+    for (j, (r, lo, hi)) in passes.iter().enumerate() {
+        text += &format!(
+            "pass {}/{}, run by run: network tfnas_a_up8 (21 blocks) median 21.0000 ms (21 runs), network arch (21 blocks) median 20.0000 ms (20 runs), network arch (21 blocks) {r:+.2}% (95% CI {lo:+.2}..{hi:+.2}%, 20 pairs) against network tfnas_a_up8 (21 blocks)\n",
+            j + 1,
+            passes.len()
+        );
+    }
+    text + "A/B over 3 passes, run by run (median of pass medians): +9.99% is not read\n"
+}
+
+#[test]
+fn the_ratio_comes_from_the_runs_in_turns_when_there_are_some() {
+    // The pass pairs say the searched network runs at its predicted ratio
+    // (20/21); the runs in turns, 0.8% slower than that: -4.00%, -3.50%,
+    // -5.00% against TF-NAS-A/8, so the ratio measured is 0.96.
+    let rows = pairs(20.0, [20.0, 20.0, 20.0]);
+    let text = turns(&[(-4.0, -4.5, -3.5), (-3.5, -4.0, -3.0), (-5.0, -6.0, -4.5)]);
+    let out = verdict_with(&rows, &text);
+    let rp = 20.0 / 21.0;
+    let pct = |r: f64| (rp / r - 1.0) * 100.0;
+    assert_eq!(
+        line(&out, "ratio "),
+        format!(
+            "ratio searched/TF-NAS-A/8: predicted 0.9524, measured 0.9600 raw, in turns run by run, the median of 3 passes (their 95% intervals within 0.9400..0.9700): {:+.2}% (interval {:+.2}..{:+.2}%); 0.9524 at the table's speed (+0.00%)",
+            pct(0.96),
+            pct(0.97),
+            pct(0.94)
+        )
+    );
+    // -0.79% off, inside the band: a landing, which the pass pairs alone
+    // (+0.00%) would have called too.
+    assert!(
+        line(&out, "verdict: ").starts_with("verdict: LANDED: "),
+        "{out}"
+    );
+    // 8% slower in turns: beyond the band and its interval too.
+    let text = turns(&[(-12.0, -12.5, -11.5); 3]);
+    let out = verdict_with(&rows, &text);
+    assert!(
+        line(&out, "verdict: ").starts_with("verdict: MISSED: "),
+        "{out}"
+    );
+    assert!(
+        line(&out, "ratio ").contains("the median of 3 passes"),
+        "{out}"
+    );
 }
