@@ -142,6 +142,32 @@ fn throttled_pairs_are_left_out_whole_and_too_few_left_is_unsure() {
         .starts_with("verdict: UNSURE (fewer than 3 pass pairs left)"));
 }
 
+#[test]
+fn throttled_pairs_are_kept_when_leaving_them_out_would_leave_fewer_than_three() {
+    // Two steady pairs and two throttled: leaving the throttled out would
+    // leave a verdict on two passes, so all four are kept, and said so.
+    let mut rows = pairs(20.0, [19.8, 20.2, 20.0]);
+    rows.truncate(4);
+    for (j, m) in [(2, 19.6), (3, 20.4)] {
+        rows.push((0, j, 20.0, m, true, m));
+        rows.push((1, j, 21.0, 21.0, false, 21.0));
+    }
+    let out = verdict(&rows);
+    assert!(
+        out.contains("kept: 2 of 4 pass pairs throttled, as only 2 steady would be left\n"),
+        "{out}"
+    );
+    assert!(!out.contains("left out:"), "{out}");
+    assert!(
+        line(&out, "searched ").contains("(mean of 4 passes"),
+        "{out}"
+    );
+    assert!(
+        line(&out, "verdict: ").starts_with("verdict: LANDED: "),
+        "{out}"
+    );
+}
+
 /// `measure --versus`'s pass lines, as it prints them.
 fn turns(passes: &[(f64, f64, f64)]) -> String {
     let mut text = String::from("cpu: a line on stderr is not here\n");
