@@ -206,3 +206,65 @@ fn a_standard_that_moved_over_three_percent_around_a_network_names_it_unsteady()
     let fixed_parts = with(None, 1);
     assert!(!fixed_parts.unsteady() && fixed_parts.standard_note().is_empty());
 }
+
+/// The fake, with the speed standard's every window at the next speed of
+/// `windows` (the machine stepping between windows) and the timed network
+/// at speed 1.
+struct Windows {
+    fake: FakeEngine,
+    windows: std::collections::VecDeque<f64>,
+}
+
+impl Engine for Windows {
+    fn info(&self) -> &crate::measure::engine::EngineInfo {
+        self.fake.info()
+    }
+    fn config(&self) -> &EngineConfig {
+        self.fake.config()
+    }
+    fn prepare(&mut self, workload: &Workload) -> Result<()> {
+        let standard =
+            matches!(workload, Workload::Network { name, .. } if name == "speed standard");
+        self.fake.speeds = match standard {
+            true => vec![self.windows.pop_front().expect("a window left")],
+            false => vec![1.0],
+        };
+        self.fake.prepare(workload)
+    }
+    fn run_timed(&mut self) -> Result<f64> {
+        self.fake.run_timed()
+    }
+    fn run_timed_blocks(&mut self) -> Result<Vec<f64>> {
+        self.fake.run_timed_blocks()
+    }
+}
+
+#[test]
+fn a_network_timed_again_gets_two_fresh_windows_not_the_stray_one() {
+    let blocks = network();
+    let standard_ms: f64 = blocks.iter().map(FakeEngine::latency).sum();
+    let gauge = Gauge::Standard {
+        reference_ms: 1.0,
+        standard_ms,
+        blocks: blocks.clone(),
+    };
+    let workload = Workload::Network {
+        name: "timed".into(),
+        blocks: blocks.clone(),
+    };
+    let rule = crate::measure::timing::TimingRule::default();
+    // The first try's "after" strays 10% slow; the machine is at speed 1
+    // otherwise. Reused as the second try's "before", it would leave the
+    // pair 10% apart and the factor 4.7% low.
+    let mut engine = Windows {
+        fake: FakeEngine::new(EngineConfig::default()),
+        windows: [1.0, 1.1, 1.0, 1.0].into(),
+    };
+    let t = time_at_reference(&mut engine, &workload, rule.warmup, &rule.stop, &gauge).unwrap();
+    assert_eq!(t.tries, 2);
+    assert!(engine.windows.is_empty());
+    let (before, after) = t.standard.unwrap();
+    assert!((before / standard_ms - 1.0).abs() < 1e-9, "{t:?}");
+    assert!((after / standard_ms - 1.0).abs() < 1e-9, "{t:?}");
+    assert!(!t.unsteady() && (t.factor - 1.0).abs() < 1e-9, "{t:?}");
+}
