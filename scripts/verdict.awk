@@ -9,7 +9,8 @@
 #
 # Each figure comes with its interval, so that a miss inside the noise is
 # told from one beyond it: a network's mean over its passes with a 95%
-# Student t interval. The ratio: from the runs in turns when tf has them,
+# Student t interval (with the runs in turns, over both networks' passes,
+# the other's brought over by the ratio: see END). The ratio: from the runs in turns when tf has them,
 # the median of its passes' ratios, with an interval from the lowest to the
 # highest end of their 95% intervals; else the median of the rows' pass
 # pairs, with the interval from their smallest to their largest value,
@@ -22,20 +23,22 @@ function median(v, k,    x, y, w) {
   for (x = 2; x <= k; x++) { w = v[x]; for (y = x - 1; y >= 1 && v[y] > w; y--) v[y + 1] = v[y]; v[y + 1] = w }
   return (k % 2) ? v[(k + 1) / 2] : (v[k / 2] + v[k / 2 + 1]) / 2
 }
-# Student's t at 97.5% for df degrees of freedom (1..10, then the normal's).
+# Student's t at 97.5% for df degrees of freedom (1..30, then the normal's).
 function t975(df) {
-  split("12.706 4.303 3.182 2.776 2.571 2.447 2.365 2.306 2.262 2.228", tt, " ")
-  return (df >= 1 && df <= 10) ? tt[df] : 1.96
+  split("12.706 4.303 3.182 2.776 2.571 2.447 2.365 2.306 2.262 2.228 2.201 2.179 2.160 2.145 2.131 2.120 2.110 2.101 2.093 2.086 2.080 2.074 2.069 2.064 2.060 2.056 2.052 2.048 2.045 2.042", tt, " ")
+  return (df >= 1 && df <= 30) ? tt[df] : 1.96
 }
-# The error (%) of prediction p against the mean of network i's passes, and
-# its 95% interval through the mean's: lo[i], hi[i].
-function error_interval(i, p,    j, mean, ss, h) {
-  mean = m[i]
-  for (j = 1; j <= n[i]; j++) ss += (v[i, j] - mean) ^ 2
-  h = n[i] > 1 ? t975(n[i] - 1) * sqrt(ss / (n[i] - 1) / n[i]) : 0
-  lo[i] = (p / (mean + h) - 1) * 100
-  hi[i] = (mean > h) ? (p / (mean - h) - 1) * 100 : 1e9
-  return (p / mean - 1) * 100
+# The error (%) of prediction p against the mean of x[1..c], and its 95%
+# interval through the mean's (Student's t): emean, elo, ehi.
+function error_of(x, c, p,    j, ss, h) {
+  emean = 0; ss = 0
+  for (j = 1; j <= c; j++) emean += x[j]
+  emean /= c
+  for (j = 1; j <= c; j++) ss += (x[j] - emean) ^ 2
+  h = c > 1 ? t975(c - 1) * sqrt(ss / (c - 1) / c) : 0
+  elo = (p / (emean + h) - 1) * 100
+  ehi = (emean > h) ? (p / (emean - h) - 1) * 100 : 1e9
+  return (p / emean - 1) * 100
 }
 # A pass of the runs in turns: "pass 1/3, run by run: ... SEARCHED +1.81%
 # (95% CI +1.50..+2.47%, 20 pairs) against TF-NAS-A/8".
@@ -68,23 +71,44 @@ END {
     q[++k] = raw[0, j] / raw[1, j]
   }
   if (k == 0) { print "verdict: UNSURE: every pass pair was throttled"; exit }
-  for (i = 0; i <= 1; i++) { m[i] /= n[i]; e[i] = error_interval(i, p[i]) }
-  rp = p[0] / p[1]; rm = m[0] / m[1]; rs = (rp / rm - 1) * 100
+  # Each network's error from its own passes.
+  for (i = 0; i <= 1; i++) {
+    for (j = 1; j <= n[i]; j++) x[j] = v[i, j]
+    own[i] = error_of(x, n[i], p[i]); m[i] = emean; lo[i] = elo; hi[i] = ehi; e[i] = own[i]
+  }
+  rm = m[0] / m[1]; mo0 = m[0]; mo1 = m[1]
   if (tk > 0) {
     rr = median(tq, tk); qlo = tlo[1]; qhi = thi[1]
     for (j = 2; j <= tk; j++) { if (tlo[j] < qlo) qlo = tlo[j]; if (thi[j] > qhi) qhi = thi[j] }
     how = sprintf("in turns run by run, the median of %d passes (their 95%% intervals within %.4f..%.4f", tk, qlo, qhi)
+    # With the ratio in turns, each network's time at the table's speed
+    # from both networks' passes: its own, and the other's times (or over)
+    # the ratio. Each pass is gauged by its own speed standard, whose
+    # noise (about 1-2% a pass on the development VM) is the largest in
+    # a network's error; twice the passes halve its variance, and the
+    # ratio in turns (0.2-0.8% between preparations) splits the level.
+    for (i = 0; i <= 1; i++) {
+      for (j = 1; j <= n[i]; j++) { x[j] = v[i, j]; x[n[i] + j] = i == 0 ? v[1, j] * rr : v[0, j] / rr }
+      e[i] = error_of(x, 2 * n[i], p[i]); m[i] = emean; lo[i] = elo; hi[i] = ehi
+    }
+    from = sprintf("its %d passes and the other's %d through their ratio in turns%s", n[0], n[1], sp)
   } else {
     # q sorted by median(): the median's interval is q[1]..q[k].
     rr = median(q, k); qlo = q[1]; qhi = q[k]
     how = sprintf("the median of %d pass pairs (range %.4f..%.4f, a %.0f%% interval", k, qlo, qhi, (1 - 2 * 0.5 ^ k) * 100)
+    from = sprintf("mean of %d passes%s", n[0], sp)
   }
+  rp = p[0] / p[1]; rs = (rp / rm - 1) * 100
   re = (rp / rr - 1) * 100; rlo = (rp / qhi - 1) * 100; rhi = (rp / qlo - 1) * 100
   printf "target     %.4f ms (TF-NAS-A/8 as the table predicts it)\n", t
   if (left > 0) printf "left out: %d of %d pass pairs, throttled\n", left, left + k
   if (!strict && whole > steady) printf "kept: %d of %d pass pairs throttled, as only %d steady would be left\n", whole - steady, whole, steady
-  printf "searched   predicted %.4f ms, measured %.4f ms (mean of %d passes%s): table error %+.2f%% (95%% interval %+.2f..%+.2f%%)\n", p[0], m[0], n[0], sp, e[0], lo[0], hi[0]
-  printf "TF-NAS-A/8 predicted %.4f ms, measured %.4f ms (mean of %d passes%s): table error %+.2f%% (95%% interval %+.2f..%+.2f%%)\n", p[1], m[1], n[1], sp, e[1], lo[1], hi[1]
+  printf "searched   predicted %.4f ms, measured %.4f ms (%s): table error %+.2f%% (95%% interval %+.2f..%+.2f%%)", p[0], m[0], from, e[0], lo[0], hi[0]
+  if (tk > 0) printf "; its own passes alone %.4f ms, %+.2f%%", mo0, own[0]
+  printf "\n"
+  printf "TF-NAS-A/8 predicted %.4f ms, measured %.4f ms (%s): table error %+.2f%% (95%% interval %+.2f..%+.2f%%)", p[1], m[1], from, e[1], lo[1], hi[1]
+  if (tk > 0) printf "; its own passes alone %.4f ms, %+.2f%%", mo1, own[1]
+  printf "\n"
   printf "ratio searched/TF-NAS-A/8: predicted %.4f, measured %.4f raw, %s): %+.2f%% (interval %+.2f..%+.2f%%)", rp, rr, how, re, rlo, rhi
   if (sp != "") printf "; %.4f at the table's speed (%+.2f%%)", rm, rs
   printf "\n"

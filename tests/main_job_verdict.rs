@@ -200,6 +200,28 @@ fn the_ratio_comes_from_the_runs_in_turns_when_there_are_some() {
             pct(0.94)
         )
     );
+    // Each network's time from both networks' passes: the searched
+    // network's three at 20 ms and TF-NAS-A/8's three at 21 ms times the
+    // ratio 0.96 (20.16 ms); TF-NAS-A/8's own three and the searched
+    // network's over the ratio (20.8333 ms).
+    let x = [20.0, 20.0, 20.0, 20.16, 20.16, 20.16];
+    let mean = x.iter().sum::<f64>() / 6.0;
+    let sd = (x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / 5.0).sqrt();
+    let h = 2.571 * sd / 6f64.sqrt();
+    let err = |m: f64| (20.0 / m - 1.0) * 100.0;
+    assert_eq!(
+        line(&out, "searched "),
+        format!(
+            "searched   predicted 20.0000 ms, measured {mean:.4} ms (its 3 passes and the other's 3 through their ratio in turns at the table's speed): table error {:+.2}% (95% interval {:+.2}..{:+.2}%); its own passes alone 20.0000 ms, +0.00%",
+            err(mean),
+            err(mean + h),
+            err(mean - h)
+        )
+    );
+    assert!(
+        line(&out, "TF-NAS-A/8 ").contains("measured 20.9167 ms (its 3 passes"),
+        "{out}"
+    );
     // -0.79% off, inside the band: a landing, which the pass pairs alone
     // (+0.00%) would have called too.
     assert!(
