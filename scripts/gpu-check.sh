@@ -34,8 +34,9 @@
 #   call 2: unit-tests (120 s cap: every GPU unit test, every convolution
 #     candidate preferred in turn), repeat-a/b/compare (target 3),
 #     subset-1/2/check (the rate for target 4), measure-cold, verify-network
-#     (TF-NAS-A at batch 1), measure-eager, verify-eager, bad-device,
-#     refuse-other-batch, oom, oom-rows: 625 s of caps, so with the budget
+#     (TF-NAS-A at batch 1), measure-eager, measure-versus (TF-NAS-A/8
+#     against TF-NAS-A in turns), verify-eager, bad-device,
+#     refuse-other-batch, oom, oom-rows: 665 s of caps, so with the budget
 #     that is left (below) the last ones may be skipped; `plan` shows which.
 #
 # The device calls, with 15 minutes of device time in all (the machine's
@@ -244,6 +245,11 @@ checks() {
     step measure-cold 50 "$p" measure --arch "$arch" --device 0 --l2 cold --cap-ms 500
     step verify-network 50 "$p" verify --device 0 --network
     step measure-eager 50 "$p" measure --arch "$arch" --device 0 --launch eager --cap-ms 500
+    # Two networks in turns, run by run, each on an engine of its own (two
+    # engines in one process: never run on a GPU before; the main job's
+    # ratio on a GPU comes from this).
+    step measure-versus 40 "$p" measure --arch "$arch" --device 0 --versus tests/fixtures/tfnas_a_up8.json \
+        --passes 2 --cap-ms 500
     step verify-eager 45 "$p" verify --device 0 --launch eager
     step bad-device 15 "expect=2:no CUDA device 7" "$p" verify --device 7
     step refuse-other-batch 25 "expect=2:refusing to append" "$p" --device 0 --width-step 64 --batch 16 --out "$OUT/subset.csv"

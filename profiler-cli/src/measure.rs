@@ -194,8 +194,7 @@ fn run_model<E: EngineCli>(
         print_timed::<E>(&args.engine, &engine, &model_workload, &timed, "");
         return Ok(());
     };
-    in_turns::<E>(args, &network, &model_workload, &rule)?;
-    Ok(())
+    in_turns::<E>(args, &network, &model_workload, &rule)
 }
 
 /// `--versus`: two architectures timed in turns, run by run.
@@ -212,8 +211,7 @@ fn run_versus<E: EngineCli>(
     };
     let (a, b) = (workload(arch)?, workload(versus)?);
     let rule = args.timing.flags(E::DEFAULTS.network_cap_ms).rule()?;
-    in_turns::<E>(args, &a, &b, &rule)?;
-    Ok(())
+    in_turns::<E>(args, &a, &b, &rule)
 }
 
 /// Times `a` and `b` in turns, run by run, `--passes` times (each pass
