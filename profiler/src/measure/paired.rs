@@ -17,6 +17,11 @@
 //! one of the other's (the same cache state for both). The ratios' median
 //! and its distribution-free 95% interval are the result; sampling stops
 //! under the rule's stop (the interval within its width, or its cap).
+//! Neighbouring ratios share an A run, so that interval is somewhat
+//! narrower than the truth; and it holds one preparation of the two: on
+//! the development VM the ratio moved by up to 2.7% between preparations
+//! (0.79% sd) against ±0.3-0.6% within one, which is why callers time
+//! several passes, each prepared afresh.
 //! Each workload needs its own prepared engine: an [`Engine`] holds one
 //! prepared workload at a time, and preparing anew between runs would time
 //! the preparation's aftermath.
