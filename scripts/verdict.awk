@@ -65,7 +65,7 @@ END {
   left = 0; k = 0
   for (j in passes) {
     if ((strict && (j in out)) || !((0, j) in raw) || !((1, j) in raw)) { left++; continue }
-    for (i = 0; i <= 1; i++) { m[i] += sc[i, j]; v[i, ++n[i]] = sc[i, j] }
+    for (i = 0; i <= 1; i++) v[i, ++n[i]] = sc[i, j]
     # The raw ratio of each pass pair (timed back to back); their median
     # below, robust to a pass the machine slowed.
     q[++k] = raw[0, j] / raw[1, j]

@@ -127,6 +127,14 @@ fn run_arch<E: EngineCli>(args: &MeasureArgs<E::Settings>, arch_path: &Path) -> 
     Ok(())
 }
 
+/// The network of `arch`, read from `path` and named by its file.
+fn network_workload(path: &Path, arch: &Architecture) -> Result<Workload> {
+    Ok(Workload::Network {
+        name: stem(path),
+        blocks: arch.block_specs()?,
+    })
+}
+
 fn stem(path: &Path) -> String {
     path.file_stem()
         .map_or("network".into(), |s| s.to_string_lossy().into_owned())
@@ -181,10 +189,7 @@ fn run_model<E: EngineCli>(
         resolution: args.model_resolution.unwrap_or(space.input_resolution),
     };
     let network = match (&arch, arch_path) {
-        (Some(a), Some(p)) => Some(Workload::Network {
-            name: stem(p),
-            blocks: a.block_specs()?,
-        }),
+        (Some(a), Some(p)) => Some(network_workload(p, a)?),
         _ => None,
     };
     let rule = args.timing.flags(E::DEFAULTS.network_cap_ms).rule()?;
@@ -203,12 +208,7 @@ fn run_versus<E: EngineCli>(
     arch: &Path,
     versus: &Path,
 ) -> Result<()> {
-    let workload = |path: &Path| -> Result<Workload> {
-        Ok(Workload::Network {
-            name: stem(path),
-            blocks: Architecture::from_path(path)?.block_specs()?,
-        })
-    };
+    let workload = |path: &Path| network_workload(path, &Architecture::from_path(path)?);
     let (a, b) = (workload(arch)?, workload(versus)?);
     let rule = args.timing.flags(E::DEFAULTS.network_cap_ms).rule()?;
     in_turns::<E>(args, &a, &b, &rule)
@@ -242,12 +242,9 @@ fn in_turns<E: EngineCli>(
         mb.push(p.b.median);
         ratios.push(p.ratio.median);
     }
-    let ratio = median_of(&mut ratios.clone());
-    let (lo, hi) = ratios
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &r| {
-            (l.min(r), h.max(r))
-        });
+    // median_of sorts them: their range is then the first and the last.
+    let ratio = median_of(&mut ratios);
+    let (lo, hi) = (ratios[0], ratios[ratios.len() - 1]);
     println!(
         "A/B over {passes} passes, run by run (median of pass medians): {a} {:.4} ms, {b} {:.4} ms, {b} {:+.2}% against {a} (passes {:+.2}..{:+.2}%) at {}, {}",
         median_of(&mut ma),
