@@ -828,6 +828,18 @@ fn measure_times_an_exported_model_alone_and_alternated_with_its_architecture() 
         assert!(line.contains("pairs) against network "), "{line}");
     }
     assert!(stdout.contains("A/B over 2 passes, run by run"), "{stdout}");
+    // Two engines, one machine: its description once.
+    let said = stderr(&o);
+    assert_eq!(
+        said.lines().filter(|l| l.starts_with("cpu: ")).count(),
+        1,
+        "{said}"
+    );
+    assert_eq!(
+        said.lines().filter(|l| l.starts_with("memory: ")).count(),
+        1,
+        "{said}"
+    );
 
     // Only the CPU engine links libtorch; a file that is not there is named.
     assert_refused(
