@@ -22,6 +22,7 @@
 //! S and of F. What it found, and the two changes to the build it led to
 //! that did not hold the level better: docs/benchmarks/cpu.md, "The
 //! table's level between builds (2026-12-07)".
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -30,21 +31,11 @@ use profiler::measure::speed::{checked_blocks, fixed_ms, is_fixed};
 use profiler_cpu::{CpuEngine, CpuSettings};
 use space::{Architecture, LatencyTable};
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-fn mean_sd(v: &[f64]) -> (f64, f64) {
-    let m = v.iter().sum::<f64>() / v.len() as f64;
-    let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len().max(2) - 1) as f64;
-    (m, var.sqrt())
-}
+mod common;
+use common::{mean_sd, median};
 
 fn main() {
-    if let Err(why) = profiler_cpu::memory::ensure_tunables() {
-        eprintln!("warning: {why}");
-    }
+    common::tunables();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let table = LatencyTable::from_path(Path::new(&args[0])).expect("table");
     let preps: usize = args[1].parse().expect("PREPARATIONS");

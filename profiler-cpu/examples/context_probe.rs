@@ -19,6 +19,7 @@
 //! the second column's spread is how well the table ranks the networks.
 //! stderr gets each trial's raw medians (total, fixed parts, stem, second
 //! stem, head) for further analysis.
+
 use std::path::Path;
 
 use profiler::measure::engine::{Engine, Workload};
@@ -26,10 +27,8 @@ use profiler::measure::speed::checked_blocks;
 use profiler_cpu::{CpuEngine, CpuSettings};
 use space::{Architecture, BlockSpec, LatencyTable};
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
+mod common;
+use common::median;
 
 fn time(engine: &mut CpuEngine, blocks: &[BlockSpec], runs: usize) -> (f64, f64, [f64; 3]) {
     engine
@@ -63,9 +62,7 @@ fn mean_se(v: &[f64]) -> (f64, f64) {
 }
 
 fn main() {
-    if let Err(why) = profiler_cpu::memory::ensure_tunables() {
-        eprintln!("warning: {why}");
-    }
+    common::tunables();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let table = LatencyTable::from_path(Path::new(&args[0])).expect("table");
     let (trials, runs): (usize, usize) = (args[1].parse().unwrap(), args[2].parse().unwrap());

@@ -15,6 +15,7 @@
 //! cap of SECONDS. It prints each repeat's two ratios of B over A, then
 //! each scheme's mean and standard deviation over the repeats: the spread
 //! one measurement of that length leaves on the ratio.
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -25,16 +26,8 @@ use profiler::measure::timing::TimingRule;
 use profiler_cpu::{CpuEngine, CpuSettings};
 use space::Architecture;
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-fn mean_sd(v: &[f64]) -> (f64, f64) {
-    let m = v.iter().sum::<f64>() / v.len() as f64;
-    let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len().max(2) - 1) as f64;
-    (m, var.sqrt())
-}
+mod common;
+use common::{mean_sd, median};
 
 /// A's then B's pass medians, three rounds of `pass` each.
 fn by_pass(engines: &mut [CpuEngine; 2], pass: Duration) -> f64 {
@@ -54,9 +47,7 @@ fn by_pass(engines: &mut [CpuEngine; 2], pass: Duration) -> f64 {
 }
 
 fn main() {
-    if let Err(why) = profiler_cpu::memory::ensure_tunables() {
-        eprintln!("warning: {why}");
-    }
+    common::tunables();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let repeats: usize = args[0].parse().expect("REPEATS");
     let secs: f64 = args[1].parse().expect("SECONDS");

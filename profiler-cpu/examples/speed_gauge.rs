@@ -25,6 +25,9 @@ use profiler::measure::speed::checked_blocks;
 use profiler_cpu::{CpuEngine, CpuSettings};
 use space::{Architecture, BlockSpec, LatencyTable};
 
+mod common;
+use common::{mean_sd, median};
+
 /// Per trial and network: the medians of the stems (the first two
 /// blocks), the head (the last), the searchable blocks and the total.
 #[derive(Clone, Copy)]
@@ -32,11 +35,6 @@ struct Parts {
     stems: f64,
     head: f64,
     total: f64,
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn time(engine: &mut CpuEngine, name: &str, blocks: &[BlockSpec], runs: usize) -> Parts {
@@ -59,16 +57,8 @@ fn time(engine: &mut CpuEngine, name: &str, blocks: &[BlockSpec], runs: usize) -
     }
 }
 
-fn mean_sd(v: &[f64]) -> (f64, f64) {
-    let m = v.iter().sum::<f64>() / v.len() as f64;
-    let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len().max(2) - 1) as f64;
-    (m, var.sqrt())
-}
-
 fn main() {
-    if let Err(why) = profiler_cpu::memory::ensure_tunables() {
-        eprintln!("warning: {why}");
-    }
+    common::tunables();
     let args: Vec<String> = std::env::args().skip(1).collect();
     assert!(
         args.len() >= 5,
