@@ -146,6 +146,14 @@ fn measure_versus_times_two_networks_in_turns_and_prints_their_ratio() {
         2,
         "{stdout}"
     );
+    // Two engines, one device: its description once.
+    let o = fake(&args);
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(
+        said.lines().filter(|l| l.starts_with("fake: ")).count(),
+        1,
+        "{said}"
+    );
     // --versus compares two architectures: without --arch it is refused.
     let o = fake(&["measure", "--versus", b.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));

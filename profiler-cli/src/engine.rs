@@ -49,7 +49,7 @@ pub trait EngineCli {
     type VerifyArgs: Args + Clone + Debug;
 
     /// Opens the engine and a monitor of its device, and prints the
-    /// engine's description line on stderr.
+    /// engine's description on stderr through [`describe_once`].
     fn open(settings: &Self::Settings) -> Result<(Self::Engine, Box<dyn Monitor>)>;
 
     /// The settings' batch.
@@ -100,4 +100,12 @@ pub trait EngineCli {
 
     /// Every output check of `verify`, in order.
     fn verify(args: &Self::VerifyArgs) -> Result<Vec<Comparison>>;
+}
+
+/// Prints an engine's description on stderr, once per process: a command
+/// that opens an engine per side (`measure --versus`, `--model`) opens
+/// them with the same settings, and said the same lines twice.
+pub fn describe_once(description: &str) {
+    static DESCRIBED: std::sync::Once = std::sync::Once::new();
+    DESCRIBED.call_once(|| eprintln!("{description}"));
 }

@@ -78,10 +78,7 @@ impl EngineCli for Cpu {
     fn open(args: &CpuArgs) -> Result<(CpuEngine, Box<dyn Monitor>)> {
         args.device.check()?;
         let engine = CpuEngine::open(args.settings())?;
-        // Once per process: `measure --versus` and `--model` open an engine
-        // per side, with the same settings, and said so twice.
-        static DESCRIBED: std::sync::Once = std::sync::Once::new();
-        DESCRIBED.call_once(|| eprintln!("{}", engine.describe()));
+        profiler_cli::engine::describe_once(&engine.describe());
         let why = "a CPU".to_string();
         Ok((engine, Box::new(Unmonitored { why })))
     }

@@ -51,12 +51,12 @@ impl EngineCli for Fake {
 
     fn open(args: &FakeArgs) -> Result<(FakeEngine, Box<dyn Monitor>)> {
         let engine = FakeEngine::new(Self::config(args)?);
-        eprintln!(
+        profiler_cli::engine::describe_once(&format!(
             "fake: {} ({}), engine {}",
             engine.info().device_name,
             engine.info().device_uuid,
             engine.info().engine
-        );
+        ));
         Ok((engine, Box::new(FakeMonitor::default())))
     }
 

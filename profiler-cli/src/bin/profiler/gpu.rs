@@ -114,7 +114,7 @@ impl EngineCli for Gpu {
     fn open(args: &GpuArgs) -> Result<(CudaEngine, Box<dyn Monitor>)> {
         let engine = CudaEngine::open(args.device, Self::config(args)?)?;
         let mut monitor = NvmlMonitor::open(&engine.info().device_uuid);
-        eprintln!(
+        profiler_cli::engine::describe_once(&format!(
             "device {}: {} ({}), driver {}, CUDA {}, cuDNN {}; {}; {}",
             args.device,
             engine.info().device_name,
@@ -124,7 +124,7 @@ impl EngineCli for Gpu {
             engine.info().cudnn,
             monitor.describe(),
             monitor.settings()
-        );
+        ));
         Ok((engine, monitor))
     }
 
