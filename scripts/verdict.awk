@@ -10,10 +10,11 @@
 # Each figure comes with its interval, so that a miss inside the noise is
 # told from one beyond it: a network's mean over its passes with a 95%
 # Student t interval (with the runs in turns, over both networks' passes,
-# the other's brought over by the ratio: see END). The ratio: from the runs in turns when tf has them,
-# the median of its passes' ratios, with an interval from the lowest to the
-# highest end of their 95% intervals; else the median of the rows' pass
-# pairs, with the interval from their smallest to their largest value,
+# the other's brought over by the ratio: see END). The ratio: from the
+# runs in turns when tf has them, the median of its passes' ratios, with
+# an interval from the lowest to the highest end of their 95% intervals;
+# else the median of the rows' pass pairs, with the interval from their
+# smallest to their largest value,
 # which holds the median with probability 1 - 2 * 0.5^k for k pairs (97%
 # for six). Runs in turns hold the ratio five times tighter than passes
 # (docs/benchmarks/cpu.md, "Paired runs").

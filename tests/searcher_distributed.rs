@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tch::Tensor;
 
 mod searcher_support;
-use searcher_support::{assert_refused, small_arch, text, tiny_search, train, with};
+use searcher_support::{assert_refused, searcher_with, small_arch, text, tiny_search, train, with};
 
 /// How close a two-process run's weights come to one process's after ten
 /// steps ([`weight_difference`]), in units of the rounding that the thread
@@ -222,18 +222,15 @@ fn tiny(out: &Path, more: &[&str]) -> Vec<String> {
 /// 8 per rank differently, and three epochs of the tiny search grow that
 /// to 1e-3 (α/β) and 1e-2 (weights) where AVX2 kernels leave 3e-6
 /// (measured 2026-12-07 on the development VM's AVX512 host, with and
-/// without these two variables; with only one of them set, still 1e-3).
+/// without these two variables; with only one of them set, some image
+/// counts still parted by 1e-3 or more in the epoch lines' losses).
 const SAME_KERNELS: [(&str, &str); 2] = [
     ("ATEN_CPU_CAPABILITY", "avx2"),
     ("ONEDNN_MAX_CPU_ISA", "AVX2"),
 ];
 
 fn search(args: &[String]) -> (String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_searcher"))
-        .args(args)
-        .envs(SAME_KERNELS)
-        .output()
-        .expect("searcher runs");
+    let out = searcher_with(args, SAME_KERNELS);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert!(out.status.success(), "{stdout}\n{stderr}");
     (stdout, stderr)

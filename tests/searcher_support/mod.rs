@@ -18,8 +18,17 @@ pub fn fixture(name: &str) -> String {
 
 /// Runs the searcher with `args` and waits for it.
 pub fn searcher<S: AsRef<OsStr>>(args: &[S]) -> Output {
+    searcher_with(args, [])
+}
+
+/// Runs the searcher with `args` and `envs` added to its environment.
+pub fn searcher_with<S: AsRef<OsStr>, const N: usize>(
+    args: &[S],
+    envs: [(&str, &str); N],
+) -> Output {
     Command::new(env!("CARGO_BIN_EXE_searcher"))
         .args(args)
+        .envs(envs)
         .output()
         .expect("searcher runs")
 }
