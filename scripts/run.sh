@@ -58,13 +58,14 @@ if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 \
 else
   device=(--device cpu)
   # Networks are brought to the table's speed by its speed standard, timed
-  # in its own context before and after each pass, not by each run's fixed
-  # parts: those ran 1.6-4.7% slower inside the searched networks than
-  # inside TF-NAS-A/8, and scaling by them moved the searched network's
-  # figure by as much; in quiet spells the standard held it within 1.3%
-  # where the fixed parts put it 0.8-5% off (docs/cpu.md, "The speed
-  # gauge"). A pass the standard saw the machine change speed around is
-  # marked, and its pair left out below.
+  # in turns with each network (two runs a turn, the second timed), not by
+  # each run's fixed parts: those ran 1.6-4.7% slower inside the searched
+  # networks than inside TF-NAS-A/8, and scaling by them moved the
+  # searched network's figure by as much (docs/cpu.md, "The speed gauge").
+  # In turns, not in windows before and after a network: in a busy spell
+  # the windows left a round's level 2.2-5.2 points sd, turns 0.6-1.6.
+  # A pass whose median the turns still know no better than ±3% is marked,
+  # and its pair left out below.
   gauge=(--gauge standard)
   table=tables/local/cpu-network-w32.csv
   cargo build --release -p searcher -p profiler-cli -p profiler-cpu

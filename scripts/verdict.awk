@@ -53,8 +53,9 @@ FILENAME == tf {
 }
 /^#/ || $1 == "index" { next }
 # A pass pair either of whose passes validate marked throttled (a GPU
-# that throttled; on a CPU, a speed standard that moved over 3% around
-# it, twice) is left out whole, so both networks keep the same passes;
+# that throttled; on a CPU, a pass whose median at the table's speed is
+# known no better than ±3%, timed in turns with the speed standard) is
+# left out whole, so both networks keep the same passes;
 # unless fewer than 3 steady pairs would be left: then every pair is kept
 # (on the development VM one run had 5 of 6 pairs unsteady, and a verdict
 # on one pass is none), and the intervals carry the noise.
@@ -84,8 +85,8 @@ END {
     how = sprintf("in turns run by run, the median of %d passes (their 95%% intervals within %.4f..%.4f", tk, qlo, qhi)
     # With the ratio in turns, each network's time at the table's speed
     # from both networks' passes: its own, and the other's times (or over)
-    # the ratio. Each pass is gauged by its own speed standard, whose
-    # noise (about 1-2% a pass on the development VM) is the largest in
+    # the ratio. Each pass is gauged by the speed standard in its own
+    # turns, whose noise (1-3% a pass on the development VM) is the largest in
     # a network's error; twice the passes halve its variance, and the
     # ratio in turns (0.2-0.8% between preparations) splits the level.
     for (i = 0; i <= 1; i++) {

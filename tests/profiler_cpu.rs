@@ -379,7 +379,7 @@ fn a_tiny_table_builds_resumes_refuses_other_settings_measures_and_validates() {
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(
         o.status.success()
-            && stdout.contains("by its speed standard, ")
+            && stdout.contains("by its speed standard in turns (")
             && stdout.contains("the table predicts"),
         "{stdout}{}",
         stderr(&o)
@@ -416,7 +416,7 @@ fn a_tiny_table_builds_resumes_refuses_other_settings_measures_and_validates() {
     assert!(
         o.status.success()
             && stdout.contains("validated 3 networks")
-            && err.matches("by its speed standard, ").count() == 3,
+            && err.matches("by its speed standard in turns (").count() == 3,
         "{stdout}{err}"
     );
     // clap's own refusal: its error line, then a hint to --help.

@@ -77,6 +77,7 @@ fn a_table_built_with_an_engine_predicts_the_networks_that_engine_times() {
     let mut monitor = FakeMonitor::default();
     let rows = run_validation(
         &mut engine,
+        None,
         &mut monitor,
         &job,
         Some(&rows_path),

@@ -118,7 +118,21 @@ fn run_arch<E: EngineCli>(args: &MeasureArgs<E::Settings>, arch_path: &Path) -> 
     let median = median_of(&mut medians.clone());
     say_if_unstable(&workload, &medians, median);
     if let Some(table) = at_speed {
-        at_table_speed(&mut engine, &workload, &rule, table, args.per_block)?;
+        // The speed standard is timed in turns with the network, on an
+        // engine of its own (measure::speed::standard).
+        let mut standard = match &table.0 {
+            speed::Gauge::Standard { .. } => Some(E::open(&args.engine)?.0),
+            speed::Gauge::FixedParts { .. } => None,
+        };
+        let standard = standard.as_mut().map(|e| e as &mut dyn Engine);
+        at_table_speed(
+            &mut engine,
+            standard,
+            &workload,
+            &rule,
+            table,
+            args.per_block,
+        )?;
     }
     if args.per_block {
         let note = E::per_block_note(&args.engine);
@@ -347,12 +361,13 @@ fn table_speed(
 /// the network against the table's price of it.
 fn at_table_speed(
     engine: &mut dyn Engine,
+    standard: Option<&mut dyn Engine>,
     workload: &Workload,
     rule: &TimingRule,
     (gauge, prediction): (speed::Gauge, ArchLatency),
     per_block: bool,
 ) -> Result<()> {
-    let t = speed::time_at_reference(engine, workload, rule.warmup, &rule.stop, &gauge)?;
+    let t = speed::time_at_reference(engine, standard, workload, rule.warmup, &rule.stop, &gauge)?;
     if per_block {
         print_in_network(&t.blocks, &prediction);
     }

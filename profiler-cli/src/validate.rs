@@ -10,6 +10,7 @@ use clap::Args;
 use profiler::analysis::rows::MAX_PASSES;
 use profiler::files::command_line;
 use profiler::measure::engine::Engine;
+use profiler::measure::speed::Gauge;
 use profiler::validate::{self, Request};
 use space::io::OutputLock;
 
@@ -96,9 +97,16 @@ pub fn run<E: EngineCli>(args: &ValidateArgs<E::TableFlags>) -> Result<()> {
     let settings = E::table_settings(&table, &args.engine)?;
     let job = request.job(&table, sha256, space, E::config(&settings)?)?;
     let (mut engine, mut monitor) = E::open(&settings)?;
+    // The speed standard is timed in turns with each network, on an
+    // engine of its own (profiler::measure::speed::standard).
+    let mut standard = match &job.gauge {
+        Some(Gauge::Standard { .. }) => Some(E::open(&settings)?.0),
+        _ => None,
+    };
     let mut log = |m: &str| eprintln!("{m}");
     let rows = validate::run_validation(
         &mut engine,
+        standard.as_mut().map(|e| e as &mut dyn Engine),
         monitor.as_mut(),
         &job,
         args.out.as_deref(),

@@ -1,6 +1,9 @@
-//! Benchmark: does timing a network in turns with the table's speed
-//! standard hold its level against the table tighter than the standard's
-//! windows before and after it (`--gauge standard` until 2026-12-07)?
+//! Benchmark: how tightly does timing a network in turns with the table's
+//! speed standard hold its level against the table, by the gauge
+//! (`--gauge standard`: turns of two runs, the second timed), run by run,
+//! or by groups of runs? (Until 2026-12-07 the gauge timed the standard in
+//! windows before and after the network; this example set those windows
+//! in the first scheme's place at 4a1d7b9.)
 //!
 //! ```sh
 //! GROUP=2 cargo run --release -p profiler-cpu --example gauge_turns -- \
@@ -8,7 +11,7 @@
 //! ```
 //!
 //! Each round visits every network three times, the schemes one after
-//! the other: by windows, `time_at_reference` with the table's standard
+//! the other: by the gauge, `time_at_reference` with the table's standard
 //! for SECONDS (the network's median at the table's speed); in turns run
 //! by run, `time_paired` of the standard and the network for SECONDS
 //! (the network at the table's speed is the median ratio times the
@@ -102,7 +105,8 @@ fn main() {
     let mut levels = vec![vec![Vec::new(); nets.len()]; 3];
     for round in 0..rounds {
         for (i, (name, w, pred)) in nets.iter().enumerate() {
-            let at = time_at_reference(&mut ex, w, rule.warmup, &stop, &gauge).expect("windows");
+            let at = time_at_reference(&mut ex, Some(&mut es), w, rule.warmup, &stop, &gauge)
+                .expect("gauge");
             let lw = (pred / at.scaled.median - 1.0) * 100.0;
             let p = time_paired(&mut es, &standard, &mut ex, w, &rule).expect("turns");
             let lt = (pred / (p.ratio.median * standard_ms) - 1.0) * 100.0;
@@ -111,7 +115,7 @@ fn main() {
             let rg = grouped(&mut es, &mut ex, group, secs);
             let lg = (pred / (rg * standard_ms) - 1.0) * 100.0;
             println!(
-                "round {round} {name}: windows {lw:+.2}% (raw {:.3} ms{}), turns {lt:+.2}% (ratio {:.4}, standard {:.3} ms, {} pairs), groups {lg:+.2}% (ratio {rg:.4})",
+                "round {round} {name}: gauge {lw:+.2}% (raw {:.3} ms{}), turns {lt:+.2}% (ratio {:.4}, standard {:.3} ms, {} pairs), groups {lg:+.2}% (ratio {rg:.4})",
                 at.raw.median,
                 at.standard_note(),
                 p.ratio.median,
@@ -123,7 +127,7 @@ fn main() {
             levels[2][i].push(lg);
         }
     }
-    for (s, scheme) in ["windows", "turns", "groups"].iter().enumerate() {
+    for (s, scheme) in ["gauge", "turns", "groups"].iter().enumerate() {
         for (i, (name, _, _)) in nets.iter().enumerate() {
             let (m, sd) = mean_sd(&levels[s][i]);
             println!("{scheme} {name}: mean {m:+.2}%, sd {sd:.2} pts over {rounds} rounds");

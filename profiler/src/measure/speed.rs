@@ -162,9 +162,10 @@ pub enum Gauge {
     /// machine run by run, where the standard sees it only on either side
     /// of a network (worse on a busy host).
     FixedParts { reference_ms: f64 },
-    /// The table's standard network, timed in its own context just before
-    /// and just after the network: every run scaled by the standard's time
-    /// in the table over the geometric mean of the two.
+    /// The table's standard network, timed in turns with the network on
+    /// an engine of its own: each of the network's runs scaled by the
+    /// standard's time in the table over the mean of the standard's runs
+    /// either side of it ([`standard`]'s module doc says why).
     Standard {
         reference_ms: f64,
         standard_ms: f64,
@@ -219,41 +220,11 @@ impl Gauge {
         match self {
             Gauge::FixedParts { .. } => "the table's: each run's time scaled by it over the fixed parts' time in that run (measured_ms is at the reference speed)".into(),
             Gauge::Standard { standard_ms, blocks, .. } => format!(
-                "the table's speed standard ({} blocks, {standard_ms:.6} ms in the table) timed in its own context before and after each network, whose runs are scaled by {standard_ms:.6} ms over the geometric mean of the two (measured_ms is at the table's speed)",
+                "the table's speed standard ({} blocks, {standard_ms:.6} ms in the table) timed in turns with each network, two runs a turn, the second timed; each of the network's runs is scaled by {standard_ms:.6} ms over the mean of the standard's runs either side of it (measured_ms is at the table's speed)",
                 blocks.len()
             ),
         }
     }
-}
-
-/// How long the speed standard is timed beside a network, each side:
-/// the median of at least 5 runs, about 0.2 s (15 runs of the default
-/// table's 13 ms standard on the development VM).
-pub const STANDARD_WINDOW: StopRule = StopRule {
-    rel_half_width: 0.005,
-    min_samples: 5,
-    max_samples: 1_000,
-    cap: Duration::from_millis(200),
-};
-
-/// The speed standard's least warm-up before each window.
-pub const STANDARD_WARMUP: Duration = Duration::from_millis(100);
-
-/// The standard network's median time now: prepared, warmed up and timed
-/// back to back in its own context.
-fn standard_now(engine: &mut dyn Engine, blocks: &[BlockSpec], warmup: Duration) -> Result<f64> {
-    engine.prepare(&Workload::Network {
-        name: "speed standard".into(),
-        blocks: blocks.to_vec(),
-    })?;
-    // Longer than a network's warm-up: the first window of a process met
-    // its page faults and came out 40% slow on the development VM.
-    warm_up(engine, blocks, warmup.max(STANDARD_WARMUP))?;
-    let clock = WallClock::start();
-    let (s, _) = sample_until(&STANDARD_WINDOW, &clock, || -> Result<f64> {
-        Ok(checked_blocks(engine, blocks)?.iter().sum())
-    })?;
-    Ok(s.median)
 }
 
 /// A network timed at the reference speed: the summaries of its scaled
@@ -263,93 +234,90 @@ pub struct AtReference {
     pub scaled: Summary,
     pub raw: Summary,
     /// The machine's speed against the table's, above 1 when it ran faster
-    /// (its raw times are scaled up): the median of the runs' factors with
-    /// [`Gauge::FixedParts`], the standard's factor with [`Gauge::Standard`].
+    /// (its raw times are scaled up): the median of the runs' factors.
     pub factor: f64,
     /// Each block's median over the runs, scaled as its run was: where in
     /// the network the time goes, to set beside a table's entries.
     pub blocks: Vec<f64>,
-    /// With [`Gauge::Standard`]: the standard's median time just before and
-    /// just after the network (apart, the machine changed speed meanwhile).
-    pub standard: Option<(f64, f64)>,
-    /// How many times the network was timed (more than once while the
-    /// standard's windows disagreed).
-    pub tries: u32,
+    /// With [`Gauge::Standard`]: the standard's raw median over its timed
+    /// runs in turns with the network.
+    pub standard_ms: Option<f64>,
 }
 
 impl AtReference {
-    /// Whether the speed standard's windows around the network still
-    /// disagreed by more than [`STANDARD_AGREEMENT`] after its last try:
-    /// the machine changed speed while the network was timed.
+    /// Whether the network's time at the table's speed is known no better
+    /// than [`STANDARD_AGREEMENT`] either way (its median's 95% interval
+    /// is wider): with the standard in turns, the machine's speed moved
+    /// faster than a turn, run to run.
     pub fn unsteady(&self) -> bool {
-        self.standard
-            .is_some_and(|(before, after)| (after / before - 1.0).abs() > STANDARD_AGREEMENT)
+        self.standard_ms.is_some() && self.spread() > STANDARD_AGREEMENT
+    }
+
+    /// The half width of the scaled median's 95% interval, relative.
+    fn spread(&self) -> f64 {
+        (self.scaled.ci_high - self.scaled.ci_low) / 2.0 / self.scaled.median
     }
 
     /// What the speed standard measured, for a log line: empty without one.
     pub fn standard_note(&self) -> String {
-        let Some((before, after)) = self.standard else {
+        let Some(standard_ms) = self.standard_ms else {
             return String::new();
         };
-        let tries = match self.tries {
-            1 => String::new(),
-            n => format!(", timed {n} times"),
-        };
-        let moved = (after / before - 1.0) * 100.0;
         let unsteady = if self.unsteady() {
-            format!(", UNSTEADY: the machine's speed moved {moved:+.1}% meanwhile")
+            format!(
+                ", UNSTEADY: its 95% interval spans ±{:.1}%",
+                self.spread() * 100.0
+            )
         } else {
             String::new()
         };
-        format!(" by its speed standard, {before:.4} ms before and {after:.4} ms after{tries}{unsteady}")
+        format!(
+            " by its speed standard in turns ({standard_ms:.4} ms, {} pairs){unsteady}",
+            self.scaled.samples
+        )
     }
 }
 
-/// How far the standard's two windows around a network may disagree (the
-/// machine's speed changed meanwhile) before the network is timed again.
+/// How far either way the 95% interval of a network's median at the
+/// table's speed may reach under the standard before the pass is marked
+/// unsteady (`validate`'s `throttled` column).
 pub const STANDARD_AGREEMENT: f64 = 0.03;
-/// How many times a network is timed at most while they disagree.
-pub const STANDARD_TRIES: u32 = 2;
 
 /// Prepares `workload` (a network), warms it up for `warmup` and times it
 /// until `stop` says, its runs brought to the table's speed by `gauge`.
-/// With a standard, the network is timed again (up to [`STANDARD_TRIES`]
-/// times, each try between two fresh windows of the standard) while the
-/// standard's windows around it disagree by more than
-/// [`STANDARD_AGREEMENT`]. Fresh, not the last try's "after" as the next
-/// "before": a try is repeated because one of its windows strayed, and
-/// reusing one of them carried its stray into the next pair (in 18 of 23
-/// repeated tries of three main jobs on the development VM the final
-/// "before" was the slower window, against 33 of 61 in tries that agreed
-/// at once), and through the geometric mean into the network's factor.
+/// The standard is timed in turns with the network on an engine of its
+/// own, `standard_engine`, which only [`Gauge::Standard`] needs
+/// ([`standard::time_in_turns`]).
 pub fn time_at_reference(
     engine: &mut dyn Engine,
+    standard_engine: Option<&mut (dyn Engine + '_)>,
     workload: &Workload,
     warmup: Duration,
     stop: &StopRule,
     gauge: &Gauge,
 ) -> Result<AtReference> {
-    let (standard_ms, std_blocks) = match gauge {
+    match gauge {
         Gauge::FixedParts { reference_ms } => {
             let t = time_scaled(engine, workload, warmup, stop, Some(*reference_ms))?;
-            return Ok(t.finish(None, 1));
+            Ok(AtReference {
+                scaled: t.scaled,
+                raw: t.raw,
+                factor: t.factor,
+                blocks: t.blocks,
+                standard_ms: None,
+            })
         }
         Gauge::Standard {
             standard_ms,
             blocks,
             ..
-        } => (*standard_ms, blocks),
-    };
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        let before = standard_now(engine, std_blocks, warmup)?;
-        let t = time_scaled(engine, workload, warmup, stop, None)?;
-        let after = standard_now(engine, std_blocks, warmup)?;
-        let steady = (after / before - 1.0).abs() <= STANDARD_AGREEMENT;
-        if steady || tries >= STANDARD_TRIES {
-            let f = standard_ms / (before * after).sqrt();
-            return Ok(t.finish(Some((f, (before, after))), tries));
+        } => {
+            let Some(se) = standard_engine else {
+                return Err(ProfilerError::Invalid(
+                    "--gauge standard times the table's standard in turns with the network, on an engine of its own, and none was opened (a caller's bug)".into(),
+                ));
+            };
+            standard::time_in_turns(engine, se, workload, blocks, warmup, stop, *standard_ms)
         }
     }
 }
@@ -362,22 +330,6 @@ struct Timed {
     /// The median of the runs' factors.
     factor: f64,
     blocks: Vec<f64>,
-}
-
-impl Timed {
-    /// The result, scaled once more by the standard's factor, with its
-    /// windows, when it gauged (its runs were raw, their factor 1).
-    fn finish(self, standard: Option<(f64, (f64, f64))>, tries: u32) -> AtReference {
-        let f = standard.map_or(1.0, |(f, _)| f);
-        AtReference {
-            scaled: scale(&self.scaled, f),
-            raw: self.raw,
-            factor: self.factor * f,
-            blocks: self.blocks.iter().map(|b| b * f).collect(),
-            standard: standard.map(|(_, windows)| windows),
-            tries,
-        }
-    }
 }
 
 fn time_scaled(
@@ -421,19 +373,7 @@ fn time_scaled(
     })
 }
 
-/// A summary of times, each multiplied by `f` (> 0): every order
-/// statistic and mean scales with it.
-fn scale(s: &Summary, f: f64) -> Summary {
-    Summary {
-        median: s.median * f,
-        p10: s.p10 * f,
-        p90: s.p90 * f,
-        ci_low: s.ci_low * f,
-        ci_high: s.ci_high * f,
-        trimmed_mean: s.trimmed_mean * f,
-        ..*s
-    }
-}
+mod standard;
 
 #[cfg(test)]
 mod tests;

@@ -17,10 +17,13 @@ use crate::measure::timing::time_workload;
 /// Measures every pass of every network of `job` not already in `out`,
 /// pass after pass, and returns the rows of them all (the file's first),
 /// one per network and pass: [`report`](super::report) and
-/// [`plot`](super::plot) combine them. Generic over the engine so the
+/// [`plot`](super::plot) combine them. `standard_engine` times the
+/// table's speed standard in turns with each network when the job gauges
+/// by it (an error otherwise). Generic over the engine so the
 /// whole flow (settings check, resume, rows) runs in tests without a GPU.
 pub fn run_validation(
     engine: &mut dyn Engine,
+    mut standard_engine: Option<&mut dyn Engine>,
     monitor: &mut dyn Monitor,
     job: &Job,
     out: Option<&Path>,
@@ -35,7 +38,8 @@ pub fn run_validation(
             if done.contains(&(net.index, pass)) {
                 continue;
             }
-            let row = measure_pass(engine, monitor, job, net, pass, log)?;
+            let standard = standard_engine.as_deref_mut();
+            let row = measure_pass(engine, standard, monitor, job, net, pass, log)?;
             if let Some(w) = writer.as_mut() {
                 w.write(&row)?;
             }
@@ -138,6 +142,9 @@ fn keep_this_run(job: &Job, rows: &mut Vec<Row>, log: &mut dyn FnMut(&str)) {
 /// Times pass `pass` of one network of `job`, logs it and returns its row.
 fn measure_pass(
     engine: &mut dyn Engine,
+    // `+ '_`: the engine's own lifetime apart from this borrow's, so that
+    // the caller lends it again for each pass.
+    standard: Option<&mut (dyn Engine + '_)>,
     monitor: &mut dyn Monitor,
     job: &Job,
     net: &Network,
@@ -148,7 +155,7 @@ fn measure_pass(
         name: job.name_of(net),
         blocks: net.blocks.clone(),
     };
-    let (row, raw) = measure_row(engine, monitor, job, net, pass, &workload)?;
+    let (row, raw) = measure_row(engine, standard, monitor, job, net, pass, &workload)?;
     let of_passes = if job.passes > 1 {
         format!("pass {}/{}, ", pass + 1, job.passes)
     } else {
@@ -181,6 +188,9 @@ fn measure_pass(
 /// the raw times were.
 fn measure_row(
     engine: &mut dyn Engine,
+    // `+ '_`: the engine's own lifetime apart from this borrow's, so that
+    // the caller lends it again for each pass.
+    standard: Option<&mut (dyn Engine + '_)>,
     monitor: &mut dyn Monitor,
     job: &Job,
     net: &Network,
@@ -191,6 +201,7 @@ fn measure_row(
         Some(gauge) => {
             let t = speed::time_at_reference(
                 engine,
+                standard,
                 workload,
                 job.timing.warmup,
                 &job.timing.stop,

@@ -129,7 +129,7 @@ fn job(table: &LatencyTable, path: &Path, seed: u64, samples: usize) -> Job {
 
 fn run(engine: &mut FakeEngine, job: &Job, out: Option<&Path>) -> Result<Vec<Row>> {
     let mut monitor = Unmonitored { why: "test".into() };
-    run_validation(engine, &mut monitor, job, out, &mut |_| {})
+    run_validation(engine, None, &mut monitor, job, out, &mut |_| {})
 }
 
 fn setup() -> (tempfile::TempDir, PathBuf, LatencyTable) {
@@ -200,9 +200,14 @@ fn a_killed_run_resumes_to_the_same_rows() {
     let mut logs = Vec::new();
     let mut resumed = net_engine(&table);
     let mut monitor = Unmonitored { why: "test".into() };
-    let rows = run_validation(&mut resumed, &mut monitor, &job, Some(&out), &mut |m| {
-        logs.push(m.to_string())
-    })
+    let rows = run_validation(
+        &mut resumed,
+        None,
+        &mut monitor,
+        &job,
+        Some(&out),
+        &mut |m| logs.push(m.to_string()),
+    )
     .unwrap();
     assert_eq!(resumed.networks, 5, "only networks 7..12 are timed again");
     assert_eq!(rows, full);
@@ -620,9 +625,14 @@ fn a_table_with_a_speed_reference_is_validated_at_its_speed_on_a_drifting_machin
     let out = dir.path().join("rows.csv");
     let mut lines = Vec::new();
     let mut monitor = Unmonitored { why: "test".into() };
-    let rows = run_validation(&mut engine, &mut monitor, &job, Some(&out), &mut |l| {
-        lines.push(l.to_string())
-    })
+    let rows = run_validation(
+        &mut engine,
+        None,
+        &mut monitor,
+        &job,
+        Some(&out),
+        &mut |l| lines.push(l.to_string()),
+    )
     .unwrap();
     for r in &rows {
         assert!(r.error_pct().abs() < 1e-4, "{r:?}");
@@ -645,6 +655,62 @@ fn a_table_with_a_speed_reference_is_validated_at_its_speed_on_a_drifting_machin
     assert!(written.contains("# speed_reference_ms: "), "{written}");
 }
 
+#[test]
+fn a_table_with_a_speed_standard_is_validated_in_turns_with_it_on_an_engine_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let space = SearchSpaceConfig::default();
+    let fixed: f64 = space.fixed_parts().all().iter().map(block_ms).sum();
+    let standard = space::Architecture::sample_nth(&space, 9, 0)
+        .unwrap()
+        .block_specs()
+        .unwrap();
+    let standard_ms: f64 = standard.iter().map(block_ms).sum();
+    let keys: Vec<String> = standard.iter().map(|b| b.key()).collect();
+    let mut header = table_header(&space);
+    header.set(speed::REFERENCE_KEY, format!("{fixed:.9}"));
+    header.set(space::meta::SPEED_STANDARD_MS, format!("{standard_ms:.9}"));
+    header.set(space::meta::SPEED_STANDARD_NETWORK, keys.join(" "));
+    let (path, table) = write_table(dir.path(), "t.csv", &space, &header, |_| true);
+    let mut job = job(&table, &path, 1, 4);
+    job.gauge = speed::Gauge::of(&table, true).unwrap();
+    assert!(matches!(job.gauge, Some(speed::Gauge::Standard { .. })));
+    // A machine 1.3 times slower than the table's, for both engines.
+    let slow = || {
+        let mut e = FakeEngine::new(EngineConfig::default());
+        e.speeds = vec![1.3];
+        e
+    };
+    let (mut engine, mut standard_engine) = (slow(), slow());
+    let mut monitor = Unmonitored { why: "test".into() };
+    let mut lines = Vec::new();
+    let rows = run_validation(
+        &mut engine,
+        Some(&mut standard_engine),
+        &mut monitor,
+        &job,
+        None,
+        &mut |l| lines.push(l.to_string()),
+    )
+    .unwrap();
+    assert_eq!(rows.len(), 4);
+    for r in &rows {
+        assert!(r.error_pct().abs() < 1e-4, "{r:?}");
+        assert!((r.raw_ms / r.measured_ms - 1.3).abs() < 1e-9, "{r:?}");
+        assert!(!r.throttled, "{r:?}");
+    }
+    // One standard prepared beside each network, each on its own engine.
+    assert_eq!((engine.networks, standard_engine.networks), (4, 4));
+    assert!(
+        lines
+            .iter()
+            .all(|l| !l.contains("predicted") || l.contains("by its speed standard in turns (")),
+        "{lines:?}"
+    );
+    // Without the standard's engine, the run is refused, not mis-gauged.
+    let err = run(&mut slow(), &job, None).unwrap_err().to_string();
+    assert!(err.contains("an engine of its own"), "{err}");
+}
+
 /// A fake whose networks run 10% slower from the second sweep on (the
 /// test's log callback says when the first ends), to tell the passes apart.
 fn drifting(table: &LatencyTable, slow: std::rc::Rc<std::cell::Cell<f64>>) -> FakeEngine {
@@ -660,12 +726,19 @@ fn passes_sweep_every_network_in_turn_and_combine_into_their_mean() {
     let mut monitor = Unmonitored { why: "test".into() };
     let mut logs = Vec::new();
     let out = dir.path().join("rows.csv");
-    let rows = run_validation(&mut engine, &mut monitor, &job, Some(&out), &mut |m| {
-        if m.starts_with("pass 1/2, 3/3:") {
-            slow.set(1.1);
-        }
-        logs.push(m.to_string());
-    })
+    let rows = run_validation(
+        &mut engine,
+        None,
+        &mut monitor,
+        &job,
+        Some(&out),
+        &mut |m| {
+            if m.starts_with("pass 1/2, 3/3:") {
+                slow.set(1.1);
+            }
+            logs.push(m.to_string());
+        },
+    )
     .unwrap();
     let order: Vec<(u64, u32)> = rows.iter().map(|r| (r.index, r.pass)).collect();
     assert_eq!(order, [(0, 0), (1, 0), (2, 0), (0, 1), (1, 1), (2, 1)]);
@@ -708,9 +781,14 @@ fn a_killed_run_of_passes_measures_only_the_missing_passes_again() {
     let mut logs = Vec::new();
     let mut resumed = net_engine(&table);
     let mut monitor = Unmonitored { why: "test".into() };
-    let rows = run_validation(&mut resumed, &mut monitor, &job, Some(&out), &mut |m| {
-        logs.push(m.to_string())
-    })
+    let rows = run_validation(
+        &mut resumed,
+        None,
+        &mut monitor,
+        &job,
+        Some(&out),
+        &mut |m| logs.push(m.to_string()),
+    )
     .unwrap();
     assert_eq!(
         resumed.networks, 6,
@@ -770,7 +848,7 @@ fn a_network_that_jumps_between_passes_is_reported_unstable() {
     let mut monitor = Unmonitored { why: "test".into() };
     // The last network's second pass runs 20% slower; every other pass of
     // every network takes the same time.
-    let rows = run_validation(&mut engine, &mut monitor, &job, None, &mut |m| {
+    let rows = run_validation(&mut engine, None, &mut monitor, &job, None, &mut |m| {
         if m.starts_with("pass 2/2, 3/4:") {
             slow.set(1.2);
         }

@@ -39,6 +39,7 @@ fn a_machine_that_drifts_is_timed_at_one_speed() {
     };
     let t = time_at_reference(
         &mut engine,
+        None,
         &workload,
         rule.warmup,
         &rule.stop,
@@ -109,8 +110,16 @@ fn the_standard_keeps_a_networks_own_context_which_the_fixed_parts_scale_away() 
         name: "timed".into(),
         blocks: timed.clone(),
     };
-    let at = |engine: &mut FakeEngine, gauge: &Gauge| {
-        time_at_reference(engine, &workload, rule.warmup, &rule.stop, gauge).unwrap()
+    // The standard on an engine of its own, on the same slower machine.
+    let mut standard_engine = FakeEngine::new(EngineConfig::default());
+    standard_engine.context = Some(by_width);
+    standard_engine.speeds = vec![1.25];
+    let mut at = |engine: &mut FakeEngine, gauge: &Gauge| {
+        let se: Option<&mut dyn Engine> = match gauge {
+            Gauge::Standard { .. } => Some(&mut standard_engine),
+            Gauge::FixedParts { .. } => None,
+        };
+        time_at_reference(engine, se, &workload, rule.warmup, &rule.stop, gauge).unwrap()
     };
     let by_standard = at(
         &mut engine,
@@ -127,11 +136,12 @@ fn the_standard_keeps_a_networks_own_context_which_the_fixed_parts_scale_away() 
         "{by_standard:?}"
     );
     assert!((by_standard.factor - 0.8).abs() < 1e-9);
-    let (before, after) = by_standard.standard.unwrap();
-    assert!((before / after - 1.0).abs() < 1e-12);
+    let raw_standard = by_standard.standard_ms.unwrap();
+    assert!((raw_standard / (c.standard_ms * 1.25) - 1.0).abs() < 1e-9);
     assert!(by_standard
         .standard_note()
-        .contains("by its speed standard"));
+        .contains("by its speed standard in turns"));
+    assert!(!by_standard.unsteady());
     // The fixed parts: the network's context replaced by the standard's.
     let by_fixed = at(
         &mut engine,
@@ -144,7 +154,7 @@ fn the_standard_keeps_a_networks_own_context_which_the_fixed_parts_scale_away() 
         (by_fixed.scaled.median / theirs - 1.0).abs() < 1e-9,
         "{by_fixed:?}"
     );
-    assert!(by_fixed.standard.is_none());
+    assert!(by_fixed.standard_ms.is_none());
 }
 
 #[test]
@@ -181,41 +191,43 @@ fn the_standard_gauges_only_when_asked_and_only_a_table_that_has_one() {
 }
 
 #[test]
-fn a_standard_that_moved_over_three_percent_around_a_network_names_it_unsteady() {
-    let s = summarize(&[1.0, 1.0, 1.0, 1.0, 1.0, 1.0]).unwrap();
-    let with = |standard, tries| AtReference {
-        scaled: s,
-        raw: s,
+fn a_pass_whose_median_is_known_no_better_than_three_percent_is_unsteady() {
+    let with = |runs: &[f64], standard_ms| AtReference {
+        scaled: summarize(runs).unwrap(),
+        raw: summarize(runs).unwrap(),
         factor: 1.0,
         blocks: Vec::new(),
-        standard,
-        tries,
+        standard_ms,
     };
-    let steady = with(Some((10.0, 10.29)), 1);
+    let steady = with(&[10.0; 12], Some(11.0));
     assert!(!steady.unsteady());
     assert_eq!(
         steady.standard_note(),
-        " by its speed standard, 10.0000 ms before and 10.2900 ms after"
+        " by its speed standard in turns (11.0000 ms, 12 pairs)"
     );
-    let moved = with(Some((10.0, 10.5)), 2);
+    // Runs spread 8-12 ms: the median's interval reaches far past 3%.
+    let spread: Vec<f64> = (0..12).map(|i| 8.0 + 4.0 * f64::from(i) / 11.0).collect();
+    let moved = with(&spread, Some(11.0));
     assert!(moved.unsteady());
-    assert_eq!(
-        moved.standard_note(),
-        " by its speed standard, 10.0000 ms before and 10.5000 ms after, timed 2 times, UNSTEADY: the machine's speed moved +5.0% meanwhile"
+    let note = moved.standard_note();
+    assert!(
+        note.starts_with(" by its speed standard in turns (11.0000 ms, 12 pairs), UNSTEADY: its 95% interval spans ±"),
+        "{note}"
     );
-    let fixed_parts = with(None, 1);
+    // The fixed parts follow the machine run by run: never unsteady here.
+    let fixed_parts = with(&spread, None);
     assert!(!fixed_parts.unsteady() && fixed_parts.standard_note().is_empty());
 }
 
-/// The fake, with the speed standard's every window at the next speed of
-/// `windows` (the machine stepping between windows) and the timed network
-/// at speed 1.
-struct Windows {
+/// The fake on a machine slowing by `slope` per run of either engine
+/// sharing `clock` (runs counted by the turn's timed and untimed alike).
+struct Slowing {
     fake: FakeEngine,
-    windows: std::collections::VecDeque<f64>,
+    slope: f64,
+    clock: std::rc::Rc<std::cell::Cell<u64>>,
 }
 
-impl Engine for Windows {
+impl Engine for Slowing {
     fn info(&self) -> &crate::measure::engine::EngineInfo {
         self.fake.info()
     }
@@ -223,48 +235,85 @@ impl Engine for Windows {
         self.fake.config()
     }
     fn prepare(&mut self, workload: &Workload) -> Result<()> {
-        let standard =
-            matches!(workload, Workload::Network { name, .. } if name == "speed standard");
-        self.fake.speeds = match standard {
-            true => vec![self.windows.pop_front().expect("a window left")],
-            false => vec![1.0],
-        };
         self.fake.prepare(workload)
     }
     fn run_timed(&mut self) -> Result<f64> {
-        self.fake.run_timed()
+        unreachable!("the gauge times blocks")
     }
     fn run_timed_blocks(&mut self) -> Result<Vec<f64>> {
-        self.fake.run_timed_blocks()
+        let t = self.clock.get();
+        self.clock.set(t + 1);
+        let f = 1.0 + self.slope * t as f64;
+        Ok(self
+            .fake
+            .run_timed_blocks()?
+            .iter()
+            .map(|b| b * f)
+            .collect())
     }
 }
 
 #[test]
-fn a_network_timed_again_gets_two_fresh_windows_not_the_stray_one() {
-    let blocks = network();
-    let standard_ms: f64 = blocks.iter().map(FakeEngine::latency).sum();
+fn a_machine_slowing_steadily_leaves_the_network_at_the_tables_speed() {
+    let space = space::SearchSpaceConfig::default();
+    let net = |i| {
+        space::Architecture::sample_nth(&space, 3, i)
+            .unwrap()
+            .block_specs()
+            .unwrap()
+    };
+    let (standard, timed) = (net(0), net(1));
+    let clock = std::rc::Rc::new(std::cell::Cell::new(0));
+    let slowing = || Slowing {
+        fake: FakeEngine::new(EngineConfig::default()),
+        slope: 0.01,
+        clock: clock.clone(),
+    };
+    let (mut engine, mut se) = (slowing(), slowing());
+    let whole = |b: &[BlockSpec]| b.iter().map(FakeEngine::latency).sum::<f64>();
     let gauge = Gauge::Standard {
         reference_ms: 1.0,
-        standard_ms,
-        blocks: blocks.clone(),
+        standard_ms: whole(&standard),
+        blocks: standard,
     };
     let workload = Workload::Network {
         name: "timed".into(),
-        blocks: blocks.clone(),
+        blocks: timed.clone(),
     };
     let rule = crate::measure::timing::TimingRule::default();
-    // The first try's "after" strays 10% slow; the machine is at speed 1
-    // otherwise. Reused as the second try's "before", it would leave the
-    // pair 10% apart and the factor 4.7% low.
-    let mut engine = Windows {
-        fake: FakeEngine::new(EngineConfig::default()),
-        windows: [1.0, 1.1, 1.0, 1.0].into(),
-    };
-    let t = time_at_reference(&mut engine, &workload, rule.warmup, &rule.stop, &gauge).unwrap();
-    assert_eq!(t.tries, 2);
-    assert!(engine.windows.is_empty());
-    let (before, after) = t.standard.unwrap();
-    assert!((before / standard_ms - 1.0).abs() < 1e-9, "{t:?}");
-    assert!((after / standard_ms - 1.0).abs() < 1e-9, "{t:?}");
-    assert!(!t.unsteady() && (t.factor - 1.0).abs() < 1e-9, "{t:?}");
+    let t = time_at_reference(
+        &mut engine,
+        Some(&mut se),
+        &workload,
+        rule.warmup,
+        &rule.stop,
+        &gauge,
+    )
+    .unwrap();
+    // Each run against the standard's either side: the slowing cancels.
+    assert!(
+        (t.scaled.median / whole(&timed) - 1.0).abs() < 1e-9,
+        "{t:?}"
+    );
+    assert!((t.scaled.p90 / t.scaled.p10 - 1.0).abs() < 1e-9, "{t:?}");
+    // Raw, the network ran several times slower than the table's speed
+    // by then (the warm-up's 100 ms of runs already slowed the machine).
+    assert!(
+        t.raw.median > 2.0 * whole(&timed) && t.factor < 0.5,
+        "{t:?}"
+    );
+    // Two runs a turn: every engine ran twice per timed run, and more.
+    assert!(clock.get() >= 4 * t.scaled.samples, "{}", clock.get());
+    // Without an engine for the standard the gauge is refused.
+    let err = time_at_reference(
+        &mut engine,
+        None,
+        &workload,
+        rule.warmup,
+        &rule.stop,
+        &gauge,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("an engine of its own"), "{err}");
 }
