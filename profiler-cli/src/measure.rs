@@ -119,7 +119,7 @@ fn run_arch<E: EngineCli>(args: &MeasureArgs<E::Settings>, arch_path: &Path) -> 
     say_if_unstable(&workload, &medians, median);
     if let Some(table) = at_speed {
         // The speed standard is timed in turns with the network, on an
-        // engine of its own (measure::speed::standard).
+        // engine of its own (profiler::measure::speed::time_in_turns).
         let mut standard = match &table.0 {
             speed::Gauge::Standard { .. } => Some(E::open(&args.engine)?.0),
             speed::Gauge::FixedParts { .. } => None,

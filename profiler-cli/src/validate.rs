@@ -98,7 +98,7 @@ pub fn run<E: EngineCli>(args: &ValidateArgs<E::TableFlags>) -> Result<()> {
     let job = request.job(&table, sha256, space, E::config(&settings)?)?;
     let (mut engine, mut monitor) = E::open(&settings)?;
     // The speed standard is timed in turns with each network, on an
-    // engine of its own (profiler::measure::speed::standard).
+    // engine of its own (profiler::measure::speed::time_in_turns).
     let mut standard = match &job.gauge {
         Some(Gauge::Standard { .. }) => Some(E::open(&settings)?.0),
         _ => None,

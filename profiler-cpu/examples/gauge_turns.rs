@@ -16,7 +16,10 @@
 //! by run, `time_paired` of the standard and the network for SECONDS
 //! (the network at the table's speed is the median ratio times the
 //! table's standard); in turns by groups of GROUP runs (default 4), the
-//! first of each group untimed, for SECONDS. A network's level is its sum
+//! first of each group untimed, for SECONDS; and, from the same runs as
+//! the gauge's and as the run-by-run turns', the ratio of the two
+//! networks' medians in place of the median of the runs' ratios. A
+//! network's level is its sum
 //! of table entries over that time, less one. It prints every visit, then
 //! per network and scheme the mean and sd of the level over the rounds,
 //! and each scheme's mean level over all networks with the sd of a
@@ -102,20 +105,25 @@ fn main() {
     let mut ex = CpuEngine::open(CpuSettings::DEFAULT).expect("engine");
     let group: usize = std::env::var("GROUP").map_or(4, |g| g.parse().expect("GROUP"));
     // levels[scheme][network][round]
-    let mut levels = vec![vec![Vec::new(); nets.len()]; 3];
+    let mut levels = vec![vec![Vec::new(); nets.len()]; 5];
     for round in 0..rounds {
         for (i, (name, w, pred)) in nets.iter().enumerate() {
             let at = time_at_reference(&mut ex, Some(&mut es), w, rule.warmup, &stop, &gauge)
                 .expect("gauge");
             let lw = (pred / at.scaled.median - 1.0) * 100.0;
+            // The same runs, as the ratio of the two medians instead of the
+            // median of each run's ratio to the standard's either side.
+            let of_medians = at.raw.median * standard_ms / at.standard_ms.expect("in turns");
+            let lm = (pred / of_medians - 1.0) * 100.0;
             let p = time_paired(&mut es, &standard, &mut ex, w, &rule).expect("turns");
             let lt = (pred / (p.ratio.median * standard_ms) - 1.0) * 100.0;
+            let ltm = (pred / (p.b.median / p.a.median * standard_ms) - 1.0) * 100.0;
             es.prepare(&standard).expect("prepare");
             ex.prepare(w).expect("prepare");
             let rg = grouped(&mut es, &mut ex, group, secs);
             let lg = (pred / (rg * standard_ms) - 1.0) * 100.0;
             println!(
-                "round {round} {name}: gauge {lw:+.2}% (raw {:.3} ms{}), turns {lt:+.2}% (ratio {:.4}, standard {:.3} ms, {} pairs), groups {lg:+.2}% (ratio {rg:.4})",
+                "round {round} {name}: gauge {lw:+.2}% (of medians {lm:+.2}%, raw {:.3} ms{}), turns {lt:+.2}% (ratio {:.4}, standard {:.3} ms, {} pairs), groups {lg:+.2}% (ratio {rg:.4})",
                 at.raw.median,
                 at.standard_note(),
                 p.ratio.median,
@@ -125,9 +133,20 @@ fn main() {
             levels[0][i].push(lw);
             levels[1][i].push(lt);
             levels[2][i].push(lg);
+            levels[3][i].push(lm);
+            levels[4][i].push(ltm);
         }
     }
-    for (s, scheme) in ["gauge", "turns", "groups"].iter().enumerate() {
+    for (s, scheme) in [
+        "gauge",
+        "turns",
+        "groups",
+        "gauge, ratio of medians",
+        "turns, ratio of medians",
+    ]
+    .iter()
+    .enumerate()
+    {
         for (i, (name, _, _)) in nets.iter().enumerate() {
             let (m, sd) = mean_sd(&levels[s][i]);
             println!("{scheme} {name}: mean {m:+.2}%, sd {sd:.2} pts over {rounds} rounds");

@@ -165,7 +165,7 @@ pub enum Gauge {
     /// The table's standard network, timed in turns with the network on
     /// an engine of its own: each of the network's runs scaled by the
     /// standard's time in the table over the mean of the standard's runs
-    /// either side of it ([`standard`]'s module doc says why).
+    /// either side of it ([`time_in_turns`] says why).
     Standard {
         reference_ms: f64,
         standard_ms: f64,
@@ -287,7 +287,7 @@ pub const STANDARD_AGREEMENT: f64 = 0.03;
 /// until `stop` says, its runs brought to the table's speed by `gauge`.
 /// The standard is timed in turns with the network on an engine of its
 /// own, `standard_engine`, which only [`Gauge::Standard`] needs
-/// ([`standard::time_in_turns`]).
+/// ([`time_in_turns`]).
 pub fn time_at_reference(
     engine: &mut dyn Engine,
     standard_engine: Option<&mut (dyn Engine + '_)>,
@@ -317,9 +317,102 @@ pub fn time_at_reference(
                     "--gauge standard times the table's standard in turns with the network, on an engine of its own, and none was opened (a caller's bug)".into(),
                 ));
             };
-            standard::time_in_turns(engine, se, workload, blocks, warmup, stop, *standard_ms)
+            time_in_turns(engine, se, workload, blocks, warmup, stop, *standard_ms)
         }
     }
+}
+
+/// Runs per turn, the last one timed: [`time_in_turns`] says why two.
+pub const TURN_RUNS: u32 = 2;
+
+/// The least warm-up of both before the first turn: the first runs of a
+/// process meet its page faults (the standard's first window of a process
+/// came out 40% slow on the development VM).
+pub const STANDARD_WARMUP: Duration = Duration::from_millis(100);
+
+/// One turn of the prepared network on `engine`: [`TURN_RUNS`] runs, the
+/// last one's per-block times.
+fn turn(engine: &mut dyn Engine, blocks: &[BlockSpec]) -> Result<Vec<f64>> {
+    for _ in 1..TURN_RUNS {
+        checked_blocks(engine, blocks)?;
+    }
+    checked_blocks(engine, blocks)
+}
+
+/// Prepares `workload` on `engine` and the standard (`standard`, whose
+/// median time the table records as `standard_ms`) on `standard_engine`,
+/// warms both up in turns, then times them in turns (standard, network,
+/// standard, ..., standard) until `stop` says: each of the network's runs
+/// is scaled by `standard_ms` over the mean of the standard's runs either
+/// side of it, so a speed that drifts linearly over the three cancels.
+///
+/// Why in turns: timed in windows of 0.2 s just before and just after a
+/// network (this gauge until 2026-12-07), the standard missed what the
+/// machine did in between. On the development VM in a busy spell (the
+/// standard 10.5 to 17.4 ms from one second to the next), a round's
+/// average level over three to five networks (landed ones, TF-NAS-A/8),
+/// 1 s a visit, moved between rounds with an sd of 1.9-5.2 points by
+/// windows and 1.2-1.5 by turns of two to six runs, in the same five
+/// processes
+/// (docs/benchmarks/cpu.md, "The standard in turns").
+///
+/// Why a turn of two runs, the first untimed: the run after the other
+/// network's meets that network's caches. Run by run (a turn of one), the
+/// level came out 0.5-2.1 points above turns of two to six runs in the
+/// same processes, which agreed with each other within their noise:
+/// the second run of a turn is the network as it runs back to back, which
+/// is what a table prices and what a served network does.
+pub fn time_in_turns(
+    engine: &mut dyn Engine,
+    standard_engine: &mut dyn Engine,
+    workload: &Workload,
+    standard: &[BlockSpec],
+    warmup: Duration,
+    stop: &StopRule,
+    standard_ms: f64,
+) -> Result<AtReference> {
+    let blocks = workload.blocks().to_vec();
+    engine.prepare(workload)?;
+    standard_engine.prepare(&Workload::Network {
+        name: "speed standard".into(),
+        blocks: standard.to_vec(),
+    })?;
+    stop::warm_up(warmup.max(STANDARD_WARMUP), || {
+        checked_blocks(standard_engine, standard)?;
+        checked_blocks(engine, &blocks).map(drop)
+    })?;
+    let total = |times: &[f64]| times.iter().sum::<f64>();
+    let mut before = total(&turn(standard_engine, standard)?);
+    let (mut raw, mut factors, mut standards) = (Vec::new(), Vec::new(), vec![before]);
+    let mut per_block: Vec<Vec<f64>> = vec![Vec::new(); blocks.len()];
+    let clock = WallClock::start();
+    let (scaled, _) = sample_until(stop, &clock, || -> Result<f64> {
+        let times = turn(engine, &blocks)?;
+        let after = total(&turn(standard_engine, standard)?);
+        let f = standard_ms / ((before + after) / 2.0);
+        before = after;
+        standards.push(after);
+        raw.push(total(&times));
+        factors.push(f);
+        for (series, t) in per_block.iter_mut().zip(&times) {
+            series.push(t * f);
+        }
+        Ok(total(&times) * f)
+    })?;
+    let median = |v: &[f64], what: &str| {
+        summarize(v)
+            .ok_or_else(|| ProfilerError::Invalid(format!("no finite {what} (an engine bug)")))
+    };
+    Ok(AtReference {
+        scaled,
+        raw: median(&raw, "raw time")?,
+        factor: median(&factors, "speed factor")?.median,
+        blocks: per_block
+            .iter()
+            .map(|series| summarize(series).map_or(f64::NAN, |s| s.median))
+            .collect(),
+        standard_ms: Some(median(&standards, "standard's time")?.median),
+    })
 }
 
 /// One network's runs: scaled by the fixed parts when given their
@@ -372,8 +465,6 @@ fn time_scaled(
         blocks,
     })
 }
-
-mod standard;
 
 #[cfg(test)]
 mod tests;
