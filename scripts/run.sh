@@ -29,8 +29,9 @@
 #      (`profiler measure --versus`), and prints each one's table error, the
 #      measured ratio of the two (raw, from the runs in turns) against the
 #      predicted ratio, each with its interval, and a one-line verdict (both within
-#      2%: LANDED; a miss whose intervals reach into the 2% band is marked
-#      within the noise; scripts/verdict.awk); on a CPU each pass is
+#      2%: LANDED; a miss whose intervals reach into the 2% band, or a
+#      landing whose intervals reach past it, is marked within the noise;
+#      scripts/verdict.awk); on a CPU each pass is
 #      brought to the table's speed by its speed standard.
 # 48x48, not less: the space downsamples 32x, and below 33x33 the last
 # stages and the head run at 1x1, where batch norm on batch statistics

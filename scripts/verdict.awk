@@ -118,7 +118,13 @@ END {
   ok = (e[0] <= 2 && e[0] >= -2 && re <= 2 && re >= -2)
   # Beyond the noise: the 2% band and a figure's interval do not overlap.
   beyond = (lo[0] > 2 || hi[0] < -2 || rlo > 2 || rhi < -2)
-  verdict = unstable ? "UNSURE (a network above has several latency modes)" : k < 3 ? "UNSURE (fewer than 3 pass pairs left)" : ok ? "LANDED" : beyond ? "MISSED" : "MISSED (within the noise: each figure's interval reaches into the 2% band)"
+  # A landing whose intervals stay inside the band is one the noise could
+  # not have made; one whose interval reaches past it (on the development
+  # VM in a busy spell, intervals 6-7 points wide) is said to be so, as a
+  # miss inside the noise is.
+  inside = (lo[0] >= -2 && hi[0] <= 2 && rlo >= -2 && rhi <= 2)
+  landed = inside ? "LANDED" : "LANDED (within the noise: an interval reaches past the 2% band)"
+  verdict = unstable ? "UNSURE (a network above has several latency modes)" : k < 3 ? "UNSURE (fewer than 3 pass pairs left)" : ok ? landed : beyond ? "MISSED" : "MISSED (within the noise: each figure's interval reaches into the 2% band)"
   printf "verdict: %s: the searched network is %+.2f%% off its prediction and its ratio to TF-NAS-A/8 %+.2f%% off (both must lie within 2%%)\n", verdict, e[0], re
   printf "wall time after setup: %d s\n", s
 }

@@ -97,9 +97,17 @@ fn a_network_on_its_price_lands_with_its_interval_printed() {
         ),
         "{out}"
     );
+    // The searched network's interval (-2.43..+2.55%) reaches past the
+    // band: a landing, said to be within the noise.
     assert!(
-        line(&out, "verdict: ").starts_with("verdict: LANDED: "),
+        line(&out, "verdict: ").starts_with("verdict: LANDED (within the noise: an interval reaches past the 2% band): the searched network is +0.00% off"),
         "{out}"
+    );
+    // Passes within 0.1 ms: every interval inside the band, a plain landing.
+    let tight = verdict(&pairs(20.0, [19.95, 20.0, 20.05]));
+    assert!(
+        line(&tight, "verdict: ").starts_with("verdict: LANDED: "),
+        "{tight}"
     );
 }
 
@@ -163,7 +171,7 @@ fn throttled_pairs_are_kept_when_leaving_them_out_would_leave_fewer_than_three()
         "{out}"
     );
     assert!(
-        line(&out, "verdict: ").starts_with("verdict: LANDED: "),
+        line(&out, "verdict: ").starts_with("verdict: LANDED (within the noise"),
         "{out}"
     );
 }
