@@ -95,11 +95,10 @@ mod tests {
 #[derive(Args, Clone, Copy, Debug, Default)]
 pub struct GaugeArgs {
     /// Gauge the machine's speed by the table's speed standard (a network
-    /// of the space timed in its own context before and after each
-    /// network, timed a second time when the two disagree by over 3%) instead of
-    /// each run's fixed parts, whose time moves with the network around
-    /// them (docs/cpu.md, "The speed gauge"). Needs a table built with a
-    /// `speed_standard_ms` line.
+    /// of the space timed in turns with each network, two runs a turn, on
+    /// an engine of its own) instead of each run's fixed parts, whose time
+    /// moves with the network around them (docs/cpu.md, "The speed
+    /// gauge"). Needs a table built with a `speed_standard_ms` line.
     #[arg(long, value_enum, default_value_t = Gauge::FixedParts)]
     pub gauge: Gauge,
 }
@@ -110,7 +109,7 @@ pub enum Gauge {
     /// Each run scaled by the table's reference over its fixed parts' time.
     #[default]
     FixedParts,
-    /// The table's speed standard, timed beside each network.
+    /// The table's speed standard, timed in turns with each network.
     Standard,
 }
 
