@@ -166,5 +166,14 @@ turns=tables/local/main-job-turns.txt
 mv "$turns.tmp.$$" "$turns"
 grep '^A/B over' "$turns"
 # The verdict, each figure with its interval (scripts/verdict.awk).
+# The machine's mean speed against the table's over the level step's
+# passes (step 2), which the verdict prints beside its own passes': on this
+# VM the level a check read moved 2.6-3.7 points in two runs whose verdict
+# ran 15-18% faster than their level step (docs/benchmarks/cpu.md).
+level_speed=""
+if [ -n "$speed" ] && [ -f tables/local/main-job-level.csv ]; then
+  level_speed=$(awk -F, '!/^#/ && $1 != "index" && $11 > 0 { f += $5 / $11; n++ } END { if (n) printf "%.3f", f / n }' \
+    tables/local/main-job-level.csv)
+fi
 awk -F, -v t="$target" -v a="${factor:-1}" -v sp="$speed" -v s="$(( $(date +%s) - start ))" \
-  -v unstable="${unstable:+1}" -v tf="$turns" -f scripts/verdict.awk "$rows" "$turns"
+  -v unstable="${unstable:+1}" -v tf="$turns" -v ls="$level_speed" -f scripts/verdict.awk "$rows" "$turns"

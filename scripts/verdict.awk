@@ -5,7 +5,9 @@
 # "" (a GPU), s the seconds since the job began, unstable 1 when validate
 # named a network with several latency modes, tf the file of `profiler
 # measure --arch TF-NAS-A/8 --versus SEARCHED` (the two timed in turns, run
-# by run), read after the rows: awk -f verdict.awk ROWS TURNS.
+# by run), read after the rows, ls the machine's mean speed against the
+# table's in the level step's passes (empty: not known): awk -f
+# verdict.awk ROWS TURNS.
 #
 # Each figure comes with its interval, so that a miss inside the noise is
 # told from one beyond it: a network's mean over its passes with a 95%
@@ -60,6 +62,9 @@ FILENAME == tf {
 # (on the development VM one run had 5 of 6 pairs unsteady, and a verdict
 # on one pass is none), and the intervals carry the noise.
 { p[$1] = a * $4; sc[$1, $2] = $5; raw[$1, $2] = $11; if ($10 == 1) out[$2] = 1; passes[$2] = 1 }
+# The machine's speed against the table's in each row (its time at the
+# table's speed over its raw time), for the line beside the verdict.
+$11 > 0 { speed += $5 / $11; nspeed++ }
 END {
   whole = 0; steady = 0
   for (j in passes) if (((0, j) in raw) && ((1, j) in raw)) { whole++; if (!(j in out)) steady++ }
@@ -115,6 +120,13 @@ END {
   if (sp != "") printf "; %.4f at the table's speed (%+.2f%%)", rm, rs
   printf "\n"
   printf "searched against target: %+.2f%% measured\n", (m[0] / t - 1) * 100
+  # Where the level a check reads may have moved: the host's speed here
+  # and in the level step's passes (ls, from run.sh; empty: not known).
+  if (sp != "" && nspeed > 0) {
+    printf "machine speed: %.3fx the table's in these passes", speed / nspeed
+    if (ls != "") printf ", %.3fx in the level step's (step 2)", ls
+    printf "\n"
+  }
   ok = (e[0] <= 2 && e[0] >= -2 && re <= 2 && re >= -2)
   # Beyond the noise: the 2% band and a figure's interval do not overlap.
   beyond = (lo[0] > 2 || hi[0] < -2 || rlo > 2 || rhi < -2)

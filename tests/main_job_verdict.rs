@@ -41,7 +41,7 @@ fn verdict_with(rows: &[Row], turns: &str) -> String {
             "-v",
             "sp= at the table's speed",
         ])
-        .args(["-v", "s=500", "-v", "unstable=", "-v"])
+        .args(["-v", "s=500", "-v", "unstable=", "-v", "ls=0.850", "-v"])
         .arg(format!("tf={}", turns_path.display()))
         .arg("-f")
         .arg(script)
@@ -96,6 +96,13 @@ fn a_network_on_its_price_lands_with_its_interval_printed() {
             "the median of 3 pass pairs (range 0.9429..0.9619, a 75% interval): +0.00% (interval -0.99..+1.01%); 0.9524 at the table's speed (+0.00%)"
         ),
         "{out}"
+    );
+    // Beside the verdict, the machine's speed here (each row's time at the
+    // table's speed over its raw time: 1 in these rows) and in the level
+    // step (run.sh's ls).
+    assert_eq!(
+        line(&out, "machine speed: "),
+        "machine speed: 1.000x the table's in these passes, 0.850x in the level step's (step 2)"
     );
     // The searched network's interval (-2.43..+2.55%) reaches past the
     // band: a landing, said to be within the noise.
