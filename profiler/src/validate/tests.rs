@@ -127,6 +127,17 @@ fn job(table: &LatencyTable, path: &Path, seed: u64, samples: usize) -> Job {
     .unwrap()
 }
 
+/// `run_validation` into `out`, unmonitored, and the lines it logged.
+fn run_logged(engine: &mut FakeEngine, job: &Job, out: &Path) -> (Vec<Row>, Vec<String>) {
+    let mut logs = Vec::new();
+    let mut monitor = Unmonitored { why: "test".into() };
+    let rows = run_validation(engine, None, &mut monitor, job, Some(out), &mut |m| {
+        logs.push(m.to_string())
+    })
+    .unwrap();
+    (rows, logs)
+}
+
 fn run(engine: &mut FakeEngine, job: &Job, out: Option<&Path>) -> Result<Vec<Row>> {
     let mut monitor = Unmonitored { why: "test".into() };
     run_validation(engine, None, &mut monitor, job, out, &mut |_| {})
@@ -197,18 +208,8 @@ fn a_killed_run_resumes_to_the_same_rows() {
     text.push_str("7,1,0.51");
     std::fs::write(&out, &text).unwrap();
 
-    let mut logs = Vec::new();
     let mut resumed = net_engine(&table);
-    let mut monitor = Unmonitored { why: "test".into() };
-    let rows = run_validation(
-        &mut resumed,
-        None,
-        &mut monitor,
-        &job,
-        Some(&out),
-        &mut |m| logs.push(m.to_string()),
-    )
-    .unwrap();
+    let (rows, logs) = run_logged(&mut resumed, &job, &out);
     assert_eq!(resumed.networks, 5, "only networks 7..12 are timed again");
     assert_eq!(rows, full);
     assert_eq!(rows::read(&out).unwrap().rows, full);
@@ -778,18 +779,8 @@ fn a_killed_run_of_passes_measures_only_the_missing_passes_again() {
     killed.fail_after = Some(6);
     assert!(run(&mut killed, &job, Some(&out)).is_err());
     assert_eq!(rows::read(&out).unwrap().rows.len(), 6);
-    let mut logs = Vec::new();
     let mut resumed = net_engine(&table);
-    let mut monitor = Unmonitored { why: "test".into() };
-    let rows = run_validation(
-        &mut resumed,
-        None,
-        &mut monitor,
-        &job,
-        Some(&out),
-        &mut |m| logs.push(m.to_string()),
-    )
-    .unwrap();
+    let (rows, logs) = run_logged(&mut resumed, &job, &out);
     assert_eq!(
         resumed.networks, 6,
         "pass 2 of networks 3 and 4, pass 3 of all four"

@@ -83,8 +83,8 @@ fn by_width(blocks: &[BlockSpec]) -> f64 {
             .sum::<f64>()
 }
 
-#[test]
-fn the_standard_keeps_a_networks_own_context_which_the_fixed_parts_scale_away() {
+/// Two networks of the space, seed 3: a standard and a network to time.
+fn standard_and_timed() -> (Vec<BlockSpec>, Vec<BlockSpec>) {
     let space = space::SearchSpaceConfig::default();
     let net = |i| {
         space::Architecture::sample_nth(&space, 3, i)
@@ -92,7 +92,12 @@ fn the_standard_keeps_a_networks_own_context_which_the_fixed_parts_scale_away() 
             .block_specs()
             .unwrap()
     };
-    let (standard, timed) = (net(0), net(1));
+    (net(0), net(1))
+}
+
+#[test]
+fn the_standard_keeps_a_networks_own_context_which_the_fixed_parts_scale_away() {
+    let (standard, timed) = standard_and_timed();
     assert!(by_width(&standard) != by_width(&timed));
     let mut engine = FakeEngine::new(EngineConfig::default());
     engine.context = Some(by_width);
@@ -255,14 +260,7 @@ impl Engine for Slowing {
 
 #[test]
 fn a_machine_slowing_steadily_leaves_the_network_at_the_tables_speed() {
-    let space = space::SearchSpaceConfig::default();
-    let net = |i| {
-        space::Architecture::sample_nth(&space, 3, i)
-            .unwrap()
-            .block_specs()
-            .unwrap()
-    };
-    let (standard, timed) = (net(0), net(1));
+    let (standard, timed) = standard_and_timed();
     let clock = std::rc::Rc::new(std::cell::Cell::new(0));
     let slowing = || Slowing {
         fake: FakeEngine::new(EngineConfig::default()),
