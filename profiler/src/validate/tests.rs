@@ -624,17 +624,7 @@ fn a_table_with_a_speed_reference_is_validated_at_its_speed_on_a_drifting_machin
     // Run by run, up to 45% apart, mostly slower than the table's speed.
     engine.speeds = vec![1.2, 1.3, 0.9, 1.1, 1.25];
     let out = dir.path().join("rows.csv");
-    let mut lines = Vec::new();
-    let mut monitor = Unmonitored { why: "test".into() };
-    let rows = run_validation(
-        &mut engine,
-        None,
-        &mut monitor,
-        &job,
-        Some(&out),
-        &mut |l| lines.push(l.to_string()),
-    )
-    .unwrap();
+    let (rows, lines) = run_logged(&mut engine, &job, &out);
     for r in &rows {
         assert!(r.error_pct().abs() < 1e-4, "{r:?}");
         assert!(
