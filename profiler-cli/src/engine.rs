@@ -9,6 +9,7 @@ use anyhow::Result;
 use clap::Args;
 use profiler::measure::engine::{Engine, EngineConfig};
 use profiler::measure::monitor::Monitor;
+use profiler::measure::speed::Gauge;
 use profiler::reference::Comparison;
 use profiler::table::build::BuildReport;
 use profiler::table::in_network::InNetwork;
@@ -108,4 +109,17 @@ pub trait EngineCli {
 pub fn describe_once(description: &str) {
     static DESCRIBED: std::sync::Once = std::sync::Once::new();
     DESCRIBED.call_once(|| eprintln!("{description}"));
+}
+
+/// A second engine for the speed standard when `gauge` times it in turns
+/// with each network (`profiler::measure::speed::time_in_turns`), opened
+/// with the same settings; none for any other gauge.
+pub fn standard_engine<E: EngineCli>(
+    settings: &E::Settings,
+    gauge: Option<&Gauge>,
+) -> Result<Option<E::Engine>> {
+    Ok(match gauge {
+        Some(Gauge::Standard { .. }) => Some(E::open(settings)?.0),
+        _ => None,
+    })
 }

@@ -21,7 +21,7 @@ use profiler::measure::timing::{time_workload, Timed, TimingRule};
 use profiler::validate::network::{sum_of_blocks_alone, table_prediction, time_network};
 use space::{ArchLatency, Architecture, BlockSpec, LatencyTable, SearchSpaceConfig};
 
-use crate::engine::EngineCli;
+use crate::engine::{standard_engine, EngineCli};
 use crate::flags::{GaugeArgs, TimingArgs};
 
 /// `measure`'s flags.
@@ -118,12 +118,7 @@ fn run_arch<E: EngineCli>(args: &MeasureArgs<E::Settings>, arch_path: &Path) -> 
     let median = median_of(&mut medians.clone());
     say_if_unstable(&workload, &medians, median);
     if let Some(table) = at_speed {
-        // The speed standard is timed in turns with the network, on an
-        // engine of its own (profiler::measure::speed::time_in_turns).
-        let mut standard = match &table.0 {
-            speed::Gauge::Standard { .. } => Some(E::open(&args.engine)?.0),
-            speed::Gauge::FixedParts { .. } => None,
-        };
+        let mut standard = standard_engine::<E>(&args.engine, Some(&table.0))?;
         let standard = standard.as_mut().map(|e| e as &mut dyn Engine);
         at_table_speed(
             &mut engine,

@@ -10,11 +10,10 @@ use clap::Args;
 use profiler::analysis::rows::MAX_PASSES;
 use profiler::files::command_line;
 use profiler::measure::engine::Engine;
-use profiler::measure::speed::Gauge;
 use profiler::validate::{self, Request};
 use space::io::OutputLock;
 
-use crate::engine::EngineCli;
+use crate::engine::{standard_engine, EngineCli};
 use crate::flags::{in_range, load_space, GaugeArgs, TimingArgs};
 
 /// `validate`'s flags.
@@ -97,12 +96,7 @@ pub fn run<E: EngineCli>(args: &ValidateArgs<E::TableFlags>) -> Result<()> {
     let settings = E::table_settings(&table, &args.engine)?;
     let job = request.job(&table, sha256, space, E::config(&settings)?)?;
     let (mut engine, mut monitor) = E::open(&settings)?;
-    // The speed standard is timed in turns with each network, on an
-    // engine of its own (profiler::measure::speed::time_in_turns).
-    let mut standard = match &job.gauge {
-        Some(Gauge::Standard { .. }) => Some(E::open(&settings)?.0),
-        _ => None,
-    };
+    let mut standard = standard_engine::<E>(&settings, job.gauge.as_ref())?;
     let mut log = |m: &str| eprintln!("{m}");
     let rows = validate::run_validation(
         &mut engine,

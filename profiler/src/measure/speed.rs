@@ -298,14 +298,7 @@ pub fn time_at_reference(
 ) -> Result<AtReference> {
     match gauge {
         Gauge::FixedParts { reference_ms } => {
-            let t = time_scaled(engine, workload, warmup, stop, Some(*reference_ms))?;
-            Ok(AtReference {
-                scaled: t.scaled,
-                raw: t.raw,
-                factor: t.factor,
-                blocks: t.blocks,
-                standard_ms: None,
-            })
+            time_scaled(engine, workload, warmup, stop, *reference_ms)
         }
         Gauge::Standard {
             standard_ms,
@@ -383,8 +376,8 @@ pub fn time_in_turns(
     })?;
     let total = |times: &[f64]| times.iter().sum::<f64>();
     let mut before = total(&turn(standard_engine, standard)?);
-    let (mut raw, mut factors, mut standards) = (Vec::new(), Vec::new(), vec![before]);
-    let mut per_block: Vec<Vec<f64>> = vec![Vec::new(); blocks.len()];
+    let mut standards = vec![before];
+    let mut runs = Runs::new(blocks.len());
     let clock = WallClock::start();
     let (scaled, _) = sample_until(stop, &clock, || -> Result<f64> {
         let times = turn(engine, &blocks)?;
@@ -392,78 +385,83 @@ pub fn time_in_turns(
         let f = standard_ms / ((before + after) / 2.0);
         before = after;
         standards.push(after);
-        raw.push(total(&times));
-        factors.push(f);
-        for (series, t) in per_block.iter_mut().zip(&times) {
+        Ok(runs.push(&times, f))
+    })?;
+    let standard_ms = summarize(&standards)
+        .ok_or_else(|| ProfilerError::Invalid("no finite standard's time (an engine bug)".into()))?
+        .median;
+    runs.finish(scaled, Some(standard_ms))
+}
+
+/// A network's runs as they are timed, each with the factor that brings
+/// it to the table's speed: what [`AtReference`] summarises.
+struct Runs {
+    raw: Vec<f64>,
+    factors: Vec<f64>,
+    /// Each block's scaled times, in network order.
+    per_block: Vec<Vec<f64>>,
+}
+
+impl Runs {
+    fn new(blocks: usize) -> Self {
+        Runs {
+            raw: Vec::new(),
+            factors: Vec::new(),
+            per_block: vec![Vec::new(); blocks],
+        }
+    }
+
+    /// Records one run's per-block times and its factor; returns the run's
+    /// total at the table's speed.
+    fn push(&mut self, times: &[f64], f: f64) -> f64 {
+        let total: f64 = times.iter().sum();
+        self.raw.push(total);
+        self.factors.push(f);
+        for (series, t) in self.per_block.iter_mut().zip(times) {
             series.push(t * f);
         }
-        Ok(total(&times) * f)
-    })?;
-    let median = |v: &[f64], what: &str| {
-        summarize(v)
-            .ok_or_else(|| ProfilerError::Invalid(format!("no finite {what} (an engine bug)")))
-    };
-    Ok(AtReference {
-        scaled,
-        raw: median(&raw, "raw time")?,
-        factor: median(&factors, "speed factor")?.median,
-        blocks: per_block
-            .iter()
-            .map(|series| summarize(series).map_or(f64::NAN, |s| s.median))
-            .collect(),
-        standard_ms: Some(median(&standards, "standard's time")?.median),
-    })
+        total * f
+    }
+
+    /// The runs' summary beside `scaled` (the sampler's own summary of
+    /// what [`push`](Self::push) returned).
+    fn finish(self, scaled: Summary, standard_ms: Option<f64>) -> Result<AtReference> {
+        let raw = summarize(&self.raw)
+            .ok_or_else(|| ProfilerError::Invalid("no finite raw time (an engine bug)".into()))?;
+        Ok(AtReference {
+            scaled,
+            raw,
+            factor: summarize(&self.factors).map_or(1.0, |s| s.median),
+            blocks: self
+                .per_block
+                .iter()
+                .map(|series| summarize(series).map_or(f64::NAN, |s| s.median))
+                .collect(),
+            standard_ms,
+        })
+    }
 }
 
-/// One network's runs: scaled by the fixed parts when given their
-/// reference, else raw (a factor of 1 each).
-struct Timed {
-    scaled: Summary,
-    raw: Summary,
-    /// The median of the runs' factors.
-    factor: f64,
-    blocks: Vec<f64>,
-}
-
+/// Prepares `workload`, warms it up and times it until `stop` says, each
+/// run scaled by `reference_ms` over its fixed parts' time.
 fn time_scaled(
     engine: &mut dyn Engine,
     workload: &Workload,
     warmup: Duration,
     stop: &StopRule,
-    reference_ms: Option<f64>,
-) -> Result<Timed> {
+    reference_ms: f64,
+) -> Result<AtReference> {
     let blocks = workload.blocks().to_vec();
     engine.prepare(workload)?;
     warm_up(engine, &blocks, warmup)?;
-    let (mut raw, mut factors) = (Vec::new(), Vec::new());
-    let mut per_block: Vec<Vec<f64>> = vec![Vec::new(); blocks.len()];
+    let mut runs = Runs::new(blocks.len());
     let clock = WallClock::start();
     let (scaled, _) = sample_until(stop, &clock, || -> Result<f64> {
         let times = checked_blocks(engine, &blocks)?;
-        let f = match reference_ms {
-            Some(r) => factor(&blocks, &times, r)?,
-            None => 1.0,
-        };
-        let total: f64 = times.iter().sum();
-        raw.push(total);
-        factors.push(f);
-        for (series, t) in per_block.iter_mut().zip(&times) {
-            series.push(t * f);
-        }
-        Ok(total * f)
+        let f = factor(&blocks, &times, reference_ms)?;
+        Ok(runs.push(&times, f))
     })?;
-    let raw = summarize(&raw)
-        .ok_or_else(|| ProfilerError::Invalid("no finite raw time (an engine bug)".into()))?;
-    let blocks = per_block
-        .iter()
-        .map(|series| summarize(series).map_or(f64::NAN, |s| s.median))
-        .collect();
-    Ok(Timed {
-        scaled,
-        raw,
-        factor: summarize(&factors).map_or(1.0, |s| s.median),
-        blocks,
-    })
+    runs.finish(scaled, None)
 }
 
 #[cfg(test)]
