@@ -1,6 +1,8 @@
 # The main job's verdict (scripts/run.sh, step 5) from `profiler validate
-# --out` rows of two networks timed in turns: 0 the searched network, 1
-# TF-NAS-A/8. Variables: t the target (ms), a the table's correction factor
+# --out` rows of networks timed in turns: 0 the searched network, 1
+# TF-NAS-A/8, 2 and on (if any) the level's networks, those the table's
+# correction was fitted on (step 2), whose measured over predicted times
+# in each pass give the table's level in that pass (see END). Variables: t the target (ms), a the table's correction factor
 # (validate's rows hold the sum of blocks), sp " at the table's speed" or
 # "" (a GPU), s the seconds since the job began, unstable 1 when validate
 # named a network with several latency modes, tf the file of `profiler
@@ -43,6 +45,38 @@ function error_of(x, c, p,    j, ss, h) {
   ehi = (emean > h) ? (p / (emean - h) - 1) * 100 : 1e9
   return (p / emean - 1) * 100
 }
+# The table's level in each kept pass and each network's error at it.
+# In pass j (kp[jj]) the level is L = sum p*m / sum p^2 over the level's
+# networks (index 2 and on): the factor `fit --model scale` would fit on
+# them there. Each network's time in a pass is divided by that pass's
+# level before its error is taken, so a level that moved since step 2
+# (on the development VM 1-4 points between runs at like machine speeds:
+# docs/benchmarks/cpu.md) weighs on neither network's figure, while the
+# error each has against networks like it remains. With the runs in turns,
+# the other network's times come over through the ratio rr, as in END.
+# Sets nl (0: no level networks), lmean, lh, and le, llo, lhi, lm per network.
+function level_errors(    i, jj, c, spm, spp, ss) {
+  nl = 0
+  for (i in lvl) nl++
+  for (jj = 1; nl > 0 && jj <= k; jj++) {
+    spm = 0; spp = 0
+    for (i in lvl) if ((i, kp[jj]) in sc) { spm += p[i] * sc[i, kp[jj]]; spp += p[i] ^ 2 }
+    if (spp <= 0) nl = 0; else L[jj] = spm / spp
+  }
+  if (nl == 0) return
+  lmean = 0; ss = 0
+  for (jj = 1; jj <= k; jj++) lmean += L[jj] / k
+  for (jj = 1; jj <= k; jj++) ss += (L[jj] - lmean) ^ 2
+  lh = k > 1 ? t975(k - 1) * sqrt(ss / (k - 1) / k) : 0
+  for (i = 0; i <= 1; i++) {
+    c = 0
+    for (jj = 1; jj <= k; jj++) {
+      x[++c] = v[i, jj] / L[jj]
+      if (tk > 0) x[++c] = (i == 0 ? v[1, jj] * rr : v[0, jj] / rr) / L[jj]
+    }
+    le[i] = error_of(x, c, p[i]); lm[i] = emean; llo[i] = elo; lhi[i] = ehi
+  }
+}
 # A pass of the runs in turns: "pass 1/3, run by run: ... SEARCHED +1.81%
 # (95% CI +1.50..+2.47%, 20 pairs) against TF-NAS-A/8".
 FILENAME == tf {
@@ -61,7 +95,8 @@ FILENAME == tf {
 # unless fewer than 3 steady pairs would be left: then every pair is kept
 # (on the development VM one run had 5 of 6 pairs unsteady, and a verdict
 # on one pass is none), and the intervals carry the noise.
-{ p[$1] = a * $4; sc[$1, $2] = $5; raw[$1, $2] = $11; if ($10 == 1) out[$2] = 1; passes[$2] = 1 }
+# A level network's throttled pass is kept: the level is a sum over eight.
+{ p[$1] = a * $4; sc[$1, $2] = $5; raw[$1, $2] = $11; if ($10 == 1 && $1 <= 1) out[$2] = 1; passes[$2] = 1; if ($1 >= 2) lvl[$1] = 1 }
 # The machine's speed against the table's in each row (its time at the
 # table's speed over its raw time), for the line beside the verdict.
 $11 > 0 { speed += $5 / $11; nspeed++ }
@@ -73,6 +108,7 @@ END {
   for (j in passes) {
     if ((strict && (j in out)) || !((0, j) in raw) || !((1, j) in raw)) { left++; continue }
     for (i = 0; i <= 1; i++) v[i, ++n[i]] = sc[i, j]
+    kp[k + 1] = j
     # The raw ratio of each pass pair (timed back to back); their median
     # below, robust to a pass the machine slowed.
     q[++k] = raw[0, j] / raw[1, j]
@@ -105,6 +141,7 @@ END {
     how = sprintf("the median of %d pass pairs (range %.4f..%.4f, a %.0f%% interval", k, qlo, qhi, (1 - 2 * 0.5 ^ k) * 100)
     from = sprintf("mean of %d passes%s", n[0], sp)
   }
+  level_errors()
   rp = p[0] / p[1]; rs = (rp / rm - 1) * 100
   re = (rp / rr - 1) * 100; rlo = (rp / qhi - 1) * 100; rhi = (rp / qlo - 1) * 100
   printf "target     %.4f ms (TF-NAS-A/8 as the table predicts it)\n", t
@@ -116,6 +153,15 @@ END {
   printf "TF-NAS-A/8 predicted %.4f ms, measured %.4f ms (%s): table error %+.2f%% (95%% interval %+.2f..%+.2f%%)", p[1], m[1], from, e[1], lo[1], hi[1]
   if (tk > 0) printf "; its own passes alone %.4f ms, %+.2f%%", mo1, own[1]
   printf "\n"
+  if (nl > 0) {
+    printf "level      measured over predicted on the %d networks the table's correction was fitted on (step 2), in these passes: %.4f (95%% interval %.4f..%.4f): the level %+.2f%% from step 2's\n", nl, lmean, lmean - lh, lmean + lh, (lmean - 1) * 100
+    printf "searched   at the level of these passes: measured %.4f ms at it, table error %+.2f%% (95%% interval %+.2f..%+.2f%%)\n", lm[0], le[0], llo[0], lhi[0]
+    printf "TF-NAS-A/8 at the level of these passes: measured %.4f ms at it, table error %+.2f%% (95%% interval %+.2f..%+.2f%%)\n", lm[1], le[1], llo[1], lhi[1]
+    # The verdict judges the searched network at the level of its own
+    # passes; the figure at step 2's stays printed above.
+    e[0] = le[0]; lo[0] = llo[0]; hi[0] = lhi[0]
+    at = " at the level of these passes"
+  }
   printf "ratio searched/TF-NAS-A/8: predicted %.4f, measured %.4f raw, %s): %+.2f%% (interval %+.2f..%+.2f%%)", rp, rr, how, re, rlo, rhi
   if (sp != "") printf "; %.4f at the table's speed (%+.2f%%)", rm, rs
   printf "\n"
@@ -137,6 +183,6 @@ END {
   inside = (lo[0] >= -2 && hi[0] <= 2 && rlo >= -2 && rhi <= 2)
   landed = inside ? "LANDED" : "LANDED (within the noise: an interval reaches past the 2% band)"
   verdict = unstable ? "UNSURE (a network above has several latency modes)" : k < 3 ? "UNSURE (fewer than 3 pass pairs left)" : ok ? landed : beyond ? "MISSED" : "MISSED (within the noise: each figure's interval reaches into the 2% band)"
-  printf "verdict: %s: the searched network is %+.2f%% off its prediction and its ratio to TF-NAS-A/8 %+.2f%% off (both must lie within 2%%)\n", verdict, e[0], re
+  printf "verdict: %s: the searched network is %+.2f%% off its prediction%s and its ratio to TF-NAS-A/8 %+.2f%% off (both must lie within 2%%)\n", verdict, e[0], at, re
   printf "wall time after setup: %d s\n", s
 }

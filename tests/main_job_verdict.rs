@@ -255,3 +255,73 @@ fn the_ratio_comes_from_the_runs_in_turns_when_there_are_some() {
         "{out}"
     );
 }
+
+/// Three passes whose machine speed wobbles by `w`: the level's eight
+/// networks (index 2 to 9, predicted 10 to 24 ms) and TF-NAS-A/8 (21 ms)
+/// all measured at `level` times their prediction, the searched network
+/// (20 ms) at `level * off`; the level networks' pass 1 marked throttled.
+fn with_level(level: f64, off: f64) -> Vec<Row> {
+    let w = [1.0, 1.02, 0.98];
+    let mut rows = Vec::new();
+    for (j, w) in w.iter().enumerate() {
+        let j = j as u32;
+        let m0 = 20.0 * level * off * w;
+        rows.push((0, j, 20.0, m0, false, m0));
+        rows.push((1, j, 21.0, 21.0 * level * w, false, 21.0 * level * w));
+        for i in 2..10 {
+            let p = 10.0 + 2.0 * (i - 2) as f64;
+            rows.push((i, j, p, p * level * w, j == 1, p * level * w));
+        }
+    }
+    rows
+}
+
+#[test]
+fn networks_are_judged_at_the_level_their_passes_measure_on_the_level_networks() {
+    // Every network 4% faster than the level step's factor said: at that
+    // level the searched network is +4.17% off, at the level its own
+    // passes measure on the eight networks beside it, on its price.
+    let out = verdict(&with_level(0.96, 1.0));
+    assert!(
+        line(&out, "searched ").contains("table error +4.17%"),
+        "{out}"
+    );
+    // The level of each pass is 0.96 times its wobble: mean 0.96, sd 0.0192.
+    let h = 4.303 * 0.96 * 0.02 / 3f64.sqrt();
+    assert_eq!(
+        line(&out, "level "),
+        format!(
+            "level      measured over predicted on the 8 networks the table's correction was fitted on (step 2), in these passes: 0.9600 (95% interval {:.4}..{:.4}): the level -4.00% from step 2's",
+            0.96 - h,
+            0.96 + h
+        )
+    );
+    // Each pass divided by its level: 20 ms every time, no interval (its
+    // ends may print -0.00 by rounding).
+    let at = line(&out, "searched   at the level");
+    assert!(
+        at.starts_with("searched   at the level of these passes: measured 20.0000 ms at it, table error +0.00% (95% interval ")
+            && at.ends_with("0.00..+0.00%)"),
+        "{out}"
+    );
+    assert!(
+        line(&out, "TF-NAS-A/8 at the level").contains("table error +0.00% (95% interval "),
+        "{out}"
+    );
+    // A level network's throttled pass leaves no pass pair out.
+    assert!(!out.contains("left out:"), "{out}");
+    assert!(
+        line(&out, "verdict: ").starts_with(
+            "verdict: LANDED: the searched network is +0.00% off its prediction at the level of these passes and its ratio"
+        ),
+        "{out}"
+    );
+    // 3% slower than networks like it: a miss at any level.
+    let slow = verdict(&with_level(0.96, 1.03));
+    assert!(
+        line(&slow, "verdict: ").starts_with(
+            "verdict: MISSED: the searched network is -2.91% off its prediction at the level of these passes"
+        ),
+        "{slow}"
+    );
+}
