@@ -11,6 +11,10 @@
 # table's in the level step's passes (empty: not known): awk -f
 # verdict.awk ROWS TURNS.
 #
+# With level networks, the searched network is judged at the level of
+# these passes (its error at the level step's factor stays printed): a
+# level fitted in one step held only minutes on the development VM.
+#
 # Each figure comes with its interval, so that a miss inside the noise is
 # told from one beyond it: a network's mean over its passes with a 95%
 # Student t interval (with the runs in turns, over both networks' passes,
@@ -34,47 +38,51 @@ function t975(df) {
   return (df >= 1 && df <= 30) ? tt[df] : 1.96
 }
 # The error (%) of prediction p against the mean of x[1..c], and its 95%
-# interval through the mean's (Student's t): emean, elo, ehi.
+# interval through the mean's (Student's t): emean, elo, ehi, and the
+# mean's half-width eh.
 function error_of(x, c, p,    j, ss, h) {
   emean = 0; ss = 0
   for (j = 1; j <= c; j++) emean += x[j]
   emean /= c
   for (j = 1; j <= c; j++) ss += (x[j] - emean) ^ 2
   h = c > 1 ? t975(c - 1) * sqrt(ss / (c - 1) / c) : 0
+  eh = h
   elo = (p / (emean + h) - 1) * 100
   ehi = (emean > h) ? (p / (emean - h) - 1) * 100 : 1e9
   return (p / emean - 1) * 100
 }
-# The table's level in each kept pass and each network's error at it.
-# In pass j (kp[jj]) the level is L = sum p*m / sum p^2 over the level's
-# networks (index 2 and on): the factor `fit --model scale` would fit on
-# them there. Each network's time in a pass is divided by that pass's
-# level before its error is taken, so a level that moved since step 2
-# (on the development VM 1-4 points between runs at like machine speeds:
-# docs/benchmarks/cpu.md) weighs on neither network's figure, while the
-# error each has against networks like it remains. With the runs in turns,
-# the other network's times come over through the ratio rr, as in END.
+# The table's level in these passes and each network's error at it. The
+# level is the factor `fit --model scale` would fit on the level's
+# networks (index 2 and on) here: L = sum p*m / sum p^2 over their means
+# over the kept passes, its interval from the passes' own levels (each
+# pass's L alike). A network's error at it is p*L over its mean time, the
+# interval its own and the level's relative half-widths in quadrature.
+# Not each pass divided by its own level: on the development VM a pass's
+# level and a network's time in it did not move together (each network
+# is gauged by its own turns with the standard), and the division only
+# widened the intervals (in one run from 1.7 to 4.8 points).
 # Sets nl (0: no level networks), lmean, lh, and le, llo, lhi, lm per network.
-function level_errors(    i, jj, c, spm, spp, ss) {
-  nl = 0
-  for (i in lvl) nl++
-  for (jj = 1; nl > 0 && jj <= k; jj++) {
+function level_errors(    i, jj, c, mi, spm, spp, ss, lbar, r) {
+  nl = 0; spm = 0; spp = 0
+  for (i in lvl) {
+    mi = 0; c = 0
+    for (jj = 1; jj <= k; jj++) if ((i, kp[jj]) in sc) { mi += sc[i, kp[jj]]; c++ }
+    if (c > 0) { nl++; spm += p[i] * mi / c; spp += p[i] ^ 2 }
+  }
+  if (nl == 0 || spp <= 0) { nl = 0; return }
+  lmean = spm / spp; lbar = 0; ss = 0
+  for (jj = 1; jj <= k; jj++) {
     spm = 0; spp = 0
     for (i in lvl) if ((i, kp[jj]) in sc) { spm += p[i] * sc[i, kp[jj]]; spp += p[i] ^ 2 }
-    if (spp <= 0) nl = 0; else L[jj] = spm / spp
+    L[jj] = spp > 0 ? spm / spp : lmean; lbar += L[jj] / k
   }
-  if (nl == 0) return
-  lmean = 0; ss = 0
-  for (jj = 1; jj <= k; jj++) lmean += L[jj] / k
-  for (jj = 1; jj <= k; jj++) ss += (L[jj] - lmean) ^ 2
+  for (jj = 1; jj <= k; jj++) ss += (L[jj] - lbar) ^ 2
   lh = k > 1 ? t975(k - 1) * sqrt(ss / (k - 1) / k) : 0
   for (i = 0; i <= 1; i++) {
-    c = 0
-    for (jj = 1; jj <= k; jj++) {
-      x[++c] = v[i, jj] / L[jj]
-      if (tk > 0) x[++c] = (i == 0 ? v[1, jj] * rr : v[0, jj] / rr) / L[jj]
-    }
-    le[i] = error_of(x, c, p[i]); lm[i] = emean; llo[i] = elo; lhi[i] = ehi
+    r = sqrt((hm[i] / m[i]) ^ 2 + (lh / lmean) ^ 2)
+    le[i] = (p[i] * lmean / m[i] - 1) * 100; lm[i] = m[i] / lmean
+    llo[i] = (p[i] * lmean / (m[i] * (1 + r)) - 1) * 100
+    lhi[i] = r < 1 ? (p[i] * lmean / (m[i] * (1 - r)) - 1) * 100 : 1e9
   }
 }
 # A pass of the runs in turns: "pass 1/3, run by run: ... SEARCHED +1.81%
@@ -117,7 +125,7 @@ END {
   # Each network's error from its own passes.
   for (i = 0; i <= 1; i++) {
     for (j = 1; j <= n[i]; j++) x[j] = v[i, j]
-    own[i] = error_of(x, n[i], p[i]); m[i] = emean; lo[i] = elo; hi[i] = ehi; e[i] = own[i]
+    own[i] = error_of(x, n[i], p[i]); m[i] = emean; hm[i] = eh; lo[i] = elo; hi[i] = ehi; e[i] = own[i]
   }
   rm = m[0] / m[1]; mo0 = m[0]; mo1 = m[1]
   if (tk > 0) {
@@ -132,7 +140,7 @@ END {
     # ratio in turns (0.2-0.8% between preparations) splits the level.
     for (i = 0; i <= 1; i++) {
       for (j = 1; j <= n[i]; j++) { x[j] = v[i, j]; x[n[i] + j] = i == 0 ? v[1, j] * rr : v[0, j] / rr }
-      e[i] = error_of(x, 2 * n[i], p[i]); m[i] = emean; lo[i] = elo; hi[i] = ehi
+      e[i] = error_of(x, 2 * n[i], p[i]); m[i] = emean; hm[i] = eh; lo[i] = elo; hi[i] = ehi
     }
     from = sprintf("its %d passes and the other's %d through their ratio in turns%s", n[0], n[1], sp)
   } else {
