@@ -54,30 +54,33 @@ function error_of(x, c, p,    j, ss, h) {
 # The table's level in these passes and each network's error at it. The
 # level is the factor `fit --model scale` would fit on the level's
 # networks (index 2 and on) here: L = sum p*m / sum p^2 over their means
-# over the kept passes, its interval from the passes' own levels (each
-# pass's L alike). A network's error at it is p*L over its mean time, the
-# interval its own and the level's relative half-widths in quadrature.
-# Not each pass divided by its own level: on the development VM a pass's
-# level and a network's time in it did not move together (each network
-# is gauged by its own turns with the standard), and the division only
-# widened the intervals (in one run from 1.7 to 4.8 points).
+# over every pass (a pass pair left out above is left out for its two
+# networks' sake; the level's eight were timed steadily or not on their
+# own), its interval from the passes' own levels (each pass's L alike).
+# A network's error at it is p*L over its mean time, the interval its own
+# and the level's relative half-widths in quadrature. Not each pass
+# divided by its own level: on the development VM a pass's level and a
+# network's time in it did not move together (each network is gauged by
+# its own turns with the standard), and the division only widened the
+# intervals (in one run from 1.7 to 4.8 points).
 # Sets nl (0: no level networks), lmean, lh, and le, llo, lhi, lm per network.
-function level_errors(    i, jj, c, mi, spm, spp, ss, lbar, r) {
-  nl = 0; spm = 0; spp = 0
+function level_errors(    i, j, c, na, mi, spm, spp, ss, lbar, r) {
+  nl = 0; spm = 0; spp = 0; na = 0
+  for (j in passes) na++
   for (i in lvl) {
     mi = 0; c = 0
-    for (jj = 1; jj <= k; jj++) if ((i, kp[jj]) in sc) { mi += sc[i, kp[jj]]; c++ }
+    for (j in passes) if ((i, j) in sc) { mi += sc[i, j]; c++ }
     if (c > 0) { nl++; spm += p[i] * mi / c; spp += p[i] ^ 2 }
   }
   if (nl == 0 || spp <= 0) { nl = 0; return }
   lmean = spm / spp; lbar = 0; ss = 0
-  for (jj = 1; jj <= k; jj++) {
+  for (j in passes) {
     spm = 0; spp = 0
-    for (i in lvl) if ((i, kp[jj]) in sc) { spm += p[i] * sc[i, kp[jj]]; spp += p[i] ^ 2 }
-    L[jj] = spp > 0 ? spm / spp : lmean; lbar += L[jj] / k
+    for (i in lvl) if ((i, j) in sc) { spm += p[i] * sc[i, j]; spp += p[i] ^ 2 }
+    L[j] = spp > 0 ? spm / spp : lmean; lbar += L[j] / na
   }
-  for (jj = 1; jj <= k; jj++) ss += (L[jj] - lbar) ^ 2
-  lh = k > 1 ? t975(k - 1) * sqrt(ss / (k - 1) / k) : 0
+  for (j in passes) ss += (L[j] - lbar) ^ 2
+  lh = na > 1 ? t975(na - 1) * sqrt(ss / (na - 1) / na) : 0
   for (i = 0; i <= 1; i++) {
     r = sqrt((hm[i] / m[i]) ^ 2 + (lh / lmean) ^ 2)
     le[i] = (p[i] * lmean / m[i] - 1) * 100; lm[i] = m[i] / lmean
@@ -116,7 +119,6 @@ END {
   for (j in passes) {
     if ((strict && (j in out)) || !((0, j) in raw) || !((1, j) in raw)) { left++; continue }
     for (i = 0; i <= 1; i++) v[i, ++n[i]] = sc[i, j]
-    kp[k + 1] = j
     # The raw ratio of each pass pair (timed back to back); their median
     # below, robust to a pass the machine slowed.
     q[++k] = raw[0, j] / raw[1, j]
