@@ -58,11 +58,12 @@ function error_of(x, c, p,    j, ss, h) {
 # networks' sake; the level's eight were timed steadily or not on their
 # own), its interval from the passes' own levels (each pass's L alike).
 # A network's error at it is p*L over its mean time, the interval its own
-# and the level's relative half-widths in quadrature. Not each pass
-# divided by its own level: on the development VM a pass's level and a
-# network's time in it did not move together (each network is gauged by
-# its own turns with the standard), and the division only widened the
-# intervals (in one run from 1.7 to 4.8 points).
+# and the level's relative half-widths in quadrature (as if the two were
+# independent: each network is gauged by its own turns with the
+# standard). Not each pass divided by its own level: on seven checks on
+# the development VM the two ways' intervals differed by 0.2-1.9 points,
+# the division's narrower in four and wider in three, and one level,
+# printed and applied, reads plainer.
 # Sets nl (0: no level networks), lmean, lh, and le, llo, lhi, lm per network.
 function level_errors(    i, j, c, na, mi, spm, spp, ss, lbar, r) {
   nl = 0; spm = 0; spp = 0; na = 0

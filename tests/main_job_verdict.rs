@@ -300,7 +300,10 @@ fn networks_are_judged_at_the_level_their_passes_measure_on_the_level_networks()
     // 19.2 ms over the level 0.96: 20 ms, its price. The interval: its
     // own relative half-width and the level's, in quadrature.
     let r = 2f64.sqrt() * h / 0.96;
-    let (lo, hi) = ((1.0 / (1.0 + r) - 1.0) * 100.0, (1.0 / (1.0 - r) - 1.0) * 100.0);
+    let (lo, hi) = (
+        (1.0 / (1.0 + r) - 1.0) * 100.0,
+        (1.0 / (1.0 - r) - 1.0) * 100.0,
+    );
     assert_eq!(
         line(&out, "searched   at the level"),
         format!("searched   at the level of these passes: measured 20.0000 ms at it, table error +0.00% (95% interval {lo:+.2}..{hi:+.2}%)")
