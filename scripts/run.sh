@@ -26,7 +26,7 @@
 #   6. measures the searched network and TF-NAS-A/8 (the target's network)
 #      end to end with the same engine, alternately in five passes beside
 #      the eight networks the level step fitted its factor on, which give the
-#      table's level in each pass (`profiler validate --arch`), then the
+#      table's level in these passes (`profiler validate --arch`), then the
 #      two in turns run by run (`profiler measure --versus`), and prints
 #      each one's table error (at the level step's level and at the level of its
 #      own passes), the measured ratio of the two (raw, from the runs in
@@ -149,11 +149,13 @@ echo "== 5/5 the searched network and TF-NAS-A/8, predicted and measured alterna
 # the runs in turns below (the pass pairs' raw ratios are the fallback).
 # With them, in the same passes, the eight networks the table's correction
 # was fitted on in step 2 (fit's even indices: the folder in name order,
-# as step 2 read it): their measured over predicted times in each pass are
-# the table's level there, and the verdict judges both networks at it.
-# The level step's factor alone, an hour later on this VM, put networks
-# 1-4 points off where the level re-measured beside them had them within
-# 0.5 (docs/benchmarks/cpu.md, "The level in the verdict's passes").
+# as step 2 read it): their measured over predicted times are the table's
+# level in these passes, and the verdict judges both networks at it. On
+# this VM the level had moved 3 points on one table's networks 45 minutes
+# after its verdict, and -1.2 to +2.1 points between step 2 and step 5 in
+# six runs, while the level re-measured beside the searched network put
+# it within 0.6% on that table (docs/benchmarks/cpu.md, "The level in the
+# verdict's passes").
 # Five passes of 1 s, not six of 2 s, to keep the ten networks' passes
 # near a minute.
 level_archs=()
