@@ -150,7 +150,8 @@ echo "== 5/5 the searched network and TF-NAS-A/8, predicted and measured alterna
 # With them, in the same passes, the eight networks the table's correction
 # was fitted on in step 2 (fit's even indices: the folder in name order,
 # as step 2 read it): their measured over predicted times are the table's
-# level in these passes, and the verdict judges both networks at it. On
+# level in these passes; the verdict prints both networks' errors at it
+# and judges the searched network's there. On
 # this VM the level had moved 3 points on one table's networks 45 minutes
 # after its verdict, while the level re-measured beside the searched
 # network put it within 0.6%; within a run's minutes (-1.2 to +2.6 points
@@ -189,15 +190,13 @@ turns=tables/local/main-job-turns.txt
   > "$turns.tmp.$$"
 mv "$turns.tmp.$$" "$turns"
 grep '^A/B over' "$turns"
-# The verdict, each figure with its interval (scripts/verdict.awk).
-# The machine's mean speed against the table's over the level step's
-# passes (step 2), which the verdict prints beside its own passes': on this
-# VM the level a check read moved 2.6-3.7 points in two runs whose verdict
-# ran 15-18% faster than their level step (docs/benchmarks/cpu.md).
-level_speed=""
-if [ -n "$speed" ] && [ -f tables/local/main-job-level.csv ]; then
-  level_speed=$(awk -F, '!/^#/ && $1 != "index" && $11 > 0 { f += $5 / $11; n++ } END { if (n) printf "%.3f", f / n }' \
-    tables/local/main-job-level.csv)
-fi
+# The verdict, each figure with its interval (scripts/verdict.awk). The
+# level step's rows go with them for the machine's speed in its passes,
+# which the verdict prints beside its own passes': on this VM the level a
+# check read moved 2.6-3.7 points in two runs whose verdict ran 15-18%
+# faster than their level step (docs/benchmarks/cpu.md).
+level_rows=tables/local/main-job-level.csv
+[ -f "$level_rows" ] || level_rows=""
 awk -F, -v t="$target" -v a="${factor:-1}" -v sp="$speed" -v s="$(( $(date +%s) - start ))" \
-  -v unstable="${unstable:+1}" -v tf="$turns" -v ls="$level_speed" -f scripts/verdict.awk "$rows" "$turns"
+  -v unstable="${unstable:+1}" -v tf="$turns" -v lf="$level_rows" -f scripts/verdict.awk \
+  "$rows" "$turns" ${level_rows:+"$level_rows"}

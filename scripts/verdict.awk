@@ -2,14 +2,15 @@
 # --out` rows of networks timed in turns: 0 the searched network, 1
 # TF-NAS-A/8, 2 and on (if any) the level's networks, those the table's
 # correction was fitted on (step 2), whose measured over predicted times
-# in each pass give the table's level in that pass (see END). Variables: t the target (ms), a the table's correction factor
-# (validate's rows hold the sum of blocks), sp " at the table's speed" or
-# "" (a GPU), s the seconds since the job began, unstable 1 when validate
-# named a network with several latency modes, tf the file of `profiler
-# measure --arch TF-NAS-A/8 --versus SEARCHED` (the two timed in turns, run
-# by run), read after the rows, ls the machine's mean speed against the
-# table's in the level step's passes (empty: not known): awk -f
-# verdict.awk ROWS TURNS.
+# give the table's level in these passes (level_errors). Variables: t the
+# target (ms), a the table's correction factor (validate's rows hold the
+# sum of blocks), sp " at the table's speed" or "" (a GPU), s the seconds
+# since the job began, unstable 1 when validate named a network with
+# several latency modes, tf the file of `profiler measure --arch
+# TF-NAS-A/8 --versus SEARCHED` (the two timed in turns, run by run), read
+# after the rows, lf the level step's `validate --out` rows (empty: none),
+# read for the machine's speed in them alone: awk -f verdict.awk ROWS
+# TURNS [LEVEL_ROWS].
 #
 # With level networks, the searched network is judged at the level of
 # these passes (its error at the level step's factor stays printed): a
@@ -100,6 +101,11 @@ FILENAME == tf {
   next
 }
 /^#/ || $1 == "index" { next }
+# The machine's speed against the table's in each row (its time at the
+# table's speed over its raw time), here and in the level step's rows
+# (lf), for the line beside the verdict.
+$11 > 0 { src = FILENAME == lf ? "level" : "here"; speed[src] += $5 / $11; nspeed[src]++ }
+FILENAME == lf { next }
 # A pass pair either of whose passes validate marked throttled (a GPU
 # that throttled; on a CPU, a pass whose median at the table's speed is
 # known no better than ±3%, timed in turns with the speed standard) is
@@ -109,9 +115,6 @@ FILENAME == tf {
 # on one pass is none), and the intervals carry the noise.
 # A level network's throttled pass is kept: the level is a sum over eight.
 { p[$1] = a * $4; sc[$1, $2] = $5; raw[$1, $2] = $11; if ($10 == 1 && $1 <= 1) out[$2] = 1; passes[$2] = 1; if ($1 >= 2) lvl[$1] = 1 }
-# The machine's speed against the table's in each row (its time at the
-# table's speed over its raw time), for the line beside the verdict.
-$11 > 0 { speed += $5 / $11; nspeed++ }
 END {
   whole = 0; steady = 0
   for (j in passes) if (((0, j) in raw) && ((1, j) in raw)) { whole++; if (!(j in out)) steady++ }
@@ -153,6 +156,11 @@ END {
     from = sprintf("mean of %d passes%s", n[0], sp)
   }
   level_errors()
+  # The figure the verdict judges: with level networks, the searched
+  # network's error at the level of these passes (its error at step 2's
+  # factor stays printed), else that one.
+  if (nl > 0) { je = le[0]; jlo = llo[0]; jhi = lhi[0]; at = " at the level of these passes" }
+  else { je = e[0]; jlo = lo[0]; jhi = hi[0]; at = "" }
   rp = p[0] / p[1]; rs = (rp / rm - 1) * 100
   re = (rp / rr - 1) * 100; rlo = (rp / qhi - 1) * 100; rhi = (rp / qlo - 1) * 100
   printf "target     %.4f ms (TF-NAS-A/8 as the table predicts it)\n", t
@@ -168,32 +176,28 @@ END {
     printf "level      measured over predicted on the %d networks the table's correction was fitted on (step 2), in these passes: %.4f (95%% interval %.4f..%.4f): the level %+.2f%% from step 2's\n", nl, lmean, lmean - lh, lmean + lh, (lmean - 1) * 100
     printf "searched   at the level of these passes: measured %.4f ms at it, table error %+.2f%% (95%% interval %+.2f..%+.2f%%)\n", lm[0], le[0], llo[0], lhi[0]
     printf "TF-NAS-A/8 at the level of these passes: measured %.4f ms at it, table error %+.2f%% (95%% interval %+.2f..%+.2f%%)\n", lm[1], le[1], llo[1], lhi[1]
-    # The verdict judges the searched network at the level of its own
-    # passes; the figure at step 2's stays printed above.
-    e[0] = le[0]; lo[0] = llo[0]; hi[0] = lhi[0]
-    at = " at the level of these passes"
   }
   printf "ratio searched/TF-NAS-A/8: predicted %.4f, measured %.4f raw, %s): %+.2f%% (interval %+.2f..%+.2f%%)", rp, rr, how, re, rlo, rhi
   if (sp != "") printf "; %.4f at the table's speed (%+.2f%%)", rm, rs
   printf "\n"
   printf "searched against target: %+.2f%% measured\n", (m[0] / t - 1) * 100
   # Where the level a check reads may have moved: the host's speed here
-  # and in the level step's passes (ls, from run.sh; empty: not known).
-  if (sp != "" && nspeed > 0) {
-    printf "machine speed: %.3fx the table's in these passes", speed / nspeed
-    if (ls != "") printf ", %.3fx in the level step's (step 2)", ls
+  # and in the level step's passes (lf; none: not known).
+  if (sp != "" && nspeed["here"] > 0) {
+    printf "machine speed: %.3fx the table's in these passes", speed["here"] / nspeed["here"]
+    if (nspeed["level"] > 0) printf ", %.3fx in the level step's (step 2)", speed["level"] / nspeed["level"]
     printf "\n"
   }
-  ok = (e[0] <= 2 && e[0] >= -2 && re <= 2 && re >= -2)
+  ok = (je <= 2 && je >= -2 && re <= 2 && re >= -2)
   # Beyond the noise: the 2% band and a figure's interval do not overlap.
-  beyond = (lo[0] > 2 || hi[0] < -2 || rlo > 2 || rhi < -2)
+  beyond = (jlo > 2 || jhi < -2 || rlo > 2 || rhi < -2)
   # A landing whose intervals stay inside the band is one the noise could
   # not have made; one whose interval reaches past it (on the development
   # VM in a busy spell, intervals 6-7 points wide) is said to be so, as a
   # miss inside the noise is.
-  inside = (lo[0] >= -2 && hi[0] <= 2 && rlo >= -2 && rhi <= 2)
+  inside = (jlo >= -2 && jhi <= 2 && rlo >= -2 && rhi <= 2)
   landed = inside ? "LANDED" : "LANDED (within the noise: an interval reaches past the 2% band)"
   verdict = unstable ? "UNSURE (a network above has several latency modes)" : k < 3 ? "UNSURE (fewer than 3 pass pairs left)" : ok ? landed : beyond ? "MISSED" : "MISSED (within the noise: each figure's interval reaches into the 2% band)"
-  printf "verdict: %s: the searched network is %+.2f%% off its prediction%s and its ratio to TF-NAS-A/8 %+.2f%% off (both must lie within 2%%)\n", verdict, e[0], at, re
+  printf "verdict: %s: the searched network is %+.2f%% off its prediction%s and its ratio to TF-NAS-A/8 %+.2f%% off (both must lie within 2%%)\n", verdict, je, at, re
   printf "wall time after setup: %d s\n", s
 }
