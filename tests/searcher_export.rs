@@ -87,6 +87,28 @@ fn export(arch: &Path, weights: &Path, format: &str, out: &Path) {
     assert!(said.contains("both equal the architecture's"), "{said}");
 }
 
+/// Random weights are for latency work, so they must keep a trained
+/// network's scale: with batch-norm statistics left at random values
+/// TF-NAS-A's logits reached 5e3 (2e4 with its widths rounded up to 8), its
+/// SE gates saturated to subnormal floats, and the exported module timed 2-5%
+/// slower than the profiler's network of the same blocks
+/// (docs/train-export.md, "Timing what is deployed").
+#[test]
+fn random_networks_normalise_as_trained_ones_do() {
+    let arch = Architecture::from_path(Path::new(&fixture("tfnas_a_up8.json"))).unwrap();
+    let net = Network::random(&arch, 0).unwrap();
+    tch::manual_seed(1);
+    let x = Tensor::randn([1, 3, 224, 224], (Kind::Float, Device::Cpu));
+    let logits = tch::no_grad(|| net.forward(&x));
+    let largest = logits.abs().max().double_value(&[]);
+    assert!(
+        largest.is_finite() && largest < 10.0,
+        "|logit| up to {largest}"
+    );
+    let spread = logits.std(true).double_value(&[]);
+    assert!(spread > 0.05, "logits nearly constant (sd {spread})");
+}
+
 /// Exports one case with trained-like weights (random, saved and given
 /// with --weights) and writes the input and the Rust network's output.
 fn prepare(dir: &Path, name: &str, arch: &Architecture, seed: u64) -> serde_json::Value {

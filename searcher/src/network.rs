@@ -26,6 +26,10 @@ use crate::error::{Result, SearchError};
 /// Batch norm's epsilon, as in PyTorch (and tch's default).
 pub const BN_EPS: f64 = 1e-5;
 
+/// Images in the seeded batch a random network's batch-norm statistics are
+/// measured on: at 7x7 the last stage's channels see 196 values each.
+const CALIBRATION_BATCH: i64 = 4;
+
 /// One layer of the network, holding its variables.
 enum Unit {
     Conv {
@@ -129,8 +133,13 @@ fn unit(p: nn::Path, layer: &Layer) -> Unit {
 
 impl Network {
     /// The network of `arch` with tch's default initialisation drawn from
-    /// `seed`, and batch norms given random statistics and affine
-    /// parameters (so that an export that ignored them would show).
+    /// `seed`, batch norms given random affine parameters, and running
+    /// statistics measured on a seeded random batch, so that in eval mode
+    /// every batch norm normalises as a trained one does. Without the
+    /// measured statistics the activations grow with depth (to about 3e4 in
+    /// TF-NAS-A), SE gates saturate to subnormal floats, and CPU kernels fed
+    /// subnormals run several percent slower: a random-weight export would
+    /// time slower than the network the profiler's engine builds.
     pub fn random(arch: &Architecture, seed: u64) -> Result<Self> {
         tch::manual_seed(seed as i64);
         let net = Self::uninitialised(arch)?;
@@ -138,10 +147,14 @@ impl Network {
             for units in &net.blocks {
                 for u in units {
                     if let Unit::Conv { bn, .. } = u {
-                        randomise_bn(bn);
+                        randomise_affine(bn);
                     }
                 }
             }
+            let r = i64::from(net.resolution);
+            let c = i64::from(net.specs[0].shape.in_channels);
+            let batch = Tensor::randn([CALIBRATION_BATCH, c, r, r], (Kind::Float, Device::Cpu));
+            drop(net.run(&batch, true));
         });
         Ok(net)
     }
@@ -180,6 +193,12 @@ impl Network {
 
     /// Inference forward (batch norms on their running statistics).
     pub fn forward(&self, x: &Tensor) -> Tensor {
+        self.run(x, false)
+    }
+
+    /// The inference forward; with `calibrate`, each batch norm's running
+    /// statistics are first set to those of its input in this batch.
+    fn run(&self, x: &Tensor, calibrate: bool) -> Tensor {
         let mut x = x.shallow_clone();
         for units in &self.blocks {
             let input = x.shallow_clone();
@@ -192,7 +211,11 @@ impl Network {
                         residual,
                         ..
                     } => {
-                        let y = activate(bn.forward_t(&conv.forward(&x), false), *act);
+                        let z = conv.forward(&x);
+                        if calibrate {
+                            set_statistics(bn, &z);
+                        }
+                        let y = activate(bn.forward_t(&z, false), *act);
                         if *residual {
                             y + &input
                         } else {
@@ -272,18 +295,27 @@ impl Network {
     }
 }
 
-/// Random but well-conditioned batch-norm state: running mean ~ N(0, 0.1²),
-/// running variance and scale in [0.5, 1.5), shift ~ N(0, 0.1²).
-fn randomise_bn(bn: &nn::BatchNorm) {
+/// Random but well-conditioned batch-norm scale in [0.5, 1.5) and shift
+/// ~ N(0, 0.1²).
+fn randomise_affine(bn: &nn::BatchNorm) {
     let c = bn.running_mean.size()[0];
-    let uniform = || Tensor::rand([c], (Kind::Float, Device::Cpu)) + 0.5;
-    let normal = || Tensor::randn([c], (Kind::Float, Device::Cpu)) * 0.1;
-    bn.running_mean.shallow_clone().copy_(&normal());
-    bn.running_var.shallow_clone().copy_(&uniform());
     if let (Some(w), Some(b)) = (&bn.ws, &bn.bs) {
-        w.shallow_clone().copy_(&uniform());
-        b.shallow_clone().copy_(&normal());
+        w.shallow_clone()
+            .copy_(&(Tensor::rand([c], (Kind::Float, Device::Cpu)) + 0.5));
+        b.shallow_clone()
+            .copy_(&(Tensor::randn([c], (Kind::Float, Device::Cpu)) * 0.1));
     }
+}
+
+/// Sets a batch norm's running statistics to its input's, per channel over
+/// the batch and the image (the population variance, so the batch comes out
+/// with unit variance before the affine part).
+fn set_statistics(bn: &nn::BatchNorm, z: &Tensor) {
+    let dims = [0i64, 2, 3];
+    let mean = z.mean_dim(&dims[..], false, Kind::Float);
+    let var = z.var_dim(&dims[..], false, false);
+    bn.running_mean.shallow_clone().copy_(&mean);
+    bn.running_var.shallow_clone().copy_(&var);
 }
 
 /// Names missing from the file, names it has that the network lacks, and
