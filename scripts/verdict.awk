@@ -14,7 +14,12 @@
 #
 # With level networks, the searched network is judged at the level of
 # these passes (its error at the level step's factor stays printed): a
-# level fitted in one step held only minutes on the development VM.
+# level fitted in one step held only minutes on the development VM. With
+# drift (points: the sd of the level's move between the level step and
+# these passes expected), at that level and step 2's weighted by their
+# variances instead: within a run's minutes on the development VM the
+# level of the passes alone was no better than step 2's (nine landings of
+# twelve each), each better where the other was poorly known.
 #
 # Each figure comes with its interval, so that a miss inside the noise is
 # told from one beyond it: a network's mean over its passes with a 95%
@@ -58,15 +63,13 @@ function error_of(x, c, p,    j, ss, h) {
 # over every pass (a pass pair left out above is left out for its two
 # networks' sake; the level's eight were timed steadily or not on their
 # own), its interval from the passes' own levels (each pass's L alike).
-# A network's error at it is p*L over its mean time, the interval its own
-# and the level's relative half-widths in quadrature (as if the two were
-# independent: each network is gauged by its own turns with the
-# standard). Not each pass divided by its own level: on seven checks on
+# A network's error at it is p*L over its mean time (errors_at). Not each pass divided by its own level: on seven checks on
 # the development VM the two ways' intervals differed by 0.2-1.9 points,
 # the division's narrower in four and wider in three, and one level,
 # printed and applied, reads plainer.
-# Sets nl (0: no level networks), lmean, lh, and le, llo, lhi, lm per network.
-function level_errors(    i, j, c, na, mi, spm, spp, ss, lbar, r) {
+# Sets nl (0: no level networks), lmean, lh, and le, llo, lhi, lm per
+# network; with drift, nw, sl, wk, lw, hw and we, wlo, whi, wm alike.
+function level_errors(    i, j, c, na, mi, spm, spp, ss, lbar, tau) {
   nl = 0; spm = 0; spp = 0; na = 0
   for (j in passes) na++
   for (i in lvl) {
@@ -83,11 +86,31 @@ function level_errors(    i, j, c, na, mi, spm, spp, ss, lbar, r) {
   }
   for (j in passes) ss += (L[j] - lbar) ^ 2
   lh = na > 1 ? t975(na - 1) * sqrt(ss / (na - 1) / na) : 0
+  errors_at(lmean, lh, le, llo, lhi, lm)
+  # Weighted with step 2's level (1) by their variances: drift is the
+  # prior sd (points) of the level's move between the two steps, these
+  # passes' from their interval; the weighted level is the move measured
+  # here shrunk by how well these passes know it (the posterior mean of
+  # the move under a normal prior), its sd the posterior's.
+  nw = 0
+  if (drift > 0 && na > 1) {
+    nw = 1; tau = drift / 100; sl = lh / t975(na - 1)
+    wk = sl > 0 ? tau ^ 2 / (tau ^ 2 + sl ^ 2) : 1
+    lw = 1 + wk * (lmean - 1); hw = 1.96 * sqrt(wk) * sl
+    errors_at(lw, hw, we, wlo, whi, wm)
+  }
+}
+# Networks 0 and 1's errors at level L (95% half-width hl): p*L over the
+# network's mean time, the interval its own and the level's relative
+# half-widths in quadrature (as if the two were independent: each network
+# is gauged by its own turns with the standard). Sets ee, elo2, ehi2 and
+# em (the time at L) per network.
+function errors_at(L, hl, ee, elo2, ehi2, em,    i, r) {
   for (i = 0; i <= 1; i++) {
-    r = sqrt((hm[i] / m[i]) ^ 2 + (lh / lmean) ^ 2)
-    le[i] = (p[i] * lmean / m[i] - 1) * 100; lm[i] = m[i] / lmean
-    llo[i] = (p[i] * lmean / (m[i] * (1 + r)) - 1) * 100
-    lhi[i] = r < 1 ? (p[i] * lmean / (m[i] * (1 - r)) - 1) * 100 : 1e9
+    r = sqrt((hm[i] / m[i]) ^ 2 + (hl / L) ^ 2)
+    ee[i] = (p[i] * L / m[i] - 1) * 100; em[i] = m[i] / L
+    elo2[i] = (p[i] * L / (m[i] * (1 + r)) - 1) * 100
+    ehi2[i] = r < 1 ? (p[i] * L / (m[i] * (1 - r)) - 1) * 100 : 1e9
   }
 }
 # A pass of the runs in turns: "pass 1/3, run by run: ... SEARCHED +1.81%
@@ -159,7 +182,8 @@ END {
   # The figure the verdict judges: with level networks, the searched
   # network's error at the level of these passes (its error at step 2's
   # factor stays printed), else that one.
-  if (nl > 0) { je = le[0]; jlo = llo[0]; jhi = lhi[0]; at = " at the level of these passes" }
+  if (nw) { je = we[0]; jlo = wlo[0]; jhi = whi[0]; at = " at the weighted level" }
+  else if (nl > 0) { je = le[0]; jlo = llo[0]; jhi = lhi[0]; at = " at the level of these passes" }
   else { je = e[0]; jlo = lo[0]; jhi = hi[0]; at = "" }
   rp = p[0] / p[1]; rs = (rp / rm - 1) * 100
   re = (rp / rr - 1) * 100; rlo = (rp / qhi - 1) * 100; rhi = (rp / qlo - 1) * 100
@@ -176,6 +200,11 @@ END {
     printf "level      measured over predicted on the %d networks the table's correction was fitted on (step 2), in these passes: %.4f (95%% interval %.4f..%.4f): the level %+.2f%% from step 2's\n", nl, lmean, lmean - lh, lmean + lh, (lmean - 1) * 100
     printf "searched   at the level of these passes: measured %.4f ms at it, table error %+.2f%% (95%% interval %+.2f..%+.2f%%)\n", lm[0], le[0], llo[0], lhi[0]
     printf "TF-NAS-A/8 at the level of these passes: measured %.4f ms at it, table error %+.2f%% (95%% interval %+.2f..%+.2f%%)\n", lm[1], le[1], llo[1], lhi[1]
+  }
+  if (nw) {
+    printf "weighted   level, step 2's and these passes' by their variances (a move of %.2f points sd expected between the steps, these passes' level known to %.2f): %.4f (95%% interval %.4f..%.4f), weight %.2f on these passes\n", drift, sl * 100, lw, lw - hw, lw + hw, wk
+    printf "searched   at the weighted level: measured %.4f ms at it, table error %+.2f%% (95%% interval %+.2f..%+.2f%%)\n", wm[0], we[0], wlo[0], whi[0]
+    printf "TF-NAS-A/8 at the weighted level: measured %.4f ms at it, table error %+.2f%% (95%% interval %+.2f..%+.2f%%)\n", wm[1], we[1], wlo[1], whi[1]
   }
   printf "ratio searched/TF-NAS-A/8: predicted %.4f, measured %.4f raw, %s): %+.2f%% (interval %+.2f..%+.2f%%)", rp, rr, how, re, rlo, rhi
   if (sp != "") printf "; %.4f at the table's speed (%+.2f%%)", rm, rs

@@ -17,6 +17,12 @@ fn verdict(rows: &[Row]) -> String {
 /// The verdict's output on `rows` and `turns`, the output of `profiler
 /// measure --arch TF-NAS-A/8 --versus SEARCHED` (empty: none).
 fn verdict_with(rows: &[Row], turns: &str) -> String {
+    verdict_in(rows, turns, "")
+}
+
+/// The same with `drift`, the level's move expected between the level
+/// step and the verdict (points, sd; empty: none).
+fn verdict_in(rows: &[Row], turns: &str, drift: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let turns_path = dir.path().join("turns.txt");
     std::fs::write(&turns_path, turns).unwrap();
@@ -50,6 +56,8 @@ fn verdict_with(rows: &[Row], turns: &str) -> String {
             "sp= at the table's speed",
         ])
         .args(["-v", "s=500", "-v", "unstable=", "-v"])
+        .arg(format!("drift={drift}"))
+        .arg("-v")
         .arg(format!("tf={}", turns_path.display()))
         .arg("-v")
         .arg(format!("lf={}", level_path.display()))
@@ -272,7 +280,12 @@ fn the_ratio_comes_from_the_runs_in_turns_when_there_are_some() {
 /// all measured at `level` times their prediction, the searched network
 /// (20 ms) at `level * off`; the level networks' pass 1 marked throttled.
 fn with_level(level: f64, off: f64) -> Vec<Row> {
-    let w = [1.0, 1.002, 0.998];
+    with_level_wobbling(level, off, 0.002)
+}
+
+/// The same with the machine's speed wobbling by `x` a pass.
+fn with_level_wobbling(level: f64, off: f64, x: f64) -> Vec<Row> {
+    let w = [1.0, 1.0 + x, 1.0 - x];
     let mut rows = Vec::new();
     for (j, w) in w.iter().enumerate() {
         let j = j as u32;
@@ -339,4 +352,44 @@ fn networks_are_judged_at_the_level_their_passes_measure_on_the_level_networks()
         ),
         "{slow}"
     );
+}
+
+#[test]
+fn with_a_drift_expected_the_level_is_weighted_with_step_2s_by_their_variances() {
+    // The level 4% off step 2's; each pass's level is 0.96 times its
+    // wobble x, so these passes know it to 0.96 x / sqrt(3) (sd). A move of
+    // 1.2 points sd expected between the steps: the level moves by that
+    // weight of the 4 points measured, and the searched network, on its
+    // price at 0.96, is off by what the weight leaves.
+    for (x, verdict) in [(0.002, "LANDED"), (0.03, "MISSED")] {
+        let out = verdict_in(&with_level_wobbling(0.96, 1.0, x), "", "1.2");
+        let se = 0.96 * x / 3f64.sqrt();
+        let weight = 0.012f64.powi(2) / (0.012f64.powi(2) + se * se);
+        let level = 1.0 - weight * 0.04;
+        let weighted = line(&out, "weighted ");
+        assert!(
+            weighted.contains(&format!(
+                "these passes' level known to {:.2}): {level:.4} (95% interval {:.4}..{:.4}), weight {weight:.2} on these passes",
+                se * 100.0,
+                level - 1.96 * weight.sqrt() * se,
+                level + 1.96 * weight.sqrt() * se
+            )),
+            "{out}"
+        );
+        let e = (level / 0.96 - 1.0) * 100.0;
+        assert!(
+            line(&out, "searched   at the weighted").contains(&format!("table error {e:+.2}%")),
+            "{out}"
+        );
+        assert!(
+            line(&out, "verdict: ").contains(verdict)
+                && line(&out, "verdict: ").contains(&format!(
+                    "the searched network is {e:+.2}% off its prediction at the weighted level"
+                )),
+            "{out}"
+        );
+    }
+    // Without a drift, no weighting: judged at the level of these passes.
+    let plain = verdict(&with_level(0.96, 1.0));
+    assert!(!plain.contains("weighted"), "{plain}");
 }
