@@ -162,14 +162,15 @@ echo "== 5/5 the searched network and TF-NAS-A/8, predicted and measured alterna
 # was fitted on in step 2 (fit's even indices: the folder in name order,
 # as step 2 read it): their measured over predicted times are the table's
 # level in these passes; the verdict prints both networks' errors at it
-# and judges the searched network's there. On
-# this VM the level had moved 3 points on one table's networks 45 minutes
-# after its verdict, while the level re-measured beside the searched
-# network put it within 0.6%; within a run's minutes (-1.2 to +2.6 points
-# between step 2 and step 5 in twelve runs) it was no better than step
-# 2's factor (RMS error 1.32 against 1.19 points): it is for a rerun on a
-# kept table, and says how far the level moved (docs/benchmarks/cpu.md,
-# "The level in the verdict's passes").
+# and, on a CPU, at it and step 2's level weighted by their variances
+# (drift, above), where it judges the searched network's. On this VM the
+# level had moved 3 points on one table's networks 45 minutes after its
+# verdict, while the level re-measured beside the searched network put it
+# within 0.6%; within a run's minutes (-1.2 to +2.6 points between step 2
+# and step 5 in twelve runs) it alone was no better than step 2's factor
+# (RMS error 1.32 against 1.19 points), hence the weighting
+# (docs/benchmarks/cpu.md, "The level in the verdict's passes" and "The
+# level weighted with step 2's").
 # Five passes of 1 s, not six of 2 s, to keep the ten networks' passes
 # near a minute.
 level_archs=()

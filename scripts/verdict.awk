@@ -63,8 +63,9 @@ function error_of(x, c, p,    j, ss, h) {
 # over every pass (a pass pair left out above is left out for its two
 # networks' sake; the level's eight were timed steadily or not on their
 # own), its interval from the passes' own levels (each pass's L alike).
-# A network's error at it is p*L over its mean time (errors_at). Not each pass divided by its own level: on seven checks on
-# the development VM the two ways' intervals differed by 0.2-1.9 points,
+# A network's error at it is p*L over its mean time (errors_at). Not each
+# pass divided by its own level: on seven checks on the development VM
+# the two ways' intervals differed by 0.2-1.9 points,
 # the division's narrower in four and wider in three, and one level,
 # printed and applied, reads plainer.
 # Sets nl (0: no level networks), lmean, lh, and le, llo, lhi, lm per
@@ -179,9 +180,9 @@ END {
     from = sprintf("mean of %d passes%s", n[0], sp)
   }
   level_errors()
-  # The figure the verdict judges: with level networks, the searched
-  # network's error at the level of these passes (its error at step 2's
-  # factor stays printed), else that one.
+  # The figure the verdict judges: the searched network's error at the
+  # weighted level (with drift), else at the level of these passes (with
+  # level networks), else at step 2's factor; the others stay printed.
   if (nw) { je = we[0]; jlo = wlo[0]; jhi = whi[0]; at = " at the weighted level" }
   else if (nl > 0) { je = le[0]; jlo = llo[0]; jhi = lhi[0]; at = " at the level of these passes" }
   else { je = e[0]; jlo = lo[0]; jhi = hi[0]; at = "" }
