@@ -7,7 +7,7 @@
 //! refuses to append, because a table that mixes two setups is silently
 //! wrong.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
@@ -142,6 +142,16 @@ pub enum Output<'a> {
     Stream(&'a mut dyn Write),
     /// A file, resumed when it exists.
     File(&'a Path),
+}
+
+impl Output<'_> {
+    /// The file's path; `None` for a stream.
+    fn path(&self) -> Option<std::path::PathBuf> {
+        match self {
+            Output::File(path) => Some(path.to_path_buf()),
+            Output::Stream(_) => None,
+        }
+    }
 }
 
 /// An existing output file, made ready to append to.
@@ -492,7 +502,11 @@ fn to_do(
 }
 
 /// Times the entries `todo`, inside networks or each alone as `settings`
-/// say, and hands each to `write` as soon as it is final.
+/// say, and hands each to `write` as soon as it is final. Returns the rows
+/// to put in place of those written to a file: entries timed inside
+/// networks go on gathering samples as context after they are written
+/// ([`crate::table::in_network`]). A stream cannot be rewritten, so there
+/// such entries are written once, when the build ends.
 #[allow(clippy::too_many_arguments)]
 fn time_todo(
     engine: &mut dyn Engine,
@@ -505,10 +519,12 @@ fn time_todo(
     report: &mut BuildReport,
     progress: &dyn Progress,
     write: &mut dyn FnMut(&Entry) -> Result<()>,
-) -> Result<()> {
+) -> Result<Vec<Entry>> {
     if let Some(how) = &settings.in_network {
         let mut counted = |entry: Entry| {
-            write(&entry)?;
+            if file_path.is_some() {
+                write(&entry)?;
+            }
             report.measured += 1;
             Ok(())
         };
@@ -527,7 +543,11 @@ fn time_todo(
             "timed {} entries inside {} networks",
             done.written, done.networks
         ));
-        return Ok(());
+        if file_path.is_some() {
+            return Ok(done.entries);
+        }
+        done.entries.iter().try_for_each(write)?;
+        return Ok(Vec::new());
     }
     for spec in todo {
         progress.working_on(&spec.key());
@@ -545,7 +565,7 @@ fn time_todo(
         report.measured += 1;
         progress.advance();
     }
-    Ok(())
+    Ok(Vec::new())
 }
 
 /// Builds the table of `settings.space` with `engine` into `output`.
@@ -589,10 +609,7 @@ pub fn build_table(
     if let (Output::File(path), Some(r)) = (&output, &resumed) {
         log_resume_notes(path, r, &gpu_settings, progress);
     }
-    let file_path = match &output {
-        Output::File(path) => Some(path.to_path_buf()),
-        Output::Stream(_) => None,
-    };
+    let file_path = output.path();
     let (mut writer, done) = open_writer(
         output,
         resumed,
@@ -612,7 +629,7 @@ pub fn build_table(
     let todo = to_do(&wanted, &done, settings.limit, &mut report, progress);
     progress.start(wanted.len() as u64, report.skipped as u64);
     let start = Instant::now();
-    time_todo(
+    let final_rows = time_todo(
         engine,
         monitor,
         settings,
@@ -627,7 +644,36 @@ pub fn build_table(
     report.seconds = start.elapsed().as_secs_f64();
     progress.finish();
     finish_table(writer, &report, wanted.len(), io_error, progress)?;
+    put_in_place(file_path.as_deref(), &final_rows)?;
     Ok(report)
+}
+
+/// Rewrites the rows of `entries` in the table at `path` (write aside, then
+/// rename), every other line as it is: the rows written early by a build
+/// inside networks, replaced by the same entries with all their samples.
+fn put_in_place(path: Option<&Path>, entries: &[Entry]) -> Result<()> {
+    let Some(path) = path.filter(|_| !entries.is_empty()) else {
+        return Ok(());
+    };
+    let io = |e: std::io::Error| ProfilerError::io(path, e);
+    let row_error = |e: space::SpaceError| io(std::io::Error::other(e.to_string()));
+    let mut rows = HashMap::new();
+    for e in entries {
+        let mut w = TableWriter::append(Vec::new());
+        w.write(e).map_err(row_error)?;
+        let row = w.finish(&Metadata::new()).map_err(row_error)?;
+        rows.insert(e.spec.key(), String::from_utf8_lossy(&row).into_owned());
+    }
+    let text = std::fs::read_to_string(path).map_err(io)?;
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let key = line.split(',').next().unwrap_or_default();
+        match rows.get(key) {
+            Some(row) if !line.starts_with('#') => out.push_str(row),
+            _ => out.push_str(line),
+        }
+    }
+    replace_file(path, &out)
 }
 
 /// The entries this table holds when complete: the plan's, or a probe's

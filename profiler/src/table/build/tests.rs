@@ -656,6 +656,67 @@ fn an_in_network_table_prices_every_entry_at_one_speed_however_the_machine_drift
     }
 }
 
+/// The rows of a table's text, by key: median and samples.
+fn rows_by_key(text: &str) -> Vec<(String, String, String)> {
+    let table = LatencyTable::parse(text, "text").unwrap();
+    let mut rows: Vec<_> = table
+        .entries()
+        .iter()
+        .map(|e| {
+            let s = &e.stats;
+            (e.spec.key(), s.median_ms.to_string(), s.samples.to_string())
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+#[test]
+fn an_entry_written_early_goes_on_gathering_as_context_and_its_row_is_rewritten_when_the_build_ends(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.csv");
+    let mut monitor = FakeMonitor::default();
+    let how = InNetwork::DEFAULT;
+    let settings = in_network_settings();
+    let report = build_table(
+        &mut drifting_engine(),
+        &mut monitor,
+        &settings,
+        Output::File(&path),
+        &LogOnly,
+    )
+    .unwrap();
+    assert!(report.complete && report.measured == plan_len());
+    let text = std::fs::read_to_string(&path).unwrap();
+    let table = LatencyTable::parse(&text, "file").unwrap();
+    assert!(table.metadata().get(meta::FINISHED).is_some(), "{text}");
+    // The fixed parts are in every network: written after the most
+    // networks allowed, they gathered every network's runs by the end.
+    let most = u64::from(how.max_networks * how.runs_per_network);
+    let stem = settings.space.fixed_parts().stem;
+    let stem_samples = table.entry(&stem).unwrap().stats.samples;
+    assert!(stem_samples > most, "{stem_samples} samples");
+    for e in table.entries() {
+        let want = FakeEngine::latency(&e.spec);
+        assert!((e.stats.median_ms / want - 1.0).abs() < 1e-5, "{}", e.spec);
+    }
+    // A stream cannot be rewritten: it gets the same rows, once, at the end.
+    let mut out = Vec::new();
+    build_table(
+        &mut drifting_engine(),
+        &mut monitor,
+        &settings,
+        Output::Stream(&mut out),
+        &LogOnly,
+    )
+    .unwrap();
+    let streamed = String::from_utf8(out).unwrap();
+    assert_eq!(rows_by_key(&streamed), rows_by_key(&text));
+    let rows = |t: &str| t.lines().filter(|l| !l.starts_with('#')).count();
+    assert_eq!(rows(&streamed), rows(&text), "one row per entry in each");
+}
+
 #[test]
 fn an_in_network_table_resumes_on_its_own_reference_and_never_on_a_file_without_one() {
     let dir = tempfile::tempdir().unwrap();
