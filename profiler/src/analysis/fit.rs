@@ -246,11 +246,12 @@ fn pct(s: &ValidationStats, within: f64) -> f64 {
 pub fn render_text(r: &FitReport) -> String {
     let row = |name: &str, s: &ValidationStats| {
         format!(
-            "  {name:<7} MAPE {:>7.3}%  median |error| {:>7.3}%  mean signed {:>+8.3}%  within ±3% {:>5.1}%  RMSE {:.4} ms\n",
+            "  {name:<7} MAPE {:>7.3}%  median |error| {:>7.3}%  mean signed {:>+8.3}%  within ±3% {:>5.1}%  ±5% {:>5.1}%  RMSE {:.4} ms\n",
             s.mape_pct,
             s.median_ape_pct,
             s.mean_signed_error_pct,
             pct(s, 3.0),
+            pct(s, 5.0),
             s.rmse_ms
         )
     };
@@ -447,6 +448,25 @@ mod tests {
         let o = fit(&rows, Model::Offset).unwrap();
         assert_eq!(o.a, 1.0);
         assert!(o.after.mape_pct > 1e-3 && o.after.mape_pct < o.before.mape_pct);
+    }
+
+    #[test]
+    fn the_report_gives_the_held_out_shares_within_3_and_5_percent() {
+        // The fitted half exact (factor 1); the held-out half's errors
+        // (predicted over measured − 1) +1, +4, +4 and +8%.
+        let errors = [1.0, 4.0, 4.0, 8.0];
+        let rows: Vec<Row> = (0..8)
+            .map(|i| {
+                let p = 10.0 + i as f64;
+                let e = if i % 2 == 0 { 0.0 } else { errors[i / 2] };
+                row(i as u64, p, p / (1.0 + e / 100.0))
+            })
+            .collect();
+        let r = fit(&rows, Model::Scale).unwrap();
+        assert!((r.a - 1.0).abs() < 1e-12, "{r:?}");
+        let text = render_text(&r);
+        let after = text.lines().find(|l| l.starts_with("  after")).unwrap();
+        assert!(after.contains("within ±3%  25.0%  ±5%  75.0%"), "{text}");
     }
 
     #[test]
