@@ -224,7 +224,10 @@ pub fn time_in_networks(
         }
         let mut seen = HashSet::new();
         for spec in &blocks {
-            let Some(g) = gathered.get_mut(spec).filter(|_| seen.insert(*spec)) else {
+            if !seen.insert(*spec) {
+                continue;
+            }
+            let Some(g) = gathered.get_mut(spec) else {
                 continue;
             };
             g.networks += 1;

@@ -54,11 +54,16 @@ fn build_file(
 
 /// A whole table built by `engine` to a stream: the report and the text.
 fn stream_build(engine: &mut FakeEngine) -> (BuildReport, String) {
+    stream_build_with(engine, &settings())
+}
+
+/// [`stream_build`] under `settings`.
+fn stream_build_with(engine: &mut FakeEngine, settings: &BuildSettings) -> (BuildReport, String) {
     let mut out = Vec::new();
     let report = build_table(
         engine,
         &mut FakeMonitor::default(),
-        &settings(),
+        settings,
         Output::Stream(&mut out),
         &LogOnly,
     )
@@ -592,17 +597,9 @@ fn drifting_engine() -> FakeEngine {
 #[test]
 fn an_in_network_table_prices_every_entry_at_one_speed_however_the_machine_drifts() {
     let mut engine = drifting_engine();
-    let mut out = Vec::new();
-    let report = build_table(
-        &mut engine,
-        &mut FakeMonitor::default(),
-        &in_network_settings(),
-        Output::Stream(&mut out),
-        &LogOnly,
-    )
-    .unwrap();
+    let (report, text) = stream_build_with(&mut engine, &in_network_settings());
     assert!(report.complete && report.measured == plan_len());
-    let table = LatencyTable::parse(std::str::from_utf8(&out).unwrap(), "stream").unwrap();
+    let table = LatencyTable::parse(&text, "stream").unwrap();
     assert_eq!(table.len(), plan_len());
     assert_eq!(engine.prepared.len(), 0, "no block was timed alone");
     let md = table.metadata();
@@ -676,12 +673,11 @@ fn an_entry_written_early_goes_on_gathering_as_context_and_its_row_is_rewritten_
 ) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.csv");
-    let mut monitor = FakeMonitor::default();
     let how = InNetwork::DEFAULT;
     let settings = in_network_settings();
     let report = build_table(
         &mut drifting_engine(),
-        &mut monitor,
+        &mut FakeMonitor::default(),
         &settings,
         Output::File(&path),
         &LogOnly,
@@ -702,16 +698,7 @@ fn an_entry_written_early_goes_on_gathering_as_context_and_its_row_is_rewritten_
         assert!((e.stats.median_ms / want - 1.0).abs() < 1e-5, "{}", e.spec);
     }
     // A stream cannot be rewritten: it gets the same rows, once, at the end.
-    let mut out = Vec::new();
-    build_table(
-        &mut drifting_engine(),
-        &mut monitor,
-        &settings,
-        Output::Stream(&mut out),
-        &LogOnly,
-    )
-    .unwrap();
-    let streamed = String::from_utf8(out).unwrap();
+    let (_, streamed) = stream_build_with(&mut drifting_engine(), &settings);
     assert_eq!(rows_by_key(&streamed), rows_by_key(&text));
     let rows = |t: &str| t.lines().filter(|l| !l.starts_with('#')).count();
     assert_eq!(rows(&streamed), rows(&text), "one row per entry in each");
