@@ -669,6 +669,88 @@ fn a_table_without_a_width_model_interpolates_linearly_through_every_measured_wi
     }
 }
 
+/// [`aligned_table`]'s rows under `align 8` and `curve_fit: affine`.
+fn fitted_table() -> LatencyTable {
+    let mut text = String::from(
+        "# format: tfnas-latency-table/1\n# width_model: align 8\n# curve_fit: affine\n",
+    );
+    text.push_str("key,batch,median_ms,p10_ms,p90_ms,ci_low_ms,ci_high_ms,samples,throttled\n");
+    for (k, mid, ms) in [
+        (3, 64, 1.0),
+        (3, 67, 1.65),
+        (3, 72, 2.0),
+        (3, 80, 3.0),
+        (5, 64, 2.0),
+        (5, 72, 2.5),
+        (5, 75, 3.1625),
+        (5, 80, 3.5),
+    ] {
+        text.push_str(&format!(
+            "mbconv_r14_i80_o80_s1_k{k}_m{mid}_se0_swish,1,{ms},{ms},{ms},{ms},{ms},10,0\n"
+        ));
+    }
+    LatencyTable::parse(&text, "fitted.csv").unwrap()
+}
+
+fn k5_at(mid: u32) -> BlockSpec {
+    format!("mbconv_r14_i80_o80_s1_k5_m{mid}_se0_swish")
+        .parse()
+        .unwrap()
+}
+
+/// The line a + b·x through `points` minimising Σ((y − a − b·x)/y)², from
+/// the normal equations written out.
+fn relative_line(points: &[(f64, f64)]) -> (f64, f64) {
+    let w = |y: f64| 1.0 / (y * y);
+    let sum = |f: &dyn Fn(f64, f64) -> f64| points.iter().map(|&(x, y)| f(x, y)).sum::<f64>();
+    let (sw, sx, sy) = (
+        sum(&|_, y| w(y)),
+        sum(&|x, y| w(y) * x),
+        sum(&|_, y| w(y) * y),
+    );
+    let (sxx, sxy) = (sum(&|x, y| w(y) * x * x), sum(&|x, y| w(y) * x * y));
+    let b = (sw * sxy - sx * sy) / (sw * sxx - sx * sx);
+    ((sy - b * sx) / sw, b)
+}
+
+#[test]
+fn an_affine_curve_fit_prices_measured_aligned_widths_on_their_curves_line() {
+    let table = fitted_table();
+    assert_eq!(table.curve_fit(), space::CurveFit::Affine);
+    let (a, b) = relative_line(&[(64.0, 2.0), (72.0, 2.5), (80.0, 3.5)]);
+    let line = |m: f64| a + b * m;
+    let e = table.estimate(&k5_at(72)).unwrap();
+    assert!((e.ms - line(72.0)).abs() < 1e-12, "{e:?}");
+    assert_eq!(e.source, Source::Fitted { measured_ms: 2.5 });
+    assert!(e.is_measured());
+    // k3's aligned widths lie on a line already: they stay measured.
+    assert_eq!(table.estimate(&k3_at(72)).unwrap().source, Source::Measured);
+    // A probe keeps its own entry; the layer's surcharge is measured
+    // against the line: (1.65 / 1.375 + 3.1625 / line(75)) / 2.
+    let probe = table.estimate(&k5_at(75)).unwrap();
+    assert_eq!((probe.ms, probe.source), (3.1625, Source::Measured));
+    let surcharge = (1.65 / 1.375 + 3.1625 / line(75.0)) / 2.0;
+    let e = table.estimate(&k5_at(77)).unwrap();
+    assert!((e.ms - line(77.0) * surcharge).abs() < 1e-12, "{e:?}");
+    // The same rows without the fit: each width at its entry.
+    let raw = table.with_curve_fit(space::CurveFit::None);
+    assert_eq!(raw.estimate(&k5_at(72)).unwrap().ms, 2.5);
+    assert_eq!(
+        aligned_table(Some("align 8")).curve_fit(),
+        space::CurveFit::None
+    );
+}
+
+#[test]
+fn a_curve_fit_the_reader_does_not_know_is_refused_at_its_line() {
+    let text = "# format: tfnas-latency-table/1\n# curve_fit: quadratic\nkey,batch,median_ms,p10_ms,p90_ms,ci_low_ms,ci_high_ms,samples,throttled\n";
+    let e = LatencyTable::parse(text, "bad.csv")
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("bad.csv:2") && e.contains("curve_fit"), "{e}");
+    assert!(e.contains("`none` or `affine`"), "{e}");
+}
+
 #[test]
 fn a_width_model_outside_its_range_is_refused_at_its_line() {
     for bad in ["align 1", "align 300", "pad 8", "align x"] {

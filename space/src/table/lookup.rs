@@ -7,6 +7,7 @@
 //! Anything outside the measured range is missing: never extrapolated, never
 //! a silent zero.
 
+use super::fit::CurveFit;
 use super::read::LatencyTable;
 use super::width::{interpolate, LayerKey, WidthModel};
 use crate::arch::Architecture;
@@ -16,6 +17,11 @@ use crate::error::{Result, SpaceError};
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Source {
     Measured,
+    /// A measured width priced on its curve's line (`curve_fit: affine`);
+    /// `measured_ms` is its own entry.
+    Fitted {
+        measured_ms: f64,
+    },
     /// Between the measured mid widths `lower` and `upper`.
     Interpolated {
         lower: u32,
@@ -42,7 +48,7 @@ impl Source {
     /// for a measured one.
     pub fn between(&self) -> Option<(u32, u32)> {
         match *self {
-            Source::Measured => None,
+            Source::Measured | Source::Fitted { .. } => None,
             Source::Interpolated { lower, upper } | Source::Unaligned { lower, upper, .. } => {
                 Some((lower, upper))
             }
@@ -54,6 +60,9 @@ impl std::fmt::Display for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Source::Measured => write!(f, "measured"),
+            Source::Fitted { measured_ms } => {
+                write!(f, "measured {measured_ms:.4} ms, on the curve's line")
+            }
             Source::Interpolated { lower, upper } => write!(f, "interpolated {lower}..{upper}"),
             Source::Unaligned {
                 lower,
@@ -69,8 +78,10 @@ impl std::fmt::Display for Source {
 }
 
 impl Estimate {
+    /// Whether the width was measured (priced at its entry or on its
+    /// curve's line through it).
     pub fn is_measured(&self) -> bool {
-        self.source == Source::Measured
+        matches!(self.source, Source::Measured | Source::Fitted { .. })
     }
 }
 
@@ -90,12 +101,20 @@ impl LatencyTable {
     /// its median less the table's [`boundary_ms`](Self::boundary_ms).
     /// `None` where the table cannot say.
     pub fn estimate(&self, spec: &BlockSpec) -> Option<Estimate> {
-        let points = self.curves.get(&spec.shape)?;
+        let points = self.priced.get(&spec.shape)?;
         let mid = spec.mid_channels;
         if let Ok(i) = points.binary_search_by_key(&mid, |&(m, _)| m) {
+            let measured_ms = self.curves[&spec.shape][i].1;
+            // A fit that leaves a width where it was measured (its curve
+            // a line already, to rounding) leaves it measured.
+            let source = if (points[i].1 - measured_ms).abs() <= 1e-12 * measured_ms {
+                Source::Measured
+            } else {
+                Source::Fitted { measured_ms }
+            };
             return Some(Estimate {
                 ms: points[i].1,
-                source: Source::Measured,
+                source,
             });
         }
         if let WidthModel::Align { multiple } = self.width_model {
@@ -153,17 +172,39 @@ impl LatencyTable {
     /// model changes on the same measurements.
     pub fn with_width_model(&self, model: WidthModel) -> LatencyTable {
         let mut twin = self.clone();
-        twin.set_width_model(model);
+        twin.set_models(model, self.curve_fit);
         twin
     }
 
-    /// Prices unmeasured widths by `model` from now on: under `align N`,
-    /// each layer's surcharge measured from the curves as they stand (so
-    /// called once the rows are read).
-    pub(super) fn set_width_model(&mut self, model: WidthModel) {
+    /// This table pricing measured widths by `fit` instead of its header's
+    /// `curve_fit`, the same rows and header otherwise: to show what the
+    /// fit changes on the same measurements.
+    pub fn with_curve_fit(&self, fit: CurveFit) -> LatencyTable {
+        let mut twin = self.clone();
+        twin.set_models(self.width_model, fit);
+        twin
+    }
+
+    /// How the table prices the widths it measured.
+    pub fn curve_fit(&self) -> CurveFit {
+        self.curve_fit
+    }
+
+    /// Prices by `model` and `fit` from now on (so called once the rows are
+    /// read): each curve's fitted widths (the aligned ones under `align
+    /// N`, every one otherwise) on its line, then, under `align N`, each
+    /// layer's surcharge measured against the priced aligned widths.
+    pub(super) fn set_models(&mut self, model: WidthModel, fit: CurveFit) {
         self.width_model = model;
+        self.curve_fit = fit;
+        let fitted = |m: u32| model.multiple().is_none_or(|n| m % n == 0);
+        self.priced = self
+            .curves
+            .iter()
+            .map(|(shape, points)| (*shape, fit.apply(points, fitted)))
+            .collect();
         self.surcharges = match model {
-            WidthModel::Align { multiple } => super::width::surcharges(&self.curves, multiple),
+            WidthModel::Align { multiple } => super::width::surcharges(&self.priced, multiple),
             WidthModel::Linear => Default::default(),
         };
     }
@@ -180,7 +221,7 @@ impl LatencyTable {
     /// The measured `(mid, ms)` points of the curve `spec` lies on, priced
     /// as [`estimate`](Self::estimate) prices them.
     pub fn curve(&self, spec: &BlockSpec) -> &[(u32, f64)] {
-        self.curves.get(&spec.shape).map_or(&[], Vec::as_slice)
+        self.priced.get(&spec.shape).map_or(&[], Vec::as_slice)
     }
 
     /// Predicted latency of `arch`: stem + second stem + its blocks + head.

@@ -26,6 +26,10 @@ pub mod meta {
     /// `align N` (kernels pad channels to multiples of N; the table holds
     /// probes at unaligned widths). See [`crate::table::WidthModel`].
     pub const WIDTH_MODEL: &str = "width_model";
+    /// How the widths the table measured are priced: `none` (each at its
+    /// entry), or `affine` (on its curve's least-squares line). See
+    /// [`crate::table::CurveFit`].
+    pub const CURVE_FIT: &str = "curve_fit";
     pub const SPACE: &str = "space";
     pub const SPACE_DIGEST: &str = "space_digest";
     pub const CLOCKS: &str = "clocks";

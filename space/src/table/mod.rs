@@ -12,6 +12,7 @@
 //! pandas reads it with `pd.read_csv(path, comment='#')`.
 
 mod correction;
+mod fit;
 mod lookup;
 mod metadata;
 mod read;
@@ -20,6 +21,7 @@ mod width;
 mod write;
 
 pub use correction::Correction;
+pub use fit::CurveFit;
 pub use lookup::{ArchLatency, Estimate, Source};
 pub use metadata::{meta, Metadata};
 pub use read::LatencyTable;

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+use super::fit::CurveFit;
 use super::metadata::{meta, Metadata};
 use super::width::{LayerKey, WidthModel};
 use super::{Entry, LatencyStats, COLUMNS, FORMAT};
@@ -31,8 +32,13 @@ pub struct LatencyTable {
     /// Per shape, the `(mid, median_ms - boundary_ms)` points sorted by mid:
     /// what each block adds to a network.
     pub(super) curves: HashMap<BlockShape, Vec<(u32, f64)>>,
+    /// `curves` as the table prices them: under `curve_fit: affine`, the
+    /// fitted widths moved onto their curve's line ([`super::fit`]).
+    pub(super) priced: HashMap<BlockShape, Vec<(u32, f64)>>,
     /// The header's `width_model` (linear without one).
     pub(super) width_model: WidthModel,
+    /// The header's `curve_fit` (none without one).
+    pub(super) curve_fit: CurveFit,
     /// Under `align N`, each layer's measured surcharge for unaligned
     /// widths ([`super::width`]).
     pub(super) surcharges: HashMap<LayerKey, f64>,
@@ -83,7 +89,9 @@ impl LatencyTable {
             by_spec: HashMap::new(),
             boundary_ms: header.boundary_ms,
             curves: HashMap::new(),
+            priced: HashMap::new(),
             width_model: WidthModel::Linear,
+            curve_fit: CurveFit::None,
             surcharges: HashMap::new(),
         };
         let mut first_batch_line = 0;
@@ -122,7 +130,7 @@ impl LatencyTable {
         for points in table.curves.values_mut() {
             points.sort_by_key(|&(mid, _)| mid);
         }
-        table.set_width_model(header.width_model);
+        table.set_models(header.width_model, header.curve_fit);
         Ok(table)
     }
 
@@ -262,6 +270,7 @@ struct Header {
     format_line: Option<u64>,
     lines: HashMap<String, u64>,
     width_model: WidthModel,
+    curve_fit: CurveFit,
 }
 
 impl Header {
@@ -297,16 +306,8 @@ impl Header {
                 })?,
             None => 0.0,
         };
-        let width_model = match metadata.get(meta::WIDTH_MODEL) {
-            Some(v) => WidthModel::parse(v).map_err(|why| {
-                at.fail(
-                    line(meta::WIDTH_MODEL),
-                    None,
-                    format!("header {} {why}", meta::WIDTH_MODEL),
-                )
-            })?,
-            None => WidthModel::Linear,
-        };
+        let width_model = model_line(&metadata, meta::WIDTH_MODEL, WidthModel::parse, &line, at)?;
+        let curve_fit = model_line(&metadata, meta::CURVE_FIT, CurveFit::parse, &line, at)?;
         Ok(Header {
             format_line: lines.get(meta::FORMAT).copied(),
             lines,
@@ -314,7 +315,23 @@ impl Header {
             batch,
             boundary_ms,
             width_model,
+            curve_fit,
         })
+    }
+}
+
+/// The header line `key` read by `parse` (its default without the line);
+/// a value `parse` refuses fails at its line with `parse`'s reason.
+fn model_line<T: Default>(
+    metadata: &Metadata,
+    key: &str,
+    parse: impl Fn(&str) -> std::result::Result<T, String>,
+    line: &impl Fn(&str) -> u64,
+    at: &Locator,
+) -> Result<T> {
+    match metadata.get(key) {
+        Some(v) => parse(v).map_err(|why| at.fail(line(key), None, format!("header {key} {why}"))),
+        None => Ok(T::default()),
     }
 }
 
