@@ -199,6 +199,11 @@ pub fn describe(ctx: &Arc<CudaContext>, engine: &str) -> Result<EngineInfo> {
             // the probes measure what an unaligned width costs on top.
             // Not yet run on a GPU (docs/gpu-check.md).
             width_align: Some(8),
+            // Not known to help on a GPU: its entries are timed alone over
+            // many runs, and its kernels' tiles may bend a curve where a
+            // line would not follow. Each entry stands until a GPU run
+            // says otherwise.
+            curve_fit: space::CurveFit::None,
         })
     })
 }

@@ -124,6 +124,11 @@ pub struct EngineInfo {
     /// its grid and says `width_model: align N`, so that unaligned widths
     /// are priced with their measured surcharge (space's `WidthModel`).
     pub width_align: Option<u32>,
+    /// How a table the engine builds prices the widths it measured
+    /// (`curve_fit`): on each curve's line where one entry's noise is
+    /// larger than the curve's departure from a line (the CPU), each at its
+    /// own entry otherwise (space's `CurveFit`).
+    pub curve_fit: space::CurveFit,
 }
 
 /// The keys of [`set_measurement_lines`]'s common lines that change what a

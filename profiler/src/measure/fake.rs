@@ -64,6 +64,7 @@ impl FakeEngine {
                 extra: Vec::new(),
                 resume_keys: Vec::new(),
                 width_align: None,
+                curve_fit: space::CurveFit::None,
             },
             config,
             prepared: Vec::new(),

@@ -94,6 +94,7 @@ pub fn fingerprint(
     crate::measure::engine::set_measurement_lines(&mut m, info, config)
         .set(meta::WIDTH_STEP, settings.width_step)
         .set(meta::WIDTH_MODEL, width_model(info).describe())
+        .set(meta::CURVE_FIT, info.curve_fit.describe())
         .set(meta::SPACE, &settings.space.name)
         .set(meta::SPACE_DIGEST, settings.space.digest())
         .set(TIMING_KEY, settings.timing.describe())

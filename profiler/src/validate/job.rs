@@ -147,18 +147,54 @@ pub struct Network {
     /// width model is another (the report shows what the model changed,
     /// on the same measurements).
     pub linear_ms: Option<f64>,
+    /// The same network with every measured width at its own entry, when
+    /// the table prices measured widths on their curves' lines (what the
+    /// fit changed, on the same measurements).
+    pub unfitted_ms: Option<f64>,
 }
 
-/// `table` under linear interpolation, when its width model is another.
-fn linear_twin(table: &LatencyTable) -> Option<LatencyTable> {
-    (table.width_model() != space::WidthModel::Linear)
-        .then(|| table.with_width_model(space::WidthModel::Linear))
+/// The table under other pricing rules than its header's, to price each
+/// network both ways.
+struct Twins {
+    /// Under linear interpolation, when the width model is another.
+    linear: Option<LatencyTable>,
+    /// Every measured width at its entry, when the table has a curve fit.
+    unfitted: Option<LatencyTable>,
 }
 
-/// What `twin` (see [`linear_twin`]) predicts for `blocks`.
-fn twin_ms(twin: Option<&LatencyTable>, blocks: &[BlockSpec]) -> Option<f64> {
-    twin.and_then(|t| t.predict_blocks(blocks).ok())
-        .map(|p| p.total_ms)
+impl Twins {
+    fn of(table: &LatencyTable) -> Twins {
+        Twins {
+            linear: (table.width_model() != space::WidthModel::Linear)
+                .then(|| table.with_width_model(space::WidthModel::Linear)),
+            unfitted: (table.curve_fit() != space::CurveFit::None)
+                .then(|| table.with_curve_fit(space::CurveFit::None)),
+        }
+    }
+
+    /// `table`'s prediction for `blocks` as network `index`, with what
+    /// each twin predicts for it.
+    fn network(
+        &self,
+        index: u64,
+        code: String,
+        blocks: Vec<BlockSpec>,
+        predicted_ms: f64,
+    ) -> Network {
+        let ms = |twin: &Option<LatencyTable>| {
+            twin.as_ref()
+                .and_then(|t| t.predict_blocks(&blocks).ok())
+                .map(|p| p.total_ms)
+        };
+        Network {
+            index,
+            code,
+            linear_ms: ms(&self.linear),
+            unfitted_ms: ms(&self.unfitted),
+            blocks,
+            predicted_ms,
+        }
+    }
 }
 
 /// Everything a validation run needs except the engine: the table's
@@ -310,18 +346,12 @@ impl Job {
         let mut networks = Vec::with_capacity(samples);
         let mut missing: Vec<String> = Vec::new();
         let mut unpredictable = 0;
-        let twin = linear_twin(table);
+        let twins = Twins::of(table);
         for index in 0..samples as u64 {
             let arch = Architecture::sample_nth_on(space, seed, index, width_multiple)?;
             let blocks = arch.block_specs()?;
             match table.predict_blocks(&blocks) {
-                Ok(p) => networks.push(Network {
-                    index,
-                    code: arch.code(),
-                    linear_ms: twin_ms(twin.as_ref(), &blocks),
-                    blocks,
-                    predicted_ms: p.total_ms,
-                }),
+                Ok(p) => networks.push(twins.network(index, arch.code(), blocks, p.total_ms)),
                 Err(space::SpaceError::MissingEntries { keys }) => {
                     unpredictable += 1;
                     for k in keys {
@@ -356,7 +386,7 @@ impl Job {
         archs: Vec<(String, Architecture)>,
     ) -> Result<()> {
         let mut networks = Vec::with_capacity(archs.len());
-        let twin = linear_twin(table);
+        let twins = Twins::of(table);
         for (index, (name, arch)) in archs.iter().enumerate() {
             if arch.space.digest() != self.space.digest() {
                 bail!(
@@ -371,13 +401,7 @@ impl Job {
             let predicted = table
                 .predict_blocks(&blocks)
                 .with_context(|| format!("{name}: the table cannot predict it"))?;
-            networks.push(Network {
-                index: index as u64,
-                code: arch.code(),
-                linear_ms: twin_ms(twin.as_ref(), &blocks),
-                blocks,
-                predicted_ms: predicted.total_ms,
-            });
+            networks.push(twins.network(index as u64, arch.code(), blocks, predicted.total_ms));
         }
         self.networks = networks;
         self.given = Some(archs.into_iter().map(|(name, _)| name).collect());

@@ -194,6 +194,13 @@ fn render_other_predictions(out: &mut String, job: &Job, rows: &[Row]) {
             &|r: &Row| network(r).and_then(|n| n.linear_ms).unwrap_or(f64::NAN),
         );
     }
+    if job.networks.iter().all(|n| n.unfitted_ms.is_some()) && !job.networks.is_empty() {
+        let fit = job.table_header.get(space::meta::CURVE_FIT).unwrap_or("");
+        other(
+            format!("each measured width at its own entry instead of on its curve's line (curve_fit {fit})"),
+            &|r: &Row| network(r).and_then(|n| n.unfitted_ms).unwrap_or(f64::NAN),
+        );
+    }
     if job.boundary_ms > 0.0 {
         let blocks = |r: &Row| network(r).map_or(0, |n| n.blocks.len());
         other(

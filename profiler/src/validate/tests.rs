@@ -899,3 +899,54 @@ fn an_aligned_table_reports_what_linear_interpolation_would_have_said() {
     let plain_job = job(&plain, &plain_path, 1, 2);
     assert!(plain_job.networks.iter().all(|n| n.linear_ms.is_none()));
 }
+
+#[test]
+fn a_fitted_table_reports_what_its_entries_alone_would_have_said() {
+    let dir = tempfile::tempdir().unwrap();
+    let space = SearchSpaceConfig::default();
+    let mut header = table_header(&space);
+    header.set(meta::CURVE_FIT, "affine");
+    // Every other measured width 4% over its block's cost: the fit pulls
+    // them towards the line, and networks are timed as the fit prices them.
+    let (path, table) = write_table(dir.path(), "fitted.csv", &space, &header, |_| true);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut lines: Vec<String> = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let mut cols: Vec<String> = line.split(',').map(String::from).collect();
+        if line.starts_with("mbconv") && i % 2 == 0 {
+            for c in &mut cols[2..7] {
+                *c = (c.parse::<f64>().unwrap() * 1.04).to_string();
+            }
+        }
+        lines.push(cols.join(","));
+    }
+    drop(table);
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let table = LatencyTable::from_path(&path).unwrap();
+    assert_eq!(table.curve_fit(), space::CurveFit::Affine);
+    let fitted = job(&table, &path, 1, 6);
+    assert!(fitted.networks.iter().all(|n| n.unfitted_ms.is_some()));
+    let mut engine = model_engine(&table, |sum| sum);
+    let rows = run(&mut engine, &fitted, None).unwrap();
+    let text = report(&fitted, "Fake", &rows, false).unwrap();
+    assert!(text.contains("MAPE 0.000%"), "{text}");
+    let raw = text
+        .lines()
+        .find(|l| {
+            l.starts_with(
+                "each measured width at its own entry instead of on its curve's line (curve_fit affine)",
+            )
+        })
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(!raw.contains("MAPE 0.000%"), "{raw}");
+    // A table without a fit has no such line.
+    let (plain_path, plain) = write_table(
+        dir.path(),
+        "plain.csv",
+        &space,
+        &table_header(&space),
+        |_| true,
+    );
+    let plain_job = job(&plain, &plain_path, 1, 2);
+    assert!(plain_job.networks.iter().all(|n| n.unfitted_ms.is_none()));
+}

@@ -107,6 +107,19 @@ fn an_engine_that_pads_channels_gets_unaligned_probes_and_says_its_width_model()
 }
 
 #[test]
+fn an_engine_whose_entries_are_noisy_says_its_curve_fit_and_the_table_prices_by_it() {
+    let mut engine = FakeEngine::new(EngineConfig::default());
+    engine.info.curve_fit = space::CurveFit::Affine;
+    let (_, text) = stream_build(&mut engine);
+    let table = LatencyTable::parse(&text, "stream").unwrap();
+    assert_eq!(table.metadata().get(meta::CURVE_FIT), Some("affine"));
+    assert_eq!(table.curve_fit(), space::CurveFit::Affine);
+    // An engine without one: every width at its entry.
+    assert_eq!(whole_table().metadata().get(meta::CURVE_FIT), Some("none"));
+    assert_eq!(whole_table().curve_fit(), space::CurveFit::None);
+}
+
+#[test]
 fn writes_every_planned_entry_with_the_fingerprint() {
     let mut engine = FakeEngine::new(EngineConfig::default());
     let (report, text) = stream_build(&mut engine);
