@@ -570,10 +570,13 @@ fn a_row_after_a_comment_line_is_named_by_its_file_line() {
 /// measured at the aligned widths 64, 72 and 80 and at one unaligned probe,
 /// under the header line `width_model` (none when `model` is `None`).
 fn aligned_table(model: Option<&str>) -> LatencyTable {
-    let mut text = String::from("# format: tfnas-latency-table/1\n");
-    if let Some(m) = model {
-        text.push_str(&format!("# width_model: {m}\n"));
-    }
+    let header = model.map_or(String::new(), |m| format!("# width_model: {m}\n"));
+    two_curves(&header)
+}
+
+/// [`aligned_table`]'s rows under the header lines `header`.
+fn two_curves(header: &str) -> LatencyTable {
+    let mut text = format!("# format: tfnas-latency-table/1\n{header}");
     text.push_str("key,batch,median_ms,p10_ms,p90_ms,ci_low_ms,ci_high_ms,samples,throttled\n");
     // k3: 67 costs 1.2 x its aligned interpolation 1.375 (between 64 and 72).
     // k5: 75 costs 1.1 x its aligned interpolation 2.875 (between 72 and 80).
@@ -591,7 +594,7 @@ fn aligned_table(model: Option<&str>) -> LatencyTable {
             "mbconv_r14_i80_o80_s1_k{k}_m{mid}_se0_swish,1,{ms},{ms},{ms},{ms},{ms},10,0\n"
         ));
     }
-    LatencyTable::parse(&text, "aligned.csv").unwrap()
+    LatencyTable::parse(&text, "two-curves.csv").unwrap()
 }
 
 fn k3_at(mid: u32) -> BlockSpec {
@@ -671,25 +674,7 @@ fn a_table_without_a_width_model_interpolates_linearly_through_every_measured_wi
 
 /// [`aligned_table`]'s rows under `align 8` and `curve_fit: affine`.
 fn fitted_table() -> LatencyTable {
-    let mut text = String::from(
-        "# format: tfnas-latency-table/1\n# width_model: align 8\n# curve_fit: affine\n",
-    );
-    text.push_str("key,batch,median_ms,p10_ms,p90_ms,ci_low_ms,ci_high_ms,samples,throttled\n");
-    for (k, mid, ms) in [
-        (3, 64, 1.0),
-        (3, 67, 1.65),
-        (3, 72, 2.0),
-        (3, 80, 3.0),
-        (5, 64, 2.0),
-        (5, 72, 2.5),
-        (5, 75, 3.1625),
-        (5, 80, 3.5),
-    ] {
-        text.push_str(&format!(
-            "mbconv_r14_i80_o80_s1_k{k}_m{mid}_se0_swish,1,{ms},{ms},{ms},{ms},{ms},10,0\n"
-        ));
-    }
-    LatencyTable::parse(&text, "fitted.csv").unwrap()
+    two_curves("# width_model: align 8\n# curve_fit: affine\n")
 }
 
 fn k5_at(mid: u32) -> BlockSpec {

@@ -875,29 +875,36 @@ fn an_aligned_table_reports_what_linear_interpolation_would_have_said() {
     // Networks of any width, timed exactly as the aligned model prices them.
     let aligned = job(&table, &path, 1, 6);
     assert!(aligned.networks.iter().all(|n| n.linear_ms.is_some()));
-    let mut engine = model_engine(&table, |sum| sum);
-    let rows = run(&mut engine, &aligned, None).unwrap();
-    let text = report(&aligned, "Fake", &rows, false).unwrap();
-    assert!(text.contains("MAPE 0.000%"), "{text}");
-    let linear = text
-        .lines()
-        .find(|l| {
-            l.starts_with(
-                "priced by linear interpolation instead of the table's width model (align 8)",
-            )
-        })
-        .unwrap_or_else(|| panic!("{text}"));
+    let linear = other_prediction_line(
+        &table,
+        &aligned,
+        "priced by linear interpolation instead of the table's width model (align 8)",
+    );
     assert!(!linear.contains("MAPE 0.000%"), "{linear}");
     // A linear table has no such line.
-    let (plain_path, plain) = write_table(
-        dir.path(),
-        "plain.csv",
-        &space,
-        &table_header(&space),
-        |_| true,
-    );
-    let plain_job = job(&plain, &plain_path, 1, 2);
+    let plain_job = plain_job(dir.path(), &space);
     assert!(plain_job.networks.iter().all(|n| n.linear_ms.is_none()));
+}
+
+/// Runs `job` on an engine that times each network exactly as `table`
+/// prices it, checks the report says so, and returns its line that starts
+/// with `prefix`.
+fn other_prediction_line(table: &LatencyTable, job: &Job, prefix: &str) -> String {
+    let mut engine = model_engine(table, |sum| sum);
+    let rows = run(&mut engine, job, None).unwrap();
+    let text = report(job, "Fake", &rows, false).unwrap();
+    assert!(text.contains("MAPE 0.000%"), "{text}");
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("{text}"))
+        .to_string()
+}
+
+/// A job of two networks on a table of the default header (linear, no
+/// curve fit).
+fn plain_job(dir: &Path, space: &SearchSpaceConfig) -> Job {
+    let (path, table) = write_table(dir, "plain.csv", space, &table_header(space), |_| true);
+    job(&table, &path, 1, 2)
 }
 
 #[test]
@@ -926,27 +933,13 @@ fn a_fitted_table_reports_what_its_entries_alone_would_have_said() {
     assert_eq!(table.curve_fit(), space::CurveFit::Affine);
     let fitted = job(&table, &path, 1, 6);
     assert!(fitted.networks.iter().all(|n| n.unfitted_ms.is_some()));
-    let mut engine = model_engine(&table, |sum| sum);
-    let rows = run(&mut engine, &fitted, None).unwrap();
-    let text = report(&fitted, "Fake", &rows, false).unwrap();
-    assert!(text.contains("MAPE 0.000%"), "{text}");
-    let raw = text
-        .lines()
-        .find(|l| {
-            l.starts_with(
-                "each measured width at its own entry instead of on its curve's line (curve_fit affine)",
-            )
-        })
-        .unwrap_or_else(|| panic!("{text}"));
+    let raw = other_prediction_line(
+        &table,
+        &fitted,
+        "each measured width at its own entry instead of on its curve's line (curve_fit affine)",
+    );
     assert!(!raw.contains("MAPE 0.000%"), "{raw}");
     // A table without a fit has no such line.
-    let (plain_path, plain) = write_table(
-        dir.path(),
-        "plain.csv",
-        &space,
-        &table_header(&space),
-        |_| true,
-    );
-    let plain_job = job(&plain, &plain_path, 1, 2);
+    let plain_job = plain_job(dir.path(), &space);
     assert!(plain_job.networks.iter().all(|n| n.unfitted_ms.is_none()));
 }
