@@ -2,8 +2,10 @@
 //!
 //! Widths between two measured widths of the same curve are interpolated as
 //! the table's width model says ([`super::width`]: linearly, or between
-//! aligned widths with a surcharge for unaligned ones); every answer says
-//! whether it was measured or how it was priced.
+//! aligned widths with a surcharge for unaligned ones), measured widths at
+//! their entries or on their curves' lines as its curve fit says
+//! ([`super::fit`]); every answer says whether it was measured or how it
+//! was priced.
 //! Anything outside the measured range is missing: never extrapolated, never
 //! a silent zero.
 
@@ -97,8 +99,9 @@ pub struct ArchLatency {
 }
 
 impl LatencyTable {
-    /// What `spec` adds to a network's latency, measured or interpolated:
-    /// its median less the table's [`boundary_ms`](Self::boundary_ms).
+    /// What `spec` adds to a network's latency, measured (on its curve's
+    /// line under a curve fit) or interpolated: its median less the table's
+    /// [`boundary_ms`](Self::boundary_ms).
     /// `None` where the table cannot say.
     pub fn estimate(&self, spec: &BlockSpec) -> Option<Estimate> {
         let points = self.priced.get(&spec.shape)?;

@@ -15,7 +15,8 @@
 //!   at 28x28 and 14x14 (docs/table-format.md), which linear interpolation
 //!   priced as 0 and the next aligned width (padding alone) under-prices.
 //!
-//! Both rules price a measured width at its measurement.
+//! Both rules price a measured width at its measurement, or where the
+//! table's `curve_fit` puts it ([`super::fit`]).
 
 use std::collections::HashMap;
 
