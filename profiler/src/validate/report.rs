@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::job::Job;
+use super::job::{Job, Network};
 use crate::analysis::accuracy::{validation_stats, Pair, ValidationStats};
 use crate::analysis::rows::{self, Row};
 use crate::error::{ProfilerError, Result};
@@ -155,6 +155,9 @@ pub fn render_text(job: &Job, device: &str, rows: &[Row], s: &ValidationStats) -
     out
 }
 
+/// A network's price under one of the table's twin rules, if it has one.
+type TwinPrice = fn(&Network) -> Option<f64>;
+
 /// The same rows under other predictions: the table's correction on top
 /// of its own, and the plain sum of medians (no boundary taken off).
 fn render_other_predictions(out: &mut String, job: &Job, rows: &[Row]) {
@@ -187,19 +190,29 @@ fn render_other_predictions(out: &mut String, job: &Job, rows: &[Row]) {
             .ok()
             .and_then(|i| job.networks.get(i))
     };
-    if job.networks.iter().all(|n| n.linear_ms.is_some()) && !job.networks.is_empty() {
-        let model = job.table_header.get(space::meta::WIDTH_MODEL).unwrap_or("");
-        other(
-            format!("priced by linear interpolation instead of the table's width model ({model})"),
-            &|r: &Row| network(r).and_then(|n| n.linear_ms).unwrap_or(f64::NAN),
-        );
-    }
-    if job.networks.iter().all(|n| n.unfitted_ms.is_some()) && !job.networks.is_empty() {
-        let fit = job.table_header.get(space::meta::CURVE_FIT).unwrap_or("");
-        other(
-            format!("each measured width at its own entry instead of on its curve's line (curve_fit {fit})"),
-            &|r: &Row| network(r).and_then(|n| n.unfitted_ms).unwrap_or(f64::NAN),
-        );
+    // The table under its twin rules (`job::Twins`), where every network
+    // has a price under them.
+    let header = |key: &str| job.table_header.get(key).unwrap_or("");
+    let twins: [(String, TwinPrice); 2] = [
+        (
+            format!(
+                "priced by linear interpolation instead of the table's width model ({})",
+                header(space::meta::WIDTH_MODEL)
+            ),
+            |n| n.linear_ms,
+        ),
+        (
+            format!(
+                "each measured width at its own entry instead of on its curve's line (curve_fit {})",
+                header(space::meta::CURVE_FIT)
+            ),
+            |n| n.unfitted_ms,
+        ),
+    ];
+    for (what, ms) in twins {
+        if !job.networks.is_empty() && job.networks.iter().all(|n| ms(n).is_some()) {
+            other(what, &|r: &Row| network(r).and_then(ms).unwrap_or(f64::NAN));
+        }
     }
     if job.boundary_ms > 0.0 {
         let blocks = |r: &Row| network(r).map_or(0, |n| n.blocks.len());

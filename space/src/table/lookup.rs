@@ -107,6 +107,7 @@ impl LatencyTable {
         let points = self.priced.get(&spec.shape)?;
         let mid = spec.mid_channels;
         if let Ok(i) = points.binary_search_by_key(&mid, |&(m, _)| m) {
+            // `priced` holds the same widths as `curves`, in the same order.
             let measured_ms = self.curves[&spec.shape][i].1;
             // A fit that leaves a width where it was measured (its curve
             // a line already, to rounding) leaves it measured.
