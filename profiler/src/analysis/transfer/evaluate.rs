@@ -4,12 +4,16 @@
 //! Per entry, over the predicted rows only (the measured ones are the
 //! probe's own, exact by construction): the median and p90 of |error|, the
 //! share within ±1, ±2 and ±5%, and Kendall's τ-b of the predicted against
-//! the measured medians. Per network: the error of the sum of blocks for
-//! networks sampled from the space and for TF-NAS-A, both tables pricing
-//! them as every lookup does (interpolating between their widths).
+//! the measured prices. Per network: the error of the sum of blocks for
+//! networks sampled from the space and for TF-NAS-A. Entries and networks
+//! alike are priced as every lookup prices them: a table whose header says
+//! `curve_fit: affine` prices its measured widths on their curve's line,
+//! which averages out the noise of single entries. Where either table
+//! fits its curves, the entries are also compared row with row, as the
+//! files hold them, so the report shows what the lines changed.
 
 use serde::Serialize;
-use space::{Architecture, LatencyTable, SearchSpaceConfig};
+use space::{Architecture, BlockSpec, CurveFit, LatencyTable, SearchSpaceConfig};
 
 use crate::error::{bail, Result};
 use crate::stats::{kendall_tau_b, quantile};
@@ -57,7 +61,14 @@ pub struct Evaluation {
     /// Predicted rows the full table has, and those it lacks.
     pub compared: usize,
     pub not_in_full: usize,
+    /// The entries as each table prices them (on its curves' lines under a
+    /// curve fit).
     pub entries: Option<Errors>,
+    /// The same entries row against row, where either table fits its
+    /// curves (otherwise the rows are the prices and this is `None`).
+    pub entries_rows: Option<Errors>,
+    /// Each table's `curve_fit` (predicted, full), as its header says it.
+    pub curve_fits: (String, String),
     pub kendall_tau: Option<f64>,
     pub networks: Option<Errors>,
     /// Sampled networks one of the tables could not price.
@@ -75,34 +86,19 @@ pub fn evaluate(
     networks: u64,
     multiple: u32,
 ) -> Result<Evaluation> {
-    let measured: std::collections::HashSet<&str> =
-        super::measured_keys(predicted).into_iter().collect();
-    let (mut ours, mut theirs, mut errors) = (Vec::new(), Vec::new(), Vec::new());
-    let mut not_in_full = 0;
-    for e in predicted.entries() {
-        if measured.contains(e.spec.key().as_str()) {
-            continue;
-        }
-        let Some(f) = full.entry(&e.spec) else {
-            not_in_full += 1;
-            continue;
-        };
-        let (p, m) = (
-            e.stats.median_ms - predicted.boundary_ms(),
-            f.stats.median_ms - full.boundary_ms(),
-        );
-        if m > 0.0 {
-            ours.push(p);
-            theirs.push(m);
-            errors.push(p / m - 1.0);
-        }
-    }
-    if errors.is_empty() && not_in_full > 0 {
+    let priced = entry_errors(predicted, full, |t, spec| t.estimate(spec).map(|e| e.ms));
+    let rows = entry_errors(predicted, full, |t, spec| {
+        t.entry(spec).map(|e| e.stats.median_ms - t.boundary_ms())
+    });
+    if priced.errors.is_empty() && priced.not_in_full > 0 {
         bail!(
             "the full table {} has none of the predicted table's predicted keys: nothing to evaluate",
             full.origin()
         );
     }
+    let fitted = [predicted, full]
+        .iter()
+        .any(|t| t.curve_fit() != CurveFit::None);
     let (net_errors, skipped) = network_errors(predicted, full, space, networks, multiple)?;
     let tfnas_a = match (
         predicted.predict(&Architecture::tfnas_a()),
@@ -117,14 +113,65 @@ pub fn evaluate(
     };
     Ok(Evaluation {
         full: full.origin().to_string(),
-        compared: errors.len(),
-        not_in_full,
-        entries: Errors::of(&errors),
-        kendall_tau: kendall_tau_b(&ours, &theirs),
+        compared: priced.errors.len(),
+        not_in_full: priced.not_in_full,
+        entries: Errors::of(&priced.errors),
+        entries_rows: if fitted {
+            Errors::of(&rows.errors)
+        } else {
+            None
+        },
+        curve_fits: (
+            predicted.curve_fit().describe().to_string(),
+            full.curve_fit().describe().to_string(),
+        ),
+        kendall_tau: kendall_tau_b(&priced.ours, &priced.theirs),
         networks: Errors::of(&net_errors),
         networks_skipped: skipped,
         tfnas_a,
     })
+}
+
+/// The predicted table's predicted entries against the full table's, each
+/// valued by `value` (ms added to a network), with the values compared.
+struct EntryErrors {
+    ours: Vec<f64>,
+    theirs: Vec<f64>,
+    errors: Vec<f64>,
+    /// Predicted keys the full table lacks.
+    not_in_full: usize,
+}
+
+fn entry_errors(
+    predicted: &LatencyTable,
+    full: &LatencyTable,
+    value: impl Fn(&LatencyTable, &BlockSpec) -> Option<f64>,
+) -> EntryErrors {
+    let measured: std::collections::HashSet<&str> =
+        super::measured_keys(predicted).into_iter().collect();
+    let mut out = EntryErrors {
+        ours: Vec::new(),
+        theirs: Vec::new(),
+        errors: Vec::new(),
+        not_in_full: 0,
+    };
+    for e in predicted.entries() {
+        if measured.contains(e.spec.key().as_str()) {
+            continue;
+        }
+        if full.entry(&e.spec).is_none() {
+            out.not_in_full += 1;
+            continue;
+        }
+        if let (Some(p), Some(m)) = (value(predicted, &e.spec), value(full, &e.spec)) {
+            if m > 0.0 {
+                out.ours.push(p);
+                out.theirs.push(m);
+                out.errors.push(p / m - 1.0);
+            }
+        }
+    }
+    out
 }
 
 /// Relative errors of the sums for `n` sampled networks (seed 0), and how
@@ -166,8 +213,17 @@ pub fn render_text(ev: &Evaluation) -> String {
         "against {}: {} predicted entries compared ({} not in it)\n",
         ev.full, ev.compared, ev.not_in_full
     );
+    if ev.entries_rows.is_some() {
+        out.push_str(&format!(
+            "  entries priced as each table prices them (curve_fit: predicted {}, full {}); rows: the files' medians as they stand\n",
+            ev.curve_fits.0, ev.curve_fits.1
+        ));
+    }
     if let Some(e) = &ev.entries {
         out.push_str(&errors_line("entries", e));
+    }
+    if let Some(e) = &ev.entries_rows {
+        out.push_str(&errors_line("rows", e));
     }
     if let Some(t) = ev.kendall_tau {
         out.push_str(&format!(

@@ -42,6 +42,16 @@ impl Curve {
     }
 }
 
+/// What `e` adds to a network as `table` prices it: on its curve's line
+/// under `curve_fit: affine`, so that a noisy entry of the reference or the
+/// probe does not carry its noise into the ratio or the predicted rows;
+/// its median less the boundary otherwise.
+fn priced(table: &LatencyTable, e: &Entry) -> f64 {
+    table
+        .estimate(&e.spec)
+        .map_or(e.stats.median_ms - table.boundary_ms(), |x| x.ms)
+}
+
 /// The reference table arranged by curve: shapes with two or more widths
 /// are curves; the others (stem, second stem, head) are fixed parts.
 #[derive(Clone, Debug)]
@@ -56,13 +66,12 @@ pub struct Reference {
 
 impl Reference {
     pub fn new(table: &LatencyTable) -> Reference {
-        let boundary = table.boundary_ms();
         let mut by_shape: HashMap<BlockShape, Vec<(u32, f64)>> = HashMap::new();
         for e in table.entries() {
             by_shape
                 .entry(e.spec.shape)
                 .or_default()
-                .push((e.spec.mid_channels, e.stats.median_ms - boundary));
+                .push((e.spec.mid_channels, priced(table, e)));
         }
         let mut shapes: Vec<BlockShape> = by_shape.keys().copied().collect();
         shapes.sort();
@@ -187,7 +196,7 @@ fn observations(reference: &Reference, p: &LatencyTable) -> Vec<Vec<model::Obs>>
             continue;
         };
         let priced_a = reference.curves[c].points[i].1;
-        let priced_p = e.stats.median_ms - p.boundary_ms();
+        let priced_p = priced(p, e);
         if priced_a > 0.0 && priced_p > 0.0 {
             let t = reference.curves[c].t(e.spec.mid_channels);
             observed[c].push(model::Obs {
@@ -284,7 +293,7 @@ fn predicted_rows(
             None => model.global,
         };
         let ea = a.entry(spec).expect("a key of the reference");
-        let priced = (ea.stats.median_ms - a.boundary_ms()).max(0.0) * log_ratio.exp();
+        let priced = priced(a, ea).max(0.0) * log_ratio.exp();
         rows.push(Entry {
             spec: *spec,
             batch: p.batch(),

@@ -16,7 +16,35 @@ fn a_ms(s: &BlockSpec) -> f64 {
         + if s.mid_channels % 16 == 0 { 0.002 } else { 0.0 }
 }
 
+/// The same without the bumps: every curve a straight line in its width.
+fn line_ms(s: &BlockSpec) -> f64 {
+    let m = f64::from(s.mid_channels.max(1));
+    let r = f64::from(s.shape.resolution);
+    0.01 + 1e-6 * m * r * r / 4.0 * (1.0 + 0.1 * f64::from(s.shape.kernel))
+}
+
+/// ±3%, the sign alternating with the width along each curve: what noisy
+/// entries do to a straight curve.
+fn noise(mid: u32) -> f64 {
+    if (mid / 8) % 2 == 0 {
+        1.03
+    } else {
+        0.97
+    }
+}
+
 fn write(dir: &Path, name: &str, batch: u32, rows: &[(BlockSpec, f64)]) -> PathBuf {
+    write_fitted(dir, name, batch, rows, None)
+}
+
+/// A synthetic table whose header says `curve_fit: fit` where given.
+fn write_fitted(
+    dir: &Path,
+    name: &str,
+    batch: u32,
+    rows: &[(BlockSpec, f64)],
+    fit: Option<&str>,
+) -> PathBuf {
     let mut md = Metadata::new();
     md.set(meta::FORMAT, space::table::FORMAT)
         .set(
@@ -26,6 +54,9 @@ fn write(dir: &Path, name: &str, batch: u32, rows: &[(BlockSpec, f64)]) -> PathB
         .set(meta::BATCH, batch)
         .set(meta::SPACE, "tfnas-imagenet")
         .set(meta::WIDTH_STEP, 8);
+    if let Some(fit) = fit {
+        md.set(meta::CURVE_FIT, fit);
+    }
     let mut w = space::TableWriter::new(Vec::new(), &md).unwrap();
     for &(spec, ms) in rows {
         w.write(&Entry {
@@ -49,9 +80,20 @@ fn transfer_with(
     fraction: f64,
     factor: impl Fn(&Curve, u32) -> f64,
 ) -> (Transferred, Vec<(BlockSpec, f64)>) {
-    let dir = tempfile::tempdir().unwrap();
     let rows_a: Vec<(BlockSpec, f64)> = blocks().into_iter().map(|s| (s, a_ms(&s))).collect();
-    let a_path = write(dir.path(), "a.csv", 32, &rows_a);
+    transfer_from(&rows_a, None, fraction, factor)
+}
+
+/// A's `rows_a` (its header's curve fit `fit_a`), and B = A's rows ×
+/// factor(curve, t) restricted to `plan`'s keys, transferred.
+fn transfer_from(
+    rows_a: &[(BlockSpec, f64)],
+    fit_a: Option<&str>,
+    fraction: f64,
+    factor: impl Fn(&Curve, u32) -> f64,
+) -> (Transferred, Vec<(BlockSpec, f64)>) {
+    let dir = tempfile::tempdir().unwrap();
+    let a_path = write_fitted(dir.path(), "a.csv", 32, rows_a, fit_a);
     let reference = Reference::new(&LatencyTable::from_path(&a_path).unwrap());
     let truth: Vec<(BlockSpec, f64)> = rows_a
         .iter()
@@ -193,4 +235,48 @@ fn a_transferred_table_scores_perfectly_against_its_truth() {
     assert!(ev.kendall_tau.unwrap() > 0.999);
     assert!(ev.networks.unwrap().max_abs_pct < 1e-6);
     assert!(ev.tfnas_a.unwrap().2.abs() < 1e-6);
+    assert!(ev.entries_rows.is_none(), "neither table fits its curves");
+}
+
+#[test]
+fn a_fitted_full_table_is_scored_on_its_curves_lines_with_its_rows_beside() {
+    let rows_a: Vec<(BlockSpec, f64)> = blocks().into_iter().map(|s| (s, line_ms(&s))).collect();
+    let (t, truth) = transfer_from(&rows_a, None, 0.06, |_, _| 2.0);
+    let dir = tempfile::tempdir().unwrap();
+    let noisy_truth: Vec<(BlockSpec, f64)> = truth
+        .iter()
+        .map(|&(s, ms)| (s, ms * noise(s.mid_channels)))
+        .collect();
+    let path = write_fitted(dir.path(), "full.csv", 32, &noisy_truth, Some("affine"));
+    let full = LatencyTable::from_path(&path).unwrap();
+    let ev = evaluate::evaluate(&t.table, &full, &SearchSpaceConfig::default(), 20, 8).unwrap();
+    assert_eq!(ev.curve_fits, ("none".to_string(), "affine".to_string()));
+    let (lines, rows) = (ev.entries.unwrap(), ev.entries_rows.unwrap());
+    assert!(
+        rows.median_abs_pct > 2.9 && rows.median_abs_pct < 3.1,
+        "{rows:?}"
+    );
+    assert!(lines.median_abs_pct < 0.5, "{lines:?}");
+}
+
+#[test]
+fn a_fitted_reference_lends_the_transfer_its_lines_not_its_noise() {
+    let rows_a: Vec<(BlockSpec, f64)> = blocks()
+        .into_iter()
+        .map(|s| (s, line_ms(&s) * noise(s.mid_channels)))
+        .collect();
+    // The new device is twice the reference's lines, not its noisy rows.
+    // A probe of the curves' ends only (and the fixed parts): no inner point
+    // to weigh the reference's detail, which is then taken whole.
+    let dir = tempfile::tempdir().unwrap();
+    let a = LatencyTable::from_path(&write(dir.path(), "a.csv", 32, &rows_a)).unwrap();
+    let r = Reference::new(&a);
+    let ends = (r.fixed.len() + 2 * r.curves.len()) as f64 / r.len() as f64;
+    let (t, truth) = transfer_from(&rows_a, Some("affine"), ends, |_, m| 2.0 / noise(m));
+    assert_eq!(t.measured, r.fixed.len() + 2 * r.curves.len());
+    assert!(
+        worst_error(&t, &truth) < 1e-9,
+        "{}",
+        worst_error(&t, &truth)
+    );
 }
