@@ -155,6 +155,61 @@ fn check_reports_the_precision_of_the_medians() {
     );
 }
 
+/// `check` says whether `curve_fit: affine` prices the table by its curves'
+/// lines: one curve on a parabola, its medians known to ±0.1% (the bend is
+/// far beyond that: not applied) or to ±20% (within it: applied).
+#[test]
+fn check_says_whether_the_curves_lines_price_the_table() {
+    let dir = tempfile::tempdir().unwrap();
+    for (rel, applied) in [(0.001, false), (0.2, true)] {
+        let mut csv = String::from(
+            "# format: tfnas-latency-table/1\n# device_name: SYNTHETIC for a test\n# curve_fit: affine\n\
+             key,batch,median_ms,p10_ms,p90_ms,ci_low_ms,ci_high_ms,samples,throttled\n",
+        );
+        for mid in [64, 72, 80, 88, 96] {
+            let ms = 1.0 + f64::from((mid - 56) * (mid - 56)) / 1000.0;
+            let (lo, hi) = (ms * (1.0 - rel), ms * (1.0 + rel));
+            csv.push_str(&format!(
+                "mbconv_r14_i80_o80_s1_k3_m{mid}_se0_swish,32,{ms},{ms},{ms},{lo},{hi},10,0\n"
+            ));
+        }
+        let path = dir.path().join(format!("fit{rel}.csv"));
+        std::fs::write(&path, csv).unwrap();
+        let out = profiler(&["check", "--table", path.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let stdout = text(&out.stdout);
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with("curve_fit affine"))
+            .unwrap_or_else(|| panic!("{stdout}"));
+        let stray: f64 = line
+            .split("their lines by ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{line}"));
+        assert!(
+            line.contains("the 1 curves") && line.contains("at most 4 allowed"),
+            "{line}"
+        );
+        if applied {
+            assert!(
+                line.starts_with("curve_fit affine: measured widths priced on their curve's line;"),
+                "{line}"
+            );
+            assert!(stray <= 4.0, "{line}");
+        } else {
+            assert!(
+                line.starts_with(
+                    "curve_fit affine not applied: each measured width at its own entry"
+                ),
+                "{line}"
+            );
+            assert!(stray > 4.0, "{line}");
+        }
+    }
+}
+
 #[test]
 fn bad_tables_exit_2_naming_file_and_line() {
     let good = std::fs::read_to_string(fixture("tfnas_a_synthetic.csv")).unwrap();

@@ -590,8 +590,10 @@ fn two_curves(header: &str) -> LatencyTable {
         (5, 75, 3.1625),
         (5, 80, 3.5),
     ] {
+        // Each median known to ±10%: a curve fit judges the lines by it.
+        let (lo, hi) = (ms * 0.9, ms * 1.1);
         text.push_str(&format!(
-            "mbconv_r14_i80_o80_s1_k{k}_m{mid}_se0_swish,1,{ms},{ms},{ms},{ms},{ms},10,0\n"
+            "mbconv_r14_i80_o80_s1_k{k}_m{mid}_se0_swish,1,{ms},{ms},{ms},{lo},{hi},10,0\n"
         ));
     }
     LatencyTable::parse(&text, "two-curves.csv").unwrap()
@@ -702,6 +704,7 @@ fn relative_line(points: &[(f64, f64)]) -> (f64, f64) {
 fn an_affine_curve_fit_prices_measured_aligned_widths_on_their_curves_line() {
     let table = fitted_table();
     assert_eq!(table.curve_fit(), space::CurveFit::Affine);
+    assert!(table.curve_check().unwrap().applied);
     let (a, b) = relative_line(&[(64.0, 2.0), (72.0, 2.5), (80.0, 3.5)]);
     let line = |m: f64| a + b * m;
     let e = table.estimate(&k5_at(72)).unwrap();
@@ -724,6 +727,43 @@ fn an_affine_curve_fit_prices_measured_aligned_widths_on_their_curves_line() {
         aligned_table(Some("align 8")).curve_fit(),
         space::CurveFit::None
     );
+}
+
+/// One curve on a parabola under `curve_fit: affine`, each median known to
+/// ±`rel` (its 95% interval).
+fn parabola(rel: f64) -> LatencyTable {
+    let mut text = String::from("# format: tfnas-latency-table/1\n# curve_fit: affine\n");
+    text.push_str("key,batch,median_ms,p10_ms,p90_ms,ci_low_ms,ci_high_ms,samples,throttled\n");
+    for mid in [64, 72, 80, 88, 96] {
+        let ms = 1.0 + f64::from((mid - 56) * (mid - 56)) / 1000.0;
+        let (lo, hi) = (ms * (1.0 - rel), ms * (1.0 + rel));
+        text.push_str(&format!(
+            "mbconv_r14_i80_o80_s1_k3_m{mid}_se0_swish,1,{ms},{ms},{ms},{lo},{hi},10,0\n"
+        ));
+    }
+    LatencyTable::parse(&text, "parabola.csv").unwrap()
+}
+
+#[test]
+fn curves_that_bend_beyond_their_entries_noise_keep_their_entries_under_affine() {
+    let tight = parabola(0.001);
+    let check = tight.curve_check().unwrap();
+    assert!(
+        !check.applied && check.stray > space::CurveFit::MAX_STRAY,
+        "{check:?}"
+    );
+    assert_eq!(check.curves, 1);
+    assert_eq!(tight.curve_fit(), space::CurveFit::None);
+    let e = tight.estimate(&k3_at(72)).unwrap();
+    assert_eq!((e.ms, e.source), (1.256, Source::Measured));
+    // The same curve known to ±20%: the bend is within its noise.
+    let loose = parabola(0.2);
+    assert!(loose.curve_check().unwrap().applied);
+    assert_eq!(loose.curve_fit(), space::CurveFit::Affine);
+    assert!(matches!(
+        loose.estimate(&k3_at(72)).unwrap().source,
+        Source::Fitted { .. }
+    ));
 }
 
 #[test]

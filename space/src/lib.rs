@@ -35,6 +35,6 @@ pub use error::{Result, SpaceError};
 pub use layers::{block_input_len, block_layers, conv_out, Layer};
 pub use plan::{FixedParts, TablePlan};
 pub use table::{
-    meta, ArchLatency, Correction, CurveFit, Entry, Estimate, LatencyStats, LatencyTable, Metadata,
-    Source, TableWriter, WidthModel,
+    meta, ArchLatency, Correction, CurveCheck, CurveFit, Entry, Estimate, LatencyStats,
+    LatencyTable, Metadata, Source, TableWriter, WidthModel,
 };

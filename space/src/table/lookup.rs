@@ -9,7 +9,7 @@
 //! Anything outside the measured range is missing: never extrapolated, never
 //! a silent zero.
 
-use super::fit::CurveFit;
+use super::fit::{CurveCheck, CurveFit};
 use super::read::LatencyTable;
 use super::width::{interpolate, LayerKey, WidthModel};
 use crate::arch::Architecture;
@@ -189,19 +189,62 @@ impl LatencyTable {
         twin
     }
 
-    /// How the table prices the widths it measured.
+    /// How the table prices the widths it measured: its header's
+    /// `curve_fit`, except that `affine` is `none` where the table's curves
+    /// stray from their lines beyond their entries' noise
+    /// ([`curve_check`](Self::curve_check)).
     pub fn curve_fit(&self) -> CurveFit {
-        self.curve_fit
+        match self.curve_check {
+            Some(check) if !check.applied => CurveFit::None,
+            _ => self.curve_fit,
+        }
+    }
+
+    /// Under `affine`, how far the curves stray from their lines in their
+    /// entries' noise and whether the lines price the table; `None` under
+    /// `none` or where no curve has enough fitted widths to test a line.
+    pub fn curve_check(&self) -> Option<CurveCheck> {
+        self.curve_check
+    }
+
+    /// Each curve's fitted widths as `(width, ms, standard error)`, the
+    /// error from the entry's 95% interval, checked against their lines.
+    fn check_curves(&self, fitted: impl Fn(u32) -> bool) -> Option<CurveCheck> {
+        let curves: Vec<Vec<(f64, f64, f64)>> = self
+            .curves
+            .iter()
+            .map(|(shape, points)| {
+                points
+                    .iter()
+                    .filter(|&&(m, _)| fitted(m))
+                    .filter_map(|&(m, ms)| {
+                        let s = &self.entry(&shape.at(m))?.stats;
+                        Some((
+                            f64::from(m),
+                            ms,
+                            (s.ci_high_ms - s.ci_low_ms) / (2.0 * 1.96),
+                        ))
+                    })
+                    .collect()
+            })
+            .collect();
+        CurveCheck::of(&curves)
     }
 
     /// Prices by `model` and `fit` from now on (so called once the rows are
     /// read): each curve's fitted widths (the aligned ones under `align
-    /// N`, every one otherwise) on its line, then, under `align N`, each
+    /// N`, every one otherwise) on its line where the curves pass the
+    /// check, then, under `align N`, each
     /// layer's surcharge measured against the priced aligned widths.
     pub(super) fn set_models(&mut self, model: WidthModel, fit: CurveFit) {
         self.width_model = model;
         self.curve_fit = fit;
         let fitted = |m: u32| model.multiple().is_none_or(|n| m % n == 0);
+        self.curve_check = match fit {
+            CurveFit::Affine => self.check_curves(fitted),
+            CurveFit::None => None,
+        };
+        let fit = self.curve_fit();
         self.priced = self
             .curves
             .iter()

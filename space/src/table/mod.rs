@@ -21,7 +21,7 @@ mod width;
 mod write;
 
 pub use correction::Correction;
-pub use fit::CurveFit;
+pub use fit::{CurveCheck, CurveFit};
 pub use lookup::{ArchLatency, Estimate, Source};
 pub use metadata::{meta, Metadata};
 pub use read::LatencyTable;

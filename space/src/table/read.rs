@@ -7,7 +7,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use super::fit::CurveFit;
+use super::fit::{CurveCheck, CurveFit};
 use super::metadata::{meta, Metadata};
 use super::width::{LayerKey, WidthModel};
 use super::{Entry, LatencyStats, COLUMNS, FORMAT};
@@ -39,6 +39,8 @@ pub struct LatencyTable {
     pub(super) width_model: WidthModel,
     /// The header's `curve_fit` (none without one).
     pub(super) curve_fit: CurveFit,
+    /// Under `affine`, the curves against their lines ([`super::fit`]).
+    pub(super) curve_check: Option<CurveCheck>,
     /// Under `align N`, each layer's measured surcharge for unaligned
     /// widths ([`super::width`]).
     pub(super) surcharges: HashMap<LayerKey, f64>,
@@ -92,6 +94,7 @@ impl LatencyTable {
             priced: HashMap::new(),
             width_model: WidthModel::Linear,
             curve_fit: CurveFit::None,
+            curve_check: None,
             surcharges: HashMap::new(),
         };
         let mut first_batch_line = 0;

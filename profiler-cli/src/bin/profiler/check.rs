@@ -65,6 +65,9 @@ pub fn run(args: &CheckArgs) -> Result<()> {
     if let Some(line) = precision(&table) {
         println!("{line}");
     }
+    if let Some(line) = curve_line(&table) {
+        println!("{line}");
+    }
     match table.header_boundary_ms() {
         Some(ms) => println!("boundary {ms:.4} ms: taken off every block, added once per network"),
         None => println!("no boundary line: blocks are priced at their medians"),
@@ -90,6 +93,29 @@ pub fn run(args: &CheckArgs) -> Result<()> {
         println!("  ... and {} more", missing.len() - 10);
     }
     Ok(())
+}
+
+/// Under `curve_fit: affine`, whether the curves' lines price the table and
+/// why (`None` without a fit to check).
+fn curve_line(table: &LatencyTable) -> Option<String> {
+    let c = table.curve_check()?;
+    // Entries off their lines that give no interval at all stray without
+    // measure.
+    let stray = if c.stray.is_finite() {
+        format!("{:.2}", c.stray)
+    } else {
+        "more than any noise (entries off their lines give no interval)".into()
+    };
+    let how = format!(
+        "the {} curves stray from their lines by {stray} (median reduced chi-square in their entries' 95% intervals; at most {} allowed)",
+        c.curves,
+        space::CurveFit::MAX_STRAY
+    );
+    Some(if c.applied {
+        format!("curve_fit affine: measured widths priced on their curve's line; {how}")
+    } else {
+        format!("curve_fit affine not applied: each measured width at its own entry, because {how}")
+    })
 }
 
 /// How precisely the table knows its medians: the half-widths of their 95%

@@ -59,10 +59,16 @@ fn write_fitted(
     }
     let mut w = space::TableWriter::new(Vec::new(), &md).unwrap();
     for &(spec, ms) in rows {
+        // Each median known to ±5%, as a curve fit needs to judge its lines.
+        let stats = LatencyStats {
+            ci_low_ms: ms * 0.95,
+            ci_high_ms: ms * 1.05,
+            ..LatencyStats::exact(ms, 10)
+        };
         w.write(&Entry {
             spec,
             batch,
-            stats: LatencyStats::exact(ms, 10),
+            stats,
         })
         .unwrap();
     }
