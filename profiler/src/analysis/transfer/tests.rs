@@ -65,12 +65,7 @@ fn write_fitted(
             ci_high_ms: ms * 1.05,
             ..LatencyStats::exact(ms, 10)
         };
-        w.write(&Entry {
-            spec,
-            batch,
-            stats,
-        })
-        .unwrap();
+        w.write(&Entry { spec, batch, stats }).unwrap();
     }
     let path = dir.join(name);
     std::fs::write(&path, w.finish(&Metadata::new()).unwrap()).unwrap();
