@@ -30,7 +30,7 @@
 //! and the lines price the table when the median of those over its curves
 //! is at most [`CurveFit::MAX_STRAY`]; otherwise every measured width keeps
 //! its entry, and [`CurveCheck`] says why. Fresh CPU tables of the
-//! development VM come out at 1.15-1.74 (docs/table-format.md); the
+//! development VM come out at 1.15-2.11 (docs/table-format.md); the
 //! H100 reference at about 1,300, the official tables far beyond.
 
 /// The header's `curve_fit`.
