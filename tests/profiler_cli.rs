@@ -162,19 +162,29 @@ fn check_reports_the_precision_of_the_medians() {
 fn check_says_whether_the_curves_lines_price_the_table() {
     let dir = tempfile::tempdir().unwrap();
     for (rel, applied) in [(0.001, false), (0.2, true)] {
-        let mut csv = String::from(
-            "# format: tfnas-latency-table/1\n# device_name: SYNTHETIC for a test\n# curve_fit: affine\n\
-             key,batch,median_ms,p10_ms,p90_ms,ci_low_ms,ci_high_ms,samples,throttled\n",
+        let rows: Vec<(space::BlockSpec, f64)> = [64, 72, 80, 88, 96]
+            .into_iter()
+            .map(|mid: u32| {
+                let spec = format!("mbconv_r14_i80_o80_s1_k3_m{mid}_se0_swish");
+                let ms = 1.0 + f64::from((mid - 56) * (mid - 56)) / 1000.0;
+                (spec.parse().unwrap(), ms)
+            })
+            .collect();
+        let header = [
+            (space::meta::DEVICE_NAME, "SYNTHETIC for a test".to_string()),
+            (space::meta::CURVE_FIT, "affine".to_string()),
+        ];
+        let path = write_table(
+            &dir.path().join(format!("fit{rel}.csv")),
+            32,
+            &header,
+            &rows,
+            |ms| space::LatencyStats {
+                ci_low_ms: ms * (1.0 - rel),
+                ci_high_ms: ms * (1.0 + rel),
+                ..exact(ms)
+            },
         );
-        for mid in [64, 72, 80, 88, 96] {
-            let ms = 1.0 + f64::from((mid - 56) * (mid - 56)) / 1000.0;
-            let (lo, hi) = (ms * (1.0 - rel), ms * (1.0 + rel));
-            csv.push_str(&format!(
-                "mbconv_r14_i80_o80_s1_k3_m{mid}_se0_swish,32,{ms},{ms},{ms},{lo},{hi},10,0\n"
-            ));
-        }
-        let path = dir.path().join(format!("fit{rel}.csv"));
-        std::fs::write(&path, csv).unwrap();
         let out = profiler(&["check", "--table", path.to_str().unwrap()]);
         assert!(out.status.success(), "{}", text(&out.stderr));
         let stdout = text(&out.stdout);
