@@ -87,18 +87,24 @@ pub fn evaluate(
     multiple: u32,
 ) -> Result<Evaluation> {
     let priced = entry_errors(predicted, full, |t, spec| t.estimate(spec).map(|e| e.ms));
-    let rows = entry_errors(predicted, full, |t, spec| {
-        t.entry(spec).map(|e| e.stats.median_ms - t.boundary_ms())
-    });
     if priced.errors.is_empty() && priced.not_in_full > 0 {
         bail!(
             "the full table {} has none of the predicted table's predicted keys: nothing to evaluate",
             full.origin()
         );
     }
+    // Without a fit on either side the rows are the prices: nothing to add.
     let fitted = [predicted, full]
         .iter()
         .any(|t| t.curve_fit() != CurveFit::None);
+    let entries_rows = fitted
+        .then(|| {
+            let rows = entry_errors(predicted, full, |t, spec| {
+                t.entry(spec).map(|e| e.stats.median_ms - t.boundary_ms())
+            });
+            Errors::of(&rows.errors)
+        })
+        .flatten();
     let (net_errors, skipped) = network_errors(predicted, full, space, networks, multiple)?;
     let tfnas_a = match (
         predicted.predict(&Architecture::tfnas_a()),
@@ -116,11 +122,7 @@ pub fn evaluate(
         compared: priced.errors.len(),
         not_in_full: priced.not_in_full,
         entries: Errors::of(&priced.errors),
-        entries_rows: if fitted {
-            Errors::of(&rows.errors)
-        } else {
-            None
-        },
+        entries_rows,
         curve_fits: (
             predicted.curve_fit().describe().to_string(),
             full.curve_fit().describe().to_string(),
