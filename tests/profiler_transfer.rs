@@ -124,6 +124,12 @@ fn transfer_writes_a_predicted_table_that_check_reports_as_such() {
         "{}",
         text(&ev.stdout)
     );
+    // The probe's rows are the full table's: nothing of its own to take out.
+    assert!(
+        text(&ev.stdout).contains("the model alone: the same"),
+        "{}",
+        text(&ev.stdout)
+    );
 }
 
 #[test]

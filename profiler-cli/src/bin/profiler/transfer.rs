@@ -59,17 +59,19 @@ pub fn run(args: &TransferArgs) -> Result<()> {
         Some(path) => Some(transfer::read_table(path, "full table")?),
         None => None,
     };
-    let made = transfer::transfer(&Lib {
+    let lib = Lib {
         reference: args.reference.clone(),
         probe: args.probe.clone(),
         allow_batch: args.allow_batch,
         command: profiler::files::command_line(),
-    })?;
+    };
+    let made = transfer::transfer(&lib)?;
     let evaluation = match &full {
         Some(full) => {
             transfer::check_compatible(&made.table, full, ("probe", "full table"), false)?;
             let step = made.table.width_step().unwrap_or(1);
-            Some(evaluate::evaluate(
+            Some(evaluate::with_model_alone(
+                &lib,
                 &made.table,
                 full,
                 &space,

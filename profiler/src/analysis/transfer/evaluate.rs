@@ -13,8 +13,9 @@
 //! files hold them, so the report shows what the lines changed.
 
 use serde::Serialize;
-use space::{Architecture, BlockSpec, CurveFit, LatencyTable, SearchSpaceConfig};
+use space::{Architecture, BlockSpec, CurveFit, Entry, LatencyTable, SearchSpaceConfig};
 
+use super::{read_table, render, scaled_stats, transfer_tables, TransferArgs};
 use crate::error::{bail, Result};
 use crate::stats::{kendall_tau_b, quantile};
 
@@ -75,6 +76,22 @@ pub struct Evaluation {
     pub networks_skipped: usize,
     /// TF-NAS-A: predicted, measured (ms) and the relative error in percent.
     pub tfnas_a: Option<(f64, f64, f64)>,
+    /// The same transfer from the probe's keys at the full table's prices,
+    /// where [`with_model_alone`] was asked and the full table has them all.
+    pub model_alone: Option<ModelAlone>,
+}
+
+/// The transfer's error with the probe's own noise taken out: the same
+/// reference and model, each of the probe's keys at the full table's price
+/// of it. The gap between this and [`Evaluation::entries`] is what the
+/// probe's measurement costs (its noise, and a level or a state of the
+/// machine the full table was not built in); this is what the model costs.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct ModelAlone {
+    pub entries: Option<Errors>,
+    pub networks: Option<Errors>,
+    /// TF-NAS-A's relative error in percent.
+    pub tfnas_a_pct: Option<f64>,
 }
 
 /// Scores `predicted` (a transferred table) against `full`: `networks`
@@ -131,7 +148,56 @@ pub fn evaluate(
         networks: Errors::of(&net_errors),
         networks_skipped: skipped,
         tfnas_a,
+        model_alone: None,
     })
+}
+
+/// [`evaluate`], with [`Evaluation::model_alone`]: `args`' reference and
+/// probe read again, the probe's rows moved to `full`'s prices, transferred
+/// and scored the same way. Left `None` where `full` lacks a probe key.
+pub fn with_model_alone(
+    args: &TransferArgs,
+    predicted: &LatencyTable,
+    full: &LatencyTable,
+    space: &SearchSpaceConfig,
+    networks: u64,
+    multiple: u32,
+) -> Result<Evaluation> {
+    let mut ev = evaluate(predicted, full, space, networks, multiple)?;
+    let a = read_table(&args.reference, "reference")?;
+    let p = read_table(&args.probe, "probe")?;
+    if let Some(exact) = probe_at_prices(&p, full)? {
+        let made = transfer_tables(&a, &exact, args)?;
+        let alone = evaluate(&made.table, full, space, networks, multiple)?;
+        ev.model_alone = Some(ModelAlone {
+            entries: alone.entries,
+            networks: alone.networks,
+            tfnas_a_pct: alone.tfnas_a.map(|t| t.2),
+        });
+    }
+    Ok(ev)
+}
+
+/// The probe with each row moved to `full`'s price of its key (its
+/// quantiles and interval scaled alike), or `None` where `full` cannot
+/// price one of its keys.
+fn probe_at_prices(p: &LatencyTable, full: &LatencyTable) -> Result<Option<LatencyTable>> {
+    let mut rows = Vec::with_capacity(p.len());
+    for e in p.entries() {
+        let Some(price) = full.estimate(&e.spec) else {
+            return Ok(None);
+        };
+        let median = price.ms + p.boundary_ms();
+        rows.push(Entry {
+            stats: scaled_stats(&e.stats, median, 0.0),
+            ..*e
+        });
+    }
+    let text = render(p.metadata(), &rows)?;
+    Ok(Some(LatencyTable::parse(
+        &text,
+        "the probe at the full table's prices",
+    )?))
 }
 
 /// The predicted table's predicted entries against the full table's, each
@@ -246,6 +312,30 @@ pub fn render_text(ev: &Evaluation) -> String {
             "  TF-NAS-A: predicted {p:.4} ms, measured {m:.4} ms, error {e:+.3}%\n"
         )),
         None => out.push_str("  TF-NAS-A: not priced by both tables\n"),
+    }
+    match &ev.model_alone {
+        Some(alone) if alone.entries == ev.entries && alone.networks == ev.networks => out
+            .push_str(
+                "  the model alone: the same (the probe's rows are the full table's own prices)\n",
+            ),
+        Some(alone) => out.push_str(&model_alone_text(alone)),
+        None => {}
+    }
+    out
+}
+
+fn model_alone_text(alone: &ModelAlone) -> String {
+    let mut out = String::from(
+        "  the model alone: the same transfer with the probe's keys at the full table's prices (the probe's own noise taken out)\n",
+    );
+    if let Some(e) = &alone.entries {
+        out.push_str(&errors_line("entries", e));
+    }
+    if let Some(e) = &alone.networks {
+        out.push_str(&errors_line("networks", e));
+    }
+    if let Some(e) = alone.tfnas_a_pct {
+        out.push_str(&format!("  TF-NAS-A: error {e:+.3}%\n"));
     }
     out
 }

@@ -214,10 +214,20 @@ fn observations(reference: &Reference, p: &LatencyTable) -> Vec<Vec<model::Obs>>
 pub fn transfer(args: &TransferArgs) -> Result<Transferred> {
     let a = read_table(&args.reference, "reference")?;
     let p = read_table(&args.probe, "probe")?;
-    check_compatible(&a, &p, ("reference", "probe"), args.allow_batch)?;
-    check_probe_keys(&a, &p)?;
-    let reference = Reference::new(&a);
-    let observed = observations(&reference, &p);
+    transfer_tables(&a, &p, args)
+}
+
+/// [`transfer`] from tables already read (`args` names their files for
+/// the header).
+pub fn transfer_tables(
+    a: &LatencyTable,
+    p: &LatencyTable,
+    args: &TransferArgs,
+) -> Result<Transferred> {
+    check_compatible(a, p, ("reference", "probe"), args.allow_batch)?;
+    check_probe_keys(a, p)?;
+    let reference = Reference::new(a);
+    let observed = observations(&reference, p);
     let Some(model) = RatioModel::fit(&reference, observed) else {
         bail!(
             "the probe {} has no entry on a curve of the reference {} (a shape at two or more widths): there is no ratio to learn",
@@ -231,8 +241,8 @@ pub fn transfer(args: &TransferArgs) -> Result<Transferred> {
         cv_summary(&cv_errors),
         model.detail_weight
     );
-    let (rows, measured) = predicted_rows(&reference, &a, &p, &model, &cv_errors);
-    let header = header(&a, &p, args, &cv_line, &measured);
+    let (rows, measured) = predicted_rows(&reference, a, p, &model, &cv_errors);
+    let header = header(a, p, args, &cv_line, &measured);
     let text = render(&header, &rows)?;
     let table = LatencyTable::parse(&text, "the transferred table")?;
     Ok(Transferred {

@@ -281,3 +281,93 @@ fn a_fitted_reference_lends_the_transfer_its_lines_not_its_noise() {
         worst_error(&t, &truth)
     );
 }
+
+/// A, the device (A times a factor per kernel size), a probe of `fraction`
+/// measured `probe_bias` times the device, written under `dir`, and the
+/// transfer's arguments.
+fn biased_probe(
+    dir: &Path,
+    fraction: f64,
+    probe_bias: f64,
+) -> (TransferArgs, Vec<(BlockSpec, f64)>) {
+    let rows_a: Vec<(BlockSpec, f64)> = blocks().into_iter().map(|s| (s, a_ms(&s))).collect();
+    let a_path = write(dir, "a.csv", 32, &rows_a);
+    let truth: Vec<(BlockSpec, f64)> = rows_a
+        .iter()
+        .map(|&(s, ms)| (s, ms * (2.0 + f64::from(s.shape.kernel) / 10.0)))
+        .collect();
+    let reference = Reference::new(&LatencyTable::from_path(&a_path).unwrap());
+    let keys = plan::plan(&reference, fraction).keys;
+    let probe: Vec<(BlockSpec, f64)> = truth
+        .iter()
+        .filter(|(s, _)| keys.contains(s))
+        .map(|&(s, ms)| (s, ms * probe_bias))
+        .collect();
+    let args = TransferArgs {
+        reference: a_path,
+        probe: write(dir, "p.csv", 32, &probe),
+        allow_batch: false,
+        command: "test".into(),
+    };
+    (args, truth)
+}
+
+#[test]
+fn the_model_alone_is_scored_from_the_probes_keys_at_the_full_tables_prices() {
+    // A probe measured 5% high throughout: B misses by those 5%, while the
+    // model, given the probe's keys as the full table prices them, is exact.
+    let dir = tempfile::tempdir().unwrap();
+    let (args, truth) = biased_probe(dir.path(), 0.06, 1.05);
+    let full = LatencyTable::from_path(&write(dir.path(), "full.csv", 32, &truth)).unwrap();
+    let made = transfer(&args).unwrap();
+    let space = SearchSpaceConfig::default();
+    let ev = evaluate::with_model_alone(&args, &made.table, &full, &space, 20, 8).unwrap();
+    let e = ev.entries.as_ref().unwrap();
+    assert!((e.median_abs_pct - 5.0).abs() < 1e-6, "{e:?}");
+    let alone = ev
+        .model_alone
+        .as_ref()
+        .expect("the full table has every probe key");
+    assert!(
+        alone.entries.as_ref().unwrap().max_abs_pct < 1e-6,
+        "{alone:?}"
+    );
+    assert!(
+        alone.networks.as_ref().unwrap().max_abs_pct < 1e-6,
+        "{alone:?}"
+    );
+    assert!(alone.tfnas_a_pct.unwrap().abs() < 1e-6, "{alone:?}");
+    assert!(evaluate::render_text(&ev).contains("the model alone"));
+}
+
+#[test]
+fn a_full_table_without_a_probe_key_leaves_the_model_alone_unscored() {
+    let dir = tempfile::tempdir().unwrap();
+    let (args, truth) = biased_probe(dir.path(), 0.06, 1.0);
+    let probe = LatencyTable::from_path(&args.probe).unwrap();
+    let missing = probe.entries()[0].spec;
+    let rest: Vec<(BlockSpec, f64)> = truth.into_iter().filter(|(s, _)| *s != missing).collect();
+    let full = LatencyTable::from_path(&write(dir.path(), "full.csv", 32, &rest)).unwrap();
+    let made = transfer(&args).unwrap();
+    let space = SearchSpaceConfig::default();
+    let ev = evaluate::with_model_alone(&args, &made.table, &full, &space, 20, 8).unwrap();
+    assert!(ev.entries.is_some());
+    assert_eq!(ev.model_alone, None);
+    assert!(!evaluate::render_text(&ev).contains("the model alone"));
+}
+
+#[test]
+fn a_probe_cut_from_the_full_table_says_the_model_alone_is_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let (args, truth) = biased_probe(dir.path(), 0.06, 1.0);
+    let full = LatencyTable::from_path(&write(dir.path(), "full.csv", 32, &truth)).unwrap();
+    let made = transfer(&args).unwrap();
+    let space = SearchSpaceConfig::default();
+    let ev = evaluate::with_model_alone(&args, &made.table, &full, &space, 20, 8).unwrap();
+    let alone = ev.model_alone.as_ref().unwrap();
+    assert_eq!(
+        (&alone.entries, &alone.networks),
+        (&ev.entries, &ev.networks)
+    );
+    assert!(evaluate::render_text(&ev).contains("the model alone: the same"));
+}
