@@ -10,7 +10,10 @@
 //! `curve_fit: affine` prices its measured widths on their curve's line,
 //! which averages out the noise of single entries. Where either table
 //! fits its curves, the entries are also compared row with row, as the
-//! files hold them, so the report shows what the lines changed.
+//! files hold them, so the report shows what the lines changed. And the
+//! model alone is scored (the probe's keys at the full table's prices),
+//! so the report separates what the model misses from what the probe's
+//! measurement does.
 
 use serde::Serialize;
 use space::{Architecture, BlockSpec, CurveFit, Entry, LatencyTable, SearchSpaceConfig};
