@@ -70,13 +70,16 @@ pub fn run(args: &TransferArgs) -> Result<()> {
         Some(full) => {
             transfer::check_compatible(&made.table, full, ("probe", "full table"), false)?;
             let step = made.table.width_step().unwrap_or(1);
+            let sampling = evaluate::Sampling {
+                space: &space,
+                networks: args.networks,
+                multiple: step,
+            };
             Some(evaluate::with_model_alone(
                 &lib,
                 &made.table,
                 full,
-                &space,
-                args.networks,
-                step,
+                &sampling,
             )?)
         }
         None => None,

@@ -97,14 +97,21 @@ pub struct ModelAlone {
     pub tfnas_a_pct: Option<f64>,
 }
 
-/// Scores `predicted` (a transferred table) against `full`: `networks`
-/// networks sampled with `seed`, their widths multiples of `multiple`.
+/// The networks whose sums an evaluation compares: `networks` networks of
+/// `space` sampled with seed 0, their widths multiples of `multiple`.
+#[derive(Clone, Copy, Debug)]
+pub struct Sampling<'a> {
+    pub space: &'a SearchSpaceConfig,
+    pub networks: u64,
+    pub multiple: u32,
+}
+
+/// Scores `predicted` (a transferred table) against `full`, entry by entry
+/// and on the networks of `sampling`.
 pub fn evaluate(
     predicted: &LatencyTable,
     full: &LatencyTable,
-    space: &SearchSpaceConfig,
-    networks: u64,
-    multiple: u32,
+    sampling: &Sampling,
 ) -> Result<Evaluation> {
     let priced = entry_errors(predicted, full, |t, spec| t.estimate(spec).map(|e| e.ms));
     if priced.errors.is_empty() && priced.not_in_full > 0 {
@@ -125,7 +132,7 @@ pub fn evaluate(
             Errors::of(&rows.errors)
         })
         .flatten();
-    let (net_errors, skipped) = network_errors(predicted, full, space, networks, multiple)?;
+    let (net_errors, skipped) = network_errors(predicted, full, sampling)?;
     let tfnas_a = match (
         predicted.predict(&Architecture::tfnas_a()),
         full.predict(&Architecture::tfnas_a()),
@@ -162,16 +169,14 @@ pub fn with_model_alone(
     args: &TransferArgs,
     predicted: &LatencyTable,
     full: &LatencyTable,
-    space: &SearchSpaceConfig,
-    networks: u64,
-    multiple: u32,
+    sampling: &Sampling,
 ) -> Result<Evaluation> {
-    let mut ev = evaluate(predicted, full, space, networks, multiple)?;
+    let mut ev = evaluate(predicted, full, sampling)?;
     let a = read_table(&args.reference, "reference")?;
     let p = read_table(&args.probe, "probe")?;
     if let Some(exact) = probe_at_prices(&p, full)? {
         let made = transfer_tables(&a, &exact, args)?;
-        let alone = evaluate(&made.table, full, space, networks, multiple)?;
+        let alone = evaluate(&made.table, full, sampling)?;
         ev.model_alone = Some(ModelAlone {
             entries: alone.entries,
             networks: alone.networks,
@@ -245,18 +250,16 @@ fn entry_errors(
     out
 }
 
-/// Relative errors of the sums for `n` sampled networks (seed 0), and how
+/// Relative errors of the sums for the networks of `sampling`, and how
 /// many one of the tables could not price.
 fn network_errors(
     predicted: &LatencyTable,
     full: &LatencyTable,
-    space: &SearchSpaceConfig,
-    n: u64,
-    multiple: u32,
+    sampling: &Sampling,
 ) -> Result<(Vec<f64>, usize)> {
     let (mut errors, mut skipped) = (Vec::new(), 0);
-    for i in 0..n {
-        let arch = Architecture::sample_nth_on(space, 0, i, multiple)?;
+    for i in 0..sampling.networks {
+        let arch = Architecture::sample_nth_on(sampling.space, 0, i, sampling.multiple)?;
         match (predicted.predict(&arch), full.predict(&arch)) {
             (Ok(p), Ok(m)) if m.total_ms > 0.0 => errors.push(p.total_ms / m.total_ms - 1.0),
             _ => skipped += 1,

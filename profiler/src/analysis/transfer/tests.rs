@@ -123,6 +123,15 @@ fn transfer_from(
     (t, truth)
 }
 
+/// Twenty networks of `space`, their widths multiples of 8.
+fn sampling(space: &SearchSpaceConfig) -> evaluate::Sampling<'_> {
+    evaluate::Sampling {
+        space,
+        networks: 20,
+        multiple: 8,
+    }
+}
+
 fn worst_error(t: &Transferred, truth: &[(BlockSpec, f64)]) -> f64 {
     truth
         .iter()
@@ -229,7 +238,7 @@ fn a_transferred_table_scores_perfectly_against_its_truth() {
     let dir = tempfile::tempdir().unwrap();
     let full = LatencyTable::from_path(&write(dir.path(), "full.csv", 32, &truth)).unwrap();
     let space = SearchSpaceConfig::default();
-    let ev = evaluate::evaluate(&t.table, &full, &space, 20, 8).unwrap();
+    let ev = evaluate::evaluate(&t.table, &full, &sampling(&space)).unwrap();
     assert_eq!(ev.compared, t.predicted);
     let e = ev.entries.unwrap();
     assert!(e.max_abs_pct < 1e-6 && e.within_1_pct == 100.0);
@@ -250,7 +259,7 @@ fn a_fitted_full_table_is_scored_on_its_curves_lines_with_its_rows_beside() {
         .collect();
     let path = write_fitted(dir.path(), "full.csv", 32, &noisy_truth, Some("affine"));
     let full = LatencyTable::from_path(&path).unwrap();
-    let ev = evaluate::evaluate(&t.table, &full, &SearchSpaceConfig::default(), 20, 8).unwrap();
+    let ev = evaluate::evaluate(&t.table, &full, &sampling(&SearchSpaceConfig::default())).unwrap();
     assert_eq!(ev.curve_fits, ("none".to_string(), "affine".to_string()));
     let (lines, rows) = (ev.entries.unwrap(), ev.entries_rows.unwrap());
     assert!(
@@ -312,16 +321,28 @@ fn biased_probe(
     (args, truth)
 }
 
+/// The evaluation, model alone included, of a transfer from a probe
+/// measured `probe_bias` times the device against the device's full table
+/// (less the probe's first key where `drop_a_probe_key`).
+fn evaluated(probe_bias: f64, drop_a_probe_key: bool) -> evaluate::Evaluation {
+    let dir = tempfile::tempdir().unwrap();
+    let (args, mut truth) = biased_probe(dir.path(), 0.06, probe_bias);
+    if drop_a_probe_key {
+        let probe = LatencyTable::from_path(&args.probe).unwrap();
+        let missing = probe.entries()[0].spec;
+        truth.retain(|(s, _)| *s != missing);
+    }
+    let full = LatencyTable::from_path(&write(dir.path(), "full.csv", 32, &truth)).unwrap();
+    let made = transfer(&args).unwrap();
+    let space = SearchSpaceConfig::default();
+    evaluate::with_model_alone(&args, &made.table, &full, &sampling(&space)).unwrap()
+}
+
 #[test]
 fn the_model_alone_is_scored_from_the_probes_keys_at_the_full_tables_prices() {
     // A probe measured 5% high throughout: B misses by those 5%, while the
     // model, given the probe's keys as the full table prices them, is exact.
-    let dir = tempfile::tempdir().unwrap();
-    let (args, truth) = biased_probe(dir.path(), 0.06, 1.05);
-    let full = LatencyTable::from_path(&write(dir.path(), "full.csv", 32, &truth)).unwrap();
-    let made = transfer(&args).unwrap();
-    let space = SearchSpaceConfig::default();
-    let ev = evaluate::with_model_alone(&args, &made.table, &full, &space, 20, 8).unwrap();
+    let ev = evaluated(1.05, false);
     let e = ev.entries.as_ref().unwrap();
     assert!((e.median_abs_pct - 5.0).abs() < 1e-6, "{e:?}");
     let alone = ev
@@ -342,15 +363,7 @@ fn the_model_alone_is_scored_from_the_probes_keys_at_the_full_tables_prices() {
 
 #[test]
 fn a_full_table_without_a_probe_key_leaves_the_model_alone_unscored() {
-    let dir = tempfile::tempdir().unwrap();
-    let (args, truth) = biased_probe(dir.path(), 0.06, 1.0);
-    let probe = LatencyTable::from_path(&args.probe).unwrap();
-    let missing = probe.entries()[0].spec;
-    let rest: Vec<(BlockSpec, f64)> = truth.into_iter().filter(|(s, _)| *s != missing).collect();
-    let full = LatencyTable::from_path(&write(dir.path(), "full.csv", 32, &rest)).unwrap();
-    let made = transfer(&args).unwrap();
-    let space = SearchSpaceConfig::default();
-    let ev = evaluate::with_model_alone(&args, &made.table, &full, &space, 20, 8).unwrap();
+    let ev = evaluated(1.0, true);
     assert!(ev.entries.is_some());
     assert_eq!(ev.model_alone, None);
     assert!(!evaluate::render_text(&ev).contains("the model alone"));
@@ -358,12 +371,7 @@ fn a_full_table_without_a_probe_key_leaves_the_model_alone_unscored() {
 
 #[test]
 fn a_probe_cut_from_the_full_table_says_the_model_alone_is_the_same() {
-    let dir = tempfile::tempdir().unwrap();
-    let (args, truth) = biased_probe(dir.path(), 0.06, 1.0);
-    let full = LatencyTable::from_path(&write(dir.path(), "full.csv", 32, &truth)).unwrap();
-    let made = transfer(&args).unwrap();
-    let space = SearchSpaceConfig::default();
-    let ev = evaluate::with_model_alone(&args, &made.table, &full, &space, 20, 8).unwrap();
+    let ev = evaluated(1.0, false);
     let alone = ev.model_alone.as_ref().unwrap();
     assert_eq!(
         (&alone.entries, &alone.networks),
