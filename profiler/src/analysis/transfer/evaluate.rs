@@ -10,13 +10,14 @@
 //! `curve_fit: affine` prices its measured widths on their curve's line,
 //! which averages out the noise of single entries. Where either table
 //! fits its curves, the entries are also compared row with row, as the
-//! files hold them, so the report shows what the lines changed. And the
-//! model alone is scored (the probe's keys at the full table's prices),
+//! files hold them, so the report shows what the lines changed. Two CPU
+//! tables, each at the speed of its own speed reference, are compared at
+//! the full table's. And the model alone is scored (the probe's keys at the full table's prices),
 //! so the report separates what the model misses from what the probe's
 //! measurement does.
 
 use serde::Serialize;
-use space::{Architecture, BlockSpec, CurveFit, Entry, LatencyTable, SearchSpaceConfig};
+use space::{meta, Architecture, BlockSpec, CurveFit, Entry, LatencyTable, SearchSpaceConfig};
 
 use super::{read_table, render, scaled_stats, transfer_tables, TransferArgs};
 use crate::error::{bail, Result};
@@ -79,6 +80,10 @@ pub struct Evaluation {
     pub networks_skipped: usize,
     /// TF-NAS-A: predicted, measured (ms) and the relative error in percent.
     pub tfnas_a: Option<(f64, f64, f64)>,
+    /// The factor the predicted table's prices were multiplied by to compare
+    /// them at the full table's speed: its speed reference over the
+    /// predicted table's, where both have one (CPU tables), else `None`.
+    pub one_speed: Option<f64>,
     /// The same transfer from the probe's keys at the full table's prices,
     /// where [`with_model_alone`] was asked and the full table has them all.
     pub model_alone: Option<ModelAlone>,
@@ -113,7 +118,11 @@ pub fn evaluate(
     full: &LatencyTable,
     sampling: &Sampling,
 ) -> Result<Evaluation> {
-    let priced = entry_errors(predicted, full, |t, spec| t.estimate(spec).map(|e| e.ms));
+    let one_speed = one_speed(predicted, full);
+    let scale = one_speed.unwrap_or(1.0);
+    let priced = entry_errors(predicted, full, scale, |t, spec| {
+        t.estimate(spec).map(|e| e.ms)
+    });
     if priced.errors.is_empty() && priced.not_in_full > 0 {
         bail!(
             "the full table {} has none of the predicted table's predicted keys: nothing to evaluate",
@@ -126,21 +135,21 @@ pub fn evaluate(
         .any(|t| t.curve_fit() != CurveFit::None);
     let entries_rows = fitted
         .then(|| {
-            let rows = entry_errors(predicted, full, |t, spec| {
+            let rows = entry_errors(predicted, full, scale, |t, spec| {
                 t.entry(spec).map(|e| e.stats.median_ms - t.boundary_ms())
             });
             Errors::of(&rows.errors)
         })
         .flatten();
-    let (net_errors, skipped) = network_errors(predicted, full, sampling)?;
+    let (net_errors, skipped) = network_errors(predicted, full, scale, sampling)?;
     let tfnas_a = match (
         predicted.predict(&Architecture::tfnas_a()),
         full.predict(&Architecture::tfnas_a()),
     ) {
         (Ok(p), Ok(m)) => Some((
-            p.total_ms,
+            p.total_ms * scale,
             m.total_ms,
-            100.0 * (p.total_ms / m.total_ms - 1.0),
+            100.0 * (p.total_ms * scale / m.total_ms - 1.0),
         )),
         _ => None,
     };
@@ -158,8 +167,20 @@ pub fn evaluate(
         networks: Errors::of(&net_errors),
         networks_skipped: skipped,
         tfnas_a,
+        one_speed,
         model_alone: None,
     })
+}
+
+/// A CPU table prices every block at the speed its speed reference was
+/// measured at (docs/cpu.md, "What a CPU table predicts"), so two of them
+/// built at different moments are compared at one speed: the full table's
+/// reference over the predicted table's (which is its probe's).
+fn one_speed(predicted: &LatencyTable, full: &LatencyTable) -> Option<f64> {
+    match (predicted.speed_reference_ms(), full.speed_reference_ms()) {
+        (Some(p), Some(f)) => Some(f / p),
+        _ => None,
+    }
 }
 
 /// [`evaluate`], with [`Evaluation::model_alone`]: `args`' reference and
@@ -201,7 +222,12 @@ fn probe_at_prices(p: &LatencyTable, full: &LatencyTable) -> Result<Option<Laten
             ..*e
         });
     }
-    let text = render(p.metadata(), &rows)?;
+    // Its rows are now at the full table's speed, and so is its header.
+    let mut header = p.metadata().clone();
+    if let Some(reference) = full.metadata().get(meta::SPEED_REFERENCE_MS) {
+        header.set(meta::SPEED_REFERENCE_MS, reference);
+    }
+    let text = render(&header, &rows)?;
     Ok(Some(LatencyTable::parse(
         &text,
         "the probe at the full table's prices",
@@ -218,9 +244,11 @@ struct EntryErrors {
     not_in_full: usize,
 }
 
+/// `scale` multiplies the predicted table's values (see [`one_speed`]).
 fn entry_errors(
     predicted: &LatencyTable,
     full: &LatencyTable,
+    scale: f64,
     value: impl Fn(&LatencyTable, &BlockSpec) -> Option<f64>,
 ) -> EntryErrors {
     let measured: std::collections::HashSet<&str> =
@@ -241,27 +269,31 @@ fn entry_errors(
         }
         if let (Some(p), Some(m)) = (value(predicted, &e.spec), value(full, &e.spec)) {
             if m > 0.0 {
-                out.ours.push(p);
+                out.ours.push(p * scale);
                 out.theirs.push(m);
-                out.errors.push(p / m - 1.0);
+                out.errors.push(p * scale / m - 1.0);
             }
         }
     }
     out
 }
 
-/// Relative errors of the sums for the networks of `sampling`, and how
-/// many one of the tables could not price.
+/// Relative errors of the sums for the networks of `sampling`, the
+/// predicted table's multiplied by `scale`, and how many one of the tables
+/// could not price.
 fn network_errors(
     predicted: &LatencyTable,
     full: &LatencyTable,
+    scale: f64,
     sampling: &Sampling,
 ) -> Result<(Vec<f64>, usize)> {
     let (mut errors, mut skipped) = (Vec::new(), 0);
     for i in 0..sampling.networks {
         let arch = Architecture::sample_nth_on(sampling.space, 0, i, sampling.multiple)?;
         match (predicted.predict(&arch), full.predict(&arch)) {
-            (Ok(p), Ok(m)) if m.total_ms > 0.0 => errors.push(p.total_ms / m.total_ms - 1.0),
+            (Ok(p), Ok(m)) if m.total_ms > 0.0 => {
+                errors.push(p.total_ms * scale / m.total_ms - 1.0)
+            }
             _ => skipped += 1,
         }
     }
@@ -287,6 +319,11 @@ pub fn render_text(ev: &Evaluation) -> String {
         "against {}: {} predicted entries compared ({} not in it)\n",
         ev.full, ev.compared, ev.not_in_full
     );
+    if let Some(f) = ev.one_speed {
+        out.push_str(&format!(
+            "  at one speed: the predicted table's prices × {f:.4}, the full table's speed reference over its own (a CPU table prices at its reference's speed)\n"
+        ));
+    }
     if ev.entries_rows.is_some() {
         out.push_str(&format!(
             "  entries priced as each table prices them (curve_fit: predicted {}, full {}); rows: the files' medians as they stand\n",

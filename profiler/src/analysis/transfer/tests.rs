@@ -45,6 +45,18 @@ fn write_fitted(
     rows: &[(BlockSpec, f64)],
     fit: Option<&str>,
 ) -> PathBuf {
+    let extra: Vec<(&str, &str)> = fit.map(|f| (meta::CURVE_FIT, f)).into_iter().collect();
+    write_with(dir, name, batch, rows, &extra)
+}
+
+/// A synthetic table with the header lines `extra` added.
+fn write_with(
+    dir: &Path,
+    name: &str,
+    batch: u32,
+    rows: &[(BlockSpec, f64)],
+    extra: &[(&str, &str)],
+) -> PathBuf {
     let mut md = Metadata::new();
     md.set(meta::FORMAT, space::table::FORMAT)
         .set(
@@ -54,8 +66,8 @@ fn write_fitted(
         .set(meta::BATCH, batch)
         .set(meta::SPACE, "tfnas-imagenet")
         .set(meta::WIDTH_STEP, 8);
-    if let Some(fit) = fit {
-        md.set(meta::CURVE_FIT, fit);
+    for (key, value) in extra {
+        md.set(key, value);
     }
     let mut w = space::TableWriter::new(Vec::new(), &md).unwrap();
     for &(spec, ms) in rows {
@@ -378,4 +390,57 @@ fn a_probe_cut_from_the_full_table_says_the_model_alone_is_the_same() {
         (&ev.entries, &ev.networks)
     );
     assert!(evaluate::render_text(&ev).contains("the model alone: the same"));
+}
+
+#[test]
+fn cpu_tables_built_at_two_speeds_are_compared_at_the_full_tables() {
+    // The probe was timed while the machine ran faster: its speed reference
+    // 2.0 ms where the full table's is 2.2 ms, every row 2.0 / 2.2 of the
+    // full table's. At one speed the transfer is exact.
+    let dir = tempfile::tempdir().unwrap();
+    let (args, truth) = biased_probe(dir.path(), 0.06, 2.0 / 2.2);
+    let probe = LatencyTable::from_path(&args.probe).unwrap();
+    let rows: Vec<(BlockSpec, f64)> = probe
+        .entries()
+        .iter()
+        .map(|e| (e.spec, e.stats.median_ms))
+        .collect();
+    let args = TransferArgs {
+        probe: write_with(
+            dir.path(),
+            "p2.csv",
+            32,
+            &rows,
+            &[(meta::SPEED_REFERENCE_MS, "2.0")],
+        ),
+        ..args
+    };
+    let full_path = write_with(
+        dir.path(),
+        "full.csv",
+        32,
+        &truth,
+        &[(meta::SPEED_REFERENCE_MS, "2.2")],
+    );
+    let full = LatencyTable::from_path(&full_path).unwrap();
+    let made = transfer(&args).unwrap();
+    let space = SearchSpaceConfig::default();
+    let ev = evaluate::with_model_alone(&args, &made.table, &full, &sampling(&space)).unwrap();
+    assert!((ev.one_speed.unwrap() - 1.1).abs() < 1e-12);
+    assert!(
+        ev.entries.as_ref().unwrap().max_abs_pct < 1e-6,
+        "{:?}",
+        ev.entries
+    );
+    assert!(ev.networks.as_ref().unwrap().max_abs_pct < 1e-6);
+    assert!(ev.tfnas_a.unwrap().2.abs() < 1e-6);
+    // The model alone, from the full table's prices, is at its speed too.
+    let alone = ev.model_alone.as_ref().unwrap();
+    assert!(
+        alone.entries.as_ref().unwrap().max_abs_pct < 1e-6,
+        "{alone:?}"
+    );
+    assert!(evaluate::render_text(&ev).contains("at one speed"));
+    // Tables without a speed reference are compared as their files stand.
+    assert_eq!(evaluated(1.0, false).one_speed, None);
 }
