@@ -209,7 +209,8 @@ pub fn with_model_alone(
 
 /// The probe with each row moved to `full`'s price of its key (its
 /// quantiles and interval scaled alike), or `None` where `full` cannot
-/// price one of its keys.
+/// price one of its keys as a row (no price, or one below the probe's
+/// boundary).
 fn probe_at_prices(p: &LatencyTable, full: &LatencyTable) -> Result<Option<LatencyTable>> {
     let mut rows = Vec::with_capacity(p.len());
     for e in p.entries() {
@@ -217,6 +218,9 @@ fn probe_at_prices(p: &LatencyTable, full: &LatencyTable) -> Result<Option<Laten
             return Ok(None);
         };
         let median = price.ms + p.boundary_ms();
+        if median.is_nan() || median < 0.0 {
+            return Ok(None);
+        }
         rows.push(Entry {
             stats: scaled_stats(&e.stats, median, 0.0),
             ..*e

@@ -444,3 +444,39 @@ fn cpu_tables_built_at_two_speeds_are_compared_at_the_full_tables() {
     // Tables without a speed reference are compared as their files stand.
     assert_eq!(evaluated(1.0, false).one_speed, None);
 }
+
+#[test]
+fn rows_of_zero_as_the_official_tables_have_still_let_the_model_alone_be_scored() {
+    // The official TF-NAS tables price the second stem and head at 0 (their
+    // base row holds all three fixed parts).
+    let dir = tempfile::tempdir().unwrap();
+    let (args, truth) = biased_probe(dir.path(), 0.06, 1.0);
+    let fixed = Reference::new(&LatencyTable::from_path(&args.reference).unwrap()).fixed;
+    let zeroed = |rows: Vec<(BlockSpec, f64)>| -> Vec<(BlockSpec, f64)> {
+        rows.into_iter()
+            .map(|(s, ms)| (s, if fixed.contains(&s) { 0.0 } else { ms }))
+            .collect()
+    };
+    let probe = LatencyTable::from_path(&args.probe).unwrap();
+    let rows = zeroed(
+        probe
+            .entries()
+            .iter()
+            .map(|e| (e.spec, e.stats.median_ms))
+            .collect(),
+    );
+    let base = [(
+        space::table::BASE_KEY,
+        "the stem row holds all three fixed parts",
+    )];
+    let args = TransferArgs {
+        probe: write_with(dir.path(), "p0.csv", 32, &rows, &base),
+        ..args
+    };
+    let full_path = write_with(dir.path(), "full.csv", 32, &zeroed(truth), &base);
+    let full = LatencyTable::from_path(&full_path).unwrap();
+    let made = transfer(&args).unwrap();
+    let space = SearchSpaceConfig::default();
+    let ev = evaluate::with_model_alone(&args, &made.table, &full, &sampling(&space)).unwrap();
+    assert!(ev.model_alone.is_some());
+}
