@@ -1,8 +1,8 @@
 //! End-to-end tests of `searcher train`: a short run on the embedded set
 //! learns well above chance and writes TF-NAS-named weights; a killed run
 //! resumes from its last checkpoint to the uninterrupted result; a NaN loss
-//! stops with the last good checkpoint kept; bad inputs are refused before
-//! training.
+//! stops with the last good checkpoint kept; a damaged checkpoint and bad
+//! inputs are refused before training.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -200,6 +200,47 @@ fn refused(dir: &Path, args: &[String]) -> String {
         .collect();
     assert_eq!(before, after, "{stderr}");
     stderr
+}
+
+#[test]
+fn a_damaged_training_checkpoint_is_refused_naming_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let arch = small_arch(dir.path());
+    let out = dir.path().join("model.safetensors");
+    let ran = train(&short_run(&arch, &out, 1, 300));
+    assert!(ran.status.success(), "{}", text(&ran.stderr));
+    // Without the finished weights, --resume reads the checkpoint.
+    std::fs::remove_file(&out).unwrap();
+    let checkpoint = out.with_extension("ckpt");
+    let whole = tch::Tensor::read_safetensors(&checkpoint).unwrap();
+    let mut resume = short_run(&arch, &out, 1, 300);
+    resume.push("--resume".into());
+    let changed = whole.iter().position(|(n, _)| n.starts_with("w.")).unwrap();
+    for (drop_checksum, expected) in [
+        (true, "lacks its checksum tensor 'sha256'"),
+        (false, "its checksum does not match its contents"),
+    ] {
+        let named: Vec<(String, tch::Tensor)> = whole
+            .iter()
+            .enumerate()
+            .filter(|(_, (n, _))| !(drop_checksum && n == "sha256"))
+            .map(|(i, (n, t))| {
+                // One weight changed after the file was written.
+                let t = if i == changed {
+                    t + 1.0
+                } else {
+                    t.shallow_clone()
+                };
+                (n.clone(), t)
+            })
+            .collect();
+        tch::Tensor::write_safetensors(&named, &checkpoint).unwrap();
+        let stderr = refused(dir.path(), &resume);
+        assert!(
+            stderr.contains("is not a readable training checkpoint") && stderr.contains(expected),
+            "{stderr}"
+        );
+    }
 }
 
 #[test]

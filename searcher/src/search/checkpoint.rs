@@ -97,22 +97,7 @@ impl Search {
             named.push((format!("adam_v.{i}"), v.shallow_clone()));
         }
         named.extend(self.net.named_masks());
-        let cpu: Vec<(String, Tensor)> = named
-            .into_iter()
-            .map(|(n, t)| (n, t.detach().to_device(Device::Cpu).contiguous()))
-            .collect();
-        let fail = |e: tch::TchError| SearchError::Checkpoint {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        };
-        let sum = checksum(cpu.iter().map(|(n, t)| (n.as_str(), t))).map_err(fail)?;
-        let mut cpu = cpu;
-        cpu.push((CHECKSUM.into(), Tensor::from_slice(sum.as_bytes())));
-        // A temporary file unique to this process, synced and renamed, so a
-        // crash never leaves a truncated checkpoint under the real name.
-        let file = space::io::AtomicFile::new(path)?;
-        Tensor::write_safetensors(&cpu, file.temp_path()).map_err(fail)?;
-        Ok(file.commit()?)
+        write_checked(path, named)
     }
 
     /// Restores a checkpoint written by a search with the same identity,
@@ -196,20 +181,8 @@ fn read_checked(path: &Path) -> Result<(CheckpointMeta, HashMap<String, Tensor>)
             "is not a readable search checkpoint: {m}; {DAMAGED}"
         ))
     };
-    check_safetensors(path).map_err(damaged)?;
-    let named = Tensor::read_safetensors(path)
-        .map_err(|e| damaged(format!("libtorch cannot read it ({e})")))?;
-    let map: HashMap<String, Tensor> = named.into_iter().collect();
-    let bytes = |name: &str| map.get(name).and_then(|t| Vec::<u8>::try_from(t).ok());
-    let meta_bytes = bytes("meta").ok_or_else(|| damaged("it has no metadata".into()))?;
-    let stored = bytes(CHECKSUM);
-    let actual = checksum(map.iter().map(|(n, t)| (n.as_str(), t)))
-        .map_err(|e| damaged(format!("its tensors cannot be read ({e})")))?;
-    if stored.as_deref().is_some_and(|s| s != actual.as_bytes()) {
-        return Err(damaged(
-            "its checksum does not match its contents (the file was changed or damaged after it was written)".into(),
-        ));
-    }
+    let read = read_verified(path, damaged)?;
+    let meta_bytes = read.meta;
     // Only a whole file, or one without a checksum, gets this far: a format
     // that is not this build's is an older search's, not damage.
     let value: serde_json::Value = serde_json::from_slice(&meta_bytes)
@@ -220,14 +193,73 @@ fn read_checked(path: &Path) -> Result<(CheckpointMeta, HashMap<String, Tensor>)
             "format '{format}', this build reads '{CHECKPOINT_FORMAT}'; pass --restart to start the search over"
         )));
     }
-    if stored.is_none() {
+    if !read.has_checksum {
         return Err(damaged(format!(
             "it lacks its checksum tensor '{CHECKSUM}'"
         )));
     }
     let meta = serde_json::from_slice(&meta_bytes)
         .map_err(|e| damaged(format!("its metadata is unreadable ({e})")))?;
-    Ok((meta, map))
+    Ok((meta, read.tensors))
+}
+
+/// Writes the tensors `named` (its `meta` among them) to `path` with their
+/// checksum: each copied to the CPU, the [`CHECKSUM`] tensor added, then
+/// through a temporary file unique to this process, synced and renamed, so
+/// a crash never leaves a truncated checkpoint under the real name. The
+/// search's checkpoints and the training's are written by this.
+pub(crate) fn write_checked(path: &Path, named: Vec<(String, Tensor)>) -> Result<()> {
+    let fail = |e: tch::TchError| SearchError::Checkpoint {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let mut cpu: Vec<(String, Tensor)> = named
+        .into_iter()
+        .map(|(n, t)| (n, t.detach().to_device(Device::Cpu).contiguous()))
+        .collect();
+    let sum = checksum(cpu.iter().map(|(n, t)| (n.as_str(), t))).map_err(fail)?;
+    cpu.push((CHECKSUM.into(), Tensor::from_slice(sum.as_bytes())));
+    let file = space::io::AtomicFile::new(path)?;
+    Tensor::write_safetensors(&cpu, file.temp_path()).map_err(fail)?;
+    Ok(file.commit()?)
+}
+
+/// A checkpoint file read whole ([`read_verified`]).
+pub(crate) struct Verified {
+    /// The `meta` tensor's bytes (JSON, not yet parsed).
+    pub meta: Vec<u8>,
+    pub tensors: HashMap<String, Tensor>,
+    /// Whether it carries a [`CHECKSUM`] tensor (which matched, if so).
+    pub has_checksum: bool,
+}
+
+/// Reads `path` once its structure fits its length ([`check_safetensors`]),
+/// with a `meta` tensor and, where it carries one, a checksum that matches
+/// its contents; every failure is `damaged(what is wrong)`. What a missing
+/// checksum or another format means is the caller's to say.
+pub(crate) fn read_verified(
+    path: &Path,
+    damaged: impl Fn(String) -> SearchError,
+) -> Result<Verified> {
+    check_safetensors(path).map_err(&damaged)?;
+    let named = Tensor::read_safetensors(path)
+        .map_err(|e| damaged(format!("libtorch cannot read it ({e})")))?;
+    let tensors: HashMap<String, Tensor> = named.into_iter().collect();
+    let bytes = |name: &str| tensors.get(name).and_then(|t| Vec::<u8>::try_from(t).ok());
+    let meta = bytes("meta").ok_or_else(|| damaged("it has no metadata".into()))?;
+    let stored = bytes(CHECKSUM);
+    let actual = checksum(tensors.iter().map(|(n, t)| (n.as_str(), t)))
+        .map_err(|e| damaged(format!("its tensors cannot be read ({e})")))?;
+    if stored.as_deref().is_some_and(|s| s != actual.as_bytes()) {
+        return Err(damaged(
+            "its checksum does not match its contents (the file was changed or damaged after it was written)".into(),
+        ));
+    }
+    Ok(Verified {
+        meta,
+        has_checksum: stored.is_some(),
+        tensors,
+    })
 }
 
 /// Whether `path` is a whole safetensors file, reading only its header:

@@ -8,11 +8,11 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use tch::{Device, Tensor};
+use tch::Tensor;
 
 use super::{EpochLog, TrainIdentity, Trainer};
 use crate::error::{Result, SearchError};
-use crate::search::checkpoint::{check_safetensors, checksum, CHECKSUM};
+use crate::search::checkpoint::{read_verified, write_checked, CHECKSUM};
 
 const FORMAT: &str = "tfnas-rs-train-checkpoint/1";
 
@@ -49,16 +49,7 @@ impl Trainer {
         for ((name, _), buf) in self.params.iter().zip(&self.sgd.buffers) {
             named.push((format!("sgd.{name}"), buf.shallow_clone()));
         }
-        let mut cpu: Vec<(String, Tensor)> = named
-            .into_iter()
-            .map(|(n, t)| (n, t.detach().to_device(Device::Cpu).contiguous()))
-            .collect();
-        let torch = |e: tch::TchError| fail(path, e.to_string());
-        let sum = checksum(cpu.iter().map(|(n, t)| (n.as_str(), t))).map_err(torch)?;
-        cpu.push((CHECKSUM.into(), Tensor::from_slice(sum.as_bytes())));
-        let file = space::io::AtomicFile::new(path)?;
-        Tensor::write_safetensors(&cpu, file.temp_path()).map_err(torch)?;
-        Ok(file.commit()?)
+        write_checked(path, named)
     }
 
     /// Restores a checkpoint of the same run (the same architecture, data
@@ -100,22 +91,13 @@ fn read_checked(path: &Path) -> Result<(TrainMeta, HashMap<String, Tensor>)> {
             "is not a readable training checkpoint: {m}; move it away (or delete it), or pass --restart to start the training over"
         ))
     };
-    check_safetensors(path).map_err(damaged)?;
-    let named = Tensor::read_safetensors(path)
-        .map_err(|e| damaged(format!("libtorch cannot read it ({e})")))?;
-    let map: HashMap<String, Tensor> = named.into_iter().collect();
-    let bytes = |name: &str| map.get(name).and_then(|t| Vec::<u8>::try_from(t).ok());
-    let meta_bytes = bytes("meta").ok_or_else(|| damaged("it has no metadata".into()))?;
-    let stored = bytes(CHECKSUM)
-        .ok_or_else(|| damaged(format!("it lacks its checksum tensor '{CHECKSUM}'")))?;
-    let actual = checksum(map.iter().map(|(n, t)| (n.as_str(), t)))
-        .map_err(|e| damaged(format!("its tensors cannot be read ({e})")))?;
-    if stored != actual.as_bytes() {
-        return Err(damaged(
-            "its checksum does not match its contents (the file was changed or damaged after it was written)".into(),
-        ));
+    let read = read_verified(path, damaged)?;
+    if !read.has_checksum {
+        return Err(damaged(format!(
+            "it lacks its checksum tensor '{CHECKSUM}'"
+        )));
     }
-    let value: serde_json::Value = serde_json::from_slice(&meta_bytes)
+    let value: serde_json::Value = serde_json::from_slice(&read.meta)
         .map_err(|e| damaged(format!("its metadata is not JSON ({e})")))?;
     let format = value.get("format").and_then(|f| f.as_str()).unwrap_or("");
     if format != FORMAT {
@@ -125,5 +107,5 @@ fn read_checked(path: &Path) -> Result<(TrainMeta, HashMap<String, Tensor>)> {
     }
     let meta = serde_json::from_value(value)
         .map_err(|e| damaged(format!("its metadata is unreadable ({e})")))?;
-    Ok((meta, map))
+    Ok((meta, read.tensors))
 }
