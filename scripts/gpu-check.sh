@@ -61,9 +61,10 @@
 #
 # FULL=1 also builds the full default table into $OUT/table.csv (a session
 # of its own: FULL=1 GPU_CHECK_BUDGET=560 GPU_CHECK_ONLY="full-table
-# full-check full-validate full-fit", timeout_s 600); a build the budget cuts
-# short comes back partial, and TABLE_FROM=that-file in the next call resumes
-# it. The summary then says whether issue 4's goal is met, and what a fitted
+# full-check full-validate full-fit probe transfer", timeout_s 600); a build
+# the budget cuts short comes back partial, and TABLE_FROM=that-file in the
+# next call resumes it. Then a 15% probe of the H100 reference, timed here,
+# transferred and scored against that table (issue 23's GPU pair). The summary then says whether issue 4's goal is met, and what a fitted
 # boundary (`fit --model boundary`) would change out of sample.
 # VALIDATE=1 also runs issue 4's whole-network checks (about 5 minutes more;
 # give it a call of its own, e.g. VALIDATE=1 GPU_CHECK_ONLY="table-two-ops
@@ -344,6 +345,14 @@ checks() {
         step full-validate 150 "$p" validate --table "$OUT/table.csv" --device 0 --samples 20 --seed 1 --out "$OUT/validate-full.csv" --plot "$OUT/validate-full.svg"
         # What a fitted boundary would change, out of sample (no GPU).
         step full-fit 20 "$p" fit --validation "$OUT/validate-full.csv" --table "$OUT/table.csv" --model boundary
+        # Issue 23's GPU pair: a 15% probe of the H100 reference timed on
+        # this GPU minutes after its full table, and the table transferred
+        # from it scored against that full table (entries, networks,
+        # TF-NAS-A, and the model alone: the probe's keys at the full
+        # table's prices). No GPU in the second step.
+        local reference=tables/reference/h100-pytorch-2.11-graph.csv
+        step probe 120 "$p" probe --device 0 --reference "$reference" --fraction 0.15 --out "$OUT/probe.csv"
+        step transfer 30 "$p" transfer --reference "$reference" --probe "$OUT/probe.csv" --evaluate "$OUT/table.csv" --out "$OUT/transferred.csv"
     fi
     return 0
 }
@@ -500,6 +509,9 @@ targets() {
         [ -f "$out/$f.log" ] && grep -h "^as plain sums\|^with the table's correction" "$out/$f.log" | sed "s/^/$f: /"
     done
     [ -f "$out/full-fit.log" ] && grep -h -A2 "^boundary: " "$out/full-fit.log" | sed "s/^/full-fit: /"
+    # Issue 23's GPU pair (goal at 15%: median <= 0.5%, p90 <= 2% per entry;
+    # TF-NAS-A and the sampled networks' median within 0.5%).
+    [ -f "$out/transfer.log" ] && grep -h -E "^  (entries|networks|TF-NAS-A|the model alone)" "$out/transfer.log" | sed "s/^ */transfer: /"
     if [ -f "$out/validate-full.log" ]; then
         python3 - "$out/validate-full.log" <<'EOF' 2>&1 || echo "issue 4 goal: python3 failed"
 import re, sys
