@@ -61,20 +61,19 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// `profiler transfer --reference a --probe p` and then `more`.
+fn transfer(a: &Path, p: &Path, more: &[&str]) -> std::process::Output {
+    let mut args = vec!["transfer", "--reference", s(a), "--probe", s(p)];
+    args.extend_from_slice(more);
+    profiler(&args)
+}
+
 #[test]
 fn transfer_writes_a_predicted_table_that_check_reports_as_such() {
     let dir = tempfile::tempdir().unwrap();
     let (a, p) = setup(dir.path(), 32, "tfnas-imagenet");
     let b = dir.path().join("b.csv");
-    let out = profiler(&[
-        "transfer",
-        "--reference",
-        s(&a),
-        "--probe",
-        s(&p),
-        "--out",
-        s(&b),
-    ]);
+    let out = transfer(&a, &p, &["--out", s(&b)]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("measured (the probe's)"));
     let table = space::LatencyTable::from_path(&b).unwrap();
@@ -107,17 +106,7 @@ fn transfer_writes_a_predicted_table_that_check_reports_as_such() {
         "tfnas-imagenet",
         &rows(3.0),
     );
-    let ev = profiler(&[
-        "transfer",
-        "--reference",
-        s(&a),
-        "--probe",
-        s(&p),
-        "--evaluate",
-        s(&full),
-        "--networks",
-        "20",
-    ]);
+    let ev = transfer(&a, &p, &["--evaluate", s(&full), "--networks", "20"]);
     assert!(ev.status.success(), "{}", text(&ev.stderr));
     assert!(
         text(&ev.stdout).contains("median |error|   0.00%"),
@@ -137,27 +126,10 @@ fn transfer_refuses_another_batch_unless_allowed() {
     let dir = tempfile::tempdir().unwrap();
     let (a, p) = setup(dir.path(), 1, "tfnas-imagenet");
     let b = dir.path().join("b.csv");
-    let out = profiler(&[
-        "transfer",
-        "--reference",
-        s(&a),
-        "--probe",
-        s(&p),
-        "--out",
-        s(&b),
-    ]);
+    let out = transfer(&a, &p, &["--out", s(&b)]);
     fails_with(&out, &["batch 32", "batch 1", "--allow-batch"]);
     assert!(!b.exists());
-    let out = profiler(&[
-        "transfer",
-        "--reference",
-        s(&a),
-        "--probe",
-        s(&p),
-        "--out",
-        s(&b),
-        "--allow-batch",
-    ]);
+    let out = transfer(&a, &p, &["--out", s(&b), "--allow-batch"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(space::LatencyTable::from_path(&b).unwrap().batch(), 1);
 }
@@ -167,15 +139,7 @@ fn transfer_refuses_another_space() {
     let dir = tempfile::tempdir().unwrap();
     let (a, p) = setup(dir.path(), 32, "another-space");
     let b = dir.path().join("b.csv");
-    let out = profiler(&[
-        "transfer",
-        "--reference",
-        s(&a),
-        "--probe",
-        s(&p),
-        "--out",
-        s(&b),
-    ]);
+    let out = transfer(&a, &p, &["--out", s(&b)]);
     fails_with(&out, &["space", "another-space", "one space"]);
     assert!(!b.exists());
 }
@@ -196,15 +160,7 @@ fn transfer_refuses_a_probe_with_keys_the_reference_lacks() {
         &rows(3.0)[150..250],
     );
     let b = dir.path().join("b.csv");
-    let out = profiler(&[
-        "transfer",
-        "--reference",
-        s(&a),
-        "--probe",
-        s(&p),
-        "--out",
-        s(&b),
-    ]);
+    let out = transfer(&a, &p, &["--out", s(&b)]);
     fails_with(&out, &["50 keys the reference", "lacks"]);
     assert!(!b.exists());
 }
@@ -216,16 +172,8 @@ fn probe_and_transfer_check_their_flags() {
     let out = profiler(&["probe", "--reference", s(&a), "--fraction", "0"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("--fraction must be a number in"));
-    let out = profiler(&["transfer", "--reference", s(&a), "--probe", s(&p)]);
+    let out = transfer(&a, &p, &[]);
     fails_with(&out, &["--out", "--evaluate"]);
-    let out = profiler(&[
-        "transfer",
-        "--reference",
-        s(&a),
-        "--probe",
-        s(&p),
-        "--out",
-        s(&p),
-    ]);
+    let out = transfer(&a, &p, &["--out", s(&p)]);
     fails_with(&out, &["is also the probe"]);
 }
