@@ -64,8 +64,10 @@
 # full-check full-validate full-fit probe transfer", timeout_s 600); a build
 # the budget cuts short comes back partial, and TABLE_FROM=that-file in the
 # next call resumes it. Then a 15% probe of the H100 reference, timed here,
-# transferred and scored against that table (issue 23's GPU pair). The summary then says whether issue 4's goal is met, and what a fitted
-# boundary (`fit --model boundary`) would change out of sample.
+# transferred and scored against that table (issue 23's GPU pair). The
+# summary then says whether issue 4's goal is met, what a fitted boundary
+# (`fit --model boundary`) would change out of sample, and the pair's
+# errors.
 # VALIDATE=1 also runs issue 4's whole-network checks (about 5 minutes more;
 # give it a call of its own, e.g. VALIDATE=1 GPU_CHECK_ONLY="table-two-ops
 # validate validate-resume validate-refuse fit"): the whole table of a

@@ -104,20 +104,16 @@ impl Search {
     /// after [`read_checked`] found it whole.
     pub fn load(&mut self, path: &Path) -> Result<()> {
         let (meta, map) = read_checked(path)?;
-        let fail = |message: String| SearchError::Checkpoint {
-            path: path.to_path_buf(),
-            message,
-        };
         let differences = self.identity.differences(&meta.identity);
         if !differences.is_empty() {
-            return Err(fail(format!(
+            return Err(fail(path, format!(
                 "was written by another search (other settings, space, table or data): {}; rerun with the checkpoint's values to continue it, or pass --restart to start over (the checkpoint is replaced after the first epoch)",
                 differences.join("; ")
             )));
         }
         let get = |name: &str| {
             map.get(name)
-                .ok_or_else(|| fail(format!("lacks tensor '{name}'")))
+                .ok_or_else(|| fail(path, format!("lacks tensor '{name}'")))
         };
         let device = self.net.device;
         tch::no_grad(|| -> Result<()> {
@@ -172,24 +168,20 @@ const DAMAGED: &str = "move it away (or delete it), or pass --restart to start t
 /// is of this build's format, and its checksum matches. Any damage (cut
 /// short, a changed byte, a foreign file) is one message naming the file.
 fn read_checked(path: &Path) -> Result<(CheckpointMeta, HashMap<String, Tensor>)> {
-    let fail = |message: String| SearchError::Checkpoint {
-        path: path.to_path_buf(),
-        message,
-    };
     let damaged = |m: String| {
-        fail(format!(
-            "is not a readable search checkpoint: {m}; {DAMAGED}"
-        ))
+        fail(
+            path,
+            format!("is not a readable search checkpoint: {m}; {DAMAGED}"),
+        )
     };
     let read = read_verified(path, damaged)?;
-    let meta_bytes = read.meta;
     // Only a whole file, or one without a checksum, gets this far: a format
     // that is not this build's is an older search's, not damage.
-    let value: serde_json::Value = serde_json::from_slice(&meta_bytes)
+    let value: serde_json::Value = serde_json::from_slice(&read.meta)
         .map_err(|e| damaged(format!("its metadata is not JSON ({e})")))?;
     let format = value.get("format").and_then(|f| f.as_str()).unwrap_or("");
     if format != CHECKPOINT_FORMAT {
-        return Err(fail(format!(
+        return Err(fail(path, format!(
             "format '{format}', this build reads '{CHECKPOINT_FORMAT}'; pass --restart to start the search over"
         )));
     }
@@ -198,9 +190,17 @@ fn read_checked(path: &Path) -> Result<(CheckpointMeta, HashMap<String, Tensor>)
             "it lacks its checksum tensor '{CHECKSUM}'"
         )));
     }
-    let meta = serde_json::from_slice(&meta_bytes)
+    let meta = serde_json::from_slice(&read.meta)
         .map_err(|e| damaged(format!("its metadata is unreadable ({e})")))?;
     Ok((meta, read.tensors))
+}
+
+/// The error for the checkpoint at `path`, the search's or the training's.
+pub(crate) fn fail(path: &Path, message: String) -> SearchError {
+    SearchError::Checkpoint {
+        path: path.to_path_buf(),
+        message,
+    }
 }
 
 /// Writes the tensors `named` (its `meta` among them) to `path` with their
@@ -209,18 +209,15 @@ fn read_checked(path: &Path) -> Result<(CheckpointMeta, HashMap<String, Tensor>)
 /// a crash never leaves a truncated checkpoint under the real name. The
 /// search's checkpoints and the training's are written by this.
 pub(crate) fn write_checked(path: &Path, named: Vec<(String, Tensor)>) -> Result<()> {
-    let fail = |e: tch::TchError| SearchError::Checkpoint {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    };
+    let torch = |e: tch::TchError| fail(path, e.to_string());
     let mut cpu: Vec<(String, Tensor)> = named
         .into_iter()
         .map(|(n, t)| (n, t.detach().to_device(Device::Cpu).contiguous()))
         .collect();
-    let sum = checksum(cpu.iter().map(|(n, t)| (n.as_str(), t))).map_err(fail)?;
+    let sum = checksum(cpu.iter().map(|(n, t)| (n.as_str(), t))).map_err(torch)?;
     cpu.push((CHECKSUM.into(), Tensor::from_slice(sum.as_bytes())));
     let file = space::io::AtomicFile::new(path)?;
-    Tensor::write_safetensors(&cpu, file.temp_path()).map_err(fail)?;
+    Tensor::write_safetensors(&cpu, file.temp_path()).map_err(torch)?;
     Ok(file.commit()?)
 }
 

@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
 use super::{EpochLog, TrainIdentity, Trainer};
-use crate::error::{Result, SearchError};
-use crate::search::checkpoint::{read_verified, write_checked, CHECKSUM};
+use crate::error::Result;
+use crate::search::checkpoint::{fail, read_verified, write_checked, CHECKSUM};
 
 const FORMAT: &str = "tfnas-rs-train-checkpoint/1";
 
@@ -22,13 +22,6 @@ struct TrainMeta {
     identity: TrainIdentity,
     next_epoch: usize,
     history: Vec<EpochLog>,
-}
-
-fn fail(path: &Path, message: String) -> SearchError {
-    SearchError::Checkpoint {
-        path: path.to_path_buf(),
-        message,
-    }
 }
 
 impl Trainer {

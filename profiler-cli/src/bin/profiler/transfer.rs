@@ -65,7 +65,10 @@ pub fn run(args: &TransferArgs) -> Result<()> {
         allow_batch: args.allow_batch,
         command: profiler::files::command_line(),
     };
-    let made = transfer::transfer(&lib)?;
+    // Read once: the model alone below transfers from them again.
+    let a = transfer::read_table(&lib.reference, "reference")?;
+    let p = transfer::read_table(&lib.probe, "probe")?;
+    let made = transfer::transfer_tables(&a, &p, &lib)?;
     let evaluation = match &full {
         Some(full) => {
             transfer::check_compatible(&made.table, full, ("probe", "full table"), false)?;
@@ -77,6 +80,8 @@ pub fn run(args: &TransferArgs) -> Result<()> {
             };
             Some(evaluate::with_model_alone(
                 &lib,
+                &a,
+                &p,
                 &made.table,
                 full,
                 &sampling,

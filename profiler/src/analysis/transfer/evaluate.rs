@@ -19,7 +19,7 @@
 use serde::Serialize;
 use space::{meta, Architecture, BlockSpec, CurveFit, Entry, LatencyTable, SearchSpaceConfig};
 
-use super::{read_table, render, scaled_stats, transfer_tables, TransferArgs};
+use super::{render, scaled_stats, transfer_tables, TransferArgs};
 use crate::error::{bail, Result};
 use crate::stats::{kendall_tau_b, quantile};
 
@@ -183,20 +183,21 @@ fn one_speed(predicted: &LatencyTable, full: &LatencyTable) -> Option<f64> {
     }
 }
 
-/// [`evaluate`], with [`Evaluation::model_alone`]: `args`' reference and
-/// probe read again, the probe's rows moved to `full`'s prices, transferred
-/// and scored the same way. Left `None` where `full` lacks a probe key.
+/// [`evaluate`] of `predicted` (transferred from reference `a` and probe
+/// `p`, as `args` names them), with [`Evaluation::model_alone`]: the
+/// probe's rows moved to `full`'s prices, transferred and scored the same
+/// way. Left `None` where `full` lacks a probe key.
 pub fn with_model_alone(
     args: &TransferArgs,
+    a: &LatencyTable,
+    p: &LatencyTable,
     predicted: &LatencyTable,
     full: &LatencyTable,
     sampling: &Sampling,
 ) -> Result<Evaluation> {
     let mut ev = evaluate(predicted, full, sampling)?;
-    let a = read_table(&args.reference, "reference")?;
-    let p = read_table(&args.probe, "probe")?;
-    if let Some(exact) = probe_at_prices(&p, full)? {
-        let made = transfer_tables(&a, &exact, args)?;
+    if let Some(exact) = probe_at_prices(p, full)? {
+        let made = transfer_tables(a, &exact, args)?;
         let alone = evaluate(&made.table, full, sampling)?;
         ev.model_alone = Some(ModelAlone {
             entries: alone.entries,

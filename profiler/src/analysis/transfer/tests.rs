@@ -333,6 +333,19 @@ fn biased_probe(
     (args, truth)
 }
 
+/// [`evaluate::with_model_alone`] of `predicted`, transferred from `args`'
+/// tables, against `full`, on twenty networks of `space`.
+fn with_model_alone(
+    args: &TransferArgs,
+    predicted: &LatencyTable,
+    full: &LatencyTable,
+    space: &SearchSpaceConfig,
+) -> Result<evaluate::Evaluation> {
+    let a = read_table(&args.reference, "reference")?;
+    let p = read_table(&args.probe, "probe")?;
+    evaluate::with_model_alone(args, &a, &p, predicted, full, &sampling(space))
+}
+
 /// The evaluation, model alone included, of a transfer from a probe
 /// measured `probe_bias` times the device against the device's full table
 /// (less the probe's first key where `drop_a_probe_key`).
@@ -347,7 +360,7 @@ fn evaluated(probe_bias: f64, drop_a_probe_key: bool) -> evaluate::Evaluation {
     let full = LatencyTable::from_path(&write(dir.path(), "full.csv", 32, &truth)).unwrap();
     let made = transfer(&args).unwrap();
     let space = SearchSpaceConfig::default();
-    evaluate::with_model_alone(&args, &made.table, &full, &sampling(&space)).unwrap()
+    with_model_alone(&args, &made.table, &full, &space).unwrap()
 }
 
 #[test]
@@ -425,7 +438,7 @@ fn cpu_tables_built_at_two_speeds_are_compared_at_the_full_tables() {
     let full = LatencyTable::from_path(&full_path).unwrap();
     let made = transfer(&args).unwrap();
     let space = SearchSpaceConfig::default();
-    let ev = evaluate::with_model_alone(&args, &made.table, &full, &sampling(&space)).unwrap();
+    let ev = with_model_alone(&args, &made.table, &full, &space).unwrap();
     assert!((ev.one_speed.unwrap() - 1.1).abs() < 1e-12);
     assert!(
         ev.entries.as_ref().unwrap().max_abs_pct < 1e-6,
@@ -477,6 +490,6 @@ fn rows_of_zero_as_the_official_tables_have_still_let_the_model_alone_be_scored(
     let full = LatencyTable::from_path(&full_path).unwrap();
     let made = transfer(&args).unwrap();
     let space = SearchSpaceConfig::default();
-    let ev = evaluate::with_model_alone(&args, &made.table, &full, &sampling(&space)).unwrap();
+    let ev = with_model_alone(&args, &made.table, &full, &space).unwrap();
     assert!(ev.model_alone.is_some());
 }
