@@ -25,6 +25,7 @@ fn gpu_check(args: &[&str], vars: &[(&str, &str)]) -> Output {
         "TABLE",
         "TABLE_FROM",
         "OUT",
+        "GPU_CHECK_WORK",
     ] {
         cmd.env_remove(var);
     }
@@ -121,20 +122,21 @@ fn without_a_call_the_priority_steps_come_first_and_the_unit_tests_after() {
 }
 
 #[test]
-fn the_second_call_runs_the_unit_tests_first_then_the_repeats() {
+fn the_second_call_runs_the_gpu_unit_tests_and_the_ratio_in_turns_first_then_the_repeats() {
     let steps = plan(&[("GPU_CHECK_BUDGET", "400"), ("GPU_CHECK_CALL", "2")]);
     let names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(
-        names[..5],
+        names[..6],
         [
             "environment",
             "unit-tests",
+            "measure-versus",
             "repeat-a",
             "repeat-b",
             "repeat-compare"
         ]
     );
-    assert!(steps[..5].iter().all(|s| s.verdict == "fits"), "{steps:#?}");
+    assert!(steps[..6].iter().all(|s| s.verdict == "fits"), "{steps:#?}");
     assert!(steps[1..].iter().all(|s| s.call == "2"));
     assert!(!names.contains(&"measure-graph") && !names.contains(&"pytorch"));
     assert!(steps.iter().all(|s| s.ends_by <= 400));
@@ -186,7 +188,9 @@ fn the_profiler_keeps_only_folders_with_libcuda_and_never_torchs() {
 
 /// `run` with stub binaries, a stub python3 and no GPU: the profiler sees
 /// only the folders that provide libcuda, the searcher torch's lib/ in
-/// front of them, and both paths are logged.
+/// front of them, and both paths are logged; the logs are kept outside
+/// $OUT, which holds the summary and the logs packed (the device hands
+/// back at most 8 files).
 #[test]
 fn run_logs_the_path_and_the_searcher_extends_what_the_profiler_keeps() {
     let dir = tempfile::tempdir().unwrap();
@@ -212,6 +216,7 @@ fn run_logs_the_path_and_the_searcher_extends_what_the_profiler_keeps() {
         &format!("case \"$2\" in *torch.__file__*) echo {torch};; esac\nexit 0"),
     );
     let out_dir = root.join("out");
+    let work = root.join("work");
     let path = format!(
         "{}:{}",
         stubs.display(),
@@ -223,6 +228,7 @@ fn run_logs_the_path_and_the_searcher_extends_what_the_profiler_keeps() {
         &[
             ("GPU_CHECK_BIN", bin.to_str().unwrap()),
             ("OUT", out_dir.to_str().unwrap()),
+            ("GPU_CHECK_WORK", work.to_str().unwrap()),
             ("GPU_CHECK_ONLY", "measure-graph searcher-demo"),
             ("GPU_CHECK_BUDGET", "60"),
             ("SEARCHER", "1"),
@@ -230,12 +236,12 @@ fn run_logs_the_path_and_the_searcher_extends_what_the_profiler_keeps() {
             ("LD_LIBRARY_PATH", &before),
         ],
     );
-    let read = |name: &str| std::fs::read_to_string(out_dir.join(name)).unwrap_or_default();
+    let read = |name: &str| std::fs::read_to_string(work.join(name)).unwrap_or_default();
+    let summary = std::fs::read_to_string(out_dir.join("summary.txt")).unwrap_or_default();
     let log = format!(
-        "{}\n{}\nsummary:\n{}",
+        "{}\n{}\nsummary:\n{summary}",
         stdout(&out),
         String::from_utf8_lossy(&out.stderr),
-        read("summary.txt")
     );
     assert!(out.status.success(), "{log}");
     assert_eq!(
@@ -251,6 +257,61 @@ fn run_logs_the_path_and_the_searcher_extends_what_the_profiler_keeps() {
     let paths = read("library-path.log");
     assert!(paths.contains(&format!("before: {before}")), "{paths}");
     assert!(paths.contains(&format!("dropped): {driver}")), "{paths}");
-    assert!(read("summary.txt").contains(&format!("before: {before}")));
+    assert!(summary.contains(&format!("before: {before}")), "{summary}");
+    assert!(summary.contains("measure-graph          PASS"), "{summary}");
     assert!(read("environment.log").contains(&format!("runs with: {driver}")));
+    // $OUT: the summary and the packed logs, nothing else.
+    let mut files: Vec<String> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(files, ["logs.tgz", "summary.txt"], "{log}");
+    let packed = Command::new("tar")
+        .arg("-tzf")
+        .arg(out_dir.join("logs.tgz"))
+        .output()
+        .unwrap();
+    let packed = stdout(&packed);
+    for name in [
+        "measure-graph.log",
+        "searcher-demo.log",
+        "steps.txt",
+        "library-path.log",
+    ] {
+        assert!(packed.contains(name), "{name} not in logs.tgz:\n{packed}");
+    }
+}
+
+/// A step that needs a file an earlier step makes is noted SKIP with why,
+/// not run against nothing.
+#[test]
+fn a_focused_rerun_without_the_subset_skips_the_refusal_that_needs_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let bin = root.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for name in ["profiler", "profiler-unit-tests"] {
+        use std::os::unix::fs::PermissionsExt;
+        let path = bin.join(name);
+        std::fs::write(&path, "#!/bin/sh\necho ran \"$@\"\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let out_dir = root.join("out");
+    let out = gpu_check(
+        &["run"],
+        &[
+            ("GPU_CHECK_BIN", bin.to_str().unwrap()),
+            ("OUT", out_dir.to_str().unwrap()),
+            ("GPU_CHECK_WORK", root.join("work").to_str().unwrap()),
+            ("GPU_CHECK_ONLY", "refuse-other-batch"),
+            ("GPU_CHECK_BUDGET", "60"),
+        ],
+    );
+    let summary = std::fs::read_to_string(out_dir.join("summary.txt")).unwrap_or_default();
+    assert!(out.status.success(), "{}{summary}", stdout(&out));
+    assert!(
+        summary.contains("refuse-other-batch     SKIP     (no subset.csv"),
+        "{summary}"
+    );
 }
