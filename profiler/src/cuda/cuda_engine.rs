@@ -151,8 +151,10 @@ pub struct CudaEngine {
     /// [`Flush`]).
     flush: Option<Flush>,
     stream: Arc<CudaStream>,
-    /// Held so that the context outlives everything above.
-    _ctx: Arc<CudaContext>,
+    /// Held so that the context outlives everything above; made current
+    /// before the raw driver calls that do not go through cudarc's safe
+    /// API (which makes it current itself).
+    ctx: Arc<CudaContext>,
     info: EngineInfo,
     config: EngineConfig,
     /// The spin before graph replays, and how many timed runs of the

@@ -5,7 +5,8 @@
 //! closure at every call.
 
 use cudarc::cublas::result::CublasError;
-use cudarc::cudnn::CudnnError;
+use cudarc::cublas::sys as cublas_sys;
+use cudarc::cudnn::{sys as cudnn_sys, CudnnError};
 use cudarc::driver::{sys, DriverError};
 
 use crate::error::{ProfilerError, Result};
@@ -56,9 +57,18 @@ impl CudaError {
     pub fn in_block(self, block: &str) -> ProfilerError {
         let block = block.to_string();
         match self {
+            // cuDNN's and cuBLAS's own device allocations (workspaces,
+            // plans) run out of GPU memory too; a build must say so and
+            // not that no candidate ran.
             CudaError::Driver(e) if e.0 == sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY => {
                 ProfilerError::OutOfMemory { block }
             }
+            CudaError::Cudnn(CudnnError(
+                cudnn_sys::cudnnStatus_t::CUDNN_STATUS_INTERNAL_ERROR_DEVICE_ALLOCATION_FAILED,
+            ))
+            | CudaError::Cublas(CublasError(
+                cublas_sys::cublasStatus_t::CUBLAS_STATUS_ALLOC_FAILED,
+            )) => ProfilerError::OutOfMemory { block },
             CudaError::Driver(e) => ProfilerError::Cuda {
                 block,
                 msg: driver_msg(&e),
@@ -121,5 +131,33 @@ mod tests {
             ))),
         });
         assert!(matches!(placed, ProfilerError::OutOfMemory { ref block } if block == "se"));
+    }
+
+    #[test]
+    fn the_libraries_running_out_of_device_memory_is_out_of_memory_too() {
+        let cudnn: std::result::Result<(), _> = Err(CudnnError(
+            cudnn_sys::cudnnStatus_t::CUDNN_STATUS_INTERNAL_ERROR_DEVICE_ALLOCATION_FAILED,
+        ));
+        let err = cudnn.in_block("dw").unwrap_err();
+        assert!(
+            matches!(&err, ProfilerError::OutOfMemory { block } if block == "dw"),
+            "{err}"
+        );
+        let cublas: std::result::Result<(), _> = Err(CublasError(
+            cublas_sys::cublasStatus_t::CUBLAS_STATUS_ALLOC_FAILED,
+        ));
+        let err = cublas.in_block("pw").unwrap_err();
+        assert!(
+            matches!(&err, ProfilerError::OutOfMemory { block } if block == "pw"),
+            "{err}"
+        );
+        // The host running out is not the GPU's memory.
+        let host: std::result::Result<(), _> = Err(CudnnError(
+            cudnn_sys::cudnnStatus_t::CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED,
+        ));
+        assert!(!matches!(
+            host.in_block("dw").unwrap_err(),
+            ProfilerError::OutOfMemory { .. }
+        ));
     }
 }

@@ -82,7 +82,7 @@ impl CudaEngine {
             end,
             flush,
             stream,
-            _ctx: ctx,
+            ctx,
             info,
             config,
             spin: Spin::new(),

@@ -26,6 +26,9 @@ impl ReadsOutput for CudaEngine {
         // 1.2e30), not NaN: a fused cuDNN convolution without a residual is
         // given its own output as `z` scaled by zero, and 0 × NaN would be
         // a NaN the engine never produces when timing.
+        // The raw calls below use whichever context is current on this
+        // thread; make it the engine's.
+        self.ctx.bind_to_thread().in_block(&block)?;
         // Safety: `ptr` is a live allocation of `len` floats of the prepared
         // workload; the memset is ordered on the stream before the run.
         unsafe {
