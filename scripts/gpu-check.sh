@@ -77,6 +77,10 @@
 # summary then says whether issue 4's goal is met, what a fitted boundary
 # (`fit --model boundary`) would change out of sample, and the pair's
 # errors.
+# MAIN_JOB=1 runs the main job's GPU branch, `bash scripts/run.sh` with the
+# carried binaries (RUN_BIN) and the machine's libtorch for the searcher (a
+# session of its own: MAIN_JOB=1 GPU_CHECK_BUDGET=550 GPU_CHECK_ONLY=main-job,
+# timeout_s 600); its table and arch.json come back in logs.tgz.
 # VALIDATE=1 also runs issue 4's whole-network checks (about 5 minutes more;
 # give it a call of its own, e.g. VALIDATE=1 GPU_CHECK_ONLY="table-two-ops
 # validate validate-resume validate-refuse fit"): the whole table of a
@@ -288,13 +292,8 @@ checks() {
         # Issue 5's GPU checks. The tch binaries need the machine's libtorch
         # first on LD_LIBRARY_PATH (the profiler must not have it: pitfall
         # 1), before what the profiler kept.
-        local tlib=/torch/lib/of/the/machine
-        if [ "$mode" = run ]; then
-            tlib=$(timeout 30 python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))' 2>>"$WORK/library-path.log")
-            # Where the machine's image keeps it (docs/gpu-facts.md).
-            [ -n "$tlib" ] && [ -d "$tlib" ] || tlib=/opt/torch/.venv/lib/python3.12/site-packages/torch/lib
-            echo "libtorch for the searcher: $tlib$([ -e "$tlib/libtorch_cuda.so" ] || echo ' (no libtorch_cuda.so there: the searcher steps will fail)')" >>"$WORK/library-path.log"
-        fi
+        local tlib
+        tlib=$(torch_lib)
         local tpath="$tlib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
         # The main job's short search, on the GPU; --restart because a
         # checkpoint left by an earlier check would otherwise be resumed.
@@ -340,6 +339,15 @@ checks() {
             skip_step measure-derived "no table to search against"
         fi
     fi
+    if [ "${MAIN_JOB:-0}" = 1 ]; then
+        # The main job's GPU branch (scripts/run.sh with the carried
+        # binaries and the machine's libtorch for the searcher): a table at
+        # width step 32, its level, the search, and the verdict on the
+        # searched network measured on the GPU. Its table and network come
+        # back in logs.tgz.
+        step main-job 500 env RUN_BIN="$bin" RUN_SEARCHER_LIBS="$(torch_lib)" bash scripts/run.sh
+        [ "$mode" = run ] && cp tables/local/gpu0-w32*.csv arch.json "$WORK/" 2>/dev/null
+    fi
     if [ "${VALIDATE:-0}" = 1 ]; then
         # 380 s more for these steps, never past 540 s in all (a device
         # call stops at 600 s); an explicit GPU_CHECK_BUDGET rules.
@@ -383,6 +391,21 @@ checks() {
         step transfer 30 "$p" transfer --reference "$reference" --probe "$WORK/probe.csv" --evaluate "$OUT/table.csv" --out "$WORK/transferred.csv"
     fi
     return 0
+}
+
+# The machine's libtorch folder for the searcher (its python3's torch, asked
+# within 30 s, else where the image keeps it: docs/gpu-facts.md), logged;
+# a placeholder in a plan.
+torch_lib() {
+    if [ "$mode" != run ]; then
+        echo /torch/lib/of/the/machine
+        return
+    fi
+    local tlib
+    tlib=$(timeout 30 python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))' 2>>"$WORK/library-path.log")
+    [ -n "$tlib" ] && [ -d "$tlib" ] || tlib=/opt/torch/.venv/lib/python3.12/site-packages/torch/lib
+    echo "libtorch for the searcher: $tlib$([ -e "$tlib/libtorch_cuda.so" ] || echo ' (no libtorch_cuda.so there: the searcher steps will fail)')" >>"$WORK/library-path.log"
+    echo "$tlib"
 }
 
 # Seconds since the run (or plan) began: in a plan, the caps of the steps so

@@ -45,24 +45,50 @@
 # With arguments, it builds and runs the searcher with them, as before
 # (its own defaults are the method's: 90 epochs, 10 warm-up, ...), e.g.
 #   bash scripts/run.sh --table tables/reference/titanrtx-tfnas-official.csv --target-ms 18
+#
+# RUN_BIN=FOLDER runs binaries built elsewhere instead (`scripts/gpu-check.sh
+# build`, carried to a GPU machine that has no Rust and no network): no
+# setup, no build; RUN_SEARCHER_LIBS=FOLDER is then put in front of
+# LD_LIBRARY_PATH for the searcher alone (the machine's libtorch; the
+# profiler must not see torch's cuDNN: docs/gpu-facts.md pitfall 1).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-bash scripts/setup.sh
+if [ -n "${RUN_BIN:-}" ]; then
+  P=$RUN_BIN/profiler
+  S=$RUN_BIN/searcher
+  build() { :; }
+else
+  bash scripts/setup.sh
+  P=./target/release/profiler
+  S=./target/release/searcher
+  build() { cargo build --release "$@"; }
+fi
+searcher() {
+  if [ -n "${RUN_SEARCHER_LIBS:-}" ]; then
+    LD_LIBRARY_PATH="$RUN_SEARCHER_LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$S" "$@"
+  else
+    "$S" "$@"
+  fi
+}
 if [ "$#" -gt 0 ]; then
-  cargo build --release -p searcher -p profiler-cli
-  exec ./target/release/searcher "$@"
+  build -p searcher -p profiler-cli
+  searcher "$@"
+  exit
 fi
 
 start=$(date +%s)
+# grep reads all of ldconfig's list (no -q): under pipefail, a grep that
+# stops at the first match can leave ldconfig killed by SIGPIPE, and the
+# pipeline failed, where the cache lists more than a pipe holds.
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 \
-  && { ldconfig -p 2>/dev/null | grep -q 'libcuda\.so'; }; then
+  && { ldconfig -p 2>/dev/null | grep 'libcuda\.so' >/dev/null; }; then
   device=(--device 0)
   gauge=()
   # No move of the level between steps 2 and 5 expected on a GPU (none
   # measured yet): the verdict judges at the level of its own passes.
   drift=""
   table=tables/local/gpu0-w32.csv
-  cargo build --release -p searcher -p profiler-cli
+  build -p searcher -p profiler-cli
 else
   device=(--device cpu)
   # Networks are brought to the table's speed by its speed standard, timed
@@ -83,10 +109,13 @@ else
   # the verdict's passes").
   drift=1.2
   table=tables/local/cpu-network-w32.csv
-  cargo build --release -p searcher -p profiler-cli -p profiler-cpu
+  if [ -n "${RUN_BIN:-}" ] && [ ! -x "$RUN_BIN/profiler-cpu" ]; then
+    echo "error: RUN_BIN=$RUN_BIN has no profiler-cpu and this machine no GPU (nvidia-smi and libcuda): build here instead" >&2
+    exit 2
+  fi
+  build -p searcher -p profiler-cli -p profiler-cpu
 fi
 mkdir -p tables/local
-P=./target/release/profiler
 echo "== 1/5 latency table of this machine (${device[*]}, width step 32): $table"
 "$P" "${device[@]}" --width-step 32 --out "$table"
 
@@ -104,7 +133,7 @@ if [ ! -f "$calibrated" ] || [ "$(cat "$calibrated.key" 2>/dev/null)" != "$table
   # pass of a network straying 2-3% on this VM, the fitted half's level sat
   # 0.4-2.9 points off the held-out half's in four runs of 2026-12-07, and
   # the verdict's level followed the fitted half (docs/benchmarks/cpu.md).
-  ./target/release/searcher land --table "$measured_table" --count 16 --out-dir "$landed" >/dev/null
+  searcher land --table "$measured_table" --count 16 --out-dir "$landed" >/dev/null
   "$P" validate "${device[@]}" "${gauge[@]}" --table "$measured_table" --arch "$landed" --passes 2 \
     --cap-ms 1000 --out tables/local/main-job-level.csv >/dev/null
   "$P" fit --validation tables/local/main-job-level.csv --table "$measured_table" --model scale \
@@ -147,7 +176,7 @@ if [ -f "$ckpt" ] && [ "$(cat "$ckpt.key" 2>/dev/null)" != "$key" ]; then
   rm -f "$ckpt"
 fi
 echo "$key" > "$ckpt.key"
-./target/release/searcher --epochs 11 --warmup-epochs 9 --embedded-images 1000 --resolution 48 \
+searcher --epochs 11 --warmup-epochs 9 --embedded-images 1000 --resolution 48 \
   --table "$table" --target-ms "$target" --out arch.json --checkpoint "$ckpt"
 
 echo "== 5/5 the searched network and TF-NAS-A/8, predicted and measured alternately (${device[*]})"

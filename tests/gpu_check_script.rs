@@ -26,6 +26,9 @@ fn gpu_check(args: &[&str], vars: &[(&str, &str)]) -> Output {
         "TABLE_FROM",
         "OUT",
         "GPU_CHECK_WORK",
+        "MAIN_JOB",
+        "RUN_BIN",
+        "RUN_SEARCHER_LIBS",
     ] {
         cmd.env_remove(var);
     }
@@ -313,5 +316,66 @@ fn a_focused_rerun_without_the_subset_skips_the_refusal_that_needs_it() {
     assert!(
         summary.contains("refuse-other-batch     SKIP     (no subset.csv"),
         "{summary}"
+    );
+}
+
+/// MAIN_JOB=1 runs scripts/run.sh on the carried binaries, with no setup
+/// and no cargo; on a machine without a GPU it stops at once, saying why
+/// (the carried folder has no CPU engine).
+#[test]
+fn the_main_job_runs_the_carried_binaries_and_without_a_gpu_says_it_cannot() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let (bin, stubs) = (root.join("bin"), root.join("stubs"));
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(&stubs).unwrap();
+    let write = |path: PathBuf, body: &str| {
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    for name in ["profiler", "profiler-unit-tests", "searcher"] {
+        write(bin.join(name), "echo ran");
+    }
+    // No GPU here, whatever the machine running the tests has; cargo
+    // would say it was called.
+    write(stubs.join("nvidia-smi"), "exit 1");
+    write(stubs.join("cargo"), "echo cargo was called; exit 1");
+    let path = format!(
+        "{}:{}",
+        stubs.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out_dir = root.join("out");
+    let work = root.join("work");
+    let out = gpu_check(
+        &["run"],
+        &[
+            ("GPU_CHECK_BIN", bin.to_str().unwrap()),
+            ("OUT", out_dir.to_str().unwrap()),
+            ("GPU_CHECK_WORK", work.to_str().unwrap()),
+            ("GPU_CHECK_ONLY", "main-job"),
+            ("GPU_CHECK_BUDGET", "60"),
+            ("MAIN_JOB", "1"),
+            ("PATH", &path),
+        ],
+    );
+    let summary = std::fs::read_to_string(out_dir.join("summary.txt")).unwrap_or_default();
+    let log = std::fs::read_to_string(work.join("main-job.log")).unwrap_or_default();
+    assert!(out.status.success(), "{}{summary}", stdout(&out));
+    assert!(
+        summary.contains("main-job               FAIL     exit 2"),
+        "{summary}"
+    );
+    assert!(
+        log.contains(&format!(
+            "error: RUN_BIN={} has no profiler-cpu",
+            bin.display()
+        )),
+        "{log}"
+    );
+    assert!(
+        !log.contains("cargo was called") && !log.contains("setup:"),
+        "{log}"
     );
 }
