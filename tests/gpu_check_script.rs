@@ -145,6 +145,23 @@ fn the_second_call_runs_the_gpu_unit_tests_and_the_ratio_in_turns_first_then_the
     assert!(steps.iter().all(|s| s.ends_by <= 400));
 }
 
+/// An executable shell script at `path` that runs `body`.
+fn executable(path: &Path, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// $PATH with the folder `stubs` in front, so that its scripts stand in
+/// for the machine's commands.
+fn path_with(stubs: &Path) -> String {
+    format!(
+        "{}:{}",
+        stubs.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
 /// A folder with an empty file of each name.
 fn folder(root: &Path, rel: &str, files: &[&str]) -> String {
     let d = root.join(rel);
@@ -204,27 +221,18 @@ fn run_logs_the_path_and_the_searcher_extends_what_the_profiler_keeps() {
     let stubs = root.join("stubs");
     std::fs::create_dir_all(&bin).unwrap();
     std::fs::create_dir_all(&stubs).unwrap();
-    let write = |path: PathBuf, body: &str| {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    };
     let says_path = "echo \"LD_LIBRARY_PATH=${LD_LIBRARY_PATH-unset}\"";
-    write(bin.join("profiler"), says_path);
-    write(bin.join("profiler-unit-tests"), says_path);
-    write(bin.join("searcher"), says_path);
+    for name in ["profiler", "profiler-unit-tests", "searcher"] {
+        executable(&bin.join(name), says_path);
+    }
     // torch's lib/ for `import torch` one-liners; nothing else.
-    write(
-        stubs.join("python3"),
+    executable(
+        &stubs.join("python3"),
         &format!("case \"$2\" in *torch.__file__*) echo {torch};; esac\nexit 0"),
     );
     let out_dir = root.join("out");
     let work = root.join("work");
-    let path = format!(
-        "{}:{}",
-        stubs.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = path_with(&stubs);
     let before = format!("{torch}:{driver}");
     let out = gpu_check(
         &["run"],
@@ -295,10 +303,7 @@ fn a_focused_rerun_without_the_subset_skips_the_refusal_that_needs_it() {
     let bin = root.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     for name in ["profiler", "profiler-unit-tests"] {
-        use std::os::unix::fs::PermissionsExt;
-        let path = bin.join(name);
-        std::fs::write(&path, "#!/bin/sh\necho ran \"$@\"\n").unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        executable(&bin.join(name), "echo ran \"$@\"");
     }
     let out_dir = root.join("out");
     let out = gpu_check(
@@ -324,28 +329,19 @@ fn a_focused_rerun_without_the_subset_skips_the_refusal_that_needs_it() {
 /// (the carried folder has no CPU engine).
 #[test]
 fn the_main_job_runs_the_carried_binaries_and_without_a_gpu_says_it_cannot() {
-    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     let (bin, stubs) = (root.join("bin"), root.join("stubs"));
     std::fs::create_dir_all(&bin).unwrap();
     std::fs::create_dir_all(&stubs).unwrap();
-    let write = |path: PathBuf, body: &str| {
-        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    };
     for name in ["profiler", "profiler-unit-tests", "searcher"] {
-        write(bin.join(name), "echo ran");
+        executable(&bin.join(name), "echo ran");
     }
     // No GPU here, whatever the machine running the tests has; cargo
     // would say it was called.
-    write(stubs.join("nvidia-smi"), "exit 1");
-    write(stubs.join("cargo"), "echo cargo was called; exit 1");
-    let path = format!(
-        "{}:{}",
-        stubs.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    executable(&stubs.join("nvidia-smi"), "exit 1");
+    executable(&stubs.join("cargo"), "echo cargo was called; exit 1");
+    let path = path_with(&stubs);
     let out_dir = root.join("out");
     let work = root.join("work");
     let out = gpu_check(
