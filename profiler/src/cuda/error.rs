@@ -57,12 +57,12 @@ impl CudaError {
     pub fn in_block(self, block: &str) -> ProfilerError {
         let block = block.to_string();
         match self {
-            // cuDNN's and cuBLAS's own device allocations (workspaces,
-            // plans) run out of GPU memory too; a build must say so and
-            // not that no candidate ran.
             CudaError::Driver(e) if e.0 == sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY => {
                 ProfilerError::OutOfMemory { block }
             }
+            // cuDNN's and cuBLAS's own device allocations (workspaces,
+            // plans) run out of GPU memory too; a build must say so and
+            // not that no candidate ran.
             CudaError::Cudnn(CudnnError(
                 cudnn_sys::cudnnStatus_t::CUDNN_STATUS_INTERNAL_ERROR_DEVICE_ALLOCATION_FAILED,
             ))
