@@ -288,12 +288,16 @@ checks() {
 
     # Each of these is a call of its own, run only when asked for.
     call=extra
+    # The machine's libtorch, asked once for both modes that run the
+    # searcher (their steps put it in front of its library path).
+    local tlib=""
+    if [ "${SEARCHER:-0}" = 1 ] || [ "${MAIN_JOB:-0}" = 1 ]; then
+        tlib=$(torch_lib)
+    fi
     if [ "${SEARCHER:-0}" = 1 ]; then
         # Issue 5's GPU checks. The tch binaries need the machine's libtorch
         # first on LD_LIBRARY_PATH (the profiler must not have it: pitfall
         # 1), before what the profiler kept.
-        local tlib
-        tlib=$(torch_lib)
         local tpath="$tlib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
         # The main job's short search, on the GPU; --restart because a
         # checkpoint left by an earlier check would otherwise be resumed.
@@ -345,7 +349,7 @@ checks() {
         # width step 32, its level, the search, and the verdict on the
         # searched network measured on the GPU. Its table and network come
         # back in logs.tgz.
-        step main-job 500 env RUN_BIN="$bin" RUN_SEARCHER_LIBS="$(torch_lib)" bash scripts/run.sh
+        step main-job 500 env RUN_BIN="$bin" RUN_SEARCHER_LIBS="$tlib" bash scripts/run.sh
         [ "$mode" = run ] && cp tables/local/gpu0-w32*.csv arch.json "$WORK/" 2>/dev/null
     fi
     if [ "${VALIDATE:-0}" = 1 ]; then

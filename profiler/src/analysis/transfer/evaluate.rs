@@ -12,9 +12,9 @@
 //! fits its curves, the entries are also compared row with row, as the
 //! files hold them, so the report shows what the lines changed. Two CPU
 //! tables, each at the speed of its own speed reference, are compared at
-//! the full table's. And the model alone is scored (the probe's keys at the full table's prices),
-//! so the report separates what the model misses from what the probe's
-//! measurement does.
+//! the full table's. And the model alone is scored (the probe's keys at
+//! the full table's prices), so the report separates what the model
+//! misses from what the probe's measurement does.
 
 use serde::Serialize;
 use space::{meta, Architecture, BlockSpec, CurveFit, Entry, LatencyTable, SearchSpaceConfig};
