@@ -779,7 +779,7 @@ run) run ;;
 plan) plan ;;
 targets)
     [ -n "${2:-}" ] || {
-        echo "usage: $0 targets DIR (a folder of the logs: tar xzf OUT/logs.tgz -C DIR)" >&2
+        echo "error: targets needs DIR, a folder of the logs (tar xzf OUT/logs.tgz -C DIR), e.g. $0 targets DIR" >&2
         exit 2
     }
     targets "$2"

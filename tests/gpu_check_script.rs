@@ -375,3 +375,13 @@ fn the_main_job_runs_the_carried_binaries_and_without_a_gpu_says_it_cannot() {
         "{log}"
     );
 }
+
+/// `targets` without the folder of the logs is refused in one line.
+#[test]
+fn targets_without_a_folder_is_refused_in_one_error_line() {
+    let out = gpu_check(&["targets"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("error: targets needs DIR"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
